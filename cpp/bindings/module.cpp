@@ -1,0 +1,352 @@
+// module.cpp: the pybind11 module ember._core. Thin: checks dtypes, shapes and
+// contiguity, allocates outputs with the GIL held, computes with it released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "ember/activations.h"
+#include "ember/dense.h"
+#include "ember/gemm.h"
+#include "ember/graph.h"
+#include "ember/losses.h"
+#include "ember/metrics.h"
+#include "ember/optimizers.h"
+#include "ember/parallel.h"
+#include "ember/random.h"
+
+namespace py = pybind11;
+using namespace ember;
+
+namespace {
+
+using F32 = py::array_t<float, py::array::c_style>;
+using F64 = py::array_t<double, py::array::c_style>;
+
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// A C-contiguous array of exactly dtype T, or ValueError naming what came instead.
+template <class T>
+py::array_t<T, py::array::c_style> strict(const py::handle& h, const char* what,
+                                          bool writable = false) {
+  if (!py::isinstance<py::array>(h))
+    throw std::invalid_argument(std::string(what) + " must be a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(h);
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw std::invalid_argument(std::string(what) + " must have dtype " +
+                                py::str(py::dtype::of<T>()).cast<std::string>() +
+                                ". Received: " + dtype_str(a));
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(what) + " must be C-contiguous");
+  if (writable && !a.writeable())
+    throw std::invalid_argument(std::string(what) + " must be writable");
+  return py::reinterpret_borrow<py::array_t<T, py::array::c_style>>(a);
+}
+
+// A numpy view of engine memory that keeps `owner` alive.
+py::array view(float* data, std::vector<int64_t> shape, py::handle owner) {
+  return py::array_t<float>(shape, data, owner);
+}
+
+Batch make_batch(Graph& g, const py::array& x, const py::object& y, const py::object& sw,
+                 const py::object& idx, int64_t start, int64_t n, bool need_targets) {
+  Batch b;
+  auto xa = strict<float>(x, "x");
+  const int64_t per = g.input_size();
+  if (xa.ndim() < 1 || xa.size() % per != 0 || xa.shape(0) * per != xa.size())
+    throw std::invalid_argument("x does not match the model's input size " +
+                                std::to_string(per));
+  b.rows = xa.shape(0);
+  b.x = xa.data();
+  if (need_targets) {
+    if (g.loss_is_sparse()) {
+      auto la = strict<int32_t>(y, "labels");
+      if (la.size() != b.rows) throw std::invalid_argument("labels must have one entry per row");
+      b.labels = la.data();
+    } else {
+      auto ya = strict<float>(y, "y");
+      if (ya.size() != b.rows * g.output_size())
+        throw std::invalid_argument("y does not match the model's output size");
+      b.y = ya.data();
+    }
+    if (!sw.is_none()) {
+      auto wa = strict<float>(sw, "sample_weight");
+      if (wa.size() != b.rows)
+        throw std::invalid_argument("sample_weight must have one entry per row");
+      b.sw = wa.data();
+    }
+  }
+  if (!idx.is_none()) {
+    auto ia = strict<int64_t>(idx, "indices");
+    b.idx = ia.data();
+    b.n = ia.size();
+  } else {
+    b.start = start;
+    b.n = n;
+  }
+  return b;
+}
+
+py::tuple result_tuple(const StepResult& r) {
+  return py::make_tuple(r.loss_sum, py::cast(r.metric_sums));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "ember's compiled core (private: use the ember package)";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::logic_error& e) {  // includes invalid_argument
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.def("get_num_threads", &get_num_threads);
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("openmp_enabled", &openmp_enabled);
+  m.def("gemm_kernel_name", [] { return std::string(gemm_kernel().name); });
+
+  m.def("fill_uniform", [](py::array out, float lo, float hi, uint64_t seed, uint64_t stream) {
+    auto o = strict<float>(out, "out", true);
+    float* p = o.mutable_data();
+    const int64_t n = o.size();
+    py::gil_scoped_release nogil;
+    fill_uniform(p, n, lo, hi, seed, stream);
+  }, py::arg("out"), py::arg("low"), py::arg("high"), py::arg("seed"), py::arg("stream") = 0);
+  m.def("fill_normal", [](py::array out, float mean, float stddev, uint64_t seed,
+                          uint64_t stream, bool truncated) {
+    auto o = strict<float>(out, "out", true);
+    float* p = o.mutable_data();
+    const int64_t n = o.size();
+    py::gil_scoped_release nogil;
+    fill_normal(p, n, mean, stddev, seed, stream, truncated);
+  }, py::arg("out"), py::arg("mean"), py::arg("stddev"), py::arg("seed"), py::arg("stream") = 0,
+     py::arg("truncated") = false);
+
+  // C = alpha op(A) op(B) + beta C, in place on c. For tests and benchmarks.
+  m.def("sgemm", [](py::array a, py::array b, py::array c, bool trans_a, bool trans_b,
+                    float alpha, float beta, bool reference) {
+    auto A = strict<float>(a, "a"), B = strict<float>(b, "b");
+    auto C = strict<float>(c, "c", true);
+    if (A.ndim() != 2 || B.ndim() != 2 || C.ndim() != 2)
+      throw std::invalid_argument("sgemm: a, b and c must be 2-D");
+    const int64_t M = trans_a ? A.shape(1) : A.shape(0), K = trans_a ? A.shape(0) : A.shape(1);
+    const int64_t Kb = trans_b ? B.shape(1) : B.shape(0), N = trans_b ? B.shape(0) : B.shape(1);
+    if (K != Kb || C.shape(0) != M || C.shape(1) != N)
+      throw std::invalid_argument("sgemm: shapes do not agree");
+    const float* pa = A.data();
+    const float* pb = B.data();
+    float* pc = C.mutable_data();
+    const int64_t lda = A.shape(1), ldb = B.shape(1);
+    py::gil_scoped_release nogil;
+    (reference ? sgemm_ref : sgemm)(trans_a ? Trans::T : Trans::N, trans_b ? Trans::T : Trans::N,
+                                    M, N, K, alpha, pa, lda, pb, ldb, beta, pc, N, nullptr);
+  }, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("trans_a") = false,
+     py::arg("trans_b") = false, py::arg("alpha") = 1.f, py::arg("beta") = 0.f,
+     py::arg("reference") = false);
+
+  // Kernel entry points for the tests: float32 runs the fast kernels, float64 the
+  // references (used for finite-difference gradient checks).
+  m.def("activation_forward", [](py::array x, const std::string& name) -> py::array {
+    const Act a = act_from_string(name);
+    if (x.ndim() != 2) throw std::invalid_argument("activation_forward: x must be 2-D");
+    const int64_t r = x.shape(0), c = x.shape(1);
+    if (x.dtype().is(py::dtype::of<double>())) {
+      auto xa = strict<double>(x, "x");
+      F64 y({r, c});
+      act_forward<double>(a, xa.data(), y.mutable_data(), r, c);
+      return y;
+    }
+    auto xa = strict<float>(x, "x");
+    F32 y({r, c});
+    act_forward<float>(a, xa.data(), y.mutable_data(), r, c);
+    return y;
+  });
+  m.def("activation_backward", [](py::array y, py::array dy, const std::string& name) -> py::array {
+    const Act a = act_from_string(name);
+    if (y.ndim() != 2 || dy.ndim() != 2 || y.shape(0) != dy.shape(0) || y.shape(1) != dy.shape(1))
+      throw std::invalid_argument("activation_backward: y and dy must be 2-D, same shape");
+    const int64_t r = y.shape(0), c = y.shape(1);
+    if (y.dtype().is(py::dtype::of<double>())) {
+      auto ya = strict<double>(y, "y"), da = strict<double>(dy, "dy");
+      F64 dx({r, c});
+      act_backward<double>(a, ya.data(), da.data(), dx.mutable_data(), r, c);
+      return dx;
+    }
+    auto ya = strict<float>(y, "y"), da = strict<float>(dy, "dy");
+    F32 dx({r, c});
+    act_backward<float>(a, ya.data(), da.data(), dx.mutable_data(), r, c);
+    return dx;
+  });
+  m.def("dense_forward", [](py::array x, py::array w, py::object b, const std::string& act) -> py::array {
+    const Act a = act_from_string(act);
+    if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(0))
+      throw std::invalid_argument("dense_forward: x (n, in) and w (in, out) do not agree");
+    const int64_t n = x.shape(0), in = w.shape(0), out = w.shape(1);
+    if (x.dtype().is(py::dtype::of<double>())) {
+      auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w");
+      F64 ba = b.is_none() ? F64() : strict<double>(b, "b");
+      F64 y({n, out});
+      dense_forward_ref<double>(xa.data(), wa.data(), b.is_none() ? nullptr : ba.data(),
+                                y.mutable_data(), n, in, out, a);
+      return y;
+    }
+    auto xa = strict<float>(x, "x"), wa = strict<float>(w, "w");
+    F32 ba = b.is_none() ? F32() : strict<float>(b, "b");
+    F32 y({n, out});
+    dense_forward(xa.data(), wa.data(), b.is_none() ? nullptr : ba.data(), y.mutable_data(), n,
+                  in, out, a);
+    return y;
+  });
+  // Returns (dx, dw, db) for dz, the gradient at the pre-activation.
+  m.def("dense_backward", [](py::array x, py::array w, py::array dz) -> py::tuple {
+    if (x.ndim() != 2 || w.ndim() != 2 || dz.ndim() != 2 || x.shape(1) != w.shape(0) ||
+        dz.shape(0) != x.shape(0) || dz.shape(1) != w.shape(1))
+      throw std::invalid_argument("dense_backward: shapes do not agree");
+    const int64_t n = x.shape(0), in = w.shape(0), out = w.shape(1);
+    if (x.dtype().is(py::dtype::of<double>())) {
+      auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w"), da = strict<double>(dz, "dz");
+      F64 dx({n, in}), dw({in, out}), db({out});
+      dense_backward_ref<double>(xa.data(), wa.data(), da.data(), dx.mutable_data(),
+                                 dw.mutable_data(), db.mutable_data(), n, in, out);
+      return py::make_tuple(dx, dw, db);
+    }
+    auto xa = strict<float>(x, "x"), wa = strict<float>(w, "w"), da = strict<float>(dz, "dz");
+    F32 dx({n, in}), dw({in, out}), db({out});
+    dense_backward(xa.data(), wa.data(), da.data(), dx.mutable_data(), dw.mutable_data(),
+                   db.mutable_data(), n, in, out);
+    return py::make_tuple(dx, dw, db);
+  });
+  // (loss_sum, grad): grad at out, or at the pre-activation when fused with `act`.
+  m.def("loss", [](const std::string& name, py::array out, py::array target, bool from_logits,
+                   const std::string& act, double scale) -> py::tuple {
+    const Loss l = loss_from_string(name);
+    const Act a = act_from_string(act);
+    if (out.ndim() != 2) throw std::invalid_argument("loss: out must be 2-D");
+    const int64_t n = out.shape(0), c = out.shape(1);
+    py::array_t<int32_t, py::array::c_style> labels;
+    if (loss_sparse(l)) {
+      labels = strict<int32_t>(target, "labels");
+      if (labels.size() != n) throw std::invalid_argument("loss: one label per row");
+    } else if (target.size() != n * c) {
+      throw std::invalid_argument("loss: target must match out");
+    }
+    const int32_t* lp = loss_sparse(l) ? labels.data() : nullptr;
+    if (out.dtype().is(py::dtype::of<double>())) {
+      auto o = strict<double>(out, "out");
+      F64 t = loss_sparse(l) ? F64() : strict<double>(target, "target");
+      F64 g({n, c});
+      double s = loss_forward_backward<double>(l, from_logits, a, o.data(), lp,
+                                               loss_sparse(l) ? nullptr : t.data(), nullptr,
+                                               g.mutable_data(), n, c, scale);
+      return py::make_tuple(s, g);
+    }
+    auto o = strict<float>(out, "out");
+    F32 t = loss_sparse(l) ? F32() : strict<float>(target, "target");
+    F32 g({n, c});
+    double s = loss_forward_backward<float>(l, from_logits, a, o.data(), lp,
+                                            loss_sparse(l) ? nullptr : t.data(), nullptr,
+                                            g.mutable_data(), n, c, static_cast<float>(scale));
+    return py::make_tuple(s, g);
+  }, py::arg("name"), py::arg("out"), py::arg("target"), py::arg("from_logits") = false,
+     py::arg("act") = "linear", py::arg("scale") = 1.0);
+
+  py::class_<Graph>(m, "Graph")
+      .def(py::init<std::vector<int64_t>>(), py::arg("input_shape"))
+      .def("add_dense", [](Graph& g, int64_t units, const std::string& act, bool bias) {
+        return g.add_dense(units, act_from_string(act), bias);
+      })
+      .def("add_activation", [](Graph& g, const std::string& act) {
+        return g.add_activation(act_from_string(act));
+      })
+      .def("add_dropout", &Graph::add_dropout)
+      .def("add_reshape", &Graph::add_reshape)
+      .def("set_loss", [](Graph& g, const std::string& name, bool from_logits) {
+        g.set_loss(loss_from_string(name), from_logits);
+      })
+      .def("set_metrics", [](Graph& g, const std::vector<std::string>& names) {
+        std::vector<Metric> ms;
+        for (const auto& s : names) ms.push_back(metric_from_string(s));
+        g.set_metrics(ms);
+      })
+      .def("set_optimizer", [](Graph& g, const std::string& kind, float momentum, bool nesterov,
+                               float beta_1, float beta_2, float epsilon, float rho) {
+        OptimizerConfig c;
+        if (kind == "sgd") c.kind = Opt::SGD;
+        else if (kind == "adam") c.kind = Opt::Adam;
+        else if (kind == "rmsprop") c.kind = Opt::RMSprop;
+        else throw std::invalid_argument("Unknown optimizer kind: '" + kind + "'");
+        c.momentum = momentum; c.nesterov = nesterov;
+        c.beta_1 = beta_1; c.beta_2 = beta_2; c.epsilon = epsilon; c.rho = rho;
+        g.set_optimizer(c);
+      }, py::arg("kind"), py::arg("momentum") = 0.f, py::arg("nesterov") = false,
+         py::arg("beta_1") = 0.9f, py::arg("beta_2") = 0.999f, py::arg("epsilon") = 1e-7f,
+         py::arg("rho") = 0.9f)
+      .def_property_readonly("input_shape", &Graph::input_shape)
+      .def_property_readonly("output_shape", &Graph::output_shape)
+      .def_property_readonly("num_params", &Graph::num_params)
+      .def_property_readonly("allocations", &Graph::allocations)
+      .def("node_params", [](const Graph& g, int i) {
+        const Node& n = g.node(i);
+        return py::make_tuple(n.param_offset, n.param_count);
+      })
+      .def_property_readonly("params", [](py::object self) {
+        Graph& g = self.cast<Graph&>();
+        return view(g.params(), {g.num_params()}, self);
+      })
+      .def_property_readonly("grads", [](py::object self) {
+        Graph& g = self.cast<Graph&>();
+        return view(g.grads(), {g.num_params()}, self);
+      })
+      .def_property("iterations",
+          [](Graph& g) -> int64_t { return g.optimizer() ? g.optimizer()->iterations : 0; },
+          [](Graph& g, int64_t it) {
+            if (!g.optimizer()) throw std::invalid_argument("no optimizer set");
+            g.optimizer()->iterations = it;
+          })
+      .def_property_readonly("optimizer_slots", [](py::object self) {
+        Graph& g = self.cast<Graph&>();
+        py::list out;
+        if (g.optimizer())
+          for (auto& s : g.optimizer()->slots()) out.append(view(s.data(), {s.size()}, self));
+        return out;
+      })
+      .def("train_step", [](Graph& g, py::array x, py::object y, py::object sw, py::object idx,
+                            int64_t start, int64_t n, float lr) {
+        Batch b = make_batch(g, x, y, sw, idx, start, n, true);
+        StepResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = g.train_step(b, lr);
+        }
+        return result_tuple(r);
+      }, py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+         py::arg("indices") = py::none(), py::arg("start") = 0, py::arg("n") = 0,
+         py::arg("lr") = 0.f)
+      .def("test_step", [](Graph& g, py::array x, py::object y, py::object sw, py::object idx,
+                           int64_t start, int64_t n) {
+        Batch b = make_batch(g, x, y, sw, idx, start, n, true);
+        StepResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = g.test_step(b);
+        }
+        return result_tuple(r);
+      }, py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+         py::arg("indices") = py::none(), py::arg("start") = 0, py::arg("n") = 0)
+      // Writes rows [start, start+n) of x's predictions into out[start:start+n].
+      .def("predict", [](Graph& g, py::array x, py::array out, int64_t start, int64_t n) {
+        Batch b = make_batch(g, x, py::none(), py::none(), py::none(), start, n, false);
+        auto o = strict<float>(out, "out", true);
+        if (o.size() != b.rows * g.output_size())
+          throw std::invalid_argument("predict: out has the wrong size");
+        float* dst = o.mutable_data() + start * g.output_size();
+        py::gil_scoped_release nogil;
+        g.predict(b, dst);
+      }, py::arg("x"), py::arg("out"), py::arg("start"), py::arg("n"));
+}

@@ -1,0 +1,26 @@
+// dense.h: Dense layer, y = act(x W + b), forward and backward.
+#pragma once
+#include <cstdint>
+#include "ember/activations.h"
+
+namespace ember {
+
+// x (n, in), w (in, out) (Keras layout), b (out) or null, y (n, out).
+void dense_forward(const float* x, const float* w, const float* b, float* y,
+                   int64_t n, int64_t in, int64_t out, Act act);
+
+// dz (n, out) is the gradient at the pre-activation (the caller applies
+// act_backward first). Accumulates dw (in, out) += x^T dz and db (out) += sum_n dz;
+// writes dx (n, in) = dz w^T unless dx is null (first layer).
+void dense_backward(const float* x, const float* w, const float* dz, float* dx,
+                    float* dw, float* db, int64_t n, int64_t in, int64_t out);
+
+// Plain references in any precision, for tests and float64 gradient checks.
+template <class T>
+void dense_forward_ref(const T* x, const T* w, const T* b, T* y, int64_t n,
+                       int64_t in, int64_t out, Act act);
+template <class T>
+void dense_backward_ref(const T* x, const T* w, const T* dz, T* dx, T* dw, T* db,
+                        int64_t n, int64_t in, int64_t out);
+
+}  // namespace ember

@@ -1,0 +1,46 @@
+// gemm.h: ember's single-precision GEMM, C = alpha * op(A) * op(B) + beta * C,
+// row-major, with an optional fused epilogue (bias, relu) applied once at the end.
+#pragma once
+#include <cstdint>
+
+namespace ember {
+
+enum class Trans { N, T };
+
+// Applied to each element of C after the product is complete:
+//   C[i, j] = act(C[i, j] + bias[j]).  bias may be null; act is none or relu.
+struct Epilogue {
+  const float* bias = nullptr;
+  bool relu = false;
+};
+
+// op(A) is M x K, op(B) is K x N, C is M x N. lda/ldb/ldc are row strides of the
+// arrays as stored (A stored K x M when ta == T). beta == 0 overwrites C (C may hold
+// garbage, even NaN); beta == 1 accumulates. Throws std::invalid_argument on bad sizes.
+// Deterministic: every C element sums K in the same order whatever the thread count.
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+           float* C, int64_t ldc, const Epilogue* epilogue = nullptr);
+
+// Naive triple loop (double accumulation is NOT used: it sums in float, k ascending),
+// kept as the reference the tests compare sgemm with.
+void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+               float* C, int64_t ldc, const Epilogue* epilogue = nullptr);
+
+// The register micro-kernel interface: C[MR x NR] (+)= Ap * Bp over kc steps, where
+// Ap holds kc columns of MR values and Bp kc rows of NR values (packed, zero-padded).
+// accumulate == false overwrites C. Only the top-left m x n corner of C is written.
+struct GemmKernel {
+  const char* name;
+  int mr, nr;
+  void (*run)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+              int m, int n, bool accumulate);
+};
+
+// The kernel sgemm dispatches to (chosen once, at first use).
+const GemmKernel& gemm_kernel();
+// The portable kernel, always available.
+const GemmKernel& gemm_kernel_generic();
+
+}  // namespace ember

@@ -1,0 +1,140 @@
+// graph.h: the executor. A model is lowered once into a chain of nodes over one
+// parameter buffer; train_step / test_step / predict run a whole batch in C++.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+#include "ember/activations.h"
+#include "ember/buffer.h"
+#include "ember/losses.h"
+#include "ember/metrics.h"
+#include "ember/optimizers.h"
+
+namespace ember {
+
+struct StepCtx {
+  float* params = nullptr;
+  float* grads = nullptr;
+  bool training = false;
+  uint64_t step = 0;  // counter for dropout masks
+};
+
+// One layer of the chain. Sizes are per sample; activations are (n, size) rows.
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual const char* kind() const = 0;
+  // Output aliases input (reshape/flatten): no buffer, no work.
+  virtual bool is_view() const { return false; }
+  // Floats per sample the node keeps from forward for backward (dropout mask).
+  virtual int64_t saved_per_sample() const { return 0; }
+  virtual void forward(StepCtx& ctx, const float* x, float* y, int64_t n) = 0;
+  // dy (n, out_size) may be overwritten. preact: dy is already the gradient at the
+  // pre-activation (fused loss). dx (n, in_size) is null when no earlier node needs it.
+  virtual void backward(StepCtx& ctx, const float* x, const float* y, float* dy,
+                        float* dx, int64_t n, bool preact) = 0;
+
+  std::vector<int64_t> out_shape;
+  int64_t in_size = 0, out_size = 0;
+  int64_t param_offset = 0, param_count = 0;
+  Act act = Act::Linear;  // activation at the node's output, for loss fusion
+  float* saved = nullptr;
+};
+
+struct StepResult {
+  double loss_sum = 0;  // sum_i sw_i * L_i over the batch
+  std::vector<double> metric_sums;
+};
+
+// A batch as the caller hands it: the whole data set and which rows to take
+// (idx, n) or, when idx is null, rows [start, start + n).
+struct Batch {
+  const float* x = nullptr;       // (rows, input_size)
+  const int32_t* labels = nullptr;  // sparse targets (rows)
+  const float* y = nullptr;       // dense targets (rows, output_size)
+  const float* sw = nullptr;      // sample weights (rows) or null
+  const int64_t* idx = nullptr;
+  int64_t start = 0;
+  int64_t n = 0;
+  int64_t rows = 0;  // rows in the whole arrays, for bounds checks
+};
+
+class Graph {
+ public:
+  explicit Graph(std::vector<int64_t> input_shape);
+
+  // Builders; each returns the node index. Shapes are per sample.
+  int add_dense(int64_t units, Act act, bool use_bias);
+  int add_activation(Act act);
+  int add_dropout(float rate, uint64_t seed);
+  int add_reshape(std::vector<int64_t> shape);
+
+  const std::vector<int64_t>& input_shape() const { return input_shape_; }
+  const std::vector<int64_t>& output_shape() const;
+  int64_t input_size() const { return input_size_; }
+  int64_t output_size() const;
+  int num_nodes() const { return static_cast<int>(nodes_.size()); }
+  const Node& node(int i) const { return *nodes_.at(i); }
+
+  float* params() { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  int64_t num_params() const { return params_.size(); }
+
+  void set_loss(Loss loss, bool from_logits);
+  void set_metrics(std::vector<Metric> metrics);
+  void set_optimizer(const OptimizerConfig& cfg);
+  Optimizer* optimizer() { return opt_.get(); }
+  bool loss_is_sparse() const { return loss_sparse(loss_); }
+
+  // forward, loss, backward, update at learning rate lr, metrics.
+  StepResult train_step(const Batch& b, float lr);
+  // forward (inference mode), loss, metrics.
+  StepResult test_step(const Batch& b);
+  // forward (inference mode) of rows of b.x into out (n, output_size).
+  void predict(const Batch& b, float* out);
+
+  // Number of times any activation buffer has been (re)allocated: steady state
+  // must leave it unchanged.
+  int64_t allocations() const { return allocations_; }
+  uint64_t step_counter() const { return step_; }
+
+ private:
+  int add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
+               int64_t params);
+  void plan(int64_t n);  // ensure buffers for a batch of n
+  void check_batch(const Batch& b, bool need_targets) const;
+  const float* gather_input(const Batch& b);
+  void gather_targets(const Batch& b);
+  void forward(const float* x, int64_t n, bool training);
+  StepResult loss_and_metrics(int64_t n, bool with_grad, float scale);
+
+  std::vector<int64_t> input_shape_;
+  int64_t input_size_ = 0;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  FloatBuffer params_, grads_;
+  std::vector<int64_t> param_sizes_;
+
+  Loss loss_ = Loss::MeanSquaredError;
+  bool from_logits_ = false;
+  bool has_loss_ = false;
+  std::vector<Metric> metrics_;
+  std::unique_ptr<Optimizer> opt_;
+
+  // Memory plan, sized for the largest batch seen.
+  int64_t capacity_ = 0;
+  int64_t allocations_ = 0;
+  FloatBuffer input_;
+  std::vector<FloatBuffer> act_buf_;   // owned output buffer per non-view node
+  std::vector<float*> act_;            // act_[i] = input of node i; act_[N] = output
+  std::vector<FloatBuffer> saved_;
+  FloatBuffer grad_a_, grad_b_;
+  FloatBuffer y_, sw_;
+  AlignedBuffer<int32_t> labels_;
+
+  uint64_t step_ = 0;
+  std::mutex mu_;
+};
+
+}  // namespace ember

@@ -1,0 +1,43 @@
+// losses.h: losses with their gradients, fused with a final softmax or sigmoid.
+#pragma once
+#include <cstdint>
+#include <string>
+#include "ember/activations.h"
+
+namespace ember {
+
+enum class Loss {
+  SparseCategoricalCrossentropy,
+  CategoricalCrossentropy,
+  BinaryCrossentropy,
+  MeanSquaredError,
+};
+
+// Parses Keras names and aliases; throws std::invalid_argument.
+Loss loss_from_string(const std::string& name);
+// True when the loss's targets are integer class ids rather than float arrays.
+inline bool loss_sparse(Loss l) { return l == Loss::SparseCategoricalCrossentropy; }
+
+// True when the gradient is taken straight at the pre-activation of a final
+// `act` (crossentropy on the probabilities of a softmax or sigmoid).
+bool loss_fuses(Loss l, bool from_logits, Act act);
+
+// One batch. out (n, c) is the model output (logits when from_logits). Targets are
+// labels (n) for the sparse loss, else y (n, c). sw (n) sample weights or null.
+// Writes grad (n, c) = scale * sw[i] * dL_i/d(input) where input is out, or the
+// pre-activation when loss_fuses(l, from_logits, act). Returns sum_i sw[i] * L_i.
+// Keras semantics: probabilities are renormalised and clipped to [1e-7, 1 - 1e-7]
+// (the clip zeroes the gradient where it bites); per-sample losses average over
+// the last axis for binary crossentropy and mean squared error.
+// Throws std::invalid_argument for a label outside [0, c).
+template <class T>
+double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
+                             const int32_t* labels, const T* y, const T* sw, T* grad,
+                             int64_t n, int64_t c, T scale);
+
+// The per-sample losses only (grad not computed); returns their weighted sum.
+template <class T>
+double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
+                    const T* y, const T* sw, int64_t n, int64_t c);
+
+}  // namespace ember

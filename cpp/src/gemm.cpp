@@ -1,0 +1,228 @@
+// gemm.cpp: the packed, cache-blocked GEMM driver (GotoBLAS/BLIS loop structure)
+// around a register micro-kernel chosen at run time.
+//
+// Loops: jc over N in NC panels, pc over K in KC blocks (B panel packed once and
+// shared by all threads), then a parallel grid of (M block, N chunk) tasks: each
+// thread packs its own MC x KC block of A and sweeps MR x NR micro-tiles.
+// Threads split M and N only, never K, so each C element sums K in the same order
+// (pc ascending, k ascending within the kernel) whatever the thread count.
+#include "ember/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "ember/buffer.h"
+#include "ember/parallel.h"
+#ifdef EMBER_OPENMP
+#include <omp.h>
+#endif
+
+namespace ember {
+namespace {
+
+// KC x NR floats of packed B (16 KB at 256 x 16) stay in L1; MC x KC of A (about
+// 150 KB) in L2; the KC x NC panel of B in L3.
+constexpr int64_t kMC = 144;
+constexpr int64_t kKC = 256;
+constexpr int64_t kNC = 3072;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A), scaled by alpha, into
+// slivers of mr rows: sliver s holds kc columns of mr values, zero-padded.
+void pack_a(Trans ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+            int64_t kc, int mr, float alpha, float* dst) {
+  for (int64_t s = 0; s < mc; s += mr) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - s));
+    float* d = dst + s * kc;
+    if (ta == Trans::N) {
+      for (int r = 0; r < rows; ++r) {
+        const float* src = A + (i0 + s + r) * lda + p0;
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = alpha * src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (p0 + k) * lda + i0 + s;
+        for (int r = 0; r < rows; ++r) d[k * mr + r] = alpha * src[r];
+      }
+    }
+    for (int r = rows; r < mr; ++r)
+      for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = 0.f;
+  }
+}
+
+// Packs sliver jr (nr columns starting at column j0+jr) of rows [p0, p0+kc) of op(B).
+void pack_b_sliver(Trans tb, const float* B, int64_t ldb, int64_t p0, int64_t kc,
+                   int64_t j, int64_t cols, int nr, float* d) {
+  if (tb == Trans::N) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (p0 + k) * ldb + j;
+      float* dk = d + k * nr;
+      int64_t c = 0;
+      for (; c < cols; ++c) dk[c] = src[c];
+      for (; c < nr; ++c) dk[c] = 0.f;
+    }
+  } else {
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* src = B + (j + c) * ldb + p0;
+      for (int64_t k = 0; k < kc; ++k) d[k * nr + c] = src[k];
+    }
+    for (int64_t c = cols; c < nr; ++c)
+      for (int64_t k = 0; k < kc; ++k) d[k * nr + c] = 0.f;
+  }
+}
+
+void apply_epilogue(const Epilogue& ep, float* C, int64_t ldc, int64_t i0, int64_t i1,
+                    int64_t j0, int64_t j1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    float* row = C + i * ldc;
+    if (ep.bias)
+      for (int64_t j = j0; j < j1; ++j) row[j] += ep.bias[j];
+    if (ep.relu)
+      for (int64_t j = j0; j < j1; ++j) row[j] = row[j] > 0.f ? row[j] : 0.f;
+  }
+}
+
+void check_args(const char* who, int64_t M, int64_t N, int64_t K, int64_t lda,
+                int64_t ldb, int64_t ldc, Trans ta, Trans tb) {
+  if (M < 0 || N < 0 || K < 0)
+    throw std::invalid_argument(std::string(who) + ": negative size (M=" +
+                                std::to_string(M) + ", N=" + std::to_string(N) +
+                                ", K=" + std::to_string(K) + ")");
+  const int64_t a_cols = ta == Trans::N ? K : M;
+  const int64_t b_cols = tb == Trans::N ? N : K;
+  if (lda < std::max<int64_t>(1, a_cols) || ldb < std::max<int64_t>(1, b_cols) ||
+      ldc < std::max<int64_t>(1, N))
+    throw std::invalid_argument(std::string(who) + ": leading dimension too small");
+}
+
+bool use_generic_from_env() {
+  const char* v = std::getenv("EMBER_GEMM_KERNEL");
+  return v && std::string(v) == "generic";
+}
+
+}  // namespace
+
+const GemmKernel* gemm_kernel_avx2();  // defined where the AVX2 kernel is compiled
+
+const GemmKernel& gemm_kernel() {
+  static const GemmKernel* k = [] {
+    if (!use_generic_from_env()) {
+      if (const GemmKernel* fast = gemm_kernel_avx2()) return fast;
+    }
+    return &gemm_kernel_generic();
+  }();
+  return *k;
+}
+
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+           float* C, int64_t ldc, const Epilogue* epilogue) {
+  check_args("sgemm", M, N, K, lda, ldb, ldc, ta, tb);
+  if (M == 0 || N == 0) return;
+
+  // C = beta * C first when beta is neither 0 nor 1, so the kernel only ever
+  // overwrites (first K block, beta 0) or accumulates.
+  const bool scale_c = beta != 0.f && beta != 1.f;
+  if (scale_c || K == 0 || alpha == 0.f) {
+    for (int64_t i = 0; i < M; ++i) {
+      float* row = C + i * ldc;
+      if (beta == 0.f)
+        std::memset(row, 0, sizeof(float) * N);
+      else if (beta != 1.f)
+        for (int64_t j = 0; j < N; ++j) row[j] *= beta;
+    }
+    if (K == 0 || alpha == 0.f) {
+      if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+      return;
+    }
+  }
+
+  const GemmKernel& kern = gemm_kernel();
+  const int mr = kern.mr, nr = kern.nr;
+  const int threads = get_num_threads();
+
+  // Task grid: enough M blocks (of at most kMC rows) and N chunks for every thread.
+  int64_t mc = std::min(kMC, round_up(M, mr));
+  int64_t mblocks = ceil_div(M, mc);
+  if (mblocks < threads && M >= threads * 2 * mr) {
+    mc = round_up(ceil_div(M, threads), mr);
+    mblocks = ceil_div(M, mc);
+  }
+
+  static thread_local FloatBuffer b_pack;
+  b_pack.resize(kKC * round_up(std::min(kNC, N), nr));
+  float* bp = b_pack.data();
+
+  for (int64_t jc = 0; jc < N; jc += kNC) {
+    const int64_t nc = std::min(kNC, N - jc);
+    const int64_t slivers = ceil_div(nc, nr);
+    const int64_t nchunks =
+        std::max<int64_t>(1, std::min<int64_t>(slivers, ceil_div(threads, mblocks)));
+    const int64_t per_chunk = ceil_div(slivers, nchunks);
+    const int64_t tasks = mblocks * nchunks;
+
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      const bool accumulate = pc > 0 || beta != 0.f;
+      const bool last_k = pc + kc == K;
+
+#pragma omp parallel
+      {
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < slivers; ++s) {
+          const int64_t j = jc + s * nr;
+          pack_b_sliver(tb, B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
+                        bp + s * kc * nr);
+        }
+        static thread_local FloatBuffer a_pack;
+        a_pack.resize(round_up(mc, mr) * kc);
+        float* ap = a_pack.data();
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tasks; ++t) {
+          const int64_t ib = t / nchunks, ch = t % nchunks;
+          const int64_t i0 = ib * mc, mrows = std::min(mc, M - i0);
+          const int64_t s0 = ch * per_chunk, s1 = std::min(slivers, s0 + per_chunk);
+          if (s0 >= s1) continue;
+          pack_a(ta, A, lda, i0, mrows, pc, kc, mr, alpha, ap);
+          for (int64_t s = s0; s < s1; ++s) {
+            const int64_t j = jc + s * nr;
+            const int n = static_cast<int>(std::min<int64_t>(nr, N - j));
+            for (int64_t ir = 0; ir < mrows; ir += mr) {
+              const int m = static_cast<int>(std::min<int64_t>(mr, mrows - ir));
+              kern.run(kc, ap + ir * kc, bp + s * kc * nr, C + (i0 + ir) * ldc + j, ldc,
+                       m, n, accumulate);
+            }
+          }
+          if (last_k && epilogue)
+            apply_epilogue(*epilogue, C, ldc, i0, i0 + mrows, jc + s0 * nr,
+                           std::min(N, jc + s1 * nr));
+        }
+      }
+    }
+  }
+}
+
+void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+               float* C, int64_t ldc, const Epilogue* epilogue) {
+  check_args("sgemm_ref", M, N, K, lda, ldb, ldc, ta, tb);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = 0.f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = ta == Trans::N ? A[i * lda + k] : A[k * lda + i];
+        const float b = tb == Trans::N ? B[k * ldb + j] : B[j * ldb + k];
+        acc += a * b;
+      }
+      float& c = C[i * ldc + j];
+      c = alpha * acc + (beta == 0.f ? 0.f : beta * c);
+    }
+  if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+}
+
+}  // namespace ember

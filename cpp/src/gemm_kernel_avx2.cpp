@@ -1,0 +1,87 @@
+// gemm_kernel_avx2.cpp: the 6 x 16 AVX2+FMA micro-kernel. This file alone is
+// compiled with -mavx2 -mfma; sgemm reaches it through gemm_kernel_avx2(), which
+// returns it only when the CPU reports both features. It includes no templates
+// from the standard library, so no AVX2 instantiation can leak into other files.
+#include "ember/gemm.h"
+
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+namespace ember {
+namespace {
+
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+
+// 12 ymm accumulators hold the 6 x 16 tile; per k step two loads of B, six
+// broadcasts of A and twelve FMAs. k runs ascending, as in the generic kernel.
+void kernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+                 int m, int n, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  const float* a = Ap;
+  const float* b = Bp;
+  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+  }
+  alignas(32) float tile[kMR][kNR];
+  _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
+  _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
+  _mm256_store_ps(tile[2], c20); _mm256_store_ps(tile[2] + 8, c21);
+  _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
+  _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
+  _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
+  if (n == kNR) {
+    for (int i = 0; i < m; ++i) {
+      float* row = C + i * ldc;
+      __m256 t0 = _mm256_load_ps(tile[i]), t1 = _mm256_load_ps(tile[i] + 8);
+      if (accumulate) {
+        t0 = _mm256_add_ps(t0, _mm256_loadu_ps(row));
+        t1 = _mm256_add_ps(t1, _mm256_loadu_ps(row + 8));
+      }
+      _mm256_storeu_ps(row, t0);
+      _mm256_storeu_ps(row + 8, t1);
+    }
+  } else {
+    for (int i = 0; i < m; ++i) {
+      float* row = C + i * ldc;
+      for (int j = 0; j < n; ++j) row[j] = accumulate ? row[j] + tile[i][j] : tile[i][j];
+    }
+  }
+}
+
+}  // namespace
+
+const GemmKernel* gemm_kernel_avx2() {
+  static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_avx2};
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
+  return nullptr;
+}
+
+}  // namespace ember
+
+#else  // not an x86-64 build with AVX2 flags: only the generic kernel exists
+
+namespace ember {
+const GemmKernel* gemm_kernel_avx2() { return nullptr; }
+}  // namespace ember
+
+#endif

@@ -1,0 +1,334 @@
+// graph.cpp: the executor: nodes, the memory plan, and the three step functions.
+#include "ember/graph.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "ember/dense.h"
+#include "ember/dropout.h"
+
+namespace ember {
+namespace {
+
+int64_t product(const std::vector<int64_t>& s) {
+  int64_t p = 1;
+  for (int64_t d : s) p *= d;
+  return p;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+// params: kernel (in, out) then bias (out), Keras's order.
+class DenseNode : public Node {
+ public:
+  DenseNode(bool use_bias) : use_bias_(use_bias) {}
+  const char* kind() const override { return "Dense"; }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    const float* w = ctx.params + param_offset;
+    dense_forward(x, w, use_bias_ ? w + in_size * out_size : nullptr, y, n, in_size,
+                  out_size, act);
+  }
+  void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
+                int64_t n, bool preact) override {
+    if (!preact && act != Act::Linear) act_backward(act, y, dy, dy, n, out_size);
+    const float* w = ctx.params + param_offset;
+    float* dw = ctx.grads + param_offset;
+    dense_backward(x, w, dy, dx, dw, use_bias_ ? dw + in_size * out_size : nullptr, n,
+                   in_size, out_size);
+  }
+
+ private:
+  bool use_bias_;
+};
+
+class ActivationNode : public Node {
+ public:
+  const char* kind() const override { return "Activation"; }
+  void forward(StepCtx&, const float* x, float* y, int64_t n) override {
+    act_forward(act, x, y, n, out_size);
+  }
+  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
+                bool preact) override {
+    if (!dx) return;
+    if (preact)
+      std::memcpy(dx, dy, sizeof(float) * n * out_size);
+    else
+      act_backward(act, y, dy, dx, n, out_size);
+  }
+};
+
+class DropoutNode : public Node {
+ public:
+  DropoutNode(float rate, uint64_t seed) : rate_(rate), seed_(seed) {}
+  const char* kind() const override { return "Dropout"; }
+  int64_t saved_per_sample() const override { return out_size; }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    training_ = ctx.training && rate_ > 0.f;
+    if (training_)
+      dropout_forward(x, y, saved, n * out_size, rate_, seed_, ctx.step);
+    else
+      std::memcpy(y, x, sizeof(float) * n * out_size);
+  }
+  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
+                bool) override {
+    if (!dx) return;
+    if (training_)
+      dropout_backward(dy, saved, dx, n * out_size);
+    else
+      std::memcpy(dx, dy, sizeof(float) * n * out_size);
+  }
+
+ private:
+  float rate_;
+  uint64_t seed_;
+  bool training_ = false;
+};
+
+class ReshapeNode : public Node {
+ public:
+  const char* kind() const override { return "Reshape"; }
+  bool is_view() const override { return true; }
+  void forward(StepCtx&, const float*, float*, int64_t) override {}
+  void backward(StepCtx&, const float*, const float*, float*, float*, int64_t,
+                bool) override {}
+};
+
+}  // namespace
+
+Graph::Graph(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {
+  if (input_shape_.empty())
+    throw std::invalid_argument("Graph: the input shape must have at least one dimension");
+  for (int64_t d : input_shape_)
+    if (d <= 0)
+      throw std::invalid_argument("Graph: input dimensions must be positive. Received: " +
+                                  shape_str(input_shape_));
+  input_size_ = product(input_shape_);
+  act_.assign(1, nullptr);
+}
+
+const std::vector<int64_t>& Graph::output_shape() const {
+  return nodes_.empty() ? input_shape_ : nodes_.back()->out_shape;
+}
+
+int64_t Graph::output_size() const { return product(output_shape()); }
+
+int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
+                    int64_t params) {
+  if (capacity_ > 0) throw std::logic_error("Graph: cannot add nodes after the first step");
+  node->in_size = product(output_shape());
+  node->out_shape = std::move(out_shape);
+  node->out_size = product(node->out_shape);
+  node->param_offset = params_.size();
+  node->param_count = params;
+  param_sizes_.push_back(params);
+  // Parameters are one contiguous buffer; growing it keeps earlier values.
+  FloatBuffer grown(params_.size() + params);
+  if (params_.size()) std::memcpy(grown.data(), params_.data(), sizeof(float) * params_.size());
+  params_ = std::move(grown);
+  grads_.resize(params_.size());
+  if (opt_) opt_->resize(params_.size());
+  nodes_.push_back(std::move(node));
+  act_buf_.emplace_back();
+  saved_.emplace_back();
+  act_.push_back(nullptr);
+  return static_cast<int>(nodes_.size()) - 1;
+}
+
+int Graph::add_dense(int64_t units, Act act, bool use_bias) {
+  if (units <= 0)
+    throw std::invalid_argument("Dense: units must be positive. Received: units=" +
+                                std::to_string(units));
+  const std::vector<int64_t>& in = output_shape();
+  std::vector<int64_t> out = in;
+  out.back() = units;
+  // Dense acts on the last axis; for higher-rank input it maps each row.
+  auto node = std::make_unique<DenseNode>(use_bias);
+  node->act = act;
+  const int64_t last = in.back();
+  const int64_t params = last * units + (use_bias ? units : 0);
+  if (in.size() != 1)
+    throw std::invalid_argument("Dense: input of rank > 2 is not supported yet. Received "
+                                "per-sample shape " + shape_str(in));
+  return add_node(std::move(node), out, params);
+}
+
+int Graph::add_activation(Act act) {
+  auto node = std::make_unique<ActivationNode>();
+  node->act = act;
+  return add_node(std::move(node), output_shape(), 0);
+}
+
+int Graph::add_dropout(float rate, uint64_t seed) {
+  if (!(rate >= 0.f && rate < 1.f))
+    throw std::invalid_argument("Dropout: rate must be in [0, 1). Received: rate=" +
+                                std::to_string(rate));
+  return add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), 0);
+}
+
+int Graph::add_reshape(std::vector<int64_t> shape) {
+  if (shape.empty() || product(shape) != product(output_shape()))
+    throw std::invalid_argument("Reshape: cannot reshape " + shape_str(output_shape()) +
+                                " to " + shape_str(shape));
+  return add_node(std::make_unique<ReshapeNode>(), std::move(shape), 0);
+}
+
+void Graph::set_loss(Loss loss, bool from_logits) {
+  loss_ = loss;
+  from_logits_ = from_logits;
+  has_loss_ = true;
+}
+
+void Graph::set_metrics(std::vector<Metric> metrics) { metrics_ = std::move(metrics); }
+
+void Graph::set_optimizer(const OptimizerConfig& cfg) {
+  opt_ = std::make_unique<Optimizer>(cfg);
+  opt_->resize(params_.size());
+}
+
+void Graph::plan(int64_t n) {
+  if (n <= capacity_) return;
+  capacity_ = n;
+  ++allocations_;
+  input_.resize(n * input_size_);
+  int64_t widest = input_size_;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& node = *nodes_[i];
+    widest = std::max(widest, node.out_size);
+    if (!node.is_view()) act_buf_[i].resize(n * node.out_size);
+    if (node.saved_per_sample()) {
+      saved_[i].resize(n * node.saved_per_sample());
+      node.saved = saved_[i].data();
+    }
+  }
+  grad_a_.resize(n * widest);
+  grad_b_.resize(n * widest);
+  y_.resize(n * output_size());
+  labels_.resize(n);
+  sw_.resize(n);
+}
+
+void Graph::check_batch(const Batch& b, bool need_targets) const {
+  if (b.n <= 0)
+    throw std::invalid_argument("Expected a non-empty batch. Received: n=" +
+                                std::to_string(b.n));
+  if (!b.x) throw std::invalid_argument("Graph: no input data");
+  if (b.idx) {
+    for (int64_t i = 0; i < b.n; ++i)
+      if (b.idx[i] < 0 || b.idx[i] >= b.rows)
+        throw std::invalid_argument("Graph: batch index " + std::to_string(b.idx[i]) +
+                                    " out of range [0, " + std::to_string(b.rows) + ")");
+  } else if (b.start < 0 || b.start + b.n > b.rows) {
+    throw std::invalid_argument("Graph: batch rows out of range");
+  }
+  if (need_targets) {
+    if (!has_loss_) throw std::logic_error("The model must be compiled before training");
+    if (loss_sparse(loss_) ? !b.labels : !b.y)
+      throw std::invalid_argument(std::string("Graph: the loss needs ") +
+                                  (loss_sparse(loss_) ? "integer labels" : "float targets"));
+  }
+}
+
+// Rows of the batch as one contiguous (n, size) block: a pointer into the caller's
+// array for a contiguous range, else a gather into dst.
+template <class T>
+static const T* rows_of(const T* src, int64_t size, const Batch& b, T* dst) {
+  if (!src) return nullptr;
+  if (!b.idx) return src + b.start * size;
+#pragma omp parallel for schedule(static) if (b.n * size > (1 << 16))
+  for (int64_t i = 0; i < b.n; ++i)
+    std::memcpy(dst + i * size, src + b.idx[i] * size, sizeof(T) * size);
+  return dst;
+}
+
+const float* Graph::gather_input(const Batch& b) { return rows_of(b.x, input_size_, b, input_.data()); }
+
+void Graph::forward(const float* x, int64_t n, bool training) {
+  StepCtx ctx{params_.data(), grads_.data(), training, step_};
+  act_[0] = const_cast<float*>(x);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& node = *nodes_[i];
+    if (node.is_view()) {
+      act_[i + 1] = act_[i];
+      continue;
+    }
+    act_[i + 1] = act_buf_[i].data();
+    node.forward(ctx, act_[i], act_[i + 1], n);
+  }
+}
+
+StepResult Graph::train_step(const Batch& b, float lr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_batch(b, true);
+  if (!opt_) throw std::logic_error("The model must be compiled before training");
+  if (!(lr >= 0.f)) throw std::invalid_argument("learning rate must be >= 0");
+  plan(b.n);
+  const int64_t n = b.n, c = output_size();
+  const float* x = gather_input(b);
+  const int32_t* labels = rows_of(b.labels, 1, b, labels_.data());
+  const float* y = rows_of(b.y, c, b, y_.data());
+  const float* sw = rows_of(b.sw, 1, b, sw_.data());
+
+  ++step_;
+  forward(x, n, true);
+  const float* out = act_[nodes_.size()];
+
+  // The activation producing the output, for fusing it into the loss gradient.
+  int last = static_cast<int>(nodes_.size()) - 1;
+  while (last >= 0 && nodes_[last]->is_view()) --last;
+  const Act out_act = last >= 0 ? nodes_[last]->act : Act::Linear;
+  const bool fused = loss_fuses(loss_, from_logits_, out_act);
+
+  StepResult r;
+  float* g = grad_a_.data();
+  float* other = grad_b_.data();
+  r.loss_sum = loss_forward_backward<float>(loss_, from_logits_, out_act, out, labels, y, sw,
+                                            g, n, c, 1.f / static_cast<float>(n));
+  for (Metric m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
+
+  // Backward, last node first; input gradients stop at the first node with weights.
+  int first_param = 0;
+  while (first_param < static_cast<int>(nodes_.size()) && nodes_[first_param]->param_count == 0)
+    ++first_param;
+  StepCtx ctx{params_.data(), grads_.data(), true, step_};
+  for (int i = last; i >= first_param; --i) {
+    Node& node = *nodes_[i];
+    if (node.is_view()) continue;
+    float* dx = i > first_param ? other : nullptr;
+    node.backward(ctx, act_[i], act_[i + 1], g, dx, n, fused && i == last);
+    if (dx) std::swap(g, other);
+  }
+  opt_->apply(params_.data(), grads_.data(), params_.size(), lr);
+  return r;
+}
+
+StepResult Graph::test_step(const Batch& b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_batch(b, true);
+  plan(b.n);
+  const int64_t n = b.n, c = output_size();
+  const int32_t* labels = rows_of(b.labels, 1, b, labels_.data());
+  const float* y = rows_of(b.y, c, b, y_.data());
+  const float* sw = rows_of(b.sw, 1, b, sw_.data());
+  forward(gather_input(b), n, false);
+  const float* out = act_[nodes_.size()];
+  StepResult r;
+  r.loss_sum = loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c);
+  for (Metric m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
+  return r;
+}
+
+void Graph::predict(const Batch& b, float* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  check_batch(b, false);
+  plan(b.n);
+  forward(gather_input(b), b.n, false);
+  std::memcpy(out, act_[nodes_.size()], sizeof(float) * b.n * output_size());
+}
+
+}  // namespace ember

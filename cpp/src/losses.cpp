@@ -1,0 +1,201 @@
+// losses.cpp: Keras's losses, each returning its gradient in the same pass.
+#include "ember/losses.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ember {
+
+Loss loss_from_string(const std::string& name) {
+  if (name == "sparse_categorical_crossentropy") return Loss::SparseCategoricalCrossentropy;
+  if (name == "categorical_crossentropy") return Loss::CategoricalCrossentropy;
+  if (name == "binary_crossentropy") return Loss::BinaryCrossentropy;
+  if (name == "mean_squared_error" || name == "mse")
+    return Loss::MeanSquaredError;
+  throw std::invalid_argument("Unknown loss: '" + name + "'");
+}
+
+bool loss_fuses(Loss l, bool from_logits, Act act) {
+  if (from_logits) return false;
+  if (l == Loss::SparseCategoricalCrossentropy || l == Loss::CategoricalCrossentropy)
+    return act == Act::Softmax;
+  if (l == Loss::BinaryCrossentropy) return act == Act::Sigmoid;
+  return false;
+}
+
+namespace {
+
+template <class T>
+constexpr T kEps = T(1e-7);
+
+template <class T>
+inline T clip(T v) {
+  const T lo = kEps<T>, hi = T(1) - kEps<T>;
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+// The clip passes gradient only strictly inside [eps, 1 - eps].
+template <class T>
+inline T inside(T v) {
+  return (v > kEps<T> && v < T(1) - kEps<T>) ? T(1) : T(0);
+}
+
+template <class T>
+T log_sum_exp(const T* z, int64_t c) {
+  T mx = z[0];
+  for (int64_t j = 1; j < c; ++j) mx = z[j] > mx ? z[j] : mx;
+  T s = 0;
+  for (int64_t j = 0; j < c; ++j) s += std::exp(z[j] - mx);
+  return mx + std::log(s);
+}
+
+// One sample: returns L_i and, when g is non-null, writes g = s * dL_i/d(input).
+template <class T>
+T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
+              const T* y, T* g, int64_t c, T s) {
+  switch (l) {
+    case Loss::SparseCategoricalCrossentropy: {
+      if (from_logits) {
+        const T lse = log_sum_exp(p, c);
+        if (g)
+          for (int64_t j = 0; j < c; ++j)
+            g[j] = s * (std::exp(p[j] - lse) - (j == label ? T(1) : T(0)));
+        return lse - p[label];
+      }
+      // Keras renormalises q = p / sum(p) and clips q to [eps, 1 - eps].
+      T sum = 0;
+      for (int64_t j = 0; j < c; ++j) sum += p[j];
+      const T qy = p[label] / sum;
+      if (g) {
+        const T m = inside(qy);
+        if (fused)  // through softmax: m (p - onehot)
+          for (int64_t j = 0; j < c; ++j) g[j] = s * m * (p[j] - (j == label ? T(1) : T(0)));
+        else  // dL/dp_k = -m (delta_yk / q_y - 1) / sum
+          for (int64_t j = 0; j < c; ++j)
+            g[j] = -s * m * ((j == label ? T(1) / qy : T(0)) - T(1)) / sum;
+      }
+      return -std::log(clip(qy));
+    }
+    case Loss::CategoricalCrossentropy: {
+      if (from_logits) {
+        const T lse = log_sum_exp(p, c);
+        T ysum = 0, L = 0;
+        for (int64_t j = 0; j < c; ++j) {
+          ysum += y[j];
+          L += y[j] * (lse - p[j]);
+        }
+        if (g)
+          for (int64_t j = 0; j < c; ++j) g[j] = s * (std::exp(p[j] - lse) * ysum - y[j]);
+        return L;
+      }
+      T sum = 0;
+      for (int64_t j = 0; j < c; ++j) sum += p[j];
+      T L = 0, ym = 0;  // ym = sum_j y_j m_j
+      for (int64_t j = 0; j < c; ++j) {
+        const T q = p[j] / sum;
+        L -= y[j] * std::log(clip(q));
+        ym += y[j] * inside(q);
+      }
+      if (g) {
+        for (int64_t j = 0; j < c; ++j) {
+          const T q = p[j] / sum, m = inside(q);
+          // fused through softmax: p_k ym - y_k m_k; else (ym - y_k m_k / q_k) / sum
+          g[j] = fused ? s * (p[j] * ym - y[j] * m)
+                       : s * (ym - (m != T(0) ? y[j] * m / q : T(0))) / sum;
+        }
+      }
+      return L;
+    }
+    case Loss::BinaryCrossentropy: {
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        if (from_logits) {
+          const T z = p[j];
+          L += (z > 0 ? z : T(0)) - z * y[j] + std::log1p(std::exp(-std::fabs(z)));
+          if (g) g[j] = s * inv_c * (T(1) / (T(1) + std::exp(-z)) - y[j]);
+        } else {
+          const T pc = clip(p[j]);
+          L -= y[j] * std::log(pc) + (T(1) - y[j]) * std::log(T(1) - pc);
+          if (g) {
+            const T m = inside(p[j]);
+            g[j] = fused ? s * inv_c * m * (p[j] - y[j])
+                         : (m != T(0) ? s * inv_c * (-y[j] / p[j] + (T(1) - y[j]) / (T(1) - p[j]))
+                                      : T(0));
+          }
+        }
+      }
+      return L * inv_c;
+    }
+    case Loss::MeanSquaredError: {
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T d = p[j] - y[j];
+        L += d * d;
+        if (g) g[j] = s * inv_c * T(2) * d;
+      }
+      return L * inv_c;
+    }
+  }
+  return T(0);
+}
+
+template <class T>
+double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* labels,
+           const T* y, const T* sw, T* grad, int64_t n, int64_t c, T scale) {
+  if (n < 0 || c < 1) throw std::invalid_argument("loss: bad shape");
+  const bool sparse = loss_sparse(l);
+  if (sparse) {
+    if (!labels) throw std::invalid_argument("loss: sparse loss needs integer labels");
+    for (int64_t i = 0; i < n; ++i)
+      if (labels[i] < 0 || labels[i] >= c)
+        throw std::invalid_argument(
+            "Received a label value of " + std::to_string(labels[i]) +
+            " which is outside the valid range of [0, " + std::to_string(c) +
+            ") for the " + std::to_string(c) + "-class output (sample " +
+            std::to_string(i) + ")");
+  } else if (!y) {
+    throw std::invalid_argument("loss: this loss needs float targets");
+  }
+  const bool fused = loss_fuses(l, from_logits, act);
+  // Rows are independent; the weighted sum is taken afterwards in row order so the
+  // value does not depend on the thread count.
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T w = sw ? sw[i] : T(1);
+    const T L = sample_loss<T>(l, from_logits, fused, out + i * c, sparse ? labels[i] : 0,
+                               sparse ? nullptr : y + i * c, grad ? grad + i * c : nullptr,
+                               c, scale * w);
+    total += static_cast<double>(w) * static_cast<double>(L);
+  }
+  return total;
+}
+
+}  // namespace
+
+template <class T>
+double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
+                             const int32_t* labels, const T* y, const T* sw, T* grad,
+                             int64_t n, int64_t c, T scale) {
+  return run<T>(l, from_logits, act, out, labels, y, sw, grad, n, c, scale);
+}
+
+template <class T>
+double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
+                    const T* y, const T* sw, int64_t n, int64_t c) {
+  return run<T>(l, from_logits, Act::Linear, out, labels, y, sw, nullptr, n, c, T(1));
+}
+
+template double loss_forward_backward<float>(Loss, bool, Act, const float*, const int32_t*,
+                                             const float*, const float*, float*, int64_t,
+                                             int64_t, float);
+template double loss_forward_backward<double>(Loss, bool, Act, const double*,
+                                              const int32_t*, const double*, const double*,
+                                              double*, int64_t, int64_t, double);
+template double loss_forward<float>(Loss, bool, const float*, const int32_t*, const float*,
+                                    const float*, int64_t, int64_t);
+template double loss_forward<double>(Loss, bool, const double*, const int32_t*,
+                                     const double*, const double*, int64_t, int64_t);
+
+}  // namespace ember

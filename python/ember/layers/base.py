@@ -1,0 +1,182 @@
+"""Layer and Variable: a layer is a description (config, shapes, weights); its
+arithmetic runs in the core once a model lowers it into a graph."""
+import re
+
+import numpy as np
+
+from .. import initializers
+
+_name_counts = {}
+
+
+def _snake_case(name):
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+
+
+def unique_name(base):
+    """Keras-style auto names: dense, dense_1, dense_2, ..."""
+    n = _name_counts.get(base, 0)
+    _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _check_shape(shape, what="shape"):
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(None if d is None else int(d) for d in shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a tuple of integers. Received: {what}={shape!r}") from None
+    if any(d is not None and d <= 0 for d in shape):
+        raise ValueError(f"{what} dimensions must be positive. Received: {what}={shape}")
+    return shape
+
+
+class Variable:
+    """A weight. Once its model is built, its value is a view of the engine's
+    parameter buffer, so reading and assigning cost no copies of the model."""
+
+    def __init__(self, value, name, trainable=True, layer_name=""):
+        self._value = value
+        self.name = name
+        self.path = f"{layer_name}/{name}" if layer_name else name
+        self.trainable = trainable
+
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        return "float32"
+
+    @property
+    def value(self):
+        return self._value
+
+    def numpy(self):
+        return self._value.copy()
+
+    def assign(self, value):
+        value = np.asarray(value, dtype=np.float32)
+        if value.shape != self._value.shape:
+            raise ValueError(f"Cannot assign a value of shape {value.shape} to variable "
+                             f"'{self.path}' of shape {self._value.shape}")
+        self._value[...] = value
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value.astype(dtype) if dtype else self._value.copy()
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+class Layer:
+    """Base class of ember layers (Keras lifecycle: __init__ validates the config,
+    build(input_shape) creates weights, compute_output_shape and get_config are
+    pure Python)."""
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, input_dim=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                            f"{kwargs}")
+        if dtype not in (None, "float32", np.float32):
+            raise ValueError(f"ember computes in float32. Received: dtype={dtype!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+        self.name = name or unique_name(_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.built = False
+        self._weights = []
+        # Keras accepts these on the first layer of a Sequential model.
+        if input_dim is not None:
+            input_shape = (input_dim,)
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape)[1:]
+        self._input_shape_arg = None if input_shape is None else _check_shape(input_shape,
+                                                                              "input_shape")
+        self.input_shape = None
+        self.output_shape = None
+
+    # -- weights ---------------------------------------------------------------
+    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True):
+        init = initializers.get(initializer)
+        v = Variable(init(tuple(shape)), name or f"variable_{len(self._weights)}",
+                     trainable, self.name)
+        self._weights.append(v)
+        return v
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
+    @property
+    def weights(self):
+        """Trainable weights first, then non-trainable ones (Keras's order)."""
+        return self.trainable_weights + self.non_trainable_weights
+
+    @property
+    def trainable_weights(self):
+        return [w for w in self._weights if w.trainable and self._trainable]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for w in self._weights if not (w.trainable and self._trainable)]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(f"Layer '{self.name}' expects {len(mine)} weight arrays. "
+                             f"Received: {len(weights)}")
+        arrays = [np.asarray(w, dtype=np.float32) for w in weights]
+        for v, a in zip(mine, arrays):
+            if a.shape != v.shape:
+                raise ValueError(f"Layer '{self.name}' weight '{v.name}' has shape {v.shape}. "
+                                 f"Received an array of shape {a.shape}")
+        for v, a in zip(mine, arrays):
+            v.assign(a)
+
+    def count_params(self):
+        return int(sum(int(np.prod(w.shape)) for w in self._weights))
+
+    # -- shapes and lowering -----------------------------------------------------
+    def build(self, input_shape):
+        self.built = True
+
+    def _maybe_build(self, input_shape):
+        """input_shape excludes the batch axis."""
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        self.input_shape = (None,) + tuple(input_shape)
+        self.output_shape = (None,) + tuple(self.compute_output_shape(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _lower(self, graph):
+        """Adds this layer's node(s) to a _core.Graph; returns the node index that
+        owns this layer's weights (or None)."""
+        raise TypeError(f"{type(self).__name__} cannot be lowered")
+
+    # -- config --------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"

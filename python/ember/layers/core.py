@@ -1,0 +1,201 @@
+"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape."""
+import numpy as np
+
+from .. import _random, activations, initializers
+from .base import Layer, _check_shape
+
+
+class InputLayer(Layer):
+    """The model's entry point: a per-sample shape (the batch axis is left out)."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+        if shape is None:
+            shape = kwargs.pop("input_shape", None)
+        if shape is None:
+            raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        self.shape = _check_shape(shape)
+        if any(d is None for d in self.shape):
+            raise ValueError("ember needs every per-sample dimension of the input. "
+                             f"Received: shape={self.shape}")
+        self.batch_size = batch_size
+        self.input_shape = self.output_shape = (batch_size,) + self.shape
+
+    def get_config(self):
+        return {"batch_shape": (self.batch_size,) + self.shape, "dtype": "float32",
+                "sparse": False, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        batch_shape = config.pop("batch_shape", None)
+        if batch_shape is not None:
+            config["shape"] = tuple(batch_shape)[1:]
+            config["batch_size"] = batch_shape[0]
+        config.pop("sparse", None)
+        config.pop("dtype", None)
+        return cls(**config)
+
+
+class KerasTensor:
+    """What Input() returns: a symbolic tensor of shape (batch, *shape)."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        self.shape = (layer.batch_size,) + layer.shape
+        self.dtype = "float32"
+        self.name = layer.name
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
+
+
+def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
+    """Declares the model input: Input(shape=(784,)) for 784 features per sample."""
+    return KerasTensor(InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name,
+                                  **kwargs))
+
+
+class Dense(Layer):
+    """A densely connected layer: output = activation(dot(input, kernel) + bias).
+
+    Args:
+        units: positive integer, the output size.
+        activation: name or function (None means linear).
+        use_bias: whether to add a bias vector.
+        kernel_initializer, bias_initializer: Keras initializer names or objects.
+
+    Input shape: (batch, input_dim). Output shape: (batch, units).
+    Weights: kernel (input_dim, units), bias (units,).
+    """
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Received an invalid value for `units`, expected a positive "
+                             f"integer. Received: units={units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense '{self.name}' expects 1-D samples (add a Flatten first). "
+                             f"Received per-sample shape {tuple(input_shape)}")
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
+                                      "kernel")
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias")
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _lower(self, graph):
+        return graph.add_dense(self.units, self.activation, self.use_bias)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
+                 kernel_initializer=initializers.serialize(self.kernel_initializer),
+                 bias_initializer=initializers.serialize(self.bias_initializer))
+        return c
+
+
+class Activation(Layer):
+    """Applies an activation function: Activation('relu').
+
+    Input shape: any. Output shape: same as input.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+
+    def _lower(self, graph):
+        graph.add_activation(self.activation)
+
+    def get_config(self):
+        c = super().get_config()
+        c["activation"] = self.activation
+        return c
+
+
+class Dropout(Layer):
+    """Sets inputs to 0 with probability `rate` during training, scaling the rest by
+    1 / (1 - rate); the identity at inference.
+
+    Args:
+        rate: float in [0, 1).
+        seed: optional integer; masks are drawn from (seed, step, element).
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Invalid value received for argument `rate`. Expected a float "
+                             f"value between 0 and 1. Received: rate={rate!r}")
+        if noise_shape is not None:
+            raise ValueError("Dropout: noise_shape is not supported by ember yet. "
+                             f"Received: noise_shape={noise_shape!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self._seed = _random.resolve(seed)
+
+    def _lower(self, graph):
+        graph.add_dropout(self.rate, self._seed)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(rate=self.rate, seed=self.seed, noise_shape=None)
+        return c
+
+
+class Flatten(Layer):
+    """Flattens each sample to one dimension (a view: no copy, no work)."""
+
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = data_format
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def _lower(self, graph):
+        graph.add_reshape([int(np.prod(graph.output_shape))])
+
+    def get_config(self):
+        c = super().get_config()
+        c["data_format"] = self.data_format
+        return c
+
+
+class Reshape(Layer):
+    """Reshapes each sample to `target_shape` (one entry may be -1); a view."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(
+                d == 0 or d < -1 for d in self.target_shape):
+            raise ValueError(f"Invalid target_shape. Received: target_shape={target_shape!r}")
+
+    def compute_output_shape(self, input_shape):
+        total = int(np.prod(input_shape))
+        known = int(np.prod([d for d in self.target_shape if d != -1]))
+        shape = tuple(total // known if d == -1 else d for d in self.target_shape)
+        if int(np.prod(shape)) != total:
+            raise ValueError(f"Cannot reshape a sample of shape {tuple(input_shape)} to "
+                             f"{self.target_shape}")
+        return shape
+
+    def _lower(self, graph):
+        graph.add_reshape(list(self.compute_output_shape(tuple(graph.output_shape))))
+
+    def get_config(self):
+        c = super().get_config()
+        c["target_shape"] = self.target_shape
+        return c

@@ -1,0 +1,467 @@
+"""Model: compile, fit, evaluate, predict. Each batch is one call into the C++
+executor (forward, loss, backward and update together, GIL released)."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
+from .. import optimizers as optimizers_mod
+from ..callbacks import CallbackList, History, ProgbarLogger
+from ..layers.base import Layer
+
+
+def _verbose(v):
+    if v == "auto":
+        return 1
+    if v not in (0, 1, 2, False, True):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2. Received: verbose={v!r}")
+    return int(v)
+
+
+def _batch_size(bs, name="batch_size"):
+    if bs is None:
+        return 32
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs <= 0:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={bs!r}")
+    return int(bs)
+
+
+def _unsupported(**kwargs):
+    for k, v in kwargs.items():
+        if v is not None:
+            raise ValueError(f"ember's fit/evaluate/predict on arrays do not support `{k}` yet. "
+                             f"Received: {k}={v!r}")
+
+
+class Model(Layer):
+    """Base of ember models: the Keras training API over a C++ executor.
+
+    Subclasses provide `layers` (a chain) and `_sample_input_shape()`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if args or "inputs" in kwargs or "outputs" in kwargs:
+            raise ValueError("The functional Model(inputs, outputs) API is not available yet; "
+                             "use Sequential")
+        super().__init__(**kwargs)
+        self._graph = None
+        self.optimizer = None
+        self.loss = None
+        self._metric_names = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._in_fit = False
+
+    # -- building -----------------------------------------------------------------
+    def _build_graph(self, sample_shape):
+        """Lowers the layer chain into a C++ graph for per-sample input `sample_shape`
+        and moves every weight into the graph's single parameter buffer."""
+        graph = _core.Graph(list(sample_shape))
+        owners = []
+        shape = tuple(sample_shape)
+        for layer in self.layers:
+            layer._maybe_build(shape)
+            node = layer._lower(graph)
+            shape = tuple(layer.compute_output_shape(shape))
+            if tuple(graph.output_shape) != shape:
+                raise ValueError(f"Layer '{layer.name}' lowered to output shape "
+                                 f"{tuple(graph.output_shape)}, expected {shape}")
+            if layer._weights:
+                owners.append((layer, node))
+        params = graph.params
+        for layer, node in owners:
+            offset, count = graph.node_params(node)
+            for v in layer._weights:
+                size = int(np.prod(v.shape))
+                view = params[offset:offset + size].reshape(v.shape)
+                view[...] = v.value
+                v._value = view
+                offset += size
+        self._graph = graph
+        self.built = True
+        self.input_shape = (None,) + tuple(sample_shape)
+        self.output_shape = (None,) + shape
+        if self.compiled:
+            self._attach_training()
+
+    def build(self, input_shape=None):
+        """Builds the model for inputs of shape (batch, ...)."""
+        if input_shape is None:
+            input_shape = (None,) + tuple(self._sample_input_shape() or ())
+        self._build_graph(tuple(input_shape)[1:])
+
+    def _ensure_graph(self, sample_shape):
+        if self._graph is None:
+            known = self._sample_input_shape()
+            self._build_graph(known if known is not None else sample_shape)
+
+    def _sample_input_shape(self):
+        return None
+
+    # -- compile ----------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Configures training: optimizer, loss and metrics (names or objects)."""
+        if loss is None:
+            raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
+        _unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+            raise ValueError(f"metrics must be a list. Received: metrics={metrics!r}")
+        for m in metrics:
+            if not isinstance(m, str):
+                raise ValueError(f"ember takes metrics by name. Received: {m!r}")
+        self._metric_names = list(metrics)
+        self.compiled = True
+        if self._graph is not None:
+            self._attach_training()
+
+    def _attach_training(self):
+        g = self._graph
+        out_shape = tuple(g.output_shape)
+        sparse = self.loss._sparse
+        core_metrics = [metrics_mod.resolve(m, out_shape, sparse) for m in self._metric_names]
+        g.set_loss(self.loss._core_name, self.loss.from_logits)
+        g.set_metrics(core_metrics)
+        self.optimizer._attach(g)
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise ValueError(f"You must call `compile()` before `{what}()`")
+
+    # -- data ---------------------------------------------------------------------------
+    def _prepare_x(self, x, name="x"):
+        if x is None:
+            raise ValueError(f"{name} is required")
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ValueError(f"{name} must be numeric. Received dtype {x.dtype}")
+        if x.ndim == 0 or x.shape[0] == 0:
+            raise ValueError(f"{name} is empty. Received an array of shape {x.shape}")
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        self._ensure_graph(x.shape[1:])
+        expected = tuple(self._graph.input_shape)
+        if tuple(x.shape[1:]) != expected:
+            raise ValueError(f"Input of model '{self.name}' is incompatible: expected shape="
+                             f"{(None,) + expected}, found shape={x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"{name} contains NaN or infinite values (first at index "
+                             f"{tuple(int(i) for i in bad)}: {x[tuple(bad)]})")
+        return x
+
+    def _prepare_y(self, y, n, name="y"):
+        if y is None:
+            raise ValueError(f"{name} is required for training and evaluation")
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"x and {name} must have the same number of samples. Received: "
+                             f"x has {n}, {name} has {y.shape[0] if y.ndim else 'a scalar'}")
+        out_shape = tuple(self._graph.output_shape)
+        if self.loss._sparse:
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y[:, 0]
+            if y.ndim != 1:
+                raise ValueError(f"{self.loss.name} expects integer class ids of shape (n,) or "
+                                 f"(n, 1). Received {name} of shape {y.shape} (use "
+                                 f"categorical_crossentropy for one-hot targets)")
+            if not np.issubdtype(y.dtype, np.integer):
+                if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or \
+                        not np.all(y == np.floor(y)):
+                    raise ValueError(f"{name} must hold integer class ids. Received dtype "
+                                     f"{y.dtype} with non-integer values")
+            classes = out_shape[-1]
+            bad = (y < 0) | (y >= classes)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"Received a label value of {y[i]} (sample {i}) which is "
+                                 f"outside the valid range of [0, {classes}) for a model "
+                                 f"with {classes} outputs")
+            return np.ascontiguousarray(y, dtype=np.int32)
+        if y.shape[1:] != out_shape:
+            if y.ndim == 1 and out_shape == (1,):
+                y = y.reshape(-1, 1)
+            else:
+                raise ValueError(f"{name} has shape {y.shape} but the model outputs "
+                                 f"{(None,) + out_shape}" + (
+                                     " (to one-hot encode integer labels use "
+                                     "ember.utils.to_categorical, or use "
+                                     "sparse_categorical_crossentropy)"
+                                     if y.ndim == 1 else ""))
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return y
+
+    def _prepare_weights(self, sample_weight, class_weight, y, n):
+        sw = None
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+            if sw.shape[0] != n:
+                raise ValueError(f"sample_weight must have one entry per sample: expected {n}, "
+                                 f"received {sw.shape[0]}")
+            if not np.isfinite(sw).all() or (sw < 0).any():
+                raise ValueError("sample_weight must be finite and non-negative")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise ValueError(f"class_weight must be a dict. Received: {class_weight!r}")
+            classes = self._graph.output_shape[-1]
+            table = np.ones(max(classes, 2), dtype=np.float32)
+            for k, v in class_weight.items():
+                if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or \
+                        not 0 <= k < len(table):
+                    raise ValueError(f"class_weight has an invalid class id {k!r}; expected "
+                                     f"integers in [0, {len(table)})")
+                if not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                    raise ValueError(f"class_weight[{k}] must be a non-negative number. "
+                                     f"Received: {v!r}")
+                table[int(k)] = float(v)
+            ids = y if y.ndim == 1 else (np.argmax(y, axis=-1) if y.shape[-1] > 1
+                                         else np.round(y[:, 0]).astype(np.int64))
+            cw = table[ids.astype(np.int64)]
+            sw = cw if sw is None else sw * cw
+        return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
+
+    # -- logs -----------------------------------------------------------------------------
+    def _logs(self, loss_sum, metric_sums, count, weight_sum, prefix=""):
+        logs = {prefix + "loss": float(loss_sum / count)}
+        for name, s in zip(self._metric_names, metric_sums):
+            logs[prefix + name] = float(s / weight_sum) if weight_sum > 0 else 0.0
+        return logs
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains for `epochs` epochs; returns a History."""
+        self._require_compiled("fit")
+        _unsupported(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        verbose = _verbose(verbose)
+        bs = _batch_size(batch_size)
+        vbs = _batch_size(validation_batch_size or bs, "validation_batch_size")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+        if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative integer. Received: "
+                             f"{initial_epoch!r}")
+        if not isinstance(validation_freq, (int, np.integer)) or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer. Received: "
+                             f"{validation_freq!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1). Received: {validation_split!r}")
+
+        x = self._prepare_x(x)
+        n = x.shape[0]
+        y = self._prepare_y(y, n)
+        sw = self._prepare_weights(sample_weight, class_weight, y, n)
+
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or "
+                                 "(x_val, y_val, sample_weight_val)")
+            vx = self._prepare_x(validation_data[0], "validation x")
+            vy = self._prepare_y(validation_data[1], vx.shape[0], "validation y")
+            vsw = self._prepare_weights(validation_data[2] if len(validation_data) == 3 else None,
+                                        None, vy, vx.shape[0])
+            val = (vx, vy, vsw)
+        elif validation_split:
+            # Keras: the last fraction of the samples, taken before any shuffling.
+            split = int(math.floor(n * (1.0 - validation_split)))
+            if split == 0 or split == n:
+                raise ValueError(f"Training data contains {n} samples, which is not sufficient "
+                                 f"to split it into a validation and training set as specified "
+                                 f"by validation_split={validation_split}")
+            val = (x[split:], y[split:], None if sw is None else sw[split:])
+            x, y, sw = x[:split], y[:split], (None if sw is None else sw[:split])
+            n = split
+
+        steps = math.ceil(n / bs)
+        history = History()
+        cb_list = [history] + list(callbacks or [])
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        cbs = CallbackList(cb_list, self, params)
+        g = self._graph
+        rng = _random.numpy_generator()
+        self.stop_training = False
+        epoch_logs = {}
+        cbs.on_train_begin()
+        for epoch in range(int(initial_epoch), epochs):
+            cbs.on_epoch_begin(epoch)
+            order = rng.permutation(n).astype(np.int64) if shuffle else None
+            loss_sum, count, weight_sum = 0.0, 0, 0.0
+            msums = [0.0] * len(self._metric_names)
+            logs = {}
+            for step in range(steps):
+                cbs.on_train_batch_begin(step)
+                s, e = step * bs, min(n, (step + 1) * bs)
+                lr = self.optimizer.learning_rate
+                if order is not None:
+                    res = g.train_step(x, y, sw, order[s:e], 0, 0, lr)
+                else:
+                    res = g.train_step(x, y, sw, None, s, e - s, lr)
+                loss_sum += res[0]
+                count += e - s
+                weight_sum += (e - s) if sw is None else float(
+                    sw[order[s:e]].sum() if order is not None else sw[s:e].sum())
+                for i, v in enumerate(res[1]):
+                    msums[i] += v
+                logs = self._logs(loss_sum, msums, count, weight_sum)
+                cbs.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                self._in_fit = True
+                try:
+                    vlogs = self._evaluate_arrays(*val, vbs, cbs)
+                finally:
+                    self._in_fit = False
+                epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(epoch_logs)
+        self.history = history
+        return history
+
+    def _evaluate_arrays(self, x, y, sw, bs, cbs):
+        g = self._graph
+        n = x.shape[0]
+        steps = math.ceil(n / bs)
+        loss_sum, weight_sum = 0.0, 0.0
+        msums = [0.0] * len(self._metric_names)
+        cbs.on_test_begin()
+        logs = {}
+        for step in range(steps):
+            cbs.on_test_batch_begin(step)
+            s, e = step * bs, min(n, (step + 1) * bs)
+            res = g.test_step(x, y, sw, None, s, e - s)
+            loss_sum += res[0]
+            weight_sum += (e - s) if sw is None else float(sw[s:e].sum())
+            for i, v in enumerate(res[1]):
+                msums[i] += v
+            logs = self._logs(loss_sum, msums, e, weight_sum)
+            cbs.on_test_batch_end(step, logs)
+        cbs.on_test_end(logs)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Returns the loss (and metrics) on (x, y): a scalar with no metrics, else
+        [loss, metric, ...] in compile order, or a dict with return_dict=True."""
+        self._require_compiled("evaluate")
+        _unsupported(steps=steps)
+        verbose = _verbose(verbose)
+        bs = _batch_size(batch_size)
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, x.shape[0])
+        sw = self._prepare_weights(sample_weight, None, y, x.shape[0])
+        cb_list = list(callbacks or [])
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        cbs = CallbackList(cb_list, self, {"steps": math.ceil(x.shape[0] / bs),
+                                           "verbose": verbose, "epochs": 1})
+        logs = self._evaluate_arrays(x, y, sw, bs, cbs)
+        if return_dict:
+            return logs
+        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Returns the model's outputs for x as a float32 numpy array."""
+        _unsupported(steps=steps)
+        verbose = _verbose(verbose)
+        bs = _batch_size(batch_size)
+        x = self._prepare_x(x)
+        n = x.shape[0]
+        out = np.empty((n,) + tuple(self._graph.output_shape), dtype=np.float32)
+        steps = math.ceil(n / bs)
+        cb_list = list(callbacks or [])
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        cbs = CallbackList(cb_list, self, {"steps": steps, "verbose": verbose, "epochs": 1})
+        cbs.on_predict_begin()
+        for step in range(steps):
+            cbs.on_predict_batch_begin(step)
+            s, e = step * bs, min(n, (step + 1) * bs)
+            self._graph.predict(x, out, s, e - s)
+            cbs.on_predict_batch_end(step, {"outputs": out[s:e]})
+        cbs.on_predict_end()
+        return out
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One training step on one batch; returns the batch's loss (and metrics)."""
+        self._require_compiled("train_on_batch")
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, x.shape[0])
+        sw = self._prepare_weights(sample_weight, class_weight, y, x.shape[0])
+        res = self._graph.train_step(x, y, sw, None, 0, x.shape[0], self.optimizer.learning_rate)
+        return self._batch_result(res, x.shape[0], sw, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metrics) on one batch, without updating the weights."""
+        self._require_compiled("test_on_batch")
+        x = self._prepare_x(x)
+        y = self._prepare_y(y, x.shape[0])
+        sw = self._prepare_weights(sample_weight, None, y, x.shape[0])
+        res = self._graph.test_step(x, y, sw, None, 0, x.shape[0])
+        return self._batch_result(res, x.shape[0], sw, return_dict)
+
+    def predict_on_batch(self, x):
+        """The model's outputs for one batch."""
+        x = self._prepare_x(x)
+        out = np.empty((x.shape[0],) + tuple(self._graph.output_shape), dtype=np.float32)
+        self._graph.predict(x, out, 0, x.shape[0])
+        return out
+
+    def _batch_result(self, res, n, sw, return_dict):
+        logs = self._logs(res[0], res[1], n, n if sw is None else float(sw.sum()))
+        if return_dict:
+            return logs
+        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
+        return values[0] if len(values) == 1 else values
+
+    # -- weights ----------------------------------------------------------------------------
+    @property
+    def weights(self):
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        return [w.numpy() for w in self.weights]
+
+    def set_weights(self, weights):
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(f"Model '{self.name}' expects {len(mine)} weight arrays. "
+                             f"Received: {len(weights)}")
+        arrays = [np.asarray(w, dtype=np.float32) for w in weights]
+        for v, a in zip(mine, arrays):
+            if a.shape != v.shape:
+                raise ValueError(f"Weight '{v.path}' has shape {v.shape}. Received an array "
+                                 f"of shape {a.shape}")
+        for v, a in zip(mine, arrays):
+            v.assign(a)
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
