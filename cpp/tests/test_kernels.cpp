@@ -1,0 +1,225 @@
+// test_kernels.cpp: activations, Dense, losses, dropout, Philox and optimizers
+// against plain references.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "ember/activations.h"
+#include "ember/dense.h"
+#include "ember/dropout.h"
+#include "ember/losses.h"
+#include "ember/optimizers.h"
+#include "ember/parallel.h"
+#include "ember/random.h"
+#include "test_util.h"
+
+using namespace ember;
+using ember_test::max_rel_err;
+using ember_test::random_vec;
+
+template <class T>
+std::vector<T> cast(const std::vector<float>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+TEST(Activations, FloatMatchesDouble) {
+  for (Act a : {Act::Linear, Act::Relu, Act::Sigmoid, Act::Tanh, Act::Softmax}) {
+    const int64_t r = 7, c = 13;
+    auto x = random_vec(r * c, 1, -4.f, 4.f);
+    x[0] = 0.f;
+    std::vector<float> y(r * c);
+    auto xd = cast<double>(x);
+    std::vector<double> yd(r * c);
+    act_forward<float>(a, x.data(), y.data(), r, c);
+    act_forward<double>(a, xd.data(), yd.data(), r, c);
+    EXPECT_LT(max_rel_err(y, yd), 1e-6) << act_name(a);
+    auto dy = random_vec(r * c, 2);
+    auto dyd = cast<double>(dy);
+    std::vector<float> dx(r * c);
+    std::vector<double> dxd(r * c);
+    act_backward<float>(a, y.data(), dy.data(), dx.data(), r, c);
+    act_backward<double>(a, yd.data(), dyd.data(), dxd.data(), r, c);
+    EXPECT_LT(max_rel_err(dx, dxd), 1e-6) << act_name(a);
+  }
+}
+
+TEST(Activations, SoftmaxRowsSumToOneAndSurviveLargeInputs) {
+  std::vector<float> x = {1000.f, 1000.f, -1000.f, 0.f, 1.f, 2.f};
+  std::vector<float> y(6);
+  act_forward<float>(Act::Softmax, x.data(), y.data(), 2, 3);
+  EXPECT_FLOAT_EQ(y[0], 0.5f);
+  EXPECT_FLOAT_EQ(y[2], 0.f);
+  EXPECT_NEAR(y[3] + y[4] + y[5], 1.f, 1e-6);
+}
+
+TEST(Activations, UnknownNameThrows) {
+  EXPECT_THROW(act_from_string("swishy"), std::invalid_argument);
+}
+
+TEST(Dense, FastMatchesReference) {
+  struct S { int64_t n, in, out; };
+  for (S s : {S{1, 1, 1}, S{1, 64, 10}, S{7, 13, 5}, S{32, 257, 17}, S{128, 784, 512}}) {
+    for (Act a : {Act::Linear, Act::Relu, Act::Softmax}) {
+      auto x = random_vec(s.n * s.in, 1), w = random_vec(s.in * s.out, 2),
+           b = random_vec(s.out, 3);
+      std::vector<float> y(s.n * s.out), r(s.n * s.out);
+      dense_forward(x.data(), w.data(), b.data(), y.data(), s.n, s.in, s.out, a);
+      dense_forward_ref<float>(x.data(), w.data(), b.data(), r.data(), s.n, s.in, s.out, a);
+      EXPECT_LT(max_rel_err(y, r), 1e-4) << s.n << "x" << s.in << "x" << s.out;
+    }
+    auto x = random_vec(s.n * s.in, 4), w = random_vec(s.in * s.out, 5),
+         dz = random_vec(s.n * s.out, 6);
+    std::vector<float> dx(s.n * s.in), dw(s.in * s.out), db(s.out);
+    std::vector<float> rdx(s.n * s.in), rdw(s.in * s.out), rdb(s.out);
+    dense_backward(x.data(), w.data(), dz.data(), dx.data(), dw.data(), db.data(), s.n, s.in,
+                   s.out);
+    dense_backward_ref<float>(x.data(), w.data(), dz.data(), rdx.data(), rdw.data(), rdb.data(),
+                              s.n, s.in, s.out);
+    EXPECT_LT(max_rel_err(dx, rdx), 1e-4);
+    EXPECT_LT(max_rel_err(dw, rdw), 1e-4);
+    EXPECT_LT(max_rel_err(db, rdb), 1e-5);
+  }
+}
+
+TEST(Losses, FloatMatchesDoubleForEveryLoss) {
+  const int64_t n = 6, c = 5;
+  auto logits = random_vec(n * c, 1, -3.f, 3.f);
+  std::vector<float> probs(n * c);
+  act_forward<float>(Act::Softmax, logits.data(), probs.data(), n, c);
+  std::vector<int32_t> labels = {0, 4, 2, 1, 3, 3};
+  std::vector<float> onehot(n * c, 0.f);
+  for (int64_t i = 0; i < n; ++i) onehot[i * c + labels[i]] = 1.f;
+  for (Loss l : {Loss::SparseCategoricalCrossentropy, Loss::CategoricalCrossentropy,
+                 Loss::BinaryCrossentropy, Loss::MeanSquaredError})
+    for (bool logit : {false, true}) {
+      const auto& out = logit ? logits : probs;
+      auto outd = cast<double>(out), yd = cast<double>(onehot);
+      std::vector<float> g(n * c);
+      std::vector<double> gd(n * c);
+      const double s = loss_forward_backward<float>(l, logit, Act::Linear, out.data(),
+                                                    labels.data(), onehot.data(), nullptr,
+                                                    g.data(), n, c, 1.f);
+      const double sd = loss_forward_backward<double>(l, logit, Act::Linear, outd.data(),
+                                                      labels.data(), yd.data(), nullptr,
+                                                      gd.data(), n, c, 1.0);
+      EXPECT_NEAR(s, sd, 1e-5 * (1 + std::fabs(sd)));
+      EXPECT_LT(max_rel_err(g, gd), 1e-5);
+    }
+}
+
+TEST(Losses, FusedSoftmaxGradientIsPMinusY) {
+  const int64_t n = 3, c = 4;
+  auto z = random_vec(n * c, 2);
+  std::vector<float> p(n * c), g(n * c);
+  act_forward<float>(Act::Softmax, z.data(), p.data(), n, c);
+  std::vector<int32_t> labels = {1, 0, 3};
+  loss_forward_backward<float>(Loss::SparseCategoricalCrossentropy, false, Act::Softmax,
+                               p.data(), labels.data(), nullptr, nullptr, g.data(), n, c, 1.f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < c; ++j)
+      EXPECT_NEAR(g[i * c + j], p[i * c + j] - (j == labels[i] ? 1.f : 0.f), 1e-6);
+}
+
+TEST(Losses, LabelOutOfRangeThrows) {
+  std::vector<float> p(4, 0.5f), g(4);
+  std::vector<int32_t> labels = {0, 2};
+  EXPECT_THROW(loss_forward_backward<float>(Loss::SparseCategoricalCrossentropy, false,
+                                            Act::Linear, p.data(), labels.data(), nullptr,
+                                            nullptr, g.data(), 2, 2, 1.f),
+               std::invalid_argument);
+}
+
+TEST(Random, PhiloxKnownAnswer) {
+  // Random123's known-answer vector for philox4x32_10 with zero counter and key.
+  uint32_t c[4] = {0, 0, 0, 0};
+  philox4x32(c, 0, 0);
+  EXPECT_EQ(c[0], 0x6627e8d5u);
+  EXPECT_EQ(c[1], 0xe169c58du);
+  EXPECT_EQ(c[2], 0xbc57ac4cu);
+  EXPECT_EQ(c[3], 0x9b00dbd8u);
+}
+
+TEST(Random, UniformFillIsThreadIndependentAndInRange) {
+  const int64_t n = 300001;
+  std::vector<float> a(n), b(n);
+  const int saved = get_num_threads();
+  set_num_threads(1);
+  fill_uniform(a.data(), n, -2.f, 3.f, 42, 7);
+  set_num_threads(2);
+  fill_uniform(b.data(), n, -2.f, 3.f, 42, 7);
+  set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * n));
+  double mean = 0;
+  for (float v : a) {
+    ASSERT_GE(v, -2.f);
+    ASSERT_LT(v, 3.f);
+    mean += v;
+  }
+  EXPECT_NEAR(mean / n, 0.5, 0.02);
+}
+
+TEST(Dropout, KeepsExpectedFractionAndScales) {
+  const int64_t n = 100000;
+  std::vector<float> x(n, 1.f), y(n), mask(n), dx(n);
+  dropout_forward(x.data(), y.data(), mask.data(), n, 0.25f, 9, 1);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (y[i] != 0.f) {
+      ++kept;
+      EXPECT_FLOAT_EQ(y[i], 1.f / 0.75f);
+    }
+  }
+  EXPECT_NEAR(double(kept) / n, 0.75, 0.01);
+  dropout_backward(x.data(), mask.data(), dx.data(), n);
+  EXPECT_EQ(0, std::memcmp(dx.data(), y.data(), sizeof(float) * n));
+  // A different step draws a different mask.
+  std::vector<float> y2(n), mask2(n);
+  dropout_forward(x.data(), y2.data(), mask2.data(), n, 0.25f, 9, 2);
+  EXPECT_NE(0, std::memcmp(y.data(), y2.data(), sizeof(float) * n));
+}
+
+TEST(Optimizers, AdamMatchesKerasRuleInDouble) {
+  std::vector<float> w = {0.5f, -1.f, 2.f}, m(3), v(3);
+  std::vector<double> wd(w.begin(), w.end()), md(3), vd(3);
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+  for (int t = 1; t <= 3; ++t) {
+    std::vector<float> g = {0.1f * t, -0.2f, 0.3f / t};
+    adam_update(w.data(), g.data(), m.data(), v.data(), 3, float(lr), float(b1), float(b2),
+                float(eps), t);
+    const double alpha = lr * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
+    for (int i = 0; i < 3; ++i) {
+      md[i] += (g[i] - md[i]) * (1 - b1);
+      vd[i] += (double(g[i]) * g[i] - vd[i]) * (1 - b2);
+      wd[i] -= alpha * md[i] / (std::sqrt(vd[i]) + eps);
+    }
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(w[i], wd[i], 1e-6);
+}
+
+TEST(Optimizers, SgdMomentumAndNesterov) {
+  for (bool nesterov : {false, true}) {
+    std::vector<float> w = {1.f}, m = {0.f};
+    double wd = 1, md = 0;
+    for (int t = 0; t < 3; ++t) {
+      std::vector<float> g = {0.5f * (t + 1)};
+      sgd_update(w.data(), g.data(), m.data(), 1, 0.1f, 0.9f, nesterov);
+      md = 0.9 * md - 0.1 * g[0];
+      wd += nesterov ? 0.9 * md - 0.1 * g[0] : md;
+    }
+    EXPECT_NEAR(w[0], wd, 1e-6);
+  }
+}
+
+TEST(Optimizers, RmspropMatchesKerasRule) {
+  std::vector<float> w = {1.f, -2.f}, v(2);
+  std::vector<double> wd = {1, -2}, vd(2);
+  for (int t = 0; t < 3; ++t) {
+    std::vector<float> g = {0.3f, -0.7f * (t + 1)};
+    rmsprop_update(w.data(), g.data(), v.data(), nullptr, 2, 0.01f, 0.9f, 0.f, 1e-7f);
+    for (int i = 0; i < 2; ++i) {
+      vd[i] = 0.9 * vd[i] + 0.1 * double(g[i]) * g[i];
+      wd[i] -= 0.01 * g[i] / std::sqrt(vd[i] + 1e-7);
+    }
+  }
+  for (int i = 0; i < 2; ++i) EXPECT_NEAR(w[i], wd[i], 1e-6);
+}

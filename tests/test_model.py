@@ -1,0 +1,283 @@
+"""The Keras training API on Sequential models: contracts, errors, end to end."""
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ember
+from ember import layers
+
+
+def make_model(inputs=8, classes=3, loss="sparse_categorical_crossentropy", out_act="softmax",
+               optimizer="adam", metrics=("accuracy",)):
+    m = ember.Sequential([layers.Input((inputs,)), layers.Dense(16, activation="relu"),
+                          layers.Dense(classes, activation=out_act)])
+    m.compile(optimizer, loss, metrics=list(metrics))
+    return m
+
+
+def blobs(n=200, inputs=8, classes=3, seed=0):
+    r = np.random.default_rng(seed)
+    y = r.integers(0, classes, n)
+    centers = r.normal(size=(classes, inputs)) * 3
+    return (centers[y] + r.normal(size=(n, inputs))).astype(np.float32), y
+
+
+def test_sequential_add_and_list_are_equivalent():
+    ember.set_random_seed(1)
+    a = ember.Sequential([layers.Input((4,)), layers.Dense(3)])
+    ember.set_random_seed(1)
+    b = ember.Sequential()
+    b.add(layers.Input((4,)))
+    b.add(layers.Dense(3))
+    assert [w.shape for w in a.get_weights()] == [(4, 3), (3,)]
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_fit_returns_history_with_keras_keys():
+    ember.set_random_seed(0)
+    x, y = blobs()
+    m = make_model()
+    h = m.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert all(len(v) == 3 for v in h.history.values())
+    assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_evaluate_and_predict():
+    ember.set_random_seed(0)
+    x, y = blobs()
+    m = make_model()
+    m.fit(x, y, epochs=20, verbose=0)
+    loss, acc = m.evaluate(x, y, verbose=0)
+    assert acc > 0.9 and loss < 0.5
+    d = m.evaluate(x, y, verbose=0, return_dict=True)
+    assert d == {"loss": loss, "accuracy": acc}
+    p = m.predict(x, verbose=0)
+    assert p.shape == (200, 3) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    assert np.mean(p.argmax(1) == y) == pytest.approx(acc)
+    np.testing.assert_array_equal(m.predict_on_batch(x[:5]), p[:5])
+
+
+def test_evaluate_without_metrics_returns_scalar():
+    x, y = blobs()
+    m = make_model(metrics=())
+    assert isinstance(m.evaluate(x, y, verbose=0), float)
+
+
+def test_validation_data_and_no_shuffle():
+    x, y = blobs()
+    m = make_model()
+    h = m.fit(x[:150], y[:150], validation_data=(x[150:], y[150:]), epochs=2, shuffle=False,
+              verbose=0)
+    assert "val_accuracy" in h.history
+
+
+@pytest.mark.parametrize("loss,out_act,ytype", [
+    ("categorical_crossentropy", "softmax", "onehot"),
+    ("binary_crossentropy", "sigmoid", "binary"),
+    ("mse", "linear", "binary"),
+])
+def test_other_losses_train(loss, out_act, ytype):
+    ember.set_random_seed(0)
+    x, y = blobs(classes=2)
+    if ytype == "onehot":
+        target, classes = ember.utils.to_categorical(y, 2), 2
+    else:
+        target, classes = y.astype(np.float32), 1
+    m = make_model(classes=classes, loss=loss, out_act=out_act)
+    h = m.fit(x, target, epochs=40, verbose=0)
+    assert h.history["accuracy"][-1] > 0.9
+
+
+def test_sgd_and_rmsprop_train():
+    for opt in [ember.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "rmsprop", "sgd"]:
+        ember.set_random_seed(0)
+        x, y = blobs()
+        m = make_model(optimizer=opt)
+        h = m.fit(x, y, epochs=10, verbose=0)
+        assert h.history["loss"][-1] < h.history["loss"][0]
+
+
+def test_progress_output_formats(capsys):
+    x, y = blobs(64)
+    m = make_model()
+    m.fit(x, y, epochs=2, batch_size=32, verbose=2)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Epoch 1/2"
+    assert out[1].startswith("2/2 - ") and " - accuracy: " in out[1] and " - loss: " in out[1]
+    m.fit(x, y, epochs=1, batch_size=32, verbose=1)
+    out = capsys.readouterr().out.splitlines()
+    # one epoch: no "Epoch" header; not a terminal: one clean line, no carriage returns
+    assert len(out) == 1 and out[0].startswith("2/2 \u2501") and "\r" not in out[0]
+    assert "/step - accuracy: " in out[0]
+
+
+def test_seeded_runs_are_reproducible():
+    x, y = blobs()
+    weights = []
+    for _ in range(2):
+        ember.set_random_seed(42)
+        m = ember.Sequential([layers.Input((8,)), layers.Dense(16, activation="relu"),
+                              layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+        weights.append(m.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_are_views_and_set_weights_round_trips():
+    m = make_model()
+    w = m.get_weights()
+    w[0][:] = 0.5
+    m.set_weights(w)
+    np.testing.assert_array_equal(m.layers[0].kernel.numpy(), 0.5)
+    assert m.count_params() == 8 * 16 + 16 + 16 * 3 + 3
+    with pytest.raises(ValueError, match="shape"):
+        m.set_weights([np.zeros((2, 2))] + w[1:])
+
+
+def test_train_and_test_on_batch():
+    x, y = blobs(32)
+    m = make_model()
+    loss0, _ = m.test_on_batch(x, y)
+    for _ in range(20):
+        m.train_on_batch(x, y)
+    loss1, acc = m.test_on_batch(x, y)
+    assert loss1 < loss0
+    assert set(m.train_on_batch(x, y, return_dict=True)) == {"loss", "accuracy"}
+
+
+def test_build_from_first_fit_without_input():
+    x, y = blobs()
+    m = ember.Sequential([layers.Dense(8, activation="relu"), layers.Dense(3, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=1, verbose=0)
+    assert m.input_shape == (None, 8) and m.output_shape == (None, 3)
+
+
+def test_flatten_and_input_shape_kwarg():
+    x = np.random.default_rng(0).normal(size=(10, 2, 3)).astype(np.float32)
+    m = ember.Sequential([layers.Flatten(input_shape=(2, 3)), layers.Dense(2)])
+    assert m.predict(x, verbose=0).shape == (10, 2)
+
+
+# ---- bad input: a clear ValueError naming the value, never a crash -------------------
+def test_wrong_input_shape():
+    m = make_model()
+    x, y = blobs()
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 8\), found shape=\(200, 9\)"):
+        m.fit(np.zeros((200, 9)), y, verbose=0)
+    with pytest.raises(ValueError, match=r"found shape=\(3, 7\)"):
+        m.predict(np.zeros((3, 7)), verbose=0)
+
+
+def test_label_out_of_range():
+    m = make_model()
+    x, y = blobs()
+    y = y.copy()
+    y[5] = 3
+    with pytest.raises(ValueError, match=r"label value of 3 .*\[0, 3\)"):
+        m.fit(x, y, verbose=0)
+    y[5] = -1
+    with pytest.raises(ValueError, match="label value of -1"):
+        m.evaluate(x, y, verbose=0)
+
+
+def test_length_mismatch():
+    m = make_model()
+    x, y = blobs()
+    with pytest.raises(ValueError, match="x has 200, y has 199"):
+        m.fit(x, y[:-1], verbose=0)
+
+
+def test_nan_and_empty_input():
+    m = make_model()
+    x, y = blobs()
+    x[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN.*\(3, 2\)"):
+        m.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        m.fit(np.zeros((0, 8)), np.zeros(0), verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        m.predict(np.zeros((0, 8)), verbose=0)
+
+
+def test_unknown_optimizer_and_loss():
+    m = ember.Sequential([layers.Input((3,)), layers.Dense(2)])
+    with pytest.raises(ValueError, match="'adamm'"):
+        m.compile("adamm", "mse")
+    with pytest.raises(ValueError, match="'msee'"):
+        m.compile("adam", "msee")
+    with pytest.raises(ValueError, match="'accuracyy'"):
+        m.compile("adam", "mse", metrics=["accuracyy"])
+
+
+def test_bad_layer_config_and_kwargs():
+    with pytest.raises(ValueError, match="units=-3"):
+        layers.Dense(-3)
+    with pytest.raises(ValueError, match="rate=1.5"):
+        layers.Dropout(1.5)
+    with pytest.raises(ValueError, match="'swish2'"):
+        layers.Dense(3, activation="swish2")
+    with pytest.raises(TypeError, match="unitz"):
+        layers.Dense(3, unitz=4)
+    with pytest.raises(ValueError, match="learning_rate=-0.1"):
+        ember.optimizers.Adam(learning_rate=-0.1)
+
+
+def test_fit_before_compile_and_wrong_targets():
+    m = ember.Sequential([layers.Input((3,)), layers.Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match="compile"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), verbose=0)
+    m.compile("adam", "categorical_crossentropy")
+    with pytest.raises(ValueError, match="to_categorical"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), verbose=0)
+
+
+def test_core_rejects_bad_arrays():
+    g = ember._core.Graph([3])
+    g.add_dense(2, "linear", True)
+    with pytest.raises(ValueError, match="float32"):
+        g.predict(np.zeros((2, 3)), np.zeros((2, 2), np.float32), 0, 2)
+    with pytest.raises(ValueError):
+        g.predict(np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32), 1, 5)
+
+
+# ---- thread count: bit-identical weights after one epoch ---------------------------
+SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, ember
+    from ember import layers
+    ember.set_random_seed(7)
+    r = np.random.default_rng(0)
+    x = r.normal(size=(1000, 100)).astype(np.float32)
+    y = r.integers(0, 10, 1000)
+    m = ember.Sequential([layers.Input((100,)), layers.Dense(200, activation="relu"),
+                          layers.Dropout(0.2), layers.Dense(150, activation="tanh"),
+                          layers.Dense(10, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    np.save(sys.argv[1], np.concatenate([w.ravel() for w in m.get_weights()]))
+    print(ember.config.get_num_threads())
+""")
+
+
+def test_weights_bit_identical_across_thread_counts(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    results = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        out = tmp_path / f"w{threads}.npy"
+        proc = subprocess.run([sys.executable, str(script), str(out)], env=env,
+                              capture_output=True, text=True, check=True)
+        assert proc.stdout.strip() == threads
+        results.append(np.load(out))
+    assert results[0].tobytes() == results[1].tobytes()
