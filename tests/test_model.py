@@ -281,3 +281,15 @@ def test_weights_bit_identical_across_thread_counts(tmp_path):
         assert proc.stdout.strip() == threads
         results.append(np.load(out))
     assert results[0].tobytes() == results[1].tobytes()
+
+
+def test_steady_state_allocates_nothing():
+    x, y = blobs(200)
+    m = make_model()
+    m.fit(x, y, epochs=1, batch_size=64, verbose=0)  # batches of 64 then a last one of 8
+    g = m._graph
+    before = g.allocations
+    m.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    m.evaluate(x, y, batch_size=64, verbose=0)
+    m.predict(x, batch_size=64, verbose=0)
+    assert g.allocations == before == 1

@@ -146,13 +146,12 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   const int mr = kern.mr, nr = kern.nr;
   const int threads = get_num_threads();
 
-  // Task grid: enough M blocks (of at most kMC rows) and N chunks for every thread.
-  int64_t mc = std::min(kMC, round_up(M, mr));
-  int64_t mblocks = ceil_div(M, mc);
-  if (mblocks < threads && M >= threads * 2 * mr) {
-    mc = round_up(ceil_div(M, threads), mr);
-    mblocks = ceil_div(M, mc);
-  }
+  // Task grid: M blocks of at most kMC rows, sized so every thread gets the same
+  // number of equal blocks; N chunks as well when M alone cannot feed every thread.
+  const int64_t rows_per_thread = ceil_div(M, threads);
+  const int64_t blocks_per_thread = ceil_div(rows_per_thread, kMC);
+  const int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
+  const int64_t mblocks = ceil_div(M, mc);
 
   static thread_local FloatBuffer b_pack;
   b_pack.resize(kKC * round_up(std::min(kNC, N), nr));

@@ -23,9 +23,11 @@ void kernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
   const float* a = Ap;
   const float* b = Bp;
   for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * kMR), _MM_HINT_T0);
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = _mm256_load_ps(b + 8);
     __m256 x = _mm256_broadcast_ss(a + 0);
@@ -41,6 +43,29 @@ void kernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t
     x = _mm256_broadcast_ss(a + 5);
     c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
   }
+  if (m == kMR && n == kNR) {
+    // Full tile: straight from registers to C.
+    float* r = C;
+    if (accumulate) {
+#define EMBER_ROW_ACC(c0, c1)                                              \
+  _mm256_storeu_ps(r, _mm256_add_ps(c0, _mm256_loadu_ps(r)));             \
+  _mm256_storeu_ps(r + 8, _mm256_add_ps(c1, _mm256_loadu_ps(r + 8)));     \
+  r += ldc;
+      EMBER_ROW_ACC(c00, c01) EMBER_ROW_ACC(c10, c11) EMBER_ROW_ACC(c20, c21)
+      EMBER_ROW_ACC(c30, c31) EMBER_ROW_ACC(c40, c41) EMBER_ROW_ACC(c50, c51)
+#undef EMBER_ROW_ACC
+    } else {
+#define EMBER_ROW_SET(c0, c1) \
+  _mm256_storeu_ps(r, c0);    \
+  _mm256_storeu_ps(r + 8, c1); \
+  r += ldc;
+      EMBER_ROW_SET(c00, c01) EMBER_ROW_SET(c10, c11) EMBER_ROW_SET(c20, c21)
+      EMBER_ROW_SET(c30, c31) EMBER_ROW_SET(c40, c41) EMBER_ROW_SET(c50, c51)
+#undef EMBER_ROW_SET
+    }
+    return;
+  }
+  // Edge tile: through a buffer, writing only the m x n corner.
   alignas(32) float tile[kMR][kNR];
   _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
   _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
@@ -48,22 +73,9 @@ void kernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t
   _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
   _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
   _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-  if (n == kNR) {
-    for (int i = 0; i < m; ++i) {
-      float* row = C + i * ldc;
-      __m256 t0 = _mm256_load_ps(tile[i]), t1 = _mm256_load_ps(tile[i] + 8);
-      if (accumulate) {
-        t0 = _mm256_add_ps(t0, _mm256_loadu_ps(row));
-        t1 = _mm256_add_ps(t1, _mm256_loadu_ps(row + 8));
-      }
-      _mm256_storeu_ps(row, t0);
-      _mm256_storeu_ps(row + 8, t1);
-    }
-  } else {
-    for (int i = 0; i < m; ++i) {
-      float* row = C + i * ldc;
-      for (int j = 0; j < n; ++j) row[j] = accumulate ? row[j] + tile[i][j] : tile[i][j];
-    }
+  for (int i = 0; i < m; ++i) {
+    float* row = C + i * ldc;
+    for (int j = 0; j < n; ++j) row[j] = accumulate ? row[j] + tile[i][j] : tile[i][j];
   }
 }
 
