@@ -143,6 +143,11 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   }
 
   const GemmKernel& kern = gemm_kernel();
+  if (M <= kSmallM && ta == Trans::N && tb == Trans::N) {
+    kern.small_nn(M, N, K, alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
+    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+    return;
+  }
   const int mr = kern.mr, nr = kern.nr;
   const int threads = get_num_threads();
 
@@ -165,8 +170,12 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
     const int64_t per_chunk = ceil_div(slivers, nchunks);
     const int64_t tasks = mblocks * nchunks;
 
-    for (int64_t pc = 0; pc < K; pc += kKC) {
-      const int64_t kc = std::min(kKC, K - pc);
+    // K in equal blocks of at most kKC (784 = 4 x 196, not 3 x 256 + 16): a short
+    // last block would cost a full pass over C for little work. The split depends
+    // on K alone, so the summation order never depends on the thread count.
+    const int64_t kstep = ceil_div(K, ceil_div(K, kKC));
+    for (int64_t pc = 0; pc < K; pc += kstep) {
+      const int64_t kc = std::min(kstep, K - pc);
       const bool accumulate = pc > 0 || beta != 0.f;
       const bool last_k = pc + kc == K;
 

@@ -79,10 +79,71 @@ void kernel_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t
   }
 }
 
+// Four ymm accumulators cover 32 columns; the tail of fewer than 8 goes through a
+// masked load/store. Each thread owns a range of 32-column blocks.
+void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                   bool accumulate) {
+  const int64_t blocks = (N + 31) / 32;
+  for (int64_t i = 0; i < M; ++i) {
+#pragma omp parallel for schedule(static) if (N * K > (1 << 16))
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * 32;
+      const int64_t w = N - j0 < 32 ? N - j0 : 32;
+      if (w == 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K; ++k) {
+          const __m256 a = _mm256_set1_ps(alpha * A[i * lda + k]);
+          const float* b = B + k * ldb + j0;
+          s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), s0);
+          s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), s1);
+          s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), s2);
+          s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), s3);
+        }
+        float* c = C + i * ldc + j0;
+        if (accumulate) {
+          s0 = _mm256_add_ps(s0, _mm256_loadu_ps(c));
+          s1 = _mm256_add_ps(s1, _mm256_loadu_ps(c + 8));
+          s2 = _mm256_add_ps(s2, _mm256_loadu_ps(c + 16));
+          s3 = _mm256_add_ps(s3, _mm256_loadu_ps(c + 24));
+        }
+        _mm256_storeu_ps(c, s0);
+        _mm256_storeu_ps(c + 8, s1);
+        _mm256_storeu_ps(c + 16, s2);
+        _mm256_storeu_ps(c + 24, s3);
+      } else {
+        // Up to 4 vectors of 8, the last one masked.
+        __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+        __m256i mask[4];
+        const int vecs = static_cast<int>((w + 7) / 8);
+        for (int v = 0; v < vecs; ++v) {
+          alignas(32) int32_t bits[8];
+          for (int l = 0; l < 8; ++l) bits[l] = (v * 8 + l < w) ? -1 : 0;
+          mask[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bits));
+        }
+        for (int64_t k = 0; k < K; ++k) {
+          const __m256 a = _mm256_set1_ps(alpha * A[i * lda + k]);
+          const float* b = B + k * ldb + j0;
+          for (int v = 0; v < vecs; ++v)
+            s[v] = _mm256_fmadd_ps(a, _mm256_maskload_ps(b + 8 * v, mask[v]), s[v]);
+        }
+        float* c = C + i * ldc + j0;
+        for (int v = 0; v < vecs; ++v) {
+          __m256 r = s[v];
+          if (accumulate) r = _mm256_add_ps(r, _mm256_maskload_ps(c + 8 * v, mask[v]));
+          _mm256_maskstore_ps(c + 8 * v, mask[v], r);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx2() {
-  static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_avx2};
+  static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_avx2, small_nn_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
   return nullptr;

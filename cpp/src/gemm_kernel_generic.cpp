@@ -28,10 +28,30 @@ void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
   }
 }
 
+void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                      int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                      bool accumulate) {
+  constexpr int64_t kCols = 64;
+  for (int64_t i = 0; i < M; ++i) {
+#pragma omp parallel for schedule(static) if (N * K > (1 << 16))
+    for (int64_t j0 = 0; j0 < N; j0 += kCols) {
+      const int64_t w = N - j0 < kCols ? N - j0 : kCols;
+      float acc[kCols] = {};
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = alpha * A[i * lda + k];
+        const float* b = B + k * ldb + j0;
+        for (int64_t j = 0; j < w; ++j) acc[j] += a * b[j];
+      }
+      float* c = C + i * ldc + j0;
+      for (int64_t j = 0; j < w; ++j) c[j] = accumulate ? c[j] + acc[j] : acc[j];
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
-  static const GemmKernel k{"generic", kMR, kNR, kernel_generic};
+  static const GemmKernel k{"generic", kMR, kNR, kernel_generic, small_nn_generic};
   return k;
 }
 

@@ -36,7 +36,16 @@ struct GemmKernel {
   int mr, nr;
   void (*run)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
               int m, int n, bool accumulate);
+  // Unpacked path for a few rows of A in the NN form (batch-1 inference): for each
+  // row, C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending, columns in
+  // registers. Reads B once with no packing copy.
+  void (*small_nn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                   bool accumulate);
 };
+
+// sgemm takes the small_nn path when M <= kSmallM and both operands are untransposed.
+constexpr int64_t kSmallM = 4;
 
 // The kernel sgemm dispatches to (chosen once, at first use).
 const GemmKernel& gemm_kernel();

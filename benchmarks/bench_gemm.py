@@ -1,0 +1,164 @@
+"""GEMM throughput: ember's sgemm against numpy (OpenBLAS), alternating in one run.
+
+    python benchmarks/bench_gemm.py                 # squares at 1 and 2 threads, MLP and CNN shapes
+    python benchmarks/bench_gemm.py --json out.json
+    python benchmarks/bench_gemm.py --training      # MLP training, portable vs AVX2 kernel
+
+Each thread count runs in its own process with OMP_NUM_THREADS and
+OPENBLAS_NUM_THREADS set, so both libraries use the same number of threads.
+Reported: median GFLOP/s over the repeats, and ember / numpy.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SQUARES = [128, 256, 512, 1024, 2048]
+# (label, M, N, K, trans_a, trans_b): C(M,N) = op(A) op(B)
+MLP = []
+for i, o in ((784, 512), (512, 256), (256, 10)):
+    MLP += [(f"mlp fwd {i}->{o}", 128, o, i, False, False),
+            (f"mlp dW {i}x{o}", i, o, 128, True, False),
+            (f"mlp dX {o}->{i}", 128, i, o, False, True)]
+# im2col shapes of the benchmark CNN (32x32x3, conv 32/64/64 3x3 valid, pool 2) at batch 64
+CNN = [("cnn conv1 fwd", 64 * 30 * 30, 32, 27, False, False),
+       ("cnn conv2 fwd", 64 * 13 * 13, 64, 288, False, False),
+       ("cnn conv3 fwd", 64 * 4 * 4, 64, 576, False, False),
+       ("cnn conv2 dW", 288, 64, 64 * 13 * 13, True, False),
+       ("cnn conv2 dX", 64 * 13 * 13, 288, 64, False, True)]
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def measure(shapes, repeats, min_time):
+    from ember import _core
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, M, N, K, ta, tb in shapes:
+        a = rng.standard_normal((K, M) if ta else (M, K), dtype=np.float32)
+        b = rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32)
+        c = np.empty((M, N), np.float32)
+        A, B = (a.T if ta else a), (b.T if tb else b)
+        fns = {"ember": lambda: _core.sgemm(a, b, c, trans_a=ta, trans_b=tb),
+               "numpy": lambda: np.matmul(A, B, out=c)}
+        flops = 2.0 * M * N * K
+        for f in fns.values():
+            f()
+        inner = max(1, int(min_time * 50e9 / flops))
+        times = {k: [] for k in fns}
+        for _ in range(repeats):  # alternate: ember, numpy, ember, numpy, ...
+            for k, f in fns.items():
+                # Let the other library's idle threads stop spinning first: OpenBLAS and
+                # OpenMP workers busy-wait after a call and would steal the 2 cores.
+                time.sleep(0.25)
+                t = time.perf_counter()
+                for _ in range(inner):
+                    f()
+                times[k].append((time.perf_counter() - t) / inner)
+        g = {k: flops / np.median(v) / 1e9 for k, v in times.items()}
+        rows.append({"shape": label, "M": M, "N": N, "K": K, "ember_gflops": g["ember"],
+                     "numpy_gflops": g["numpy"], "ratio": g["ember"] / g["numpy"]})
+    return rows
+
+
+def worker(args):
+    import ember
+    shapes = [(f"square {s}", s, s, s, False, False) for s in SQUARES] + MLP + CNN
+    rows = measure(shapes, args.repeats, args.min_time)
+    print(json.dumps({"threads": ember.config.get_num_threads(),
+                      "kernel": ember.config.gemm_kernel(), "rows": rows}))
+
+
+def training(args):
+    """Samples/s training two MLPs with the portable kernel and with the AVX2 one."""
+    code = r"""
+import time, numpy as np, ember
+from ember import layers
+ember.set_random_seed(0)
+def run(name, x, y, hidden, epochs, bs, drop):
+    m = ember.Sequential([layers.Input((x.shape[1],))] + [layers.Dense(h, activation="relu") for h in hidden[:1]]
+        + ([layers.Dropout(drop)] if drop else []) + [layers.Dense(h, activation="relu") for h in hidden[1:]]
+        + [layers.Dense(10, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x[:bs * 4], y[:bs * 4], batch_size=bs, epochs=1, verbose=0)
+    t = time.perf_counter(); m.fit(x, y, batch_size=bs, epochs=epochs, verbose=0)
+    print(name, len(x) * epochs / (time.perf_counter() - t))
+from sklearn.datasets import load_digits
+d = load_digits()
+run("digits-mlp", (d.data / 16).astype("float32"), d.target, [256, 128], 20, 32, 0.2)
+r = np.random.default_rng(0)
+run("bench-mlp", r.random((20000, 784), dtype=np.float32), r.integers(0, 10, 20000), [512, 256], 1, 128, 0.2)
+"""
+    results = {}
+    for kernel in ("generic", "auto"):
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+        if kernel == "generic":
+            env["EMBER_GEMM_KERNEL"] = "generic"
+        else:
+            env.pop("EMBER_GEMM_KERNEL", None)
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                 text=True, check=True).stdout
+            for line in out.splitlines():
+                name, v = line.split()
+                results.setdefault((name, kernel), []).append(float(v))
+    print(f"MLP training, samples/s (median of {args.repeats}), {args.threads} threads, {cpu_name()}")
+    print("| model | portable kernel | AVX2 kernel | speed-up |\n|---|---|---|---|")
+    for name in ("digits-mlp", "bench-mlp"):
+        a, b = np.median(results[(name, "generic")]), np.median(results[(name, "auto")])
+        print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="largest thread count (default 2)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=0.05, help="seconds per timed call group")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--training", action="store_true")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.thread_list = sorted({1, args.threads})
+    if args.training:
+        return training(args)
+    if args.worker:
+        return worker(args)
+    results = []
+    for t in args.thread_list:
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
+                   MKL_NUM_THREADS=str(t))
+        cmd = [sys.executable, __file__, "--worker", "--threads", str(t), "--repeats",
+               str(args.repeats), "--min-time", str(args.min_time)]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout))
+    print(f"CPU: {cpu_name()}; numpy {np.__version__}; ember kernel {results[0]['kernel']}")
+    print("| shape | threads | ember GFLOP/s | numpy GFLOP/s | ember/numpy |\n|---|---|---|---|---|")
+    for res in results:
+        for r in res["rows"]:
+            print(f"| {r['shape']} ({r['M']}x{r['N']}x{r['K']}) | {res['threads']} | "
+                  f"{r['ember_gflops']:.1f} | {r['numpy_gflops']:.1f} | {r['ratio']:.2f} |")
+    if len(results) == 2:
+        s1 = {r["shape"]: r["ember_gflops"] for r in results[0]["rows"]}
+        s2 = {r["shape"]: r["ember_gflops"] for r in results[1]["rows"]}
+        print(f"ember thread scaling 1 -> {args.threads} on 1024: "
+              f"{s2['square 1024'] / s1['square 1024']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_name(), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
