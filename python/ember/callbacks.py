@@ -114,6 +114,7 @@ class Progbar:
         self.interactive = _interactive(self.stream)
         self.start = time.perf_counter()
         self._last_draw = 0.0
+        self._drawn = 0  # length of the line on screen, to blank a longer previous one
 
     def update(self, current, logs=None, finalize=False):
         if self.verbose != 1 or not self.interactive:
@@ -124,7 +125,10 @@ class Progbar:
         if not finalize and now - self._last_draw < 0.05:
             return
         self._last_draw = now
-        self.stream.write("\r" + self._line(current, logs, now) + ("\n" if finalize else ""))
+        line = self._line(current, logs, now)
+        pad = " " * max(0, self._drawn - len(line))
+        self._drawn = 0 if finalize else len(line)
+        self.stream.write("\r" + line + pad + ("\n" if finalize else ""))
         self.stream.flush()
 
     def _final(self, current, logs):
