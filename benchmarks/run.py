@@ -1,0 +1,271 @@
+"""ember against PyTorch and Keras (JAX backend), side by side, in one command.
+
+    python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
+                             [--repeats 3] [--workloads mlp infer import] [--json out.json]
+
+Every measurement runs in a fresh process pinned to --threads cores, frameworks
+alternate (A B A B ...), and the table reports medians with [min, max] and ratios.
+A framework that is not installed is reported as skipped.
+
+Workloads (data is float32, synthetic, seeded):
+  mlp     784 -> Dense(512, relu) -> Dropout(0.2) -> Dense(256, relu) -> Dense(10, softmax),
+          Adam(1e-3), sparse categorical crossentropy, 60,000 samples, batch 128:
+          training samples/s over one epoch after a warm-up, the final loss, peak RSS.
+  infer   the same MLP: latency at batch 1 (median of 200 calls; model.predict and
+          predict_on_batch for ember and Keras, eval + inference_mode for PyTorch) and
+          throughput at batch 1024.
+  import  time to import the framework in a fresh interpreter.
+The cnn and text workloads of the suite arrive with ember's Conv2D and Embedding.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+FRAMEWORKS = ("ember", "torch", "keras-jax")
+MODULES = {"ember": "ember", "torch": "torch", "keras-jax": "keras"}
+
+
+def available(fw):
+    if fw == "keras-jax":
+        return bool(importlib.util.find_spec("keras") and importlib.util.find_spec("jax"))
+    return importlib.util.find_spec(MODULES[fw]) is not None
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# ---------------------------------------------------------------- worker side
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def data(n, seed=0):
+    import numpy as np
+    r = np.random.default_rng(seed)
+    return r.random((n, 784), dtype=np.float32), r.integers(0, 10, n).astype(np.int64)
+
+
+def build(fw):
+    if fw == "ember":
+        import ember
+        from ember import layers
+        ember.set_random_seed(0)
+        m = ember.Sequential([layers.Input((784,)), layers.Dense(512, activation="relu"),
+                              layers.Dropout(0.2), layers.Dense(256, activation="relu"),
+                              layers.Dense(10, activation="softmax")])
+        m.compile(ember.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        return m
+    if fw == "keras-jax":
+        import keras
+        from keras import layers
+        keras.utils.set_random_seed(0)
+        m = keras.Sequential([keras.Input((784,)), layers.Dense(512, activation="relu"),
+                              layers.Dropout(0.2), layers.Dense(256, activation="relu"),
+                              layers.Dense(10, activation="softmax")])
+        m.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        return m
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 256),
+                         nn.ReLU(), nn.Linear(256, 10))
+
+
+def torch_epoch(model, opt, x, y, bs):
+    import torch
+    model.train()
+    lossf = torch.nn.CrossEntropyLoss()
+    perm = torch.randperm(len(x))
+    total = 0.0
+    for s in range(0, len(x), bs):
+        idx = perm[s:s + bs]
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        total += float(loss) * len(idx)
+    return total / len(x)
+
+
+def work_mlp(fw):
+    x, y = data(60000)
+    bs = 128
+    m = build(fw)
+    if fw == "torch":
+        import torch
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        torch_epoch(m, opt, xt[:bs * 20], yt[:bs * 20], bs)  # warm-up
+        t = time.perf_counter()
+        loss = torch_epoch(m, opt, xt, yt, bs)
+        sec = time.perf_counter() - t
+    else:
+        m.fit(x[:bs * 20], y[:bs * 20], batch_size=bs, epochs=1, verbose=0)  # warm-up
+        t = time.perf_counter()
+        h = m.fit(x, y, batch_size=bs, epochs=1, verbose=0)
+        sec = time.perf_counter() - t
+        loss = h.history["loss"][-1]
+    return {"mlp train samples/s": len(x) / sec, "mlp final loss": loss,
+            "mlp peak RSS MB": peak_rss_mb()}
+
+
+def median_time(f, n):
+    f()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def work_infer(fw):
+    x, _ = data(1024, seed=1)
+    x1 = x[:1].copy()
+    m = build(fw)
+    out = {}
+    if fw == "torch":
+        import torch
+        m.eval()
+        t1, t1024 = torch.from_numpy(x1), torch.from_numpy(x)
+        with torch.inference_mode():
+            out["mlp batch-1 latency us (predict)"] = median_time(lambda: m(t1), 200) * 1e6
+            out["mlp batch-1024 samples/s (predict)"] = 1024 / median_time(lambda: m(t1024), 20)
+    else:
+        out["mlp batch-1 latency us (predict)"] = median_time(
+            lambda: m.predict(x1, verbose=0), 200) * 1e6
+        out["mlp batch-1 latency us (predict_on_batch)"] = median_time(
+            lambda: m.predict_on_batch(x1), 200) * 1e6
+        out["mlp batch-1024 samples/s (predict)"] = 1024 / median_time(
+            lambda: m.predict(x, batch_size=1024, verbose=0), 20)
+    out["infer peak RSS MB"] = peak_rss_mb()
+    return out
+
+
+def work_import(fw):
+    t = time.perf_counter()
+    __import__(MODULES[fw])
+    return {"import s": time.perf_counter() - t}
+
+
+def worker(fw, workload, threads):
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:threads]
+        os.sched_setaffinity(0, cpus)
+    if fw == "torch" and workload != "import":
+        import torch
+        torch.set_num_threads(threads)
+    result = {"import": work_import, "mlp": work_mlp, "infer": work_infer}[workload](fw)
+    print("RESULT " + json.dumps(result))
+
+
+# ---------------------------------------------------------------- driver side
+def run_one(fw, workload, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", fw, workload,
+                           "--threads", str(threads)], env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{fw} {workload} failed:\n{proc.stderr[-2000:]}")
+
+
+def versions(fws):
+    out = {"python": platform.python_version()}
+    for fw in fws:
+        code = (f"import {MODULES[fw]} as m; print(m.__version__)" if fw != "keras-jax" else
+                "import keras, jax; print(keras.__version__ + ' / jax ' + jax.__version__)")
+        out[fw] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=dict(os.environ, KERAS_BACKEND="jax")).stdout.strip()
+    return out
+
+
+LOWER_IS_BETTER = ("latency", "import", "RSS", "loss")
+
+
+def table(results, fws):
+    metrics = []
+    for fw in fws:
+        for k in results[fw]:
+            if k not in metrics:
+                metrics.append(k)
+    head = "| metric | " + " | ".join(fws) + " | ember vs torch | ember vs best other |"
+    lines = [head, "|" + "---|" * (len(fws) + 3)]
+    for k in metrics:
+        cells, med = [], {}
+        for fw in fws:
+            vals = results[fw].get(k)
+            if not vals:
+                cells.append("-")
+                continue
+            med[fw] = statistics.median(vals)
+            fmt = (lambda v: f"{v:,.0f}") if med[fw] >= 100 else (lambda v: f"{v:.3g}")
+            cells.append(f"{fmt(med[fw])} [{fmt(min(vals))}, {fmt(max(vals))}]")
+        lower = any(w in k for w in LOWER_IS_BETTER)
+
+        def ratio(other):
+            # > 1 means ember is better (faster, or smaller for memory and import time).
+            if "ember" not in med or other not in med or "loss" in k:
+                return "-"
+            r = med[other] / med["ember"] if lower else med["ember"] / med[other]
+            return f"{r:.2f}x" + ("" if r >= 1 else " (behind)")
+
+        others = [fw for fw in med if fw != "ember"]
+        best = (min if lower else max)(others, key=lambda f: med[f]) if others else None
+        cells += [ratio("torch"), f"{ratio(best)} ({best})" if best else "-"]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
+    p.add_argument("--workloads", nargs="+", default=["mlp", "infer", "import"],
+                   choices=["mlp", "infer", "import"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args.worker[0], args.worker[1], args.threads)
+
+    fws = [fw for fw in args.frameworks if available(fw)]
+    for fw in args.frameworks:
+        if fw not in fws:
+            print(f"skipped: {fw} (not installed; see benchmarks/README.md)")
+    results = {fw: {} for fw in fws}
+    for workload in args.workloads:
+        reps = max(args.repeats, 5) if workload == "import" else args.repeats
+        for _ in range(reps):
+            for fw in fws:  # alternate frameworks within each repeat
+                for k, v in run_one(fw, workload, args.threads).items():
+                    results[fw].setdefault(k, []).append(v)
+    info = {"cpu": cpu_name(), "threads": args.threads, "versions": versions(fws),
+            "date": time.strftime("%Y-%m-%d")}
+    print(f"\n{info['date']} | CPU: {info['cpu']} | threads: {args.threads} | "
+          + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    print(f"medians of {args.repeats} fresh processes (import: {max(args.repeats, 5)}), [min, max]\n")
+    print(table(results, fws))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
