@@ -11,12 +11,13 @@ Reported: median GFLOP/s over the repeats, and ember / numpy.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from common import cpu_name
 
 SQUARES = [128, 256, 512, 1024, 2048]
 # (label, M, N, K, trans_a, trans_b): C(M,N) = op(A) op(B)
@@ -31,16 +32,6 @@ CNN = [("cnn conv1 fwd", 64 * 30 * 30, 32, 27, False, False),
        ("cnn conv3 fwd", 64 * 4 * 4, 64, 576, False, False),
        ("cnn conv2 dW", 288, 64, 64 * 13 * 13, True, False),
        ("cnn conv2 dX", 64 * 13 * 13, 288, 64, False, True)]
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def measure(shapes, repeats, min_time):

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from common import cpu_name
+
 FRAMEWORKS = ("ember", "torch", "keras-jax")
 MODULES = {"ember": "ember", "torch": "torch", "keras-jax": "keras"}
 
@@ -35,16 +37,6 @@ def available(fw):
     if fw == "keras-jax":
         return bool(importlib.util.find_spec("keras") and importlib.util.find_spec("jax"))
     return importlib.util.find_spec(MODULES[fw]) is not None
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ---------------------------------------------------------------- worker side
