@@ -24,6 +24,9 @@ class Loss:
         self.reduction = reduction
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("Calling a loss with sample_weight directly is not supported; "
+                             "pass sample_weight to fit or evaluate")
         y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
         out = y_pred.reshape(len(y_pred), -1)
         if self._sparse:
@@ -31,9 +34,6 @@ class Loss:
         else:
             target = np.ascontiguousarray(np.asarray(y_true, dtype=np.float32).reshape(out.shape))
         total, _ = _core.loss(self._core_name, out, target, self.from_logits)
-        if sample_weight is not None:
-            raise ValueError("Calling a loss with sample_weight directly is not supported; "
-                             "pass sample_weight to fit or evaluate")
         return np.float32(total / len(out))
 
     def get_config(self):

@@ -72,6 +72,21 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
 
 
+def assign_weights(variables, weights, owner):
+    """Checks every array against its variable's shape, then assigns them all (so a
+    bad list changes nothing)."""
+    if len(weights) != len(variables):
+        raise ValueError(f"{owner} expects {len(variables)} weight arrays. "
+                         f"Received: {len(weights)}")
+    arrays = [np.asarray(w, dtype=np.float32) for w in weights]
+    for v, a in zip(variables, arrays):
+        if a.shape != v.shape:
+            raise ValueError(f"{owner}: weight '{v.path}' has shape {v.shape}. Received an "
+                             f"array of shape {a.shape}")
+    for v, a in zip(variables, arrays):
+        v.assign(a)
+
+
 class Layer:
     """Base class of ember layers (Keras lifecycle: __init__ validates the config,
     build(input_shape) creates weights, compute_output_shape and get_config are
@@ -133,17 +148,7 @@ class Layer:
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"Layer '{self.name}' expects {len(mine)} weight arrays. "
-                             f"Received: {len(weights)}")
-        arrays = [np.asarray(w, dtype=np.float32) for w in weights]
-        for v, a in zip(mine, arrays):
-            if a.shape != v.shape:
-                raise ValueError(f"Layer '{self.name}' weight '{v.name}' has shape {v.shape}. "
-                                 f"Received an array of shape {a.shape}")
-        for v, a in zip(mine, arrays):
-            v.assign(a)
+        assign_weights(self.weights, weights, f"Layer '{self.name}'")
 
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self._weights))

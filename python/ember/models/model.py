@@ -8,7 +8,7 @@ import numpy as np
 from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from ..callbacks import CallbackList, History, ProgbarLogger
-from ..layers.base import Layer
+from ..layers.base import Layer, assign_weights
 
 
 def _verbose(v):
@@ -373,11 +373,7 @@ class Model(Layer):
             cb_list.append(ProgbarLogger(verbose))
         cbs = CallbackList(cb_list, self, {"steps": math.ceil(x.shape[0] / bs),
                                            "verbose": verbose, "epochs": 1})
-        logs = self._evaluate_arrays(x, y, sw, bs, cbs)
-        if return_dict:
-            return logs
-        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
-        return values[0] if len(values) == 1 else values
+        return self._returned(self._evaluate_arrays(x, y, sw, bs, cbs), return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Returns the model's outputs for x as a float32 numpy array."""
@@ -429,6 +425,10 @@ class Model(Layer):
 
     def _batch_result(self, res, n, sw, return_dict):
         logs = self._logs(res[0], res[1], n, n if sw is None else float(sw.sum()))
+        return self._returned(logs, return_dict)
+
+    def _returned(self, logs, return_dict):
+        """Keras's return value: the dict, the scalar loss, or [loss, metrics...]."""
         if return_dict:
             return logs
         values = [logs["loss"]] + [logs[m] for m in self._metric_names]
@@ -451,17 +451,7 @@ class Model(Layer):
         return [w.numpy() for w in self.weights]
 
     def set_weights(self, weights):
-        mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"Model '{self.name}' expects {len(mine)} weight arrays. "
-                             f"Received: {len(weights)}")
-        arrays = [np.asarray(w, dtype=np.float32) for w in weights]
-        for v, a in zip(mine, arrays):
-            if a.shape != v.shape:
-                raise ValueError(f"Weight '{v.path}' has shape {v.shape}. Received an array "
-                                 f"of shape {a.shape}")
-        for v, a in zip(mine, arrays):
-            v.assign(a)
+        assign_weights(self.weights, weights, f"Model '{self.name}'")
 
     def count_params(self):
         return sum(layer.count_params() for layer in self.layers)
