@@ -275,18 +275,35 @@ PYBIND11_MODULE(_core, m) {
         g.set_metrics(ms);
       })
       .def("set_optimizer", [](Graph& g, const std::string& kind, float momentum, bool nesterov,
-                               float beta_1, float beta_2, float epsilon, float rho) {
+                               float beta_1, float beta_2, bool amsgrad, float epsilon, float rho,
+                               bool centered, float initial_accumulator_value, float weight_decay,
+                               float clipnorm, float clipvalue, float global_clipnorm) {
         OptimizerConfig c;
         if (kind == "sgd") c.kind = Opt::SGD;
         else if (kind == "adam") c.kind = Opt::Adam;
         else if (kind == "rmsprop") c.kind = Opt::RMSprop;
+        else if (kind == "adagrad") c.kind = Opt::Adagrad;
         else throw std::invalid_argument("Unknown optimizer kind: '" + kind + "'");
         c.momentum = momentum; c.nesterov = nesterov;
-        c.beta_1 = beta_1; c.beta_2 = beta_2; c.epsilon = epsilon; c.rho = rho;
+        c.beta_1 = beta_1; c.beta_2 = beta_2; c.amsgrad = amsgrad; c.epsilon = epsilon;
+        c.rho = rho; c.centered = centered;
+        c.initial_accumulator_value = initial_accumulator_value;
+        c.weight_decay = weight_decay; c.clipnorm = clipnorm; c.clipvalue = clipvalue;
+        c.global_clipnorm = global_clipnorm;
         g.set_optimizer(c);
       }, py::arg("kind"), py::arg("momentum") = 0.f, py::arg("nesterov") = false,
-         py::arg("beta_1") = 0.9f, py::arg("beta_2") = 0.999f, py::arg("epsilon") = 1e-7f,
-         py::arg("rho") = 0.9f)
+         py::arg("beta_1") = 0.9f, py::arg("beta_2") = 0.999f, py::arg("amsgrad") = false,
+         py::arg("epsilon") = 1e-7f, py::arg("rho") = 0.9f, py::arg("centered") = false,
+         py::arg("initial_accumulator_value") = 0.1f, py::arg("weight_decay") = 0.f,
+         py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f)
+      // [(offset, size)] of every variable, in order.
+      .def_property_readonly("variables", [](const Graph& g) {
+        py::list out;
+        for (const VarSpan& v : g.variables()) out.append(py::make_tuple(v.offset, v.size));
+        return out;
+      })
+      .def("set_variable_flags", &Graph::set_variable_flags, py::arg("trainable"),
+           py::arg("decay"))
       .def_property_readonly("input_shape", &Graph::input_shape)
       .def_property_readonly("output_shape", &Graph::output_shape)
       .def_property_readonly("num_params", &Graph::num_params)

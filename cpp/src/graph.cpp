@@ -119,14 +119,19 @@ const std::vector<int64_t>& Graph::output_shape() const {
 int64_t Graph::output_size() const { return product(output_shape()); }
 
 int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
-                    int64_t params) {
+                    std::vector<int64_t> var_sizes) {
   if (capacity_ > 0) throw std::logic_error("Graph: cannot add nodes after the first step");
   node->in_size = product(output_shape());
   node->out_shape = std::move(out_shape);
   node->out_size = product(node->out_shape);
   node->param_offset = params_.size();
+  int64_t params = 0;
+  for (int64_t v : var_sizes) {
+    vars_.push_back(VarSpan{node->param_offset + params, v, true, true});
+    params += v;
+  }
   node->param_count = params;
-  param_sizes_.push_back(params);
+  node->var_sizes = std::move(var_sizes);
   // Parameters are one contiguous buffer; growing it keeps earlier values.
   FloatBuffer grown(params_.size() + params);
   if (params_.size()) std::memcpy(grown.data(), params_.data(), sizeof(float) * params_.size());
@@ -151,31 +156,32 @@ int Graph::add_dense(int64_t units, Act act, bool use_bias) {
   auto node = std::make_unique<DenseNode>(use_bias);
   node->act = act;
   const int64_t last = in.back();
-  const int64_t params = last * units + (use_bias ? units : 0);
+  std::vector<int64_t> vars{last * units};
+  if (use_bias) vars.push_back(units);
   if (in.size() != 1)
     throw std::invalid_argument("Dense: input of rank > 2 is not supported yet. Received "
                                 "per-sample shape " + shape_str(in));
-  return add_node(std::move(node), out, params);
+  return add_node(std::move(node), out, std::move(vars));
 }
 
 int Graph::add_activation(Act act) {
   auto node = std::make_unique<ActivationNode>();
   node->act = act;
-  return add_node(std::move(node), output_shape(), 0);
+  return add_node(std::move(node), output_shape(), {});
 }
 
 int Graph::add_dropout(float rate, uint64_t seed) {
   if (!(rate >= 0.f && rate < 1.f))
     throw std::invalid_argument("Dropout: rate must be in [0, 1). Received: rate=" +
                                 std::to_string(rate));
-  return add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), 0);
+  return add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), {});
 }
 
 int Graph::add_reshape(std::vector<int64_t> shape) {
   if (shape.empty() || product(shape) != product(output_shape()))
     throw std::invalid_argument("Reshape: cannot reshape " + shape_str(output_shape()) +
                                 " to " + shape_str(shape));
-  return add_node(std::make_unique<ReshapeNode>(), std::move(shape), 0);
+  return add_node(std::make_unique<ReshapeNode>(), std::move(shape), {});
 }
 
 void Graph::set_loss(Loss loss, bool from_logits) {
@@ -189,6 +195,18 @@ void Graph::set_metrics(std::vector<Metric> metrics) { metrics_ = std::move(metr
 void Graph::set_optimizer(const OptimizerConfig& cfg) {
   opt_ = std::make_unique<Optimizer>(cfg);
   opt_->resize(params_.size());
+}
+
+void Graph::set_variable_flags(const std::vector<bool>& trainable,
+                               const std::vector<bool>& decay) {
+  if (trainable.size() != vars_.size() || decay.size() != vars_.size())
+    throw std::invalid_argument("set_variable_flags: expected " + std::to_string(vars_.size()) +
+                                " flags per list");
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < vars_.size(); ++i) {
+    vars_[i].trainable = trainable[i];
+    vars_[i].decay = decay[i];
+  }
 }
 
 void Graph::plan(int64_t n) {
@@ -291,9 +309,17 @@ StepResult Graph::train_step(const Batch& b, float lr) {
                                             g, n, c, 1.f / static_cast<float>(n));
   for (Metric m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
 
-  // Backward, last node first; input gradients stop at the first node with weights.
+  // Backward, last node first; gradients stop at the first node with trainable
+  // weights (frozen leading layers need no backward at all).
+  auto trains = [&](const Node& node) {
+    for (const VarSpan& v : vars_)
+      if (v.trainable && v.offset >= node.param_offset &&
+          v.offset < node.param_offset + node.param_count)
+        return true;
+    return false;
+  };
   int first_param = 0;
-  while (first_param < static_cast<int>(nodes_.size()) && nodes_[first_param]->param_count == 0)
+  while (first_param < static_cast<int>(nodes_.size()) && !trains(*nodes_[first_param]))
     ++first_param;
   StepCtx ctx{params_.data(), grads_.data(), true, step_};
   for (int i = last; i >= first_param; --i) {
@@ -303,7 +329,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
     node.backward(ctx, act_[i], act_[i + 1], g, dx, n, fused && i == last);
     if (dx) std::swap(g, other);
   }
-  opt_->apply(params_.data(), grads_.data(), params_.size(), lr);
+  opt_->apply(params_.data(), grads_.data(), vars_, lr);
   return r;
 }
 

@@ -184,7 +184,7 @@ TEST(Optimizers, AdamMatchesKerasRuleInDouble) {
   const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-7;
   for (int t = 1; t <= 3; ++t) {
     std::vector<float> g = {0.1f * t, -0.2f, 0.3f / t};
-    adam_update(w.data(), g.data(), m.data(), v.data(), 3, float(lr), float(b1), float(b2),
+    adam_update(w.data(), g.data(), m.data(), v.data(), nullptr, 3, float(lr), float(b1), float(b2),
                 float(eps), t);
     const double alpha = lr * std::sqrt(1 - std::pow(b2, t)) / (1 - std::pow(b1, t));
     for (int i = 0; i < 3; ++i) {
@@ -215,11 +215,69 @@ TEST(Optimizers, RmspropMatchesKerasRule) {
   std::vector<double> wd = {1, -2}, vd(2);
   for (int t = 0; t < 3; ++t) {
     std::vector<float> g = {0.3f, -0.7f * (t + 1)};
-    rmsprop_update(w.data(), g.data(), v.data(), nullptr, 2, 0.01f, 0.9f, 0.f, 1e-7f);
+    rmsprop_update(w.data(), g.data(), v.data(), nullptr, nullptr, 2, 0.01f, 0.9f, 0.f, 1e-7f);
     for (int i = 0; i < 2; ++i) {
       vd[i] = 0.9 * vd[i] + 0.1 * double(g[i]) * g[i];
       wd[i] -= 0.01 * g[i] / std::sqrt(vd[i] + 1e-7);
     }
   }
   for (int i = 0; i < 2; ++i) EXPECT_NEAR(w[i], wd[i], 1e-6);
+}
+
+TEST(Optimizers, AdagradMatchesKerasRule) {
+  std::vector<float> w = {1.f, -2.f}, acc = {0.1f, 0.1f};
+  std::vector<double> wd = {1, -2}, ad = {0.1, 0.1};
+  for (int t = 0; t < 3; ++t) {
+    std::vector<float> g = {0.3f, -0.7f * (t + 1)};
+    adagrad_update(w.data(), g.data(), acc.data(), 2, 0.05f, 1e-7f);
+    for (int i = 0; i < 2; ++i) {
+      ad[i] += double(g[i]) * g[i];
+      wd[i] -= 0.05 * g[i] / std::sqrt(ad[i] + 1e-7);
+    }
+  }
+  for (int i = 0; i < 2; ++i) EXPECT_NEAR(w[i], wd[i], 1e-6);
+}
+
+TEST(Optimizers, SumSquaresIsThreadCountIndependent) {
+  std::vector<float> x(300001);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37 * i);
+  set_num_threads(1);
+  const double one = sum_squares(x.data(), x.size());
+  set_num_threads(2);
+  const double two = sum_squares(x.data(), x.size());
+  EXPECT_EQ(one, two);
+  double ref = 0;
+  for (float v : x) ref += double(v) * v;
+  EXPECT_NEAR(one, ref, 1e-9 * ref);
+}
+
+// Global clipping scales every trainable gradient by clip / norm; frozen spans are
+// neither counted nor touched; clipnorm acts per variable.
+TEST(Optimizers, ClippingAndFrozenSpans) {
+  const std::vector<float> w0 = {1, 2, 3, 4, 5};
+  const std::vector<float> g = {3, 4, 0, 100, 1};
+  std::vector<VarSpan> vars = {{0, 2, true, true}, {2, 2, false, true}, {4, 1, true, true}};
+  OptimizerConfig c;
+  c.kind = Opt::SGD;
+  c.global_clipnorm = 1.f;
+  Optimizer opt(c);
+  opt.resize(5);
+  std::vector<float> w = w0;
+  opt.apply(w.data(), g.data(), vars, 1.f);
+  const double norm = std::sqrt(9.0 + 16.0 + 1.0);
+  EXPECT_NEAR(w[0], 1 - 3 / norm, 1e-6);
+  EXPECT_NEAR(w[1], 2 - 4 / norm, 1e-6);
+  EXPECT_EQ(w[2], 3.f);
+  EXPECT_EQ(w[3], 4.f);
+  EXPECT_NEAR(w[4], 5 - 1 / norm, 1e-6);
+  EXPECT_EQ(opt.iterations, 1);
+
+  c.global_clipnorm = 0.f;
+  c.clipnorm = 2.f;
+  Optimizer per_var(c);
+  per_var.resize(5);
+  w = w0;
+  per_var.apply(w.data(), g.data(), vars, 1.f);
+  EXPECT_NEAR(w[0], 1 - 3 * 2 / 5.0, 1e-6);  // norm 5 > 2: scaled
+  EXPECT_NEAR(w[4], 5 - 1, 1e-6);            // norm 1 <= 2: unchanged
 }

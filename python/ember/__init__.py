@@ -10,10 +10,11 @@ Write the Keras script you know; every number is computed by ember's kernels::
 """
 from . import (activations, callbacks, config, initializers, layers, losses, metrics,
                models, optimizers, utils)
+from .layers import Input
 from .models import Model, Sequential
 from .utils import set_random_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "Sequential", "activations", "callbacks", "config", "initializers",
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "initializers",
            "layers", "losses", "metrics", "models", "optimizers", "set_random_seed", "utils"]

@@ -38,7 +38,8 @@ class Node {
 
   std::vector<int64_t> out_shape;
   int64_t in_size = 0, out_size = 0;
-  int64_t param_offset = 0, param_count = 0;
+  int64_t param_offset = 0, param_count = 0;  // all of the node's variables
+  std::vector<int64_t> var_sizes;             // each variable, in Keras's order
   Act act = Act::Linear;  // activation at the node's output, for loss fusion
   float* saved = nullptr;
 };
@@ -81,6 +82,10 @@ class Graph {
   float* params() { return params_.data(); }
   float* grads() { return grads_.data(); }
   int64_t num_params() const { return params_.size(); }
+  // Every variable of every node, in order; flags say which the optimizer updates
+  // (trainable) and which it decays.
+  const std::vector<VarSpan>& variables() const { return vars_; }
+  void set_variable_flags(const std::vector<bool>& trainable, const std::vector<bool>& decay);
 
   void set_loss(Loss loss, bool from_logits);
   void set_metrics(std::vector<Metric> metrics);
@@ -102,7 +107,7 @@ class Graph {
 
  private:
   int add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
-               int64_t params);
+               std::vector<int64_t> var_sizes);
   void plan(int64_t n);  // ensure buffers for a batch of n
   void check_batch(const Batch& b, bool need_targets) const;
   const float* gather_input(const Batch& b);
@@ -114,7 +119,7 @@ class Graph {
   int64_t input_size_ = 0;
   std::vector<std::unique_ptr<Node>> nodes_;
   FloatBuffer params_, grads_;
-  std::vector<int64_t> param_sizes_;
+  std::vector<VarSpan> vars_;
 
   Loss loss_ = Loss::MeanSquaredError;
   bool from_logits_ = false;

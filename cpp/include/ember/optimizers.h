@@ -1,4 +1,5 @@
-// optimizers.h: Keras's update rules, each one fused pass over all parameters.
+// optimizers.h: Keras's update rules (SGD, Adam/AdamW, RMSprop, Adagrad) with its
+// gradient clipping and decoupled weight decay, one fused pass over the parameters.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -7,43 +8,80 @@
 
 namespace ember {
 
-enum class Opt { SGD, Adam, RMSprop };
+enum class Opt { SGD, Adam, RMSprop, Adagrad };
 
 struct OptimizerConfig {
   Opt kind = Opt::Adam;
-  float momentum = 0.f;   // SGD
+  float momentum = 0.f;   // SGD, RMSprop
   bool nesterov = false;  // SGD
-  float beta_1 = 0.9f, beta_2 = 0.999f, epsilon = 1e-7f;  // Adam (epsilon: all)
-  float rho = 0.9f;  // RMSprop
+  float beta_1 = 0.9f, beta_2 = 0.999f;  // Adam
+  bool amsgrad = false;                  // Adam
+  float epsilon = 1e-7f;                 // Adam, RMSprop, Adagrad
+  float rho = 0.9f;                      // RMSprop
+  bool centered = false;                 // RMSprop
+  float initial_accumulator_value = 0.1f;  // Adagrad
+  // Keras's base-optimizer options; 0 means off. At most one clip is set.
+  float weight_decay = 0.f, clipnorm = 0.f, clipvalue = 0.f, global_clipnorm = 0.f;
+};
+
+// How the raw gradient is turned into the one the rule sees, per variable (Keras's
+// order: clip, then decay the weight, then the rule):
+//   g' = clip(g * scale, -clipvalue, clipvalue);  w -= w * decay   (decay = wd * lr)
+struct GradPrep {
+  float scale = 1.f;
+  float clipvalue = 0.f;  // 0: no clipping
+  float decay = 0.f;
 };
 
 // SGD: without momentum w -= lr g; with it m = mu m - lr g, then w += m
 // (or, nesterov, w += mu m - lr g).
 void sgd_update(float* w, const float* g, float* m, int64_t n, float lr, float momentum,
-                bool nesterov);
+                bool nesterov, const GradPrep& p = {});
 // Adam, step t >= 1 (Keras: eps is added to sqrt(v), not to the corrected sqrt):
 //   alpha = lr sqrt(1 - b2^t) / (1 - b1^t); m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
-//   w -= alpha m / (sqrt(v) + eps)
-void adam_update(float* w, const float* g, float* m, float* v, int64_t n, float lr,
-                 float beta_1, float beta_2, float epsilon, int64_t t);
-// RMSprop (Keras, not centered; eps inside the square root):
-//   v = rho v + (1 - rho) g^2; step = lr g / sqrt(v + eps);
+//   amsgrad: vhat = max(vhat, v), used in place of v;  w -= alpha m / (sqrt(v) + eps)
+void adam_update(float* w, const float* g, float* m, float* v, float* vhat, int64_t n,
+                 float lr, float beta_1, float beta_2, float epsilon, int64_t t,
+                 const GradPrep& p = {});
+// RMSprop (Keras; eps inside the square root):
+//   v = rho v + (1 - rho) g^2; centered: a = rho a + (1 - rho) g, den = v - a^2 + eps,
+//   else den = v + eps; step = lr g / sqrt(den);
 //   with momentum: m = momentum m + step; w -= m. Else w -= step.
-void rmsprop_update(float* w, const float* g, float* v, float* m, int64_t n, float lr,
-                    float rho, float momentum, float epsilon);
+void rmsprop_update(float* w, const float* g, float* v, float* m, float* a, int64_t n,
+                    float lr, float rho, float momentum, float epsilon,
+                    const GradPrep& p = {});
+// Adagrad (Keras): acc += g^2; w -= lr g / sqrt(acc + eps). acc starts at
+// initial_accumulator_value.
+void adagrad_update(float* w, const float* g, float* acc, int64_t n, float lr, float epsilon,
+                    const GradPrep& p = {});
 
-// An optimizer and its slot variables (Keras order: momentum; m then v; velocity then momentum).
+// Sum of squares of x[0..n) in double, in an order that does not depend on the
+// thread count (fixed chunks, summed in order).
+double sum_squares(const float* x, int64_t n);
+
+// A variable of the parameter buffer, as the optimizer sees it.
+struct VarSpan {
+  int64_t offset = 0, size = 0;
+  bool trainable = true;  // frozen variables are neither updated nor clipped
+  bool decay = true;      // weight decay applies (Keras: all, unless excluded)
+};
+
+// An optimizer and its slot variables, each as long as the parameter buffer
+// (Keras order: SGD momentum; Adam m, v[, vhat]; RMSprop velocity[, momentum]
+// [, average_gradient]; Adagrad accumulator).
 class Optimizer {
  public:
-  explicit Optimizer(const OptimizerConfig& cfg) : cfg_(cfg) {}
+  explicit Optimizer(const OptimizerConfig& cfg);
   void resize(int64_t n);
-  // One update with learning rate lr; iterations counts completed updates.
-  void apply(float* w, const float* g, int64_t n, float lr);
+  // One update of the trainable spans at learning rate lr; iterations counts updates.
+  void apply(float* w, const float* g, const std::vector<VarSpan>& vars, float lr);
   int64_t iterations = 0;
   const OptimizerConfig& config() const { return cfg_; }
   std::vector<FloatBuffer>& slots() { return slots_; }
 
  private:
+  void update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
+                    const GradPrep& p);
   OptimizerConfig cfg_;
   std::vector<FloatBuffer> slots_;
 };

@@ -71,13 +71,19 @@ class Model(Layer):
             if layer._weights:
                 owners.append((layer, node))
         params = graph.params
+        spans = graph.variables
+        self._graph_vars = []
         for layer, node in owners:
             offset, count = graph.node_params(node)
             for v in layer._weights:
                 size = int(np.prod(v.shape))
+                if (offset, size) not in spans:
+                    raise ValueError(f"Layer '{layer.name}': weight '{v.name}' does not match "
+                                     f"the engine's variables")
                 view = params[offset:offset + size].reshape(v.shape)
                 view[...] = v.value
                 v._value = view
+                self._graph_vars.append((layer, v))
                 offset += size
         self._graph = graph
         self.built = True
@@ -130,6 +136,18 @@ class Model(Layer):
         g.set_loss(self.loss._core_name, self.loss.from_logits)
         g.set_metrics(core_metrics)
         self.optimizer._attach(g)
+        self._synced_trainable = None
+        self._sync_trainable()
+
+    def _sync_trainable(self):
+        """Tells the engine which variables the optimizer updates and decays."""
+        if self._graph is None or self.optimizer is None:
+            return
+        trainable = [layer.trainable and v.trainable for layer, v in self._graph_vars]
+        if trainable != getattr(self, "_synced_trainable", None):
+            decay = [self.optimizer._use_weight_decay(v) for _, v in self._graph_vars]
+            self._graph.set_variable_flags(trainable, decay)
+            self._synced_trainable = trainable
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -263,6 +281,7 @@ class Model(Layer):
         n = x.shape[0]
         y = self._prepare_y(y, n)
         sw = self._prepare_weights(sample_weight, class_weight, y, n)
+        self._sync_trainable()
 
         val = None
         if validation_data is not None:
@@ -404,6 +423,7 @@ class Model(Layer):
         x = self._prepare_x(x)
         y = self._prepare_y(y, x.shape[0])
         sw = self._prepare_weights(sample_weight, class_weight, y, x.shape[0])
+        self._sync_trainable()
         res = self._graph.train_step(x, y, sw, None, 0, x.shape[0], self.optimizer.learning_rate)
         return self._batch_result(res, x.shape[0], sw, return_dict)
 

@@ -1,0 +1,311 @@
+"""Optimizers with Keras's names, defaults and update rules (clipping, weight decay and
+learning-rate schedules included). The update is one fused C++ pass over all
+parameters; these classes hold the hyperparameters."""
+import math
+import numbers
+import re
+import warnings
+
+from . import schedules
+from .schedules import LearningRateSchedule
+
+
+def _number(value, name, low=None, high=None, low_open=False, high_open=False):
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+        not math.isfinite(value)
+    if not bad and low is not None:
+        bad = value <= low if low_open else value < low
+    if not bad and high is not None:
+        bad = value >= high if high_open else value > high
+    if bad:
+        rng = ""
+        if low is not None or high is not None:
+            rng = (f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+                   if high is not None else f" {'>' if low_open else '>='} {low}")
+        raise ValueError(f"`{name}` must be a number{rng}. Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_lr(lr):
+    if isinstance(lr, LearningRateSchedule) or (callable(lr) and not isinstance(lr, numbers.Real)):
+        return lr
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr >= 0 or \
+            not math.isfinite(lr):
+        raise ValueError(f"learning_rate must be a non-negative number or a "
+                         f"LearningRateSchedule. Received: learning_rate={lr!r}")
+    return float(lr)
+
+
+class Optimizer:
+    """Base class with Keras's shared options.
+
+    Args:
+        learning_rate: a float, a `LearningRateSchedule` (called with `iterations`), or
+            a callable taking no arguments.
+        weight_decay: decoupled decay applied before each update: w -= w * wd * lr.
+        clipnorm: clip each variable's gradient to this L2 norm.
+        clipvalue: clip each gradient element to [-clipvalue, clipvalue].
+        global_clipnorm: clip all gradients together to this global L2 norm.
+            At most one of the three clipping options can be set.
+    """
+
+    _kind = None
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None, **kwargs):
+        if kwargs.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+        if kwargs:
+            raise ValueError(f"Argument(s) not recognized: {kwargs}")
+        for k, v in (("use_ema", use_ema or None), ("loss_scale_factor", loss_scale_factor),
+                     ("gradient_accumulation_steps", gradient_accumulation_steps),
+                     ("ema_overwrite_frequency", ema_overwrite_frequency)):
+            if v is not None:
+                raise ValueError(f"ember's optimizers do not support `{k}` yet. "
+                                 f"Received: {k}={v!r}")
+        if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(f"Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
+                             f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
+                             f"global_clipnorm={global_clipnorm}")
+        for k, v in (("weight_decay", weight_decay), ("clipnorm", clipnorm),
+                     ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):
+            if v is not None:
+                _number(v, k, 0)
+        self._learning_rate = _check_lr(learning_rate)
+        self.name = name or type(self).__name__.lower()
+        self.weight_decay = None if weight_decay is None else float(weight_decay)
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
+        self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
+        self.use_ema = False
+        self.ema_momentum = ema_momentum
+        self._graph = None
+        self._iterations = 0
+        self._exclude_names = None
+        self._exclude_vars = set()
+
+    # -- learning rate ---------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """The learning rate for the next update (a schedule is evaluated at
+        `iterations`)."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = lr(self.iterations)
+        elif callable(lr):
+            lr = lr()
+        lr = float(lr)
+        if not lr >= 0 or not math.isfinite(lr):
+            raise ValueError(f"The learning rate must be a non-negative number. Received: "
+                             f"learning_rate={lr!r}")
+        return lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if isinstance(self._learning_rate, LearningRateSchedule) and \
+                not isinstance(value, LearningRateSchedule):
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object "
+                            "as its `learning_rate` constructor argument, hence its learning "
+                            "rate is not settable. If you need the learning rate to be "
+                            "settable, you should instantiate the optimizer with a float "
+                            "`learning_rate` argument.")
+        self._learning_rate = _check_lr(value)
+
+    lr = learning_rate
+
+    @property
+    def iterations(self):
+        """Number of updates applied so far."""
+        return self._graph.iterations if self._graph is not None else self._iterations
+
+    @iterations.setter
+    def iterations(self, value):
+        if self._graph is not None:
+            self._graph.iterations = int(value)
+        self._iterations = int(value)
+
+    # -- weight decay ---------------------------------------------------------------
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Leaves variables out of weight decay: those in var_list, and those whose
+        name contains any string of var_names (e.g. ['bias'])."""
+        if self._graph is not None:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before "
+                             "the optimizer is built.")
+        self._exclude_vars = set(id(v) for v in (var_list or []))
+        self._exclude_names = re.compile("|".join(set(var_names))) if var_names else None
+
+    def _use_weight_decay(self, variable):
+        if id(variable) in self._exclude_vars:
+            return False
+        return not (self._exclude_names is not None and self._exclude_names.search(variable.name))
+
+    # -- engine -------------------------------------------------------------------------
+    def _attach(self, graph):
+        it = self.iterations
+        graph.set_optimizer(self._kind, weight_decay=self.weight_decay or 0.0,
+                            clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
+                            global_clipnorm=self.global_clipnorm or 0.0, **self._core_args())
+        graph.iterations = it
+        self._graph = graph
+
+    def _core_args(self):
+        return {}
+
+    # -- config -------------------------------------------------------------------------
+    def get_config(self):
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
+                "clipvalue": self.clipvalue, "use_ema": False, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": None, "loss_scale_factor": None,
+                "gradient_accumulation_steps": None}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = schedules.deserialize(lr)
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, learning_rate={self._learning_rate}>"
+
+
+class SGD(Optimizer):
+    """Gradient descent with optional (Nesterov) momentum, Keras's rule:
+    m = momentum * m - lr * g; w += m (or w += momentum * m - lr * g with nesterov)."""
+
+    _kind = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.momentum = _number(momentum, "momentum", 0, 1)
+        self.nesterov = bool(nesterov)
+
+    def _core_args(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(momentum=self.momentum, nesterov=self.nesterov)
+        return c
+
+
+class Adam(Optimizer):
+    """Adam with Keras's rule (epsilon added to sqrt(v), bias correction folded into
+    the step size); amsgrad keeps the running maximum of v."""
+
+    _kind = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name="adam", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1 = _number(beta_1, "beta_1", 0, 1, high_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", 0, 1, high_open=True)
+        self.epsilon = _number(epsilon, "epsilon", 0, low_open=True)
+        self.amsgrad = bool(amsgrad)
+
+    def _core_args(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                 amsgrad=self.amsgrad)
+        return c
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras: weight_decay defaults to 0.004 and is
+    applied as w -= w * weight_decay * lr before the Adam step)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name="adamw", **kwargs):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name=name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with Keras's rule (epsilon inside the square root):
+    v = rho v + (1 - rho) g^2; w -= lr g / sqrt(v + epsilon) (through momentum if set;
+    centered subtracts the squared running mean of g from v)."""
+
+    _kind = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, name="rmsprop", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.rho = _number(rho, "rho", 0, 1, high_open=True)
+        self.momentum = _number(momentum, "momentum", 0, 1)
+        self.epsilon = _number(epsilon, "epsilon", 0, low_open=True)
+        self.centered = bool(centered)
+
+    def _core_args(self):
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon,
+                 centered=self.centered)
+        return c
+
+
+class Adagrad(Optimizer):
+    """Adagrad with Keras's rule: acc += g^2; w -= lr g / sqrt(acc + epsilon), the
+    accumulator starting at initial_accumulator_value."""
+
+    _kind = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name="adagrad", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.initial_accumulator_value = _number(initial_accumulator_value,
+                                                 "initial_accumulator_value", 0)
+        self.epsilon = _number(epsilon, "epsilon", 0, low_open=True)
+
+    def _core_args(self):
+        return {"initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(initial_accumulator_value=self.initial_accumulator_value,
+                 epsilon=self.epsilon)
+        return c
+
+
+_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+
+
+def serialize(optimizer):
+    return {"module": "keras.optimizers", "class_name": type(optimizer).__name__,
+            "config": optimizer.get_config(), "registered_name": None}
+
+
+def deserialize(config):
+    name = config.get("class_name", "")
+    if name.lower() not in _ALIASES:
+        raise ValueError(f"Could not interpret optimizer identifier: {name!r}")
+    return _ALIASES[name.lower()].from_config(config.get("config", {}))
+
+
+def get(identifier):
+    """An optimizer from a name ('adam', 'sgd'), a config dict or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str) and identifier.lower() in _ALIASES:
+        return _ALIASES[identifier.lower()]()
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}. "
+                     f"Expected one of: {', '.join(_ALIASES)}, or an Optimizer instance")
