@@ -224,7 +224,8 @@ PYBIND11_MODULE(_core, m) {
   });
   // (loss_sum, grad): grad at out, or at the pre-activation when fused with `act`.
   m.def("loss", [](const std::string& name, py::array out, py::array target, bool from_logits,
-                   const std::string& act, double scale) -> py::tuple {
+                   const std::string& act, double scale, py::object sample_weight,
+                   double param) -> py::tuple {
     const Loss l = loss_from_string(name);
     const Act a = act_from_string(act);
     if (out.ndim() != 2) throw std::invalid_argument("loss: out must be 2-D");
@@ -237,24 +238,90 @@ PYBIND11_MODULE(_core, m) {
       throw std::invalid_argument("loss: target must match out");
     }
     const int32_t* lp = loss_sparse(l) ? labels.data() : nullptr;
+    auto check_sw = [&](const py::array& w) {
+      if (w.size() != n) throw std::invalid_argument("loss: one sample weight per row");
+    };
     if (out.dtype().is(py::dtype::of<double>())) {
       auto o = strict<double>(out, "out");
       F64 t = loss_sparse(l) ? F64() : strict<double>(target, "target");
+      F64 w = sample_weight.is_none() ? F64() : strict<double>(sample_weight, "sample_weight");
+      if (!sample_weight.is_none()) check_sw(w);
       F64 g({n, c});
       double s = loss_forward_backward<double>(l, from_logits, a, o.data(), lp,
-                                               loss_sparse(l) ? nullptr : t.data(), nullptr,
-                                               g.mutable_data(), n, c, scale);
+                                               loss_sparse(l) ? nullptr : t.data(),
+                                               sample_weight.is_none() ? nullptr : w.data(),
+                                               g.mutable_data(), n, c, scale, param);
       return py::make_tuple(s, g);
     }
     auto o = strict<float>(out, "out");
     F32 t = loss_sparse(l) ? F32() : strict<float>(target, "target");
+    F32 w = sample_weight.is_none() ? F32() : strict<float>(sample_weight, "sample_weight");
+    if (!sample_weight.is_none()) check_sw(w);
     F32 g({n, c});
     double s = loss_forward_backward<float>(l, from_logits, a, o.data(), lp,
-                                            loss_sparse(l) ? nullptr : t.data(), nullptr,
-                                            g.mutable_data(), n, c, static_cast<float>(scale));
+                                            loss_sparse(l) ? nullptr : t.data(),
+                                            sample_weight.is_none() ? nullptr : w.data(),
+                                            g.mutable_data(), n, c, static_cast<float>(scale),
+                                            static_cast<float>(param));
     return py::make_tuple(s, g);
   }, py::arg("name"), py::arg("out"), py::arg("target"), py::arg("from_logits") = false,
-     py::arg("act") = "linear", py::arg("scale") = 1.0);
+     py::arg("act") = "linear", py::arg("scale") = 1.0, py::arg("sample_weight") = py::none(),
+     py::arg("param") = 1.0);
+
+  // Per-sample float32 losses (n,) of out (n, c) against labels (n) or targets (n, c).
+  m.def("loss_per_sample", [](const std::string& name, py::array out, py::array target,
+                              bool from_logits, double param) {
+    const Loss l = loss_from_string(name);
+    auto o = strict<float>(out, "out");
+    if (o.ndim() != 2) throw std::invalid_argument("loss: out must be 2-D");
+    const int64_t n = o.shape(0), c = o.shape(1);
+    py::array_t<int32_t, py::array::c_style> labels;
+    F32 t;
+    if (loss_sparse(l)) {
+      labels = strict<int32_t>(target, "labels");
+      if (labels.size() != n) throw std::invalid_argument("loss: one label per row");
+    } else {
+      t = strict<float>(target, "target");
+      if (t.size() != n * c) throw std::invalid_argument("loss: target must match out");
+    }
+    F32 per({n});
+    loss_forward<float>(l, from_logits, o.data(), loss_sparse(l) ? labels.data() : nullptr,
+                        loss_sparse(l) ? nullptr : t.data(), nullptr, n, c,
+                        static_cast<float>(param), per.mutable_data());
+    return per;
+  }, py::arg("name"), py::arg("out"), py::arg("target"), py::arg("from_logits") = false,
+     py::arg("param") = 1.0);
+
+  // Sum over rows of a metric of out (n, c) against labels (n) or targets (n, c);
+  // sample weights (n) apply when given.
+  m.def("metric_sum", [](const std::string& name, int64_t k, py::array out, py::array target,
+                         py::object sample_weight) {
+    MetricSpec spec{metric_from_string(name), k, !sample_weight.is_none()};
+    if (k < 1) throw std::invalid_argument("metric k must be >= 1");
+    auto o = strict<float>(out, "out");
+    if (o.ndim() != 2) throw std::invalid_argument("metric: out must be 2-D");
+    const int64_t n = o.shape(0), c = o.shape(1);
+    py::array_t<int32_t, py::array::c_style> labels;
+    F32 t, w;
+    if (metric_sparse(spec.kind)) {
+      labels = strict<int32_t>(target, "labels");
+      if (labels.size() != n) throw std::invalid_argument("metric: one label per row");
+      for (int64_t i = 0; i < n; ++i)
+        if (labels.data()[i] < 0 || labels.data()[i] >= c)
+          throw std::invalid_argument("metric: label " + std::to_string(labels.data()[i]) +
+                                      " outside [0, " + std::to_string(c) + ")");
+    } else {
+      t = strict<float>(target, "target");
+      if (t.size() != n * c) throw std::invalid_argument("metric: target must match out");
+    }
+    if (!sample_weight.is_none()) {
+      w = strict<float>(sample_weight, "sample_weight");
+      if (w.size() != n) throw std::invalid_argument("metric: one sample weight per row");
+    }
+    return metric_sum(spec, o.data(), metric_sparse(spec.kind) ? labels.data() : nullptr,
+                      metric_sparse(spec.kind) ? nullptr : t.data(),
+                      sample_weight.is_none() ? nullptr : w.data(), n, c);
+  });
 
   py::class_<Graph>(m, "Graph")
       .def(py::init<std::vector<int64_t>>(), py::arg("input_shape"))
@@ -266,12 +333,17 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("add_dropout", &Graph::add_dropout)
       .def("add_reshape", &Graph::add_reshape)
-      .def("set_loss", [](Graph& g, const std::string& name, bool from_logits) {
-        g.set_loss(loss_from_string(name), from_logits);
-      })
-      .def("set_metrics", [](Graph& g, const std::vector<std::string>& names) {
-        std::vector<Metric> ms;
-        for (const auto& s : names) ms.push_back(metric_from_string(s));
+      .def("set_loss", [](Graph& g, const std::string& name, bool from_logits, float param) {
+        g.set_loss(loss_from_string(name), from_logits, param);
+      }, py::arg("name"), py::arg("from_logits") = false, py::arg("param") = 1.f)
+      // metrics: [(name, k, weighted)]
+      .def("set_metrics", [](Graph& g, const std::vector<std::tuple<std::string, int64_t, bool>>& specs) {
+        std::vector<MetricSpec> ms;
+        for (const auto& [name, k, weighted] : specs) {
+          if (k < 1) throw std::invalid_argument("metric k must be >= 1. Received: k=" +
+                                                 std::to_string(k));
+          ms.push_back(MetricSpec{metric_from_string(name), k, weighted});
+        }
         g.set_metrics(ms);
       })
       .def("set_optimizer", [](Graph& g, const std::string& kind, float momentum, bool nesterov,

@@ -184,13 +184,17 @@ int Graph::add_reshape(std::vector<int64_t> shape) {
   return add_node(std::make_unique<ReshapeNode>(), std::move(shape), {});
 }
 
-void Graph::set_loss(Loss loss, bool from_logits) {
+void Graph::set_loss(Loss loss, bool from_logits, float param) {
+  if (loss == Loss::Huber && !(param > 0.f))
+    throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
+                                std::to_string(param));
   loss_ = loss;
+  loss_param_ = param;
   from_logits_ = from_logits;
   has_loss_ = true;
 }
 
-void Graph::set_metrics(std::vector<Metric> metrics) { metrics_ = std::move(metrics); }
+void Graph::set_metrics(std::vector<MetricSpec> metrics) { metrics_ = std::move(metrics); }
 
 void Graph::set_optimizer(const OptimizerConfig& cfg) {
   opt_ = std::make_unique<Optimizer>(cfg);
@@ -306,8 +310,8 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   float* g = grad_a_.data();
   float* other = grad_b_.data();
   r.loss_sum = loss_forward_backward<float>(loss_, from_logits_, out_act, out, labels, y, sw,
-                                            g, n, c, 1.f / static_cast<float>(n));
-  for (Metric m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
+                                            g, n, c, 1.f / static_cast<float>(n), loss_param_);
+  for (const MetricSpec& m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
 
   // Backward, last node first; gradients stop at the first node with trainable
   // weights (frozen leading layers need no backward at all).
@@ -344,8 +348,8 @@ StepResult Graph::test_step(const Batch& b) {
   forward(gather_input(b), n, false);
   const float* out = act_[nodes_.size()];
   StepResult r;
-  r.loss_sum = loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c);
-  for (Metric m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
+  r.loss_sum = loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c, loss_param_);
+  for (const MetricSpec& m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
   return r;
 }
 

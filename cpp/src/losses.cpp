@@ -11,8 +11,11 @@ Loss loss_from_string(const std::string& name) {
   if (name == "sparse_categorical_crossentropy") return Loss::SparseCategoricalCrossentropy;
   if (name == "categorical_crossentropy") return Loss::CategoricalCrossentropy;
   if (name == "binary_crossentropy") return Loss::BinaryCrossentropy;
-  if (name == "mean_squared_error" || name == "mse")
-    return Loss::MeanSquaredError;
+  if (name == "mean_squared_error" || name == "mse") return Loss::MeanSquaredError;
+  if (name == "mean_absolute_error" || name == "mae") return Loss::MeanAbsoluteError;
+  if (name == "huber") return Loss::Huber;
+  if (name == "hinge") return Loss::Hinge;
+  if (name == "kl_divergence" || name == "kld") return Loss::KLDivergence;
   throw std::invalid_argument("Unknown loss: '" + name + "'");
 }
 
@@ -52,7 +55,7 @@ T log_sum_exp(const T* z, int64_t c) {
 // One sample: returns L_i and, when g is non-null, writes g = s * dL_i/d(input).
 template <class T>
 T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
-              const T* y, T* g, int64_t c, T s) {
+              const T* y, T* g, int64_t c, T s, T param) {
   switch (l) {
     case Loss::SparseCategoricalCrossentropy: {
       if (from_logits) {
@@ -137,13 +140,55 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
       }
       return L * inv_c;
     }
+    case Loss::MeanAbsoluteError: {
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T d = p[j] - y[j];
+        L += std::fabs(d);
+        if (g) g[j] = s * inv_c * (d > 0 ? T(1) : (d < 0 ? T(-1) : T(0)));
+      }
+      return L * inv_c;
+    }
+    case Loss::Huber: {  // 0.5 d^2 where |d| <= delta, else delta |d| - 0.5 delta^2
+      T L = 0;
+      const T inv_c = T(1) / T(c), delta = param;
+      for (int64_t j = 0; j < c; ++j) {
+        const T d = p[j] - y[j], a = std::fabs(d);
+        L += a <= delta ? T(0.5) * d * d : delta * a - T(0.5) * delta * delta;
+        if (g) g[j] = s * inv_c * (a <= delta ? d : (d > 0 ? delta : -delta));
+      }
+      return L * inv_c;
+    }
+    case Loss::Hinge: {  // mean_j max(1 - t_j p_j, 0); param != 0: t = 2y - 1
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T t = param != T(0) ? T(2) * y[j] - T(1) : y[j];
+        const T margin = T(1) - t * p[j];
+        L += margin > 0 ? margin : T(0);
+        if (g) g[j] = margin > 0 ? -s * inv_c * t : T(0);
+      }
+      return L * inv_c;
+    }
+    case Loss::KLDivergence: {  // sum_j t_j log(t_j / q_j), t and q clipped to [eps, 1]
+      T L = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        const T t = y[j] < kEps<T> ? kEps<T> : (y[j] > T(1) ? T(1) : y[j]);
+        const T q = p[j] < kEps<T> ? kEps<T> : (p[j] > T(1) ? T(1) : p[j]);
+        L += t * std::log(t / q);
+        if (g) g[j] = (p[j] > kEps<T> && p[j] < T(1)) ? -s * t / p[j] : T(0);
+      }
+      return L;
+    }
   }
   return T(0);
 }
 
 template <class T>
 double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* labels,
-           const T* y, const T* sw, T* grad, int64_t n, int64_t c, T scale) {
+           const T* y, const T* sw, T* grad, int64_t n, int64_t c, T scale, T param,
+           T* per_sample = nullptr) {
   if (n < 0 || c < 1) throw std::invalid_argument("loss: bad shape");
   const bool sparse = loss_sparse(l);
   if (sparse) {
@@ -159,6 +204,13 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
     throw std::invalid_argument("loss: this loss needs float targets");
   }
   const bool fused = loss_fuses(l, from_logits, act);
+  if (l == Loss::Huber && !(param > T(0)))
+    throw std::invalid_argument("Huber: delta must be positive");
+  if (l == Loss::Hinge) {  // Keras converts 0/1 targets only when the whole batch is 0/1
+    param = T(1);
+    for (int64_t i = 0; i < n * c && param != T(0); ++i)
+      if (y[i] != T(0) && y[i] != T(1)) param = T(0);
+  }
   // Rows are independent; the weighted sum is taken afterwards in row order so the
   // value does not depend on the thread count.
   double total = 0;
@@ -166,7 +218,8 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
     const T w = sw ? sw[i] : T(1);
     const T L = sample_loss<T>(l, from_logits, fused, out + i * c, sparse ? labels[i] : 0,
                                sparse ? nullptr : y + i * c, grad ? grad + i * c : nullptr,
-                               c, scale * w);
+                               c, scale * w, param);
+    if (per_sample) per_sample[i] = L;
     total += static_cast<double>(w) * static_cast<double>(L);
   }
   return total;
@@ -177,25 +230,27 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
 template <class T>
 double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
                              const int32_t* labels, const T* y, const T* sw, T* grad,
-                             int64_t n, int64_t c, T scale) {
-  return run<T>(l, from_logits, act, out, labels, y, sw, grad, n, c, scale);
+                             int64_t n, int64_t c, T scale, T param) {
+  return run<T>(l, from_logits, act, out, labels, y, sw, grad, n, c, scale, param);
 }
 
 template <class T>
 double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
-                    const T* y, const T* sw, int64_t n, int64_t c) {
-  return run<T>(l, from_logits, Act::Linear, out, labels, y, sw, nullptr, n, c, T(1));
+                    const T* y, const T* sw, int64_t n, int64_t c, T param, T* per_sample) {
+  return run<T>(l, from_logits, Act::Linear, out, labels, y, sw, nullptr, n, c, T(1), param,
+                per_sample);
 }
 
 template double loss_forward_backward<float>(Loss, bool, Act, const float*, const int32_t*,
                                              const float*, const float*, float*, int64_t,
-                                             int64_t, float);
+                                             int64_t, float, float);
 template double loss_forward_backward<double>(Loss, bool, Act, const double*,
                                               const int32_t*, const double*, const double*,
-                                              double*, int64_t, int64_t, double);
+                                              double*, int64_t, int64_t, double, double);
 template double loss_forward<float>(Loss, bool, const float*, const int32_t*, const float*,
-                                    const float*, int64_t, int64_t);
+                                    const float*, int64_t, int64_t, float, float*);
 template double loss_forward<double>(Loss, bool, const double*, const int32_t*,
-                                     const double*, const double*, int64_t, int64_t);
+                                     const double*, const double*, int64_t, int64_t,
+                                     double, double*);
 
 }  // namespace ember

@@ -31,7 +31,7 @@ struct Fixture {
     g.add_dense(2, Act::Softmax, true);
     fill_uniform(g.params(), g.num_params(), -0.3f, 0.3f, 1, 0);
     g.set_loss(Loss::SparseCategoricalCrossentropy, false);
-    g.set_metrics({Metric::SparseCategoricalAccuracy});
+    g.set_metrics({MetricSpec{Metric::SparseCategoricalAccuracy}});
     OptimizerConfig c;
     c.kind = Opt::Adam;
     g.set_optimizer(c);

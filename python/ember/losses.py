@@ -1,89 +1,250 @@
-"""Losses with Keras's names and semantics. The arithmetic (and the gradient,
-fused with a final softmax or sigmoid) runs in the core."""
+"""Losses with Keras's names and semantics. The arithmetic (and the gradient, fused
+with a final softmax or sigmoid) runs in the core.
+
+Each loss is a class (`MeanSquaredError()`), a string alias (`'mse'`) and a function
+returning per-sample values (`mean_squared_error(y_true, y_pred)`)."""
+import numbers
+
 import numpy as np
 
 from . import _core
 
 
+def _targets(y_true, out, sparse):
+    if sparse:
+        t = np.asarray(y_true)
+        if t.size != out.shape[0]:
+            raise ValueError(f"Expected one integer label per sample ({out.shape[0]}). "
+                             f"Received y_true of shape {t.shape}")
+        if not np.issubdtype(t.dtype, np.integer) and not np.all(t == np.floor(t)):
+            raise ValueError("Sparse losses expect integer class ids in y_true")
+        return np.ascontiguousarray(t.reshape(-1), dtype=np.int32)
+    t = np.asarray(y_true, dtype=np.float32)
+    if t.size != out.size:
+        raise ValueError(f"y_true and y_pred must have the same shape. Received: "
+                         f"y_true.shape={t.shape}, y_pred.shape={out.shape}")
+    return np.ascontiguousarray(t.reshape(out.shape))
+
+
+def _rows(y_pred):
+    p = np.asarray(y_pred, dtype=np.float32)
+    if p.ndim == 0:
+        p = p.reshape(1, 1)
+    if p.ndim == 1:
+        p = p.reshape(-1, 1)
+    return p, np.ascontiguousarray(p.reshape(-1, p.shape[-1]))
+
+
 class Loss:
-    """Base class. Calling a loss returns the mean over the batch (Keras's
-    'sum_over_batch_size' reduction)."""
+    """Base class. Calling a loss returns sum_i(sample_weight_i * L_i) / n, Keras's
+    'sum_over_batch_size' reduction; L_i reduces over the last axis."""
 
     _core_name = None
     _sparse = False
+    _default_name = None
 
-    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size", **kwargs):
-        if kwargs:
-            raise TypeError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
-                            f"{kwargs}")
-        if reduction != "sum_over_batch_size":
-            raise ValueError("ember supports reduction='sum_over_batch_size' only. "
-                             f"Received: reduction={reduction!r}")
-        self.from_logits = bool(from_logits)
-        self.name = name or self._core_name
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if reduction not in ("sum_over_batch_size", "sum", "none", None):
+            raise ValueError(f"Invalid value for argument `reduction`. Expected one of "
+                             f"'sum_over_batch_size', 'sum', 'none' or None. Received: "
+                             f"reduction={reduction!r}")
+        self.name = name or self._default_name or self._core_name
         self.reduction = reduction
+        self.from_logits = False
+
+    @property
+    def _param(self):
+        return 1.0
+
+    def call(self, y_true, y_pred):
+        """Per-sample losses, shape y_pred.shape[:-1]."""
+        shape, out = _rows(y_pred)
+        target = _targets(y_true, out, self._sparse)
+        per = _core.loss_per_sample(self._core_name, out, target, self.from_logits, self._param)
+        return per.reshape(shape.shape[:-1])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        per = self.call(y_true, y_pred)
         if sample_weight is not None:
-            raise ValueError("Calling a loss with sample_weight directly is not supported; "
-                             "pass sample_weight to fit or evaluate")
-        y_pred = np.ascontiguousarray(y_pred, dtype=np.float32)
-        out = y_pred.reshape(len(y_pred), -1)
-        if self._sparse:
-            target = np.ascontiguousarray(np.asarray(y_true).reshape(-1), dtype=np.int32)
-        else:
-            target = np.ascontiguousarray(np.asarray(y_true, dtype=np.float32).reshape(out.shape))
-        total, _ = _core.loss(self._core_name, out, target, self.from_logits)
-        return np.float32(total / len(out))
+            sw = np.asarray(sample_weight, dtype=np.float32)
+            try:
+                sw = np.broadcast_to(sw.reshape(sw.shape + (1,) * (per.ndim - sw.ndim)), per.shape)
+            except ValueError:
+                raise ValueError(f"sample_weight of shape {sw.shape} does not match the "
+                                 f"per-sample losses of shape {per.shape}") from None
+            per = per * sw
+        if self.reduction in ("none", None):
+            return per
+        total = np.float32(per.astype(np.float64).sum())
+        if self.reduction == "sum":
+            return total
+        return np.float32(total / max(per.size, 1))
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
+        return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        config.pop("dtype", None)
         return cls(**config)
 
 
-class SparseCategoricalCrossentropy(Loss):
+class _ProbabilisticLoss(Loss):
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None,
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name, reduction, dtype)
+        if label_smoothing:
+            raise ValueError(f"ember does not implement label_smoothing yet. Received: "
+                             f"label_smoothing={label_smoothing!r}")
+        if axis != -1:
+            raise ValueError(f"ember reduces losses over the last axis only. Received: "
+                             f"axis={axis!r}")
+        self.from_logits = bool(from_logits)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(from_logits=self.from_logits, label_smoothing=0.0, axis=-1)
+        return c
+
+
+class SparseCategoricalCrossentropy(_ProbabilisticLoss):
     """Crossentropy between integer labels and predicted class probabilities (or logits)."""
     _core_name = "sparse_categorical_crossentropy"
     _sparse = True
 
+    def __init__(self, from_logits=False, ignore_class=None, axis=-1, name=None,
+                 reduction="sum_over_batch_size", dtype=None):
+        if ignore_class is not None:
+            raise ValueError(f"ember does not implement ignore_class yet. Received: "
+                             f"ignore_class={ignore_class!r}")
+        super().__init__(from_logits, 0.0, axis, name, reduction, dtype)
 
-class CategoricalCrossentropy(Loss):
+    def get_config(self):
+        c = Loss.get_config(self)
+        c.update(from_logits=self.from_logits, ignore_class=None, axis=-1)
+        return c
+
+
+class CategoricalCrossentropy(_ProbabilisticLoss):
     """Crossentropy between one-hot targets and predicted class probabilities (or logits)."""
     _core_name = "categorical_crossentropy"
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_ProbabilisticLoss):
     """Crossentropy for 0/1 targets, averaged over the last axis."""
     _core_name = "binary_crossentropy"
 
 
 class MeanSquaredError(Loss):
-    """Mean of squared errors over the last axis."""
+    """mean((y_pred - y_true)^2) over the last axis."""
     _core_name = "mean_squared_error"
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", **kwargs):
-        super().__init__(False, name, reduction, **kwargs)
+
+class MeanAbsoluteError(Loss):
+    """mean(|y_pred - y_true|) over the last axis."""
+    _core_name = "mean_absolute_error"
+
+
+class Huber(Loss):
+    """0.5 e^2 where |e| <= delta, else delta |e| - 0.5 delta^2 (e = y_pred - y_true),
+    averaged over the last axis."""
+    _core_name = "huber"
+    _default_name = "huber_loss"
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss",
+                 dtype=None):
+        super().__init__(name, reduction, dtype)
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
+            raise ValueError(f"`delta` must be a positive number. Received: delta={delta!r}")
+        self.delta = float(delta)
+
+    @property
+    def _param(self):
+        return self.delta
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction}
+        c = super().get_config()
+        c["delta"] = self.delta
+        return c
 
+
+class Hinge(Loss):
+    """mean(max(1 - y_true * y_pred, 0)) over the last axis; 0/1 targets are taken as
+    -1/1 (when every target of the batch is 0 or 1, as in Keras)."""
+    _core_name = "hinge"
+
+
+class KLDivergence(Loss):
+    """sum(y_true * log(y_true / y_pred)) over the last axis, both clipped to [1e-7, 1]."""
+    _core_name = "kl_divergence"
+
+
+def _function(cls, doc, **fixed):
+    def fn(y_true, y_pred, **kwargs):
+        return cls(**fixed, **kwargs).call(y_true, y_pred)
+    fn.__name__ = fn.__qualname__ = cls._core_name
+    fn.__doc__ = doc
+    fn._loss_class = cls
+    return fn
+
+
+mean_squared_error = _function(MeanSquaredError, "Per-sample mean squared error.")
+mean_absolute_error = _function(MeanAbsoluteError, "Per-sample mean absolute error.")
+huber = _function(Huber, "Per-sample Huber loss (delta=1.0).")
+hinge = _function(Hinge, "Per-sample hinge loss.")
+kl_divergence = _function(KLDivergence, "Per-sample KL divergence.")
+binary_crossentropy = _function(BinaryCrossentropy, "Per-sample binary crossentropy.")
+categorical_crossentropy = _function(CategoricalCrossentropy,
+                                     "Per-sample categorical crossentropy.")
+sparse_categorical_crossentropy = _function(SparseCategoricalCrossentropy,
+                                            "Per-sample sparse categorical crossentropy.")
+mse = MSE = mean_squared_error
+mae = MAE = mean_absolute_error
+kld = KLD = kl_divergence
 
 _ALIASES = {
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
-    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError, "MSE": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError,
+    "huber": Huber, "huber_loss": Huber,
+    "hinge": Hinge,
+    "kl_divergence": KLDivergence, "kld": KLDivergence, "KLD": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
 }
+_CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
+                                    BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError,
+                                    Huber, Hinge, KLDivergence)}
+
+
+def serialize(loss):
+    return {"module": "keras.losses", "class_name": type(loss).__name__,
+            "config": loss.get_config(), "registered_name": None}
+
+
+def deserialize(config):
+    name = config.get("class_name") if isinstance(config, dict) else config
+    if name in _CLASSES:
+        return _CLASSES[name].from_config(config.get("config", {}))
+    return get(name)
 
 
 def get(identifier):
-    """A Loss from a name ('sparse_categorical_crossentropy', 'mse', ...) or an instance."""
+    """A Loss from a name ('sparse_categorical_crossentropy', 'mse', 'Huber', ...), a
+    loss function of this module, a config dict, or an instance."""
     if isinstance(identifier, Loss):
         return identifier
-    if isinstance(identifier, str) and identifier in _ALIASES:
-        return _ALIASES[identifier]()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier in _ALIASES:
+            return _ALIASES[identifier]()
+        if identifier in _CLASSES:
+            return _CLASSES[identifier]()
+    if callable(identifier) and hasattr(identifier, "_loss_class"):
+        return identifier._loss_class()
     raise ValueError(f"Could not interpret loss identifier: {identifier!r}. "
                      f"Expected one of: {', '.join(_ALIASES)}, or a Loss instance")

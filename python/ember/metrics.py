@@ -1,24 +1,172 @@
-"""Metric names and their resolution from shapes, as Keras resolves them."""
+"""Metrics with Keras's names, resolved from shapes as Keras resolves them. The values
+are computed in the core, per batch, inside the training step; these classes name and
+configure them (and work on their own through update_state / result)."""
+import numpy as np
 
-_CORE = ("binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy")
+from . import _core
+
 _ACCURACY = ("accuracy", "acc")
 
 
-def resolve(name, output_shape, sparse_targets):
-    """The core metric computing `name` for a model with this per-sample output shape.
+class Metric:
+    """A mean of per-sample values. In compile(metrics=...) it is unweighted, in
+    weighted_metrics it takes the sample weights (Keras 3's rule)."""
 
-    Keras's rule for 'accuracy': a last output dimension of 1 means binary accuracy;
-    targets of lower rank than the output (integer labels) mean sparse categorical;
-    otherwise categorical.
-    """
-    if name in _ACCURACY:
-        if output_shape[-1] == 1:
-            return "binary_accuracy"
-        return "sparse_categorical_accuracy" if sparse_targets else "categorical_accuracy"
-    if name in _CORE:
-        if (name == "sparse_categorical_accuracy") != sparse_targets:
-            kind = "integer labels" if sparse_targets else "one-hot targets"
-            raise ValueError(f"Metric '{name}' does not fit this loss, whose targets are {kind}")
-        return name
-    raise ValueError(f"Unknown metric: {name!r}. Expected one of: "
-                     f"{', '.join(_ACCURACY + _CORE)}")
+    _core_name = None
+    _sparse = False
+
+    def __init__(self, name=None, dtype=None):
+        self.name = name or self._core_name
+        self.reset_state()
+
+    @property
+    def _k(self):
+        return 5
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        p = np.ascontiguousarray(y_pred, dtype=np.float32)
+        p = p.reshape(-1, p.shape[-1]) if p.ndim > 1 else p.reshape(-1, 1)
+        if self._sparse:
+            t = np.ascontiguousarray(np.asarray(y_true).reshape(-1), dtype=np.int32)
+        else:
+            t = np.ascontiguousarray(np.asarray(y_true, dtype=np.float32).reshape(p.shape))
+        sw = None
+        if sample_weight is not None:
+            sw = np.ascontiguousarray(np.asarray(sample_weight, dtype=np.float32).reshape(-1))
+        total = _core.metric_sum(self._core_name, self._k, p, t, sw)
+        self._total += total
+        self._count += p.shape[0] if sw is None else float(sw.sum())
+
+    def result(self):
+        return np.float32(self._total / self._count if self._count else 0.0)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(**config)
+
+
+class BinaryAccuracy(Metric):
+    """How often (y_pred > threshold) equals the 0/1 target."""
+    _core_name = "binary_accuracy"
+
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        if threshold != 0.5:
+            raise ValueError(f"ember's BinaryAccuracy uses threshold=0.5 only. Received: "
+                             f"threshold={threshold!r}")
+        super().__init__(name, dtype)
+
+
+class CategoricalAccuracy(Metric):
+    """How often argmax(y_pred) equals argmax of the one-hot target."""
+    _core_name = "categorical_accuracy"
+
+
+class SparseCategoricalAccuracy(Metric):
+    """How often argmax(y_pred) equals the integer label."""
+    _core_name = "sparse_categorical_accuracy"
+    _sparse = True
+
+
+class _TopK(Metric):
+    def __init__(self, k=5, name=None, dtype=None):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"`k` must be a positive integer. Received: k={k!r}")
+        self.k = int(k)
+        super().__init__(name, dtype)
+
+    @property
+    def _k(self):
+        return self.k
+
+    def get_config(self):
+        c = super().get_config()
+        c["k"] = self.k
+        return c
+
+
+class TopKCategoricalAccuracy(_TopK):
+    """How often the one-hot target's class is among the k highest predictions."""
+    _core_name = "top_k_categorical_accuracy"
+
+
+class SparseTopKCategoricalAccuracy(_TopK):
+    """How often the integer label is among the k highest predictions."""
+    _core_name = "sparse_top_k_categorical_accuracy"
+    _sparse = True
+
+
+class MeanAbsoluteError(Metric):
+    """Mean of |y_pred - y_true|."""
+    _core_name = "mean_absolute_error"
+
+
+class MeanSquaredError(Metric):
+    """Mean of (y_pred - y_true)^2."""
+    _core_name = "mean_squared_error"
+
+
+_NAMES = {
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
+    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+}
+
+
+def _function(cls):
+    def fn(y_true, y_pred):
+        m = cls()
+        m.update_state(y_true, y_pred)
+        return m.result()
+    fn.__name__ = fn.__qualname__ = cls._core_name
+    fn._metric_class = cls
+    return fn
+
+
+binary_accuracy = _function(BinaryAccuracy)
+categorical_accuracy = _function(CategoricalAccuracy)
+sparse_categorical_accuracy = _function(SparseCategoricalAccuracy)
+top_k_categorical_accuracy = _function(TopKCategoricalAccuracy)
+sparse_top_k_categorical_accuracy = _function(SparseTopKCategoricalAccuracy)
+mean_absolute_error = mae = _function(MeanAbsoluteError)
+mean_squared_error = mse = _function(MeanSquaredError)
+
+
+def get(identifier, output_shape, sparse_targets, weighted=False):
+    """(log name, core spec) for a compile() metric: a name, a Metric or a metric
+    function. Keras's rule for 'accuracy': a last output dimension of 1 means binary
+    accuracy; integer labels (targets of lower rank) mean sparse categorical;
+    otherwise categorical."""
+    if isinstance(identifier, str):
+        name = identifier
+        if identifier in _ACCURACY:
+            if output_shape[-1] == 1:
+                cls = BinaryAccuracy
+            else:
+                cls = SparseCategoricalAccuracy if sparse_targets else CategoricalAccuracy
+            metric = cls()
+        elif identifier in _NAMES:
+            metric = _NAMES[identifier]()
+        else:
+            raise ValueError(f"Unknown metric: {identifier!r}. Expected one of: "
+                             f"{', '.join(_ACCURACY + tuple(_NAMES))}, or a Metric instance")
+    elif isinstance(identifier, Metric):
+        metric, name = identifier, identifier.name
+    elif callable(identifier) and hasattr(identifier, "_metric_class"):
+        metric, name = identifier._metric_class(), identifier.__name__
+    else:
+        raise ValueError(f"Could not interpret metric identifier: {identifier!r}")
+    if metric._sparse != sparse_targets:
+        kind = "integer labels" if sparse_targets else "one-hot or float targets"
+        raise ValueError(f"Metric '{name}' does not fit this loss, whose targets are {kind}")
+    return name, (metric._core_name, metric._k, bool(weighted))

@@ -87,8 +87,8 @@ class Graph {
   const std::vector<VarSpan>& variables() const { return vars_; }
   void set_variable_flags(const std::vector<bool>& trainable, const std::vector<bool>& decay);
 
-  void set_loss(Loss loss, bool from_logits);
-  void set_metrics(std::vector<Metric> metrics);
+  void set_loss(Loss loss, bool from_logits, float param = 1.f);
+  void set_metrics(std::vector<MetricSpec> metrics);
   void set_optimizer(const OptimizerConfig& cfg);
   Optimizer* optimizer() { return opt_.get(); }
   bool loss_is_sparse() const { return loss_sparse(loss_); }
@@ -113,7 +113,6 @@ class Graph {
   const float* gather_input(const Batch& b);
   void gather_targets(const Batch& b);
   void forward(const float* x, int64_t n, bool training);
-  StepResult loss_and_metrics(int64_t n, bool with_grad, float scale);
 
   std::vector<int64_t> input_shape_;
   int64_t input_size_ = 0;
@@ -123,8 +122,9 @@ class Graph {
 
   Loss loss_ = Loss::MeanSquaredError;
   bool from_logits_ = false;
+  float loss_param_ = 1.f;
   bool has_loss_ = false;
-  std::vector<Metric> metrics_;
+  std::vector<MetricSpec> metrics_;
   std::unique_ptr<Optimizer> opt_;
 
   // Memory plan, sized for the largest batch seen.

@@ -11,6 +11,10 @@ enum class Loss {
   CategoricalCrossentropy,
   BinaryCrossentropy,
   MeanSquaredError,
+  MeanAbsoluteError,
+  Huber,         // param: delta
+  Hinge,         // 0/1 targets become -1/1 when the whole batch is 0/1 (Keras)
+  KLDivergence,  // sum over the last axis, both sides clipped to [1e-7, 1]
 };
 
 // Parses Keras names and aliases; throws std::invalid_argument.
@@ -28,16 +32,19 @@ bool loss_fuses(Loss l, bool from_logits, Act act);
 // pre-activation when loss_fuses(l, from_logits, act). Returns sum_i sw[i] * L_i.
 // Keras semantics: probabilities are renormalised and clipped to [1e-7, 1 - 1e-7]
 // (the clip zeroes the gradient where it bites); per-sample losses average over
-// the last axis for binary crossentropy and mean squared error.
+// the last axis for binary crossentropy, mean squared/absolute error, Huber and
+// hinge. `param` is Huber's delta.
 // Throws std::invalid_argument for a label outside [0, c).
 template <class T>
 double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
                              const int32_t* labels, const T* y, const T* sw, T* grad,
-                             int64_t n, int64_t c, T scale);
+                             int64_t n, int64_t c, T scale, T param = T(1));
 
-// The per-sample losses only (grad not computed); returns their weighted sum.
+// The per-sample losses only (grad not computed); returns their weighted sum and,
+// when per_sample is non-null, writes each unweighted L_i there.
 template <class T>
 double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
-                    const T* y, const T* sw, int64_t n, int64_t c);
+                    const T* y, const T* sw, int64_t n, int64_t c, T param = T(1),
+                    T* per_sample = nullptr);
 
 }  // namespace ember

@@ -6,16 +6,31 @@
 namespace ember {
 
 enum class Metric {
-  BinaryAccuracy,             // mean_j [ (out > 0.5) == y ]
-  CategoricalAccuracy,        // argmax(out) == argmax(y)
-  SparseCategoricalAccuracy,  // argmax(out) == label
+  BinaryAccuracy,                 // mean_j [ (out > 0.5) == y ]
+  CategoricalAccuracy,            // argmax(out) == argmax(y)
+  SparseCategoricalAccuracy,      // argmax(out) == label
+  TopKCategoricalAccuracy,        // rank of argmax(y) in out <= k
+  SparseTopKCategoricalAccuracy,  // rank of label in out <= k
+  MeanAbsoluteError,              // mean_j |out - y|
+  MeanSquaredError,               // mean_j (out - y)^2
+};
+
+// A compiled metric: `weighted` ones (Keras's weighted_metrics) take sample weights;
+// plain metrics ignore them, as Keras 3 does.
+struct MetricSpec {
+  Metric kind = Metric::SparseCategoricalAccuracy;
+  int64_t k = 5;
+  bool weighted = false;
 };
 
 Metric metric_from_string(const std::string& name);
-inline bool metric_sparse(Metric m) { return m == Metric::SparseCategoricalAccuracy; }
+inline bool metric_sparse(Metric m) {
+  return m == Metric::SparseCategoricalAccuracy || m == Metric::SparseTopKCategoricalAccuracy;
+}
 
-// Sum over the batch of the per-sample metric value, weighted by sw when given.
-double metric_sum(Metric m, const float* out, const int32_t* labels, const float* y,
+// Sum over the batch of the per-sample metric value (times sw[i] for a weighted
+// metric when sw is given).
+double metric_sum(const MetricSpec& m, const float* out, const int32_t* labels, const float* y,
                   const float* sw, int64_t n, int64_t c);
 
 }  // namespace ember

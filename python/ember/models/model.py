@@ -49,6 +49,9 @@ class Model(Layer):
         self.optimizer = None
         self.loss = None
         self._metric_names = []
+        self._metric_weighted = []
+        self._metric_ids = []
+        self._weighted_ids = []
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -113,28 +116,48 @@ class Model(Layer):
         """Configures training: optimizer, loss and metrics (names or objects)."""
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        _unsupported(loss_weights=loss_weights, weighted_metrics=weighted_metrics)
+        _unsupported(loss_weights=loss_weights)
         self.optimizer = optimizers_mod.get(optimizer)
         self.loss = losses_mod.get(loss)
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-            raise ValueError(f"metrics must be a list. Received: metrics={metrics!r}")
-        for m in metrics:
-            if not isinstance(m, str):
-                raise ValueError(f"ember takes metrics by name. Received: {m!r}")
-        self._metric_names = list(metrics)
+        if self.loss.reduction != "sum_over_batch_size":
+            raise ValueError(f"compile() needs a loss with reduction='sum_over_batch_size'. "
+                             f"Received: reduction={self.loss.reduction!r}")
+        ids = {}
+        for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is None:
+                value = []
+            if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+                raise ValueError(f"{arg} must be a list. Received: {arg}={value!r}")
+            ids[arg] = list(value)
+        self._metric_ids = ids["metrics"]
+        self._weighted_ids = ids["weighted_metrics"]
+        self._metric_names = []
         self.compiled = True
         if self._graph is not None:
             self._attach_training()
+        else:
+            # Check the names now (shapes decide 'accuracy' later).
+            for m in self._metric_ids + self._weighted_ids:
+                if isinstance(m, str) and m not in metrics_mod._ACCURACY and \
+                        m not in metrics_mod._NAMES:
+                    metrics_mod.get(m, (2,), self.loss._sparse)
 
     def _attach_training(self):
         g = self._graph
         out_shape = tuple(g.output_shape)
         sparse = self.loss._sparse
-        core_metrics = [metrics_mod.resolve(m, out_shape, sparse) for m in self._metric_names]
-        g.set_loss(self.loss._core_name, self.loss.from_logits)
-        g.set_metrics(core_metrics)
+        names, specs = [], []
+        for weighted, ids in ((False, self._metric_ids), (True, self._weighted_ids)):
+            for m in ids:
+                name, spec = metrics_mod.get(m, out_shape, sparse, weighted)
+                if name in names or name == "loss":  # Keras prefixes the clashing one
+                    name = ("weighted_" if weighted else "") + name
+                names.append(name)
+                specs.append(spec)
+        self._metric_names = names
+        self._metric_weighted = [s[2] for s in specs]
+        g.set_loss(self.loss._core_name, self.loss.from_logits, self.loss._param)
+        g.set_metrics(specs)
         self.optimizer._attach(g)
         self._synced_trainable = None
         self._sync_trainable()
@@ -250,9 +273,12 @@ class Model(Layer):
 
     # -- logs -----------------------------------------------------------------------------
     def _logs(self, loss_sum, metric_sums, count, weight_sum, prefix=""):
+        """Running means: the loss and weighted metrics over the sample weights seen,
+        plain metrics over the samples."""
         logs = {prefix + "loss": float(loss_sum / count)}
-        for name, s in zip(self._metric_names, metric_sums):
-            logs[prefix + name] = float(s / weight_sum) if weight_sum > 0 else 0.0
+        for name, weighted, s in zip(self._metric_names, self._metric_weighted, metric_sums):
+            den = weight_sum if weighted else count
+            logs[prefix + name] = float(s / den) if den > 0 else 0.0
         return logs
 
     # -- training -------------------------------------------------------------------------

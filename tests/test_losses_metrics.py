@@ -1,0 +1,198 @@
+"""Every loss and metric against a NumPy reference: the per-sample functions, the
+classes, the string aliases, the values fit/evaluate log, and the new losses'
+gradients by finite differences (float64)."""
+import numpy as np
+import pytest
+
+import ember
+from ember import _core, losses, metrics
+from gradcheck import assert_close, numeric_grad
+
+rng = np.random.default_rng(11)
+EPS = 1e-7
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+N, C = 6, 4
+P = softmax(rng.normal(size=(N, C)))            # probabilities
+LABELS = rng.integers(0, C, size=N)
+ONEHOT = np.eye(C)[LABELS]
+Y01 = rng.integers(0, 2, size=(N, C)).astype(np.float64)
+YREG = rng.normal(size=(N, C))
+ZREG = rng.normal(size=(N, C))
+
+
+def ref_huber(y, p, delta=1.0):
+    e = p - y
+    a = np.abs(e)
+    return np.mean(np.where(a <= delta, 0.5 * e * e, delta * a - 0.5 * delta ** 2), -1)
+
+
+def ref_hinge(y, p):
+    t = 2 * y - 1 if np.all((y == 0) | (y == 1)) else y
+    return np.mean(np.maximum(1 - t * p, 0), -1)
+
+
+def ref_kl(y, p):
+    y, p = np.clip(y, EPS, 1), np.clip(p, EPS, 1)
+    return np.sum(y * np.log(y / p), -1)
+
+
+def ref_bce(y, p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p), -1)
+
+
+LOSS_CASES = [
+    # (alias, class, function, y_true, y_pred, reference per-sample)
+    ("mse", losses.MeanSquaredError, losses.mean_squared_error, YREG, ZREG,
+     np.mean((ZREG - YREG) ** 2, -1)),
+    ("mae", losses.MeanAbsoluteError, losses.mean_absolute_error, YREG, ZREG,
+     np.mean(np.abs(ZREG - YREG), -1)),
+    ("huber", losses.Huber, losses.huber, YREG, ZREG, ref_huber(YREG, ZREG)),
+    ("hinge", losses.Hinge, losses.hinge, Y01, ZREG, ref_hinge(Y01, ZREG)),
+    ("kl_divergence", losses.KLDivergence, losses.kl_divergence, softmax(YREG), P,
+     ref_kl(softmax(YREG), P)),
+    ("binary_crossentropy", losses.BinaryCrossentropy, losses.binary_crossentropy, Y01,
+     P, ref_bce(Y01, P)),
+    ("categorical_crossentropy", losses.CategoricalCrossentropy,
+     losses.categorical_crossentropy, ONEHOT, P,
+     -np.sum(ONEHOT * np.log(np.clip(P, EPS, 1 - EPS)), -1)),
+    ("sparse_categorical_crossentropy", losses.SparseCategoricalCrossentropy,
+     losses.sparse_categorical_crossentropy, LABELS, P,
+     -np.log(np.clip(P[np.arange(N), LABELS], EPS, 1 - EPS))),
+]
+
+
+@pytest.mark.parametrize("alias,cls,fn,y,p,ref", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
+def test_loss_matches_numpy(alias, cls, fn, y, p, ref):
+    np.testing.assert_allclose(fn(y, p), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cls()(y, p), ref.mean(), rtol=1e-5)
+    sw = rng.uniform(0, 2, size=N)
+    np.testing.assert_allclose(cls()(y, p, sample_weight=sw), (ref * sw).sum() / N, rtol=1e-5)
+    np.testing.assert_allclose(cls(reduction="sum")(y, p), ref.sum(), rtol=1e-5)
+    np.testing.assert_allclose(cls(reduction="none")(y, p), ref, rtol=1e-5, atol=1e-6)
+    assert type(losses.get(alias)) is cls and type(losses.get(cls.__name__)) is cls
+    assert type(losses.get(fn)) is cls
+    again = losses.deserialize(losses.serialize(cls()))
+    assert type(again) is cls and again.get_config() == cls().get_config()
+
+
+def test_loss_names_and_aliases_follow_keras():
+    assert losses.Huber().name == "huber_loss"
+    assert losses.KLDivergence().name == "kl_divergence"
+    assert losses.MeanAbsoluteError().name == "mean_absolute_error"
+    for alias in ("kld", "KLD", "MAE", "MSE", "huber_loss"):
+        losses.get(alias)
+    np.testing.assert_allclose(losses.Huber(delta=0.3)(YREG, ZREG),
+                               ref_huber(YREG, ZREG, 0.3).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="delta=-1"):
+        losses.Huber(delta=-1)
+    with pytest.raises(ValueError, match="Could not interpret loss identifier: 'nope'"):
+        losses.get("nope")
+    # Hinge keeps -1/1 targets as they are.
+    pm = np.where(Y01 > 0, 1.0, -1.0)
+    np.testing.assert_allclose(losses.hinge(pm, ZREG), ref_hinge(Y01, ZREG), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,t,out", [
+    ("mean_absolute_error", YREG, ZREG),
+    ("huber", YREG, ZREG * 2),
+    ("hinge", Y01, ZREG * 0.7),
+    ("kl_divergence", softmax(YREG), rng.uniform(0.05, 0.95, size=(N, C))),
+])
+def test_new_loss_gradients(name, t, out):
+    param = 0.8 if name == "huber" else 1.0
+    f = lambda: _core.loss(name, out, t, False, "linear", 1.0, None, param)[0]
+    _, g = _core.loss(name, out, t, False, "linear", 1.0, None, param)
+    assert_close(g, numeric_grad(f, out), tol=1e-5, what=name)
+
+
+def ref_in_top_k(p, target, k):
+    return (p > p[np.arange(len(p)), target][:, None]).sum(-1) < k
+
+
+METRIC_CASES = [
+    (metrics.BinaryAccuracy, Y01, P, np.mean((P > 0.5) == Y01, -1)),
+    (metrics.CategoricalAccuracy, ONEHOT, P, P.argmax(-1) == LABELS),
+    (metrics.SparseCategoricalAccuracy, LABELS, P, P.argmax(-1) == LABELS),
+    (metrics.TopKCategoricalAccuracy, ONEHOT, P, ref_in_top_k(P, LABELS, 5)),
+    (lambda: metrics.TopKCategoricalAccuracy(k=2), ONEHOT, P, ref_in_top_k(P, LABELS, 2)),
+    (lambda: metrics.SparseTopKCategoricalAccuracy(k=2), LABELS, P,
+     ref_in_top_k(P, LABELS, 2)),
+    (metrics.MeanAbsoluteError, YREG, ZREG, np.mean(np.abs(ZREG - YREG), -1)),
+    (metrics.MeanSquaredError, YREG, ZREG, np.mean((ZREG - YREG) ** 2, -1)),
+]
+
+
+@pytest.mark.parametrize("make,y,p,ref", METRIC_CASES)
+def test_metric_matches_numpy(make, y, p, ref):
+    m = make()
+    m.update_state(y[:3], p[:3])
+    m.update_state(y[3:], p[3:])
+    np.testing.assert_allclose(m.result(), ref.mean(), rtol=1e-5)
+    sw = rng.uniform(0, 2, size=N)
+    m.reset_state()
+    m.update_state(y, p, sample_weight=sw)
+    np.testing.assert_allclose(m.result(), (ref * sw).sum() / sw.sum(), rtol=1e-5)
+
+
+def test_top_k_ties_count_in_favour_like_keras():
+    p = np.array([[0.5, 0.5, 0.5, 0.0]], dtype=np.float32)
+    assert metrics.sparse_top_k_categorical_accuracy(np.array([2]), p) == 1.0
+    assert ref_in_top_k(p, np.array([2]), 1)[0]
+
+
+def identity_model(c, loss, metric_list, weighted=None):
+    m = ember.Sequential([ember.Input((c,)), ember.layers.Activation("linear")])
+    m.compile("sgd", loss, metrics=metric_list, weighted_metrics=weighted)
+    return m
+
+
+def test_evaluate_logs_every_metric_by_its_keras_name():
+    m = identity_model(C, "mse", ["mae", "mean_squared_error", metrics.MeanAbsoluteError(),
+                                  "top_k_categorical_accuracy"])
+    logs = m.evaluate(ZREG, YREG, batch_size=4, verbose=0, return_dict=True)
+    assert list(logs) == ["loss", "mae", "mean_squared_error", "mean_absolute_error",
+                          "top_k_categorical_accuracy"]
+    np.testing.assert_allclose(logs["loss"], np.mean((ZREG - YREG) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(logs["mae"], np.mean(np.abs(ZREG - YREG)), rtol=1e-5)
+    np.testing.assert_allclose(logs["mean_absolute_error"], logs["mae"], rtol=1e-6)
+    np.testing.assert_allclose(logs["mean_squared_error"], logs["loss"], rtol=1e-5)
+    np.testing.assert_allclose(logs["top_k_categorical_accuracy"],
+                               ref_in_top_k(ZREG, YREG.argmax(-1), 5).mean())
+
+
+@pytest.mark.parametrize("loss", ["mae", "huber", "hinge", "kl_divergence", "kld"])
+def test_each_loss_evaluates_by_alias(loss):
+    y = softmax(YREG) if loss in ("kl_divergence", "kld") else (Y01 if loss == "hinge" else YREG)
+    p = P if loss in ("kl_divergence", "kld") else ZREG
+    m = identity_model(C, loss, [])
+    np.testing.assert_allclose(m.evaluate(p, y, verbose=0), losses.get(loss)(y, p), rtol=1e-5)
+
+
+def test_metrics_ignore_sample_weight_but_weighted_metrics_use_it():
+    """Keras 3: compile(metrics=...) are unweighted; weighted_metrics take the weights;
+    the loss is sum(w * L) / n."""
+    sw = np.array([1, 0, 0, 2, 1, 0], dtype=np.float32)
+    m = identity_model(C, "sparse_categorical_crossentropy", ["accuracy"], ["accuracy"])
+    logs = m.evaluate(P, LABELS, sample_weight=sw, verbose=0, return_dict=True)
+    hit = P.argmax(-1) == LABELS
+    per = -np.log(P[np.arange(N), LABELS])
+    np.testing.assert_allclose(logs["accuracy"], hit.mean())
+    np.testing.assert_allclose(logs["weighted_accuracy"], (hit * sw).sum() / sw.sum())
+    np.testing.assert_allclose(logs["loss"], (per * sw).sum() / N, rtol=1e-5)
+
+
+def test_accuracy_resolves_from_shapes():
+    assert metrics.get("accuracy", (1,), False)[1][0] == "binary_accuracy"
+    assert metrics.get("acc", (3,), True)[1][0] == "sparse_categorical_accuracy"
+    assert metrics.get("accuracy", (3,), False)[1][0] == "categorical_accuracy"
+    with pytest.raises(ValueError, match="Unknown metric: 'nope'"):
+        metrics.get("nope", (3,), True)
+    with pytest.raises(ValueError, match="does not fit"):
+        metrics.get("mae", (3,), True)
