@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
 from .. import optimizers as optimizers_mod
+from .. import saving
 from ..callbacks import CallbackList, History, ProgbarLogger
 from ..layers.base import Layer, assign_weights
 
@@ -156,6 +157,7 @@ class Model(Layer):
                 specs.append(spec)
         self._metric_names = names
         self._metric_weighted = [s[2] for s in specs]
+        self._metric_core = [s[0] for s in specs]
         g.set_loss(self.loss._core_name, self.loss.from_logits, self.loss._param)
         g.set_metrics(specs)
         self.optimizer._attach(g)
@@ -331,8 +333,10 @@ class Model(Layer):
             n = split
 
         steps = math.ceil(n / bs)
+        # Keras's order: the user's callbacks, then History, then the progress bar (so
+        # History records what callbacks add to the logs, e.g. learning_rate).
         history = History()
-        cb_list = [history] + list(callbacks or [])
+        cb_list = list(callbacks or []) + [history]
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
         params = {"epochs": epochs, "steps": steps, "verbose": verbose}
@@ -500,4 +504,62 @@ class Model(Layer):
         assign_weights(self.weights, weights, f"Model '{self.name}'")
 
     def count_params(self):
+        if not self.built:
+            raise ValueError(f"You tried to call `count_params` on model '{self.name}', but "
+                             f"the model has not been built. Call `build()` or pass data "
+                             f"through the model first.")
         return sum(layer.count_params() for layer in self.layers)
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezes or unfreezes every layer (Keras: it applies recursively)."""
+        self._trainable = bool(value)
+        for layer in getattr(self, "layers", []):
+            layer.trainable = value
+
+    def _metric_direction(self, name):
+        """'up' for accuracies, 'down' for errors, None for unknown names (used by
+        callbacks in mode='auto')."""
+        for n, spec_name in zip(self._metric_names, getattr(self, "_metric_core", [])):
+            if n == name:
+                return "down" if spec_name in ("mean_absolute_error",
+                                               "mean_squared_error") else "up"
+        return None
+
+    # -- saving ------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Saves config, weights and compile arguments to a `.keras` path, atomically
+        (in ember's own format until the Keras format lands; see ember.saving)."""
+        saving.save_model(self, filepath, overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Saves the weights to a `.weights.h5` path, atomically (ember's format)."""
+        saving.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights written by save_weights (or the weights of a saved model)."""
+        saving.load_weights(self, filepath)
+
+    def _compile_config(self):
+        def ser(m):
+            return m if isinstance(m, str) else {"class_name": type(m).__name__,
+                                                 "config": m.get_config()}
+        return {"optimizer": optimizers_mod.serialize(self.optimizer),
+                "loss": losses_mod.serialize(self.loss),
+                "metrics": [ser(m) for m in self._metric_ids],
+                "weighted_metrics": [ser(m) for m in self._weighted_ids]}
+
+    @staticmethod
+    def _compile_from_config(config):
+        def de(m):
+            if isinstance(m, str):
+                return m
+            return getattr(metrics_mod, m["class_name"]).from_config(m["config"])
+        return {"optimizer": optimizers_mod.deserialize(config["optimizer"]),
+                "loss": losses_mod.deserialize(config["loss"]),
+                "metrics": [de(m) for m in config.get("metrics", [])],
+                "weighted_metrics": [de(m) for m in config.get("weighted_metrics", [])]}

@@ -65,3 +65,11 @@ class Sequential(Model):
         for layer in self._layers:
             layers.append({"class_name": type(layer).__name__, "config": layer.get_config()})
         return {"name": self.name, "trainable": self.trainable, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config):
+        from ..layers import deserialize
+        model = cls(name=config.get("name"), trainable=config.get("trainable", True))
+        for entry in config.get("layers", []):
+            model.add(deserialize(entry))
+        return model
