@@ -341,6 +341,7 @@ class Model(Layer):
             cb_list.append(ProgbarLogger(verbose))
         params = {"epochs": epochs, "steps": steps, "verbose": verbose}
         cbs = CallbackList(cb_list, self, params)
+        self._optimizer_built = True
         g = self._graph
         rng = _random.numpy_generator()
         self.stop_training = False
@@ -454,6 +455,7 @@ class Model(Layer):
         y = self._prepare_y(y, x.shape[0])
         sw = self._prepare_weights(sample_weight, class_weight, y, x.shape[0])
         self._sync_trainable()
+        self._optimizer_built = True
         res = self._graph.train_step(x, y, sw, None, 0, x.shape[0], self.optimizer.learning_rate)
         return self._batch_result(res, x.shape[0], sw, return_dict)
 
@@ -520,6 +522,27 @@ class Model(Layer):
         self._trainable = bool(value)
         for layer in getattr(self, "layers", []):
             layer.trainable = value
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Prints Keras's table of layers, output shapes and parameter counts, with the
+        Total / Trainable / Non-trainable (and, once training ran, Optimizer) footer."""
+        from .summary import summary_lines
+        if layer_range is not None:
+            raise ValueError("ember's summary() does not support layer_range yet")
+        print_fn = print_fn or print
+        for line in summary_lines(self, line_length, positions, show_trainable):
+            print_fn(line)
+
+    def _optimizer_param_count(self):
+        """(count, bytes) of the optimizer's variables as Keras counts them (iterations,
+        learning rate, one slot per trainable weight per slot kind), or None before the
+        first training step."""
+        if not getattr(self, "_optimizer_built", False) or self._graph is None:
+            return None
+        slots = len(self._graph.optimizer_slots)
+        n = slots * sum(int(w.value.size) for w in self.trainable_weights)
+        return n + 2, 4 * n + 8 + 4
 
     def _metric_direction(self, name):
         """'up' for accuracies, 'down' for errors, None for unknown names (used by

@@ -1,0 +1,99 @@
+"""model.summary(): Keras 3's table (box drawing, column widths and footer) as plain
+text, so the output reads the same as Keras's on a terminal or in a log."""
+import shutil
+
+
+def _reduce(excess, widths):
+    """Shrinks the columns by `excess` characters the way Keras's table renderer does:
+    equal shares, rounded half to even, taken from left to right."""
+    out, remaining, parts = [], excess, len(widths)
+    for w in widths:
+        cut = min(w, round(remaining / parts))
+        out.append(w - cut)
+        remaining -= cut
+        parts -= 1
+    return out
+
+
+def _memory(count_bytes):
+    size = float(count_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if size / 1024 < 1:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"
+
+
+def _fit(text, width, align):
+    if len(text) > width:
+        text = text[:width - 1] + "\u2026"
+    if align == "right":
+        return text.rjust(width)
+    if align == "center":
+        return text.center(width)
+    return text.ljust(width)
+
+
+def _shape(shape):
+    if shape is None:
+        return "?"
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def summary_lines(model, line_length=None, positions=None, show_trainable=False):
+    header = ["Layer (type)", "Output Shape", "Param #"]
+    align = ["left", "left", "right"]
+    default = 88
+    positions = list(positions or [0.45, 0.80, 1.0])
+    if show_trainable:
+        default += 12
+        positions = [p * 0.90 for p in positions] + [1.0]
+        header.append("Trainable")
+        align.append("center")
+    default = min(default, shutil.get_terminal_size().columns - 4)
+    line_length = line_length or default
+    if positions[-1] <= 1:
+        positions = [int(p * line_length) for p in positions]
+    widths, current = [], 0
+    for pos in positions:
+        width = pos - current
+        if width < 4:
+            raise ValueError("Insufficient console width to print summary.")
+        widths.append(width)
+        current += width
+    widths = _reduce(len(widths) + 1, widths)
+
+    def row(cells, left, mid, right):
+        return left + mid.join(" " + _fit(c, w - 2, a) + " "
+                               for c, w, a in zip(cells, widths, align)) + right
+
+    def rule(left, mid, right, fill):
+        return left + mid.join(fill * w for w in widths) + right
+
+    lines = [f'Model: "{model.name}"', rule("\u250f", "\u2533", "\u2513", "\u2501"),
+             row(header, "\u2503", "\u2503", "\u2503"),
+             rule("\u2521", "\u2547", "\u2529", "\u2501")]
+    layers = model.layers
+    for i, layer in enumerate(layers):
+        built = model.built and layer.built
+        params = f"{layer.count_params():,}" if built else "0 (unbuilt)"
+        cells = [f"{layer.name} ({type(layer).__name__})",
+                 _shape(layer.output_shape if built else None), params]
+        if show_trainable:
+            cells.append(("Y" if layer.trainable else "N") if layer._weights else "-")
+        lines.append(row(cells, "\u2502", "\u2502", "\u2502"))
+        if i + 1 < len(layers):
+            lines.append(rule("\u251c", "\u253c", "\u2524", "\u2500"))
+    lines.append(rule("\u2514", "\u2534", "\u2518", "\u2500"))
+
+    trainable = sum(int(w.value.size) for w in model.trainable_weights) if model.built else 0
+    frozen = sum(int(w.value.size) for w in model.non_trainable_weights) if model.built else 0
+    opt = model._optimizer_param_count()
+    total = trainable + frozen + (opt[0] if opt else 0)
+    total_bytes = 4 * (trainable + frozen) + (opt[1] if opt else 0)
+    lines.append(f" Total params: {total:,} ({_memory(total_bytes)})")
+    lines.append(f" Trainable params: {trainable:,} ({_memory(4 * trainable)})")
+    lines.append(f" Non-trainable params: {frozen:,} ({_memory(4 * frozen)})")
+    if opt:
+        lines.append(f" Optimizer params: {opt[0]:,} ({_memory(opt[1])})")
+    return lines

@@ -1,0 +1,127 @@
+"""summary(), count_params, config round trips of every layer and model, freezing,
+and bad input to the training API."""
+import numpy as np
+import pytest
+
+import ember
+from ember import layers
+
+KERAS_SUMMARY = """\
+Model: "sequential"
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
+┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
+│ dense (Dense)                   │ (None, 64)             │        50,240 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ dropout (Dropout)               │ (None, 64)             │             0 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ out (Dense)                     │ (None, 10)             │           650 │
+└─────────────────────────────────┴────────────────────────┴───────────────┘
+ Total params: 50,890 (198.79 KB)
+ Trainable params: 650 (2.54 KB)
+ Non-trainable params: 50,240 (196.25 KB)"""
+
+# Keras 3.15 on JAX, after one fit with Adam, summary(line_length=60).
+KERAS_SUMMARY_TRAINED = """\
+Model: "sequential"
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━┓
+┃ Layer (type)             ┃ Output Shape      ┃   Param # ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━┩
+│ dense (Dense)            │ (None, 64)        │    50,240 │
+├──────────────────────────┼───────────────────┼───────────┤
+│ dropout (Dropout)        │ (None, 64)        │         0 │
+├──────────────────────────┼───────────────────┼───────────┤
+│ out (Dense)              │ (None, 10)        │       650 │
+└──────────────────────────┴───────────────────┴───────────┘
+ Total params: 52,192 (203.88 KB)
+ Trainable params: 650 (2.54 KB)
+ Non-trainable params: 50,240 (196.25 KB)
+ Optimizer params: 1,302 (5.09 KB)"""
+
+
+def frozen_mlp():
+    m = ember.Sequential([ember.Input((784,)), layers.Dense(64, activation="relu", name="dense"),
+                          layers.Dropout(0.2, name="dropout"),
+                          layers.Dense(10, activation="softmax", name="out")])
+    m.layers[0].trainable = False
+    m.name = "sequential"
+    return m
+
+
+def test_summary_is_keras_formatted(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    m = frozen_mlp()
+    lines = []
+    m.summary(print_fn=lines.append)
+    assert "\n".join(lines) == KERAS_SUMMARY
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(np.zeros((8, 784)), np.zeros(8), verbose=0)
+    lines = []
+    m.summary(line_length=60, print_fn=lines.append)
+    assert "\n".join(lines) == KERAS_SUMMARY_TRAINED
+    assert m.count_params() == 50890
+
+
+def test_count_params_needs_a_built_model():
+    with pytest.raises(ValueError, match="has not been built"):
+        ember.Sequential([layers.Dense(3)]).count_params()
+
+
+LAYERS = [
+    layers.Dense(5, activation="relu", use_bias=False, kernel_initializer="he_normal",
+                 name="d"),
+    layers.Activation("tanh"),
+    layers.Dropout(0.3, seed=4),
+    layers.Flatten(),
+    layers.Reshape((2, 3)),
+    layers.InputLayer(shape=(4,)),
+]
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda l: type(l).__name__)
+def test_every_layer_config_round_trips(layer):
+    config = layer.get_config()
+    again = type(layer).from_config(config)
+    assert again.get_config() == config
+    assert type(layers.deserialize(layers.serialize(layer))) is type(layer)
+
+
+def test_model_config_round_trip_and_trainable():
+    m = frozen_mlp()
+    again = ember.Sequential.from_config(m.get_config())
+    assert [type(l) for l in again.layers] == [type(l) for l in m.layers]
+    assert again.layers[0].trainable is False
+    assert again.count_params() == m.count_params()
+    m.trainable = False
+    assert not any(l.trainable for l in m.layers) and m.trainable_weights == []
+
+
+def test_layer_weights_in_keras_order_and_shapes_checked():
+    m = frozen_mlp()
+    d = m.layers[2]
+    k, b = d.get_weights()
+    assert k.shape == (64, 10) and b.shape == (10,)
+    d.set_weights([np.ones((64, 10)), np.zeros(10)])
+    assert (m.get_weights()[2] == 1).all()
+    with pytest.raises(ValueError, match=r"has shape \(64, 10\). Received an array of shape "
+                                         r"\(10, 64\)"):
+        d.set_weights([np.ones((10, 64)), np.zeros(10)])
+    with pytest.raises(ValueError, match="expects 4 weight arrays. Received: 1"):
+        m.set_weights([np.ones(3)])
+
+
+def test_bad_training_input_names_the_value():
+    m = ember.Sequential([ember.Input((3,)), layers.Dense(2, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="class_weight has an invalid class id 7"):
+        m.fit(x, y, class_weight={7: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight\[0\] must be a non-negative number. "
+                                         r"Received: -1"):
+        m.fit(x, y, class_weight={0: -1}, verbose=0)
+    with pytest.raises(ValueError, match="expected 4, received 3"):
+        m.fit(x, y, sample_weight=np.ones(3), verbose=0)
+    with pytest.raises(ValueError, match="learning_rate=-0.5"):
+        m.optimizer.learning_rate = -0.5
+    with pytest.raises(ValueError, match="label value of 5"):
+        m.fit(x, np.array([0, 1, 5, 1]), verbose=0)
