@@ -1,0 +1,129 @@
+"""ember against Keras 3 (JAX backend) on the same weights: outputs, one Adam
+train_on_batch, every optimizer over 3 steps, every loss, and a whole training script
+run on both with only the imports changed. Skips cleanly without keras and jax
+(`pip install .[compare]`)."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+pytest.importorskip("jax")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "jax":  # another backend was chosen before we ran
+    pytest.skip("these comparisons use Keras on JAX", allow_module_level=True)
+
+import ember  # noqa: E402
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(32, 12)).astype(np.float32)
+Y = rng.integers(0, 4, size=32)
+
+
+def pair(K, activation="softmax"):
+    return K.Sequential([K.Input((12,)), K.layers.Dense(16, activation="relu"),
+                         K.layers.Dense(8, activation="tanh"),
+                         K.layers.Dense(4, activation=activation)])
+
+
+def twins(activation="softmax"):
+    e, k = pair(ember, activation), pair(keras, activation)
+    e.set_weights(k.get_weights())
+    return e, k
+
+
+def test_same_weights_same_outputs():
+    e, k = twins()
+    np.testing.assert_allclose(e.predict(X, verbose=0), k.predict(X, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(e.predict_on_batch(X[:1]), np.asarray(k(X[:1])), atol=1e-6)
+
+
+def test_one_adam_train_on_batch_matches_keras():
+    e, k = twins()
+    for m, K in ((e, ember), (k, keras)):
+        m.compile(K.optimizers.Adam(1e-2), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    le = e.train_on_batch(X, Y)
+    lk = k.train_on_batch(X, Y)
+    np.testing.assert_allclose(le, lk, rtol=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+OPTIMIZERS = [
+    ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
+    ("Adam", dict(learning_rate=0.01, amsgrad=True, clipnorm=0.5)),
+    ("AdamW", dict(learning_rate=0.01, weight_decay=0.05)),
+    ("RMSprop", dict(learning_rate=0.01, momentum=0.5, centered=True, global_clipnorm=1.0)),
+    ("Adagrad", dict(learning_rate=0.05, clipvalue=0.01)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_every_optimizer_three_steps_match_keras(name, kwargs):
+    e, k = twins()
+    e.compile(getattr(ember.optimizers, name)(**kwargs), "sparse_categorical_crossentropy")
+    k.compile(getattr(keras.optimizers, name)(**kwargs), "sparse_categorical_crossentropy")
+    for s in range(3):
+        rows = slice(8 * s, 8 * s + 8)
+        e.train_on_batch(X[rows], Y[rows])
+        k.train_on_batch(X[rows], Y[rows])
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["mean_squared_error", "mean_absolute_error", "huber",
+                                  "hinge", "kl_divergence", "binary_crossentropy",
+                                  "categorical_crossentropy"])
+def test_every_loss_matches_keras(name):
+    p = rng.uniform(0.02, 0.98, size=(16, 4)).astype(np.float32)
+    y = rng.integers(0, 2, size=(16, 4)).astype(np.float32)
+    if name in ("kl_divergence", "categorical_crossentropy"):
+        y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, size=16)]
+    ours = getattr(ember.losses, name)(y, p)
+    theirs = np.asarray(getattr(keras.losses, name)(y, p))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+SCRIPT = '''
+def run(K, x, y, xv, yv, tmp):
+    K.utils.set_random_seed(0)
+    model = K.Sequential([K.Input((12,)), K.layers.Dense(16, activation="relu"),
+                          K.layers.Dropout(0.1), K.layers.Dense(4, activation="softmax")])
+    model.layers[0].trainable = True
+    schedule = K.optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.9)
+    model.compile(optimizer=K.optimizers.Adam(schedule, clipnorm=1.0),
+                  loss=K.losses.CategoricalCrossentropy(),
+                  metrics=["accuracy", "top_k_categorical_accuracy", "mae", "mse",
+                           K.metrics.CategoricalAccuracy()])
+    cbs = [K.callbacks.EarlyStopping(monitor="val_loss", patience=3,
+                                     restore_best_weights=True),
+           K.callbacks.ModelCheckpoint(tmp + "/best.keras", save_best_only=True),
+           K.callbacks.CSVLogger(tmp + "/log.csv"),
+           K.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: None),
+           K.callbacks.TerminateOnNaN()]
+    history = model.fit(x, K.utils.to_categorical(y, 4), batch_size=8, epochs=3,
+                        validation_split=0.25, class_weight={0: 1.0, 1: 2.0},
+                        callbacks=cbs, verbose=0)
+    plain = K.Sequential([K.Input((12,)), K.layers.Dense(4, activation="softmax")])
+    plain.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    h2 = plain.fit(x, y, epochs=2, validation_data=(xv, yv), verbose=0, callbacks=[
+        K.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1),
+        K.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])
+    result = plain.evaluate(xv, yv, return_dict=True, verbose=0)
+    return sorted(history.history), sorted(h2.history), sorted(result), model.count_params()
+'''
+
+
+def test_a_keras_script_runs_on_ember_with_only_imports_changed(tmp_path):
+    env = {}
+    exec(SCRIPT, env)
+    xv, yv = X[:8], Y[:8]
+    (tmp_path / "e").mkdir()
+    (tmp_path / "k").mkdir()
+    ours = env["run"](ember, X, Y, xv, yv, str(tmp_path / "e"))
+    theirs = env["run"](keras, X, Y, xv, yv, str(tmp_path / "k"))
+    assert ours == theirs
+    assert (tmp_path / "e" / "best.keras").exists()
+    assert open(tmp_path / "e" / "log.csv").readline() == \
+        open(tmp_path / "k" / "log.csv").readline()
