@@ -275,8 +275,9 @@ class Model(Layer):
 
     # -- logs -----------------------------------------------------------------------------
     def _logs(self, loss_sum, metric_sums, count, weight_sum, prefix=""):
-        """Running means: the loss and weighted metrics over the sample weights seen,
-        plain metrics over the samples."""
+        """Running means: the loss is sum(w * L) over the samples seen (Keras's
+        sum_over_batch_size); weighted metrics divide by the weights seen, plain metrics
+        by the samples."""
         logs = {prefix + "loss": float(loss_sum / count)}
         for name, weighted, s in zip(self._metric_names, self._metric_weighted, metric_sums):
             den = weight_sum if weighted else count
