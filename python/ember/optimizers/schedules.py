@@ -18,13 +18,14 @@ def _non_negative(value, name):
 
 
 class LearningRateSchedule:
-    """Base class: subclasses define __call__(step) and get_config()."""
+    """Abstract base (as in Keras): a user's own schedule subclasses it and defines
+    __call__(step) and get_config(); ember's three schedules below define both."""
 
     def __call__(self, step):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(step)")
 
     def get_config(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define get_config()")
 
     @classmethod
     def from_config(cls, config):
