@@ -4,10 +4,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <stdexcept>
 #include <string>
 
 #include "ember/activations.h"
+#include "ember/conv2d.h"
 #include "ember/dense.h"
 #include "ember/gemm.h"
 #include "ember/graph.h"
@@ -15,6 +17,7 @@
 #include "ember/metrics.h"
 #include "ember/optimizers.h"
 #include "ember/parallel.h"
+#include "ember/pooling.h"
 #include "ember/random.h"
 
 namespace py = pybind11;
@@ -87,6 +90,32 @@ Batch make_batch(Graph& g, const py::array& x, const py::object& y, const py::ob
     b.n = n;
   }
   return b;
+}
+
+bool parse_padding(const std::string& p) {
+  if (p == "same") return true;
+  if (p == "valid") return false;
+  throw std::invalid_argument("padding must be 'valid' or 'same'. Received: padding='" + p + "'");
+}
+
+bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+// (n, h, w, c) of an image batch, or ValueError.
+std::array<int64_t, 4> nhwc(const py::array& x, const char* who) {
+  if (x.ndim() != 4)
+    throw std::invalid_argument(std::string(who) + ": x must be (batch, height, width, "
+                                "channels). Received ndim=" + std::to_string(x.ndim()));
+  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
+}
+
+Conv2DShape conv_shape_of(const py::array& x, const py::array& w, std::array<int64_t, 2> st,
+                          std::array<int64_t, 2> dil, const std::string& padding) {
+  const auto d = nhwc(x, "conv2d");
+  if (w.ndim() != 4 || w.shape(2) != d[3])
+    throw std::invalid_argument("conv2d: the kernel must be (kh, kw, in_channels, filters) "
+                                "with in_channels = x's channels");
+  return conv2d_shape(d[0], d[1], d[2], d[3], w.shape(0), w.shape(1), w.shape(3), st[0], st[1],
+                      dil[0], dil[1], parse_padding(padding));
 }
 
 py::tuple result_tuple(const StepResult& r) {
@@ -323,6 +352,102 @@ PYBIND11_MODULE(_core, m) {
                       sample_weight.is_none() ? nullptr : w.data(), n, c);
   });
 
+  // Kernels, for tests: float32 runs the fast kernel, float64 the direct reference.
+  m.def("conv2d_forward", [](py::array x, py::array w, py::object b, std::array<int64_t, 2> strides,
+                             std::array<int64_t, 2> dilation, const std::string& padding,
+                             const std::string& act) -> py::array {
+    const Conv2DShape s = conv_shape_of(x, w, strides, dilation, padding);
+    if (is_f64(x)) {
+      auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w");
+      F64 ba = b.is_none() ? F64() : strict<double>(b, "b");
+      F64 y({s.n, s.oh, s.ow, s.f});
+      conv2d_forward_ref<double>(s, xa.data(), wa.data(), b.is_none() ? nullptr : ba.data(),
+                                 y.mutable_data());
+      act_forward<double>(act_from_string(act), y.data(), y.mutable_data(), s.n * s.oh * s.ow, s.f);
+      return y;
+    }
+    auto xa = strict<float>(x, "x"), wa = strict<float>(w, "w");
+    F32 ba = b.is_none() ? F32() : strict<float>(b, "b");
+    if (!b.is_none() && ba.size() != s.f) throw std::invalid_argument("conv2d: bias must be (filters,)");
+    F32 y({s.n, s.oh, s.ow, s.f});
+    const Act a = act_from_string(act);
+    py::gil_scoped_release nogil;
+    conv2d_forward(s, xa.data(), wa.data(), b.is_none() ? nullptr : ba.data(), y.mutable_data(), a);
+    return y;
+  }, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("strides"), py::arg("dilation"),
+     py::arg("padding"), py::arg("act") = "linear");
+  // (dx or None, dw, db) for dz, the gradient at the pre-activation.
+  m.def("conv2d_backward", [](py::array x, py::array w, py::array dz, std::array<int64_t, 2> strides,
+                              std::array<int64_t, 2> dilation, const std::string& padding,
+                              bool need_dx) -> py::tuple {
+    const Conv2DShape s = conv_shape_of(x, w, strides, dilation, padding);
+    if (dz.ndim() != 4 || dz.shape(0) != s.n || dz.shape(1) != s.oh || dz.shape(2) != s.ow ||
+        dz.shape(3) != s.f)
+      throw std::invalid_argument("conv2d_backward: dz must be (n, oh, ow, filters)");
+    if (is_f64(x)) {
+      auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w"), da = strict<double>(dz, "dz");
+      F64 dx({s.n, s.h, s.w, s.c}), dw({s.kh, s.kw, s.c, s.f}), db({s.f});
+      conv2d_backward_ref<double>(s, xa.data(), wa.data(), da.data(),
+                                  need_dx ? dx.mutable_data() : nullptr, dw.mutable_data(),
+                                  db.mutable_data());
+      return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
+    }
+    auto xa = strict<float>(x, "x"), wa = strict<float>(w, "w"), da = strict<float>(dz, "dz");
+    F32 dx({s.n, s.h, s.w, s.c}), dw({s.kh, s.kw, s.c, s.f}), db({s.f});
+    {
+      py::gil_scoped_release nogil;
+      conv2d_backward(s, xa.data(), wa.data(), da.data(), need_dx ? dx.mutable_data() : nullptr,
+                      dw.mutable_data(), db.mutable_data());
+    }
+    return py::make_tuple(need_dx ? py::object(dx) : py::none(), dw, db);
+  }, py::arg("x"), py::arg("w"), py::arg("dz"), py::arg("strides"), py::arg("dilation"),
+     py::arg("padding"), py::arg("need_dx") = true);
+  m.def("pool2d_forward", [](py::array x, bool max, std::array<int64_t, 2> pool,
+                             std::array<int64_t, 2> strides, const std::string& padding) -> py::array {
+    const auto d = nhwc(x, "pool2d");
+    const Pool2DShape s = pool2d_shape(d[0], d[1], d[2], d[3], pool[0], pool[1], strides[0],
+                                       strides[1], parse_padding(padding));
+    if (is_f64(x)) {
+      auto xa = strict<double>(x, "x");
+      F64 y({s.n, s.oh, s.ow, s.c});
+      pool2d_forward_ref<double>(s, max, xa.data(), y.mutable_data());
+      return y;
+    }
+    auto xa = strict<float>(x, "x");
+    F32 y({s.n, s.oh, s.ow, s.c});
+    py::gil_scoped_release nogil;
+    if (max) maxpool2d_forward(s, xa.data(), y.mutable_data(), nullptr);
+    else avgpool2d_forward(s, xa.data(), y.mutable_data());
+    return y;
+  });
+  m.def("pool2d_backward", [](py::array x, py::array dy, bool max, std::array<int64_t, 2> pool,
+                              std::array<int64_t, 2> strides, const std::string& padding) -> py::array {
+    const auto d = nhwc(x, "pool2d");
+    const Pool2DShape s = pool2d_shape(d[0], d[1], d[2], d[3], pool[0], pool[1], strides[0],
+                                       strides[1], parse_padding(padding));
+    if (dy.ndim() != 4 || dy.shape(0) != s.n || dy.shape(1) != s.oh || dy.shape(2) != s.ow ||
+        dy.shape(3) != s.c)
+      throw std::invalid_argument("pool2d_backward: dy must be (n, oh, ow, c)");
+    if (is_f64(x)) {
+      auto xa = strict<double>(x, "x"), da = strict<double>(dy, "dy");
+      F64 dx({s.n, s.h, s.w, s.c});
+      pool2d_backward_ref<double>(s, max, xa.data(), da.data(), dx.mutable_data());
+      return dx;
+    }
+    auto xa = strict<float>(x, "x"), da = strict<float>(dy, "dy");
+    F32 dx({s.n, s.h, s.w, s.c});
+    py::gil_scoped_release nogil;
+    if (max) {
+      std::vector<int32_t> arg(s.n * s.oh * s.ow * s.c);
+      std::vector<float> y(arg.size());
+      maxpool2d_forward(s, xa.data(), y.data(), arg.data());
+      maxpool2d_backward(s, da.data(), arg.data(), dx.mutable_data());
+    } else {
+      avgpool2d_backward(s, da.data(), dx.mutable_data());
+    }
+    return dx;
+  });
+
   py::class_<Graph>(m, "Graph")
       .def(py::init<std::vector<int64_t>>(), py::arg("input_shape"))
       .def("add_dense", [](Graph& g, int64_t units, const std::string& act, bool bias) {
@@ -331,6 +456,18 @@ PYBIND11_MODULE(_core, m) {
       .def("add_activation", [](Graph& g, const std::string& act) {
         return g.add_activation(act_from_string(act));
       })
+      .def("add_conv2d", [](Graph& g, int64_t filters, std::array<int64_t, 2> kernel,
+                            std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
+                            const std::string& padding, const std::string& act, bool bias) {
+        return g.add_conv2d(filters, kernel[0], kernel[1], strides[0], strides[1], dilation[0],
+                            dilation[1], parse_padding(padding), act_from_string(act), bias);
+      })
+      .def("add_pool2d", [](Graph& g, bool max, std::array<int64_t, 2> pool,
+                            std::array<int64_t, 2> strides, const std::string& padding) {
+        return g.add_pool2d(max, pool[0], pool[1], strides[0], strides[1], parse_padding(padding));
+      })
+      .def("add_global_pool", &Graph::add_global_pool, py::arg("max"), py::arg("spatial_dims"),
+           py::arg("keepdims"))
       .def("add_dropout", &Graph::add_dropout)
       .def("add_reshape", &Graph::add_reshape)
       .def("set_loss", [](Graph& g, const std::string& name, bool from_logits, float param) {

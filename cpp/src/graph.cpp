@@ -6,8 +6,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "ember/conv2d.h"
 #include "ember/dense.h"
 #include "ember/dropout.h"
+#include "ember/pooling.h"
 
 namespace ember {
 namespace {
@@ -99,6 +101,94 @@ class ReshapeNode : public Node {
                 bool) override {}
 };
 
+// params: kernel (kh, kw, c, f) then bias (f). `shape` is the layer's geometry for
+// one image; each call sets the batch.
+class Conv2DNode : public Node {
+ public:
+  Conv2DNode(const Conv2DShape& shape, bool use_bias) : shape_(shape), use_bias_(use_bias) {}
+  const char* kind() const override { return "Conv2D"; }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    const float* w = ctx.params + param_offset;
+    conv2d_forward(batch(n), x, w, use_bias_ ? w + shape_.k() * shape_.f : nullptr, y, act);
+  }
+  void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
+                int64_t n, bool preact) override {
+    if (!preact && act != Act::Linear) act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
+    const float* w = ctx.params + param_offset;
+    float* dw = ctx.grads + param_offset;
+    conv2d_backward(batch(n), x, w, dy, dx, dw, use_bias_ ? dw + shape_.k() * shape_.f : nullptr);
+  }
+
+ private:
+  Conv2DShape batch(int64_t n) const {
+    Conv2DShape s = shape_;
+    s.n = n;
+    return s;
+  }
+  Conv2DShape shape_;
+  bool use_bias_;
+};
+
+// Max or average pooling; max keeps the argmax of each output for backward.
+class Pool2DNode : public Node {
+ public:
+  Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
+  const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
+  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    if (max_)
+      maxpool2d_forward(batch(n), x, y, ctx.training ? argmax() : nullptr);
+    else
+      avgpool2d_forward(batch(n), x, y);
+  }
+  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
+                bool) override {
+    if (!dx) return;
+    if (max_)
+      maxpool2d_backward(batch(n), dy, argmax(), dx);
+    else
+      avgpool2d_backward(batch(n), dy, dx);
+  }
+
+ private:
+  // The saved buffer holds int32 offsets (same size as float).
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  Pool2DShape batch(int64_t n) const {
+    Pool2DShape s = shape_;
+    s.n = n;
+    return s;
+  }
+  Pool2DShape shape_;
+  bool max_;
+};
+
+// Global max/average over every position of a (…, c) sample: (hw, c) -> (c).
+class GlobalPoolNode : public Node {
+ public:
+  explicit GlobalPoolNode(bool max) : max_(max) {}
+  const char* kind() const override { return max_ ? "GlobalMaxPooling" : "GlobalAveragePooling"; }
+  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    if (max_)
+      global_maxpool_forward(x, y, ctx.training ? argmax() : nullptr, n, in_size / out_size,
+                             out_size);
+    else
+      global_avgpool_forward(x, y, n, in_size / out_size, out_size);
+  }
+  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
+                bool) override {
+    if (!dx) return;
+    if (max_)
+      global_maxpool_backward(dy, argmax(), dx, n, in_size / out_size, out_size);
+    else
+      global_avgpool_backward(dy, dx, n, in_size / out_size, out_size);
+  }
+
+ private:
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  bool max_;
+};
+
 }  // namespace
 
 Graph::Graph(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {
@@ -162,6 +252,45 @@ int Graph::add_dense(int64_t units, Act act, bool use_bias) {
     throw std::invalid_argument("Dense: input of rank > 2 is not supported yet. Received "
                                 "per-sample shape " + shape_str(in));
   return add_node(std::move(node), out, std::move(vars));
+}
+
+int Graph::add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                      int64_t dh, int64_t dw, bool same, Act act, bool use_bias) {
+  const std::vector<int64_t> in = output_shape();
+  if (in.size() != 3)
+    throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
+  const Conv2DShape s = conv2d_shape(1, in[0], in[1], in[2], kh, kw, filters, sh, sw, dh, dw, same);
+  auto node = std::make_unique<Conv2DNode>(s, use_bias);
+  node->act = act;
+  std::vector<int64_t> vars{s.k() * filters};
+  if (use_bias) vars.push_back(filters);
+  return add_node(std::move(node), {s.oh, s.ow, filters}, std::move(vars));
+}
+
+int Graph::add_pool2d(bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same) {
+  const std::vector<int64_t> in = output_shape();
+  if (in.size() != 3)
+    throw std::invalid_argument(std::string(max ? "MaxPooling2D" : "AveragePooling2D") +
+                                " expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
+  const Pool2DShape s = pool2d_shape(1, in[0], in[1], in[2], ph, pw, sh, sw, same);
+  return add_node(std::make_unique<Pool2DNode>(s, max), {s.oh, s.ow, in[2]}, {});
+}
+
+int Graph::add_global_pool(bool max, int64_t spatial_dims, bool keepdims) {
+  const std::vector<int64_t> in = output_shape();
+  if (static_cast<int64_t>(in.size()) != spatial_dims + 1)
+    throw std::invalid_argument("Global pooling over " + std::to_string(spatial_dims) +
+                                " spatial axes expects samples of rank " +
+                                std::to_string(spatial_dims + 1) + ". Received per-sample shape " +
+                                shape_str(in));
+  std::vector<int64_t> out{in.back()};
+  if (keepdims) {
+    out.assign(spatial_dims + 1, 1);
+    out.back() = in.back();
+  }
+  return add_node(std::make_unique<GlobalPoolNode>(max), out, {});
 }
 
 int Graph::add_activation(Act act) {

@@ -68,6 +68,12 @@ class Graph {
 
   // Builders; each returns the node index. Shapes are per sample.
   int add_dense(int64_t units, Act act, bool use_bias);
+  // NHWC: samples (h, w, c). `same` selects Keras's 'same' padding over 'valid'.
+  int add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                 int64_t dw, bool same, Act act, bool use_bias);
+  int add_pool2d(bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
+  // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
+  int add_global_pool(bool max, int64_t spatial_dims, bool keepdims);
   int add_activation(Act act);
   int add_dropout(float rate, uint64_t seed);
   int add_reshape(std::vector<int64_t> shape);

@@ -1,10 +1,15 @@
 """ember.layers: Keras layers whose arithmetic runs in ember's core."""
 from .base import Layer, Variable
+from .convolutional import (AveragePooling2D, AvgPool2D, Conv2D, Convolution2D,
+                            GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
+                            GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
 from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    Reshape)
 
-__all__ = ["Activation", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "KerasTensor",
-           "Layer", "Reshape", "Variable"]
+__all__ = ["Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense",
+           "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
+           "GlobalMaxPooling2D", "Input", "InputLayer", "KerasTensor", "Layer", "MaxPool2D",
+           "MaxPooling2D", "Reshape", "Variable"]
 
 
 def serialize(layer):

@@ -1,0 +1,243 @@
+// pooling.cpp: windowed and global max/average pooling, NHWC, forward and backward.
+// Forward kernels parallelise over output rows; backward ones over images (every
+// write of an image stays in one thread, in a fixed order).
+#include "ember/pooling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "ember/conv2d.h"
+
+namespace ember {
+namespace {
+
+void check_positive(const char* what, int64_t v) {
+  if (v <= 0)
+    throw std::invalid_argument(std::string("Pooling: ") + what +
+                                " must be positive. Received: " + what + "=" +
+                                std::to_string(v));
+}
+
+// The window of output (oy, ox) clipped to the image: rows [y0, y1), cols [x0, x1).
+struct Window {
+  int64_t y0, y1, x0, x1;
+};
+inline Window window(const Pool2DShape& s, int64_t oy, int64_t ox) {
+  const int64_t ys = oy * s.sh - s.pad_top, xs = ox * s.sw - s.pad_left;
+  return {std::max<int64_t>(ys, 0), std::min(ys + s.ph, s.h), std::max<int64_t>(xs, 0),
+          std::min(xs + s.pw, s.w)};
+}
+
+// a beats b: greater, or NaN over a number (first one wins ties).
+template <class T>
+inline bool beats(T a, T b) {
+  return a > b || (std::isnan(a) && !std::isnan(b));
+}
+
+}  // namespace
+
+Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw,
+                         int64_t sh, int64_t sw, bool same) {
+  check_positive("batch", n);
+  check_positive("height", h);
+  check_positive("width", w);
+  check_positive("channels", c);
+  check_positive("pool height", ph);
+  check_positive("pool width", pw);
+  check_positive("stride", std::min(sh, sw));
+  Pool2DShape s;
+  s.n = n; s.h = h; s.w = w; s.c = c; s.ph = ph; s.pw = pw; s.sh = sh; s.sw = sw;
+  s.oh = conv_output_length(h, ph, sh, 1, same);
+  s.ow = conv_output_length(w, pw, sw, 1, same);
+  if (s.oh <= 0 || s.ow <= 0)
+    throw std::invalid_argument("Pooling: the pool (" + std::to_string(ph) + ", " +
+                                std::to_string(pw) + ") is larger than its input (" +
+                                std::to_string(h) + ", " + std::to_string(w) +
+                                ") under padding='valid'");
+  s.pad_top = conv_pad_before(h, ph, sh, 1, same);
+  s.pad_left = conv_pad_before(w, pw, sw, 1, same);
+  return s;
+}
+
+void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* argmax) {
+  const int64_t c = s.c;
+#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 14))
+  for (int64_t r = 0; r < s.n * s.oh; ++r) {
+    const int64_t img = r / s.oh, oy = r % s.oh;
+    const float* xi = x + img * s.h * s.w * c;
+    for (int64_t ox = 0; ox < s.ow; ++ox) {
+      const Window win = window(s, oy, ox);
+      const int64_t o = (r * s.ow + ox) * c;
+      float* yo = y + o;
+      int32_t* ao = argmax ? argmax + o : nullptr;
+      const int64_t first = win.y0 * s.w + win.x0;
+      const float* x0 = xi + first * c;
+      for (int64_t ch = 0; ch < c; ++ch) yo[ch] = x0[ch];
+      if (ao)
+        for (int64_t ch = 0; ch < c; ++ch) ao[ch] = static_cast<int32_t>(first);
+      for (int64_t iy = win.y0; iy < win.y1; ++iy)
+        for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+          const int64_t pos = iy * s.w + ix;
+          if (pos == first) continue;
+          const float* xp = xi + pos * c;
+          if (ao) {
+            for (int64_t ch = 0; ch < c; ++ch)
+              if (beats(xp[ch], yo[ch])) {
+                yo[ch] = xp[ch];
+                ao[ch] = static_cast<int32_t>(pos);
+              }
+          } else {
+            for (int64_t ch = 0; ch < c; ++ch) yo[ch] = beats(xp[ch], yo[ch]) ? xp[ch] : yo[ch];
+          }
+        }
+    }
+  }
+}
+
+void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
+                        float* dx) {
+  const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
+#pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
+  for (int64_t img = 0; img < s.n; ++img) {
+    float* d = dx + img * in;
+    std::memset(d, 0, sizeof(float) * in);
+    const float* g = dy + img * out;
+    const int32_t* a = argmax + img * out;
+    for (int64_t p = 0; p < s.oh * s.ow; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) d[a[p * c + ch] * c + ch] += g[p * c + ch];
+  }
+}
+
+void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y) {
+  const int64_t c = s.c;
+#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 14))
+  for (int64_t r = 0; r < s.n * s.oh; ++r) {
+    const int64_t img = r / s.oh, oy = r % s.oh;
+    const float* xi = x + img * s.h * s.w * c;
+    for (int64_t ox = 0; ox < s.ow; ++ox) {
+      const Window win = window(s, oy, ox);
+      float* yo = y + (r * s.ow + ox) * c;
+      std::memset(yo, 0, sizeof(float) * c);
+      for (int64_t iy = win.y0; iy < win.y1; ++iy)
+        for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+          const float* xp = xi + (iy * s.w + ix) * c;
+          for (int64_t ch = 0; ch < c; ++ch) yo[ch] += xp[ch];
+        }
+      const float inv = 1.f / static_cast<float>((win.y1 - win.y0) * (win.x1 - win.x0));
+      for (int64_t ch = 0; ch < c; ++ch) yo[ch] *= inv;
+    }
+  }
+}
+
+// Each output spreads dy / count evenly over the inputs of its window.
+void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
+  const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
+#pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
+  for (int64_t img = 0; img < s.n; ++img) {
+    float* d = dx + img * in;
+    std::memset(d, 0, sizeof(float) * in);
+    for (int64_t oy = 0; oy < s.oh; ++oy)
+      for (int64_t ox = 0; ox < s.ow; ++ox) {
+        const Window win = window(s, oy, ox);
+        const float inv = 1.f / static_cast<float>((win.y1 - win.y0) * (win.x1 - win.x0));
+        const float* g = dy + img * out + (oy * s.ow + ox) * c;
+        for (int64_t iy = win.y0; iy < win.y1; ++iy)
+          for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+            float* dp = d + (iy * s.w + ix) * c;
+            for (int64_t ch = 0; ch < c; ++ch) dp[ch] += g[ch] * inv;
+          }
+      }
+  }
+}
+
+void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
+                            int64_t c) {
+  Pool2DShape s;
+  s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
+  s.oh = 1; s.ow = 1;
+  maxpool2d_forward(s, x, y, argmax);
+}
+
+void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
+                             int64_t hw, int64_t c) {
+  Pool2DShape s;
+  s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
+  s.oh = 1; s.ow = 1;
+  maxpool2d_backward(s, dy, argmax, dx);
+}
+
+void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c) {
+#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
+  for (int64_t img = 0; img < n; ++img) {
+    float* yo = y + img * c;
+    std::memset(yo, 0, sizeof(float) * c);
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) yo[ch] += x[(img * hw + p) * c + ch];
+    const float inv = 1.f / static_cast<float>(hw);
+    for (int64_t ch = 0; ch < c; ++ch) yo[ch] *= inv;
+  }
+}
+
+void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c) {
+  const float inv = 1.f / static_cast<float>(hw);
+#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
+  for (int64_t img = 0; img < n; ++img)
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) dx[(img * hw + p) * c + ch] = dy[img * c + ch] * inv;
+}
+
+template <class T>
+void pool2d_forward_ref(const Pool2DShape& s, bool max, const T* x, T* y) {
+  for (int64_t img = 0; img < s.n; ++img)
+    for (int64_t oy = 0; oy < s.oh; ++oy)
+      for (int64_t ox = 0; ox < s.ow; ++ox)
+        for (int64_t ch = 0; ch < s.c; ++ch) {
+          const Window win = window(s, oy, ox);
+          T acc = max ? -std::numeric_limits<T>::infinity() : T(0);
+          bool first = true;
+          for (int64_t iy = win.y0; iy < win.y1; ++iy)
+            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+              const T v = x[((img * s.h + iy) * s.w + ix) * s.c + ch];
+              if (!max) acc += v;
+              else if (first || beats(v, acc)) acc = v;
+              first = false;
+            }
+          if (!max) acc /= T((win.y1 - win.y0) * (win.x1 - win.x0));
+          y[((img * s.oh + oy) * s.ow + ox) * s.c + ch] = acc;
+        }
+}
+
+template <class T>
+void pool2d_backward_ref(const Pool2DShape& s, bool max, const T* x, const T* dy, T* dx) {
+  std::fill(dx, dx + s.n * s.h * s.w * s.c, T(0));
+  for (int64_t img = 0; img < s.n; ++img)
+    for (int64_t oy = 0; oy < s.oh; ++oy)
+      for (int64_t ox = 0; ox < s.ow; ++ox)
+        for (int64_t ch = 0; ch < s.c; ++ch) {
+          const Window win = window(s, oy, ox);
+          const T g = dy[((img * s.oh + oy) * s.ow + ox) * s.c + ch];
+          const T count = T((win.y1 - win.y0) * (win.x1 - win.x0));
+          int64_t best = -1;
+          T bv = 0;
+          for (int64_t iy = win.y0; iy < win.y1; ++iy)
+            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+              const int64_t at = ((img * s.h + iy) * s.w + ix) * s.c + ch;
+              if (!max) dx[at] += g / count;
+              else if (best < 0 || beats(x[at], bv)) { best = at; bv = x[at]; }
+            }
+          if (max) dx[best] += g;
+        }
+}
+
+template void pool2d_forward_ref<float>(const Pool2DShape&, bool, const float*, float*);
+template void pool2d_forward_ref<double>(const Pool2DShape&, bool, const double*, double*);
+template void pool2d_backward_ref<float>(const Pool2DShape&, bool, const float*,
+                                         const float*, float*);
+template void pool2d_backward_ref<double>(const Pool2DShape&, bool, const double*,
+                                          const double*, double*);
+
+}  // namespace ember

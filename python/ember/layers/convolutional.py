@@ -1,0 +1,259 @@
+"""Conv2D and the 2-D pooling layers (NHWC, Keras's channels_last)."""
+import numpy as np
+
+from .. import activations, initializers
+from .base import Layer
+
+
+def _int_tuple(value, n, name, allow_none=False):
+    """Keras's argument normalisation: an int or a tuple of n positive ints."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * n
+    try:
+        out = tuple(int(v) for v in value)
+        ok = len(out) == n and all(not isinstance(v, bool) and int(v) == v
+                                   for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"The `{name}` argument must be a tuple of {n} integers. "
+                         f"Received {name}={value!r}")
+    if any(v <= 0 for v in out):
+        raise ValueError(f"The `{name}` argument must be a tuple of {n} positive integers. "
+                         f"Received {name}={value!r}")
+    return out
+
+
+def _padding(value):
+    p = value.lower() if isinstance(value, str) else value
+    if p not in ("valid", "same"):
+        raise ValueError(f"The `padding` argument must be one of 'valid', 'same'. "
+                         f"Received: padding={value!r}")
+    return p
+
+
+def _data_format(value):
+    if value not in (None, "channels_last"):
+        raise ValueError("ember computes images as NHWC: data_format must be "
+                         f"'channels_last'. Received: data_format={value!r}")
+    return "channels_last"
+
+
+def output_length(size, kernel, stride, dilation, padding):
+    """Keras's output size along one axis (0 or less: the window does not fit)."""
+    if padding == "same":
+        return -(-size // stride)
+    return (size - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def _check_image(layer, input_shape):
+    if len(input_shape) != 3:
+        raise ValueError(f"Input 0 of layer '{layer.name}' is incompatible with the layer: "
+                         f"expected ndim=4, found ndim={len(input_shape) + 1}. Full shape "
+                         f"received: {(None,) + tuple(input_shape)}")
+
+
+class Conv2D(Layer):
+    """2-D convolution over images: output = activation(conv2d(input, kernel) + bias).
+
+    Args:
+        filters: positive integer, the number of output channels.
+        kernel_size: int or (height, width) of the window.
+        strides: int or (sy, sx), default 1.
+        padding: 'valid' (no padding) or 'same' (output = ceil(input / stride), zeros
+            padded as Keras pads: the extra row/column goes after).
+        data_format: only 'channels_last' (NHWC).
+        dilation_rate: int or (dy, dx); cannot be combined with strides > 1.
+        activation, use_bias, kernel_initializer, bias_initializer: as for Dense.
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, new_height, new_width, filters).
+    Weights: kernel (kh, kw, channels, filters), bias (filters,).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={filters!r}.")
+        if groups != 1:
+            raise ValueError(f"ember's Conv2D supports groups=1 only. Received: groups={groups!r}")
+        for arg, value in (("kernel_regularizer", kernel_regularizer),
+                           ("bias_regularizer", bias_regularizer),
+                           ("activity_regularizer", activity_regularizer),
+                           ("kernel_constraint", kernel_constraint),
+                           ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise ValueError(f"Conv2D: {arg} is not supported by ember yet. "
+                                 f"Received: {arg}={value!r}")
+        self.filters = int(filters)
+        self.kernel_size = _int_tuple(kernel_size, 2, "kernel_size")
+        self.strides = _int_tuple(strides, 2, "strides")
+        self.padding = _padding(padding)
+        self.data_format = _data_format(data_format)
+        self.dilation_rate = _int_tuple(dilation_rate, 2, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.groups = 1
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        _check_image(self, input_shape)
+        kh, kw = self.kernel_size
+        self.kernel = self.add_weight((kh, kw, input_shape[-1], self.filters),
+                                      self.kernel_initializer, "kernel")
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        _check_image(self, input_shape)
+        if self.built and input_shape[-1] != self.kernel.shape[2]:
+            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
+                             f"expected axis -1 of input shape to have value "
+                             f"{self.kernel.shape[2]}, but received input with shape "
+                             f"{(None,) + tuple(input_shape)}")
+        out = tuple(output_length(input_shape[i], self.kernel_size[i], self.strides[i],
+                                  self.dilation_rate[i], self.padding) for i in range(2))
+        if min(out) <= 0:
+            raise ValueError(f"Computed output size would be zero or negative in layer "
+                             f"'{self.name}': the input {tuple(input_shape[:2])} is smaller "
+                             f"than the kernel {self.kernel_size} (dilation_rate="
+                             f"{self.dilation_rate}) under padding='valid'. Received "
+                             f"input_shape={(None,) + tuple(input_shape)}")
+        return out + (self.filters,)
+
+    def _lower(self, graph):
+        return graph.add_conv2d(self.filters, self.kernel_size, self.strides, self.dilation_rate,
+                                self.padding, self.activation, self.use_bias)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                 padding=self.padding, data_format=self.data_format,
+                 dilation_rate=self.dilation_rate, groups=self.groups,
+                 activation=self.activation, use_bias=self.use_bias,
+                 kernel_initializer=initializers.serialize(self.kernel_initializer),
+                 bias_initializer=initializers.serialize(self.bias_initializer),
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None)
+        return c
+
+
+class _Pooling2D(Layer):
+    _max = True
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _int_tuple(pool_size, 2, "pool_size")
+        self.strides = _int_tuple(strides, 2, "strides", allow_none=True) or self.pool_size
+        self.padding = _padding(padding)
+        self.data_format = _data_format(data_format)
+
+    def compute_output_shape(self, input_shape):
+        _check_image(self, input_shape)
+        out = tuple(output_length(input_shape[i], self.pool_size[i], self.strides[i], 1,
+                                  self.padding) for i in range(2))
+        if min(out) <= 0:
+            raise ValueError(f"Computed output size would be zero or negative in layer "
+                             f"'{self.name}': the pool {self.pool_size} is larger than its "
+                             f"input {tuple(input_shape[:2])} under padding='valid'. Received "
+                             f"input_shape={(None,) + tuple(input_shape)}")
+        return out + (input_shape[-1],)
+
+    def _lower(self, graph):
+        graph.add_pool2d(self._max, self.pool_size, self.strides, self.padding)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(pool_size=self.pool_size, padding=self.padding, strides=self.strides,
+                 data_format=self.data_format)
+        return c
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max over pool_size windows of each channel.
+
+    Args:
+        pool_size: int or (height, width), default (2, 2).
+        strides: int, (sy, sx) or None (= pool_size).
+        padding: 'valid' or 'same' (padded positions never win).
+        data_format: only 'channels_last'.
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, pooled_height, pooled_width, channels).
+    The gradient flows to the first maximum of each window.
+    """
+    _max = True
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over pool_size windows of each channel; with padding='same' the mean is
+    over the positions inside the image only, as in Keras.
+
+    Args, input and output shapes: as MaxPooling2D.
+    """
+    _max = False
+
+
+class _GlobalPooling2D(Layer):
+    _max = True
+
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = _data_format(data_format)
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        _check_image(self, input_shape)
+        return (1, 1, input_shape[-1]) if self.keepdims else (input_shape[-1],)
+
+    def _lower(self, graph):
+        graph.add_global_pool(self._max, 2, self.keepdims)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(data_format=self.data_format, keepdims=self.keepdims)
+        return c
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Max over all positions of each channel.
+
+    Args:
+        data_format: only 'channels_last'.
+        keepdims: keep the spatial axes as size 1.
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, channels), or (batch, 1, 1, channels) with keepdims.
+    """
+    _max = True
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """Mean over all positions of each channel. Args and shapes as GlobalMaxPooling2D."""
+    _max = False
+
+
+# Keras's aliases.
+Convolution2D = Conv2D
+MaxPool2D = MaxPooling2D
+AvgPool2D = AveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+
+__all__ = ["AvgPool2D", "AveragePooling2D", "Conv2D", "Convolution2D", "GlobalAvgPool2D",
+           "GlobalAveragePooling2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "MaxPool2D",
+           "MaxPooling2D"]
