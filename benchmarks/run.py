@@ -1,7 +1,7 @@
 """ember against PyTorch and Keras (JAX backend), side by side, in one command.
 
     python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
-                             [--repeats 3] [--workloads mlp infer import] [--json out.json]
+                             [--repeats 3] [--workloads mlp infer cnn import] [--json out.json]
 
 Every measurement runs in a fresh process pinned to --threads cores, frameworks
 alternate (A B A B ...), and the table reports medians with [min, max] and ratios.
@@ -14,8 +14,12 @@ Workloads (data is float32, synthetic, seeded):
   infer   the same MLP: latency at batch 1 (median of 200 calls; model.predict and
           predict_on_batch for ember and Keras, eval + inference_mode for PyTorch) and
           throughput at batch 1024.
+  cnn     the Keras CIFAR-10 tutorial CNN on (32, 32, 3) images: Conv2D(32, 3, relu),
+          MaxPooling2D, Conv2D(64, 3, relu), MaxPooling2D, Conv2D(64, 3, relu), Flatten,
+          Dense(64, relu), Dense(10); Adam(1e-3), batch 64, 5,120 samples: training
+          samples/s, then latency at batch 1 and throughput at batch 1024, peak RSS.
   import  time to import the framework in a fresh interpreter.
-The cnn and text workloads of the suite arrive with ember's Conv2D and Embedding.
+The text workload of the suite arrives with ember's Embedding.
 """
 import argparse
 import importlib.util
@@ -49,6 +53,37 @@ def data(n, seed=0):
     import numpy as np
     r = np.random.default_rng(seed)
     return r.random((n, 784), dtype=np.float32), r.integers(0, 10, n).astype(np.int64)
+
+
+def build_cnn(fw):
+    """The Keras CIFAR-10 tutorial CNN, logits out."""
+    if fw in ("ember", "keras-jax"):
+        if fw == "ember":
+            import ember as k
+            k.set_random_seed(0)
+        else:
+            import keras as k
+            k.utils.set_random_seed(0)
+        L = k.layers
+        m = k.Sequential([k.Input((32, 32, 3)), L.Conv2D(32, 3, activation="relu"),
+                          L.MaxPooling2D(), L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(),
+                          L.Conv2D(64, 3, activation="relu"), L.Flatten(),
+                          L.Dense(64, activation="relu"), L.Dense(10)])
+        m.compile(k.optimizers.Adam(1e-3),
+                  k.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+    import torch
+    from torch import nn
+
+    class NHWC(nn.Module):  # takes the same (n, 32, 32, 3) arrays as the others
+        def forward(self, x):
+            return x.permute(0, 3, 1, 2)
+
+    torch.manual_seed(0)
+    return nn.Sequential(NHWC(), nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 64, 3),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(1024, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
 
 
 def build(fw):
@@ -89,30 +124,68 @@ def torch_epoch(model, opt, x, y, bs):
         loss = lossf(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
     return total / len(x)
 
 
-def work_mlp(fw):
-    x, y = data(60000)
-    bs = 128
-    m = build(fw)
+def train_rate(fw, m, x, y, bs, warm):
+    """(samples/s over one epoch after a warm-up of `warm` batches, final loss)."""
     if fw == "torch":
         import torch
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         opt = torch.optim.Adam(m.parameters(), lr=1e-3)
-        torch_epoch(m, opt, xt[:bs * 20], yt[:bs * 20], bs)  # warm-up
+        torch_epoch(m, opt, xt[:bs * warm], yt[:bs * warm], bs)  # warm-up
         t = time.perf_counter()
         loss = torch_epoch(m, opt, xt, yt, bs)
         sec = time.perf_counter() - t
     else:
-        m.fit(x[:bs * 20], y[:bs * 20], batch_size=bs, epochs=1, verbose=0)  # warm-up
+        m.fit(x[:bs * warm], y[:bs * warm], batch_size=bs, epochs=1, verbose=0)  # warm-up
         t = time.perf_counter()
         h = m.fit(x, y, batch_size=bs, epochs=1, verbose=0)
         sec = time.perf_counter() - t
         loss = h.history["loss"][-1]
-    return {"mlp train samples/s": len(x) / sec, "mlp final loss": loss,
+    return len(x) / sec, loss
+
+
+def work_mlp(fw):
+    x, y = data(60000)
+    rate, loss = train_rate(fw, build(fw), x, y, 128, 20)
+    return {"mlp train samples/s": rate, "mlp final loss": loss,
             "mlp peak RSS MB": peak_rss_mb()}
+
+
+def predict_rates(fw, m, x1, xb, prefix):
+    """Batch-1 latency (µs) and batch-len(xb) throughput of inference."""
+    out = {}
+    if fw == "torch":
+        import torch
+        m.eval()
+        t1, tb = torch.from_numpy(x1), torch.from_numpy(xb)
+        with torch.inference_mode():
+            out[f"{prefix} batch-1 latency us (predict)"] = median_time(lambda: m(t1), 200) * 1e6
+            out[f"{prefix} batch-{len(xb)} samples/s (predict)"] = len(xb) / median_time(
+                lambda: m(tb), 10)
+    else:
+        out[f"{prefix} batch-1 latency us (predict)"] = median_time(
+            lambda: m.predict(x1, verbose=0), 200) * 1e6
+        out[f"{prefix} batch-1 latency us (predict_on_batch)"] = median_time(
+            lambda: m.predict_on_batch(x1), 200) * 1e6
+        out[f"{prefix} batch-{len(xb)} samples/s (predict)"] = len(xb) / median_time(
+            lambda: m.predict(xb, batch_size=len(xb), verbose=0), 10)
+    return out
+
+
+def work_cnn(fw):
+    import numpy as np
+    r = np.random.default_rng(0)
+    x = r.random((5120, 32, 32, 3), dtype=np.float32)
+    y = r.integers(0, 10, len(x)).astype(np.int64)
+    m = build_cnn(fw)
+    rate, loss = train_rate(fw, m, x, y, 64, 10)
+    out = {"cnn train samples/s": rate, "cnn final loss": loss}
+    out.update(predict_rates(fw, m, x[:1].copy(), x[:1024], "cnn"))
+    out["cnn peak RSS MB"] = peak_rss_mb()
+    return out
 
 
 def median_time(f, n):
@@ -127,23 +200,7 @@ def median_time(f, n):
 
 def work_infer(fw):
     x, _ = data(1024, seed=1)
-    x1 = x[:1].copy()
-    m = build(fw)
-    out = {}
-    if fw == "torch":
-        import torch
-        m.eval()
-        t1, t1024 = torch.from_numpy(x1), torch.from_numpy(x)
-        with torch.inference_mode():
-            out["mlp batch-1 latency us (predict)"] = median_time(lambda: m(t1), 200) * 1e6
-            out["mlp batch-1024 samples/s (predict)"] = 1024 / median_time(lambda: m(t1024), 20)
-    else:
-        out["mlp batch-1 latency us (predict)"] = median_time(
-            lambda: m.predict(x1, verbose=0), 200) * 1e6
-        out["mlp batch-1 latency us (predict_on_batch)"] = median_time(
-            lambda: m.predict_on_batch(x1), 200) * 1e6
-        out["mlp batch-1024 samples/s (predict)"] = 1024 / median_time(
-            lambda: m.predict(x, batch_size=1024, verbose=0), 20)
+    out = predict_rates(fw, build(fw), x[:1].copy(), x, "mlp")
     out["infer peak RSS MB"] = peak_rss_mb()
     return out
 
@@ -161,7 +218,8 @@ def worker(fw, workload, threads):
     if fw == "torch" and workload != "import":
         import torch
         torch.set_num_threads(threads)
-    result = {"import": work_import, "mlp": work_mlp, "infer": work_infer}[workload](fw)
+    result = {"import": work_import, "mlp": work_mlp, "infer": work_infer,
+              "cnn": work_cnn}[workload](fw)
     print("RESULT " + json.dumps(result))
 
 
@@ -227,8 +285,8 @@ def table(results, fws):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
-    p.add_argument("--workloads", nargs="+", default=["mlp", "infer", "import"],
-                   choices=["mlp", "infer", "import"])
+    p.add_argument("--workloads", nargs="+", default=["mlp", "infer", "cnn", "import"],
+                   choices=["mlp", "infer", "cnn", "import"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", metavar="PATH")

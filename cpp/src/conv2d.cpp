@@ -46,8 +46,16 @@ void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, floa
     const float* xi = x + img * s.h * s.w * c;
     float* dst = col + r * s.ow * K;
     for (int64_t ox = 0; ox < s.ow; ++ox) {
+      const int64_t ix0 = ox * s.sw - s.pad_left;
+      // Undilated windows inside the row: each kernel row is kw * c contiguous floats.
+      const bool inner = s.dw == 1 && ix0 >= 0 && ix0 + s.kw <= s.w;
       for (int64_t i = 0; i < s.kh; ++i) {
         const int64_t iy = oy * s.sh - s.pad_top + i * s.dh;
+        if (inner && iy >= 0 && iy < s.h) {
+          std::memcpy(dst, xi + (iy * s.w + ix0) * c, sizeof(float) * s.kw * c);
+          dst += s.kw * c;
+          continue;
+        }
         for (int64_t j = 0; j < s.kw; ++j, dst += c) {
           const int64_t ix = ox * s.sw - s.pad_left + j * s.dw;
           if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {

@@ -28,6 +28,9 @@ namespace {
 constexpr int64_t kMC = 144;
 constexpr int64_t kKC = 256;
 constexpr int64_t kNC = 3072;
+// Split-K: C of at most kSplitKMaxC elements, K chunks of kSplitK.
+constexpr int64_t kSplitKMaxC = 32768;
+constexpr int64_t kSplitK = 2048;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -148,6 +151,36 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
     if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
     return;
   }
+  // A small C over a long K (the weight gradient of a first conv layer is 27 x 32
+  // summed over 57,600 rows): splitting M and N would leave threads idle, so split K
+  // into fixed chunks, one thread's each, and add their partial products in chunk
+  // order. The chunking depends on K alone: still the same sum for any thread count.
+  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK) {
+    const int64_t chunks = ceil_div(K, kSplitK);
+    static thread_local FloatBuffer partial;
+    partial.resize(chunks * M * N);
+    float* part = partial.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t k0 = ch * kSplitK, kc = std::min(kSplitK, K - k0);
+      const float* a = ta == Trans::N ? A + k0 : A + k0 * lda;
+      const float* b = tb == Trans::N ? B + k0 * ldb : B + k0;
+      // Nested inside this region, sgemm runs on the calling thread alone.
+      sgemm(ta, tb, M, N, kc, alpha, a, lda, b, ldb, 0.f, part + ch * M * N, N);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < M; ++i) {
+      float* row = C + i * ldc;
+      for (int64_t j = 0; j < N; ++j) {
+        float acc = part[i * N + j];
+        for (int64_t ch = 1; ch < chunks; ++ch) acc += part[(ch * M + i) * N + j];
+        row[j] = beta == 0.f ? acc : acc + row[j];  // beta is 0 or 1 here
+      }
+    }
+    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+    return;
+  }
+
   const int mr = kern.mr, nr = kern.nr;
   const int threads = get_num_threads();
 

@@ -38,7 +38,8 @@ class DenseNode : public Node {
   }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {
-    if (!preact && act != Act::Linear) act_backward(act, y, dy, dy, n, out_size);
+    if (!preact && act != Act::Linear && !act_backward_done_by_next)
+      act_backward(act, y, dy, dy, n, out_size);
     const float* w = ctx.params + param_offset;
     float* dw = ctx.grads + param_offset;
     dense_backward(x, w, dy, dx, dw, use_bias_ ? dw + in_size * out_size : nullptr, n,
@@ -58,7 +59,7 @@ class ActivationNode : public Node {
   void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool preact) override {
     if (!dx) return;
-    if (preact)
+    if (preact || act_backward_done_by_next)
       std::memcpy(dx, dy, sizeof(float) * n * out_size);
     else
       act_backward(act, y, dy, dx, n, out_size);
@@ -113,7 +114,8 @@ class Conv2DNode : public Node {
   }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {
-    if (!preact && act != Act::Linear) act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
+    if (!preact && act != Act::Linear && !act_backward_done_by_next)
+      act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
     const float* w = ctx.params + param_offset;
     float* dw = ctx.grads + param_offset;
     conv2d_backward(batch(n), x, w, dy, dx, dw, use_bias_ ? dw + shape_.k() * shape_.f : nullptr);
@@ -135,17 +137,18 @@ class Pool2DNode : public Node {
   Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
   int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  bool absorbs_relu_backward() const override { return max_; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     if (max_)
       maxpool2d_forward(batch(n), x, y, ctx.training ? argmax() : nullptr);
     else
       avgpool2d_forward(batch(n), x, y);
   }
-  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
+  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool) override {
     if (!dx) return;
     if (max_)
-      maxpool2d_backward(batch(n), dy, argmax(), dx);
+      maxpool2d_backward(batch(n), dy, argmax(), dx, relu_backward_of_prev ? y : nullptr);
     else
       avgpool2d_backward(batch(n), dy, dx);
   }
@@ -168,6 +171,7 @@ class GlobalPoolNode : public Node {
   explicit GlobalPoolNode(bool max) : max_(max) {}
   const char* kind() const override { return max_ ? "GlobalMaxPooling" : "GlobalAveragePooling"; }
   int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  bool absorbs_relu_backward() const override { return max_; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     if (max_)
       global_maxpool_forward(x, y, ctx.training ? argmax() : nullptr, n, in_size / out_size,
@@ -175,11 +179,12 @@ class GlobalPoolNode : public Node {
     else
       global_avgpool_forward(x, y, n, in_size / out_size, out_size);
   }
-  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
+  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool) override {
     if (!dx) return;
     if (max_)
-      global_maxpool_backward(dy, argmax(), dx, n, in_size / out_size, out_size);
+      global_maxpool_backward(dy, argmax(), dx, n, in_size / out_size, out_size,
+                              relu_backward_of_prev ? y : nullptr);
     else
       global_avgpool_backward(dy, dx, n, in_size / out_size, out_size);
   }
@@ -228,6 +233,12 @@ int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
   params_ = std::move(grown);
   grads_.resize(params_.size());
   if (opt_) opt_->resize(params_.size());
+  // A relu followed directly by max pooling: the pool does the relu's backward.
+  if (node->absorbs_relu_backward() && !nodes_.empty() && !nodes_.back()->is_view() &&
+      nodes_.back()->act == Act::Relu) {
+    node->relu_backward_of_prev = true;
+    nodes_.back()->act_backward_done_by_next = true;
+  }
   nodes_.push_back(std::move(node));
   act_buf_.emplace_back();
   saved_.emplace_back();

@@ -35,7 +35,7 @@ inline Window window(const Pool2DShape& s, int64_t oy, int64_t ox) {
 // a beats b: greater, or NaN over a number (first one wins ties).
 template <class T>
 inline bool beats(T a, T b) {
-  return a > b || (std::isnan(a) && !std::isnan(b));
+  return (a > b) | ((a != a) & (b == b));
 }
 
 }  // namespace
@@ -85,11 +85,13 @@ void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* 
           if (pos == first) continue;
           const float* xp = xi + pos * c;
           if (ao) {
-            for (int64_t ch = 0; ch < c; ++ch)
-              if (beats(xp[ch], yo[ch])) {
-                yo[ch] = xp[ch];
-                ao[ch] = static_cast<int32_t>(pos);
-              }
+            // Selects, not branches: random data would mispredict half of them.
+            const int32_t p32 = static_cast<int32_t>(pos);
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const bool take = beats(xp[ch], yo[ch]);
+              yo[ch] = take ? xp[ch] : yo[ch];
+              ao[ch] = take ? p32 : ao[ch];
+            }
           } else {
             for (int64_t ch = 0; ch < c; ++ch) yo[ch] = beats(xp[ch], yo[ch]) ? xp[ch] : yo[ch];
           }
@@ -99,7 +101,7 @@ void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* 
 }
 
 void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
-                        float* dx) {
+                        float* dx, const float* relu_y) {
   const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
 #pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
   for (int64_t img = 0; img < s.n; ++img) {
@@ -107,8 +109,15 @@ void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* ar
     std::memset(d, 0, sizeof(float) * in);
     const float* g = dy + img * out;
     const int32_t* a = argmax + img * out;
-    for (int64_t p = 0; p < s.oh * s.ow; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) d[a[p * c + ch] * c + ch] += g[p * c + ch];
+    if (relu_y) {
+      const float* y = relu_y + img * out;
+      for (int64_t p = 0; p < s.oh * s.ow; ++p)
+        for (int64_t ch = 0; ch < c; ++ch)
+          d[a[p * c + ch] * c + ch] += y[p * c + ch] > 0.f ? g[p * c + ch] : 0.f;
+    } else {
+      for (int64_t p = 0; p < s.oh * s.ow; ++p)
+        for (int64_t ch = 0; ch < c; ++ch) d[a[p * c + ch] * c + ch] += g[p * c + ch];
+    }
   }
 }
 
@@ -163,11 +172,11 @@ void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n
 }
 
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
-                             int64_t hw, int64_t c) {
+                             int64_t hw, int64_t c, const float* relu_y) {
   Pool2DShape s;
   s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
   s.oh = 1; s.ow = 1;
-  maxpool2d_backward(s, dy, argmax, dx);
+  maxpool2d_backward(s, dy, argmax, dx, relu_y);
 }
 
 void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c) {

@@ -41,7 +41,9 @@ void run_case(Trans ta, Trans tb, Case c, float alpha, float beta, bool epilogue
 const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   {6, 16, 256},
                        {5, 17, 257}, {3, 9, 7},    {13, 31, 37},  {97, 89, 83}, {145, 33, 513},
                        {200, 3100, 20}, {64, 10, 300}, {128, 512, 784}, {1, 512, 784},
-                       {4, 33, 70},  {2, 100, 1000}, {1, 7, 3000}};
+                       {4, 33, 70},  {2, 100, 1000}, {1, 7, 3000},
+                       // split-K: small C, long K (conv1's weight gradient), uneven last chunk
+                       {27, 32, 9000}, {5, 3, 4097}};
 
 }  // namespace
 
@@ -91,20 +93,23 @@ TEST(Gemm, RejectsBadSizes) {
 }
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
-  const int64_t M = 301, N = 517, K = 700;
-  auto A = random_vec(M * K, 5), B = random_vec(K * N, 6);
-  std::vector<float> C1(M * N), C2(M * N);
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  sgemm(Trans::N, Trans::T, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, C1.data(), N);
-  set_num_threads(2);
-  sgemm(Trans::N, Trans::T, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, C2.data(), N);
-  set_num_threads(3);
-  std::vector<float> C3(M * N);
-  sgemm(Trans::N, Trans::T, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, C3.data(), N);
-  set_num_threads(saved);
-  EXPECT_EQ(0, std::memcmp(C1.data(), C2.data(), sizeof(float) * M * N));
-  EXPECT_EQ(0, std::memcmp(C1.data(), C3.data(), sizeof(float) * M * N));
+  // The packed path (NT) and the split-K path (TN, small C over a long K).
+  for (Case c : {Case{301, 517, 700}, Case{27, 32, 9000}}) {
+    const Trans ta = c.M == 27 ? Trans::T : Trans::N, tb = c.M == 27 ? Trans::N : Trans::T;
+    const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
+    auto A = random_vec(c.M * c.K, 5), B = random_vec(c.K * c.N, 6);
+    std::vector<float> out[3];
+    const int saved = get_num_threads();
+    for (int t = 1; t <= 3; ++t) {
+      set_num_threads(t);
+      out[t - 1].resize(c.M * c.N);
+      sgemm(ta, tb, c.M, c.N, c.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, out[t - 1].data(),
+            c.N);
+    }
+    set_num_threads(saved);
+    EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), sizeof(float) * c.M * c.N));
+    EXPECT_EQ(0, std::memcmp(out[0].data(), out[2].data(), sizeof(float) * c.M * c.N));
+  }
 }
 
 // The portable micro-kernel directly, whatever sgemm dispatches to.

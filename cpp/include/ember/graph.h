@@ -41,6 +41,12 @@ class Node {
   int64_t param_offset = 0, param_count = 0;  // all of the node's variables
   std::vector<int64_t> var_sizes;             // each variable, in Keras's order
   Act act = Act::Linear;  // activation at the node's output, for loss fusion
+  // The next node's backward applies this node's activation derivative (a relu
+  // followed by max pooling), so this node's backward skips it.
+  bool act_backward_done_by_next = false;
+  // This node can take over the relu backward of the node before it.
+  virtual bool absorbs_relu_backward() const { return false; }
+  bool relu_backward_of_prev = false;
   float* saved = nullptr;
 };
 

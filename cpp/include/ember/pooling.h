@@ -24,9 +24,12 @@ Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph,
 // window order on ties; NaN wins, as in PyTorch). argmax may be null at inference.
 void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* argmax);
 // dx (n, h, w, c) = the scatter of dy through argmax. Each image is one thread's, so
-// overlapping windows add up in a fixed order.
+// overlapping windows add up in a fixed order. relu_y: when the pooled input came out
+// of a relu, pass the pooled output y here and the relu's backward is done too
+// (relu(max) = max(relu), so the winner passes its gradient only where y > 0),
+// saving a pass over the large pre-pool activation.
 void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
-                        float* dx);
+                        float* dx, const float* relu_y = nullptr);
 
 void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y);
 void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx);
@@ -35,7 +38,7 @@ void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx);
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
                             int64_t c);
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
-                             int64_t hw, int64_t c);
+                             int64_t hw, int64_t c, const float* relu_y = nullptr);
 void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c);
 void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c);
 
