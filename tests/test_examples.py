@@ -20,3 +20,10 @@ def test_digits_mlp_reaches_095():
     out = run_example("quickstart.py", "--verbose", "0")
     line = [l for l in out.splitlines() if l.startswith("test accuracy")][0]
     assert float(line.split()[2]) >= 0.95, out
+
+
+def test_digits_cnn_reaches_097():
+    pytest.importorskip("sklearn")
+    out = run_example("digits_cnn.py", "--verbose", "0")
+    line = [l for l in out.splitlines() if l.startswith("test accuracy")][0]
+    assert float(line.split()[2]) >= 0.97, out

@@ -53,6 +53,30 @@ def test_one_adam_train_on_batch_matches_keras():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def cnn(K):
+    L = K.layers
+    return K.Sequential([K.Input((9, 10, 2)), L.Conv2D(4, 3, padding="same", activation="relu"),
+                         L.MaxPooling2D(), L.Conv2D(5, (2, 3), strides=2, padding="same",
+                                                    activation="tanh"),
+                         L.AveragePooling2D(2, padding="same"), L.Conv2D(3, 1, dilation_rate=1),
+                         L.GlobalMaxPooling2D(keepdims=True), L.Flatten(),
+                         L.Dense(4, activation="softmax")])
+
+
+def test_cnn_outputs_and_adam_step_match_keras():
+    e, k = cnn(ember), cnn(keras)
+    e.set_weights(k.get_weights())
+    assert e.output_shape == k.output_shape
+    x = rng.normal(size=(16, 9, 10, 2)).astype(np.float32)
+    y = rng.integers(0, 4, size=16)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-6)
+    for m, K in ((e, ember), (k, keras)):
+        m.compile(K.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    np.testing.assert_allclose(e.train_on_batch(x, y), k.train_on_batch(x, y), rtol=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 OPTIMIZERS = [
     ("SGD", dict(learning_rate=0.1, momentum=0.9, nesterov=True)),
     ("Adam", dict(learning_rate=0.01, amsgrad=True, clipnorm=0.5)),

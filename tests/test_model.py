@@ -259,9 +259,17 @@ SCRIPT = textwrap.dedent("""
     r = np.random.default_rng(0)
     x = r.normal(size=(1000, 100)).astype(np.float32)
     y = r.integers(0, 10, 1000)
-    m = ember.Sequential([layers.Input((100,)), layers.Dense(200, activation="relu"),
-                          layers.Dropout(0.2), layers.Dense(150, activation="tanh"),
-                          layers.Dense(10, activation="softmax")])
+    if sys.argv[2] == "cnn":  # every conv/pool kernel, the split-K weight gradient too
+        x = x.reshape(1000, 10, 10, 1)
+        m = ember.Sequential([layers.Input((10, 10, 1)),
+                              layers.Conv2D(8, 3, padding="same", activation="relu"),
+                              layers.MaxPooling2D(), layers.Conv2D(16, 3, activation="relu"),
+                              layers.AveragePooling2D(2, 1), layers.GlobalMaxPooling2D(),
+                              layers.Dense(10, activation="softmax")])
+    else:
+        m = ember.Sequential([layers.Input((100,)), layers.Dense(200, activation="relu"),
+                              layers.Dropout(0.2), layers.Dense(150, activation="tanh"),
+                              layers.Dense(10, activation="softmax")])
     m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x, y, epochs=1, batch_size=64, verbose=0)
     np.save(sys.argv[1], np.concatenate([w.ravel() for w in m.get_weights()]))
@@ -269,14 +277,15 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_weights_bit_identical_across_thread_counts(tmp_path):
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_weights_bit_identical_across_thread_counts(tmp_path, model):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     results = []
     for threads in ("1", "2"):
         env = dict(os.environ, OMP_NUM_THREADS=threads)
         out = tmp_path / f"w{threads}.npy"
-        proc = subprocess.run([sys.executable, str(script), str(out)], env=env,
+        proc = subprocess.run([sys.executable, str(script), str(out), model], env=env,
                               capture_output=True, text=True, check=True)
         assert proc.stdout.strip() == threads
         results.append(np.load(out))

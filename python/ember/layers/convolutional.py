@@ -9,6 +9,7 @@ def _int_tuple(value, n, name, allow_none=False):
     """Keras's argument normalisation: an int or a tuple of n positive ints."""
     if value is None and allow_none:
         return None
+    received = value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (int(value),) * n
     try:
@@ -19,10 +20,10 @@ def _int_tuple(value, n, name, allow_none=False):
         ok = False
     if not ok:
         raise ValueError(f"The `{name}` argument must be a tuple of {n} integers. "
-                         f"Received {name}={value!r}")
+                         f"Received {name}={received!r}")
     if any(v <= 0 for v in out):
         raise ValueError(f"The `{name}` argument must be a tuple of {n} positive integers. "
-                         f"Received {name}={value!r}")
+                         f"Received {name}={received!r}")
     return out
 
 
@@ -203,9 +204,13 @@ class AveragePooling2D(_Pooling2D):
     """Mean over pool_size windows of each channel; with padding='same' the mean is
     over the positions inside the image only, as in Keras.
 
-    Args, input and output shapes: as MaxPooling2D.
+    Args, input and output shapes: as MaxPooling2D, except that pool_size has no
+    default (as in Keras).
     """
     _max = False
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
 class _GlobalPooling2D(Layer):
