@@ -1,9 +1,10 @@
 // gemm.cpp: the packed, cache-blocked GEMM driver (GotoBLAS/BLIS loop structure)
 // around a register micro-kernel chosen at run time.
 //
-// Loops: jc over N in NC panels, pc over K in KC blocks (B panel packed once and
-// shared by all threads), then a parallel grid of (M block, N chunk) tasks: each
-// thread packs its own MC x KC block of A and sweeps MR x NR micro-tiles.
+// Loops: jc over N in panels whose every KC block of B is packed once, up front,
+// and shared by all threads; then a parallel grid of (M block, N chunk) tasks: for
+// each K block, a thread packs its MC x KC block of A (or reads untransposed A in
+// place) and sweeps MR x NR micro-tiles. One parallel region per panel.
 // Threads split M and N only, never K, so each C element sums K in the same order
 // (pc ascending, k ascending within the kernel) whatever the thread count.
 #include "ember/gemm.h"
@@ -24,10 +25,11 @@ namespace ember {
 namespace {
 
 // KC x NR floats of packed B (16 KB at 256 x 16) stay in L1; MC x KC of A (about
-// 150 KB) in L2; the KC x NC panel of B in L3.
+// 150 KB) in L2; the K x NC panel of B in L3.
 constexpr int64_t kMC = 144;
 constexpr int64_t kKC = 256;
-constexpr int64_t kNC = 3072;
+// Packed B panel (all of K): at most 4 M floats (16 MB), in L3.
+constexpr int64_t kPanelFloats = int64_t(1) << 22;
 // Split-K: C of at most kSplitKMaxC elements, K chunks of kSplitK.
 constexpr int64_t kSplitKMaxC = 32768;
 constexpr int64_t kSplitK = 2048;
@@ -61,7 +63,10 @@ void pack_a(Trans ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64
 // Packs sliver jr (nr columns starting at column j0+jr) of rows [p0, p0+kc) of op(B).
 void pack_b_sliver(Trans tb, const float* B, int64_t ldb, int64_t p0, int64_t kc,
                    int64_t j, int64_t cols, int nr, float* d) {
-  if (tb == Trans::N) {
+  if (tb == Trans::N && cols == nr) {
+    for (int64_t k = 0; k < kc; ++k)
+      std::memcpy(d + k * nr, B + (p0 + k) * ldb + j, sizeof(float) * nr);
+  } else if (tb == Trans::N) {
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = B + (p0 + k) * ldb + j;
       float* dk = d + k * nr;
@@ -183,6 +188,9 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
 
   const int mr = kern.mr, nr = kern.nr;
   const int threads = get_num_threads();
+  // Untransposed A with alpha 1 is read in place: its rows already are what a packed
+  // sliver would hold, k contiguous.
+  const bool direct_a = ta == Trans::N && alpha == 1.f;
 
   // Task grid: M blocks of at most kMC rows, sized so every thread gets the same
   // number of equal blocks; N chunks as well when M alone cannot feed every thread.
@@ -191,58 +199,68 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   const int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
   const int64_t mblocks = ceil_div(M, mc);
 
+  // K in equal blocks of at most kKC (784 = 4 x 196, not 3 x 256 + 16): a short
+  // last block would cost a full pass over C for little work. The split depends on
+  // K alone, so the summation order never depends on the thread count.
+  const int64_t kstep = ceil_div(K, ceil_div(K, kKC));
+  const int64_t kblocks = ceil_div(K, kstep);
+  // Every K block of a panel of B is packed up front (panels narrowed so that stays
+  // under kPanelFloats), then each thread runs its tasks through all K blocks: one
+  // parallel region and one barrier per panel, whatever K is.
+  const int64_t nc_max = std::min(round_up(N, nr),
+                                  std::max<int64_t>(nr, kPanelFloats / K / nr * nr));
   static thread_local FloatBuffer b_pack;
-  b_pack.resize(kKC * round_up(std::min(kNC, N), nr));
+  b_pack.resize(K * nc_max);
   float* bp = b_pack.data();
 
-  for (int64_t jc = 0; jc < N; jc += kNC) {
-    const int64_t nc = std::min(kNC, N - jc);
+  for (int64_t jc = 0; jc < N; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, N - jc);
     const int64_t slivers = ceil_div(nc, nr);
+    const int64_t ncr = slivers * nr;
     const int64_t nchunks =
         std::max<int64_t>(1, std::min<int64_t>(slivers, ceil_div(threads, mblocks)));
     const int64_t per_chunk = ceil_div(slivers, nchunks);
     const int64_t tasks = mblocks * nchunks;
-
-    // K in equal blocks of at most kKC (784 = 4 x 196, not 3 x 256 + 16): a short
-    // last block would cost a full pass over C for little work. The split depends
-    // on K alone, so the summation order never depends on the thread count.
-    const int64_t kstep = ceil_div(K, ceil_div(K, kKC));
-    for (int64_t pc = 0; pc < K; pc += kstep) {
-      const int64_t kc = std::min(kstep, K - pc);
-      const bool accumulate = pc > 0 || beta != 0.f;
-      const bool last_k = pc + kc == K;
-
+    // Sliver s of K block p (rows [pc, pc + kc)) sits at bp + pc * ncr + s * kc * nr.
 #pragma omp parallel
-      {
+    {
 #pragma omp for schedule(static)
-        for (int64_t s = 0; s < slivers; ++s) {
-          const int64_t j = jc + s * nr;
-          pack_b_sliver(tb, B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
-                        bp + s * kc * nr);
-        }
-        static thread_local FloatBuffer a_pack;
-        a_pack.resize(round_up(mc, mr) * kc);
-        float* ap = a_pack.data();
+      for (int64_t idx = 0; idx < kblocks * slivers; ++idx) {
+        const int64_t pc = idx / slivers * kstep, s = idx % slivers;
+        const int64_t kc = std::min(kstep, K - pc), j = jc + s * nr;
+        pack_b_sliver(tb, B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
+                      bp + pc * ncr + s * kc * nr);
+      }
+      static thread_local FloatBuffer a_pack;
+      if (!direct_a) a_pack.resize(round_up(mc, mr) * kstep);
+      float* ap = a_pack.data();
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < tasks; ++t) {
-          const int64_t ib = t / nchunks, ch = t % nchunks;
-          const int64_t i0 = ib * mc, mrows = std::min(mc, M - i0);
-          const int64_t s0 = ch * per_chunk, s1 = std::min(slivers, s0 + per_chunk);
-          if (s0 >= s1) continue;
-          pack_a(ta, A, lda, i0, mrows, pc, kc, mr, alpha, ap);
+      for (int64_t t = 0; t < tasks; ++t) {
+        const int64_t ib = t / nchunks, ch = t % nchunks;
+        const int64_t i0 = ib * mc, mrows = std::min(mc, M - i0);
+        const int64_t s0 = ch * per_chunk, s1 = std::min(slivers, s0 + per_chunk);
+        if (s0 >= s1) continue;
+        for (int64_t pc = 0; pc < K; pc += kstep) {
+          const int64_t kc = std::min(kstep, K - pc);
+          const bool accumulate = pc > 0 || beta != 0.f;
+          if (!direct_a) pack_a(ta, A, lda, i0, mrows, pc, kc, mr, alpha, ap);
           for (int64_t s = s0; s < s1; ++s) {
             const int64_t j = jc + s * nr;
             const int n = static_cast<int>(std::min<int64_t>(nr, N - j));
+            const float* b = bp + pc * ncr + s * kc * nr;
             for (int64_t ir = 0; ir < mrows; ir += mr) {
               const int m = static_cast<int>(std::min<int64_t>(mr, mrows - ir));
-              kern.run(kc, ap + ir * kc, bp + s * kc * nr, C + (i0 + ir) * ldc + j, ldc,
-                       m, n, accumulate);
+              float* c = C + (i0 + ir) * ldc + j;
+              if (direct_a)
+                kern.run_rows(kc, A + (i0 + ir) * lda + pc, lda, b, c, ldc, m, n, accumulate);
+              else
+                kern.run(kc, ap + ir * kc, b, c, ldc, m, n, accumulate);
             }
           }
-          if (last_k && epilogue)
-            apply_epilogue(*epilogue, C, ldc, i0, i0 + mrows, jc + s0 * nr,
-                           std::min(N, jc + s1 * nr));
         }
+        if (epilogue)
+          apply_epilogue(*epilogue, C, ldc, i0, i0 + mrows, jc + s0 * nr,
+                         std::min(N, jc + s1 * nr));
       }
     }
   }

@@ -28,6 +28,27 @@ void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
   }
 }
 
+// The same over unpacked rows of A (row i at A + i * lda, k contiguous); rows past
+// m are never read.
+void kernel_rows_generic(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                         int64_t ldc, int m, int n, bool accumulate) {
+  float c[kMR][kNR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = Bp + k * kNR;
+    for (int i = 0; i < m; ++i) {
+      const float a = A[i * lda + k];
+      for (int j = 0; j < kNR; ++j) c[i][j] += a * b[j];
+    }
+  }
+  for (int i = 0; i < m; ++i) {
+    float* row = C + i * ldc;
+    if (accumulate)
+      for (int j = 0; j < n; ++j) row[j] += c[i][j];
+    else
+      for (int j = 0; j < n; ++j) row[j] = c[i][j];
+  }
+}
+
 void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                       bool accumulate) {
@@ -51,7 +72,8 @@ void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float*
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
-  static const GemmKernel k{"generic", kMR, kNR, kernel_generic, small_nn_generic};
+  static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_rows_generic,
+                            small_nn_generic};
   return k;
 }
 

@@ -36,6 +36,10 @@ struct GemmKernel {
   int mr, nr;
   void (*run)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
               int m, int n, bool accumulate);
+  // The same with A unpacked: m <= mr rows, row i at A + i * lda (k contiguous). Used
+  // for untransposed A with alpha 1, where packing would only copy.
+  void (*run_rows)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
+                   int64_t ldc, int m, int n, bool accumulate);
   // Unpacked path for a few rows of A in the NN form (batch-1 inference): for each
   // row, C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending, columns in
   // registers. Reads B once with no packing copy.
