@@ -196,8 +196,20 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   // number of equal blocks; N chunks as well when M alone cannot feed every thread.
   const int64_t rows_per_thread = ceil_div(M, threads);
   const int64_t blocks_per_thread = ceil_div(rows_per_thread, kMC);
-  const int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
-  const int64_t mblocks = ceil_div(M, mc);
+  int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
+  int64_t mblocks = ceil_div(M, mc);
+  // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
+  // splitting N instead gives a thread fewer micro-tiles, keep M whole.
+  if (M <= kMC && threads > 1) {
+    const int64_t slivers = ceil_div(std::min(N, kPanelFloats / K), nr);
+    const int64_t by_m = ceil_div(mblocks, threads) * ceil_div(mc, mr) *
+                         ceil_div(slivers, std::max<int64_t>(1, ceil_div(threads, mblocks)));
+    const int64_t by_n = ceil_div(M, mr) * ceil_div(slivers, threads);
+    if (by_n < by_m) {
+      mc = round_up(M, mr);
+      mblocks = 1;
+    }
+  }
 
   // K in equal blocks of at most kKC (784 = 4 x 196, not 3 x 256 + 16): a short
   // last block would cost a full pass over C for little work. The split depends on

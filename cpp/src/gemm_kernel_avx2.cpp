@@ -112,7 +112,7 @@ void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    bool accumulate) {
   const int64_t blocks = (N + 31) / 32;
   for (int64_t i = 0; i < M; ++i) {
-#pragma omp parallel for schedule(static) if (N * K > (1 << 16))
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t j0 = blk * 32;
       const int64_t w = N - j0 < 32 ? N - j0 : 32;

@@ -65,7 +65,7 @@ Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph,
 
 void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* argmax) {
   const int64_t c = s.c;
-#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 14))
+#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 12))
   for (int64_t r = 0; r < s.n * s.oh; ++r) {
     const int64_t img = r / s.oh, oy = r % s.oh;
     const float* xi = x + img * s.h * s.w * c;
