@@ -53,7 +53,10 @@ void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, floa
         const int64_t iy = oy * s.sh - s.pad_top + i * s.dh;
         if (inner && iy >= 0 && iy < s.h) {
           const float* src = xi + (iy * s.w + ix0) * c;
-          for (int64_t t = 0; t < s.kw * c; ++t) dst[t] = src[t];  // short: no memcpy call
+          if (s.kw * c >= 32)
+            std::memcpy(dst, src, sizeof(float) * s.kw * c);
+          else
+            for (int64_t t = 0; t < s.kw * c; ++t) dst[t] = src[t];  // short: no call
           dst += s.kw * c;
           continue;
         }

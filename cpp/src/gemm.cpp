@@ -49,6 +49,10 @@ void pack_a(Trans ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64
         const float* src = A + (i0 + s + r) * lda + p0;
         for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = alpha * src[k];
       }
+    } else if (alpha == 1.f && rows == 6 && mr == 6) {
+      // Weight gradients (Aᵀ B): each k is a copy of 6 contiguous floats.
+      for (int64_t k = 0; k < kc; ++k)
+        std::memcpy(d + k * 6, A + (p0 + k) * lda + i0 + s, sizeof(float) * 6);
     } else {
       for (int64_t k = 0; k < kc; ++k) {
         const float* src = A + (p0 + k) * lda + i0 + s;
