@@ -196,6 +196,9 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   // sliver would hold, k contiguous.
   const bool direct_a = ta == Trans::N && alpha == 1.f;
 
+  // Panels of B: all of K, at most kPanelFloats, at least one sliver wide.
+  const int64_t nc_max = std::min(round_up(N, nr),
+                                  std::max<int64_t>(nr, kPanelFloats / K / nr * nr));
   // Task grid: M blocks of at most kMC rows, sized so every thread gets the same
   // number of equal blocks; N chunks as well when M alone cannot feed every thread.
   const int64_t rows_per_thread = ceil_div(M, threads);
@@ -205,7 +208,7 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
   // splitting N instead gives a thread fewer micro-tiles, keep M whole.
   if (M <= kMC && threads > 1) {
-    const int64_t slivers = ceil_div(std::min(N, kPanelFloats / K), nr);
+    const int64_t slivers = ceil_div(std::min(N, nc_max), nr);
     const int64_t by_m = ceil_div(mblocks, threads) * ceil_div(mc, mr) *
                          ceil_div(slivers, std::max<int64_t>(1, ceil_div(threads, mblocks)));
     const int64_t by_n = ceil_div(M, mr) * ceil_div(slivers, threads);
@@ -223,8 +226,6 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   // Every K block of a panel of B is packed up front (panels narrowed so that stays
   // under kPanelFloats), then each thread runs its tasks through all K blocks: one
   // parallel region and one barrier per panel, whatever K is.
-  const int64_t nc_max = std::min(round_up(N, nr),
-                                  std::max<int64_t>(nr, kPanelFloats / K / nr * nr));
   static thread_local FloatBuffer b_pack;
   b_pack.resize(K * nc_max);
   float* bp = b_pack.data();
