@@ -8,6 +8,18 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 8;
 
+// Writes (or adds) the m x n corner of the register tile c to C.
+void store_tile(const float (&c)[kMR][kNR], float* C, int64_t ldc, int m, int n,
+                bool accumulate) {
+  for (int i = 0; i < m; ++i) {
+    float* row = C + i * ldc;
+    if (accumulate)
+      for (int j = 0; j < n; ++j) row[j] += c[i][j];
+    else
+      for (int j = 0; j < n; ++j) row[j] = c[i][j];
+  }
+}
+
 // Ap: kc columns of kMR values; Bp: kc rows of kNR values. c accumulates in
 // registers over k ascending, then is stored (or added) to the m x n corner of C.
 void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
@@ -19,13 +31,7 @@ void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
     for (int i = 0; i < kMR; ++i)
       for (int j = 0; j < kNR; ++j) c[i][j] += a[i] * b[j];
   }
-  for (int i = 0; i < m; ++i) {
-    float* row = C + i * ldc;
-    if (accumulate)
-      for (int j = 0; j < n; ++j) row[j] += c[i][j];
-    else
-      for (int j = 0; j < n; ++j) row[j] = c[i][j];
-  }
+  store_tile(c, C, ldc, m, n, accumulate);
 }
 
 // The same over unpacked rows of A (row i at A + i * lda, k contiguous); rows past
@@ -40,13 +46,7 @@ void kernel_rows_generic(int64_t kc, const float* A, int64_t lda, const float* B
       for (int j = 0; j < kNR; ++j) c[i][j] += a * b[j];
     }
   }
-  for (int i = 0; i < m; ++i) {
-    float* row = C + i * ldc;
-    if (accumulate)
-      for (int j = 0; j < n; ++j) row[j] += c[i][j];
-    else
-      for (int j = 0; j < n; ++j) row[j] = c[i][j];
-  }
+  store_tile(c, C, ldc, m, n, accumulate);
 }
 
 void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
