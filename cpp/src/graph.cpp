@@ -102,6 +102,13 @@ class ReshapeNode : public Node {
                 bool) override {}
 };
 
+// A layer's geometry (stored for one sample) with the batch size of this call.
+template <class Shape>
+Shape with_batch(Shape s, int64_t n) {
+  s.n = n;
+  return s;
+}
+
 // params: kernel (kh, kw, c, f) then bias (f). `shape` is the layer's geometry for
 // one image; each call sets the batch.
 class Conv2DNode : public Node {
@@ -110,7 +117,7 @@ class Conv2DNode : public Node {
   const char* kind() const override { return "Conv2D"; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     const float* w = ctx.params + param_offset;
-    conv2d_forward(batch(n), x, w, use_bias_ ? w + shape_.k() * shape_.f : nullptr, y, act);
+    conv2d_forward(with_batch(shape_, n), x, w, use_bias_ ? w + shape_.k() * shape_.f : nullptr, y, act);
   }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {
@@ -118,15 +125,10 @@ class Conv2DNode : public Node {
       act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
     const float* w = ctx.params + param_offset;
     float* dw = ctx.grads + param_offset;
-    conv2d_backward(batch(n), x, w, dy, dx, dw, use_bias_ ? dw + shape_.k() * shape_.f : nullptr);
+    conv2d_backward(with_batch(shape_, n), x, w, dy, dx, dw, use_bias_ ? dw + shape_.k() * shape_.f : nullptr);
   }
 
  private:
-  Conv2DShape batch(int64_t n) const {
-    Conv2DShape s = shape_;
-    s.n = n;
-    return s;
-  }
   Conv2DShape shape_;
   bool use_bias_;
 };
@@ -140,27 +142,22 @@ class Pool2DNode : public Node {
   bool absorbs_relu_backward() const override { return max_; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     if (max_)
-      maxpool2d_forward(batch(n), x, y, ctx.training ? argmax() : nullptr);
+      maxpool2d_forward(with_batch(shape_, n), x, y, ctx.training ? argmax() : nullptr);
     else
-      avgpool2d_forward(batch(n), x, y);
+      avgpool2d_forward(with_batch(shape_, n), x, y);
   }
   void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool) override {
     if (!dx) return;
     if (max_)
-      maxpool2d_backward(batch(n), dy, argmax(), dx, relu_backward_of_prev ? y : nullptr);
+      maxpool2d_backward(with_batch(shape_, n), dy, argmax(), dx, relu_backward_of_prev ? y : nullptr);
     else
-      avgpool2d_backward(batch(n), dy, dx);
+      avgpool2d_backward(with_batch(shape_, n), dy, dx);
   }
 
  private:
   // The saved buffer holds int32 offsets (same size as float).
   int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
-  Pool2DShape batch(int64_t n) const {
-    Pool2DShape s = shape_;
-    s.n = n;
-    return s;
-  }
   Pool2DShape shape_;
   bool max_;
 };

@@ -32,6 +32,14 @@ inline Window window(const Pool2DShape& s, int64_t oy, int64_t ox) {
           std::min(xs + s.pw, s.w)};
 }
 
+// Global pooling as one window over all hw positions (seen as an hw x 1 image).
+Pool2DShape global_shape(int64_t n, int64_t hw, int64_t c) {
+  Pool2DShape s;
+  s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
+  s.oh = 1; s.ow = 1;
+  return s;
+}
+
 // a beats b: greater, or NaN over a number (first one wins ties).
 template <class T>
 inline bool beats(T a, T b) {
@@ -165,18 +173,12 @@ void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
 
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
                             int64_t c) {
-  Pool2DShape s;
-  s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
-  s.oh = 1; s.ow = 1;
-  maxpool2d_forward(s, x, y, argmax);
+  maxpool2d_forward(global_shape(n, hw, c), x, y, argmax);
 }
 
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
                              int64_t hw, int64_t c, const float* relu_y) {
-  Pool2DShape s;
-  s.n = n; s.h = hw; s.w = 1; s.c = c; s.ph = hw; s.pw = 1; s.sh = hw; s.sw = 1;
-  s.oh = 1; s.ow = 1;
-  maxpool2d_backward(s, dy, argmax, dx, relu_y);
+  maxpool2d_backward(global_shape(n, hw, c), dy, argmax, dx, relu_y);
 }
 
 void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c) {
