@@ -1,5 +1,5 @@
-"""A Keras-style CNN classifies scikit-learn's bundled 8x8 digits as 8x8x1 images
-(1,797 real scans, no download). Prints test accuracy and training speed.
+"""A Keras-style CNN classifies the 8x8 digits that ship with ember
+(`ember.datasets.digits`, 1,797 real scans, no download) as 8x8x1 images. Prints test accuracy and training speed.
 
     python examples/digits_cnn.py [--epochs 20] [--verbose 2]
 """
@@ -10,13 +10,11 @@ import ember
 from ember import layers
 
 
-def load_digit_images(seed=0):
-    """(x_train, x_test, y_train, y_test): images (n, 8, 8, 1) in [0, 1], int labels."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-    d = load_digits()
-    x = (d.images / 16.0).astype("float32")[..., None]
-    return train_test_split(x, d.target, test_size=0.25, random_state=seed, stratify=d.target)
+def load_digit_images():
+    """(x_train, y_train), (x_test, y_test): images (n, 8, 8, 1) in [0, 1], labels."""
+    (x_train, y_train), (x_test, y_test) = ember.datasets.digits.load_data()
+    images = lambda x: (x / 16.0).astype("float32")[..., None]  # noqa: E731
+    return (images(x_train), y_train), (images(x_test), y_test)
 
 
 def main():
@@ -28,7 +26,7 @@ def main():
     args = p.parse_args()
 
     ember.set_random_seed(args.seed)
-    x_train, x_test, y_train, y_test = load_digit_images(args.seed)
+    (x_train, y_train), (x_test, y_test) = load_digit_images()
 
     model = ember.Sequential([
         layers.Input(shape=(8, 8, 1)),

@@ -8,7 +8,7 @@ Write the Keras script you know; every number is computed by ember's kernels::
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=5)
 """
-from . import (activations, callbacks, config, initializers, layers, losses, metrics,
+from . import (activations, callbacks, config, datasets, initializers, layers, losses, metrics,
                models, optimizers, saving, utils)
 from .layers import Input
 from .models import Model, Sequential
@@ -16,5 +16,5 @@ from .utils import set_random_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "initializers",
-           "layers", "losses", "metrics", "models", "optimizers", "saving", "set_random_seed", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets",
+           "initializers", "layers", "losses", "metrics", "models", "optimizers", "saving", "set_random_seed", "utils"]

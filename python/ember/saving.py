@@ -9,34 +9,13 @@ renamed over it, so a crash mid-save never leaves a broken file where a good one
 import io
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from .utils.file_utils import atomic_write
+
 FORMAT = "ember-0"
-
-
-def atomic_write(path, write):
-    """Calls write(file) on a temporary file in path's directory, then renames it to
-    path (fsync'd first). On any error the temporary file is removed and path keeps
-    whatever it held before."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _weights_bytes(arrays):

@@ -1,7 +1,8 @@
-"""Utilities Keras users reach for: to_categorical, set_random_seed."""
+"""Utilities Keras users reach for: to_categorical, set_random_seed, get_file."""
 import numpy as np
 
-from . import _random
+from .. import _random
+from .file_utils import get_file
 
 
 def set_random_seed(seed):
