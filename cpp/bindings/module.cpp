@@ -459,9 +459,14 @@ PYBIND11_MODULE(_core, m) {
       .def("add_conv2d", [](Graph& g, int64_t filters, std::array<int64_t, 2> kernel,
                             std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
                             const std::string& padding, const std::string& act, bool bias) {
+        // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
+        const bool causal = padding == "causal";
         return g.add_conv2d(filters, kernel[0], kernel[1], strides[0], strides[1], dilation[0],
-                            dilation[1], parse_padding(padding), act_from_string(act), bias);
+                            dilation[1], !causal && parse_padding(padding),
+                            act_from_string(act), bias, causal);
       })
+      .def("add_embedding", &Graph::add_embedding, py::arg("input_dim"), py::arg("output_dim"),
+           py::arg("mask_zero"))
       .def("add_pool2d", [](Graph& g, bool max, std::array<int64_t, 2> pool,
                             std::array<int64_t, 2> strides, const std::string& padding) {
         return g.add_pool2d(max, pool[0], pool[1], strides[0], strides[1], parse_padding(padding));

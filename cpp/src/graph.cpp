@@ -9,6 +9,7 @@
 #include "ember/conv2d.h"
 #include "ember/dense.h"
 #include "ember/dropout.h"
+#include "ember/embedding.h"
 #include "ember/pooling.h"
 
 namespace ember {
@@ -163,32 +164,103 @@ class Pool2DNode : public Node {
 };
 
 // Global max/average over every position of a (…, c) sample: (hw, c) -> (c).
+// masked: the positions are steps whose token id in the model input is 0 are left out.
 class GlobalPoolNode : public Node {
  public:
-  explicit GlobalPoolNode(bool max) : max_(max) {}
+  GlobalPoolNode(bool max, bool masked) : max_(max), masked_(masked) {}
   const char* kind() const override { return max_ ? "GlobalMaxPooling" : "GlobalAveragePooling"; }
   int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
   bool absorbs_relu_backward() const override { return max_; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    const int64_t hw = in_size / out_size, c = out_size;
+    const float* ids = masked_ ? ctx.input : nullptr;
     if (max_)
-      global_maxpool_forward(x, y, ctx.training ? argmax() : nullptr, n, in_size / out_size,
-                             out_size);
+      global_maxpool_forward(x, y, ctx.training ? argmax() : nullptr, n, hw, c, ids);
     else
-      global_avgpool_forward(x, y, n, in_size / out_size, out_size);
+      global_avgpool_forward(x, y, n, hw, c, ids);
   }
-  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
+  void backward(StepCtx& ctx, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool) override {
     if (!dx) return;
+    const int64_t hw = in_size / out_size, c = out_size;
     if (max_)
-      global_maxpool_backward(dy, argmax(), dx, n, in_size / out_size, out_size,
-                              relu_backward_of_prev ? y : nullptr);
+      global_maxpool_backward(dy, argmax(), dx, n, hw, c, relu_backward_of_prev ? y : nullptr);
     else
-      global_avgpool_backward(dy, dx, n, in_size / out_size, out_size);
+      global_avgpool_backward(dy, dx, n, hw, c, masked_ ? ctx.input : nullptr);
   }
 
  private:
   int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
-  bool max_;
+  bool max_, masked_;
+};
+
+// params: the table (input_dim, output_dim). Its gradient is sparse: the rows the batch
+// used, collected per step, handed to the optimizer through `sparse` (VarSpan). Fused
+// with a following global max pooling (fuse_max_pool) it outputs (output_dim) per
+// sample and keeps the winning step of each output.
+class EmbeddingNode : public Node {
+ public:
+  EmbeddingNode(int64_t input_dim, int64_t output_dim, int64_t steps, bool mask_zero)
+      : vocab_(input_dim), dim_(output_dim), steps_(steps), mask_zero_(mask_zero) {
+    slot_.resize(vocab_);
+    std::fill(slot_.data(), slot_.data() + vocab_, -1);
+    sparse.cols = dim_;
+  }
+  const char* kind() const override { return "Embedding"; }
+  int64_t saved_per_sample() const override { return fused_ ? dim_ : 0; }
+  void fuse_max_pool() { fused_ = true; }
+  bool fused() const { return fused_; }
+  bool mask_zero() const { return mask_zero_; }
+  void plan(int64_t n) override {
+    const int64_t ids = n * steps_, most = std::min(ids, vocab_);
+    rows_.resize(fused_ ? std::min(n * dim_, vocab_) : most);
+    values_.resize((fused_ ? std::min(n * dim_, vocab_) : most) * dim_);
+    if (!fused_) {
+      offsets_.resize(most + 1);
+      order_.resize(ids);
+    }
+  }
+  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    const int64_t bad = embedding_bad_id(x, n * steps_, vocab_);
+    if (bad >= 0)
+      throw std::invalid_argument(
+          "Embedding: index " + std::to_string(x[bad]) + " (sample " +
+          std::to_string(bad / steps_) + ", step " + std::to_string(bad % steps_) +
+          ") is outside [0, input_dim=" + std::to_string(vocab_) + ")");
+    const float* table = ctx.params + param_offset;
+    if (fused_)
+      embedding_maxpool_forward(x, table, y, ctx.training ? argmax() : nullptr, n, steps_,
+                                dim_, mask_zero_);
+    else
+      embedding_forward(x, table, y, n * steps_, dim_);
+  }
+  void backward(StepCtx&, const float* x, const float*, float* dy, float*, int64_t n,
+                bool) override {
+    clear_rows(slot_.data(), rows_.data(), sparse.count);
+    int64_t count;
+    if (fused_) {
+      count = collect_argmax_rows(x, argmax(), n, steps_, dim_, slot_.data(), rows_.data());
+      embedding_maxpool_backward(x, argmax(), dy, n, steps_, dim_, slot_.data(), count,
+                                 values_.data());
+    } else {
+      count = collect_rows(x, n * steps_, slot_.data(), rows_.data());
+      embedding_backward(x, dy, n * steps_, dim_, slot_.data(), count, offsets_.data(),
+                         order_.data(), values_.data());
+    }
+    sparse.count = count;
+    sparse.rows = rows_.data();
+    sparse.slot = slot_.data();
+    sparse.values = values_.data();
+  }
+  SparseRows sparse;
+
+ private:
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  int64_t vocab_, dim_, steps_;
+  bool mask_zero_, fused_ = false;
+  AlignedBuffer<int32_t> slot_, rows_, order_;
+  AlignedBuffer<int64_t> offsets_;
+  FloatBuffer values_;
 };
 
 }  // namespace
@@ -237,6 +309,7 @@ int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
     nodes_.back()->act_backward_done_by_next = true;
   }
   nodes_.push_back(std::move(node));
+  mask_live_ = false;  // only dropout and activation nodes pass a mask on
   act_buf_.emplace_back();
   saved_.emplace_back();
   act_.push_back(nullptr);
@@ -263,12 +336,16 @@ int Graph::add_dense(int64_t units, Act act, bool use_bias) {
 }
 
 int Graph::add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, bool same, Act act, bool use_bias) {
+                      int64_t dh, int64_t dw, bool same, Act act, bool use_bias, bool causal) {
   const std::vector<int64_t> in = output_shape();
   if (in.size() != 3)
     throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
                                 "Received per-sample shape " + shape_str(in));
-  const Conv2DShape s = conv2d_shape(1, in[0], in[1], in[2], kh, kw, filters, sh, sw, dh, dw, same);
+  const int64_t causal_pad = causal ? (kw - 1) * dw : 0;
+  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2], kh, kw, filters, sh, sw, dh,
+                               dw, same && !causal);
+  s.w = in[1];
+  s.pad_left += causal_pad;
   auto node = std::make_unique<Conv2DNode>(s, use_bias);
   node->act = act;
   std::vector<int64_t> vars{s.k() * filters};
@@ -298,20 +375,59 @@ int Graph::add_global_pool(bool max, int64_t spatial_dims, bool keepdims) {
     out.assign(spatial_dims + 1, 1);
     out.back() = in.back();
   }
-  return add_node(std::make_unique<GlobalPoolNode>(max), out, {});
+  auto* emb = nodes_.empty() ? nullptr : dynamic_cast<EmbeddingNode*>(nodes_.back().get());
+  if (max && spatial_dims == 1 && emb && !emb->fused()) {
+    // Embedding + global max pooling in one node; this layer becomes a view.
+    emb->fuse_max_pool();
+    emb->out_shape = {in.back()};
+    emb->out_size = in.back();
+    mask_live_ = false;
+    return add_node(std::make_unique<ReshapeNode>(), out, {});
+  }
+  const bool masked = spatial_dims == 1 && mask_live_;
+  return add_node(std::make_unique<GlobalPoolNode>(max, masked), out, {});
+}
+
+int Graph::add_embedding(int64_t input_dim, int64_t output_dim, bool mask_zero) {
+  const std::vector<int64_t> in = output_shape();
+  if (!nodes_.empty())
+    throw std::invalid_argument("Embedding must be the first layer of the model (its input "
+                                "is the token ids)");
+  if (input_dim <= 0 || output_dim <= 0)
+    throw std::invalid_argument("Embedding: input_dim and output_dim must be positive. "
+                                "Received: input_dim=" + std::to_string(input_dim) +
+                                ", output_dim=" + std::to_string(output_dim));
+  if (input_dim > (int64_t(1) << 24))
+    throw std::invalid_argument("Embedding: input_dim above 2^24 (" + std::to_string(input_dim) +
+                                ") is not supported: ids travel as float32");
+  if (in.size() != 1)
+    throw std::invalid_argument("Embedding expects samples of shape (steps,). Received "
+                                "per-sample shape " + shape_str(in));
+  auto node = std::make_unique<EmbeddingNode>(input_dim, output_dim, in[0], mask_zero);
+  EmbeddingNode* raw = node.get();
+  const int index = add_node(std::move(node), {in[0], output_dim}, {input_dim * output_dim});
+  vars_.back().sparse = &raw->sparse;
+  mask_live_ = mask_zero;
+  return index;
 }
 
 int Graph::add_activation(Act act) {
   auto node = std::make_unique<ActivationNode>();
   node->act = act;
-  return add_node(std::move(node), output_shape(), {});
+  const bool mask = mask_live_;  // activations pass a mask on, as in Keras
+  const int index = add_node(std::move(node), output_shape(), {});
+  mask_live_ = mask;
+  return index;
 }
 
 int Graph::add_dropout(float rate, uint64_t seed) {
   if (!(rate >= 0.f && rate < 1.f))
     throw std::invalid_argument("Dropout: rate must be in [0, 1). Received: rate=" +
                                 std::to_string(rate));
-  return add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), {});
+  const bool mask = mask_live_;
+  const int index = add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), {});
+  mask_live_ = mask;
+  return index;
 }
 
 int Graph::add_reshape(std::vector<int64_t> shape) {
@@ -364,6 +480,7 @@ void Graph::plan(int64_t n) {
       saved_[i].resize(n * node.saved_per_sample());
       node.saved = saved_[i].data();
     }
+    node.plan(n);
   }
   grad_a_.resize(n * widest);
   grad_b_.resize(n * widest);
@@ -408,7 +525,7 @@ static const T* rows_of(const T* src, int64_t size, const Batch& b, T* dst) {
 const float* Graph::gather_input(const Batch& b) { return rows_of(b.x, input_size_, b, input_.data()); }
 
 void Graph::forward(const float* x, int64_t n, bool training) {
-  StepCtx ctx{params_.data(), grads_.data(), training, step_};
+  StepCtx ctx{params_.data(), grads_.data(), training, step_, x};
   act_[0] = const_cast<float*>(x);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = *nodes_[i];
@@ -462,7 +579,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   int first_param = 0;
   while (first_param < static_cast<int>(nodes_.size()) && !trains(*nodes_[first_param]))
     ++first_param;
-  StepCtx ctx{params_.data(), grads_.data(), true, step_};
+  StepCtx ctx{params_.data(), grads_.data(), true, step_, x};
   for (int i = last; i >= first_param; --i) {
     Node& node = *nodes_[i];
     if (node.is_view()) continue;

@@ -19,48 +19,83 @@ inline float prep_grad(float g, const GradPrep& p) {
   return x;
 }
 inline float decayed(float w, const GradPrep& p) { return w - w * p.decay; }
-}  // namespace
 
-void sgd_update(float* w, const float* g, float* m, int64_t n, float lr, float momentum,
-                bool nesterov, const GradPrep& p) {
-  if (!m) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) w[i] = decayed(w[i], p) - lr * prep_grad(g[i], p);
-    return;
-  }
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = prep_grad(g[i], p);
+// Each rule updates element i of its variable given the raw gradient there; the same
+// rule runs over a dense gradient or over a sparse one (absent rows see 0, so a
+// sparse gradient gives exactly the dense update, Keras's semantics).
+struct SgdRule {
+  float *w, *m;
+  float lr, momentum;
+  bool nesterov;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    if (!m) {
+      w[i] = decayed(w[i], p) - lr * gi;
+      return;
+    }
     m[i] = momentum * m[i] - lr * gi;
     w[i] = decayed(w[i], p) + (nesterov ? momentum * m[i] - lr * gi : m[i]);
   }
-}
+};
 
-void adam_update(float* w, const float* g, float* m, float* v, float* vhat, int64_t n,
-                 float lr, float beta_1, float beta_2, float epsilon, int64_t t,
-                 const GradPrep& p) {
-  // Keras computes the powers and alpha in float32.
-  const float b1t = std::pow(beta_1, static_cast<float>(t));
-  const float b2t = std::pow(beta_2, static_cast<float>(t));
-  const float alpha = lr * std::sqrt(1.f - b2t) / (1.f - b1t);
-  const float c1 = 1.f - beta_1, c2 = 1.f - beta_2;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = prep_grad(g[i], p);
+struct AdamRule {
+  float *w, *m, *v, *vhat;
+  float alpha, c1, c2, epsilon;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
     m[i] += (gi - m[i]) * c1;
     v[i] += (gi * gi - v[i]) * c2;
     float vi = v[i];
     if (vhat) vi = vhat[i] = std::max(vhat[i], vi);
     w[i] = decayed(w[i], p) - (m[i] * alpha) / (std::sqrt(vi) + epsilon);
   }
+  // Elements [i0, i0 + n) with gradient g (null: zero). Without amsgrad, clipping or
+  // decay the loop below computes the same expressions as operator() and vectorizes.
+  void range(int64_t i0, int64_t n, const float* g) const {
+    if (vhat || p.clipvalue > 0.f || p.decay != 0.f || p.scale != 1.f) {
+      for (int64_t j = 0; j < n; ++j) (*this)(i0 + j, g ? g[j] : 0.f);
+      return;
+    }
+    float* __restrict wr = w + i0;
+    float* __restrict mr = m + i0;
+    float* __restrict vr = v + i0;
+    if (g) {
+      const float* __restrict gr = g;
+      for (int64_t j = 0; j < n; ++j) {
+        const float gi = gr[j];
+        const float mj = mr[j] + (gi - mr[j]) * c1, vj = vr[j] + (gi * gi - vr[j]) * c2;
+        mr[j] = mj;
+        vr[j] = vj;
+        wr[j] -= (mj * alpha) / (std::sqrt(vj) + epsilon);
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        const float mj = mr[j] + (0.f - mr[j]) * c1, vj = vr[j] + (0.f - vr[j]) * c2;
+        mr[j] = mj;
+        vr[j] = vj;
+        wr[j] -= (mj * alpha) / (std::sqrt(vj) + epsilon);
+      }
+    }
+  }
+};
+
+// Rules without a vectorized range: element by element.
+template <class Rule>
+void rule_range(const Rule& rule, int64_t i0, int64_t n, const float* g) {
+  for (int64_t j = 0; j < n; ++j) rule(i0 + j, g ? g[j] : 0.f);
+}
+void rule_range(const AdamRule& rule, int64_t i0, int64_t n, const float* g) {
+  rule.range(i0, n, g);
 }
 
-void rmsprop_update(float* w, const float* g, float* v, float* m, float* a, int64_t n,
-                    float lr, float rho, float momentum, float epsilon, const GradPrep& p) {
-  const float c = 1.f - rho;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = prep_grad(g[i], p);
+struct RmspropRule {
+  float *w, *v, *m, *a;
+  float lr, rho, c, momentum, epsilon;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
     v[i] = rho * v[i] + c * gi * gi;
     float den = v[i] + epsilon;
     if (a) {
@@ -76,16 +111,72 @@ void rmsprop_update(float* w, const float* g, float* v, float* m, float* a, int6
       w[i] = wi - step;
     }
   }
+};
+
+struct AdagradRule {
+  float *w, *acc;
+  float lr, epsilon;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    acc[i] += gi * gi;
+    w[i] = decayed(w[i], p) - lr * gi / std::sqrt(acc[i] + epsilon);
+  }
+};
+
+// Fixed chunks (their bounds depend on n only), each one thread's.
+template <class Rule>
+void run_dense(const Rule& rule, const float* g, int64_t n) {
+  constexpr int64_t kChunk = 1 << 12;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t lo = c * kChunk, len = std::min(kChunk, n - lo);
+    rule_range(rule, lo, len, g + lo);
+  }
+}
+
+// Every row of a (rows, cols) variable, its gradient taken from sp (zero where absent).
+template <class Rule>
+void run_sparse(const Rule& rule, const SparseRows& sp, int64_t rows) {
+  const int64_t cols = sp.cols;
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t k = sp.slot[r];
+    rule_range(rule, r * cols, cols, k < 0 ? nullptr : sp.values + static_cast<int64_t>(k) * cols);
+  }
+}
+
+AdamRule adam_rule(float* w, float* m, float* v, float* vhat, float lr, float beta_1,
+                   float beta_2, float epsilon, int64_t t, const GradPrep& p) {
+  // Keras computes the powers and alpha in float32.
+  const float b1t = std::pow(beta_1, static_cast<float>(t));
+  const float b2t = std::pow(beta_2, static_cast<float>(t));
+  const float alpha = lr * std::sqrt(1.f - b2t) / (1.f - b1t);
+  return AdamRule{w, m, v, vhat, alpha, 1.f - beta_1, 1.f - beta_2, epsilon, p};
+}
+
+}  // namespace
+
+void sgd_update(float* w, const float* g, float* m, int64_t n, float lr, float momentum,
+                bool nesterov, const GradPrep& p) {
+  run_dense(SgdRule{w, m, lr, momentum, nesterov, p}, g, n);
+}
+
+void adam_update(float* w, const float* g, float* m, float* v, float* vhat, int64_t n,
+                 float lr, float beta_1, float beta_2, float epsilon, int64_t t,
+                 const GradPrep& p) {
+  run_dense(adam_rule(w, m, v, vhat, lr, beta_1, beta_2, epsilon, t, p), g, n);
+}
+
+void rmsprop_update(float* w, const float* g, float* v, float* m, float* a, int64_t n,
+                    float lr, float rho, float momentum, float epsilon, const GradPrep& p) {
+  run_dense(RmspropRule{w, v, m, a, lr, rho, 1.f - rho, momentum, epsilon, p}, g, n);
 }
 
 void adagrad_update(float* w, const float* g, float* acc, int64_t n, float lr, float epsilon,
                     const GradPrep& p) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = prep_grad(g[i], p);
-    acc[i] += gi * gi;
-    w[i] = decayed(w[i], p) - lr * gi / std::sqrt(acc[i] + epsilon);
-  }
+  run_dense(AdagradRule{w, acc, lr, epsilon, p}, g, n);
 }
 
 double sum_squares(const float* x, int64_t n) {
@@ -104,6 +195,12 @@ double sum_squares(const float* x, int64_t n) {
   double s = 0;
   for (int64_t c = 0; c < chunks; ++c) s += part[c];
   return s;
+}
+
+// A variable's squared gradient norm, from its sparse rows when it has them.
+static double grad_sum_squares(const float* g, const VarSpan& v) {
+  if (v.sparse) return sum_squares(v.sparse->values, v.sparse->count * v.sparse->cols);
+  return sum_squares(g + v.offset, v.size);
 }
 
 Optimizer::Optimizer(const OptimizerConfig& cfg) : cfg_(cfg) {
@@ -133,27 +230,33 @@ void Optimizer::resize(int64_t n) {
 }
 
 void Optimizer::update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
-                             const GradPrep& p) {
+                             const GradPrep& p, const SparseRows* sparse) {
   auto slot = [&](size_t i) { return i < slots_.size() ? slots_[i].data() + off : nullptr; };
   w += off;
   g += off;
+  auto run = [&](const auto& rule) {
+    if (sparse)
+      run_sparse(rule, *sparse, n / sparse->cols);
+    else
+      run_dense(rule, g, n);
+  };
   switch (cfg_.kind) {
     case Opt::SGD:
-      sgd_update(w, g, slot(0), n, lr, cfg_.momentum, cfg_.nesterov, p);
+      run(SgdRule{w, slot(0), lr, cfg_.momentum, cfg_.nesterov, p});
       break;
     case Opt::Adam:
-      adam_update(w, g, slot(0), slot(1), slot(2), n, lr, cfg_.beta_1, cfg_.beta_2,
-                  cfg_.epsilon, iterations + 1, p);
+      run(adam_rule(w, slot(0), slot(1), slot(2), lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+                    iterations + 1, p));
       break;
     case Opt::RMSprop: {
       const bool mom = cfg_.momentum > 0.f;
-      rmsprop_update(w, g, slot(0), mom ? slot(1) : nullptr,
-                     cfg_.centered ? slot(mom ? 2 : 1) : nullptr, n, lr, cfg_.rho,
-                     cfg_.momentum, cfg_.epsilon, p);
+      run(RmspropRule{w, slot(0), mom ? slot(1) : nullptr,
+                      cfg_.centered ? slot(mom ? 2 : 1) : nullptr, lr, cfg_.rho,
+                      1.f - cfg_.rho, cfg_.momentum, cfg_.epsilon, p});
       break;
     }
     case Opt::Adagrad:
-      adagrad_update(w, g, slot(0), n, lr, cfg_.epsilon, p);
+      run(AdagradRule{w, slot(0), lr, cfg_.epsilon, p});
       break;
   }
 }
@@ -166,7 +269,7 @@ void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars
   if (cfg_.global_clipnorm > 0) {
     double s = 0;
     for (const VarSpan& v : vars)
-      if (v.trainable) s += sum_squares(g + v.offset, v.size);
+      if (v.trainable) s += grad_sum_squares(g, v);
     const double norm = std::sqrt(s), c = cfg_.global_clipnorm;
     global_scale = std::isfinite(norm)
                        ? static_cast<float>(c * std::min(1.0 / norm, 1.0 / c))
@@ -183,9 +286,15 @@ void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars
     p.clipvalue = cfg_.clipvalue;
     p.decay = v.decay ? decay : 0.f;
     if (cfg_.clipnorm > 0) {
-      const double norm = std::sqrt(sum_squares(g + v.offset, v.size)), c = cfg_.clipnorm;
+      const double norm = std::sqrt(grad_sum_squares(g, v)), c = cfg_.clipnorm;
       p.scale = std::isnan(norm) ? std::numeric_limits<float>::quiet_NaN()
                                  : static_cast<float>(c / std::max(norm, c));
+    }
+    if (v.sparse) {  // its own pass, over every row (absent rows see a zero gradient)
+      if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
+      run_n = 0;
+      update_range(w, g, v.offset, v.size, lr, p, v.sparse);
+      continue;
     }
     const bool joins = run_n > 0 && run_off + run_n == v.offset && p.scale == run.scale &&
                        p.decay == run.decay;
@@ -193,12 +302,12 @@ void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars
       run_n += v.size;
       continue;
     }
-    if (run_n > 0) update_range(w, g, run_off, run_n, lr, run);
+    if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
     run_off = v.offset;
     run_n = v.size;
     run = p;
   }
-  if (run_n > 0) update_range(w, g, run_off, run_n, lr, run);
+  if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
   ++iterations;
 }
 

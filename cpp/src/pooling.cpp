@@ -172,33 +172,79 @@ void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
 }
 
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
-                            int64_t c) {
-  maxpool2d_forward(global_shape(n, hw, c), x, y, argmax);
+                            int64_t c, const float* mask_ids) {
+  if (!mask_ids) {
+    maxpool2d_forward(global_shape(n, hw, c), x, y, argmax);
+    return;
+  }
+#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
+  for (int64_t img = 0; img < n; ++img) {
+    float* yo = y + img * c;
+    int32_t* ao = argmax ? argmax + img * c : nullptr;
+    std::fill(yo, yo + c, 0.f);
+    if (ao) std::fill(ao, ao + c, -1);
+    bool any = false;
+    for (int64_t p = 0; p < hw; ++p) {
+      if (mask_ids[img * hw + p] == 0.f) continue;
+      const float* xp = x + (img * hw + p) * c;
+      for (int64_t ch = 0; ch < c; ++ch)
+        if (!any || beats(xp[ch], yo[ch])) {
+          yo[ch] = xp[ch];
+          if (ao) ao[ch] = static_cast<int32_t>(p);
+        }
+      any = true;
+    }
+  }
 }
 
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
                              int64_t hw, int64_t c, const float* relu_y) {
-  maxpool2d_backward(global_shape(n, hw, c), dy, argmax, dx, relu_y);
+  // Masked forward leaves argmax -1 where a sample had no step: it gets no gradient.
+#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
+  for (int64_t img = 0; img < n; ++img) {
+    float* dxi = dx + img * hw * c;
+    std::memset(dxi, 0, sizeof(float) * hw * c);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const int32_t p = argmax[img * c + ch];
+      if (p < 0 || (relu_y && !(relu_y[img * c + ch] > 0.f))) continue;
+      dxi[p * c + ch] += dy[img * c + ch];
+    }
+  }
 }
 
-void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c) {
+void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c,
+                            const float* mask_ids) {
 #pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
   for (int64_t img = 0; img < n; ++img) {
     float* yo = y + img * c;
     std::memset(yo, 0, sizeof(float) * c);
-    for (int64_t p = 0; p < hw; ++p)
+    int64_t count = 0;
+    for (int64_t p = 0; p < hw; ++p) {
+      if (mask_ids && mask_ids[img * hw + p] == 0.f) continue;
+      ++count;
       for (int64_t ch = 0; ch < c; ++ch) yo[ch] += x[(img * hw + p) * c + ch];
-    const float inv = 1.f / static_cast<float>(hw);
+    }
+    const float inv = count ? 1.f / static_cast<float>(count) : 0.f;
     for (int64_t ch = 0; ch < c; ++ch) yo[ch] *= inv;
   }
 }
 
-void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c) {
-  const float inv = 1.f / static_cast<float>(hw);
+void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c,
+                             const float* mask_ids) {
 #pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
-  for (int64_t img = 0; img < n; ++img)
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) dx[(img * hw + p) * c + ch] = dy[img * c + ch] * inv;
+  for (int64_t img = 0; img < n; ++img) {
+    int64_t count = hw;
+    if (mask_ids) {
+      count = 0;
+      for (int64_t p = 0; p < hw; ++p) count += mask_ids[img * hw + p] != 0.f;
+    }
+    const float inv = count ? 1.f / static_cast<float>(count) : 0.f;
+    for (int64_t p = 0; p < hw; ++p) {
+      const bool on = !mask_ids || mask_ids[img * hw + p] != 0.f;
+      for (int64_t ch = 0; ch < c; ++ch)
+        dx[(img * hw + p) * c + ch] = on ? dy[img * c + ch] * inv : 0.f;
+    }
+  }
 }
 
 template <class T>

@@ -19,6 +19,7 @@ struct StepCtx {
   float* grads = nullptr;
   bool training = false;
   uint64_t step = 0;  // counter for dropout masks
+  const float* input = nullptr;  // the batch's model input (token ids for masks)
 };
 
 // One layer of the chain. Sizes are per sample; activations are (n, size) rows.
@@ -30,6 +31,8 @@ class Node {
   virtual bool is_view() const { return false; }
   // Floats per sample the node keeps from forward for backward (dropout mask).
   virtual int64_t saved_per_sample() const { return 0; }
+  // Sizes the node's own scratch for batches of up to n samples (memory plan).
+  virtual void plan(int64_t /*n*/) {}
   virtual void forward(StepCtx& ctx, const float* x, float* y, int64_t n) = 0;
   // dy (n, out_size) may be overwritten. preact: dy is already the gradient at the
   // pre-activation (fused loss). dx (n, in_size) is null when no earlier node needs it.
@@ -75,11 +78,19 @@ class Graph {
   // Builders; each returns the node index. Shapes are per sample.
   int add_dense(int64_t units, Act act, bool use_bias);
   // NHWC: samples (h, w, c). `same` selects Keras's 'same' padding over 'valid'.
+  // causal: Keras's Conv1D 'causal' padding along the width ((kw - 1) * dw zeros
+  // before, none after).
   int add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
-                 int64_t dw, bool same, Act act, bool use_bias);
+                 int64_t dw, bool same, Act act, bool use_bias, bool causal = false);
   int add_pool2d(bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
+  // Over steps (spatial_dims 1) the pooling honours the mask of an Embedding with
+  // mask_zero that reaches it through dropout/activation nodes. Max pooling right after
+  // an Embedding is fused into it (no (n, steps, dim) intermediate).
   int add_global_pool(bool max, int64_t spatial_dims, bool keepdims);
+  // Samples (steps,) of token ids as floats -> (steps, output_dim). Must be the first
+  // node. Its gradient is sparse (only the rows a batch used).
+  int add_embedding(int64_t input_dim, int64_t output_dim, bool mask_zero);
   int add_activation(Act act);
   int add_dropout(float rate, uint64_t seed);
   int add_reshape(std::vector<int64_t> shape);
@@ -149,6 +160,8 @@ class Graph {
   FloatBuffer grad_a_, grad_b_;
   FloatBuffer y_, sw_;
   AlignedBuffer<int32_t> labels_;
+
+  bool mask_live_ = false;  // an Embedding's mask reaches the next node
 
   uint64_t step_ = 0;
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 #include "ember/buffer.h"
+#include "ember/embedding.h"
 
 namespace ember {
 
@@ -64,6 +65,11 @@ struct VarSpan {
   int64_t offset = 0, size = 0;
   bool trainable = true;  // frozen variables are neither updated nor clipped
   bool decay = true;      // weight decay applies (Keras: all, unless excluded)
+  // When set, the variable's gradient is these rows (an embedding table) instead of
+  // the dense gradient buffer. The update still visits every row, absent ones with a
+  // zero gradient, so it equals the dense update (Keras's semantics) without a dense
+  // gradient ever being written.
+  const SparseRows* sparse = nullptr;
 };
 
 // An optimizer and its slot variables, each as long as the parameter buffer
@@ -81,7 +87,7 @@ class Optimizer {
 
  private:
   void update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
-                    const GradPrep& p);
+                    const GradPrep& p, const SparseRows* sparse);
   OptimizerConfig cfg_;
   std::vector<FloatBuffer> slots_;
 };

@@ -35,12 +35,17 @@ void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y);
 void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx);
 
 // Global pooling over the hw positions of each image: x (n, hw, c), y (n, c).
+// With mask_ids (n, hw) (token ids; the steps of a sequence), positions whose id is 0
+// are left out: the max of the others (argmax -1 and output 0 when none is left), the
+// mean over the others (0 when none is left).
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
-                            int64_t c);
+                            int64_t c, const float* mask_ids = nullptr);
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
                              int64_t hw, int64_t c, const float* relu_y = nullptr);
-void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c);
-void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c);
+void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c,
+                            const float* mask_ids = nullptr);
+void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c,
+                             const float* mask_ids = nullptr);
 
 // Direct references in any precision (max: the same tie rule).
 template <class T>

@@ -1,15 +1,22 @@
 """ember.layers: Keras layers whose arithmetic runs in ember's core."""
 from .base import Layer, Variable
-from .convolutional import (AveragePooling2D, AvgPool2D, Conv2D, Convolution2D,
-                            GlobalAveragePooling2D, GlobalAvgPool2D, GlobalMaxPool2D,
-                            GlobalMaxPooling2D, MaxPool2D, MaxPooling2D)
+from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D,
+                            Conv2D, Convolution1D, Convolution2D, GlobalAveragePooling1D,
+                            GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
+                            GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
+                            GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
+                            MaxPooling2D)
 from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    Reshape)
+from .embedding import Embedding
 
-__all__ = ["Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense",
-           "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
-           "GlobalMaxPooling2D", "Input", "InputLayer", "KerasTensor", "Layer", "MaxPool2D",
-           "MaxPooling2D", "Reshape", "Variable"]
+__all__ = ["Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
+           "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "Dense", "Dropout",
+           "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "KerasTensor",
+           "Layer", "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Reshape",
+           "Variable"]
 
 
 def serialize(layer):

@@ -1,4 +1,5 @@
-"""Conv2D and the 2-D pooling layers (NHWC, Keras's channels_last)."""
+"""Convolution and pooling layers, 1-D (samples (steps, channels)) and 2-D (NHWC),
+Keras's channels_last. The 1-D layers run as 1 x k 2-D ones in the core."""
 import numpy as np
 
 from .. import activations, initializers
@@ -27,11 +28,12 @@ def _int_tuple(value, n, name, allow_none=False):
     return out
 
 
-def _padding(value):
+def _padding(value, causal=False):
     p = value.lower() if isinstance(value, str) else value
-    if p not in ("valid", "same"):
-        raise ValueError(f"The `padding` argument must be one of 'valid', 'same'. "
-                         f"Received: padding={value!r}")
+    allowed = ("valid", "same", "causal") if causal else ("valid", "same")
+    if p not in allowed:
+        raise ValueError(f"The `padding` argument must be one of "
+                         f"{', '.join(repr(a) for a in allowed)}. Received: padding={value!r}")
     return p
 
 
@@ -44,19 +46,115 @@ def _data_format(value):
 
 def output_length(size, kernel, stride, dilation, padding):
     """Keras's output size along one axis (0 or less: the window does not fit)."""
-    if padding == "same":
+    if padding in ("same", "causal"):
         return -(-size // stride)
     return (size - (kernel - 1) * dilation - 1) // stride + 1
 
 
-def _check_image(layer, input_shape):
-    if len(input_shape) != 3:
+def _check_image(layer, input_shape, rank=2):
+    if len(input_shape) != rank + 1:
         raise ValueError(f"Input 0 of layer '{layer.name}' is incompatible with the layer: "
-                         f"expected ndim=4, found ndim={len(input_shape) + 1}. Full shape "
-                         f"received: {(None,) + tuple(input_shape)}")
+                         f"expected ndim={rank + 2}, found ndim={len(input_shape) + 1}. Full "
+                         f"shape received: {(None,) + tuple(input_shape)}")
 
 
-class Conv2D(Layer):
+def _as_2d(values, rank, one=1):
+    """A rank-1 layer's (k,) as the (1, k) of the 2-D kernel that computes it."""
+    return tuple(values) if rank == 2 else (one,) + tuple(values)
+
+
+class _Conv(Layer):
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={filters!r}.")
+        if groups != 1:
+            raise ValueError(f"ember's {type(self).__name__} supports groups=1 only. Received: "
+                             f"groups={groups!r}")
+        for arg, value in (("kernel_regularizer", kernel_regularizer),
+                           ("bias_regularizer", bias_regularizer),
+                           ("activity_regularizer", activity_regularizer),
+                           ("kernel_constraint", kernel_constraint),
+                           ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise ValueError(f"{type(self).__name__}: {arg} is not supported by ember yet. "
+                                 f"Received: {arg}={value!r}")
+        r = self.rank
+        self.filters = int(filters)
+        self.kernel_size = _int_tuple(kernel_size, r, "kernel_size")
+        self.strides = _int_tuple(strides, r, "strides")
+        self.padding = _padding(padding, causal=r == 1)
+        self.data_format = _data_format(data_format)
+        self.dilation_rate = _int_tuple(dilation_rate, r, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.groups = 1
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        _check_image(self, input_shape, self.rank)
+        self.kernel = self.add_weight(self.kernel_size + (input_shape[-1], self.filters),
+                                      self.kernel_initializer, "kernel")
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        r = self.rank
+        _check_image(self, input_shape, r)
+        if self.built and input_shape[-1] != self.kernel.shape[-2]:
+            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
+                             f"expected axis -1 of input shape to have value "
+                             f"{self.kernel.shape[-2]}, but received input with shape "
+                             f"{(None,) + tuple(input_shape)}")
+        out = tuple(output_length(input_shape[i], self.kernel_size[i], self.strides[i],
+                                  self.dilation_rate[i], self.padding) for i in range(r))
+        if min(out) <= 0:
+            raise ValueError(f"Computed output size would be zero or negative in layer "
+                             f"'{self.name}': the input {tuple(input_shape[:r])} is smaller "
+                             f"than the kernel {self.kernel_size} (dilation_rate="
+                             f"{self.dilation_rate}) under padding='valid'. Received "
+                             f"input_shape={(None,) + tuple(input_shape)}")
+        return out + (self.filters,)
+
+    def _lower(self, graph):
+        in_shape = tuple(graph.output_shape)
+        if self.rank == 1:
+            graph.add_reshape([1] + list(in_shape))
+        node = graph.add_conv2d(self.filters, _as_2d(self.kernel_size, self.rank),
+                                _as_2d(self.strides, self.rank),
+                                _as_2d(self.dilation_rate, self.rank), self.padding,
+                                self.activation, self.use_bias)
+        if self.rank == 1:
+            graph.add_reshape(list(self.compute_output_shape(in_shape)))
+        return node
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                 padding=self.padding, data_format=self.data_format,
+                 dilation_rate=self.dilation_rate, groups=self.groups,
+                 activation=self.activation, use_bias=self.use_bias,
+                 kernel_initializer=initializers.serialize(self.kernel_initializer),
+                 bias_initializer=initializers.serialize(self.bias_initializer),
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None)
+        return c
+
+
+class Conv2D(_Conv):
     """2-D convolution over images: output = activation(conv2d(input, kernel) + bias).
 
     Args:
@@ -73,109 +171,71 @@ class Conv2D(Layer):
     Output shape: (batch, new_height, new_width, filters).
     Weights: kernel (kh, kw, channels, filters), bias (filters,).
     """
+    rank = 2
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
-                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly "
-                             f"positive value. Received filters={filters!r}.")
-        if groups != 1:
-            raise ValueError(f"ember's Conv2D supports groups=1 only. Received: groups={groups!r}")
-        for arg, value in (("kernel_regularizer", kernel_regularizer),
-                           ("bias_regularizer", bias_regularizer),
-                           ("activity_regularizer", activity_regularizer),
-                           ("kernel_constraint", kernel_constraint),
-                           ("bias_constraint", bias_constraint)):
-            if value is not None:
-                raise ValueError(f"Conv2D: {arg} is not supported by ember yet. "
-                                 f"Received: {arg}={value!r}")
-        self.filters = int(filters)
-        self.kernel_size = _int_tuple(kernel_size, 2, "kernel_size")
-        self.strides = _int_tuple(strides, 2, "strides")
-        self.padding = _padding(padding)
-        self.data_format = _data_format(data_format)
-        self.dilation_rate = _int_tuple(dilation_rate, 2, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(f"`strides > 1` not supported in conjunction with "
-                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
-                             f"dilation_rate={self.dilation_rate}")
-        self.groups = 1
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-
-    def build(self, input_shape):
-        _check_image(self, input_shape)
-        kh, kw = self.kernel_size
-        self.kernel = self.add_weight((kh, kw, input_shape[-1], self.filters),
-                                      self.kernel_initializer, "kernel")
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
-                     if self.use_bias else None)
-        self.built = True
-
-    def compute_output_shape(self, input_shape):
-        _check_image(self, input_shape)
-        if self.built and input_shape[-1] != self.kernel.shape[2]:
-            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
-                             f"expected axis -1 of input shape to have value "
-                             f"{self.kernel.shape[2]}, but received input with shape "
-                             f"{(None,) + tuple(input_shape)}")
-        out = tuple(output_length(input_shape[i], self.kernel_size[i], self.strides[i],
-                                  self.dilation_rate[i], self.padding) for i in range(2))
-        if min(out) <= 0:
-            raise ValueError(f"Computed output size would be zero or negative in layer "
-                             f"'{self.name}': the input {tuple(input_shape[:2])} is smaller "
-                             f"than the kernel {self.kernel_size} (dilation_rate="
-                             f"{self.dilation_rate}) under padding='valid'. Received "
-                             f"input_shape={(None,) + tuple(input_shape)}")
-        return out + (self.filters,)
-
-    def _lower(self, graph):
-        return graph.add_conv2d(self.filters, self.kernel_size, self.strides, self.dilation_rate,
-                                self.padding, self.activation, self.use_bias)
-
-    def get_config(self):
-        c = super().get_config()
-        c.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
-                 padding=self.padding, data_format=self.data_format,
-                 dilation_rate=self.dilation_rate, groups=self.groups,
-                 activation=self.activation, use_bias=self.use_bias,
-                 kernel_initializer=initializers.serialize(self.kernel_initializer),
-                 bias_initializer=initializers.serialize(self.bias_initializer),
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None)
-        return c
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         groups, activation, use_bias, **kwargs)
 
 
-class _Pooling2D(Layer):
+class Conv1D(_Conv):
+    """1-D convolution over sequences: output = activation(conv1d(input, kernel) + bias).
+
+    Args:
+        filters: positive integer, the number of output channels.
+        kernel_size: int (or a 1-tuple), the window length.
+        strides: int, default 1.
+        padding: 'valid', 'same' (Keras's arithmetic) or 'causal' ((kernel_size - 1) *
+            dilation_rate zeros before the sequence, none after: output[t] depends on
+            input[:t + 1] only).
+        data_format: only 'channels_last' (samples (steps, channels)).
+        dilation_rate: int; cannot be combined with strides > 1.
+        activation, use_bias, kernel_initializer, bias_initializer: as for Dense.
+
+    Input shape: (batch, steps, channels). Output shape: (batch, new_steps, filters).
+    Weights: kernel (kernel_size, channels, filters), bias (filters,).
+    """
+    rank = 1
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         groups, activation, use_bias, **kwargs)
+
+
+class _Pooling(Layer):
     _max = True
+    rank = 2
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
-                 **kwargs):
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = _int_tuple(pool_size, 2, "pool_size")
-        self.strides = _int_tuple(strides, 2, "strides", allow_none=True) or self.pool_size
+        r = self.rank
+        self.pool_size = _int_tuple(pool_size, r, "pool_size")
+        self.strides = _int_tuple(strides, r, "strides", allow_none=True) or self.pool_size
         self.padding = _padding(padding)
         self.data_format = _data_format(data_format)
 
     def compute_output_shape(self, input_shape):
-        _check_image(self, input_shape)
+        r = self.rank
+        _check_image(self, input_shape, r)
         out = tuple(output_length(input_shape[i], self.pool_size[i], self.strides[i], 1,
-                                  self.padding) for i in range(2))
+                                  self.padding) for i in range(r))
         if min(out) <= 0:
             raise ValueError(f"Computed output size would be zero or negative in layer "
                              f"'{self.name}': the pool {self.pool_size} is larger than its "
-                             f"input {tuple(input_shape[:2])} under padding='valid'. Received "
+                             f"input {tuple(input_shape[:r])} under padding='valid'. Received "
                              f"input_shape={(None,) + tuple(input_shape)}")
         return out + (input_shape[-1],)
 
     def _lower(self, graph):
-        graph.add_pool2d(self._max, self.pool_size, self.strides, self.padding)
+        in_shape = tuple(graph.output_shape)
+        if self.rank == 1:
+            graph.add_reshape([1] + list(in_shape))
+        graph.add_pool2d(self._max, _as_2d(self.pool_size, self.rank),
+                         _as_2d(self.strides, self.rank), self.padding)
+        if self.rank == 1:
+            graph.add_reshape(list(self.compute_output_shape(in_shape)))
 
     def get_config(self):
         c = super().get_config()
@@ -184,7 +244,7 @@ class _Pooling2D(Layer):
         return c
 
 
-class MaxPooling2D(_Pooling2D):
+class MaxPooling2D(_Pooling):
     """Max over pool_size windows of each channel.
 
     Args:
@@ -199,8 +259,12 @@ class MaxPooling2D(_Pooling2D):
     """
     _max = True
 
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None,
+                 **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
-class AveragePooling2D(_Pooling2D):
+
+class AveragePooling2D(_Pooling):
     """Mean over pool_size windows of each channel; with padding='same' the mean is
     over the positions inside the image only, as in Keras.
 
@@ -213,8 +277,38 @@ class AveragePooling2D(_Pooling2D):
         super().__init__(pool_size, strides, padding, data_format, **kwargs)
 
 
-class _GlobalPooling2D(Layer):
+class MaxPooling1D(_Pooling):
+    """Max over pool_size steps of each channel.
+
+    Args:
+        pool_size: int, default 2.
+        strides: int or None (= pool_size).
+        padding: 'valid' or 'same'.
+        data_format: only 'channels_last'.
+
+    Input shape: (batch, steps, channels). Output shape: (batch, pooled_steps, channels).
+    """
     _max = True
+    rank = 1
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class AveragePooling1D(_Pooling):
+    """Mean over pool_size steps of each channel ('same': over the steps inside the
+    sequence only). Args and shapes as MaxPooling1D, except that pool_size has no
+    default (as in Keras)."""
+    _max = False
+    rank = 1
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, **kwargs):
+        super().__init__(pool_size, strides, padding, data_format, **kwargs)
+
+
+class _GlobalPooling(Layer):
+    _max = True
+    rank = 2
 
     def __init__(self, data_format=None, keepdims=False, **kwargs):
         super().__init__(**kwargs)
@@ -222,11 +316,11 @@ class _GlobalPooling2D(Layer):
         self.keepdims = bool(keepdims)
 
     def compute_output_shape(self, input_shape):
-        _check_image(self, input_shape)
-        return (1, 1, input_shape[-1]) if self.keepdims else (input_shape[-1],)
+        _check_image(self, input_shape, self.rank)
+        return (1,) * self.rank + (input_shape[-1],) if self.keepdims else (input_shape[-1],)
 
     def _lower(self, graph):
-        graph.add_global_pool(self._max, 2, self.keepdims)
+        graph.add_global_pool(self._max, self.rank, self.keepdims)
 
     def get_config(self):
         c = super().get_config()
@@ -234,7 +328,7 @@ class _GlobalPooling2D(Layer):
         return c
 
 
-class GlobalMaxPooling2D(_GlobalPooling2D):
+class GlobalMaxPooling2D(_GlobalPooling):
     """Max over all positions of each channel.
 
     Args:
@@ -247,18 +341,54 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     _max = True
 
 
-class GlobalAveragePooling2D(_GlobalPooling2D):
+class GlobalAveragePooling2D(_GlobalPooling):
     """Mean over all positions of each channel. Args and shapes as GlobalMaxPooling2D."""
     _max = False
 
 
+class GlobalMaxPooling1D(_GlobalPooling):
+    """Max over all steps of each channel.
+
+    Args:
+        data_format: only 'channels_last'.
+        keepdims: keep the steps axis as size 1.
+
+    Input shape: (batch, steps, channels). Output shape: (batch, channels), or
+    (batch, 1, channels) with keepdims.
+
+    After an Embedding with mask_zero=True (directly or through Dropout/Activation),
+    the masked steps (token id 0) are left out of the max; a sequence with every step
+    masked gives 0. (Keras 3's GlobalMaxPooling1D ignores the mask.) Right after an
+    Embedding the two run as one kernel, with no (batch, steps, dim) intermediate.
+    """
+    _max = True
+    rank = 1
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    """Mean over all steps of each channel. Args and shapes as GlobalMaxPooling1D.
+
+    With the mask of an Embedding(mask_zero=True), the mean is over the unmasked steps,
+    as in Keras; a sequence with every step masked gives 0 (Keras divides 0 by 0).
+    """
+    _max = False
+    rank = 1
+
+
 # Keras's aliases.
+Convolution1D = Conv1D
 Convolution2D = Conv2D
+MaxPool1D = MaxPooling1D
 MaxPool2D = MaxPooling2D
+AvgPool1D = AveragePooling1D
 AvgPool2D = AveragePooling2D
+GlobalMaxPool1D = GlobalMaxPooling1D
 GlobalMaxPool2D = GlobalMaxPooling2D
+GlobalAvgPool1D = GlobalAveragePooling1D
 GlobalAvgPool2D = GlobalAveragePooling2D
 
-__all__ = ["AvgPool2D", "AveragePooling2D", "Conv2D", "Convolution2D", "GlobalAvgPool2D",
-           "GlobalAveragePooling2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "MaxPool2D",
-           "MaxPooling2D"]
+__all__ = ["AvgPool1D", "AvgPool2D", "AveragePooling1D", "AveragePooling2D", "Conv1D",
+           "Conv2D", "Convolution1D", "Convolution2D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+           "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPool1D",
+           "GlobalMaxPool2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "MaxPool1D",
+           "MaxPool2D", "MaxPooling1D", "MaxPooling2D"]

@@ -194,6 +194,9 @@ class Model(Layer):
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"Input of model '{self.name}' is incompatible: expected shape="
                              f"{(None,) + expected}, found shape={x.shape}")
+        check_ids = getattr(self.layers[0], "_check_ids", None) if self.layers else None
+        if check_ids is not None:  # token ids: whole numbers in range, before the cast
+            check_ids(x, name)
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
