@@ -266,18 +266,30 @@ SCRIPT = textwrap.dedent("""
                               layers.MaxPooling2D(), layers.Conv2D(16, 3, activation="relu"),
                               layers.AveragePooling2D(2, 1), layers.GlobalMaxPooling2D(),
                               layers.Dense(10, activation="softmax")])
+    elif sys.argv[2] == "text":  # sparse embedding gradients, fused and masked pooling
+        ids = r.integers(0, 50, (1000, 12))
+        ids[:, 8:] = 0  # padding
+        x = ids
+        m = ember.Sequential([layers.Input((12,)), layers.Embedding(50, 16, mask_zero=True),
+                              layers.Dropout(0.1), layers.GlobalAveragePooling1D(),
+                              layers.Dense(10, activation="softmax")])
+        m2 = ember.Sequential([layers.Input((12,)), layers.Embedding(50, 16),
+                               layers.GlobalMaxPooling1D(), layers.Dense(10, activation="softmax")])
+        m2.compile("rmsprop", "sparse_categorical_crossentropy")
+        m2.fit(x, y, epochs=1, batch_size=64, verbose=0)
     else:
         m = ember.Sequential([layers.Input((100,)), layers.Dense(200, activation="relu"),
                               layers.Dropout(0.2), layers.Dense(150, activation="tanh"),
                               layers.Dense(10, activation="softmax")])
     m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x, y, epochs=1, batch_size=64, verbose=0)
-    np.save(sys.argv[1], np.concatenate([w.ravel() for w in m.get_weights()]))
+    extra = m2.get_weights() if sys.argv[2] == "text" else []
+    np.save(sys.argv[1], np.concatenate([w.ravel() for w in m.get_weights() + extra]))
     print(ember.config.get_num_threads())
 """)
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("model", ["mlp", "cnn", "text"])
 def test_weights_bit_identical_across_thread_counts(tmp_path, model):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
