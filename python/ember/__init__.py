@@ -9,7 +9,7 @@ Write the Keras script you know; every number is computed by ember's kernels::
     model.fit(x, y, epochs=5)
 """
 from . import (activations, callbacks, config, datasets, initializers, layers, losses, metrics,
-               models, optimizers, saving, utils)
+               models, optimizers, preprocessing, saving, utils)
 from .layers import Input
 from .models import Model, Sequential
 from .utils import set_random_seed
@@ -17,4 +17,5 @@ from .utils import set_random_seed
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets",
-           "initializers", "layers", "losses", "metrics", "models", "optimizers", "saving", "set_random_seed", "utils"]
+           "initializers", "layers", "losses", "metrics", "models", "optimizers",
+           "preprocessing", "saving", "set_random_seed", "utils"]

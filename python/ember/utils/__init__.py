@@ -1,7 +1,9 @@
-"""Utilities Keras users reach for: to_categorical, set_random_seed, get_file."""
+"""Utilities Keras users reach for: to_categorical, set_random_seed, get_file,
+pad_sequences."""
 import numpy as np
 
 from .. import _random
+from ..preprocessing.sequence import pad_sequences
 from .file_utils import get_file
 
 
