@@ -348,3 +348,24 @@ def test_layer_configs_match_keras_and_round_trip(tmp_path):
     m.save(tmp_path / "m.keras")
     again = ember.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(again.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_growing_batch_keeps_the_sparse_gradient_right(pool):
+    """A larger batch re-plans the embedding's scratch between steps; the result must
+    equal a run planned for the large batch from the start."""
+    x = ids(40, 5, 25, seed=12)
+    y = np.random.default_rng(13).integers(0, 2, 40)
+    results = []
+    for plan_first in (False, True):
+        ember.set_random_seed(6)
+        pooling = layers.GlobalMaxPooling1D() if pool == "max" else layers.GlobalAveragePooling1D()
+        m = seq_model(layers.Embedding(25, 4), pooling, layers.Dense(2, activation="softmax"),
+                      steps=5, loss="sparse_categorical_crossentropy", optimizer="adam")
+        if plan_first:
+            m.predict(x, verbose=0)  # plans for 40 samples
+        for lo, hi in ((0, 3), (3, 40), (0, 40)):
+            m.train_on_batch(x[lo:hi], y[lo:hi])
+        results.append(m.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

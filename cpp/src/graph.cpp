@@ -164,7 +164,7 @@ class Pool2DNode : public Node {
 };
 
 // Global max/average over every position of a (…, c) sample: (hw, c) -> (c).
-// masked: the positions are steps whose token id in the model input is 0 are left out.
+// masked: steps whose token id in the model input is 0 are left out.
 class GlobalPoolNode : public Node {
  public:
   GlobalPoolNode(bool max, bool masked) : max_(max), masked_(masked) {}
@@ -210,8 +210,10 @@ class EmbeddingNode : public Node {
   int64_t saved_per_sample() const override { return fused_ ? dim_ : 0; }
   void fuse_max_pool() { fused_ = true; }
   bool fused() const { return fused_; }
-  bool mask_zero() const { return mask_zero_; }
   void plan(int64_t n) override {
+    // Growing rows_ discards the rows of the last step: release their slots first.
+    clear_rows(slot_.data(), rows_.data(), sparse.count);
+    sparse.count = 0;
     const int64_t ids = n * steps_, most = std::min(ids, vocab_);
     rows_.resize(fused_ ? std::min(n * dim_, vocab_) : most);
     values_.resize((fused_ ? std::min(n * dim_, vocab_) : most) * dim_);
