@@ -59,15 +59,21 @@ def data(n, seed=0):
     return r.random((n, 784), dtype=np.float32), r.integers(0, 10, n).astype(np.int64)
 
 
+def keras_api(fw):
+    """ember or Keras (JAX backend), seeded: the two share the model-building code."""
+    if fw == "ember":
+        import ember as k
+        k.set_random_seed(0)
+    else:
+        import keras as k
+        k.utils.set_random_seed(0)
+    return k
+
+
 def build_cnn(fw):
     """The Keras CIFAR-10 tutorial CNN, logits out."""
     if fw in ("ember", "keras-jax"):
-        if fw == "ember":
-            import ember as k
-            k.set_random_seed(0)
-        else:
-            import keras as k
-            k.utils.set_random_seed(0)
+        k = keras_api(fw)
         L = k.layers
         m = k.Sequential([k.Input((32, 32, 3)), L.Conv2D(32, 3, activation="relu"),
                           L.MaxPooling2D(), L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(),
@@ -195,12 +201,7 @@ def work_cnn(fw):
 def build_text(fw):
     """The text-classification workload: embedding, global max pooling, two Dense."""
     if fw in ("ember", "keras-jax"):
-        if fw == "ember":
-            import ember as k
-            k.set_random_seed(0)
-        else:
-            import keras as k
-            k.utils.set_random_seed(0)
+        k = keras_api(fw)
         L = k.layers
         m = k.Sequential([k.Input((200,)), L.Embedding(20000, 128), L.GlobalMaxPooling1D(),
                           L.Dense(64, activation="relu"), L.Dense(4, activation="softmax")])
