@@ -314,3 +314,24 @@ def test_steady_state_allocates_nothing():
     m.evaluate(x, y, batch_size=64, verbose=0)
     m.predict(x, batch_size=64, verbose=0)
     assert g.allocations == before == 1
+
+
+def test_large_inference_batches_run_in_chunks_with_the_same_results():
+    # ~0.77M activation floats per sample (at most 5 rows in 2^22 floats): a batch of 12
+    # runs as three chunks of 4, so predict and evaluate never plan the whole batch.
+    ember.set_random_seed(3)
+    m = ember.Sequential([layers.Input((128, 128, 8)), layers.Conv2D(32, 3, activation="relu"),
+                          layers.MaxPooling2D(), layers.Flatten(), layers.Dense(3)])
+    m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).random((12, 128, 128, 8), dtype=np.float32)
+    y = np.arange(12) % 3
+    whole = m.predict(x, batch_size=12, verbose=0)
+    assert m._graph.planned_rows == 4
+    parts = np.concatenate([m.predict(x[s:s + 4], verbose=0) for s in (0, 4, 8)])
+    assert whole.tobytes() == parts.tobytes()
+    res = m.evaluate(x, y, batch_size=12, verbose=0, return_dict=True)
+    np.testing.assert_allclose(res["loss"], m.evaluate(x, y, batch_size=4, verbose=0)[0],
+                               rtol=1e-6)
+    assert m._graph.planned_rows == 4
+    m.fit(x, y, batch_size=12, epochs=1, verbose=0)  # training still plans the whole batch
+    assert m._graph.planned_rows == 12

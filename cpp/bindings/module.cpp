@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ember/activations.h"
+#include "ember/checks.h"
 #include "ember/conv2d.h"
 #include "ember/dense.h"
 #include "ember/gemm.h"
@@ -139,6 +140,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("openmp_enabled", &openmp_enabled);
   m.def("gemm_kernel_name", [] { return std::string(gemm_kernel().name); });
+
+  // Flat index of the first NaN/inf in a C-contiguous float32 array, or -1.
+  m.def("first_nonfinite", [](py::array a) -> int64_t {
+    auto x = strict<float>(a, "array");
+    const float* p = x.data();
+    const int64_t n = x.size();
+    py::gil_scoped_release nogil;
+    return first_nonfinite(p, n);
+  }, py::arg("array"));
 
   m.def("fill_uniform", [](py::array out, float lo, float hi, uint64_t seed, uint64_t stream) {
     auto o = strict<float>(out, "out", true);
@@ -522,6 +532,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("output_shape", &Graph::output_shape)
       .def_property_readonly("num_params", &Graph::num_params)
       .def_property_readonly("allocations", &Graph::allocations)
+      .def_property_readonly("planned_rows", &Graph::planned_rows)
       .def("node_params", [](const Graph& g, int i) {
         const Node& n = g.node(i);
         return py::make_tuple(n.param_offset, n.param_count);
@@ -529,10 +540,6 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("params", [](py::object self) {
         Graph& g = self.cast<Graph&>();
         return view(g.params(), {g.num_params()}, self);
-      })
-      .def_property_readonly("grads", [](py::object self) {
-        Graph& g = self.cast<Graph&>();
-        return view(g.grads(), {g.num_params()}, self);
       })
       .def_property("iterations",
           [](Graph& g) -> int64_t { return g.optimizer() ? g.optimizer()->iterations : 0; },

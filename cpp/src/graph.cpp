@@ -302,7 +302,6 @@ int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
   FloatBuffer grown(params_.size() + params);
   if (params_.size()) std::memcpy(grown.data(), params_.data(), sizeof(float) * params_.size());
   params_ = std::move(grown);
-  grads_.resize(params_.size());
   if (opt_) opt_->resize(params_.size());
   // A relu followed directly by max pooling: the pool does the relu's backward.
   if (node->absorbs_relu_backward() && !nodes_.empty() && !nodes_.back()->is_view() &&
@@ -468,27 +467,51 @@ void Graph::set_variable_flags(const std::vector<bool>& trainable,
   }
 }
 
-void Graph::plan(int64_t n) {
-  if (n <= capacity_) return;
-  capacity_ = n;
-  ++allocations_;
-  input_.resize(n * input_size_);
-  int64_t widest = input_size_;
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    Node& node = *nodes_[i];
-    widest = std::max(widest, node.out_size);
-    if (!node.is_view()) act_buf_[i].resize(n * node.out_size);
-    if (node.saved_per_sample()) {
-      saved_[i].resize(n * node.saved_per_sample());
-      node.saved = saved_[i].data();
-    }
-    node.plan(n);
+void Graph::plan(int64_t n, bool training) {
+  const bool grow = n > capacity_, grow_training = training && n > train_capacity_;
+  if (grow || grow_training) ++allocations_;
+  if (grow) {
+    capacity_ = n;
+    input_.resize(n * input_size_);
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (!nodes_[i]->is_view()) act_buf_[i].resize(n * nodes_[i]->out_size);
+    y_.resize(n * output_size());
+    labels_.resize(n);
+    sw_.resize(n);
   }
-  grad_a_.resize(n * widest);
-  grad_b_.resize(n * widest);
-  y_.resize(n * output_size());
-  labels_.resize(n);
-  sw_.resize(n);
+  if (grow_training) {  // what only backward needs: inference never allocates it
+    train_capacity_ = n;
+    grads_.resize(params_.size());
+    int64_t widest = input_size_;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      Node& node = *nodes_[i];
+      widest = std::max(widest, node.out_size);
+      if (node.saved_per_sample()) {
+        saved_[i].resize(n * node.saved_per_sample());
+        node.saved = saved_[i].data();
+      }
+      node.plan(n);
+    }
+    grad_a_.resize(n * widest);
+    grad_b_.resize(n * widest);
+  }
+}
+
+int64_t Graph::inference_rows(int64_t n) const {
+  int64_t per_sample = input_size_;
+  for (const auto& node : nodes_)
+    if (!node->is_view()) per_sample += node->out_size;
+  const int64_t most = std::max<int64_t>(1, kInferenceFloats / per_sample);
+  const int64_t chunks = (n + most - 1) / most;
+  return (n + chunks - 1) / chunks;  // equal chunks
+}
+
+// Rows [s, s + m) of the batch b.
+static Batch sub_batch(const Batch& b, int64_t s, int64_t m) {
+  Batch c = b;
+  if (c.idx) c.idx += s; else c.start += s;
+  c.n = m;
+  return c;
 }
 
 void Graph::check_batch(const Batch& b, bool need_targets) const {
@@ -545,7 +568,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   check_batch(b, true);
   if (!opt_) throw std::logic_error("The model must be compiled before training");
   if (!(lr >= 0.f)) throw std::invalid_argument("learning rate must be >= 0");
-  plan(b.n);
+  plan(b.n, true);
   const int64_t n = b.n, c = output_size();
   const float* x = gather_input(b);
   const int32_t* labels = rows_of(b.labels, 1, b, labels_.data());
@@ -596,25 +619,35 @@ StepResult Graph::train_step(const Batch& b, float lr) {
 StepResult Graph::test_step(const Batch& b) {
   std::lock_guard<std::mutex> lock(mu_);
   check_batch(b, true);
-  plan(b.n);
-  const int64_t n = b.n, c = output_size();
-  const int32_t* labels = rows_of(b.labels, 1, b, labels_.data());
-  const float* y = rows_of(b.y, c, b, y_.data());
-  const float* sw = rows_of(b.sw, 1, b, sw_.data());
-  forward(gather_input(b), n, false);
-  const float* out = act_[nodes_.size()];
+  const int64_t rows = inference_rows(b.n), c = output_size();
   StepResult r;
-  r.loss_sum = loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c, loss_param_);
-  for (const MetricSpec& m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
+  r.metric_sums.assign(metrics_.size(), 0.0);
+  for (int64_t s = 0; s < b.n; s += rows) {
+    const Batch part = sub_batch(b, s, std::min(rows, b.n - s));
+    const int64_t n = part.n;
+    plan(n, false);
+    const int32_t* labels = rows_of(part.labels, 1, part, labels_.data());
+    const float* y = rows_of(part.y, c, part, y_.data());
+    const float* sw = rows_of(part.sw, 1, part, sw_.data());
+    forward(gather_input(part), n, false);
+    const float* out = act_[nodes_.size()];
+    r.loss_sum += loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c, loss_param_);
+    for (size_t m = 0; m < metrics_.size(); ++m)
+      r.metric_sums[m] += metric_sum(metrics_[m], out, labels, y, sw, n, c);
+  }
   return r;
 }
 
 void Graph::predict(const Batch& b, float* out) {
   std::lock_guard<std::mutex> lock(mu_);
   check_batch(b, false);
-  plan(b.n);
-  forward(gather_input(b), b.n, false);
-  std::memcpy(out, act_[nodes_.size()], sizeof(float) * b.n * output_size());
+  const int64_t rows = inference_rows(b.n), c = output_size();
+  for (int64_t s = 0; s < b.n; s += rows) {
+    const Batch part = sub_batch(b, s, std::min(rows, b.n - s));
+    plan(part.n, false);
+    forward(gather_input(part), part.n, false);
+    std::memcpy(out + s * c, act_[nodes_.size()], sizeof(float) * part.n * c);
+  }
 }
 
 }  // namespace ember

@@ -2,9 +2,13 @@
 // against plain references.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "ember/activations.h"
+#include "ember/checks.h"
 #include "ember/dense.h"
 #include "ember/dropout.h"
 #include "ember/losses.h"
@@ -280,4 +284,21 @@ TEST(Optimizers, ClippingAndFrozenSpans) {
   per_var.apply(w.data(), g.data(), vars, 1.f);
   EXPECT_NEAR(w[0], 1 - 3 * 2 / 5.0, 1e-6);  // norm 5 > 2: scaled
   EXPECT_NEAR(w[4], 5 - 1, 1e-6);            // norm 1 <= 2: unchanged
+}
+
+TEST(Checks, FirstNonFiniteFindsTheFirstBadValueInAnyBlock) {
+  std::vector<float> x(10000, 1.5f);
+  EXPECT_EQ(first_nonfinite(x.data(), 0), -1);
+  EXPECT_EQ(first_nonfinite(x.data(), static_cast<int64_t>(x.size())), -1);
+  x[9999] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(first_nonfinite(x.data(), 10000), 9999);
+  EXPECT_EQ(first_nonfinite(x.data(), 9999), -1);
+  x[4100] = -std::numeric_limits<float>::infinity();
+  x[5000] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(first_nonfinite(x.data(), 10000), 4100);
+  x[3] = std::nanf("");
+  EXPECT_EQ(first_nonfinite(x.data(), 10000), 3);
+  const float edge[] = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                        std::numeric_limits<float>::denorm_min(), -0.f};
+  EXPECT_EQ(first_nonfinite(edge, 4), -1);
 }

@@ -103,7 +103,6 @@ class Graph {
   const Node& node(int i) const { return *nodes_.at(i); }
 
   float* params() { return params_.data(); }
-  float* grads() { return grads_.data(); }
   int64_t num_params() const { return params_.size(); }
   // Every variable of every node, in order; flags say which the optimizer updates
   // (trainable) and which it decays.
@@ -126,12 +125,19 @@ class Graph {
   // Number of times any activation buffer has been (re)allocated: steady state
   // must leave it unchanged.
   int64_t allocations() const { return allocations_; }
+  // Rows the activation buffers hold (the largest batch or inference chunk run).
+  int64_t planned_rows() const { return capacity_; }
   uint64_t step_counter() const { return step_; }
 
  private:
   int add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
                std::vector<int64_t> var_sizes);
-  void plan(int64_t n);  // ensure buffers for a batch of n
+  // Ensures buffers for a batch of n; training adds gradients and saved state.
+  void plan(int64_t n, bool training);
+  // Rows per inference chunk for a batch of n: activations stay near kInferenceFloats
+  // (a large predict or evaluate batch runs in equal chunks, not one huge plan).
+  int64_t inference_rows(int64_t n) const;
+  static constexpr int64_t kInferenceFloats = int64_t(1) << 22;
   void check_batch(const Batch& b, bool need_targets) const;
   const float* gather_input(const Batch& b);
   void gather_targets(const Batch& b);
@@ -150,8 +156,8 @@ class Graph {
   std::vector<MetricSpec> metrics_;
   std::unique_ptr<Optimizer> opt_;
 
-  // Memory plan, sized for the largest batch seen.
-  int64_t capacity_ = 0;
+  // Memory plan, sized for the largest batch seen (training: the largest trained).
+  int64_t capacity_ = 0, train_capacity_ = 0;
   int64_t allocations_ = 0;
   FloatBuffer input_;
   std::vector<FloatBuffer> act_buf_;   // owned output buffer per non-view node

@@ -198,10 +198,11 @@ class Model(Layer):
         if check_ids is not None:  # token ids: whole numbers in range, before the cast
             check_ids(x, name)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.isfinite(x).all():
-            bad = np.argwhere(~np.isfinite(x))[0]
+        bad = _core.first_nonfinite(x)  # no temporary the size of x
+        if bad >= 0:
+            at = np.unravel_index(bad, x.shape)
             raise ValueError(f"{name} contains NaN or infinite values (first at index "
-                             f"{tuple(int(i) for i in bad)}: {x[tuple(bad)]})")
+                             f"{tuple(int(i) for i in at)}: {x[at]})")
         return x
 
     def _prepare_y(self, y, n, name="y"):
@@ -243,7 +244,7 @@ class Model(Layer):
                                      "sparse_categorical_crossentropy)"
                                      if y.ndim == 1 else ""))
         y = np.ascontiguousarray(y, dtype=np.float32)
-        if not np.isfinite(y).all():
+        if _core.first_nonfinite(y) >= 0:
             raise ValueError(f"{name} contains NaN or infinite values")
         return y
 
