@@ -229,8 +229,12 @@ def work_text(fw):
             "text peak RSS MB": peak_rss_mb()}
 
 
-def median_time(f, n):
-    f()
+def median_time(f, n, warm_s=0.5):
+    """Median seconds of n calls of f, after calling it for warm_s seconds: steady-state
+    latency (on this machine a core takes a few hundred calls to reach full speed)."""
+    end = time.perf_counter() + warm_s
+    while time.perf_counter() < end:
+        f()
     ts = []
     for _ in range(n):
         t = time.perf_counter()

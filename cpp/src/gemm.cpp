@@ -33,6 +33,10 @@ constexpr int64_t kPanelFloats = int64_t(1) << 22;
 // Split-K: C of at most kSplitKMaxC elements, K chunks of kSplitK.
 constexpr int64_t kSplitKMaxC = 32768;
 constexpr int64_t kSplitK = 2048;
+// Small-M path: K in chunks of at most kSmallK rows of B (fixed by K, so the sum order
+// never depends on the thread count), N in tiles of at most kSmallTile columns.
+constexpr int64_t kSmallK = 256;
+constexpr int64_t kSmallTile = 1024;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -117,6 +121,48 @@ bool use_generic_from_env() {
   return v && std::string(v) == "generic";
 }
 
+// C (+)= alpha A B for M <= kSmallM (batch-1 inference): bound by reading B once. Each
+// task streams a contiguous chunk of B's rows (one tile of columns) into its own partial
+// product; the partials are added in chunk order. Chunks depend on K alone and tiles do
+// not change any sum, so every thread count gives the same bits.
+void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alpha,
+              const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+              bool accumulate) {
+  const int64_t chunks = ceil_div(K, kSmallK), kc = ceil_div(K, chunks);
+  const int threads = M * N * K >= (1 << 15) ? get_num_threads() : 1;
+  const int64_t tiles = std::min(ceil_div(N, 8), std::max(ceil_div(N, kSmallTile),
+                                                          ceil_div(threads, chunks)));
+  const int64_t tw = round_up(ceil_div(N, tiles), 8);
+  float* part = C;
+  int64_t ldp = ldc;
+  if (chunks > 1) {
+    static thread_local FloatBuffer partial;
+    partial.resize(chunks * M * N);
+    part = partial.data();
+    ldp = N;
+  }
+#pragma omp parallel for schedule(static) if (threads > 1)
+  for (int64_t task = 0; task < chunks * tiles; ++task) {
+    const int64_t ch = task / tiles, j0 = (task % tiles) * tw;
+    const int64_t k0 = ch * kc, kn = std::min(kc, K - k0);
+    if (j0 >= N || kn <= 0) continue;
+    // One chunk writes C directly (accumulating if asked); several write partials.
+    float* dst = chunks > 1 ? part + ch * M * N + j0 : C + j0;
+    kern.small_nn(M, std::min(tw, N - j0), kn, alpha, A + k0, lda, B + k0 * ldb + j0, ldb,
+                  dst, ldp, chunks == 1 && accumulate);
+  }
+  if (chunks == 1) return;
+  for (int64_t i = 0; i < M; ++i) {  // ((p0 + p1) + p2) ... then C, vectorized over j
+    float* acc = part + i * N;
+    for (int64_t ch = 1; ch < chunks; ++ch) {
+      const float* p = part + (ch * M + i) * N;
+      for (int64_t j = 0; j < N; ++j) acc[j] += p[j];
+    }
+    float* c = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) c[j] = accumulate ? c[j] + acc[j] : acc[j];
+  }
+}
+
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx2();  // defined where the AVX2 kernel is compiled
@@ -156,7 +202,7 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
 
   const GemmKernel& kern = gemm_kernel();
   if (M <= kSmallM && ta == Trans::N && tb == Trans::N) {
-    kern.small_nn(M, N, K, alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
+    small_nn(kern, M, N, K, alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
     if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
     return;
   }

@@ -107,61 +107,77 @@ void kernel_rows_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, 
 
 // Four ymm accumulators cover 32 columns; the tail of fewer than 8 goes through a
 // masked load/store. Each thread owns a range of 32-column blocks.
+// One thread's share of the small-M path: C[r, 0:N) (+)= alpha * sum_k A[r, k] B[k, 0:N)
+// for the MM rows of A. B streams row by row, four rows of k at a time, while the MM
+// rows of C (at most a few KB: the caller tiles N) stay in L1. Each C element sums k in
+// ascending order with one FMA per step.
+template <int MM>
+void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  const int64_t nv = N / 8 * 8;
+  if (!accumulate)
+    for (int r = 0; r < MM; ++r)
+      for (int64_t j = 0; j < N; ++j) C[r * ldc + j] = 0.f;
+  auto tail = [&](float a, const float* b, float* c) {  // columns past the last vector
+    for (int64_t j = nv; j < N; ++j)
+      c[j] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b[j]), _mm_set_ss(c[j])));
+  };
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    __m256 a[MM][4];
+    for (int r = 0; r < MM; ++r)
+      for (int q = 0; q < 4; ++q) a[r][q] = _mm256_set1_ps(alpha * A[r * lda + k + q]);
+    const float* b0 = B + k * ldb;
+    const float* b1 = b0 + ldb;
+    const float* b2 = b1 + ldb;
+    const float* b3 = b2 + ldb;
+    for (int64_t j = 0; j < nv; j += 8) {
+      const __m256 w0 = _mm256_loadu_ps(b0 + j), w1 = _mm256_loadu_ps(b1 + j);
+      const __m256 w2 = _mm256_loadu_ps(b2 + j), w3 = _mm256_loadu_ps(b3 + j);
+      for (int r = 0; r < MM; ++r) {
+        float* c = C + r * ldc + j;
+        __m256 acc = _mm256_loadu_ps(c);
+        acc = _mm256_fmadd_ps(a[r][0], w0, acc);
+        acc = _mm256_fmadd_ps(a[r][1], w1, acc);
+        acc = _mm256_fmadd_ps(a[r][2], w2, acc);
+        acc = _mm256_fmadd_ps(a[r][3], w3, acc);
+        _mm256_storeu_ps(c, acc);
+      }
+    }
+    if (nv < N)
+      for (int r = 0; r < MM; ++r) {
+        const float* ar = A + r * lda + k;
+        float* c = C + r * ldc;
+        tail(alpha * ar[0], b0, c);
+        tail(alpha * ar[1], b1, c);
+        tail(alpha * ar[2], b2, c);
+        tail(alpha * ar[3], b3, c);
+      }
+  }
+  for (; k < K; ++k) {
+    const float* b = B + k * ldb;
+    for (int r = 0; r < MM; ++r) {
+      const float av = alpha * A[r * lda + k];
+      const __m256 a = _mm256_set1_ps(av);
+      float* c = C + r * ldc;
+      for (int64_t j = 0; j < nv; j += 8)
+        _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(b + j), _mm256_loadu_ps(c + j)));
+      tail(av, b, c);
+    }
+  }
+}
+
 void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                    bool accumulate) {
-  const int64_t blocks = (N + 31) / 32;
-  for (int64_t i = 0; i < M; ++i) {
-#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t j0 = blk * 32;
-      const int64_t w = N - j0 < 32 ? N - j0 : 32;
-      if (w == 32) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-        __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K; ++k) {
-          const __m256 a = _mm256_set1_ps(alpha * A[i * lda + k]);
-          const float* b = B + k * ldb + j0;
-          s0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), s0);
-          s1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), s1);
-          s2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), s2);
-          s3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), s3);
-        }
-        float* c = C + i * ldc + j0;
-        if (accumulate) {
-          s0 = _mm256_add_ps(s0, _mm256_loadu_ps(c));
-          s1 = _mm256_add_ps(s1, _mm256_loadu_ps(c + 8));
-          s2 = _mm256_add_ps(s2, _mm256_loadu_ps(c + 16));
-          s3 = _mm256_add_ps(s3, _mm256_loadu_ps(c + 24));
-        }
-        _mm256_storeu_ps(c, s0);
-        _mm256_storeu_ps(c + 8, s1);
-        _mm256_storeu_ps(c + 16, s2);
-        _mm256_storeu_ps(c + 24, s3);
-      } else {
-        // Up to 4 vectors of 8, the last one masked.
-        __m256 s[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                       _mm256_setzero_ps()};
-        __m256i mask[4];
-        const int vecs = static_cast<int>((w + 7) / 8);
-        for (int v = 0; v < vecs; ++v) {
-          alignas(32) int32_t bits[8];
-          for (int l = 0; l < 8; ++l) bits[l] = (v * 8 + l < w) ? -1 : 0;
-          mask[v] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bits));
-        }
-        for (int64_t k = 0; k < K; ++k) {
-          const __m256 a = _mm256_set1_ps(alpha * A[i * lda + k]);
-          const float* b = B + k * ldb + j0;
-          for (int v = 0; v < vecs; ++v)
-            s[v] = _mm256_fmadd_ps(a, _mm256_maskload_ps(b + 8 * v, mask[v]), s[v]);
-        }
-        float* c = C + i * ldc + j0;
-        for (int v = 0; v < vecs; ++v) {
-          __m256 r = s[v];
-          if (accumulate) r = _mm256_add_ps(r, _mm256_maskload_ps(c + 8 * v, mask[v]));
-          _mm256_maskstore_ps(c + 8 * v, mask[v], r);
-        }
-      }
+  for (int64_t i = 0; i < M; i += 4) {
+    const float* a = A + i * lda;
+    float* c = C + i * ldc;
+    switch (M - i) {
+      case 1: small_rows<1>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 2: small_rows<2>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 3: small_rows<3>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      default: small_rows<4>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
     }
   }
 }

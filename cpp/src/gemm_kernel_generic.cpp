@@ -54,7 +54,6 @@ void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float*
                       bool accumulate) {
   constexpr int64_t kCols = 64;
   for (int64_t i = 0; i < M; ++i) {
-#pragma omp parallel for schedule(static) if (N * K > (1 << 16))
     for (int64_t j0 = 0; j0 < N; j0 += kCols) {
       const int64_t w = N - j0 < kCols ? N - j0 : kCols;
       float acc[kCols] = {};

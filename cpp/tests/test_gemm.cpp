@@ -42,6 +42,8 @@ const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   
                        {5, 17, 257}, {3, 9, 7},    {13, 31, 37},  {97, 89, 83}, {145, 33, 513},
                        {200, 3100, 20}, {64, 10, 300}, {128, 512, 784}, {1, 512, 784},
                        {4, 33, 70},  {2, 100, 1000}, {1, 7, 3000},
+                       // small M: K in several chunks, N in several tiles with a tail
+                       {3, 2100, 515}, {4, 1029, 257}, {1, 2051, 4},
                        // split-K: small C, long K (conv1's weight gradient), uneven last chunk
                        {27, 32, 9000}, {5, 3, 4097}};
 
@@ -93,9 +95,11 @@ TEST(Gemm, RejectsBadSizes) {
 }
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
-  // The packed path (NT) and the split-K path (TN, small C over a long K).
-  for (Case c : {Case{301, 517, 700}, Case{27, 32, 9000}}) {
-    const Trans ta = c.M == 27 ? Trans::T : Trans::N, tb = c.M == 27 ? Trans::N : Trans::T;
+  // The packed path (NT), the split-K path (TN, small C over a long K) and the small-M
+  // path (NN, K in chunks, N in tiles).
+  for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
+                           std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
+                           std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
     const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
     auto A = random_vec(c.M * c.K, 5), B = random_vec(c.K * c.N, 6);
     std::vector<float> out[3];

@@ -40,9 +40,10 @@ struct GemmKernel {
   // for untransposed A with alpha 1, where packing would only copy.
   void (*run_rows)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
                    int64_t ldc, int m, int n, bool accumulate);
-  // Unpacked path for a few rows of A in the NN form (batch-1 inference): for each
-  // row, C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending, columns in
-  // registers. Reads B once with no packing copy.
+  // Unpacked path for a few rows of A in the NN form (batch-1 inference), on the
+  // calling thread: C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending. Streams B
+  // once with no packing copy. sgemm splits K into fixed chunks and N into tiles around
+  // it, so the kernel sees one chunk of one tile.
   void (*small_nn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                    bool accumulate);

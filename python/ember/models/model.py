@@ -12,6 +12,9 @@ from ..callbacks import CallbackList, History, ProgbarLogger
 from ..layers.base import Layer, assign_weights
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _verbose(v):
     if v == "auto":
         return 1
@@ -47,6 +50,7 @@ class Model(Layer):
                              "use Sequential")
         super().__init__(**kwargs)
         self._graph = None
+        self._ready_shape = None
         self.optimizer = None
         self.loss = None
         self._metric_names = []
@@ -93,6 +97,10 @@ class Model(Layer):
         self.built = True
         self.input_shape = (None,) + tuple(sample_shape)
         self.output_shape = (None,) + shape
+        # Input shape that _prepare_x may accept after checking only the type, the
+        # dtype, contiguity and finiteness (token ids need their range checked too).
+        self._ready_shape = None if hasattr(self.layers[0] if self.layers else None,
+                                            "_check_ids") else tuple(sample_shape)
         if self.compiled:
             self._attach_training()
 
@@ -180,6 +188,9 @@ class Model(Layer):
 
     # -- data ---------------------------------------------------------------------------
     def _prepare_x(self, x, name="x"):
+        if type(x) is np.ndarray and x.dtype == _F32 and x.shape[1:] == self._ready_shape \
+                and x.shape[0] and x.flags.c_contiguous and _core.first_nonfinite(x) < 0:
+            return x  # already what the engine takes (predict's fast path)
         if x is None:
             raise ValueError(f"{name} is required")
         x = np.asarray(x)
@@ -437,7 +448,7 @@ class Model(Layer):
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         n = x.shape[0]
-        out = np.empty((n,) + tuple(self._graph.output_shape), dtype=np.float32)
+        out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
         steps = math.ceil(n / bs)
         if not verbose and not callbacks:
             # Fast path (no hooks to call): one C++ call per batch and nothing else.
@@ -482,7 +493,7 @@ class Model(Layer):
     def predict_on_batch(self, x):
         """The model's outputs for one batch."""
         x = self._prepare_x(x)
-        out = np.empty((x.shape[0],) + tuple(self._graph.output_shape), dtype=np.float32)
+        out = np.empty((x.shape[0],) + self.output_shape[1:], dtype=np.float32)
         self._graph.predict(x, out, 0, x.shape[0])
         return out
 

@@ -36,6 +36,7 @@ class Sequential(Model):
         # Keras builds a Sequential model as soon as its input shape is known; the
         # layers keep their weights across rebuilds.
         self._graph = None
+        self._ready_shape = None
         self.built = False
         if self._sample_input_shape() is not None:
             self._build_graph(self._sample_input_shape())
