@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "ember/parallel.h"
+
 #include "ember/buffer.h"
 #include "ember/gemm.h"
 
@@ -36,8 +38,21 @@ float* scratch(int64_t floats) {
   return buf.data();
 }
 
+// dst[0, len) = src[0, len): a call for long rows, fixed-size moves for short ones
+// (a first layer's kernel row is 3 x 3 channels = 9 floats).
+inline void copy_short(float* dst, const float* src, int64_t len) {
+  if (len >= 32) {
+    std::memcpy(dst, src, sizeof(float) * len);
+    return;
+  }
+  int64_t t = 0;
+  for (; t + 4 <= len; t += 4) std::memcpy(dst + t, src + t, 4 * sizeof(float));
+  for (; t < len; ++t) dst[t] = src[t];
+}
+
 // col (ni * oh * ow, kh * kw * c): row (img, oy, ox) holds the input patch under the
 // window at that output position, in (i, j, channel) order, zeros where it overhangs.
+EMBER_AVX2_CLONE
 void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, float* col) {
   const int64_t K = s.k(), c = s.c;
 #pragma omp parallel for schedule(static) if (ni * s.oh * s.ow * K > (1 << 13))
@@ -53,10 +68,7 @@ void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, floa
         const int64_t iy = oy * s.sh - s.pad_top + i * s.dh;
         if (inner && iy >= 0 && iy < s.h) {
           const float* src = xi + (iy * s.w + ix0) * c;
-          if (s.kw * c >= 32)
-            std::memcpy(dst, src, sizeof(float) * s.kw * c);
-          else
-            for (int64_t t = 0; t < s.kw * c; ++t) dst[t] = src[t];  // short: no call
+          copy_short(dst, src, s.kw * c);
           dst += s.kw * c;
           continue;
         }
@@ -77,6 +89,7 @@ void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, floa
 // The adjoint of im2col, as a gather so each thread owns the dx rows it writes:
 // dx[img, iy, ix, :] = sum of the dcol entries that im2col copied from there, in
 // (i, j) order.
+EMBER_AVX2_CLONE
 void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, float* dx) {
   const int64_t K = s.k(), c = s.c;
 #pragma omp parallel for schedule(static) if (ni * s.h * s.w * K > (1 << 15))
@@ -107,6 +120,7 @@ void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, f
 
 // db[j] = sum over rows of dz (rows, f), in fixed blocks of rows whose partial sums
 // are added in block order: deterministic, and parallel without strided column walks.
+EMBER_AVX2_CLONE
 void bias_grad(const float* dz, int64_t rows, int64_t f, float* db) {
   constexpr int64_t kRows = 256;
   const int64_t blocks = (rows + kRows - 1) / kRows;

@@ -306,6 +306,10 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
         for (int64_t pc = 0; pc < K; pc += kstep) {
           const int64_t kc = std::min(kstep, K - pc);
           const bool accumulate = pc > 0 || beta != 0.f;
+          // The epilogue is applied by the kernel as it stores the last K block.
+          const bool last = pc + kc == K;
+          const float* bias = last && epilogue ? epilogue->bias : nullptr;
+          const bool relu = last && epilogue && epilogue->relu;
           if (!direct_a) pack_a(ta, A, lda, i0, mrows, pc, kc, mr, alpha, ap);
           for (int64_t s = s0; s < s1; ++s) {
             const int64_t j = jc + s * nr;
@@ -314,16 +318,15 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
             for (int64_t ir = 0; ir < mrows; ir += mr) {
               const int m = static_cast<int>(std::min<int64_t>(mr, mrows - ir));
               float* c = C + (i0 + ir) * ldc + j;
+              const float* bj = bias ? bias + j : nullptr;
               if (direct_a)
-                kern.run_rows(kc, A + (i0 + ir) * lda + pc, lda, b, c, ldc, m, n, accumulate);
+                kern.run_rows(kc, A + (i0 + ir) * lda + pc, lda, b, c, ldc, m, n, accumulate,
+                              bj, relu);
               else
-                kern.run(kc, ap + ir * kc, b, c, ldc, m, n, accumulate);
+                kern.run(kc, ap + ir * kc, b, c, ldc, m, n, accumulate, bj, relu);
             }
           }
         }
-        if (epilogue)
-          apply_epilogue(*epilogue, C, ldc, i0, i0 + mrows, jc + s0 * nr,
-                         std::min(N, jc + s1 * nr));
       }
     }
   }

@@ -21,7 +21,7 @@ constexpr int kNR = 16;
 // last valid row (computed, never stored) so nothing outside A is read.
 template <bool kPacked>
 void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                 int64_t ldc, int m, int n, bool accumulate) {
+                 int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu) {
   const float* r0 = A;
   const float* r1 = A + (m > 1 ? 1 : 0) * lda;
   const float* r2 = A + (m > 2 ? 2 : m - 1) * lda;
@@ -60,25 +60,33 @@ void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float
     c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
   }
   if (m == kMR && n == kNR) {
-    // Full tile: straight from registers to C.
+    // Full tile: from registers to C, through the epilogue.
+    const bool any = bias || relu;
+    const __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    const __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
     float* r = C;
-    if (accumulate) {
-#define EMBER_ROW_ACC(c0, c1)                                              \
-  _mm256_storeu_ps(r, _mm256_add_ps(c0, _mm256_loadu_ps(r)));             \
-  _mm256_storeu_ps(r + 8, _mm256_add_ps(c1, _mm256_loadu_ps(r + 8)));     \
-  r += ldc;
-      EMBER_ROW_ACC(c00, c01) EMBER_ROW_ACC(c10, c11) EMBER_ROW_ACC(c20, c21)
-      EMBER_ROW_ACC(c30, c31) EMBER_ROW_ACC(c40, c41) EMBER_ROW_ACC(c50, c51)
-#undef EMBER_ROW_ACC
-    } else {
-#define EMBER_ROW_SET(c0, c1) \
-  _mm256_storeu_ps(r, c0);    \
-  _mm256_storeu_ps(r + 8, c1); \
-  r += ldc;
-      EMBER_ROW_SET(c00, c01) EMBER_ROW_SET(c10, c11) EMBER_ROW_SET(c20, c21)
-      EMBER_ROW_SET(c30, c31) EMBER_ROW_SET(c40, c41) EMBER_ROW_SET(c50, c51)
-#undef EMBER_ROW_SET
-    }
+    auto row = [&](__m256 c0, __m256 c1) {
+      if (accumulate) {
+        c0 = _mm256_add_ps(c0, _mm256_loadu_ps(r));
+        c1 = _mm256_add_ps(c1, _mm256_loadu_ps(r + 8));
+      }
+      if (any) {
+        if (bias) {
+          c0 = _mm256_add_ps(c0, bias0);
+          c1 = _mm256_add_ps(c1, bias1);
+        }
+        if (relu) {  // max(v, 0) gives 0 for NaN, like v > 0 ? v : 0
+          c0 = _mm256_max_ps(c0, zero);
+          c1 = _mm256_max_ps(c1, zero);
+        }
+      }
+      _mm256_storeu_ps(r, c0);
+      _mm256_storeu_ps(r + 8, c1);
+      r += ldc;
+    };
+    row(c00, c01); row(c10, c11); row(c20, c21);
+    row(c30, c31); row(c40, c41); row(c50, c51);
     return;
   }
   // Edge tile: through a buffer, writing only the m x n corner.
@@ -90,19 +98,23 @@ void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float
   _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
   _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
   for (int i = 0; i < m; ++i) {
-    float* row = C + i * ldc;
-    for (int j = 0; j < n; ++j) row[j] = accumulate ? row[j] + tile[i][j] : tile[i][j];
+    float* out = C + i * ldc;
+    for (int j = 0; j < n; ++j) {
+      float v = accumulate ? out[j] + tile[i][j] : tile[i][j];
+      if (bias) v += bias[j];
+      out[j] = relu ? (v > 0.f ? v : 0.f) : v;
+    }
   }
 }
 
 void kernel_packed_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-                        int m, int n, bool accumulate) {
-  kernel_avx2<true>(kc, Ap, 0, Bp, C, ldc, m, n, accumulate);
+                        int m, int n, bool accumulate, const float* bias, bool relu) {
+  kernel_avx2<true>(kc, Ap, 0, Bp, C, ldc, m, n, accumulate, bias, relu);
 }
 
 void kernel_rows_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                      int64_t ldc, int m, int n, bool accumulate) {
-  kernel_avx2<false>(kc, A, lda, Bp, C, ldc, m, n, accumulate);
+                      int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu) {
+  kernel_avx2<false>(kc, A, lda, Bp, C, ldc, m, n, accumulate, bias, relu);
 }
 
 // Four ymm accumulators cover 32 columns; the tail of fewer than 8 goes through a

@@ -8,22 +8,23 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 8;
 
-// Writes (or adds) the m x n corner of the register tile c to C.
+// Writes (or adds) the m x n corner of the register tile c to C, then the epilogue.
 void store_tile(const float (&c)[kMR][kNR], float* C, int64_t ldc, int m, int n,
-                bool accumulate) {
+                bool accumulate, const float* bias, bool relu) {
   for (int i = 0; i < m; ++i) {
     float* row = C + i * ldc;
-    if (accumulate)
-      for (int j = 0; j < n; ++j) row[j] += c[i][j];
-    else
-      for (int j = 0; j < n; ++j) row[j] = c[i][j];
+    for (int j = 0; j < n; ++j) {
+      float v = accumulate ? row[j] + c[i][j] : c[i][j];
+      if (bias) v += bias[j];
+      row[j] = relu ? (v > 0.f ? v : 0.f) : v;
+    }
   }
 }
 
 // Ap: kc columns of kMR values; Bp: kc rows of kNR values. c accumulates in
 // registers over k ascending, then is stored (or added) to the m x n corner of C.
 void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
-                    int64_t ldc, int m, int n, bool accumulate) {
+                    int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu) {
   float c[kMR][kNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     const float* a = Ap + k * kMR;
@@ -31,13 +32,14 @@ void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
     for (int i = 0; i < kMR; ++i)
       for (int j = 0; j < kNR; ++j) c[i][j] += a[i] * b[j];
   }
-  store_tile(c, C, ldc, m, n, accumulate);
+  store_tile(c, C, ldc, m, n, accumulate, bias, relu);
 }
 
 // The same over unpacked rows of A (row i at A + i * lda, k contiguous); rows past
 // m are never read.
 void kernel_rows_generic(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                         int64_t ldc, int m, int n, bool accumulate) {
+                         int64_t ldc, int m, int n, bool accumulate, const float* bias,
+                         bool relu) {
   float c[kMR][kNR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     const float* b = Bp + k * kNR;
@@ -46,7 +48,7 @@ void kernel_rows_generic(int64_t kc, const float* A, int64_t lda, const float* B
       for (int j = 0; j < kNR; ++j) c[i][j] += a * b[j];
     }
   }
-  store_tile(c, C, ldc, m, n, accumulate);
+  store_tile(c, C, ldc, m, n, accumulate, bias, relu);
 }
 
 void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float* A,

@@ -122,7 +122,7 @@ TEST(Gemm, GenericMicroKernel) {
   const int64_t kc = 37;
   auto Ap = random_vec(kc * k.mr, 7), Bp = random_vec(kc * k.nr, 8);
   std::vector<float> C(k.mr * k.nr, 1.f);
-  k.run(kc, Ap.data(), Bp.data(), C.data(), k.nr, k.mr, k.nr, true);
+  k.run(kc, Ap.data(), Bp.data(), C.data(), k.nr, k.mr, k.nr, true, nullptr, false);
   for (int i = 0; i < k.mr; ++i)
     for (int j = 0; j < k.nr; ++j) {
       double s = 1.0;

@@ -31,15 +31,17 @@ void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
 // The register micro-kernel interface: C[MR x NR] (+)= Ap * Bp over kc steps, where
 // Ap holds kc columns of MR values and Bp kc rows of NR values (packed, zero-padded).
 // accumulate == false overwrites C. Only the top-left m x n corner of C is written.
+// On the last K block the epilogue rides along: bias (the tile's n columns, or null)
+// is added and relu applied as the tile is stored, so C is not read again.
 struct GemmKernel {
   const char* name;
   int mr, nr;
   void (*run)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
-              int m, int n, bool accumulate);
+              int m, int n, bool accumulate, const float* bias, bool relu);
   // The same with A unpacked: m <= mr rows, row i at A + i * lda (k contiguous). Used
   // for untransposed A with alpha 1, where packing would only copy.
   void (*run_rows)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                   int64_t ldc, int m, int n, bool accumulate);
+                   int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu);
   // Unpacked path for a few rows of A in the NN form (batch-1 inference), on the
   // calling thread: C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending. Streams B
   // once with no packing copy. sgemm splits K into fixed chunks and N into tiles around
