@@ -12,9 +12,9 @@ Workloads (data is float32, synthetic, seeded):
   mlp     784 -> Dense(512, relu) -> Dropout(0.2) -> Dense(256, relu) -> Dense(10, softmax),
           Adam(1e-3), sparse categorical crossentropy, 60,000 samples, batch 128:
           training samples/s over one epoch after a warm-up, the final loss, peak RSS.
-  infer   the same MLP: latency at batch 1 (median of 200 calls; model.predict and
-          predict_on_batch for ember and Keras, eval + inference_mode for PyTorch) and
-          throughput at batch 1024.
+  infer   the same MLP: latency at batch 1 (median of 200 calls after 0.5 s of warm-up
+          calls; model.predict and predict_on_batch for ember and Keras, eval +
+          inference_mode for PyTorch) and throughput at batch 1024.
   cnn     the Keras CIFAR-10 tutorial CNN on (32, 32, 3) images: Conv2D(32, 3, relu),
           MaxPooling2D, Conv2D(64, 3, relu), MaxPooling2D, Conv2D(64, 3, relu), Flatten,
           Dense(64, relu), Dense(10); Adam(1e-3), batch 64, 5,120 samples: training
