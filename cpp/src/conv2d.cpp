@@ -1,10 +1,11 @@
-// conv2d.cpp: Conv2D as GEMM over im2col blocks (NHWC), and its direct references.
+// conv2d.cpp: Conv2D as implicit GEMM (NHWC), and its direct references.
 //
-// The batch is cut into blocks of whole images whose im2col matrix fits in about
-// 2 MB, so the copy stays in cache and memory does not grow with the batch. The
-// block size depends on the layer's shape only, so the weight gradient, summed
-// block by block, is the same for any thread count. A 1x1 kernel with stride 1 and
-// no padding needs no im2col: the input already is the matrix.
+// The forward product and the weight gradient read the im2col matrix without forming
+// it: the GEMM asks for each patch row as segments of the input (sgemm_lines), so no
+// copy nine times the input's size is written and read back. The input gradient goes
+// through a patch-shaped matrix (dcol = dz wᵀ, then col2im), in blocks of whole images
+// of about 2 MB, so it stays in cache and memory does not grow with the batch. A 1x1
+// kernel with stride 1 and no padding is a plain GEMM: the input already is the matrix.
 #include "ember/conv2d.h"
 
 #include <algorithm>
@@ -38,52 +39,76 @@ float* scratch(int64_t floats) {
   return buf.data();
 }
 
-// dst[0, len) = src[0, len): a call for long rows, fixed-size moves for short ones
-// (a first layer's kernel row is 3 x 3 channels = 9 floats).
-inline void copy_short(float* dst, const float* src, int64_t len) {
-  if (len >= 32) {
-    std::memcpy(dst, src, sizeof(float) * len);
-    return;
-  }
-  int64_t t = 0;
-  for (; t + 4 <= len; t += 4) std::memcpy(dst + t, src + t, 4 * sizeof(float));
-  for (; t < len; ++t) dst[t] = src[t];
-}
+// The im2col matrix of x, never formed: line q = (img, oy, ox) is the input patch
+// under the window at that output position, in (i, j, channel) order. Undilated
+// along x, each kernel row i is one segment of kw * c contiguous floats; dilated,
+// each tap (i, j) is one of c. Segments that overhang the input are built in scratch,
+// zeros where there is no input.
+struct Patches {
+  const Conv2DShape* s;
+  const float* x;
+};
 
-// col (ni * oh * ow, kh * kw * c): row (img, oy, ox) holds the input patch under the
-// window at that output position, in (i, j, channel) order, zeros where it overhangs.
-EMBER_AVX2_CLONE
-void im2col(const Conv2DShape& s, const float* x, int64_t img0, int64_t ni, float* col) {
-  const int64_t K = s.k(), c = s.c;
-#pragma omp parallel for schedule(static) if (ni * s.oh * s.ow * K > (1 << 13))
-  for (int64_t r = 0; r < ni * s.oh; ++r) {
-    const int64_t img = img0 + r / s.oh, oy = r % s.oh;
-    const float* xi = x + img * s.h * s.w * c;
-    float* dst = col + r * s.ow * K;
-    for (int64_t ox = 0; ox < s.ow; ++ox) {
-      const int64_t ix0 = ox * s.sw - s.pad_left;
-      // Undilated windows inside the row: each kernel row is kw * c contiguous floats.
-      const bool inner = s.dw == 1 && ix0 >= 0 && ix0 + s.kw <= s.w;
+void find_patches(const void* ctx, int64_t q0, int64_t count, const float** ptrs,
+                  float* scratch) {
+  const Patches& pt = *static_cast<const Patches*>(ctx);
+  const Conv2DShape& s = *pt.s;
+  const int64_t c = s.c, P = s.oh * s.ow;
+  const bool whole_rows = s.dw == 1;
+  const int64_t per_row = whole_rows ? 1 : s.kw;  // segments per kernel row
+  const int64_t span = whole_rows ? s.kw : 1;     // taps per segment
+  const int64_t nseg = s.kh * per_row, seglen = span * c;
+  // The output position (img, oy, ox) of line q0, then stepped line by line.
+  int64_t img = q0 / P, oy = q0 % P / s.ow, ox = q0 % P % s.ow;
+  const int64_t ylast = (s.kh - 1) * s.dh, xspan = (s.kw - 1) * s.dw + 1;
+  for (int64_t q = 0; q < count; ++q) {
+    const float* xi = pt.x + img * s.h * s.w * c;
+    const int64_t iy0 = oy * s.sh - s.pad_top, ix0 = ox * s.sw - s.pad_left;
+    if (iy0 >= 0 && iy0 + ylast < s.h && ix0 >= 0 && ix0 + xspan <= s.w) {
+      // The whole window is inside: every segment is in x, at a fixed offset.
+      const float* base = xi + (iy0 * s.w + ix0) * c;
+      const float** p = ptrs + q * nseg;
+      for (int64_t i = 0; i < s.kh; ++i, base += s.dh * s.w * c)
+        for (int64_t u = 0; u < per_row; ++u) *p++ = base + u * s.dw * c;
+    } else {
       for (int64_t i = 0; i < s.kh; ++i) {
         const int64_t iy = oy * s.sh - s.pad_top + i * s.dh;
-        if (inner && iy >= 0 && iy < s.h) {
-          const float* src = xi + (iy * s.w + ix0) * c;
-          copy_short(dst, src, s.kw * c);
-          dst += s.kw * c;
-          continue;
-        }
-        for (int64_t j = 0; j < s.kw; ++j, dst += c) {
-          const int64_t ix = ox * s.sw - s.pad_left + j * s.dw;
-          if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) {
-            std::memset(dst, 0, sizeof(float) * c);
-          } else {
-            const float* src = xi + (iy * s.w + ix) * c;
-            for (int64_t ch = 0; ch < c; ++ch) dst[ch] = src[ch];
+        const bool row_in = iy >= 0 && iy < s.h;
+        for (int64_t u = 0; u < per_row; ++u) {
+          const int64_t t = q * nseg + i * per_row + u;
+          const int64_t ix = ox * s.sw - s.pad_left + u * s.dw;  // the segment's first column
+          if (row_in && ix >= 0 && ix + span <= s.w) {
+            ptrs[t] = xi + (iy * s.w + ix) * c;
+            continue;
+          }
+          float* d = scratch + t * seglen;
+          ptrs[t] = d;
+          for (int64_t j = 0; j < span; ++j, d += c) {
+            if (row_in && ix + j >= 0 && ix + j < s.w)
+              std::memcpy(d, xi + (iy * s.w + ix + j) * c, sizeof(float) * c);
+            else
+              std::memset(d, 0, sizeof(float) * c);
           }
         }
       }
     }
+    if (++ox == s.ow) {
+      ox = 0;
+      if (++oy == s.oh) {
+        oy = 0;
+        ++img;
+      }
+    }
   }
+}
+
+Lines patch_lines(const Patches& pt) {
+  Lines L;
+  L.nseg = pt.s->dw == 1 ? pt.s->kh : pt.s->kh * pt.s->kw;
+  L.seglen = pt.s->dw == 1 ? pt.s->kw * pt.s->c : pt.s->c;
+  L.find = find_patches;
+  L.ctx = &pt;
+  return L;
 }
 
 // The adjoint of im2col, as a gather so each thread owns the dx rows it writes:
@@ -201,19 +226,14 @@ void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const 
   if (is_pointwise(s)) {
     sgemm(Trans::N, Trans::N, s.n * P, s.f, K, 1.f, x, K, w, s.f, 0.f, y, s.f, &ep);
   } else {
-    const int64_t g = images_per_block(s);
-    float* col = scratch(std::min(g, s.n) * P * K);
-    for (int64_t img0 = 0; img0 < s.n; img0 += g) {
-      const int64_t ni = std::min(g, s.n - img0);
-      im2col(s, x, img0, ni, col);
-      sgemm(Trans::N, Trans::N, ni * P, s.f, K, 1.f, col, K, w, s.f, 0.f, y + img0 * P * s.f,
-            s.f, &ep);
-    }
+    const Patches pt{&s, x};
+    sgemm_lines(Trans::N, patch_lines(pt), s.n * P, s.f, K, w, s.f, 0.f, y, s.f, &ep);
   }
   if (act != Act::Linear && act != Act::Relu) act_forward(act, y, y, s.n * P, s.f);
 }
 
-// dw = col^T dz, block by block; db = column sums of dz; dcol = dz w^T, then col2im.
+// dw = colᵀ dz, one product over the batch's implicit patch matrix; db = column sums
+// of dz; dx: dcol = dz wᵀ block by block of images, then col2im.
 void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const float* dz,
                      float* dx, float* dw, float* db) {
   const int64_t K = s.k(), P = s.oh * s.ow;
@@ -223,18 +243,16 @@ void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const
     if (dx) sgemm(Trans::N, Trans::T, s.n * P, K, s.f, 1.f, dz, s.f, w, s.f, 0.f, dx, K);
     return;
   }
+  const Patches pt{&s, x};
+  sgemm_lines(Trans::T, patch_lines(pt), K, s.f, s.n * P, dz, s.f, 0.f, dw, s.f);
+  if (!dx) return;
   const int64_t g = images_per_block(s);
   float* col = scratch(std::min(g, s.n) * P * K);
   for (int64_t img0 = 0; img0 < s.n; img0 += g) {
     const int64_t ni = std::min(g, s.n - img0);
-    const float* dzb = dz + img0 * P * s.f;
-    im2col(s, x, img0, ni, col);
-    sgemm(Trans::T, Trans::N, K, s.f, ni * P, 1.f, col, K, dzb, s.f, img0 ? 1.f : 0.f, dw,
-          s.f);
-    if (dx) {
-      sgemm(Trans::N, Trans::T, ni * P, K, s.f, 1.f, dzb, s.f, w, s.f, 0.f, col, K);
-      col2im(s, col, img0, ni, dx);
-    }
+    sgemm(Trans::N, Trans::T, ni * P, K, s.f, 1.f, dz + img0 * P * s.f, s.f, w, s.f, 0.f, col,
+          K);
+    col2im(s, col, img0, ni, dx);
   }
 }
 

@@ -5,11 +5,14 @@
 // and shared by all threads; then a parallel grid of (M block, N chunk) tasks: for
 // each K block, a thread packs its MC x KC block of A (or reads untransposed A in
 // place) and sweeps MR x NR micro-tiles. One parallel region per panel.
+// sgemm_lines runs the same loops over a matrix that is never formed (a convolution's
+// patch matrix): rows are read in place segment by segment, columns packed from them.
 // Threads split M and N only, never K, so each C element sums K in the same order
 // (pc ascending, k ascending within the kernel) whatever the thread count.
 #include "ember/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -177,16 +180,80 @@ const GemmKernel& gemm_kernel() {
   return *k;
 }
 
-void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-           float* C, int64_t ldc, const Epilogue* epilogue) {
-  check_args("sgemm", M, N, K, lda, ldb, ldc, ta, tb);
+namespace {
+
+// Where op(A) comes from: an array (transposed or not, scaled by alpha), or lines
+// found on demand (implicit im2col, alpha 1) starting at line q0.
+struct ASource {
+  Trans ta = Trans::N;
+  const float* A = nullptr;
+  int64_t lda = 0;
+  float alpha = 1.f;
+  const Lines* lines = nullptr;
+  int64_t q0 = 0;
+};
+
+// Packs rows [i0, i0+mc) x cols [0, kc) of Lᵀ into slivers of mr rows, where line k
+// of L has its segments at ptrs[k * nseg + t] (found for the K block being packed).
+void pack_a_lines(const Lines& L, const float* const* ptrs, int64_t i0, int64_t mc,
+                  int64_t kc, int mr, float* dst) {
+  const int64_t nseg = L.nseg, len = L.seglen;
+  for (int64_t s = 0; s < mc; s += mr) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - s));
+    float* d = dst + s * kc;
+    const int64_t first = i0 + s, last = first + rows - 1;
+    if (first / len == last / len) {  // the sliver lies in one segment: copies of rows
+      const int64_t t = first / len, off = first % len;
+      if (rows == 6 && mr == 6)
+        for (int64_t k = 0; k < kc; ++k)
+          std::memcpy(d + k * 6, ptrs[k * nseg + t] + off, sizeof(float) * 6);
+      else
+        for (int64_t k = 0; k < kc; ++k) {
+          const float* src = ptrs[k * nseg + t] + off;
+          for (int r = 0; r < rows; ++r) d[k * mr + r] = src[r];
+        }
+    } else {
+      for (int r = 0; r < rows; ++r) {
+        const int64_t t = (first + r) / len, off = (first + r) % len;
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = ptrs[k * nseg + t][off];
+      }
+    }
+    for (int r = rows; r < mr; ++r)
+      for (int64_t k = 0; k < kc; ++k) d[k * mr + r] = 0.f;
+  }
+}
+
+// Per-thread room for a block of found lines: their segment pointers and the
+// segments built in scratch. A thread with several tasks of one product asks for the
+// same block again; `call` (unique to each product) lets it keep what it found.
+struct LineBuffers {
+  AlignedBuffer<const float*> ptrs;
+  FloatBuffer scratch;
+  uint64_t call = 0;
+  int64_t q0 = -1, count = 0;
+  const float** find(const Lines& L, uint64_t call_id, int64_t first, int64_t n) {
+    if (call_id != call || first != q0 || n != count) {
+      ptrs.resize(n * L.nseg);
+      scratch.resize(n * L.length());
+      L.find(L.ctx, first, n, ptrs.data(), scratch.data());
+      call = call_id;
+      q0 = first;
+      count = n;
+    }
+    return ptrs.data();
+  }
+};
+
+std::atomic<uint64_t> line_calls{0};
+
+void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
+               int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
   if (M == 0 || N == 0) return;
 
   // C = beta * C first when beta is neither 0 nor 1, so the kernel only ever
   // overwrites (first K block, beta 0) or accumulates.
   const bool scale_c = beta != 0.f && beta != 1.f;
-  if (scale_c || K == 0 || alpha == 0.f) {
+  if (scale_c || K == 0 || a.alpha == 0.f) {
     for (int64_t i = 0; i < M; ++i) {
       float* row = C + i * ldc;
       if (beta == 0.f)
@@ -194,15 +261,30 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
       else if (beta != 1.f)
         for (int64_t j = 0; j < N; ++j) row[j] *= beta;
     }
-    if (K == 0 || alpha == 0.f) {
+    if (K == 0 || a.alpha == 0.f) {
       if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
       return;
     }
   }
 
   const GemmKernel& kern = gemm_kernel();
-  if (M <= kSmallM && ta == Trans::N && tb == Trans::N) {
-    small_nn(kern, M, N, K, alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
+  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N) {
+    const float* A = a.A;
+    int64_t lda = a.lda;
+    if (a.lines) {  // a few implicit rows: form them (M x K floats), then as dense
+      static thread_local LineBuffers found;
+      static thread_local FloatBuffer rows;
+      const Lines& L = *a.lines;
+      const float** p = found.find(L, ++line_calls, a.q0, M);
+      rows.resize(M * K);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t t = 0; t < L.nseg; ++t)
+          std::memcpy(rows.data() + i * K + t * L.seglen, p[i * L.nseg + t],
+                      sizeof(float) * L.seglen);
+      A = rows.data();
+      lda = K;
+    }
+    small_nn(kern, M, N, K, a.alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
     if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
     return;
   }
@@ -210,18 +292,24 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   // summed over 57,600 rows): splitting M and N would leave threads idle, so split K
   // into fixed chunks, one thread's each, and add their partial products in chunk
   // order. The chunking depends on K alone: still the same sum for any thread count.
-  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK) {
-    const int64_t chunks = ceil_div(K, kSplitK);
+  // (Implicit rows of A are not split along K: a chunk would cut their segments.)
+  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N)) {
+    // Equal chunks (a short last one would idle a thread), at most kSplitK long.
+    const int64_t chunks = ceil_div(K, kSplitK), klen = ceil_div(K, chunks);
     static thread_local FloatBuffer partial;
     partial.resize(chunks * M * N);
     float* part = partial.data();
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t k0 = ch * kSplitK, kc = std::min(kSplitK, K - k0);
-      const float* a = ta == Trans::N ? A + k0 : A + k0 * lda;
+      const int64_t k0 = ch * klen, kc = std::min(klen, K - k0);
+      ASource sub = a;
+      if (a.lines)
+        sub.q0 += k0;
+      else
+        sub.A += a.ta == Trans::N ? k0 : k0 * a.lda;
       const float* b = tb == Trans::N ? B + k0 * ldb : B + k0;
-      // Nested inside this region, sgemm runs on the calling thread alone.
-      sgemm(ta, tb, M, N, kc, alpha, a, lda, b, ldb, 0.f, part + ch * M * N, N);
+      // Nested inside this region, the product runs on the calling thread alone.
+      gemm_impl(sub, tb, M, N, kc, b, ldb, 0.f, part + ch * M * N, N, nullptr);
     }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < M; ++i) {
@@ -237,10 +325,16 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   }
 
   const int mr = kern.mr, nr = kern.nr;
-  const int threads = get_num_threads();
+  // Nested in a parallel region (a split-K chunk), this product has one thread.
+#ifdef EMBER_OPENMP
+  const int threads = omp_in_parallel() ? 1 : get_num_threads();
+#else
+  const int threads = 1;
+#endif
   // Untransposed A with alpha 1 is read in place: its rows already are what a packed
-  // sliver would hold, k contiguous.
-  const bool direct_a = ta == Trans::N && alpha == 1.f;
+  // sliver would hold, k contiguous. So are implicit rows, segment by segment.
+  const bool direct_a = a.ta == Trans::N && a.alpha == 1.f;
+  const bool implicit_rows = direct_a && a.lines;
 
   // Panels of B: all of K, at most kPanelFloats, at least one sliver wide.
   const int64_t nc_max = std::min(round_up(N, nr),
@@ -265,9 +359,14 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   }
 
   // K in equal blocks of at most kKC (784 = 4 x 196, not 3 x 256 + 16): a short
-  // last block would cost a full pass over C for little work. The split depends on
-  // K alone, so the summation order never depends on the thread count.
-  const int64_t kstep = ceil_div(K, ceil_div(K, kKC));
+  // last block would cost a full pass over C for little work. Implicit rows are cut
+  // between segments only. The split depends on K alone, so the summation order never
+  // depends on the thread count.
+  int64_t kstep = ceil_div(K, ceil_div(K, kKC));
+  if (implicit_rows) {
+    const int64_t len = a.lines->seglen;
+    kstep = ceil_div(a.lines->nseg, ceil_div(K, std::max(kKC, len))) * len;
+  }
   const int64_t kblocks = ceil_div(K, kstep);
   // Every K block of a panel of B is packed up front (panels narrowed so that stays
   // under kPanelFloats), then each thread runs its tasks through all K blocks: one
@@ -275,6 +374,7 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
   static thread_local FloatBuffer b_pack;
   b_pack.resize(K * nc_max);
   float* bp = b_pack.data();
+  const uint64_t call = a.lines ? ++line_calls : 0;
 
   for (int64_t jc = 0; jc < N; jc += nc_max) {
     const int64_t nc = std::min(nc_max, N - jc);
@@ -295,6 +395,7 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                       bp + pc * ncr + s * kc * nr);
       }
       static thread_local FloatBuffer a_pack;
+      static thread_local LineBuffers found;
       if (!direct_a) a_pack.resize(round_up(mc, mr) * kstep);
       float* ap = a_pack.data();
 #pragma omp for schedule(static)
@@ -303,6 +404,9 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
         const int64_t i0 = ib * mc, mrows = std::min(mc, M - i0);
         const int64_t s0 = ch * per_chunk, s1 = std::min(slivers, s0 + per_chunk);
         if (s0 >= s1) continue;
+        // Implicit rows: every segment of this block's rows, found once.
+        const float** seg = implicit_rows ? found.find(*a.lines, call, a.q0 + i0, mrows) : nullptr;
+        const int64_t nseg = implicit_rows ? a.lines->nseg : 1;
         for (int64_t pc = 0; pc < K; pc += kstep) {
           const int64_t kc = std::min(kstep, K - pc);
           const bool accumulate = pc > 0 || beta != 0.f;
@@ -310,7 +414,13 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
           const bool last = pc + kc == K;
           const float* bias = last && epilogue ? epilogue->bias : nullptr;
           const bool relu = last && epilogue && epilogue->relu;
-          if (!direct_a) pack_a(ta, A, lda, i0, mrows, pc, kc, mr, alpha, ap);
+          if (!direct_a) {
+            if (a.lines)
+              pack_a_lines(*a.lines, found.find(*a.lines, call, a.q0 + pc, kc), i0, mrows, kc, mr,
+                           ap);
+            else
+              pack_a(a.ta, a.A, a.lda, i0, mrows, pc, kc, mr, a.alpha, ap);
+          }
           for (int64_t s = s0; s < s1; ++s) {
             const int64_t j = jc + s * nr;
             const int n = static_cast<int>(std::min<int64_t>(nr, N - j));
@@ -319,17 +429,49 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
               const int m = static_cast<int>(std::min<int64_t>(mr, mrows - ir));
               float* c = C + (i0 + ir) * ldc + j;
               const float* bj = bias ? bias + j : nullptr;
-              if (direct_a)
-                kern.run_rows(kc, A + (i0 + ir) * lda + pc, lda, b, c, ldc, m, n, accumulate,
-                              bj, relu);
-              else
+              if (implicit_rows) {
+                const int64_t len = a.lines->seglen;
+                kern.run_segs(kc / len, len, seg + ir * nseg + pc / len, nseg, b, c, ldc, m, n,
+                              accumulate, bj, relu);
+              } else if (direct_a) {
+                const float* rows[8];
+                for (int r = 0; r < m; ++r) rows[r] = a.A + (i0 + ir + r) * a.lda + pc;
+                kern.run_segs(1, kc, rows, 1, b, c, ldc, m, n, accumulate, bj, relu);
+              } else {
                 kern.run(kc, ap + ir * kc, b, c, ldc, m, n, accumulate, bj, relu);
+              }
             }
           }
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+           float* C, int64_t ldc, const Epilogue* epilogue) {
+  check_args("sgemm", M, N, K, lda, ldb, ldc, ta, tb);
+  ASource a;
+  a.ta = ta;
+  a.A = A;
+  a.lda = lda;
+  a.alpha = alpha;
+  gemm_impl(a, tb, M, N, K, B, ldb, beta, C, ldc, epilogue);
+}
+
+void sgemm_lines(Trans ta, const Lines& L, int64_t M, int64_t N, int64_t K, const float* B,
+                 int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
+  check_args("sgemm_lines", M, N, K, ta == Trans::N ? K : M, ldb, ldc, ta, Trans::N);
+  if (!L.find || L.nseg < 1 || L.seglen < 1 || L.length() != (ta == Trans::N ? K : M))
+    throw std::invalid_argument("sgemm_lines: lines of " + std::to_string(L.length()) +
+                                " floats do not match the product's sizes");
+  ASource a;
+  a.ta = ta;
+  a.lines = &L;
+  gemm_impl(a, Trans::N, M, N, K, B, ldb, beta, C, ldc, epilogue);
 }
 
 void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -16,18 +16,15 @@ constexpr int kNR = 16;
 // 12 ymm accumulators hold the 6 x 16 tile; per k step two loads of B, six
 // broadcasts of A and twelve FMAs. k runs ascending, as in the generic kernel.
 //
-// Packed: A is an MR-row sliver, a[k * MR + r]. Rows: A is read in place, row r at
-// A + r * lda (k contiguous), so no packing copy is needed; rows past m repeat the
+// Packed: A is an MR-row sliver, a[k * MR + r], kc = seglen (nseg is 1). Segments:
+// A is read in place, row r of the tile as nseg segments of seglen contiguous floats,
+// segment t at rows[r * stride + t] (a dense row is one segment; an implicit im2col
+// row is one per kernel row), so no packing copy is needed. Rows past m repeat the
 // last valid row (computed, never stored) so nothing outside A is read.
 template <bool kPacked>
-void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                 int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu) {
-  const float* r0 = A;
-  const float* r1 = A + (m > 1 ? 1 : 0) * lda;
-  const float* r2 = A + (m > 2 ? 2 : m - 1) * lda;
-  const float* r3 = A + (m > 3 ? 3 : m - 1) * lda;
-  const float* r4 = A + (m > 4 ? 4 : m - 1) * lda;
-  const float* r5 = A + (m > 5 ? 5 : m - 1) * lda;
+void kernel_avx2(int64_t nseg, int64_t seglen, const float* Ap, const float* const* rows,
+                 int64_t stride, const float* Bp, float* C, int64_t ldc, int m, int n,
+                 bool accumulate, const float* bias, bool relu) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -35,29 +32,41 @@ void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
   for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
-  const float* a = A;
+  const float* a = Ap;
   const float* b = Bp;
-  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = _mm256_load_ps(b + 8);
-    __m256 x;
-    if (kPacked) {
-      _mm_prefetch(reinterpret_cast<const char*>(a + 8 * kMR), _MM_HINT_T0);
-      x = _mm256_broadcast_ss(a + 0);
-    } else {
-      x = _mm256_broadcast_ss(r0 + k);
+  for (int64_t t = 0; t < nseg; ++t) {
+    const float *r0 = nullptr, *r1 = nullptr, *r2 = nullptr, *r3 = nullptr, *r4 = nullptr,
+                *r5 = nullptr;
+    if (!kPacked) {
+      r0 = rows[t];
+      r1 = rows[(m > 1 ? 1 : 0) * stride + t];
+      r2 = rows[(m > 2 ? 2 : m - 1) * stride + t];
+      r3 = rows[(m > 3 ? 3 : m - 1) * stride + t];
+      r4 = rows[(m > 4 ? 4 : m - 1) * stride + t];
+      r5 = rows[(m > 5 ? 5 : m - 1) * stride + t];
     }
-    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(kPacked ? a + 1 : r1 + k);
-    c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(kPacked ? a + 2 : r2 + k);
-    c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(kPacked ? a + 3 : r3 + k);
-    c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(kPacked ? a + 4 : r4 + k);
-    c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(kPacked ? a + 5 : r5 + k);
-    c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    for (int64_t k = 0; k < seglen; ++k, a += kMR, b += kNR) {
+      const __m256 b0 = _mm256_load_ps(b);
+      const __m256 b1 = _mm256_load_ps(b + 8);
+      __m256 x;
+      if (kPacked) {
+        _mm_prefetch(reinterpret_cast<const char*>(a + 8 * kMR), _MM_HINT_T0);
+        x = _mm256_broadcast_ss(a + 0);
+      } else {
+        x = _mm256_broadcast_ss(r0 + k);
+      }
+      c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+      x = _mm256_broadcast_ss(kPacked ? a + 1 : r1 + k);
+      c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+      x = _mm256_broadcast_ss(kPacked ? a + 2 : r2 + k);
+      c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+      x = _mm256_broadcast_ss(kPacked ? a + 3 : r3 + k);
+      c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+      x = _mm256_broadcast_ss(kPacked ? a + 4 : r4 + k);
+      c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+      x = _mm256_broadcast_ss(kPacked ? a + 5 : r5 + k);
+      c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
   }
   if (m == kMR && n == kNR) {
     // Full tile: from registers to C, through the epilogue.
@@ -109,12 +118,14 @@ void kernel_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float
 
 void kernel_packed_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                         int m, int n, bool accumulate, const float* bias, bool relu) {
-  kernel_avx2<true>(kc, Ap, 0, Bp, C, ldc, m, n, accumulate, bias, relu);
+  kernel_avx2<true>(1, kc, Ap, nullptr, 0, Bp, C, ldc, m, n, accumulate, bias, relu);
 }
 
-void kernel_rows_avx2(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                      int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu) {
-  kernel_avx2<false>(kc, A, lda, Bp, C, ldc, m, n, accumulate, bias, relu);
+void kernel_segs_avx2(int64_t nseg, int64_t seglen, const float* const* rows, int64_t stride,
+                      const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
+                      const float* bias, bool relu) {
+  kernel_avx2<false>(nseg, seglen, nullptr, rows, stride, Bp, C, ldc, m, n, accumulate, bias,
+                     relu);
 }
 
 // Four ymm accumulators cover 32 columns; the tail of fewer than 8 goes through a
@@ -197,7 +208,7 @@ void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx2() {
-  static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_rows_avx2,
+  static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_segs_avx2,
                             small_nn_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;

@@ -35,19 +35,19 @@ void kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C,
   store_tile(c, C, ldc, m, n, accumulate, bias, relu);
 }
 
-// The same over unpacked rows of A (row i at A + i * lda, k contiguous); rows past
-// m are never read.
-void kernel_rows_generic(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                         int64_t ldc, int m, int n, bool accumulate, const float* bias,
-                         bool relu) {
+// The same over unpacked rows of A: row i (i < m) is nseg segments of seglen
+// contiguous floats, segment t at rows[i * stride + t]; rows past m are never read.
+void kernel_segs_generic(int64_t nseg, int64_t seglen, const float* const* rows,
+                         int64_t stride, const float* Bp, float* C, int64_t ldc, int m, int n,
+                         bool accumulate, const float* bias, bool relu) {
   float c[kMR][kNR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* b = Bp + k * kNR;
-    for (int i = 0; i < m; ++i) {
-      const float a = A[i * lda + k];
-      for (int j = 0; j < kNR; ++j) c[i][j] += a * b[j];
-    }
-  }
+  const float* b = Bp;
+  for (int64_t t = 0; t < nseg; ++t)
+    for (int64_t k = 0; k < seglen; ++k, b += kNR)
+      for (int i = 0; i < m; ++i) {
+        const float a = rows[i * stride + t][k];
+        for (int j = 0; j < kNR; ++j) c[i][j] += a * b[j];
+      }
   store_tile(c, C, ldc, m, n, accumulate, bias, relu);
 }
 
@@ -73,7 +73,7 @@ void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float*
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
-  static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_rows_generic,
+  static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_segs_generic,
                             small_nn_generic};
   return k;
 }

@@ -130,3 +130,116 @@ TEST(Gemm, GenericMicroKernel) {
       EXPECT_NEAR(C[i * k.nr + j], s, 1e-4);
     }
 }
+
+namespace {
+
+// Lines of a dense (lines x nseg * seglen) matrix D, their segments scattered through
+// a pool in a shuffled order; every third segment is built in scratch instead, as a
+// padded convolution window's would be.
+struct Scattered {
+  int64_t nseg, seglen;
+  std::vector<float> dense, pool;
+  std::vector<int64_t> where;  // pool offset of segment (q, t)
+  Lines lines() const {
+    Lines L;
+    L.nseg = nseg;
+    L.seglen = seglen;
+    L.ctx = this;
+    L.find = [](const void* ctx, int64_t q0, int64_t count, const float** ptrs,
+                float* scratch) {
+      const Scattered& S = *static_cast<const Scattered*>(ctx);
+      for (int64_t q = 0; q < count; ++q)
+        for (int64_t t = 0; t < S.nseg; ++t) {
+          const int64_t i = q * S.nseg + t, g = (q0 + q) * S.nseg + t;
+          if (g % 3 == 2) {
+            float* d = scratch + i * S.seglen;
+            std::memcpy(d, S.dense.data() + g * S.seglen, sizeof(float) * S.seglen);
+            ptrs[i] = d;
+          } else {
+            ptrs[i] = S.pool.data() + S.where[g];
+          }
+        }
+    };
+    return L;
+  }
+};
+
+Scattered scattered(int64_t count, int64_t nseg, int64_t seglen, uint32_t seed) {
+  Scattered S{nseg, seglen, random_vec(count * nseg * seglen, seed), {}, {}};
+  const int64_t segs = count * nseg;
+  std::vector<int64_t> order(segs);
+  // A permutation: 7919 is a prime that divides no case's segment count.
+  for (int64_t g = 0; g < segs; ++g) order[g] = (g * 7919) % segs;
+  S.where.resize(segs);
+  S.pool.resize(segs * seglen);
+  for (int64_t g = 0; g < segs; ++g) {
+    S.where[g] = order[g] * seglen;
+    std::memcpy(S.pool.data() + S.where[g], S.dense.data() + g * seglen, sizeof(float) * seglen);
+  }
+  return S;
+}
+
+struct LinesCase {
+  int64_t count, nseg, seglen, N;
+};
+
+}  // namespace
+
+// sgemm_lines against sgemm_ref on the dense matrix: op(A) = L (M lines of K) and
+// op(A) = Lᵀ (K lines of M), overwrite and accumulate, with the epilogue; shapes that
+// take the small-M path, split-K, segments longer than a K block, and ragged tiles.
+TEST(Gemm, ImplicitLinesMatchDense) {
+  const LinesCase cases[] = {{1, 3, 9, 32},    {3, 2, 5, 40},    {7, 3, 9, 17},
+                             {145, 3, 96, 64}, {61, 9, 3, 33},   {50, 1, 300, 20},
+                             {200, 2, 200, 70}, {9000, 3, 9, 32}, {4500, 2, 1, 3}};
+  for (const LinesCase& c : cases) {
+    const Scattered S = scattered(c.count, c.nseg, c.seglen, 11);
+    const Lines L = S.lines();
+    const int64_t len = L.length();
+    for (Trans ta : {Trans::N, Trans::T}) {
+      const int64_t M = ta == Trans::N ? c.count : len, K = ta == Trans::N ? len : c.count;
+      auto B = random_vec(K * c.N, 12), bias = random_vec(c.N, 13);
+      for (float beta : {0.f, 1.f}) {
+        Epilogue ep;
+        ep.bias = bias.data();
+        ep.relu = beta == 0.f;
+        auto C = random_vec(M * c.N, 14), R = C;
+        sgemm_lines(ta, L, M, c.N, K, B.data(), c.N, beta, C.data(), c.N, &ep);
+        sgemm_ref(ta, Trans::N, M, c.N, K, 1.f, S.dense.data(), len, B.data(), c.N, beta,
+                  R.data(), c.N, &ep);
+        EXPECT_LT(max_rel_err(C, R), 1e-4 * std::sqrt(double(K) + 1))
+            << "lines=" << c.count << " nseg=" << c.nseg << " seglen=" << c.seglen
+            << " N=" << c.N << " ta=" << int(ta) << " beta=" << beta;
+      }
+    }
+  }
+}
+
+TEST(Gemm, ImplicitLinesBitIdenticalForAnyThreadCount) {
+  const Scattered S = scattered(5000, 3, 96, 15);
+  const Lines L = S.lines();
+  for (Trans ta : {Trans::N, Trans::T}) {
+    const int64_t M = ta == Trans::N ? 5000 : 288, K = ta == Trans::N ? 288 : 5000, N = 64;
+    auto B = random_vec(K * N, 16);
+    std::vector<float> out[3];
+    const int saved = get_num_threads();
+    for (int t = 1; t <= 3; ++t) {
+      set_num_threads(t);
+      out[t - 1].resize(M * N);
+      sgemm_lines(ta, L, M, N, K, B.data(), N, 0.f, out[t - 1].data(), N);
+    }
+    set_num_threads(saved);
+    EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), sizeof(float) * M * N));
+    EXPECT_EQ(0, std::memcmp(out[0].data(), out[2].data(), sizeof(float) * M * N));
+  }
+}
+
+TEST(Gemm, ImplicitLinesRejectMismatchedSizes) {
+  const Scattered S = scattered(4, 2, 3, 17);
+  const Lines L = S.lines();
+  std::vector<float> B(64), C(64);
+  EXPECT_THROW(sgemm_lines(Trans::N, L, 4, 2, 7, B.data(), 2, 0.f, C.data(), 2),
+               std::invalid_argument);
+  EXPECT_THROW(sgemm_lines(Trans::T, L, 5, 2, 4, B.data(), 2, 0.f, C.data(), 2),
+               std::invalid_argument);
+}

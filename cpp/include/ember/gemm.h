@@ -22,6 +22,26 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
            float* C, int64_t ldc, const Epilogue* epilogue = nullptr);
 
+// A matrix that is never formed (implicit im2col): its lines, each nseg segments of
+// seglen contiguous floats found in some other array. find(ctx, q0, count, ptrs,
+// scratch) sets ptrs[(q - q0) * nseg + t] to segment t of line q for q in
+// [q0, q0 + count); a segment that is not contiguous in the source (padding) is built
+// in scratch at the same offset, scratch + ((q - q0) * nseg + t) * seglen.
+struct Lines {
+  int64_t nseg = 1, seglen = 1;
+  void (*find)(const void* ctx, int64_t q0, int64_t count, const float** ptrs,
+               float* scratch) = nullptr;
+  const void* ctx = nullptr;
+  int64_t length() const { return nseg * seglen; }
+};
+
+// sgemm with alpha 1, B untransposed and op(A) given as lines L: ta == N: op(A) = L,
+// M lines of K = L.length(); ta == T: op(A) = Lᵀ, K lines of M = L.length(). Same
+// contract (beta, epilogue, determinism) as sgemm.
+void sgemm_lines(Trans ta, const Lines& L, int64_t M, int64_t N, int64_t K, const float* B,
+                 int64_t ldb, float beta, float* C, int64_t ldc,
+                 const Epilogue* epilogue = nullptr);
+
 // Naive triple loop (double accumulation is NOT used: it sums in float, k ascending),
 // kept as the reference the tests compare sgemm with.
 void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -38,10 +58,13 @@ struct GemmKernel {
   int mr, nr;
   void (*run)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
               int m, int n, bool accumulate, const float* bias, bool relu);
-  // The same with A unpacked: m <= mr rows, row i at A + i * lda (k contiguous). Used
-  // for untransposed A with alpha 1, where packing would only copy.
-  void (*run_rows)(int64_t kc, const float* A, int64_t lda, const float* Bp, float* C,
-                   int64_t ldc, int m, int n, bool accumulate, const float* bias, bool relu);
+  // The same with A unpacked, read in place: row i (i < m) of the tile is nseg
+  // segments of seglen contiguous floats (k = t * seglen + offset), segment t at
+  // rows[i * stride + t]. A dense row is one segment; a row of an implicit im2col
+  // matrix is one segment per kernel row. Used where packing would only copy.
+  void (*run_segs)(int64_t nseg, int64_t seglen, const float* const* rows, int64_t stride,
+                   const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
+                   const float* bias, bool relu);
   // Unpacked path for a few rows of A in the NN form (batch-1 inference), on the
   // calling thread: C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending. Streams B
   // once with no packing copy. sgemm splits K into fixed chunks and N into tiles around
