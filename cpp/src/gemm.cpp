@@ -74,7 +74,10 @@ void pack_a(Trans ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64
 // Packs sliver jr (nr columns starting at column j0+jr) of rows [p0, p0+kc) of op(B).
 void pack_b_sliver(Trans tb, const float* B, int64_t ldb, int64_t p0, int64_t kc,
                    int64_t j, int64_t cols, int nr, float* d) {
-  if (tb == Trans::N && cols == nr) {
+  if (tb == Trans::N && cols == nr && nr == 16) {  // fixed-size copies: inline moves
+    for (int64_t k = 0; k < kc; ++k)
+      std::memcpy(d + k * 16, B + (p0 + k) * ldb + j, sizeof(float) * 16);
+  } else if (tb == Trans::N && cols == nr) {
     for (int64_t k = 0; k < kc; ++k)
       std::memcpy(d + k * nr, B + (p0 + k) * ldb + j, sizeof(float) * nr);
   } else if (tb == Trans::N) {
