@@ -65,6 +65,20 @@ def test_evaluate_and_predict():
     np.testing.assert_array_equal(m.predict_on_batch(x[:5]), p[:5])
 
 
+def test_calling_the_model_is_inference():
+    ember.set_random_seed(0)
+    x, _ = blobs()
+    m = make_model()
+    np.testing.assert_array_equal(m(x), m.predict(x, verbose=0))
+    np.testing.assert_array_equal(m(x[:1], training=False), m.predict_on_batch(x[:1]))
+    with pytest.raises(ValueError, match="training=True"):
+        m(x, training=True)
+    with pytest.raises(ValueError, match="mask"):
+        m(x, mask=np.ones(len(x)))
+    with pytest.raises(ValueError):
+        m(x[:, :5])  # wrong width: the same error as predict
+
+
 def test_evaluate_without_metrics_returns_scalar():
     x, y = blobs()
     m = make_model(metrics=())

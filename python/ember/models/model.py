@@ -497,6 +497,20 @@ class Model(Layer):
         self._graph.predict(x, out, 0, x.shape[0])
         return out
 
+    def __call__(self, inputs, training=None, mask=None):
+        """Keras's ``model(x)``: the outputs for ``x`` as one batch, like
+        ``predict_on_batch``. Returns a NumPy array (Keras returns its backend's tensor;
+        ``np.asarray`` of either gives the same numbers)."""
+        if training:
+            raise ValueError(
+                "ember: model(x, training=True) is not supported (a forward pass with "
+                "dropout active and no update); use train_on_batch or fit to train, "
+                f"model(x) for inference. Received: training={training!r}")
+        if mask is not None:
+            raise ValueError(f"ember: model(x, mask=...) is not supported. Received: mask of "
+                             f"type {type(mask).__name__}")
+        return self.predict_on_batch(inputs)
+
     def _batch_result(self, res, n, sw, return_dict):
         logs = self._logs(res[0], res[1], n, n if sw is None else float(sw.sum()))
         return self._returned(logs, return_dict)
