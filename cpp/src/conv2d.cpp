@@ -112,7 +112,7 @@ Lines patch_lines(const Patches& pt) {
 }
 
 // The adjoint of im2col, as a gather so each thread owns the dx rows it writes:
-// dx[img, iy, ix, :] = sum of the dcol entries that im2col copied from there, in
+// dx[img, iy, ix, :] = sum of the dcol entries whose patch read it there, in
 // (i, j) order.
 EMBER_AVX2_CLONE
 void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, float* dx) {

@@ -12,7 +12,6 @@
 #include "ember/gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -227,27 +226,17 @@ void pack_a_lines(const Lines& L, const float* const* ptrs, int64_t i0, int64_t 
 }
 
 // Per-thread room for a block of found lines: their segment pointers and the
-// segments built in scratch. A thread with several tasks of one product asks for the
-// same block again; `call` (unique to each product) lets it keep what it found.
+// segments built in scratch.
 struct LineBuffers {
   AlignedBuffer<const float*> ptrs;
   FloatBuffer scratch;
-  uint64_t call = 0;
-  int64_t q0 = -1, count = 0;
-  const float** find(const Lines& L, uint64_t call_id, int64_t first, int64_t n) {
-    if (call_id != call || first != q0 || n != count) {
-      ptrs.resize(n * L.nseg);
-      scratch.resize(n * L.length());
-      L.find(L.ctx, first, n, ptrs.data(), scratch.data());
-      call = call_id;
-      q0 = first;
-      count = n;
-    }
+  const float** find(const Lines& L, int64_t q0, int64_t count) {
+    ptrs.resize(count * L.nseg);
+    scratch.resize(count * L.length());
+    L.find(L.ctx, q0, count, ptrs.data(), scratch.data());
     return ptrs.data();
   }
 };
-
-std::atomic<uint64_t> line_calls{0};
 
 void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
                int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
@@ -278,7 +267,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       static thread_local LineBuffers found;
       static thread_local FloatBuffer rows;
       const Lines& L = *a.lines;
-      const float** p = found.find(L, ++line_calls, a.q0, M);
+      const float** p = found.find(L, a.q0, M);
       rows.resize(M * K);
       for (int64_t i = 0; i < M; ++i)
         for (int64_t t = 0; t < L.nseg; ++t)
@@ -377,7 +366,6 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
   static thread_local FloatBuffer b_pack;
   b_pack.resize(K * nc_max);
   float* bp = b_pack.data();
-  const uint64_t call = a.lines ? ++line_calls : 0;
 
   for (int64_t jc = 0; jc < N; jc += nc_max) {
     const int64_t nc = std::min(nc_max, N - jc);
@@ -408,7 +396,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
         const int64_t s0 = ch * per_chunk, s1 = std::min(slivers, s0 + per_chunk);
         if (s0 >= s1) continue;
         // Implicit rows: every segment of this block's rows, found once.
-        const float** seg = implicit_rows ? found.find(*a.lines, call, a.q0 + i0, mrows) : nullptr;
+        const float** seg = implicit_rows ? found.find(*a.lines, a.q0 + i0, mrows) : nullptr;
         const int64_t nseg = implicit_rows ? a.lines->nseg : 1;
         for (int64_t pc = 0; pc < K; pc += kstep) {
           const int64_t kc = std::min(kstep, K - pc);
@@ -419,7 +407,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
           const bool relu = last && epilogue && epilogue->relu;
           if (!direct_a) {
             if (a.lines)
-              pack_a_lines(*a.lines, found.find(*a.lines, call, a.q0 + pc, kc), i0, mrows, kc, mr,
+              pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,
                            ap);
             else
               pack_a(a.ta, a.A, a.lda, i0, mrows, pc, kc, mr, a.alpha, ap);

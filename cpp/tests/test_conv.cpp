@@ -24,7 +24,9 @@ struct ConvCase {
 };
 
 // Odd sizes, strides 2, dilation 2, 'same', 1x1 kernels, batch 1, a batch large
-// enough to span several im2col blocks, and a kernel as large as the input.
+// enough to span several input-gradient blocks and to split the weight gradient's
+// long K over padded windows, and a kernel as large as the input (one output row:
+// the small-M path).
 const ConvCase kConvCases[] = {
     {2, 7, 9, 3, 3, 3, 5, 1, 1, 1, 1, false},  {3, 8, 8, 4, 3, 2, 6, 2, 2, 1, 1, true},
     {1, 9, 7, 2, 3, 3, 4, 1, 1, 2, 2, true},   {2, 9, 11, 3, 3, 3, 7, 1, 1, 2, 1, false},

@@ -13,7 +13,7 @@ bool openmp_enabled();
 
 }  // namespace ember
 
-// Memory-bound loops outside the GEMM (im2col, pooling, bias sums) get an AVX2 clone
+// Memory-bound loops outside the GEMM (col2im, pooling, bias sums) get an AVX2 clone
 // that the loader picks on CPUs that have it; the baseline clone keeps the library
 // running on any x86-64. AVX2 without FMA: nothing is contracted or reassociated, so
 // both clones compute the same bits.
