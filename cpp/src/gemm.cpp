@@ -425,7 +425,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
                 kern.run_segs(kc / len, len, seg + ir * nseg + pc / len, nseg, b, c, ldc, m, n,
                               accumulate, bj, relu);
               } else if (direct_a) {
-                const float* rows[8];
+                const float* rows[8];  // mr <= 8: both kernels have mr <= 6
                 for (int r = 0; r < m; ++r) rows[r] = a.A + (i0 + ir + r) * a.lda + pc;
                 kern.run_segs(1, kc, rows, 1, b, c, ldc, m, n, accumulate, bj, relu);
               } else {
