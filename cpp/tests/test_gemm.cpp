@@ -37,9 +37,13 @@ void run_case(Trans ta, Trans tb, Case c, float alpha, float beta, bool epilogue
       << " beta=" << beta;
 }
 
-// 1, MR +- 1 (6, 4), NR +- 1 (16, 8), KC + 1 (257), primes, sizes past every block.
+// 1, MR +- 1 (6, 4), NR +- 1 (16, 8), KC + 1 (401; K past one whole block: 513), primes,
+// sizes past every block.
 const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   {6, 16, 256},
-                       {5, 17, 257}, {3, 9, 7},    {13, 31, 37},  {97, 89, 83}, {145, 33, 513},
+                       {5, 17, 257}, {5, 17, 401}, {3, 9, 7},    {13, 31, 37},  {97, 89, 83},
+                       {145, 33, 513},
+                       // rows of A 512 and 1024 floats apart: A packed even when untransposed
+                       {13, 37, 512}, {70, 20, 1024},
                        {200, 3100, 20}, {64, 10, 300}, {128, 512, 784}, {1, 512, 784},
                        {4, 33, 70},  {2, 100, 1000}, {1, 7, 3000},
                        // small M: K in several chunks, N in several tiles with a tail
@@ -95,9 +99,10 @@ TEST(Gemm, RejectsBadSizes) {
 }
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
-  // The packed path (NT), the split-K path (TN, small C over a long K) and the small-M
-  // path (NN, K in chunks, N in tiles).
+  // The packed path (NT; NN with A packed for its 1024-float rows), the split-K path
+  // (TN, small C over a long K) and the small-M path (NN, K in chunks, N in tiles).
   for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
+                           std::make_tuple(Case{301, 517, 1024}, Trans::N, Trans::N),
                            std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
                            std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
     const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
