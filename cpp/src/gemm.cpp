@@ -384,13 +384,15 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
   int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
   int64_t mblocks = ceil_div(M, mc);
   // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
-  // splitting N instead gives a thread fewer micro-tiles, keep M whole.
+  // splitting N instead gives a thread fewer micro-tiles, keep M whole. On a tie too
+  // when A is read in place: each sliver of B then serves twice the rows, and no
+  // thread packs A twice (MLP forward 128 x 512 x 784: 6% faster).
   if (M <= kMC && threads > 1) {
     const int64_t slivers = ceil_div(std::min(N, nc_max), nr);
     const int64_t by_m = ceil_div(mblocks, threads) * ceil_div(mc, mr) *
                          ceil_div(slivers, std::max<int64_t>(1, ceil_div(threads, mblocks)));
     const int64_t by_n = ceil_div(M, mr) * ceil_div(slivers, threads);
-    if (by_n < by_m) {
+    if (by_n < by_m || (by_n == by_m && direct_a)) {
       mc = round_up(M, mr);
       mblocks = 1;
     }
