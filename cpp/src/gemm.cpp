@@ -366,13 +366,13 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
 #else
   const int threads = 1;
 #endif
-  // Untransposed A with alpha 1 is read in place: its rows already are what a packed
-  // sliver would hold, k contiguous. So are implicit rows, segment by segment.
-  // Except when the rows' stride is a multiple of 2 KB: then six rows fall into the same
-  // few L1 sets and evict the sliver of B (1024 x 1024: 5% slower than packing).
-  const bool direct_a = a.ta == Trans::N && a.alpha == 1.f &&
-                        (a.lines || a.lda % kAliasFloats != 0);
-  const bool implicit_rows = direct_a && a.lines;
+  // Untransposed A with alpha 1 can be read in place: its rows already are what a
+  // packed sliver would hold, k contiguous. So are implicit rows, segment by segment.
+  // It is, except when the rows' stride is a multiple of 2 KB: then six rows fall into
+  // the same few L1 sets and evict the sliver of B (1024 x 1024: 5% slower than packing).
+  const bool in_place_a = a.ta == Trans::N && a.alpha == 1.f;
+  bool direct_a = in_place_a && (a.lines || a.lda % kAliasFloats != 0);
+  const bool implicit_rows = in_place_a && a.lines;
 
   // Panels of B: all of K, at most kPanelFloats, at least one sliver wide.
   const int64_t nc_max = std::min(round_up(N, nr),
@@ -385,16 +385,18 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
   int64_t mblocks = ceil_div(M, mc);
   // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
   // splitting N instead gives a thread fewer micro-tiles, keep M whole. On a tie too
-  // when A is read in place: each sliver of B then serves twice the rows, and no
-  // thread packs A twice (MLP forward 128 x 512 x 784: 6% faster).
+  // when A can be read in place: each sliver of B then serves twice the rows (MLP
+  // forward 128 x 512 x 784: 6% faster), and A is read in place whatever its stride,
+  // as every thread would pack all of it (128 x 256 x 512: 19% faster).
   if (M <= kMC && threads > 1) {
     const int64_t slivers = ceil_div(std::min(N, nc_max), nr);
     const int64_t by_m = ceil_div(mblocks, threads) * ceil_div(mc, mr) *
                          ceil_div(slivers, std::max<int64_t>(1, ceil_div(threads, mblocks)));
     const int64_t by_n = ceil_div(M, mr) * ceil_div(slivers, threads);
-    if (by_n < by_m || (by_n == by_m && direct_a)) {
+    if (by_n < by_m || (by_n == by_m && in_place_a)) {
       mc = round_up(M, mr);
       mblocks = 1;
+      direct_a = in_place_a;
     }
   }
 
