@@ -79,6 +79,44 @@ def test_calling_the_model_is_inference():
         m(x[:, :5])  # wrong width: the same error as predict
 
 
+def test_predict_fast_path_matches_the_checked_path():
+    # A ready float32 batch goes through one C++ call; anything else through the checked
+    # path. Both give the same bits, and bad input still gets the checked path's errors.
+    ember.set_random_seed(0)
+    x, _ = blobs(n=40)
+    m = make_model()
+    m.predict(x, verbose=0)  # builds the graph
+
+    def checked(rows):
+        out = np.empty((len(rows), 3), np.float32)
+        m._graph.predict(m._prepare_x(rows), out, 0, len(rows))
+        return out
+
+    ref = np.concatenate([checked(x[i:i + 1]) for i in range(3)])
+    fast = np.concatenate([m.predict(x[i:i + 1], verbose=0) for i in range(3)])
+    np.testing.assert_array_equal(fast, ref)
+    np.testing.assert_array_equal(m.predict_on_batch(x[:3]), m.predict(x[:3].tolist(), verbose=0))
+    np.testing.assert_array_equal(m.predict(x[:3].astype(np.float64), verbose=0),
+                                  m.predict(x[:3], verbose=0))
+    strided = np.asfortranarray(x[:3])  # not C-contiguous: checked path, same numbers
+    np.testing.assert_array_equal(m.predict(strided, verbose=0), m.predict(x[:3], verbose=0))
+    # More rows than one batch: batched by 32 as before, whatever the path.
+    np.testing.assert_array_equal(m.predict(x, verbose=0)[32:],
+                                  m.predict(x[32:], verbose=0))
+    bad = x[:2].copy()
+    bad[1, 4] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinite.*\(1, 4\)"):
+        m.predict(bad, verbose=0)
+    with pytest.raises(ValueError, match=r"NaN or infinite"):
+        m.predict_on_batch(bad)
+    with pytest.raises(ValueError, match=r"found shape=\(1, 7\)"):
+        m.predict(np.zeros((1, 7), np.float32), verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        m.predict_on_batch(np.zeros((0, 8), np.float32))
+    with pytest.raises(ValueError, match="batch_size"):
+        m.predict(x[:1], batch_size=0, verbose=0)
+
+
 def test_evaluate_without_metrics_returns_scalar():
     x, y = blobs()
     m = make_model(metrics=())

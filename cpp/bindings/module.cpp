@@ -586,5 +586,33 @@ PYBIND11_MODULE(_core, m) {
         float* dst = o.mutable_data() + start * g.output_size();
         py::gil_scoped_release nogil;
         g.predict(b, dst);
-      }, py::arg("x"), py::arg("out"), py::arg("start"), py::arg("n"));
+      }, py::arg("x"), py::arg("out"), py::arg("start"), py::arg("n"))
+      // Model.predict's fast path in one call: when x is a float32 C-contiguous array of
+      // 1 to max_rows samples of the input shape, all finite, returns the outputs as a
+      // new array; otherwise None (the caller takes the checked path, which raises).
+      .def("predict_fast", [](Graph& g, py::handle h, int64_t max_rows) -> py::object {
+        if (!F32::check_(h)) return py::none();
+        auto x = py::reinterpret_borrow<F32>(h);
+        const auto& in = g.input_shape();
+        const int64_t n = x.ndim() > 0 ? x.shape(0) : 0;
+        if (n < 1 || n > max_rows || x.ndim() != static_cast<py::ssize_t>(in.size()) + 1)
+          return py::none();
+        for (size_t d = 0; d < in.size(); ++d)
+          if (x.shape(d + 1) != in[d]) return py::none();
+        std::vector<int64_t> shape{n};
+        for (int64_t d : g.output_shape()) shape.push_back(d);
+        F32 out(shape);
+        Batch b;
+        b.x = x.data();
+        b.rows = b.n = n;
+        float* dst = out.mutable_data();
+        bool finite;
+        {
+          py::gil_scoped_release nogil;
+          finite = first_nonfinite(b.x, n * g.input_size()) < 0;
+          if (finite) g.predict(b, dst);
+        }
+        if (!finite) return py::none();
+        return std::move(out);
+      }, py::arg("x"), py::arg("max_rows"));
 }

@@ -443,6 +443,20 @@ class Model(Layer):
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Returns the model's outputs for x as a float32 numpy array."""
+        if (callbacks is None and steps is None and type(verbose) is int and not verbose
+                and (batch_size is None or type(batch_size) is int and batch_size > 0)):
+            # Fast path (quiet, no hooks; batch 1 is mostly this): one C++ call per batch.
+            if self._ready_shape is not None:  # graph built; float inputs
+                out = self._graph.predict_fast(x, batch_size or 32)
+                if out is not None:  # x was ready as it is and fits one batch
+                    return out
+            x = self._prepare_x(x)
+            n, bs = x.shape[0], batch_size or 32
+            out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
+            predict = self._graph.predict
+            for s in range(0, n, bs):
+                predict(x, out, s, min(bs, n - s))
+            return out
         _unsupported(steps=steps)
         verbose = _verbose(verbose)
         bs = _batch_size(batch_size)
@@ -450,12 +464,6 @@ class Model(Layer):
         n = x.shape[0]
         out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
         steps = math.ceil(n / bs)
-        if not verbose and not callbacks:
-            # Fast path (no hooks to call): one C++ call per batch and nothing else.
-            predict = self._graph.predict
-            for s in range(0, n, bs):
-                predict(x, out, s, min(bs, n - s))
-            return out
         cb_list = list(callbacks or [])
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
@@ -492,6 +500,10 @@ class Model(Layer):
 
     def predict_on_batch(self, x):
         """The model's outputs for one batch."""
+        if self._ready_shape is not None:
+            out = self._graph.predict_fast(x, 1 << 62)
+            if out is not None:
+                return out
         x = self._prepare_x(x)
         out = np.empty((x.shape[0],) + self.output_shape[1:], dtype=np.float32)
         self._graph.predict(x, out, 0, x.shape[0])
