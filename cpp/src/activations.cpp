@@ -30,6 +30,19 @@ const char* act_name(Act a) {
 namespace {
 // Parallel only when there is enough work to pay for waking the pool.
 constexpr int64_t kParallelMin = 1 << 15;
+
+// body(i) for i in [0, count): on the pool when the work (floats touched) is over
+// kParallelMin, else inline, with no OpenMP construct at all (one whose if clause is
+// false still builds a one-thread team: 0.4 µs, a fifth of a batch-1 output layer).
+template <class F>
+void for_each(int64_t count, int64_t work, F body) {
+  if (work > kParallelMin) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) body(i);
+  }
+}
 }
 
 template <class T>
@@ -41,20 +54,16 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols) {
         for (int64_t i = 0; i < n; ++i) y[i] = x[i];
       break;
     case Act::Relu:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+      for_each(n, n, [&](int64_t i) { y[i] = x[i] > T(0) ? x[i] : T(0); });
       break;
     case Act::Sigmoid:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
+      for_each(n, n, [&](int64_t i) { y[i] = T(1) / (T(1) + std::exp(-x[i])); });
       break;
     case Act::Tanh:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      for_each(n, n, [&](int64_t i) { y[i] = std::tanh(x[i]); });
       break;
     case Act::Softmax:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t r = 0; r < rows; ++r) {
+      for_each(rows, n, [&](int64_t r) {
         const T* xr = x + r * cols;
         T* yr = y + r * cols;
         T mx = xr[0];
@@ -66,7 +75,7 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols) {
         }
         const T inv = T(1) / sum;
         for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
-      }
+      });
       break;
   }
 }
@@ -80,28 +89,24 @@ void act_backward(Act a, const T* y, const T* dy, T* dx, int64_t rows, int64_t c
         for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
       break;
     case Act::Relu:  // relu'(0) = 0, as Keras
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+      for_each(n, n, [&](int64_t i) { dx[i] = y[i] > T(0) ? dy[i] : T(0); });
       break;
     case Act::Sigmoid:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
+      for_each(n, n, [&](int64_t i) { dx[i] = dy[i] * y[i] * (T(1) - y[i]); });
       break;
     case Act::Tanh:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+      for_each(n, n, [&](int64_t i) { dx[i] = dy[i] * (T(1) - y[i] * y[i]); });
       break;
     case Act::Softmax:
       // dx_j = sum_k dy_k dy_k/dx_j = y_j (dy_j - sum_k dy_k y_k)
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (int64_t r = 0; r < rows; ++r) {
+      for_each(rows, n, [&](int64_t r) {
         const T* yr = y + r * cols;
         const T* dyr = dy + r * cols;
         T* dxr = dx + r * cols;
         T dot = 0;
         for (int64_t j = 0; j < cols; ++j) dot += dyr[j] * yr[j];
         for (int64_t j = 0; j < cols; ++j) dxr[j] = yr[j] * (dyr[j] - dot);
-      }
+      });
       break;
   }
 }

@@ -189,15 +189,20 @@ void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alp
     part = partial.data();
     ldp = N;
   }
-#pragma omp parallel for schedule(static) if (threads > 1)
-  for (int64_t task = 0; task < chunks * tiles; ++task) {
-    const int64_t ch = task / tiles, j0 = (task % tiles) * tw;
+  auto task = [&](int64_t t) {
+    const int64_t ch = t / tiles, j0 = (t % tiles) * tw;
     const int64_t k0 = ch * kc, kn = std::min(kc, K - k0);
-    if (j0 >= N || kn <= 0) continue;
+    if (j0 >= N || kn <= 0) return;
     // One chunk writes C directly (accumulating if asked); several write partials.
     float* dst = chunks > 1 ? part + ch * M * N + j0 : C + j0;
     kern.small_nn(M, std::min(tw, N - j0), kn, alpha, A + k0, lda, B + k0 * ldb + j0, ldb,
                   dst, ldp, chunks == 1 && accumulate);
+  };
+  if (threads > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < chunks * tiles; ++t) task(t);
+  } else {  // no parallel construct at all: even a one-thread team costs a microsecond
+    for (int64_t t = 0; t < chunks * tiles; ++t) task(t);
   }
   if (chunks == 1) return;
   for (int64_t i = 0; i < M; ++i) {  // ((p0 + p1) + p2) ... then C, vectorized over j

@@ -141,9 +141,19 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
   if (!accumulate)
     for (int r = 0; r < MM; ++r)
       for (int64_t j = 0; j < N; ++j) C[r * ldc + j] = 0.f;
-  auto tail = [&](float a, const float* b, float* c) {  // columns past the last vector
-    for (int64_t j = nv; j < N; ++j)
-      c[j] = _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b[j]), _mm_set_ss(c[j])));
+  // Columns past the last full vector: their C values ride in one register per row for
+  // the whole K (lanes past N hold zeros), B read with a masked load. Each element still
+  // gets one FMA per k, in order: the same bits as a scalar loop through memory, without
+  // its chain of dependent loads and stores.
+  const bool has_tail = nv < N;
+  alignas(32) int32_t lanes[8];
+  for (int q = 0; q < 8; ++q) lanes[q] = nv + q < N ? -1 : 0;
+  const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+  __m256 ct[MM];
+  for (int r = 0; r < MM; ++r)
+    ct[r] = has_tail ? _mm256_maskload_ps(C + r * ldc + nv, mask) : _mm256_setzero_ps();
+  auto tail = [&](int r, float a, const float* b) {
+    ct[r] = _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_maskload_ps(b + nv, mask), ct[r]);
   };
   int64_t k = 0;
   for (; k + 4 <= K; k += 4) {
@@ -167,14 +177,13 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
         _mm256_storeu_ps(c, acc);
       }
     }
-    if (nv < N)
+    if (has_tail)
       for (int r = 0; r < MM; ++r) {
         const float* ar = A + r * lda + k;
-        float* c = C + r * ldc;
-        tail(alpha * ar[0], b0, c);
-        tail(alpha * ar[1], b1, c);
-        tail(alpha * ar[2], b2, c);
-        tail(alpha * ar[3], b3, c);
+        tail(r, alpha * ar[0], b0);
+        tail(r, alpha * ar[1], b1);
+        tail(r, alpha * ar[2], b2);
+        tail(r, alpha * ar[3], b3);
       }
   }
   for (; k < K; ++k) {
@@ -185,9 +194,15 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
       float* c = C + r * ldc;
       for (int64_t j = 0; j < nv; j += 8)
         _mm256_storeu_ps(c + j, _mm256_fmadd_ps(a, _mm256_loadu_ps(b + j), _mm256_loadu_ps(c + j)));
-      tail(av, b, c);
+      if (has_tail) tail(r, av, b);
     }
   }
+  if (has_tail)  // plain stores: a masked store is slow on some CPUs (AMD Zen)
+    for (int r = 0; r < MM; ++r) {
+      alignas(32) float out[8];
+      _mm256_store_ps(out, ct[r]);
+      for (int64_t j = nv; j < N; ++j) C[r * ldc + j] = out[j - nv];
+    }
 }
 
 void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
