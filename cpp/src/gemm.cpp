@@ -169,15 +169,52 @@ bool use_generic_from_env() {
   return v && std::string(v) == "generic";
 }
 
+// The k that the small-M path visits: every k for several rows of A; for one row,
+// only where it is nonzero (after a ReLU, about half of a hidden layer's inputs are
+// zero, and each skipped k is a row of B not read). Skipping a term alpha * 0 * b
+// changes no sum unless b is infinite or NaN, or the sum is a zero whose sign it would
+// flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in A counts as
+// nonzero.
+int64_t list_k(int64_t M, int64_t K, const float* A, int32_t* ks) {
+  int64_t nk = 0, k = 0;
+  if (M > 1) {
+    for (; k < K; ++k) ks[k] = static_cast<int32_t>(k);
+    return K;
+  }
+  for (; k + 8 <= K; k += 8) {  // mostly dense rows: eight at a time, no branch per k
+    unsigned live = 0;
+    for (int q = 0; q < 8; ++q) live |= static_cast<unsigned>(A[k + q] != 0.f) << q;
+    for (int q = 0; q < 8; ++q) {
+      ks[nk] = static_cast<int32_t>(k + q);
+      nk += (live >> q) & 1;
+    }
+  }
+  for (; k < K; ++k) {
+    ks[nk] = static_cast<int32_t>(k);
+    nk += A[k] != 0.f;
+  }
+  return nk;
+}
+
 // C (+)= alpha A B for M <= kSmallM (batch-1 inference): bound by reading B once. Each
-// task streams a contiguous chunk of B's rows (one tile of columns) into its own partial
-// product; the partials are added in chunk order. Chunks depend on K alone and tiles do
-// not change any sum, so every thread count gives the same bits.
+// task streams a contiguous run of the listed rows of B (one tile of columns) into its
+// own partial product; the partials are added in chunk order. Chunks depend on the list
+// alone (K and, for one row, where it is zero) and tiles do not change any sum, so every
+// thread count gives the same bits.
 void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
               bool accumulate) {
-  const int64_t chunks = ceil_div(K, kSmallK), kc = ceil_div(K, chunks);
-  const int threads = M * N * K >= (1 << 15) ? get_num_threads() : 1;
+  static thread_local AlignedBuffer<int32_t> listed;
+  listed.resize(K);
+  const int32_t* ks = listed.data();
+  const int64_t nk = list_k(M, K, A, listed.data());
+  if (nk == 0) {  // a row of zeros: the product is zero
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, sizeof(float) * N);
+    return;
+  }
+  const int64_t chunks = ceil_div(nk, kSmallK), kc = ceil_div(nk, chunks);
+  const int threads = M * N * nk >= (1 << 15) ? get_num_threads() : 1;
   const int64_t tiles = std::min(ceil_div(N, 8), std::max(ceil_div(N, kSmallTile),
                                                           ceil_div(threads, chunks)));
   const int64_t tw = round_up(ceil_div(N, tiles), 8);
@@ -191,12 +228,12 @@ void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alp
   }
   auto task = [&](int64_t t) {
     const int64_t ch = t / tiles, j0 = (t % tiles) * tw;
-    const int64_t k0 = ch * kc, kn = std::min(kc, K - k0);
-    if (j0 >= N || kn <= 0) return;
+    const int64_t q0 = ch * kc, qn = std::min(kc, nk - q0);
+    if (j0 >= N || qn <= 0) return;
     // One chunk writes C directly (accumulating if asked); several write partials.
     float* dst = chunks > 1 ? part + ch * M * N + j0 : C + j0;
-    kern.small_nn(M, std::min(tw, N - j0), kn, alpha, A + k0, lda, B + k0 * ldb + j0, ldb,
-                  dst, ldp, chunks == 1 && accumulate);
+    kern.small_nn(M, std::min(tw, N - j0), qn, ks + q0, alpha, A, lda, B + j0, ldb, dst,
+                  ldp, chunks == 1 && accumulate);
   };
   if (threads > 1) {
 #pragma omp parallel for schedule(static)
@@ -308,7 +345,8 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
   }
 
   const GemmKernel& kern = gemm_kernel();
-  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N) {
+  // (The small-M path lists k as 32-bit indices.)
+  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX) {
     const float* A = a.A;
     int64_t lda = a.lda;
     if (a.lines) {  // a few implicit rows: form them (M x K floats), then as dense

@@ -128,15 +128,14 @@ void kernel_segs_avx2(int64_t nseg, int64_t seglen, const float* const* rows, in
                      relu);
 }
 
-// Four ymm accumulators cover 32 columns; the tail of fewer than 8 goes through a
-// masked load/store. Each thread owns a range of 32-column blocks.
-// One thread's share of the small-M path: C[r, 0:N) (+)= alpha * sum_k A[r, k] B[k, 0:N)
-// for the MM rows of A. B streams row by row, four rows of k at a time, while the MM
-// rows of C (at most a few KB: the caller tiles N) stay in L1. Each C element sums k in
-// ascending order with one FMA per step.
+// One thread's share of the small-M path: C[r, 0:N) (+)= alpha * sum_q A[r, ks[q]]
+// B[ks[q], 0:N) for the MM rows of A. The listed rows of B stream four at a time, while
+// the MM rows of C (at most a few KB: the caller tiles N) stay in L1. Each C element sums
+// the listed k in ascending order with one FMA per step.
 template <int MM>
-void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+void small_rows(int64_t N, int64_t nk, const int32_t* ks, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                bool accumulate) {
   const int64_t nv = N / 8 * 8;
   if (!accumulate)
     for (int r = 0; r < MM; ++r)
@@ -155,15 +154,20 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
   auto tail = [&](int r, float a, const float* b) {
     ct[r] = _mm256_fmadd_ps(_mm256_set1_ps(a), _mm256_maskload_ps(b + nv, mask), ct[r]);
   };
-  int64_t k = 0;
-  for (; k + 4 <= K; k += 4) {
+  int64_t q = 0;
+  for (; q + 4 <= nk; q += 4) {
+    const int64_t k0 = ks[q], k1 = ks[q + 1], k2 = ks[q + 2], k3 = ks[q + 3];
     __m256 a[MM][4];
-    for (int r = 0; r < MM; ++r)
-      for (int q = 0; q < 4; ++q) a[r][q] = _mm256_set1_ps(alpha * A[r * lda + k + q]);
-    const float* b0 = B + k * ldb;
-    const float* b1 = b0 + ldb;
-    const float* b2 = b1 + ldb;
-    const float* b3 = b2 + ldb;
+    for (int r = 0; r < MM; ++r) {
+      a[r][0] = _mm256_set1_ps(alpha * A[r * lda + k0]);
+      a[r][1] = _mm256_set1_ps(alpha * A[r * lda + k1]);
+      a[r][2] = _mm256_set1_ps(alpha * A[r * lda + k2]);
+      a[r][3] = _mm256_set1_ps(alpha * A[r * lda + k3]);
+    }
+    const float* b0 = B + k0 * ldb;
+    const float* b1 = B + k1 * ldb;
+    const float* b2 = B + k2 * ldb;
+    const float* b3 = B + k3 * ldb;
     for (int64_t j = 0; j < nv; j += 8) {
       const __m256 w0 = _mm256_loadu_ps(b0 + j), w1 = _mm256_loadu_ps(b1 + j);
       const __m256 w2 = _mm256_loadu_ps(b2 + j), w3 = _mm256_loadu_ps(b3 + j);
@@ -179,17 +183,17 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
     }
     if (has_tail)
       for (int r = 0; r < MM; ++r) {
-        const float* ar = A + r * lda + k;
-        tail(r, alpha * ar[0], b0);
-        tail(r, alpha * ar[1], b1);
-        tail(r, alpha * ar[2], b2);
-        tail(r, alpha * ar[3], b3);
+        const float* ar = A + r * lda;
+        tail(r, alpha * ar[k0], b0);
+        tail(r, alpha * ar[k1], b1);
+        tail(r, alpha * ar[k2], b2);
+        tail(r, alpha * ar[k3], b3);
       }
   }
-  for (; k < K; ++k) {
-    const float* b = B + k * ldb;
+  for (; q < nk; ++q) {
+    const float* b = B + ks[q] * ldb;
     for (int r = 0; r < MM; ++r) {
-      const float av = alpha * A[r * lda + k];
+      const float av = alpha * A[r * lda + ks[q]];
       const __m256 a = _mm256_set1_ps(av);
       float* c = C + r * ldc;
       for (int64_t j = 0; j < nv; j += 8)
@@ -205,17 +209,17 @@ void small_rows(int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
     }
 }
 
-void small_nn_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                   bool accumulate) {
+void small_nn_avx2(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                   int64_t ldc, bool accumulate) {
   for (int64_t i = 0; i < M; i += 4) {
     const float* a = A + i * lda;
     float* c = C + i * ldc;
     switch (M - i) {
-      case 1: small_rows<1>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      case 2: small_rows<2>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      case 3: small_rows<3>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      default: small_rows<4>(N, K, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 1: small_rows<1>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 2: small_rows<2>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 3: small_rows<3>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      default: small_rows<4>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
     }
   }
 }

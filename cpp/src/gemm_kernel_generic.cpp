@@ -51,17 +51,17 @@ void kernel_segs_generic(int64_t nseg, int64_t seglen, const float* const* rows,
   store_tile(c, C, ldc, m, n, accumulate, bias, relu);
 }
 
-void small_nn_generic(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                      int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                      bool accumulate) {
+void small_nn_generic(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                      const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, bool accumulate) {
   constexpr int64_t kCols = 64;
   for (int64_t i = 0; i < M; ++i) {
     for (int64_t j0 = 0; j0 < N; j0 += kCols) {
       const int64_t w = N - j0 < kCols ? N - j0 : kCols;
       float acc[kCols] = {};
-      for (int64_t k = 0; k < K; ++k) {
-        const float a = alpha * A[i * lda + k];
-        const float* b = B + k * ldb + j0;
+      for (int64_t q = 0; q < nk; ++q) {
+        const float a = alpha * A[i * lda + ks[q]];
+        const float* b = B + ks[q] * ldb + j0;
         for (int64_t j = 0; j < w; ++j) acc[j] += a * b[j];
       }
       float* c = C + i * ldc + j0;

@@ -121,6 +121,47 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
   }
 }
 
+// One row of A (batch-1 inference) skips the rows of B where A is zero: a ReLU output
+// half zeros, one mostly zeros, one all zeros, with and without accumulation, on shapes
+// that take one chunk, several chunks and the threaded split.
+TEST(Gemm, SingleRowSkipsZerosOfA) {
+  for (Case c : {Case{1, 37, 9}, Case{1, 512, 784}, Case{1, 2051, 1000}, Case{1, 10, 256}})
+    for (double density : {0.5, 0.05, 0.0})
+      for (float beta : {0.f, 1.f}) {
+        auto A = random_vec(c.K, 11), B = random_vec(c.K * c.N, 12);
+        for (int64_t k = 0; k < c.K; ++k)
+          if ((k * 7919 % 1000) >= density * 1000) A[k] = k % 2 ? 0.f : -0.f;
+        auto C = random_vec(c.N, 13), R = C;
+        sgemm(Trans::N, Trans::N, 1, c.N, c.K, 1.f, A.data(), c.K, B.data(), c.N, beta,
+              C.data(), c.N);
+        sgemm_ref(Trans::N, Trans::N, 1, c.N, c.K, 1.f, A.data(), c.K, B.data(), c.N, beta,
+                  R.data(), c.N);
+        EXPECT_LT(max_rel_err(C, R), 1e-4 * std::sqrt(double(c.K) + 1))
+            << "N=" << c.N << " K=" << c.K << " density=" << density << " beta=" << beta;
+      }
+}
+
+// The skip depends on the data alone: still the same bits for any thread count, and a
+// NaN in A (nonzero) still reaches every output.
+TEST(Gemm, SingleRowSkipBitIdenticalAndNaNInA) {
+  const int64_t N = 700, K = 1500;
+  auto A = random_vec(K, 14), B = random_vec(K * N, 15);
+  for (int64_t k = 0; k < K; k += 3) A[k] = 0.f;
+  std::vector<float> out[3];
+  const int saved = get_num_threads();
+  for (int t = 1; t <= 3; ++t) {
+    set_num_threads(t);
+    out[t - 1].resize(N);
+    sgemm(Trans::N, Trans::N, 1, N, K, 1.f, A.data(), K, B.data(), N, 0.f, out[t - 1].data(), N);
+  }
+  set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), sizeof(float) * N));
+  EXPECT_EQ(0, std::memcmp(out[0].data(), out[2].data(), sizeof(float) * N));
+  A[K / 2] = std::nanf("");
+  sgemm(Trans::N, Trans::N, 1, N, K, 1.f, A.data(), K, B.data(), N, 0.f, out[0].data(), N);
+  for (float v : out[0]) EXPECT_TRUE(std::isnan(v));
+}
+
 // The portable micro-kernel directly, whatever sgemm dispatches to.
 TEST(Gemm, GenericMicroKernel) {
   const GemmKernel& k = gemm_kernel_generic();

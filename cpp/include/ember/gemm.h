@@ -66,16 +66,18 @@ struct GemmKernel {
                    const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
                    const float* bias, bool relu);
   // Unpacked path for a few rows of A in the NN form (batch-1 inference), on the
-  // calling thread: C[i, :] (+)= alpha * sum_k A[i, k] B[k, :], k ascending. Streams B
-  // once with no packing copy. sgemm splits K into fixed chunks and N into tiles around
-  // it, so the kernel sees one chunk of one tile.
-  void (*small_nn)(int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                   bool accumulate);
+  // calling thread: C[i, :] (+)= alpha * sum_q A[i, ks[q]] B[ks[q], :] over q < nk,
+  // ks ascending. Streams those rows of B once with no packing copy. sgemm lists the
+  // k to visit (for one row of A, only where it is nonzero), splits the list into
+  // chunks and N into tiles around it, so the kernel sees one chunk of one tile.
+  void (*small_nn)(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                   int64_t ldc, bool accumulate);
 };
 
 // sgemm takes the small_nn path when M <= kSmallM and both operands are untransposed.
 constexpr int64_t kSmallM = 4;
+
 
 // The kernel sgemm dispatches to (chosen once, at first use).
 const GemmKernel& gemm_kernel();
