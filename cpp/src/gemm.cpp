@@ -20,7 +20,7 @@
 #include "ember/buffer.h"
 #include "ember/parallel.h"
 #if defined(__SSE2__)
-#include <xmmintrin.h>
+#include <emmintrin.h>
 #endif
 #ifdef EMBER_OPENMP
 #include <omp.h>
@@ -173,44 +173,59 @@ bool use_generic_from_env() {
 // only where it is nonzero (after a ReLU, about half of a hidden layer's inputs are
 // zero, and each skipped k is a row of B not read). Skipping a term alpha * 0 * b
 // changes no sum unless b is infinite or NaN, or the sum is a zero whose sign it would
-// flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in A counts as
-// nonzero.
-int64_t list_k(int64_t M, int64_t K, const float* A, int32_t* ks) {
-  int64_t nk = 0, k = 0;
-  if (M > 1) {
-    for (; k < K; ++k) ks[k] = static_cast<int32_t>(k);
-    return K;
+// flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in
+// A counts as nonzero. Returns the list (valid until the next call on this thread) and
+// its length in nk.
+const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
+  static thread_local AlignedBuffer<int32_t> every, listed;
+  if (every.size() < K) {
+    every.resize(K);
+    for (int64_t k = 0; k < K; ++k) every[k] = static_cast<int32_t>(k);
   }
-  for (; k + 8 <= K; k += 8) {  // mostly dense rows: eight at a time, no branch per k
-    unsigned live = 0;
-    for (int q = 0; q < 8; ++q) live |= static_cast<unsigned>(A[k + q] != 0.f) << q;
-    for (int q = 0; q < 8; ++q) {
-      ks[nk] = static_cast<int32_t>(k + q);
-      nk += (live >> q) & 1;
+  *nk = K;
+  if (M > 1) return every.data();
+  listed.resize(K);
+  int32_t* ks = listed.data();
+  int64_t n = 0, k = 0;
+#if defined(__SSE2__)
+  const __m128 zero = _mm_setzero_ps();
+  for (; k + 4 <= K; k += 4) {  // four at a time; a dense run is one store
+    const int live = _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(A + k), zero));
+    if (live == 0xF) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(ks + n),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(every.data() + k)));
+      n += 4;
+    } else if (live) {
+      for (int q = 0; q < 4; ++q) {
+        ks[n] = static_cast<int32_t>(k + q);
+        n += (live >> q) & 1;
+      }
     }
   }
+#endif
   for (; k < K; ++k) {
-    ks[nk] = static_cast<int32_t>(k);
-    nk += A[k] != 0.f;
+    ks[n] = static_cast<int32_t>(k);
+    n += A[k] != 0.f;
   }
-  return nk;
+  *nk = n;
+  return n == K ? every.data() : ks;
 }
 
-// C (+)= alpha A B for M <= kSmallM (batch-1 inference): bound by reading B once. Each
+// C (+)= alpha A B, then the epilogue, for M <= kSmallM (batch-1 inference): bound by
+// reading B once. Each
 // task streams a contiguous run of the listed rows of B (one tile of columns) into its
 // own partial product; the partials are added in chunk order. Chunks depend on the list
 // alone (K and, for one row, where it is zero) and tiles do not change any sum, so every
 // thread count gives the same bits.
 void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-              bool accumulate) {
-  static thread_local AlignedBuffer<int32_t> listed;
-  listed.resize(K);
-  const int32_t* ks = listed.data();
-  const int64_t nk = list_k(M, K, A, listed.data());
+              bool accumulate, const Epilogue* epilogue) {
+  int64_t nk = 0;
+  const int32_t* ks = list_k(M, K, A, &nk);
   if (nk == 0) {  // a row of zeros: the product is zero
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, sizeof(float) * N);
+    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
     return;
   }
   const int64_t chunks = ceil_div(nk, kSmallK), kc = ceil_div(nk, chunks);
@@ -241,15 +256,30 @@ void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alp
   } else {  // no parallel construct at all: even a one-thread team costs a microsecond
     for (int64_t t = 0; t < chunks * tiles; ++t) task(t);
   }
-  if (chunks == 1) return;
-  for (int64_t i = 0; i < M; ++i) {  // ((p0 + p1) + p2) ... then C, vectorized over j
-    float* acc = part + i * N;
-    for (int64_t ch = 1; ch < chunks; ++ch) {
-      const float* p = part + (ch * M + i) * N;
-      for (int64_t j = 0; j < N; ++j) acc[j] += p[j];
-    }
+  if (chunks == 1) {
+    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+    return;
+  }
+  // ((p0 + p1) + p2) ..., then into C and through the epilogue, 64 columns at a time
+  // (one pass over the partials, the sums in registers or L1).
+  constexpr int64_t kCols = 64;
+  for (int64_t i = 0; i < M; ++i) {
     float* c = C + i * ldc;
-    for (int64_t j = 0; j < N; ++j) c[j] = accumulate ? c[j] + acc[j] : acc[j];
+    for (int64_t j0 = 0; j0 < N; j0 += kCols) {
+      const int64_t w = std::min(kCols, N - j0);
+      float acc[kCols];
+      const float* p0 = part + i * N + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] = p0[j];
+      for (int64_t ch = 1; ch < chunks; ++ch) {
+        const float* p = part + (ch * M + i) * N + j0;
+        for (int64_t j = 0; j < w; ++j) acc[j] += p[j];
+      }
+      if (accumulate)
+        for (int64_t j = 0; j < w; ++j) c[j0 + j] += acc[j];
+      else
+        for (int64_t j = 0; j < w; ++j) c[j0 + j] = acc[j];
+    }
+    if (epilogue) apply_epilogue(*epilogue, C, ldc, i, i + 1, 0, N);
   }
 }
 
@@ -362,8 +392,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       A = rows.data();
       lda = K;
     }
-    small_nn(kern, M, N, K, a.alpha, A, lda, B, ldb, C, ldc, beta != 0.f);
-    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+    small_nn(kern, M, N, K, a.alpha, A, lda, B, ldb, C, ldc, beta != 0.f, epilogue);
     return;
   }
   // A small C over a long K (the weight gradient of a first conv layer is 27 x 32
