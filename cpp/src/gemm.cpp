@@ -212,11 +212,10 @@ const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
 }
 
 // C (+)= alpha A B, then the epilogue, for M <= kSmallM (batch-1 inference): bound by
-// reading B once. Each
-// task streams a contiguous run of the listed rows of B (one tile of columns) into its
-// own partial product; the partials are added in chunk order. Chunks depend on the list
-// alone (K and, for one row, where it is zero) and tiles do not change any sum, so every
-// thread count gives the same bits.
+// reading B once. Each task streams a contiguous run of the listed rows of B (one tile
+// of columns) into its own partial product; the partials are added in chunk order.
+// Chunks depend on the list alone (K and, for one row, where it is zero) and tiles do
+// not change any sum, so every thread count gives the same bits.
 void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
               bool accumulate, const Epilogue* epilogue) {
