@@ -4,8 +4,11 @@
     python benchmarks/bench_gemm.py --json out.json
     python benchmarks/bench_gemm.py --training      # MLP training, portable vs AVX2 kernel
 
-Each thread count runs in its own process with OMP_NUM_THREADS and
-OPENBLAS_NUM_THREADS set, so both libraries use the same number of threads.
+Each library runs in processes of its own, alternating (ember, numpy, numpy, ember,
+...), with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count: in
+one process the idle threads of the other library would keep spinning after its calls
+(OpenBLAS's for about 0.1 s) and take a core from the one being timed. Each process
+times every shape (the median of three call groups after a warm-up group).
 Reported: median GFLOP/s over the repeats, and ember / numpy.
 """
 import argparse
@@ -34,43 +37,63 @@ CNN = [("cnn conv1 fwd", 64 * 30 * 30, 32, 27, False, False),
        ("cnn conv2 dX", 64 * 13 * 13, 288, 64, False, True)]
 
 
-def measure(shapes, repeats, min_time):
-    from ember import _core
+def measure(lib, shapes, groups, min_time):
+    """GFLOP/s of one library on each shape: the median of `groups` timed call groups."""
     rng = np.random.default_rng(0)
+    if lib == "ember":
+        from ember import _core
     rows = []
     for label, M, N, K, ta, tb in shapes:
         a = rng.standard_normal((K, M) if ta else (M, K), dtype=np.float32)
         b = rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32)
         c = np.empty((M, N), np.float32)
         A, B = (a.T if ta else a), (b.T if tb else b)
-        fns = {"ember": lambda: _core.sgemm(a, b, c, trans_a=ta, trans_b=tb),
-               "numpy": lambda: np.matmul(A, B, out=c)}
+        if lib == "ember":
+            def f():
+                _core.sgemm(a, b, c, trans_a=ta, trans_b=tb)
+        else:
+            def f():
+                np.matmul(A, B, out=c)
         flops = 2.0 * M * N * K
-        for f in fns.values():
-            f()
         inner = max(1, int(min_time * 50e9 / flops))
-        times = {k: [] for k in fns}
-        for _ in range(repeats):  # alternate: ember, numpy, ember, numpy, ...
-            for k, f in fns.items():
-                # Let the other library's idle threads stop spinning first: OpenBLAS and
-                # OpenMP workers busy-wait after a call and would steal the 2 cores.
-                time.sleep(0.25)
-                t = time.perf_counter()
-                for _ in range(inner):
-                    f()
-                times[k].append((time.perf_counter() - t) / inner)
-        g = {k: flops / np.median(v) / 1e9 for k, v in times.items()}
-        rows.append({"shape": label, "M": M, "N": N, "K": K, "ember_gflops": g["ember"],
-                     "numpy_gflops": g["numpy"], "ratio": g["ember"] / g["numpy"]})
+        times = []
+        for g in range(groups + 1):  # the first group is the warm-up
+            t = time.perf_counter()
+            for _ in range(inner):
+                f()
+            if g:
+                times.append((time.perf_counter() - t) / inner)
+        rows.append({"shape": label, "M": M, "N": N, "K": K,
+                     "gflops": flops / np.median(times) / 1e9})
     return rows
 
 
 def worker(args):
     import ember
     shapes = [(f"square {s}", s, s, s, False, False) for s in SQUARES] + MLP + CNN
-    rows = measure(shapes, args.repeats, args.min_time)
+    rows = measure(args.lib, shapes, 3, args.min_time)
     print(json.dumps({"threads": ember.config.get_num_threads(),
                       "kernel": ember.config.gemm_kernel(), "rows": rows}))
+
+
+def compare(t, args):
+    """ember and numpy at t threads, each run in its own processes, alternating."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
+               MKL_NUM_THREADS=str(t))
+    runs = {"ember": [], "numpy": []}
+    for r in range(args.repeats):
+        for lib in ("ember", "numpy") if r % 2 == 0 else ("numpy", "ember"):
+            cmd = [sys.executable, __file__, "--worker", lib, "--threads", str(t),
+                   "--min-time", str(args.min_time)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            runs[lib].append(json.loads(out.stdout))
+    rows = []
+    for i, row in enumerate(runs["ember"][0]["rows"]):
+        e = float(np.median([run["rows"][i]["gflops"] for run in runs["ember"]]))
+        n = float(np.median([run["rows"][i]["gflops"] for run in runs["numpy"]]))
+        rows.append({"shape": row["shape"], "M": row["M"], "N": row["N"], "K": row["K"],
+                     "ember_gflops": e, "numpy_gflops": n, "ratio": e / n})
+    return {"threads": t, "kernel": runs["ember"][0]["kernel"], "rows": rows}
 
 
 def training(args):
@@ -120,21 +143,15 @@ def main():
     p.add_argument("--min-time", type=float, default=0.05, help="seconds per timed call group")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--training", action="store_true")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ember", "numpy"], help=argparse.SUPPRESS)
     args = p.parse_args()
     args.thread_list = sorted({1, args.threads})
     if args.training:
         return training(args)
     if args.worker:
+        args.lib = args.worker
         return worker(args)
-    results = []
-    for t in args.thread_list:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
-                   MKL_NUM_THREADS=str(t))
-        cmd = [sys.executable, __file__, "--worker", "--threads", str(t), "--repeats",
-               str(args.repeats), "--min-time", str(args.min_time)]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        results.append(json.loads(out.stdout))
+    results = [compare(t, args) for t in args.thread_list]
     print(f"CPU: {cpu_name()}; numpy {np.__version__}; ember kernel {results[0]['kernel']}")
     print("| shape | threads | ember GFLOP/s | numpy GFLOP/s | ember/numpy |\n|---|---|---|---|---|")
     for res in results:
