@@ -187,6 +187,21 @@ def test_get_file_name_from_origin_and_cache_dir(tmp_path, server):
     assert path == str(tmp_path / "c" / "here" / "data.txt")
 
 
+def test_cache_dir_that_cannot_be_created_falls_back_to_tmp(tmp_path):
+    # As Keras: an unusable cache_dir (here a file stands where its parent should be)
+    # sends the cache to /tmp/.keras instead of failing.
+    from ember.utils.file_utils import cache_directory
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_bytes(b"")
+    sub = f"ember-test-{os.getpid()}"
+    path = cache_directory(sub, str(blocker / "cache"))
+    try:
+        assert os.path.isdir(path) and path.endswith(os.path.join(".keras", sub))
+        assert not str(path).startswith(str(blocker))
+    finally:
+        os.rmdir(path)
+
+
 def test_get_file_rejects_bad_arguments(home):
     with pytest.raises(ValueError, match="origin"):
         get_file("x.bin")

@@ -36,8 +36,11 @@ def keras_home():
 def cache_directory(cache_subdir="datasets", cache_dir=None):
     """The directory get_file caches into (created if needed), as Keras chooses it."""
     base = os.path.expanduser(cache_dir if cache_dir is not None else keras_home())
-    os.makedirs(base, exist_ok=True)
-    if not os.access(base, os.W_OK):
+    try:
+        os.makedirs(base, exist_ok=True)
+    except OSError:  # not creatable (a read-only parent, a file in the way): fall back
+        pass
+    if not (os.path.isdir(base) and os.access(base, os.W_OK)):
         base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     datadir = os.path.join(base, cache_subdir)
     os.makedirs(datadir, exist_ok=True)
