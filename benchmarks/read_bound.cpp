@@ -4,8 +4,9 @@
 //   g++ -O2 -mavx2 -fopenmp benchmarks/read_bound.cpp -o /tmp/read_bound && /tmp/read_bound
 //
 // Streams the 784-512-256-10 MLP's 535,818 float32 weights (2.1 MB: more than this
-// machine's 512 KB L2 per core, so they come from L3) with 1 and 2 threads, the same
-// buffer again and again as repeated predict calls do, and prints the median time.
+// machine's 1 MB L2 per core, and each core's half is still a little more, so they
+// mostly come from L3) with 1 and 2 threads, the same buffer again and again as
+// repeated predict calls do, and prints the median time.
 #include <immintrin.h>
 #include <omp.h>
 

@@ -1,0 +1,152 @@
+// ab_inprocess.cpp: two builds of ember's core timed call by call in one process, for
+// before/after comparisons on a noisy machine. Runs in separate processes drift by
+// +-20% from one minute to the next here; calls of the two builds interleaved in one
+// process see the same machine, and their ratio repeats to about 1%.
+//
+// Each build becomes a shared library (the core's static library is position
+// independent), loaded with RTLD_LOCAL and -Bsymbolic so the two copies stay apart:
+//
+//   cmake -S . -B build/cpp -G Ninja -DEMBER_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release
+//   ninja -C build/cpp        # and the same in a worktree of the other commit
+//   g++ -O2 -fPIC -shared -fopenmp -Wl,-Bsymbolic -DAB_LIBRARY -Icpp/include
+//       benchmarks/ab_inprocess.cpp build/cpp/cpp/libember_core.a -o /tmp/new.so
+//   g++ -O2 -fopenmp benchmarks/ab_inprocess.cpp -o /tmp/ab -ldl
+//   /tmp/ab /tmp/old.so /tmp/new.so predict         # MLP 784-512-256-10, batch 1
+//   /tmp/ab /tmp/old.so /tmp/new.so predict_sparse  # the same, 81% of inputs zero
+//   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
+//
+// T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
+// builds alternate every call, so neither keeps its weights in cache). Prints the
+// median microseconds of each build and new / old, five times.
+#ifdef AB_LIBRARY
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ember/gemm.h"
+#include "ember/graph.h"
+
+using namespace ember;
+
+namespace {
+
+struct Mlp {
+  Graph g{{784}};
+  std::vector<float> x, out;
+  Batch b;
+};
+
+struct Product {
+  int64_t M = 0, N = 0, K = 0;
+  Trans ta = Trans::N, tb = Trans::N;
+  std::vector<float> A, B, C;
+};
+
+void* make_mlp(bool sparse) {
+  auto* m = new Mlp;
+  m->g.add_dense(512, Act::Relu, true);
+  m->g.add_dense(256, Act::Relu, true);
+  m->g.add_dense(10, Act::Softmax, true);
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> w(-0.06f, 0.06f), u(0.f, 1.f);
+  for (int64_t i = 0; i < m->g.num_params(); ++i) m->g.params()[i] = w(rng);
+  m->x.resize(784);
+  m->out.resize(10);
+  for (size_t i = 0; i < m->x.size(); ++i)  // sparse: blank pixels, as in MNIST
+    m->x[i] = !sparse || i * 7919 % 100 < 19 ? u(rng) : 0.f;
+  m->b.x = m->x.data();
+  m->b.n = m->b.rows = 1;
+  return m;
+}
+
+}  // namespace
+
+extern "C" void* ab_setup(const char* what) {
+  if (std::string(what) == "predict") return make_mlp(false);
+  if (std::string(what) == "predict_sparse") return make_mlp(true);
+  auto* p = new Product;
+  char a = 'N', b = 'N';
+  const char* shape = std::getenv("SHAPE");
+  if (!shape || std::sscanf(shape, "%ld %ld %ld %c %c", &p->M, &p->N, &p->K, &a, &b) < 3) {
+    std::fprintf(stderr, "sgemm needs SHAPE=\"M N K [N|T] [N|T]\"\n");
+    std::exit(2);
+  }
+  p->ta = a == 'T' ? Trans::T : Trans::N;
+  p->tb = b == 'T' ? Trans::T : Trans::N;
+  std::mt19937 rng(0);
+  std::normal_distribution<float> d;
+  p->A.resize(p->M * p->K);
+  p->B.resize(p->K * p->N);
+  p->C.resize(p->M * p->N);
+  for (auto& v : p->A) v = d(rng);
+  for (auto& v : p->B) v = d(rng);
+  return p;
+}
+
+extern "C" void ab_call(const char* what, void* state) {
+  if (std::string(what) != "sgemm") {
+    auto* m = static_cast<Mlp*>(state);
+    m->g.predict(m->b, m->out.data());
+    return;
+  }
+  auto* p = static_cast<Product*>(state);
+  sgemm(p->ta, p->tb, p->M, p->N, p->K, 1.f, p->A.data(), p->ta == Trans::N ? p->K : p->M,
+        p->B.data(), p->tb == Trans::N ? p->N : p->K, 0.f, p->C.data(), p->N);
+}
+
+#else  // the driver
+#include <dlfcn.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|sgemm\n", argv[0]);
+    return 2;
+  }
+  const char* what = argv[3];
+  omp_set_num_threads(std::getenv("T") ? std::atoi(std::getenv("T")) : 2);
+  const int block = std::getenv("BLOCK") ? std::max(1, std::atoi(std::getenv("BLOCK"))) : 1;
+  using Setup = void* (*)(const char*);
+  using Call = void (*)(const char*, void*);
+  void* state[2];
+  Call call[2];
+  for (int i = 0; i < 2; ++i) {
+    void* lib = dlopen(argv[1 + i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+      std::fprintf(stderr, "%s\n", dlerror());
+      return 1;
+    }
+    state[i] = reinterpret_cast<Setup>(dlsym(lib, "ab_setup"))(what);
+    call[i] = reinterpret_cast<Call>(dlsym(lib, "ab_call"));
+  }
+  for (int rep = 0; rep < 5; ++rep) {
+    std::vector<double> us[2];
+    for (int r = 0; r < 6000 / block; ++r)
+      for (int j = 0; j < 2; ++j) {
+        const int i = r % 2 ? 1 - j : j;  // who goes first alternates too
+        for (int q = 0; q < block; ++q) {
+          const auto t0 = std::chrono::steady_clock::now();
+          call[i](what, state[i]);
+          const std::chrono::duration<double, std::micro> dt =
+              std::chrono::steady_clock::now() - t0;
+          if (q >= block / 4) us[i].push_back(dt.count());  // a block's first calls warm up
+        }
+      }
+    double med[2];
+    for (int i = 0; i < 2; ++i) {
+      std::sort(us[i].begin(), us[i].end());
+      med[i] = us[i][us[i].size() / 2];
+    }
+    std::printf("%s: old %.2f us, new %.2f us, new / old %.3f\n", what, med[0], med[1],
+                med[1] / med[0]);
+  }
+}
+#endif
