@@ -49,6 +49,8 @@ constexpr int64_t kSplitK = 2048;
 // Small-M path: K in chunks of at most kSmallK rows of B (fixed by K, so the sum order
 // never depends on the thread count), N in tiles of at most kSmallTile columns.
 constexpr int64_t kSmallK = 256;
+// Narrow Aᵀ·B path: rows of C per task (a multiple of the kernels' 16).
+constexpr int64_t kNarrowRows = 32;
 constexpr int64_t kSmallTile = 1024;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -430,13 +432,34 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
     return;
   }
 
-  const int mr = kern.mr, nr = kern.nr;
   // Nested in a parallel region (a split-K chunk), this product has one thread.
 #ifdef EMBER_OPENMP
   const int threads = omp_in_parallel() ? 1 : get_num_threads();
 #else
   const int threads = 1;
 #endif
+  // A narrow C in the Aᵀ·B form (an output layer's weight gradient): no packing, A's
+  // rows give i in vectors, blocks of rows split over the threads. Each element is one
+  // thread's sum over k in order: the same bits for any thread count.
+  if (a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines) {
+    const float* bias = epilogue ? epilogue->bias : nullptr;
+    const bool relu = epilogue && epilogue->relu;
+    const int64_t blocks = ceil_div(M, kNarrowRows);
+    auto block = [&](int64_t ib) {
+      const int64_t i0 = ib * kNarrowRows;
+      kern.narrow_tn(std::min(kNarrowRows, M - i0), N, K, a.alpha, a.A + i0, a.lda, B, ldb,
+                     C + i0 * ldc, ldc, beta != 0.f, bias, relu);
+    };
+    if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
+#pragma omp parallel for schedule(static)
+      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
+    } else {
+      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
+    }
+    return;
+  }
+
+  const int mr = kern.mr, nr = kern.nr;
   // Untransposed A with alpha 1 can be read in place: its rows already are what a
   // packed sliver would hold, k contiguous. So are implicit rows, segment by segment.
   // It is, except when the rows' stride is a multiple of 2 KB: then six rows fall into

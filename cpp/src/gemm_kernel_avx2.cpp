@@ -224,11 +224,88 @@ void small_nn_avx2(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float al
   }
 }
 
+// Rows [0, 16) of a narrow Aᵀ·B (i0 already applied) times columns [0, J), J <= 6: the
+// 16 values of i for one k are two vectors of A's row k, each B[k, j] is broadcast, and
+// 2 x J accumulators hold the tile, one FMA per k in ascending order. kMasked: fewer
+// than 16 rows are left (lanes past m read as zero, never stored).
+template <int J, bool kMasked>
+void narrow_tile(int64_t m, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                 const float* bias, bool relu) {
+  __m256i mask0 = _mm256_setzero_si256(), mask1 = mask0;
+  if (kMasked) {
+    alignas(32) int32_t lanes[16];
+    for (int q = 0; q < 16; ++q) lanes[q] = q < m ? -1 : 0;
+    mask0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    mask1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8));
+  }
+  __m256 acc[J][2];  // in registers: every loop over c is unrolled
+#pragma GCC unroll 6
+  for (int c = 0; c < J; ++c) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const float* a = A + k * lda;
+    const __m256 x0 = kMasked ? _mm256_maskload_ps(a, mask0) : _mm256_loadu_ps(a);
+    const __m256 x1 = kMasked ? _mm256_maskload_ps(a + 8, mask1) : _mm256_loadu_ps(a + 8);
+    const float* b = B + k * ldb;
+#pragma GCC unroll 6
+    for (int c = 0; c < J; ++c) {
+      const __m256 bv = _mm256_broadcast_ss(b + c);
+      acc[c][0] = _mm256_fmadd_ps(x0, bv, acc[c][0]);
+      acc[c][1] = _mm256_fmadd_ps(x1, bv, acc[c][1]);
+    }
+  }
+  alignas(32) float tile[J][16];
+#pragma GCC unroll 6
+  for (int c = 0; c < J; ++c) {
+    _mm256_store_ps(tile[c], acc[c][0]);
+    _mm256_store_ps(tile[c] + 8, acc[c][1]);
+  }
+  const int64_t rows = kMasked ? m : 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* out = C + r * ldc;
+    for (int c = 0; c < J; ++c) {
+      float v = alpha * tile[c][r];
+      if (accumulate) v += out[c];
+      if (bias) v += bias[c];
+      out[c] = relu ? (v > 0.f ? v : 0.f) : v;
+    }
+  }
+}
+
+template <bool kMasked>
+void narrow_rows(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate,
+                 const float* bias, bool relu) {
+  for (int64_t j = 0; j < n; j += 6) {
+    const float* bj = bias ? bias + j : nullptr;
+    switch (n - j < 6 ? n - j : 6) {
+      case 1: narrow_tile<1, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+      case 2: narrow_tile<2, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+      case 3: narrow_tile<3, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+      case 4: narrow_tile<4, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+      case 5: narrow_tile<5, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+      default: narrow_tile<6, kMasked>(m, K, alpha, A, lda, B + j, ldb, C + j, ldc, accumulate, bj, relu); break;
+    }
+  }
+}
+
+void narrow_tn_avx2(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                    bool accumulate, const float* bias, bool relu) {
+  int64_t i = 0;
+  for (; i + 16 <= m; i += 16)
+    narrow_rows<false>(16, n, K, alpha, A + i, lda, B, ldb, C + i * ldc, ldc, accumulate,
+                       bias, relu);
+  if (i < m)
+    narrow_rows<true>(m - i, n, K, alpha, A + i, lda, B, ldb, C + i * ldc, ldc, accumulate,
+                      bias, relu);
+}
+
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx2() {
   static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_segs_avx2,
-                            small_nn_avx2};
+                            small_nn_avx2, narrow_tn_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
   return nullptr;

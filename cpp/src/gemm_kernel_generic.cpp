@@ -70,11 +70,36 @@ void small_nn_generic(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float
   }
 }
 
+void narrow_tn_generic(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                       bool accumulate, const float* bias, bool relu) {
+  constexpr int64_t kRows = 16;
+  for (int64_t i0 = 0; i0 < m; i0 += kRows) {
+    const int64_t rows = m - i0 < kRows ? m - i0 : kRows;
+    float acc[kNarrowN][kRows] = {};
+    for (int64_t k = 0; k < K; ++k) {
+      const float* a = A + k * lda + i0;
+      const float* b = B + k * ldb;
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t r = 0; r < rows; ++r) acc[j][r] += a[r] * b[j];
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float* c = C + (i0 + r) * ldc;
+      for (int64_t j = 0; j < n; ++j) {
+        float v = alpha * acc[j][r];
+        if (accumulate) v += c[j];
+        if (bias) v += bias[j];
+        c[j] = relu ? (v > 0.f ? v : 0.f) : v;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
   static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_segs_generic,
-                            small_nn_generic};
+                            small_nn_generic, narrow_tn_generic};
   return k;
 }
 

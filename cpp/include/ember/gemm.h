@@ -73,7 +73,17 @@ struct GemmKernel {
   void (*small_nn)(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float alpha,
                    const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                    int64_t ldc, bool accumulate);
+  // A narrow C in the Aᵀ·B form (an output layer's weight gradient, 256 x 10 x 128), on
+  // the calling thread, with no packing: C[i, j] (+)= alpha * sum_k A[k, i] B[k, j] for
+  // i < m, j < n <= kNarrowN, k ascending, then the epilogue. Vectorised along i, which
+  // is contiguous in A's rows, with B's values broadcast: no lane is spent past n.
+  void (*narrow_tn)(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                    bool accumulate, const float* bias, bool relu);
 };
+
+// Widest C the narrow_tn path takes.
+constexpr int64_t kNarrowN = 12;
 
 // sgemm takes the small_nn path when M <= kSmallM and both operands are untransposed.
 constexpr int64_t kSmallM = 4;
