@@ -49,8 +49,10 @@ constexpr int64_t kSplitK = 2048;
 // Small-M path: K in chunks of at most kSmallK rows of B (fixed by K, so the sum order
 // never depends on the thread count), N in tiles of at most kSmallTile columns.
 constexpr int64_t kSmallK = 256;
-// Narrow Aᵀ·B path: rows of C per task (a multiple of the kernels' 16).
+// Narrow paths: rows of C per task (a multiple of the kernels' 16 and 4); the A·B form
+// needs a K of at least kNarrowMinK (shorter dots are mostly their final sums).
 constexpr int64_t kNarrowRows = 32;
+constexpr int64_t kNarrowMinK = 32;
 constexpr int64_t kSmallTile = 1024;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -140,6 +142,31 @@ void pack_bt_sliver(const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t
   }
   for (c = cols; c < nr; ++c)
     for (int64_t k = 0; k < kc; ++k) d[k * nr + c] = 0.f;
+}
+
+// dst (cols x rows, rows apart) = the transpose of src (rows x cols, ld apart).
+void transpose_into(const float* src, int64_t ld, int64_t rows, int64_t cols, float* dst) {
+  int64_t j = 0;
+#if defined(__SSE2__)
+  for (; j + 4 <= cols; j += 4) {  // 4 x 4 blocks turned in registers
+    int64_t k = 0;
+    for (; k + 4 <= rows; k += 4) {
+      const float* s = src + k * ld + j;
+      __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ld);
+      __m128 r2 = _mm_loadu_ps(s + 2 * ld), r3 = _mm_loadu_ps(s + 3 * ld);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      float* d = dst + j * rows + k;
+      _mm_storeu_ps(d, r0);
+      _mm_storeu_ps(d + rows, r1);
+      _mm_storeu_ps(d + 2 * rows, r2);
+      _mm_storeu_ps(d + 3 * rows, r3);
+    }
+    for (; k < rows; ++k)
+      for (int64_t c = j; c < j + 4; ++c) dst[c * rows + k] = src[k * ld + c];
+  }
+#endif
+  for (; j < cols; ++j)
+    for (int64_t k = 0; k < rows; ++k) dst[j * rows + k] = src[k * ld + j];
 }
 
 void apply_epilogue(const Epilogue& ep, float* C, int64_t ldc, int64_t i0, int64_t i1,
@@ -449,6 +476,34 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       const int64_t i0 = ib * kNarrowRows;
       kern.narrow_tn(std::min(kNarrowRows, M - i0), N, K, a.alpha, a.A + i0, a.lda, B, ldb,
                      C + i0 * ldc, ldc, beta != 0.f, bias, relu);
+    };
+    if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
+#pragma omp parallel for schedule(static)
+      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
+    } else {
+      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
+    }
+    return;
+  }
+  // A narrow C in the A·B or A·Bᵀ form (an output layer's forward): dot products along
+  // k, A's rows in place, B's columns as rows (transposed once when B is not already).
+  if (a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines) {
+    const float* bt = B;
+    int64_t ldbt = ldb;
+    if (tb == Trans::N) {
+      static thread_local FloatBuffer b_rows;
+      b_rows.resize(N * K);
+      transpose_into(B, ldb, K, N, b_rows.data());
+      bt = b_rows.data();
+      ldbt = K;
+    }
+    const float* bias = epilogue ? epilogue->bias : nullptr;
+    const bool relu = epilogue && epilogue->relu;
+    const int64_t blocks = ceil_div(M, kNarrowRows);
+    auto block = [&](int64_t ib) {
+      const int64_t i0 = ib * kNarrowRows;
+      kern.narrow_nn(std::min(kNarrowRows, M - i0), N, K, a.alpha, a.A + i0 * a.lda, a.lda,
+                     bt, ldbt, C + i0 * ldc, ldc, beta != 0.f, bias, relu);
     };
     if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
 #pragma omp parallel for schedule(static)

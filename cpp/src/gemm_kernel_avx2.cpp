@@ -301,11 +301,106 @@ void narrow_tn_avx2(int64_t m, int64_t n, int64_t K, float alpha, const float* A
                       bias, relu);
 }
 
+// Sums of the eight lanes of a..h, in that order, each as ((0+1)+(2+3)) + ((4+5)+(6+7)).
+inline __m256 lane_sums8(__m256 a, __m256 b, __m256 c, __m256 d, __m256 e, __m256 f,
+                         __m256 g, __m256 h) {
+  // hadd pairs neighbouring lanes within each 128-bit half; the halves meet last.
+  const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+  const __m256 ef = _mm256_hadd_ps(e, f), gh = _mm256_hadd_ps(g, h);
+  const __m256 abcd = _mm256_hadd_ps(ab, cd), efgh = _mm256_hadd_ps(ef, gh);
+  return _mm256_add_ps(_mm256_permute2f128_ps(abcd, efgh, 0x20),
+                       _mm256_permute2f128_ps(abcd, efgh, 0x31));
+}
+
+// R rows of A (R <= 4) dotted with NC rows of Bt (NC <= 3): R x NC accumulators over
+// eight k a step; the last K % 8 through masked loads (lanes past K read as zero).
+template <int R, int NC>
+void narrow_dots(int64_t K, float alpha, const float* A, int64_t lda, const float* Bt,
+                 int64_t ldbt, float* C, int64_t ldc, bool accumulate, const float* bias,
+                 bool relu) {
+  __m256 acc[4][3];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 3
+    for (int c = 0; c < 3; ++c) acc[r][c] = _mm256_setzero_ps();
+  auto step = [&](const __m256* b, int64_t k, const __m256i* mask) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 a = mask ? _mm256_maskload_ps(A + r * lda + k, *mask)
+                            : _mm256_loadu_ps(A + r * lda + k);
+#pragma GCC unroll 3
+      for (int c = 0; c < NC; ++c) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 b[3];
+#pragma GCC unroll 3
+    for (int c = 0; c < NC; ++c) b[c] = _mm256_loadu_ps(Bt + c * ldbt + k);
+    step(b, k, nullptr);
+  }
+  if (k < K) {
+    alignas(32) int32_t lanes[8];
+    for (int q = 0; q < 8; ++q) lanes[q] = k + q < K ? -1 : 0;
+    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    __m256 b[3];
+#pragma GCC unroll 3
+    for (int c = 0; c < NC; ++c) b[c] = _mm256_maskload_ps(Bt + c * ldbt + k, mask);
+    step(b, k, &mask);
+  }
+  // All twelve sums at once (unused accumulators are zero); sums[r * 3 + c].
+  alignas(32) float sums[16];
+  _mm256_store_ps(sums, lane_sums8(acc[0][0], acc[0][1], acc[0][2], acc[1][0], acc[1][1],
+                                   acc[1][2], acc[2][0], acc[2][1]));
+  _mm256_store_ps(sums + 8, lane_sums8(acc[2][2], acc[3][0], acc[3][1], acc[3][2],
+                                       _mm256_setzero_ps(), _mm256_setzero_ps(),
+                                       _mm256_setzero_ps(), _mm256_setzero_ps()));
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NC; ++c) {
+      float v = alpha * sums[r * 3 + c];
+      float* out = C + r * ldc + c;
+      if (accumulate) v += *out;
+      if (bias) v += bias[c];
+      *out = relu ? (v > 0.f ? v : 0.f) : v;
+    }
+}
+
+template <int R>
+void narrow_dot_rows(int64_t n, int64_t K, float alpha, const float* A, int64_t lda,
+                     const float* Bt, int64_t ldbt, float* C, int64_t ldc, bool accumulate,
+                     const float* bias, bool relu) {
+  int64_t j = 0;
+  for (; j + 3 <= n; j += 3)
+    narrow_dots<R, 3>(K, alpha, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate,
+                      bias ? bias + j : nullptr, relu);
+  if (n - j == 2)
+    narrow_dots<R, 2>(K, alpha, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate,
+                      bias ? bias + j : nullptr, relu);
+  else if (n - j == 1)
+    narrow_dots<R, 1>(K, alpha, A, lda, Bt + j * ldbt, ldbt, C + j, ldc, accumulate,
+                      bias ? bias + j : nullptr, relu);
+}
+
+void narrow_nn_avx2(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* Bt, int64_t ldbt, float* C, int64_t ldc,
+                    bool accumulate, const float* bias, bool relu) {
+  for (int64_t i = 0; i < m; i += 4) {
+    const float* a = A + i * lda;
+    float* c = C + i * ldc;
+    switch (m - i < 4 ? m - i : 4) {
+      case 1: narrow_dot_rows<1>(n, K, alpha, a, lda, Bt, ldbt, c, ldc, accumulate, bias, relu); break;
+      case 2: narrow_dot_rows<2>(n, K, alpha, a, lda, Bt, ldbt, c, ldc, accumulate, bias, relu); break;
+      case 3: narrow_dot_rows<3>(n, K, alpha, a, lda, Bt, ldbt, c, ldc, accumulate, bias, relu); break;
+      default: narrow_dot_rows<4>(n, K, alpha, a, lda, Bt, ldbt, c, ldc, accumulate, bias, relu); break;
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx2() {
   static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_segs_avx2,
-                            small_nn_avx2, narrow_tn_avx2};
+                            small_nn_avx2, narrow_tn_avx2, narrow_nn_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
   return nullptr;

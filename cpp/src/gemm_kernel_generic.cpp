@@ -95,11 +95,30 @@ void narrow_tn_generic(int64_t m, int64_t n, int64_t K, float alpha, const float
   }
 }
 
+void narrow_nn_generic(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* Bt, int64_t ldbt, float* C, int64_t ldc,
+                       bool accumulate, const float* bias, bool relu) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const float* a = A + i * lda;
+      const float* b = Bt + j * ldbt;
+      float lane[8] = {};  // k mod 8, as the vector kernel keeps them
+      for (int64_t k = 0; k < K; ++k) lane[k % 8] += a[k] * b[k];
+      const float s = ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                      ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+      float* c = C + i * ldc + j;
+      float v = alpha * s;
+      if (accumulate) v += *c;
+      if (bias) v += bias[j];
+      *c = relu ? (v > 0.f ? v : 0.f) : v;
+    }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
   static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_segs_generic,
-                            small_nn_generic, narrow_tn_generic};
+                            small_nn_generic, narrow_tn_generic, narrow_nn_generic};
   return k;
 }
 

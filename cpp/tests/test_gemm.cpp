@@ -49,7 +49,7 @@ const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   
                        // small M: K in several chunks, N in several tiles with a tail
                        {3, 2100, 515}, {4, 1029, 257}, {1, 2051, 4},
                        // narrow C (N <= 12): an output layer's shapes, ragged rows
-                       {256, 10, 128}, {37, 12, 130}, {17, 11, 16},
+                       {256, 10, 128}, {37, 12, 130}, {17, 11, 16}, {9, 5, 33},
                        // split-K: small C, long K (conv1's weight gradient), uneven last chunk
                        {27, 32, 9000}, {5, 3, 4097}};
 
@@ -102,12 +102,13 @@ TEST(Gemm, RejectsBadSizes) {
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
   // The packed path (NT; NN with A packed for its 1024-float rows), the split-K path
-  // (TN, small C over a long K), the narrow TN path and the small-M path (NN, K in
-  // chunks, N in tiles).
+  // (TN, small C over a long K), the narrow TN and NN paths and the small-M path (NN, K
+  // in chunks, N in tiles).
   for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
                            std::make_tuple(Case{301, 517, 1024}, Trans::N, Trans::N),
                            std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 10, 700}, Trans::T, Trans::N),
+                           std::make_tuple(Case{301, 11, 700}, Trans::N, Trans::N),
                            std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
     const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
     auto A = random_vec(c.M * c.K, 5), B = random_vec(c.K * c.N, 6);

@@ -80,9 +80,17 @@ struct GemmKernel {
   void (*narrow_tn)(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                     bool accumulate, const float* bias, bool relu);
+  // A narrow C in the A·B form (an output layer's forward, 128 x 10 x 256), on the
+  // calling thread: C[i, j] (+)= alpha * dot(A row i, Bt row j) for i < m, j < n <=
+  // kNarrowN, rows k-contiguous (A lda apart, Bt ldbt apart: sgemm transposes B once),
+  // then the epilogue. Vectorised along k: eight partial sums per element, added in a
+  // fixed order at the end.
+  void (*narrow_nn)(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* Bt, int64_t ldbt, float* C, int64_t ldc,
+                    bool accumulate, const float* bias, bool relu);
 };
 
-// Widest C the narrow_tn path takes.
+// Widest C the narrow paths take.
 constexpr int64_t kNarrowN = 12;
 
 // sgemm takes the small_nn path when M <= kSmallM and both operands are untransposed.
