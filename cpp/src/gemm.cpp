@@ -49,11 +49,12 @@ constexpr int64_t kSplitK = 2048;
 // Small-M path: K in chunks of at most kSmallK rows of B (fixed by K, so the sum order
 // never depends on the thread count), N in tiles of at most kSmallTile columns.
 constexpr int64_t kSmallK = 256;
-// Narrow paths: rows of C per task (a multiple of the kernels' 16 and 4); the A·B form
-// needs a K of at least kNarrowMinK (shorter dots are mostly their final sums).
+constexpr int64_t kSmallTile = 1024;
+// Narrow paths (N <= kNarrowN): rows of C per task (a multiple of the kernels' 16 and
+// 4); the A·B form needs a K of at least kNarrowMinK (shorter dots are mostly their
+// final sums).
 constexpr int64_t kNarrowRows = 32;
 constexpr int64_t kNarrowMinK = 32;
-constexpr int64_t kSmallTile = 1024;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
