@@ -466,32 +466,17 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
 #else
   const int threads = 1;
 #endif
-  // A narrow C in the Aᵀ·B form (an output layer's weight gradient): no packing, A's
-  // rows give i in vectors, blocks of rows split over the threads. Each element is one
-  // thread's sum over k in order: the same bits for any thread count.
-  if (a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines) {
-    const float* bias = epilogue ? epilogue->bias : nullptr;
-    const bool relu = epilogue && epilogue->relu;
-    const int64_t blocks = ceil_div(M, kNarrowRows);
-    auto block = [&](int64_t ib) {
-      const int64_t i0 = ib * kNarrowRows;
-      kern.narrow_tn(std::min(kNarrowRows, M - i0), N, K, a.alpha, a.A + i0, a.lda, B, ldb,
-                     C + i0 * ldc, ldc, beta != 0.f, bias, relu);
-    };
-    if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
-    } else {
-      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
-    }
-    return;
-  }
-  // A narrow C in the A·B or A·Bᵀ form (an output layer's forward): dot products along
-  // k, A's rows in place, B's columns as rows (transposed once when B is not already).
-  if (a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines) {
+  // A narrow C (an output layer): its own kernels, blocks of rows split over the
+  // threads; each element is one thread's sum, so the bits do not depend on the count.
+  // Aᵀ·B (the weight gradient): no packing, A's rows give i in vectors. A·B or A·Bᵀ
+  // (the forward): dot products along k, A's rows in place, B's columns as rows
+  // (transposed once when B is not already).
+  const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
+  const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
+  if (narrow_tn || narrow_nn) {
     const float* bt = B;
     int64_t ldbt = ldb;
-    if (tb == Trans::N) {
+    if (narrow_nn && tb == Trans::N) {
       static thread_local FloatBuffer b_rows;
       b_rows.resize(N * K);
       transpose_into(B, ldb, K, N, b_rows.data());
@@ -502,9 +487,13 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
     const bool relu = epilogue && epilogue->relu;
     const int64_t blocks = ceil_div(M, kNarrowRows);
     auto block = [&](int64_t ib) {
-      const int64_t i0 = ib * kNarrowRows;
-      kern.narrow_nn(std::min(kNarrowRows, M - i0), N, K, a.alpha, a.A + i0 * a.lda, a.lda,
-                     bt, ldbt, C + i0 * ldc, ldc, beta != 0.f, bias, relu);
+      const int64_t i0 = ib * kNarrowRows, rows = std::min(kNarrowRows, M - i0);
+      if (narrow_tn)
+        kern.narrow_tn(rows, N, K, a.alpha, a.A + i0, a.lda, B, ldb, C + i0 * ldc, ldc,
+                       beta != 0.f, bias, relu);
+      else
+        kern.narrow_nn(rows, N, K, a.alpha, a.A + i0 * a.lda, a.lda, bt, ldbt, C + i0 * ldc,
+                       ldc, beta != 0.f, bias, relu);
     };
     if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
 #pragma omp parallel for schedule(static)
