@@ -16,8 +16,9 @@
 //   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
 //
 // T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
-// builds alternate every call, so neither keeps its weights in cache). Prints the
-// median microseconds of each build and new / old, five times.
+// builds alternate every call, so neither keeps its weights in cache); CALLS=n calls of
+// each build per line (default 6000; fewer for large products). Prints the median
+// microseconds of each build and new / old, five times.
 #ifdef AB_LIBRARY
 #include <cstdio>
 #include <cstdlib>
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
   const char* what = argv[3];
   omp_set_num_threads(std::getenv("T") ? std::atoi(std::getenv("T")) : 2);
   const int block = std::getenv("BLOCK") ? std::max(1, std::atoi(std::getenv("BLOCK"))) : 1;
+  const int calls = std::getenv("CALLS") ? std::max(4, std::atoi(std::getenv("CALLS"))) : 6000;
   using Setup = void* (*)(const char*);
   using Call = void (*)(const char*, void*);
   void* state[2];
@@ -129,7 +131,7 @@ int main(int argc, char** argv) {
   }
   for (int rep = 0; rep < 5; ++rep) {
     std::vector<double> us[2];
-    for (int r = 0; r < 6000 / block; ++r)
+    for (int r = 0; r < std::max(1, calls / block); ++r)
       for (int j = 0; j < 2; ++j) {
         const int i = r % 2 ? 1 - j : j;  // who goes first alternates too
         for (int q = 0; q < block; ++q) {

@@ -109,6 +109,8 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
                            std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 10, 700}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 11, 700}, Trans::N, Trans::N),
+                           // enough row blocks to be handed out to whichever thread is free
+                           std::make_tuple(Case{1000, 64, 300}, Trans::N, Trans::N),
                            std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
     const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
     auto A = random_vec(c.M * c.K, 5), B = random_vec(c.K * c.N, 6);
