@@ -55,6 +55,8 @@ constexpr int64_t kSmallTile = 1024;
 // final sums).
 constexpr int64_t kNarrowRows = 32;
 constexpr int64_t kNarrowMinK = 32;
+// Short-K path: K of at most kShortK (at 10 it is no faster than the tiles).
+constexpr int64_t kShortK = 8;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -500,6 +502,39 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
     } else {
       for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
+    }
+    return;
+  }
+
+  // A short K (the input gradient of a small output layer, 128 x 64 x 4): a 16-wide
+  // tile would spend longer storing C than computing it. Rows of B (transposed once when B is) are
+  // streamed into groups of four rows of C held in L1, as batch-1 inference does: no
+  // packing, every lane used. Groups are split over the threads; each element is one
+  // thread's sum over k in order.
+  if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines) {
+    const float* bk = B;
+    int64_t ldbk = ldb;
+    if (tb == Trans::T) {
+      static thread_local FloatBuffer b_rows;
+      b_rows.resize(K * N);
+      transpose_into(B, ldb, N, K, b_rows.data());
+      bk = b_rows.data();
+      ldbk = N;
+    }
+    int64_t nk = 0;
+    const int32_t* ks = list_k(kSmallM, K, a.A, &nk);  // every k: several rows
+    const int64_t groups = ceil_div(M, kSmallM);
+    auto group = [&](int64_t g) {
+      const int64_t i0 = g * kSmallM, rows = std::min(kSmallM, M - i0);
+      kern.small_nn(rows, N, K, ks, a.alpha, a.A + i0 * a.lda, a.lda, bk, ldbk, C + i0 * ldc,
+                    ldc, beta != 0.f);
+      if (epilogue) apply_epilogue(*epilogue, C + i0 * ldc, ldc, 0, rows, 0, N);
+    };
+    if (threads > 1 && groups > 1 && M * N * K >= (1 << 16)) {
+#pragma omp parallel for schedule(static)
+      for (int64_t g = 0; g < groups; ++g) group(g);
+    } else {
+      for (int64_t g = 0; g < groups; ++g) group(g);
     }
     return;
   }

@@ -50,6 +50,8 @@ const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   
                        {3, 2100, 515}, {4, 1029, 257}, {1, 2051, 4},
                        // narrow C (N <= 12): an output layer's shapes, ragged rows
                        {256, 10, 128}, {37, 12, 130}, {17, 11, 16}, {9, 5, 33},
+                       // short K (an output layer's input gradient), ragged row groups
+                       {128, 256, 8}, {128, 256, 10}, {37, 33, 3}, {6, 100, 16},
                        // split-K: small C, long K (conv1's weight gradient), uneven last chunk
                        {27, 32, 9000}, {5, 3, 4097}};
 
@@ -102,13 +104,14 @@ TEST(Gemm, RejectsBadSizes) {
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
   // The packed path (NT; NN with A packed for its 1024-float rows), the split-K path
-  // (TN, small C over a long K), the narrow TN and NN paths and the small-M path (NN, K
-  // in chunks, N in tiles).
+  // (TN, small C over a long K), the narrow TN and NN paths, the short-K path and the
+  // small-M path (NN, K in chunks, N in tiles).
   for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
                            std::make_tuple(Case{301, 517, 1024}, Trans::N, Trans::N),
                            std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 10, 700}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 11, 700}, Trans::N, Trans::N),
+                           std::make_tuple(Case{301, 517, 8}, Trans::N, Trans::T),
                            // enough row blocks to be handed out to whichever thread is free
                            std::make_tuple(Case{1000, 64, 300}, Trans::N, Trans::N),
                            std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
