@@ -59,6 +59,18 @@ constexpr int64_t kNarrowMinK = 32;
 constexpr int64_t kShortK = 8;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// body(0) ... body(count - 1), split over the threads when `parallel`, else on this
+// thread with no OpenMP construct at all (even a one-thread team costs a microsecond).
+template <class Body>
+void for_each_task(int64_t count, bool parallel, const Body& body) {
+  if (parallel) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < count; ++t) body(t);
+  } else {
+    for (int64_t t = 0; t < count; ++t) body(t);
+  }
+}
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Packs rows [i0, i0+mc) x cols [p0, p0+kc) of op(A), scaled by alpha, into
@@ -281,12 +293,7 @@ void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alp
     kern.small_nn(M, std::min(tw, N - j0), qn, ks + q0, alpha, A, lda, B + j0, ldb, dst,
                   ldp, chunks == 1 && accumulate);
   };
-  if (threads > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < chunks * tiles; ++t) task(t);
-  } else {  // no parallel construct at all: even a one-thread team costs a microsecond
-    for (int64_t t = 0; t < chunks * tiles; ++t) task(t);
-  }
+  for_each_task(chunks * tiles, threads > 1, task);
   if (chunks == 1) {
     if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
     return;
@@ -497,20 +504,15 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
         kern.narrow_nn(rows, N, K, a.alpha, a.A + i0 * a.lda, a.lda, bt, ldbt, C + i0 * ldc,
                        ldc, beta != 0.f, bias, relu);
     };
-    if (threads > 1 && blocks > 1 && M * N * K >= (1 << 16)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
-    } else {
-      for (int64_t ib = 0; ib < blocks; ++ib) block(ib);
-    }
+    for_each_task(blocks, threads > 1 && blocks > 1 && M * N * K >= (1 << 16), block);
     return;
   }
 
   // A short K (the input gradient of a small output layer, 128 x 64 x 4): a 16-wide
-  // tile would spend longer storing C than computing it. Rows of B (transposed once when B is) are
-  // streamed into groups of four rows of C held in L1, as batch-1 inference does: no
-  // packing, every lane used. Groups are split over the threads; each element is one
-  // thread's sum over k in order.
+  // tile would spend longer storing C than computing it. Rows of B (transposed once
+  // when B is) stream into groups of four rows of C held in L1, as batch-1 inference
+  // does: no packing, every lane used. Groups are split over the threads; each element
+  // is one thread's sum over k in order.
   if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines) {
     const float* bk = B;
     int64_t ldbk = ldb;
@@ -530,12 +532,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
                     ldc, beta != 0.f);
       if (epilogue) apply_epilogue(*epilogue, C + i0 * ldc, ldc, 0, rows, 0, N);
     };
-    if (threads > 1 && groups > 1 && M * N * K >= (1 << 16)) {
-#pragma omp parallel for schedule(static)
-      for (int64_t g = 0; g < groups; ++g) group(g);
-    } else {
-      for (int64_t g = 0; g < groups; ++g) group(g);
-    }
+    for_each_task(groups, threads > 1 && groups > 1 && M * N * K >= (1 << 16), group);
     return;
   }
 
