@@ -220,14 +220,21 @@ bool use_generic_from_env() {
 // flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in
 // A counts as nonzero. Returns the list (valid until the next call on this thread) and
 // its length in nk.
-const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
-  static thread_local AlignedBuffer<int32_t> every, listed;
+// 0, 1, ..., K - 1 (valid until the next call on this thread that needs a longer list).
+const int32_t* every_k(int64_t K) {
+  static thread_local AlignedBuffer<int32_t> every;
   if (every.size() < K) {
     every.resize(K);
     for (int64_t k = 0; k < K; ++k) every[k] = static_cast<int32_t>(k);
   }
+  return every.data();
+}
+
+const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
+  static thread_local AlignedBuffer<int32_t> listed;
+  const int32_t* every = every_k(K);
   *nk = K;
-  if (M > 1) return every.data();
+  if (M > 1) return every;
   listed.resize(K);
   int32_t* ks = listed.data();
   int64_t n = 0, k = 0;
@@ -237,7 +244,7 @@ const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
     const int live = _mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(A + k), zero));
     if (live == 0xF) {
       _mm_storeu_si128(reinterpret_cast<__m128i*>(ks + n),
-                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(every.data() + k)));
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(every + k)));
       n += 4;
     } else if (live) {
       for (int q = 0; q < 4; ++q) {
@@ -252,7 +259,7 @@ const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
     n += A[k] != 0.f;
   }
   *nk = n;
-  return n == K ? every.data() : ks;
+  return n == K ? every : ks;
 }
 
 // C (+)= alpha A B, then the epilogue, for M <= kSmallM (batch-1 inference): bound by
@@ -523,8 +530,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       bk = b_rows.data();
       ldbk = N;
     }
-    int64_t nk = 0;
-    const int32_t* ks = list_k(kSmallM, K, a.A, &nk);  // every k: several rows
+    const int32_t* ks = every_k(K);
     const int64_t groups = ceil_div(M, kSmallM);
     auto group = [&](int64_t g) {
       const int64_t i0 = g * kSmallM, rows = std::min(kSmallM, M - i0);
