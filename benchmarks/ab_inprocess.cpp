@@ -12,7 +12,9 @@
 //       benchmarks/ab_inprocess.cpp build/cpp/cpp/libember_core.a -o /tmp/new.so
 //   g++ -O2 -fopenmp benchmarks/ab_inprocess.cpp -o /tmp/ab -ldl
 //   /tmp/ab /tmp/old.so /tmp/new.so predict         # MLP 784-512-256-10, batch 1
+//                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so predict_sparse  # the same, 81% of inputs zero
+//   /tmp/ab /tmp/old.so /tmp/new.so train           # one Adam step of it, batch 128
 //   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
 //
 // T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
@@ -20,6 +22,7 @@
 // each build per line (default 6000; fewer for large products). Prints the median
 // microseconds of each build and new / old, five times.
 #ifdef AB_LIBRARY
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -36,6 +39,7 @@ namespace {
 struct Mlp {
   Graph g{{784}};
   std::vector<float> x, out;
+  std::vector<int32_t> labels;
   Batch b;
 };
 
@@ -53,12 +57,31 @@ void* make_mlp(bool sparse) {
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> w(-0.06f, 0.06f), u(0.f, 1.f);
   for (int64_t i = 0; i < m->g.num_params(); ++i) m->g.params()[i] = w(rng);
-  m->x.resize(784);
-  m->out.resize(10);
+  const int64_t n = std::getenv("BATCH") ? std::max(1, std::atoi(std::getenv("BATCH"))) : 1;
+  m->x.resize(n * 784);
+  m->out.resize(n * 10);
   for (size_t i = 0; i < m->x.size(); ++i)  // sparse: blank pixels, as in MNIST
-    m->x[i] = !sparse || i * 7919 % 100 < 19 ? u(rng) : 0.f;
+    m->x[i] = !sparse || i % 784 * 7919 % 100 < 19 ? u(rng) : 0.f;
   m->b.x = m->x.data();
-  m->b.n = m->b.rows = 1;
+  m->b.n = m->b.rows = n;
+  return m;
+}
+
+// The benchmarks' MLP training step: batch 128, Adam, sparse categorical crossentropy.
+void* make_training() {
+  auto* m = static_cast<Mlp*>(make_mlp(false));
+  const int64_t n = 128;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  m->x.resize(n * 784);
+  for (auto& v : m->x) v = u(rng);
+  m->labels.resize(n);
+  for (int64_t i = 0; i < n; ++i) m->labels[i] = static_cast<int32_t>(rng() % 10);
+  m->g.set_loss(Loss::SparseCategoricalCrossentropy, false);
+  m->g.set_optimizer(OptimizerConfig{});
+  m->b.x = m->x.data();
+  m->b.labels = m->labels.data();
+  m->b.n = m->b.rows = n;
   return m;
 }
 
@@ -67,6 +90,7 @@ void* make_mlp(bool sparse) {
 extern "C" void* ab_setup(const char* what) {
   if (std::string(what) == "predict") return make_mlp(false);
   if (std::string(what) == "predict_sparse") return make_mlp(true);
+  if (std::string(what) == "train") return make_training();
   auto* p = new Product;
   char a = 'N', b = 'N';
   const char* shape = std::getenv("SHAPE");
@@ -87,6 +111,11 @@ extern "C" void* ab_setup(const char* what) {
 }
 
 extern "C" void ab_call(const char* what, void* state) {
+  if (std::string(what) == "train") {
+    auto* m = static_cast<Mlp*>(state);
+    m->g.train_step(m->b, 1e-3f);
+    return;
+  }
   if (std::string(what) != "sgemm") {
     auto* m = static_cast<Mlp*>(state);
     m->g.predict(m->b, m->out.data());
@@ -109,7 +138,7 @@ extern "C" void ab_call(const char* what, void* state) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|sgemm\n", argv[0]);
+    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|train|sgemm\n", argv[0]);
     return 2;
   }
   const char* what = argv[3];

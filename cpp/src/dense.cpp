@@ -8,10 +8,11 @@ namespace ember {
 // x (n, in), w (in, out), b (out), y (n, out): y = act(x w + b). Bias and relu ride
 // in the GEMM epilogue; other activations run over y afterwards.
 void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t n,
-                   int64_t in, int64_t out, Act act) {
+                   int64_t in, int64_t out, Act act, bool training) {
   Epilogue ep;
   ep.bias = b;
   ep.relu = act == Act::Relu;
+  ep.b_just_written = training;
   sgemm(Trans::N, Trans::N, n, out, in, 1.f, x, in, w, out, 0.f, y, out, &ep);
   if (act != Act::Linear && act != Act::Relu) act_forward(act, y, y, n, out);
 }

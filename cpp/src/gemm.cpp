@@ -603,9 +603,15 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
     const int64_t per_chunk = ceil_div(slivers, nchunks);
     const int64_t tasks = mblocks * nchunks;
     // Sliver s of K block p (rows [pc, pc + kc)) sits at bp + pc * ncr + s * kc * nr.
+    // One block of rows: each sliver serves one task, which packs it itself, a K block
+    // at a time just before using it (in its own caches, no barrier between packing and
+    // computing). Several blocks share the slivers, and B just written by the team is
+    // best read where it lies: packed first, together, by rows.
+    const bool own_b = mblocks == 1 && !(epilogue && epilogue->b_just_written);
 #pragma omp parallel
     {
-      if (tb == Trans::N) {
+      if (own_b) {
+      } else if (tb == Trans::N) {
         // Untransposed B in groups of kPackRows rows: the group's rows stay in L1 while
         // each sliver receives one contiguous run of them (a sliver at a time down all
         // of K would read B a line per row; a row at a time would write to every sliver).
@@ -646,6 +652,20 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
           const bool last = pc + kc == K;
           const float* bias = last && epilogue ? epilogue->bias : nullptr;
           const bool relu = last && epilogue && epilogue->relu;
+          if (own_b) {
+            if (tb == Trans::N) {
+              const int64_t j0 = s0 * nr, w = std::min(nc, s1 * nr) - j0;
+              for (int64_t k0 = pc; k0 < pc + kc; k0 += kPackRows)
+                pack_b_rows(B + k0 * ldb + jc + j0, ldb, std::min(kPackRows, pc + kc - k0), w,
+                            nr, kc, bp + pc * ncr + s0 * kc * nr + (k0 - pc) * nr);
+            } else {
+              for (int64_t s = s0; s < s1; ++s) {
+                const int64_t j = jc + s * nr;
+                pack_bt_sliver(B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
+                               bp + pc * ncr + s * kc * nr);
+              }
+            }
+          }
           if (!direct_a) {
             if (a.lines)
               pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,

@@ -35,7 +35,7 @@ class DenseNode : public Node {
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     const float* w = ctx.params + param_offset;
     dense_forward(x, w, use_bias_ ? w + in_size * out_size : nullptr, y, n, in_size,
-                  out_size, act);
+                  out_size, act, ctx.training);
   }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {

@@ -103,7 +103,8 @@ TEST(Gemm, RejectsBadSizes) {
 }
 
 TEST(Gemm, BitIdenticalForAnyThreadCount) {
-  // The packed path (NT; NN with A packed for its 1024-float rows), the split-K path
+  // The packed path (NT; NN with A packed for its 1024-float rows; one block of rows,
+  // NN and NT, where the threads pack B apart), the split-K path
   // (TN, small C over a long K), the narrow TN and NN paths, the short-K path and the
   // small-M path (NN, K in chunks, N in tiles).
   for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
@@ -114,6 +115,9 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
                            std::make_tuple(Case{301, 517, 8}, Trans::N, Trans::T),
                            // enough row blocks to be handed out to whichever thread is free
                            std::make_tuple(Case{1000, 64, 300}, Trans::N, Trans::N),
+                           // one block of rows: each task packs its own slivers of B
+                           std::make_tuple(Case{100, 517, 900}, Trans::N, Trans::N),
+                           std::make_tuple(Case{100, 517, 900}, Trans::N, Trans::T),
                            std::make_tuple(Case{3, 2100, 1000}, Trans::N, Trans::N)}) {
     const int64_t lda = ta == Trans::N ? c.K : c.M, ldb = tb == Trans::N ? c.N : c.K;
     auto A = random_vec(c.M * c.K, 5), B = random_vec(c.K * c.N, 6);
@@ -129,6 +133,32 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
     EXPECT_EQ(0, std::memcmp(out[0].data(), out[1].data(), sizeof(float) * c.M * c.N));
     EXPECT_EQ(0, std::memcmp(out[0].data(), out[2].data(), sizeof(float) * c.M * c.N));
   }
+}
+
+// B "just written" (training) is packed by rows, shared, instead of by each thread's
+// columns: the same bits either way, for any thread count.
+TEST(Gemm, PackingOfBDoesNotChangeBits) {
+  const Case c{100, 517, 900};
+  auto A = random_vec(c.M * c.K, 7), B = random_vec(c.K * c.N, 8), bias = random_vec(c.N, 9);
+  const int saved = get_num_threads();
+  std::vector<float> first;
+  for (int t = 1; t <= 3; ++t)
+    for (bool written : {false, true}) {
+      set_num_threads(t);
+      Epilogue ep;
+      ep.bias = bias.data();
+      ep.relu = true;
+      ep.b_just_written = written;
+      std::vector<float> out(c.M * c.N);
+      sgemm(Trans::N, Trans::N, c.M, c.N, c.K, 1.f, A.data(), c.K, B.data(), c.N, 0.f,
+            out.data(), c.N, &ep);
+      if (first.empty())
+        first = out;
+      else
+        EXPECT_EQ(0, std::memcmp(first.data(), out.data(), sizeof(float) * out.size()))
+            << t << " threads, b_just_written " << written;
+    }
+  set_num_threads(saved);
 }
 
 // One row of A (batch-1 inference) skips the rows of B where A is zero: a ReLU output

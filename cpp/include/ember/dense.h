@@ -5,9 +5,10 @@
 
 namespace ember {
 
-// x (n, in), w (in, out) (Keras layout), b (out) or null, y (n, out).
+// x (n, in), w (in, out) (Keras layout), b (out) or null, y (n, out). `training`: w was
+// just updated by the optimizer (see Epilogue::b_just_written).
 void dense_forward(const float* x, const float* w, const float* b, float* y,
-                   int64_t n, int64_t in, int64_t out, Act act);
+                   int64_t n, int64_t in, int64_t out, Act act, bool training = false);
 
 // dz (n, out) is the gradient at the pre-activation (the caller applies
 // act_backward first). Accumulates dw (in, out) += x^T dz and db (out) += sum_n dz;
