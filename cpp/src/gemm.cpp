@@ -611,6 +611,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
 #pragma omp parallel
     {
       if (own_b) {
+        // (each task packs its slivers below)
       } else if (tb == Trans::N) {
         // Untransposed B in groups of kPackRows rows: the group's rows stay in L1 while
         // each sliver receives one contiguous run of them (a sliver at a time down all
