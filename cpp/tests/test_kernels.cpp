@@ -200,6 +200,29 @@ TEST(Optimizers, AdamMatchesKerasRuleInDouble) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(w[i], wd[i], 1e-6);
 }
 
+// The vectorized Adam loop (the AVX2 clone on CPUs that have it) gives the bits of the
+// element-by-element rule, which a clip that never binds selects; with AdamW's decay too.
+TEST(Optimizers, AdamVectorLoopMatchesElementRule) {
+  const int64_t n = 100003;  // several chunks and threads, and a ragged end
+  const auto w0 = random_vec(n, 21), g = random_vec(n, 22);
+  for (float decay : {0.f, 0.01f}) {
+    std::vector<float> w[2] = {w0, w0}, m[2], v[2];
+    for (int k = 0; k < 2; ++k) {
+      m[k].assign(n, 0.f);
+      v[k].assign(n, 0.f);
+      GradPrep p;
+      p.decay = decay;
+      if (k == 1) p.clipvalue = 1e30f;  // element by element, same arithmetic
+      for (int t = 1; t <= 3; ++t)
+        adam_update(w[k].data(), g.data(), m[k].data(), v[k].data(), nullptr, n, 0.01f, 0.9f,
+                    0.999f, 1e-7f, t, p);
+    }
+    EXPECT_EQ(0, std::memcmp(w[0].data(), w[1].data(), sizeof(float) * n)) << decay;
+    EXPECT_EQ(0, std::memcmp(m[0].data(), m[1].data(), sizeof(float) * n)) << decay;
+    EXPECT_EQ(0, std::memcmp(v[0].data(), v[1].data(), sizeof(float) * n)) << decay;
+  }
+}
+
 TEST(Optimizers, SgdMomentumAndNesterov) {
   for (bool nesterov : {false, true}) {
     std::vector<float> w = {1.f}, m = {0.f};
