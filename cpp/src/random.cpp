@@ -1,7 +1,12 @@
 // random.cpp: Philox4x32-10 (Salmon et al., SC'11) and the fills built on it.
 #include "ember/random.h"
 
+#include <algorithm>
 #include <cmath>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace ember {
 
@@ -39,14 +44,118 @@ float philox_uniform(uint64_t seed, uint64_t stream, uint64_t i) {
   return to_unit(r[i % 4]);
 }
 
-void fill_uniform(float* out, int64_t n, float lo, float hi, uint64_t seed,
-                  uint64_t stream) {
-  const float span = hi - lo;
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t b = 0; b < (n + 3) / 4; ++b) {
+namespace {
+
+// Blocks [b0, b1) of the stream into out[4 b0 ...], every value lo + span * to_unit(r).
+void uniform_blocks(float* out, int64_t n, int64_t b0, int64_t b1, float lo, float span,
+                    uint64_t seed, uint64_t stream) {
+  for (int64_t b = b0; b < b1; ++b) {
     uint32_t r[4];
     block(seed, stream, static_cast<uint64_t>(b), r);
     for (int64_t j = 0; j < 4 && 4 * b + j < n; ++j) out[4 * b + j] = lo + span * to_unit(r[j]);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define EMBER_PHILOX_AVX2 1
+// The same for eight blocks at a time, one per 32-bit lane: each round's two 32 x 32 ->
+// 64-bit products are four _mm256_mul_epu32 (even and odd lanes), the rest lane-wise
+// integer operations, then the float conversion and lo + span * u without FMA: the
+// same bits as the scalar blocks (dropout masks and uniform initial weights do not
+// change). Blocks [b0, b1) must be whole eight-block groups whose 32-bit counters do not
+// wrap, with all 4 (b1 - b0) values inside out.
+// (even lanes' 64-bit products, odd lanes') -> (low words, high words), in lane order.
+__attribute__((target("avx2"))) inline void split_words(__m256i even, __m256i odd,
+                                                        __m256i* lo32, __m256i* hi32) {
+  *lo32 = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  *hi32 = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+// Eight random words -> lo + span * to_unit(r).
+__attribute__((target("avx2"))) inline __m256 unit_values(__m256i r, __m256 lo, __m256 span) {
+  const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(r, 8)),
+                                 _mm256_set1_ps(1.0f / 16777216.0f));
+  return _mm256_add_ps(lo, _mm256_mul_ps(span, u));
+}
+
+__attribute__((target("avx2"))) void uniform_blocks_avx2(float* out, int64_t b0, int64_t b1,
+                                                         float lo, float span, uint64_t seed,
+                                                         uint64_t stream) {
+  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 vlo = _mm256_set1_ps(lo), vspan = _mm256_set1_ps(span);
+  for (int64_t b = b0; b < b1; b += 8) {
+    const uint64_t blk = static_cast<uint64_t>(b);
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(blk))), step);
+    __m256i c1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(blk >> 32)));
+    __m256i c2 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream)));
+    __m256i c3 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream >> 32)));
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      __m256i lo0, hi0, lo1, hi1;
+      split_words(_mm256_mul_epu32(c0, m0), _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0),
+                  &lo0, &hi0);
+      split_words(_mm256_mul_epu32(c2, m1), _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1),
+                  &lo1, &hi1);
+      const __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1),
+                                          _mm256_set1_epi32(static_cast<int>(k0)));
+      const __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3),
+                                          _mm256_set1_epi32(static_cast<int>(k1)));
+      c0 = n0;
+      c1 = lo1;
+      c2 = n2;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    // word j of the eight blocks -> a float vector, then the blocks back in order
+    const __m256 u0 = unit_values(c0, vlo, vspan), u1 = unit_values(c1, vlo, vspan);
+    const __m256 u2 = unit_values(c2, vlo, vspan), u3 = unit_values(c3, vlo, vspan);
+    const __m256 t0 = _mm256_unpacklo_ps(u0, u1), t1 = _mm256_unpackhi_ps(u0, u1);
+    const __m256 t2 = _mm256_unpacklo_ps(u2, u3), t3 = _mm256_unpackhi_ps(u2, u3);
+    const __m256 v0 = _mm256_shuffle_ps(t0, t2, 0x44), v1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 v2 = _mm256_shuffle_ps(t1, t3, 0x44), v3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    float* o = out + 4 * b;
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(v0, v1, 0x20));
+    _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(v2, v3, 0x20));
+    _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(v0, v1, 0x31));
+    _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(v2, v3, 0x31));
+  }
+}
+
+bool have_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+}
+#endif
+
+}  // namespace
+
+void fill_uniform(float* out, int64_t n, float lo, float hi, uint64_t seed,
+                  uint64_t stream) {
+  const float span = hi - lo;
+  const int64_t blocks = (n + 3) / 4;
+  // Groups of 64 blocks (256 values), split over the threads (a dropout mask of a 128 x
+  // 512 activation: 256 -> 20 µs with AVX2 and both threads).
+  constexpr int64_t kGroup = 64;
+  const int64_t groups = (blocks + kGroup - 1) / kGroup;
+#pragma omp parallel for schedule(static) if (n > (1 << 13))
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t b0 = g * kGroup, b1 = std::min(blocks, b0 + kGroup);
+    int64_t b = b0;
+#ifdef EMBER_PHILOX_AVX2
+    // whole groups of eight blocks inside out, 32-bit counters that do not wrap
+    const int64_t whole = std::min(b1, n / 4) - b0;
+    if (have_avx2() && whole >= 8 &&
+        static_cast<uint64_t>(b0 + whole) <= (uint64_t(1) << 32) * ((uint64_t(b0) >> 32) + 1)) {
+      b = b0 + whole / 8 * 8;
+      uniform_blocks_avx2(out, b0, b, lo, span, seed, stream);
+    }
+#endif
+    uniform_blocks(out, n, b, b1, lo, span, seed, stream);
   }
 }
 
