@@ -261,6 +261,12 @@ void narrow_tile(int64_t m, int64_t K, float alpha, const float* A, int64_t lda,
     _mm256_store_ps(tile[c] + 8, acc[c][1]);
   }
   const int64_t rows = kMasked ? m : 16;
+  if (alpha == 1.f && !accumulate && !bias && !relu) {  // a plain weight gradient
+    for (int64_t r = 0; r < rows; ++r)
+#pragma GCC unroll 6
+      for (int c = 0; c < J; ++c) C[r * ldc + c] = tile[c][r];
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     float* out = C + r * ldc;
     for (int c = 0; c < J; ++c) {
