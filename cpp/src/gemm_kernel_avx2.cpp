@@ -128,6 +128,61 @@ void kernel_segs_avx2(int64_t nseg, int64_t seglen, const float* const* rows, in
                      relu);
 }
 
+// A short list (at most kRegK k, e.g. the input gradient of a 10-unit output layer):
+// the MM x 16 block of C stays in registers for the whole list, loaded (or zero) once
+// and stored once. Each element gets the same FMAs in the same order as in small_rows.
+constexpr int64_t kRegK = 16;
+
+template <int MM>
+void short_rows(int64_t N, int64_t nk, const int32_t* ks, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                bool accumulate) {
+  alignas(16) float av[kRegK][MM];  // alpha * A[r, k], broadcast from memory below
+  for (int64_t q = 0; q < nk; ++q)
+    for (int r = 0; r < MM; ++r) av[q][r] = alpha * A[r * lda + ks[q]];
+  const int64_t nv = N / 8 * 8;
+  int64_t j = 0;
+  for (; j + 16 <= nv; j += 16) {
+    __m256 acc[MM][2];
+    for (int r = 0; r < MM; ++r) {
+      acc[r][0] = accumulate ? _mm256_loadu_ps(C + r * ldc + j) : _mm256_setzero_ps();
+      acc[r][1] = accumulate ? _mm256_loadu_ps(C + r * ldc + j + 8) : _mm256_setzero_ps();
+    }
+    for (int64_t q = 0; q < nk; ++q) {
+      const float* b = B + ks[q] * ldb + j;
+      const __m256 w0 = _mm256_loadu_ps(b), w1 = _mm256_loadu_ps(b + 8);
+      for (int r = 0; r < MM; ++r) {
+        const __m256 a = _mm256_broadcast_ss(&av[q][r]);
+        acc[r][0] = _mm256_fmadd_ps(a, w0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < MM; ++r) {
+      _mm256_storeu_ps(C + r * ldc + j, acc[r][0]);
+      _mm256_storeu_ps(C + r * ldc + j + 8, acc[r][1]);
+    }
+  }
+  for (; j < N; j += 8) {  // one vector, or the last columns (masked, as in small_rows)
+    const int64_t w = N - j < 8 ? N - j : 8;
+    alignas(32) int32_t lanes[8];
+    for (int q = 0; q < 8; ++q) lanes[q] = q < w ? -1 : 0;
+    const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    __m256 acc[MM];
+    for (int r = 0; r < MM; ++r)
+      acc[r] = accumulate ? _mm256_maskload_ps(C + r * ldc + j, mask) : _mm256_setzero_ps();
+    for (int64_t q = 0; q < nk; ++q) {
+      const __m256 wv = _mm256_maskload_ps(B + ks[q] * ldb + j, mask);
+      for (int r = 0; r < MM; ++r)
+        acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&av[q][r]), wv, acc[r]);
+    }
+    for (int r = 0; r < MM; ++r) {  // plain stores: a masked store is slow on AMD Zen
+      alignas(32) float out[8];
+      _mm256_store_ps(out, acc[r]);
+      for (int64_t c = 0; c < w; ++c) C[r * ldc + j + c] = out[c];
+    }
+  }
+}
+
 // One thread's share of the small-M path: C[r, 0:N) (+)= alpha * sum_q A[r, ks[q]]
 // B[ks[q], 0:N) for the MM rows of A. The listed rows of B stream four at a time, while
 // the MM rows of C (at most a few KB: the caller tiles N) stay in L1. Each C element sums
@@ -136,6 +191,10 @@ template <int MM>
 void small_rows(int64_t N, int64_t nk, const int32_t* ks, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                 bool accumulate) {
+  if (nk <= kRegK) {
+    short_rows<MM>(N, nk, ks, alpha, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
   const int64_t nv = N / 8 * 8;
   if (!accumulate)
     for (int r = 0; r < MM; ++r)

@@ -52,6 +52,7 @@ const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   
                        {256, 10, 128}, {37, 12, 130}, {17, 11, 16}, {9, 5, 33},
                        // short K (an output layer's input gradient), ragged row groups
                        {128, 256, 8}, {128, 256, 10}, {37, 33, 3}, {6, 100, 16},
+                       {33, 45, 16}, {9, 24, 11}, {7, 19, 17},
                        // split-K: small C, long K (conv1's weight gradient), uneven last chunk
                        {27, 32, 9000}, {5, 3, 4097}};
 
@@ -113,6 +114,8 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
                            std::make_tuple(Case{301, 10, 700}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 11, 700}, Trans::N, Trans::N),
                            std::make_tuple(Case{301, 517, 8}, Trans::N, Trans::T),
+                           std::make_tuple(Case{301, 517, 16}, Trans::N, Trans::T),
+                           std::make_tuple(Case{301, 21, 13}, Trans::N, Trans::N),
                            // enough row blocks to be handed out to whichever thread is free
                            std::make_tuple(Case{1000, 64, 300}, Trans::N, Trans::N),
                            // one block of rows: each task packs its own slivers of B
