@@ -58,12 +58,6 @@ void uniform_blocks(float* out, int64_t n, int64_t b0, int64_t b1, float lo, flo
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define EMBER_PHILOX_AVX2 1
-// The same for eight blocks at a time, one per 32-bit lane: each round's two 32 x 32 ->
-// 64-bit products are four _mm256_mul_epu32 (even and odd lanes), the rest lane-wise
-// integer operations, then the float conversion and lo + span * u without FMA: the
-// same bits as the scalar blocks (dropout masks and uniform initial weights do not
-// change). Blocks [b0, b1) must be whole eight-block groups whose 32-bit counters do not
-// wrap, with all 4 (b1 - b0) values inside out.
 // (even lanes' 64-bit products, odd lanes') -> (low words, high words), in lane order.
 __attribute__((target("avx2"))) inline void split_words(__m256i even, __m256i odd,
                                                         __m256i* lo32, __m256i* hi32) {
@@ -78,6 +72,12 @@ __attribute__((target("avx2"))) inline __m256 unit_values(__m256i r, __m256 lo, 
   return _mm256_add_ps(lo, _mm256_mul_ps(span, u));
 }
 
+// The same for eight blocks at a time, one per 32-bit lane: each round's two 32 x 32 ->
+// 64-bit products are four _mm256_mul_epu32 (even and odd lanes), the rest lane-wise
+// integer operations, then the float conversion and lo + span * u without FMA: the
+// same bits as the scalar blocks (dropout masks and uniform initial weights do not
+// change). Blocks [b0, b1) must be whole eight-block groups whose 32-bit counters do not
+// wrap, with all 4 (b1 - b0) values inside out.
 __attribute__((target("avx2"))) void uniform_blocks_avx2(float* out, int64_t b0, int64_t b1,
                                                          float lo, float span, uint64_t seed,
                                                          uint64_t stream) {
@@ -150,7 +150,7 @@ void fill_uniform(float* out, int64_t n, float lo, float hi, uint64_t seed,
     // whole groups of eight blocks inside out, 32-bit counters that do not wrap
     const int64_t whole = std::min(b1, n / 4) - b0;
     if (have_avx2() && whole >= 8 &&
-        static_cast<uint64_t>(b0 + whole) <= (uint64_t(1) << 32) * ((uint64_t(b0) >> 32) + 1)) {
+        static_cast<uint64_t>(b0) >> 32 == static_cast<uint64_t>(b0 + whole - 1) >> 32) {
       b = b0 + whole / 8 * 8;
       uniform_blocks_avx2(out, b0, b, lo, span, seed, stream);
     }
