@@ -526,8 +526,8 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
   // x 4): a 16-wide tile would spend longer storing C than computing it. Rows of B
   // (transposed once when B is) stream into groups of four rows of C, as batch-1
   // inference does, each 4 x 16 block of C in registers for the whole K: no packing,
-  // every lane used. Groups are split over the threads; each element
-  // is one thread's sum over k in order.
+  // every lane used. Groups are split over the threads; each element is one thread's
+  // sum over k in order.
   if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines) {
     const float* bk = B;
     int64_t ldbk = ldb;
