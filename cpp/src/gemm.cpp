@@ -220,13 +220,6 @@ bool use_generic_from_env() {
   return v && std::string(v) == "generic";
 }
 
-// The k that the small-M path visits: every k for several rows of A; for one row,
-// only where it is nonzero (after a ReLU, about half of a hidden layer's inputs are
-// zero, and each skipped k is a row of B not read). Skipping a term alpha * 0 * b
-// changes no sum unless b is infinite or NaN, or the sum is a zero whose sign it would
-// flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in
-// A counts as nonzero. Returns the list (valid until the next call on this thread) and
-// its length in nk.
 // 0, 1, ..., K - 1 (valid until the next call on this thread that needs a longer list).
 const int32_t* every_k(int64_t K) {
   static thread_local AlignedBuffer<int32_t> every;
@@ -237,6 +230,13 @@ const int32_t* every_k(int64_t K) {
   return every.data();
 }
 
+// The k that the small-M path visits: every k for several rows of A; for one row,
+// only where it is nonzero (after a ReLU, about half of a hidden layer's inputs are
+// zero, and each skipped k is a row of B not read). Skipping a term alpha * 0 * b
+// changes no sum unless b is infinite or NaN, or the sum is a zero whose sign it would
+// flip (the reference BLAS sgemv and sgemm have long skipped zeros the same way). NaN in
+// A counts as nonzero. Returns the list (valid until the next call on this thread) and
+// its length in nk.
 const int32_t* list_k(int64_t M, int64_t K, const float* A, int64_t* nk) {
   static thread_local AlignedBuffer<int32_t> listed;
   const int32_t* every = every_k(K);
