@@ -356,6 +356,50 @@ def test_weights_bit_identical_across_thread_counts(tmp_path, model):
     assert results[0].tobytes() == results[1].tobytes()
 
 
+PREDICT_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, ember
+    from ember import layers
+    ember.set_random_seed(5)
+    # Big enough that batch-1 inference splits the Dense chain over the threads.
+    m = ember.Sequential([layers.Input((784,)), layers.Dense(512, activation="relu"),
+                          layers.Dropout(0.2), layers.Dense(256, activation="relu"),
+                          layers.Dense(10, activation="softmax")])
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    x[:, ::3] = 0  # zeros skipped in the batch-1 product
+    outs = [m.predict(x[:n], verbose=0) for n in (1, 2, 4)] + [m.predict_on_batch(x[:1])]
+    np.save(sys.argv[1], np.concatenate([o.ravel() for o in outs]))
+    w = m.get_weights()
+    h = x.astype(np.float64)
+    for i in (0, 2):
+        h = np.maximum(h @ w[i] + w[i + 1], 0)
+    z = h @ w[4] + w[5]
+    ref = np.exp(z - z.max(1, keepdims=True))
+    np.save(sys.argv[1] + ".ref.npy", ref / ref.sum(1, keepdims=True))
+    print(ember.config.get_num_threads())
+""")
+
+
+def test_small_batch_predict_bit_identical_across_thread_counts(tmp_path):
+    # Batch 1 to 4 runs the Dense layers as one chain (a dropout between them passes
+    # through); 1 and 2 threads give the same bits, and both match float64.
+    script = tmp_path / "predict.py"
+    script.write_text(PREDICT_SCRIPT)
+    results = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"p{threads}.npy"
+        proc = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
+                              text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS=threads))
+        assert proc.stdout.strip() == threads
+        results.append(np.load(out))
+    assert results[0].tobytes() == results[1].tobytes()
+    ref = np.load(str(out) + ".ref.npy")
+    got = results[0]
+    np.testing.assert_allclose(got[:10], ref[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[10:30], ref[:2].ravel(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[30:70], ref.ravel(), rtol=1e-4, atol=1e-6)
+    assert got[70:].tobytes() == got[:10].tobytes()
+
+
 def test_steady_state_allocates_nothing():
     x, y = blobs(200)
     m = make_model()

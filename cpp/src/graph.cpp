@@ -37,6 +37,17 @@ class DenseNode : public Node {
     dense_forward(x, w, use_bias_ ? w + in_size * out_size : nullptr, y, n, in_size,
                   out_size, act, ctx.training);
   }
+  // The same product as a layer of sgemm_small_chain, writing y.
+  ChainLayer chain_layer(const StepCtx& ctx, float* y) const {
+    ChainLayer L;
+    L.w = ctx.params + param_offset;
+    L.k = in_size;
+    L.n = out_size;
+    L.ep.bias = use_bias_ ? L.w + in_size * out_size : nullptr;
+    L.ep.relu = act == Act::Relu;
+    L.y = y;
+    return L;
+  }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {
     if (!preact && act != Act::Linear && !act_backward_done_by_next)
@@ -72,6 +83,7 @@ class DropoutNode : public Node {
   DropoutNode(float rate, uint64_t seed) : rate_(rate), seed_(seed) {}
   const char* kind() const override { return "Dropout"; }
   int64_t saved_per_sample() const override { return out_size; }
+  bool identity_in_inference() const override { return true; }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
     training_ = ctx.training && rate_ > 0.f;
     if (training_)
@@ -554,13 +566,46 @@ void Graph::forward(const float* x, int64_t n, bool training) {
   act_[0] = const_cast<float*>(x);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = *nodes_[i];
-    if (node.is_view()) {
+    if (node.is_view() || (!training && node.identity_in_inference())) {
       act_[i + 1] = act_[i];
       continue;
+    }
+    if (!training && n <= kSmallM) {
+      const size_t end = forward_dense_chain(ctx, i, n);
+      if (end > i) {
+        i = end - 1;
+        continue;
+      }
     }
     act_[i + 1] = act_buf_[i].data();
     node.forward(ctx, act_[i], act_[i + 1], n);
   }
+}
+
+size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
+  // Dense nodes, each but the last ending in a ReLU or nothing (what the chain's
+  // epilogue does), with only views and inference identities between them.
+  chain_.clear();
+  size_t end = first;
+  for (size_t i = first; i < nodes_.size();) {
+    const auto* dense = dynamic_cast<const DenseNode*>(nodes_[i].get());
+    if (!dense) break;
+    chain_.push_back(dense->chain_layer(ctx, act_buf_[i].data()));
+    end = i + 1;
+    if (dense->act != Act::Linear && dense->act != Act::Relu) break;
+    for (++i; i < nodes_.size() && (nodes_[i]->is_view() || nodes_[i]->identity_in_inference());)
+      ++i;
+  }
+  if (chain_.size() < 2) return first;
+  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()));
+  for (size_t i = first; i < end; ++i) {
+    const bool passes = nodes_[i]->is_view() || nodes_[i]->identity_in_inference();
+    act_[i + 1] = passes ? act_[i] : act_buf_[i].data();
+  }
+  const Node& last = *nodes_[end - 1];
+  if (last.act != Act::Linear && last.act != Act::Relu)
+    act_forward(last.act, act_[end], act_[end], n, last.out_size);
+  return end;
 }
 
 StepResult Graph::train_step(const Batch& b, float lr) {

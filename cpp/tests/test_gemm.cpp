@@ -2,8 +2,10 @@
 // shapes, for the dispatched kernel (run again under EMBER_GEMM_KERNEL=generic).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <tuple>
+#include <vector>
 
 #include "ember/gemm.h"
 #include "ember/parallel.h"
@@ -203,6 +205,79 @@ TEST(Gemm, SingleRowSkipBitIdenticalAndNaNInA) {
   A[K / 2] = std::nanf("");
   sgemm(Trans::N, Trans::N, 1, N, K, 1.f, A.data(), K, B.data(), N, 0.f, out[0].data(), N);
   for (float v : out[0]) EXPECT_TRUE(std::isnan(v));
+}
+
+// A chain of Dense layers at M <= 4 rows gives, layer by layer, the same bits as one
+// sgemm each, for 1 to 4 threads: the MLP (784-512-256-10: a region of two layers with
+// each thread summing the columns it reads next, then one on this thread), layers
+// whose next one is split by columns (one chunk each, or 8 chunks for 3 or 4 threads
+// of 2), a ReLU output with zeros skipped, and a NaN in the input reaching the end.
+TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
+  const std::vector<std::vector<int64_t>> nets = {{784, 512, 256, 10}, {300, 200, 700, 150},
+                                                  {1500, 64, 2000, 9}, {5, 7}};
+  const int saved = get_num_threads();
+  for (const auto& sizes : nets)
+    for (int64_t M : {1, 2, 4}) {
+      const int64_t count = static_cast<int64_t>(sizes.size()) - 1;
+      std::vector<std::vector<float>> w(count), b(count), want(count);
+      auto x = random_vec(M * sizes[0], 20);
+      for (int64_t k = 0; k < M * sizes[0]; k += 5) x[k] = 0.f;
+      for (int64_t l = 0; l < count; ++l) {
+        w[l] = random_vec(sizes[l] * sizes[l + 1], 21 + l);
+        b[l] = random_vec(sizes[l + 1], 31 + l);
+        Epilogue ep;
+        ep.bias = b[l].data();
+        ep.relu = l + 1 < count;
+        want[l].resize(M * sizes[l + 1]);
+        sgemm(Trans::N, Trans::N, M, sizes[l + 1], sizes[l], 1.f,
+              l ? want[l - 1].data() : x.data(), sizes[l], w[l].data(), sizes[l + 1], 0.f,
+              want[l].data(), sizes[l + 1], &ep);
+      }
+      for (int t = 1; t <= 4; ++t) {
+        set_num_threads(t);
+        std::vector<std::vector<float>> got(count);
+        std::vector<ChainLayer> layers(count);
+        for (int64_t l = 0; l < count; ++l) {
+          got[l].assign(M * sizes[l + 1], 7.f);
+          layers[l].w = w[l].data();
+          layers[l].k = sizes[l];
+          layers[l].n = sizes[l + 1];
+          layers[l].ep.bias = b[l].data();
+          layers[l].ep.relu = l + 1 < count;
+          layers[l].y = got[l].data();
+        }
+        sgemm_small_chain(M, x.data(), layers.data(), count);
+        for (int64_t l = 0; l < count; ++l)
+          EXPECT_EQ(0, std::memcmp(got[l].data(), want[l].data(), sizeof(float) * got[l].size()))
+              << "net " << sizes[0] << "-" << sizes[1] << " M=" << M << " layer " << l
+              << " threads " << t;
+      }
+      set_num_threads(saved);
+      if (M == 1) {  // NaN in, NaN out (it counts as nonzero in every layer's list)
+        x[3] = std::nanf("");
+        std::vector<std::vector<float>> got(count);
+        std::vector<ChainLayer> layers(count);
+        for (int64_t l = 0; l < count; ++l) {
+          got[l].resize(sizes[l + 1]);
+          layers[l].w = w[l].data();
+          layers[l].k = sizes[l];
+          layers[l].n = sizes[l + 1];
+          layers[l].y = got[l].data();
+        }
+        sgemm_small_chain(1, x.data(), layers.data(), count);
+        for (float v : got[count - 1]) EXPECT_TRUE(std::isnan(v));
+      }
+    }
+}
+
+TEST(Gemm, SmallChainRejectsBadShapes) {
+  std::vector<float> x(8), w(64), y(64);
+  ChainLayer layers[2];
+  layers[0] = {w.data(), 8, 4, {}, y.data()};
+  layers[1] = {w.data(), 5, 2, {}, y.data()};  // 5 inputs after 4 outputs
+  EXPECT_THROW(sgemm_small_chain(1, x.data(), layers, 2), std::invalid_argument);
+  EXPECT_THROW(sgemm_small_chain(5, x.data(), layers, 1), std::invalid_argument);
+  EXPECT_THROW(sgemm_small_chain(1, x.data(), layers, 0), std::invalid_argument);
 }
 
 // The portable micro-kernel directly, whatever sgemm dispatches to.

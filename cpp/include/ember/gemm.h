@@ -49,6 +49,22 @@ void sgemm_lines(Trans ta, const Lines& L, int64_t M, int64_t N, int64_t K, cons
                  int64_t ldb, float beta, float* C, int64_t ldc,
                  const Epilogue* epilogue = nullptr);
 
+// One layer of sgemm_small_chain: y = epilogue(in w), w k x n and y M x n, row-major.
+struct ChainLayer {
+  const float* w = nullptr;
+  int64_t k = 0, n = 0;
+  Epilogue ep;
+  float* y = nullptr;
+};
+
+// Dense layers at M <= kSmallM rows (batch-1 inference): y_0 = ep_0(x w_0),
+// y_1 = ep_1(y_0 w_1), ... Each layer gives the same bits as
+// sgemm(N, N, M, n, k, 1, in, k, w, n, 0, y, n, &ep). Consecutive layers that split over
+// the threads run in one parallel region with a barrier between them instead of a join
+// and a fork, and where the split allows, each thread sums the output columns that it
+// then reads as the next layer's input (no other thread touches them).
+void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count);
+
 // Naive triple loop (double accumulation is NOT used: it sums in float, k ascending),
 // kept as the reference the tests compare sgemm with.
 void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -8,6 +8,7 @@
 #include <vector>
 #include "ember/activations.h"
 #include "ember/buffer.h"
+#include "ember/gemm.h"
 #include "ember/losses.h"
 #include "ember/metrics.h"
 #include "ember/optimizers.h"
@@ -29,6 +30,8 @@ class Node {
   virtual const char* kind() const = 0;
   // Output aliases input (reshape/flatten): no buffer, no work.
   virtual bool is_view() const { return false; }
+  // Output equals input outside training (dropout): inference treats it as a view.
+  virtual bool identity_in_inference() const { return false; }
   // Floats per sample the node keeps from forward for backward (dropout mask).
   virtual int64_t saved_per_sample() const { return 0; }
   // Sizes the node's own scratch for batches of up to n samples (memory plan).
@@ -142,6 +145,9 @@ class Graph {
   const float* gather_input(const Batch& b);
   void gather_targets(const Batch& b);
   void forward(const float* x, int64_t n, bool training);
+  // Inference at a few rows: runs Dense nodes from `first` as one sgemm_small_chain
+  // and returns the node after them, or returns `first` when fewer than two chain.
+  size_t forward_dense_chain(StepCtx& ctx, size_t first, int64_t n);
 
   std::vector<int64_t> input_shape_;
   int64_t input_size_ = 0;
@@ -162,6 +168,7 @@ class Graph {
   FloatBuffer input_;
   std::vector<FloatBuffer> act_buf_;   // owned output buffer per non-view node
   std::vector<float*> act_;            // act_[i] = input of node i; act_[N] = output
+  std::vector<ChainLayer> chain_;      // forward_dense_chain's layers
   std::vector<FloatBuffer> saved_;
   FloatBuffer grad_a_, grad_b_;
   FloatBuffer y_, sw_;
