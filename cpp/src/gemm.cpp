@@ -847,6 +847,14 @@ void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int6
     }
     while (e < count && plans[e].threads > 1) ++e;
 #ifdef EMBER_OPENMP
+    // Every other call, each thread takes its tasks in reverse order. Its share of the
+    // weights (about 900 KB of the MLP's) nearly fills its 1 MB L2, and a cache that
+    // evicts the least recently used keeps almost none of a working set swept again
+    // in the same order; swept the other way, it starts with what the last call left.
+    // Each task still writes its own partial and they are added in chunk order: the
+    // same bits. (MLP at batch 1: 3-6% faster.)
+    static thread_local unsigned calls = 0;
+    const bool flip = ++calls & 1;
     SpinBarrier barrier;
 #pragma omp parallel num_threads(plans[i].threads)
     {
@@ -855,8 +863,10 @@ void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int6
         const SmallPlan& p = plans[l];
         const ChainLayer& L = layers[l];
         float* part = parts + offsets[l];
-        for (int64_t q = p.tasks() * t / T; q < p.tasks() * (t + 1) / T; ++q)
-          small_task(kern, p, q, 1.f, input(l), L.k, L.w, L.n, L.y, L.n, false, &L.ep, part);
+        const int64_t q0 = p.tasks() * t / T, q1 = p.tasks() * (t + 1) / T;
+        for (int64_t q = q0; q < q1; ++q)
+          small_task(kern, p, flip ? q1 - 1 - (q - q0) : q, 1.f, input(l), L.k, L.w, L.n, L.y,
+                     L.n, false, &L.ep, part);
         if (l + 1 == e) break;  // the last layer's partials are summed after the join
         barrier.wait(T);
         if (p.chunks == 1) continue;  // y is complete

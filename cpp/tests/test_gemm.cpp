@@ -212,6 +212,7 @@ TEST(Gemm, SingleRowSkipBitIdenticalAndNaNInA) {
 // each thread summing the columns it reads next, then one on this thread), layers
 // whose next one is split by columns (one chunk each, or 8 chunks for 3 or 4 threads
 // of 2), a ReLU output with zeros skipped, and a NaN in the input reaching the end.
+// Twice each: every other call, the threads take their tasks in reverse order.
 TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
   const std::vector<std::vector<int64_t>> nets = {{784, 512, 256, 10}, {300, 200, 700, 150},
                                                   {1500, 64, 2000, 9}, {5, 7}};
@@ -246,11 +247,14 @@ TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
           layers[l].ep.relu = l + 1 < count;
           layers[l].y = got[l].data();
         }
-        sgemm_small_chain(M, x.data(), layers.data(), count);
-        for (int64_t l = 0; l < count; ++l)
-          EXPECT_EQ(0, std::memcmp(got[l].data(), want[l].data(), sizeof(float) * got[l].size()))
-              << "net " << sizes[0] << "-" << sizes[1] << " M=" << M << " layer " << l
-              << " threads " << t;
+        for (int call = 0; call < 2; ++call) {  // threads alternate their task order
+          sgemm_small_chain(M, x.data(), layers.data(), count);
+          for (int64_t l = 0; l < count; ++l)
+            EXPECT_EQ(0,
+                      std::memcmp(got[l].data(), want[l].data(), sizeof(float) * got[l].size()))
+                << "net " << sizes[0] << "-" << sizes[1] << " M=" << M << " layer " << l
+                << " threads " << t << " call " << call;
+        }
       }
       set_num_threads(saved);
       if (M == 1) {  // NaN in, NaN out (it counts as nonzero in every layer's list)
