@@ -400,6 +400,30 @@ def test_small_batch_predict_bit_identical_across_thread_counts(tmp_path):
     assert got[70:].tobytes() == got[:10].tobytes()
 
 
+FORK_SCRIPT = textwrap.dedent("""
+    import os, numpy as np, ember
+    from ember import layers
+    m = ember.Sequential([layers.Input((784,)), layers.Dense(512, activation="relu"),
+                          layers.Dense(10)])
+    x = np.random.default_rng(0).random((1, 784), dtype=np.float32)
+    first = m.predict(x, verbose=0)  # starts ember's helper threads
+    pid = os.fork()
+    if pid == 0:  # the child has none: it starts its own
+        os._exit(0 if m.predict(x, verbose=0).tobytes() == first.tobytes() else 3)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_batch1_predict_after_fork(tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert proc.stdout.strip() == "0"
+
+
 def test_steady_state_allocates_nothing():
     x, y = blobs(200)
     m = make_model()

@@ -808,7 +808,8 @@ void sgemm_lines(Trans ta, const Lines& L, int64_t M, int64_t N, int64_t K, cons
   gemm_impl(a, Trans::N, M, N, K, B, ldb, beta, C, ldc, epilogue);
 }
 
-void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count) {
+void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count,
+                       bool helpers) {
   if (M < 1 || M > kSmallM || count < 1)
     throw std::invalid_argument("sgemm_small_chain: expected 1 to " + std::to_string(kSmallM) +
                                 " rows and at least one layer. Received: M=" +
@@ -846,7 +847,6 @@ void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int6
       continue;
     }
     while (e < count && plans[e].threads > 1) ++e;
-#ifdef EMBER_OPENMP
     // Every other call, each thread takes its tasks in reverse order. Its share of the
     // weights (about 900 KB of the MLP's) nearly fills its 1 MB L2, and a cache that
     // evicts the least recently used keeps almost none of a working set swept again
@@ -856,9 +856,7 @@ void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int6
     static thread_local unsigned calls = 0;
     const bool flip = ++calls & 1;
     SpinBarrier barrier;
-#pragma omp parallel num_threads(plans[i].threads)
-    {
-      const int T = omp_get_num_threads(), t = omp_get_thread_num();
+    auto body = [&](int t, int T) {
       for (int64_t l = i; l < e; ++l) {
         const SmallPlan& p = plans[l];
         const ChainLayer& L = layers[l];
@@ -881,14 +879,16 @@ void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int6
         if (j0 < j1) small_reduce(p, part, j0, j1, L.y, L.n, false, &L.ep);
         if (!own) barrier.wait(T);
       }
-    }
+    };
+    auto run = [](void* ctx, int t, int T) { (*static_cast<decltype(body)*>(ctx))(t, T); };
+    if (!helpers || !run_on_helpers(plans[i].threads, run, &body)) {
+#ifdef EMBER_OPENMP
+#pragma omp parallel num_threads(plans[i].threads)
+      body(omp_get_thread_num(), omp_get_num_threads());
 #else
-    for (int64_t l = i; l < e; ++l) {
-      const ChainLayer& L = layers[l];
-      small_nn(kern, M, L.n, L.k, 1.f, input(l), L.k, L.w, L.n, L.y, L.n, false, &L.ep);
-    }
-    continue;
+      body(0, 1);
 #endif
+    }
     const SmallPlan& p = plans[e - 1];
     const ChainLayer& L = layers[e - 1];
     if (p.chunks > 1) small_reduce(p, parts + offsets[e - 1], 0, L.n, L.y, L.n, false, &L.ep);

@@ -10,6 +10,7 @@
 #include "ember/dense.h"
 #include "ember/dropout.h"
 #include "ember/embedding.h"
+#include "ember/parallel.h"
 #include "ember/pooling.h"
 
 namespace ember {
@@ -585,6 +586,9 @@ void Graph::forward(const float* x, int64_t n, bool training) {
 size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
   // Dense nodes, each but the last ending in a ReLU or nothing (what the chain's
   // epilogue does), with only views and inference identities between them.
+  auto passes = [&](size_t i) {
+    return nodes_[i]->is_view() || nodes_[i]->identity_in_inference();
+  };
   chain_.clear();
   size_t end = first;
   for (size_t i = first; i < nodes_.size();) {
@@ -593,23 +597,36 @@ size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
     chain_.push_back(dense->chain_layer(ctx, act_buf_[i].data()));
     end = i + 1;
     if (dense->act != Act::Linear && dense->act != Act::Relu) break;
-    for (++i; i < nodes_.size() && (nodes_[i]->is_view() || nodes_[i]->identity_in_inference());)
-      ++i;
+    for (++i; i < nodes_.size() && passes(i);) ++i;
   }
   if (chain_.size() < 2) return first;
-  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()));
-  for (size_t i = first; i < end; ++i) {
-    const bool passes = nodes_[i]->is_view() || nodes_[i]->identity_in_inference();
-    act_[i + 1] = passes ? act_[i] : act_buf_[i].data();
-  }
+  // The whole forward pass is the chain: no OpenMP region runs around it, so it may
+  // use the helper threads.
+  const bool whole = dense_chain_only();
+  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()), whole);
+  for (size_t i = first; i < end; ++i) act_[i + 1] = passes(i) ? act_[i] : act_buf_[i].data();
   const Node& last = *nodes_[end - 1];
   if (last.act != Act::Linear && last.act != Act::Relu)
     act_forward(last.act, act_[end], act_[end], n, last.out_size);
   return end;
 }
 
+bool Graph::dense_chain_only() const {
+  int dense = 0;
+  const Node* last = nullptr;
+  for (const auto& node : nodes_) {
+    if (node->is_view() || node->identity_in_inference()) continue;
+    if (!dynamic_cast<const DenseNode*>(node.get())) return false;
+    if (last && last->act != Act::Linear && last->act != Act::Relu) return false;
+    last = node.get();
+    ++dense;
+  }
+  return dense >= 2;
+}
+
 StepResult Graph::train_step(const Batch& b, float lr) {
   std::lock_guard<std::mutex> lock(mu_);
+  OpenMPUse openmp(true);
   check_batch(b, true);
   if (!opt_) throw std::logic_error("The model must be compiled before training");
   if (!(lr >= 0.f)) throw std::invalid_argument("learning rate must be >= 0");
@@ -663,6 +680,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
 
 StepResult Graph::test_step(const Batch& b) {
   std::lock_guard<std::mutex> lock(mu_);
+  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only()));
   check_batch(b, true);
   const int64_t rows = inference_rows(b.n), c = output_size();
   StepResult r;
@@ -685,6 +703,7 @@ StepResult Graph::test_step(const Batch& b) {
 
 void Graph::predict(const Batch& b, float* out) {
   std::lock_guard<std::mutex> lock(mu_);
+  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only()));
   check_batch(b, false);
   const int64_t rows = inference_rows(b.n), c = output_size();
   for (int64_t s = 0; s < b.n; s += rows) {

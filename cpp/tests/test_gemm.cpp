@@ -2,8 +2,11 @@
 // shapes, for the dispatched kernel (run again under EMBER_GEMM_KERNEL=generic).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -212,7 +215,8 @@ TEST(Gemm, SingleRowSkipBitIdenticalAndNaNInA) {
 // each thread summing the columns it reads next, then one on this thread), layers
 // whose next one is split by columns (one chunk each, or 8 chunks for 3 or 4 threads
 // of 2), a ReLU output with zeros skipped, and a NaN in the input reaching the end.
-// Twice each: every other call, the threads take their tasks in reverse order.
+// Twice each (every other call, the threads take their tasks in reverse order) on
+// OpenMP's threads and on ember's helper threads.
 TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
   const std::vector<std::vector<int64_t>> nets = {{784, 512, 256, 10}, {300, 200, 700, 150},
                                                   {1500, 64, 2000, 9}, {5, 7}};
@@ -247,8 +251,9 @@ TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
           layers[l].ep.relu = l + 1 < count;
           layers[l].y = got[l].data();
         }
-        for (int call = 0; call < 2; ++call) {  // threads alternate their task order
-          sgemm_small_chain(M, x.data(), layers.data(), count);
+        // Threads alternate their task order call by call; OpenMP's team, then the helpers.
+        for (int call = 0; call < 4; ++call) {
+          sgemm_small_chain(M, x.data(), layers.data(), count, call >= 2);
           for (int64_t l = 0; l < count; ++l)
             EXPECT_EQ(0,
                       std::memcmp(got[l].data(), want[l].data(), sizeof(float) * got[l].size()))
@@ -272,6 +277,25 @@ TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
         for (float v : got[count - 1]) EXPECT_TRUE(std::isnan(v));
       }
     }
+}
+
+// The helper threads run every t once per job, for a growing team, after they have
+// gone to sleep, and decline a single thread.
+TEST(Gemm, HelperThreadsRunEveryShare) {
+  struct Job {
+    std::atomic<int> hits[8];
+  } job;
+  auto fn = [](void* ctx, int t, int) { static_cast<Job*>(ctx)->hits[t].fetch_add(1); };
+  EXPECT_FALSE(run_on_helpers(1, fn, &job));
+  for (int threads : {2, 3, 2, 4}) {
+    for (auto& h : job.hits) h = 0;
+    for (int rep = 0; rep < 100; ++rep) ASSERT_TRUE(run_on_helpers(threads, fn, &job));
+    for (int t = 0; t < 8; ++t) EXPECT_EQ(job.hits[t].load(), t < threads ? 100 : 0) << t;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // past the spinning
+  for (auto& h : job.hits) h = 0;
+  ASSERT_TRUE(run_on_helpers(4, fn, &job));
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(job.hits[t].load(), 1);
 }
 
 TEST(Gemm, SmallChainRejectsBadShapes) {

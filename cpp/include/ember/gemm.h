@@ -62,8 +62,11 @@ struct ChainLayer {
 // sgemm(N, N, M, n, k, 1, in, k, w, n, 0, y, n, &ep). Consecutive layers that split over
 // the threads run in one parallel region with a barrier between them instead of a join
 // and a fork, and where the split allows, each thread sums the output columns that it
-// then reads as the next layer's input (no other thread touches them).
-void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count);
+// then reads as the next layer's input (no other thread touches them). helpers: the
+// caller runs no OpenMP region around the chain (a whole forward pass), so the chain
+// may run on ember's helper threads (run_on_helpers), which start faster.
+void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count,
+                       bool helpers = false);
 
 // Naive triple loop (double accumulation is NOT used: it sums in float, k ascending),
 // kept as the reference the tests compare sgemm with.

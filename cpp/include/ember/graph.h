@@ -148,6 +148,10 @@ class Graph {
   // Inference at a few rows: runs Dense nodes from `first` as one sgemm_small_chain
   // and returns the node after them, or returns `first` when fewer than two chain.
   size_t forward_dense_chain(StepCtx& ctx, size_t first, int64_t n);
+  // Every node but views and dropouts is a Dense, and they chain (at least two; all
+  // but the last end in a ReLU or nothing): inference at a few rows is one
+  // sgemm_small_chain and runs no OpenMP region.
+  bool dense_chain_only() const;
 
   std::vector<int64_t> input_shape_;
   int64_t input_size_ = 0;
