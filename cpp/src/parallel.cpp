@@ -81,9 +81,9 @@ int64_t now_ns() {
 constexpr int64_t kOpenMPQuietNs = 10'000'000;
 std::atomic<int64_t> last_openmp_ns{-kOpenMPQuietNs};
 
-// A helper waits this long spinning before it sleeps (a wake-up then costs the next
-// job tens of microseconds): longer than the gaps between calls in a predict loop.
-constexpr auto kSpinFor = std::chrono::microseconds(500);
+// A helper waits this long spinning before it sleeps, about as long as libgomp's
+// workers do here (a wake-up costs a single-threaded call and a futex wake).
+constexpr auto kSpinFor = std::chrono::milliseconds(4);
 
 void helper_loop(Helpers* h, int id, uint32_t seen) {
   for (;;) {
@@ -127,12 +127,27 @@ bool run_on_helpers(int threads, void (*fn)(void*, int, int), void* ctx) {
   if (h->nap.load(std::memory_order_relaxed)) h->nap.store(false, std::memory_order_relaxed);
   for (; h->started < threads - 1; ++h->started)
     std::thread(helper_loop, h, h->started + 1, h->job.load()).detach();
+  const bool asleep = h->sleeping.load() > 0;
+  if (asleep || h->running.load(std::memory_order_acquire) > 0) {
+    // Waking a sleeping helper takes up to a millisecond on this VM, far longer than
+    // the job: post an empty job to wake them for the next one, and run this one here.
+    if (asleep && h->running.load(std::memory_order_acquire) == 0) {
+      h->threads = 0;
+      h->running.store(h->started, std::memory_order_relaxed);
+      h->job.fetch_add(1);
+      std::lock_guard<std::mutex> sleep_lock(h->sleep_mu);
+      h->wake.notify_all();
+    }
+    lock.unlock();
+    fn(ctx, 0, 1);
+    return true;
+  }
   h->fn = fn;
   h->ctx = ctx;
   h->threads = threads;
   h->running.store(h->started, std::memory_order_relaxed);
   h->job.fetch_add(1);  // seq_cst: a helper going to sleep either sees it or is counted
-  if (h->sleeping.load() > 0) {
+  if (h->sleeping.load() > 0) {  // one fell asleep just now
     std::lock_guard<std::mutex> sleep_lock(h->sleep_mu);
     h->wake.notify_all();
   }

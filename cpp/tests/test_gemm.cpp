@@ -279,23 +279,45 @@ TEST(Gemm, SmallChainMatchesOneSgemmPerLayer) {
     }
 }
 
-// The helper threads run every t once per job, for a growing team, after they have
-// gone to sleep, and decline a single thread.
+// Each job runs every t once, on the helpers, or (while they wake up) as t = 0 of a
+// team of one on the calling thread; awake, the helpers take part, for a team that
+// grows and shrinks, and again after they have slept. One thread is declined.
 TEST(Gemm, HelperThreadsRunEveryShare) {
   struct Job {
     std::atomic<int> hits[8];
+    std::atomic<int> team{0};
   } job;
-  auto fn = [](void* ctx, int t, int) { static_cast<Job*>(ctx)->hits[t].fetch_add(1); };
+  auto fn = [](void* ctx, int t, int threads) {
+    auto* j = static_cast<Job*>(ctx);
+    j->hits[t].fetch_add(1);
+    j->team = threads;
+  };
   EXPECT_FALSE(run_on_helpers(1, fn, &job));
-  for (int threads : {2, 3, 2, 4}) {
+  auto run = [&](int threads) {  // true when the helpers took part
     for (auto& h : job.hits) h = 0;
-    for (int rep = 0; rep < 100; ++rep) ASSERT_TRUE(run_on_helpers(threads, fn, &job));
-    for (int t = 0; t < 8; ++t) EXPECT_EQ(job.hits[t].load(), t < threads ? 100 : 0) << t;
+    EXPECT_TRUE(run_on_helpers(threads, fn, &job));
+    const int team = job.team.load();
+    EXPECT_TRUE(team == threads || team == 1) << team;
+    for (int t = 0; t < 8; ++t) EXPECT_EQ(job.hits[t].load(), t < team ? 1 : 0) << t;
+    return team == threads;
+  };
+  for (int threads : {2, 3, 2, 4}) {
+    int full = 0;
+    for (int rep = 0; rep < 5000 && full < 50; ++rep) {
+      if (run(threads))
+        ++full;
+      else
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    EXPECT_EQ(full, 50) << threads << " threads";
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // past the spinning
-  for (auto& h : job.hits) h = 0;
-  ASSERT_TRUE(run_on_helpers(4, fn, &job));
-  for (int t = 0; t < 4; ++t) EXPECT_EQ(job.hits[t].load(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));  // past the spinning
+  bool woke = false;
+  for (int rep = 0; rep < 2000 && !woke; ++rep) {
+    woke = run(2);
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  EXPECT_TRUE(woke);
 }
 
 TEST(Gemm, SmallChainRejectsBadShapes) {

@@ -12,13 +12,15 @@ void set_num_threads(int n);
 bool openmp_enabled();
 
 // Runs fn(ctx, t, threads) for t = 0 .. threads - 1, t = 0 on this thread, the others on
-// ember's own helper threads. Between jobs those wait spinning (for about half a
-// millisecond, then asleep), so starting and ending a job costs a cache-line handoff
-// each way: 0.15 us on this machine against 0.55 us for an OpenMP region. For the
-// shortest parallel work only (batch-1 inference), where nothing else runs an OpenMP
-// region around it: OpenMP's idle workers also spin after a region, and the two would
-// share cores. Returns false, having run nothing, when threads < 2 or another thread
-// is using the helpers. Declines, too, for a while after note_openmp_use.
+// ember's own helper threads. Between jobs those wait spinning (4 ms, about as long as
+// OpenMP's idle workers, then asleep), so starting and ending a job costs a cache-line
+// handoff each way: 0.15 us on this machine against 0.55 us for an OpenMP region.
+// While they sleep, a job wakes them for the next one and runs as fn(ctx, 0, 1) on
+// this thread alone (a wake-up can take a millisecond). For the shortest parallel work
+// only (batch-1 inference), where nothing else runs an OpenMP region around it:
+// OpenMP's idle workers also spin after a region, and the two would share cores.
+// Returns false, having run nothing, when threads < 2, another thread is using the
+// helpers, or within 10 ms of note_openmp_use.
 bool run_on_helpers(int threads, void (*fn)(void* ctx, int t, int threads), void* ctx);
 
 // Marks work that runs OpenMP regions (call it before and after): the helper threads
