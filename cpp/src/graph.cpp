@@ -327,6 +327,7 @@ int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
   act_buf_.emplace_back();
   saved_.emplace_back();
   act_.push_back(nullptr);
+  dense_chain_only_ = find_dense_chain_only();
   return static_cast<int>(nodes_.size()) - 1;
 }
 
@@ -567,7 +568,7 @@ void Graph::forward(const float* x, int64_t n, bool training) {
   act_[0] = const_cast<float*>(x);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = *nodes_[i];
-    if (node.is_view() || (!training && node.identity_in_inference())) {
+    if (training ? node.is_view() : node.view_in_inference()) {
       act_[i + 1] = act_[i];
       continue;
     }
@@ -586,9 +587,7 @@ void Graph::forward(const float* x, int64_t n, bool training) {
 size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
   // Dense nodes, each but the last ending in a ReLU or nothing (what the chain's
   // epilogue does), with only views and inference identities between them.
-  auto passes = [&](size_t i) {
-    return nodes_[i]->is_view() || nodes_[i]->identity_in_inference();
-  };
+  auto passes = [&](size_t i) { return nodes_[i]->view_in_inference(); };
   chain_.clear();
   size_t end = first;
   for (size_t i = first; i < nodes_.size();) {
@@ -602,8 +601,8 @@ size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
   if (chain_.size() < 2) return first;
   // The whole forward pass is the chain: no OpenMP region runs around it, so it may
   // use the helper threads.
-  const bool whole = dense_chain_only();
-  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()), whole);
+  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()),
+                    dense_chain_only_);
   for (size_t i = first; i < end; ++i) act_[i + 1] = passes(i) ? act_[i] : act_buf_[i].data();
   const Node& last = *nodes_[end - 1];
   if (last.act != Act::Linear && last.act != Act::Relu)
@@ -611,11 +610,11 @@ size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
   return end;
 }
 
-bool Graph::dense_chain_only() const {
+bool Graph::find_dense_chain_only() const {
   int dense = 0;
   const Node* last = nullptr;
   for (const auto& node : nodes_) {
-    if (node->is_view() || node->identity_in_inference()) continue;
+    if (node->view_in_inference()) continue;
     if (!dynamic_cast<const DenseNode*>(node.get())) return false;
     if (last && last->act != Act::Linear && last->act != Act::Relu) return false;
     last = node.get();

@@ -32,6 +32,7 @@ class Node {
   virtual bool is_view() const { return false; }
   // Output equals input outside training (dropout): inference treats it as a view.
   virtual bool identity_in_inference() const { return false; }
+  bool view_in_inference() const { return is_view() || identity_in_inference(); }
   // Floats per sample the node keeps from forward for backward (dropout mask).
   virtual int64_t saved_per_sample() const { return 0; }
   // Sizes the node's own scratch for batches of up to n samples (memory plan).
@@ -150,8 +151,9 @@ class Graph {
   size_t forward_dense_chain(StepCtx& ctx, size_t first, int64_t n);
   // Every node but views and dropouts is a Dense, and they chain (at least two; all
   // but the last end in a ReLU or nothing): inference at a few rows is one
-  // sgemm_small_chain and runs no OpenMP region.
-  bool dense_chain_only() const;
+  // sgemm_small_chain and runs no OpenMP region. Found as nodes are added.
+  bool dense_chain_only() const { return dense_chain_only_; }
+  bool find_dense_chain_only() const;
 
   std::vector<int64_t> input_shape_;
   int64_t input_size_ = 0;
@@ -173,6 +175,7 @@ class Graph {
   std::vector<FloatBuffer> act_buf_;   // owned output buffer per non-view node
   std::vector<float*> act_;            // act_[i] = input of node i; act_[N] = output
   std::vector<ChainLayer> chain_;      // forward_dense_chain's layers
+  bool dense_chain_only_ = false;
   std::vector<FloatBuffer> saved_;
   FloatBuffer grad_a_, grad_b_;
   FloatBuffer y_, sw_;
