@@ -454,6 +454,18 @@ struct LineBuffers {
   }
 };
 
+// The last m rows of a block against slivers [0, slivers) of a K block of packed B
+// (kc x nr each), N columns from the first: kern.edge, out of the task loop's way.
+__attribute__((noinline)) void edge_rows(const GemmKernel& kern, int64_t kc, const float* A,
+                                         int64_t a_row, int64_t a_k, const float* bp,
+                                         int64_t slivers, int64_t n, float* C, int64_t ldc,
+                                         int64_t m, bool accumulate, const float* bias,
+                                         bool relu) {
+  const int last = static_cast<int>(std::min<int64_t>(kern.nr, n - (slivers - 1) * kern.nr));
+  kern.edge(kc, A, a_row, a_k, bp, kc * kern.nr, slivers, last, C, ldc, static_cast<int>(m),
+            accumulate, bias, relu);
+}
+
 void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
                int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
   if (M == 0 || N == 0) return;
@@ -737,11 +749,20 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
             else
               pack_a(a.ta, a.A, a.lda, i0, mrows, pc, kc, mr, a.alpha, ap);
           }
+          // The last few rows of the block (fewer than half a tile) take the kernel's
+          // edge path, all this task's slivers at once.
+          const int64_t edge = implicit_rows || !kern.edge || mrows % mr > mr / 2 ? 0 : mrows % mr;
+          const int64_t tiled = mrows - edge;
+          if (edge)
+            edge_rows(kern, kc, direct_a ? a.A + (i0 + tiled) * a.lda + pc : ap + tiled * kc,
+                      direct_a ? a.lda : 1, direct_a ? 1 : mr, bp + pc * ncr + s0 * kc * nr,
+                      s1 - s0, N - jc - s0 * nr, C + (i0 + tiled) * ldc + jc + s0 * nr, ldc,
+                      edge, accumulate, bias ? bias + jc + s0 * nr : nullptr, relu);
           for (int64_t s = s0; s < s1; ++s) {
             const int64_t j = jc + s * nr;
             const int n = static_cast<int>(std::min<int64_t>(nr, N - j));
             const float* b = bp + pc * ncr + s * kc * nr;
-            for (int64_t ir = 0; ir < mrows; ir += mr) {
+            for (int64_t ir = 0; ir < tiled; ir += mr) {
               const int m = static_cast<int>(std::min<int64_t>(mr, mrows - ir));
               float* c = C + (i0 + ir) * ldc + j;
               const float* bj = bias ? bias + j : nullptr;

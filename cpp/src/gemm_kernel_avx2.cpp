@@ -128,6 +128,99 @@ void kernel_segs_avx2(int64_t nseg, int64_t seglen, const float* const* rows, in
                      relu);
 }
 
+// Rows [0, MM) of S consecutive slivers: MM x S x 2 accumulators, each one chain of FMAs
+// from zero over k ascending, then stored as kernel_avx2 stores a tile (plus C when
+// accumulating, plus the bias, then max with zero): the same bits. A 6-row tile spends
+// 12 FMAs a k on a sliver; here MM = 2 rows of two slivers take 8.
+template <int MM, int S>
+void edge_slivers(int64_t kc, const float* A, int64_t a_row, int64_t a_k, const float* Bp,
+                  int64_t bstride, int n_last, float* C, int64_t ldc, bool accumulate,
+                  const float* bias, bool relu) {
+  __m256 acc[MM][S][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < MM; ++r)
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) acc[r][s][0] = acc[r][s][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 b[S][2];
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) {
+      b[s][0] = _mm256_load_ps(Bp + s * bstride + k * kNR);
+      b[s][1] = _mm256_load_ps(Bp + s * bstride + k * kNR + 8);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MM; ++r) {
+      const __m256 x = _mm256_broadcast_ss(A + r * a_row + k * a_k);
+#pragma GCC unroll 4
+      for (int s = 0; s < S; ++s) {
+        acc[r][s][0] = _mm256_fmadd_ps(x, b[s][0], acc[r][s][0]);
+        acc[r][s][1] = _mm256_fmadd_ps(x, b[s][1], acc[r][s][1]);
+      }
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int s = 0; s < S; ++s) {
+    const int n = s == S - 1 ? n_last : kNR;
+    const float* bs = bias ? bias + s * kNR : nullptr;
+#pragma GCC unroll 4
+    for (int r = 0; r < MM; ++r) {
+      float* out = C + r * ldc + s * kNR;
+      __m256 c0 = acc[r][s][0], c1 = acc[r][s][1];
+      if (n == kNR) {
+        if (accumulate) {
+          c0 = _mm256_add_ps(c0, _mm256_loadu_ps(out));
+          c1 = _mm256_add_ps(c1, _mm256_loadu_ps(out + 8));
+        }
+        if (bs) {
+          c0 = _mm256_add_ps(c0, _mm256_loadu_ps(bs));
+          c1 = _mm256_add_ps(c1, _mm256_loadu_ps(bs + 8));
+        }
+        if (relu) {
+          c0 = _mm256_max_ps(c0, zero);
+          c1 = _mm256_max_ps(c1, zero);
+        }
+        _mm256_storeu_ps(out, c0);
+        _mm256_storeu_ps(out + 8, c1);
+        continue;
+      }
+      alignas(32) float tile[kNR];
+      _mm256_store_ps(tile, c0);
+      _mm256_store_ps(tile + 8, c1);
+      for (int j = 0; j < n; ++j) {
+        float v = accumulate ? out[j] + tile[j] : tile[j];
+        if (bs) v += bs[j];
+        out[j] = relu ? (v > 0.f ? v : 0.f) : v;
+      }
+    }
+  }
+}
+
+template <int MM, int S>
+void edge_rows(int64_t kc, const float* A, int64_t a_row, int64_t a_k, const float* Bp,
+               int64_t bstride, int64_t slivers, int n_last, float* C, int64_t ldc,
+               bool accumulate, const float* bias, bool relu) {
+  const int64_t full = n_last == kNR ? slivers : slivers - 1;  // groups of whole slivers
+  int64_t s = 0;
+  for (; s + S <= full; s += S)
+    edge_slivers<MM, S>(kc, A, a_row, a_k, Bp + s * bstride, bstride, kNR, C + s * kNR, ldc,
+                        accumulate, bias ? bias + s * kNR : nullptr, relu);
+  for (; s < slivers; ++s)  // the rest one at a time
+    edge_slivers<MM, 1>(kc, A, a_row, a_k, Bp + s * bstride, bstride,
+                        s == slivers - 1 ? n_last : kNR, C + s * kNR, ldc, accumulate,
+                        bias ? bias + s * kNR : nullptr, relu);
+}
+
+void edge_avx2(int64_t kc, const float* A, int64_t a_row, int64_t a_k, const float* Bp,
+               int64_t bstride, int64_t slivers, int n_last, float* C, int64_t ldc, int m,
+               bool accumulate, const float* bias, bool relu) {
+  switch (m) {
+    case 1: edge_rows<1, 4>(kc, A, a_row, a_k, Bp, bstride, slivers, n_last, C, ldc, accumulate, bias, relu); break;
+    case 2: edge_rows<2, 2>(kc, A, a_row, a_k, Bp, bstride, slivers, n_last, C, ldc, accumulate, bias, relu); break;
+    default: edge_rows<3, 2>(kc, A, a_row, a_k, Bp, bstride, slivers, n_last, C, ldc, accumulate, bias, relu); break;
+  }
+}
+
 // A short list (at most kRegK k, e.g. the input gradient of a 10-unit output layer):
 // the MM x 16 block of C stays in registers for the whole list, loaded (or zero) once
 // and stored once. Each element gets the same FMAs in the same order as in small_rows.
@@ -465,7 +558,7 @@ void narrow_nn_avx2(int64_t m, int64_t n, int64_t K, float alpha, const float* A
 
 const GemmKernel* gemm_kernel_avx2() {
   static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_segs_avx2,
-                            small_nn_avx2, narrow_tn_avx2, narrow_nn_avx2};
+                            small_nn_avx2, narrow_tn_avx2, narrow_nn_avx2, edge_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
   return nullptr;

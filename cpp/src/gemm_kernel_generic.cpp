@@ -118,7 +118,7 @@ void narrow_nn_generic(int64_t m, int64_t n, int64_t K, float alpha, const float
 
 const GemmKernel& gemm_kernel_generic() {
   static const GemmKernel k{"generic", kMR, kNR, kernel_generic, kernel_segs_generic,
-                            small_nn_generic, narrow_tn_generic, narrow_nn_generic};
+                            small_nn_generic, narrow_tn_generic, narrow_nn_generic, nullptr};
   return k;
 }
 

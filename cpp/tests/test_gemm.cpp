@@ -169,6 +169,50 @@ TEST(Gemm, PackingOfBDoesNotChangeBits) {
   set_num_threads(saved);
 }
 
+// The last 1-3 rows of a block of rows (M = 128 = 21 x 6 + 2) take the kernel's edge
+// path; the same rows inside a whole tile (M rounded up to a multiple of 6, the extra
+// rows of A random) must come out with the same bits: A read in place and packed
+// (1024-float rows), transposed A, one and several K blocks, overwrite and accumulate,
+// bias and ReLU, a last sliver of B that is partly padding, 1 to 3 threads.
+TEST(Gemm, EdgeRowsMatchFullTiles) {
+  struct EdgeCase {
+    int64_t M, N, K;
+    Trans ta;
+  };
+  for (auto c : {EdgeCase{128, 256, 512, Trans::N}, EdgeCase{128, 40, 784, Trans::N},
+                 EdgeCase{127, 517, 300, Trans::N}, EdgeCase{13, 100, 1024, Trans::N},
+                 EdgeCase{512, 37, 128, Trans::T}, EdgeCase{7, 64, 900, Trans::T}}) {
+    const int64_t full = (c.M + 5) / 6 * 6;
+    auto A = random_vec(full * c.K, 11), B = random_vec(c.K * c.N, 12);
+    auto bias = random_vec(c.N, 13), C0 = random_vec(full * c.N, 14);
+    // A (M x K or, transposed, K x M) as the first M rows (or columns) of the full one.
+    std::vector<float> a_small(c.M * c.K);
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t k = 0; k < c.K; ++k)
+        (c.ta == Trans::N ? a_small[i * c.K + k] : a_small[k * c.M + i]) =
+            c.ta == Trans::N ? A[i * c.K + k] : A[k * full + i];
+    const int saved = get_num_threads();
+    for (int t = 1; t <= 3; ++t)
+      for (float beta : {0.f, 1.f})
+        for (bool ep_on : {false, true}) {
+          set_num_threads(t);
+          Epilogue ep;
+          ep.bias = bias.data();
+          ep.relu = true;
+          std::vector<float> big(C0.begin(), C0.end()), small(C0.begin(), C0.begin() + c.M * c.N);
+          sgemm(c.ta, Trans::N, full, c.N, c.K, 1.f, A.data(), c.ta == Trans::N ? c.K : full,
+                B.data(), c.N, beta, big.data(), c.N, ep_on ? &ep : nullptr);
+          sgemm(c.ta, Trans::N, c.M, c.N, c.K, 1.f, a_small.data(),
+                c.ta == Trans::N ? c.K : c.M, B.data(), c.N, beta, small.data(), c.N,
+                ep_on ? &ep : nullptr);
+          EXPECT_EQ(0, std::memcmp(big.data(), small.data(), sizeof(float) * c.M * c.N))
+              << c.M << "x" << c.N << "x" << c.K << " ta " << int(c.ta) << ", " << t
+              << " threads, beta " << beta << ", epilogue " << ep_on;
+        }
+    set_num_threads(saved);
+  }
+}
+
 // One row of A (batch-1 inference) skips the rows of B where A is zero: a ReLU output
 // half zeros, one mostly zeros, one all zeros, with and without accumulation, on shapes
 // that take one chunk, several chunks and the threaded split.

@@ -114,6 +114,14 @@ struct GemmKernel {
   void (*narrow_nn)(int64_t m, int64_t n, int64_t K, float alpha, const float* A,
                     int64_t lda, const float* Bt, int64_t ldbt, float* C, int64_t ldc,
                     bool accumulate, const float* bias, bool relu);
+  // The last m <= 3 rows of a block of rows (M = 128 is 21 tiles of 6 rows and one of
+  // 2), against `slivers` packed slivers of B (sliver s at Bp + s * bstride, kc x nr;
+  // the last one n_last columns wide): what `run` computes tile by tile, with the same
+  // bits, several slivers at a time, so that a few rows do not cost a whole tile each.
+  // Element (r, k) of A is at A[r * a_row + k * a_k]. Null where the kernel has none.
+  void (*edge)(int64_t kc, const float* A, int64_t a_row, int64_t a_k, const float* Bp,
+               int64_t bstride, int64_t slivers, int n_last, float* C, int64_t ldc, int m,
+               bool accumulate, const float* bias, bool relu);
 };
 
 // Widest C the narrow paths take.
