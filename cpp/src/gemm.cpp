@@ -458,11 +458,11 @@ struct LineBuffers {
 
 // The last m rows of a block against slivers [0, slivers) of a K block of packed B
 // (kc x nr each), N columns from the first: kern.edge, out of the task loop's way.
-__attribute__((noinline)) void edge_rows(const GemmKernel& kern, int64_t kc, const float* A,
-                                         int64_t a_row, int64_t a_k, const float* bp,
-                                         int64_t slivers, int64_t n, float* C, int64_t ldc,
-                                         int64_t m, bool accumulate, const float* bias,
-                                         bool relu) {
+__attribute__((noinline)) void run_edge(const GemmKernel& kern, int64_t kc, const float* A,
+                                        int64_t a_row, int64_t a_k, const float* bp,
+                                        int64_t slivers, int64_t n, float* C, int64_t ldc,
+                                        int64_t m, bool accumulate, const float* bias,
+                                        bool relu) {
   const int last = static_cast<int>(std::min<int64_t>(kern.nr, n - (slivers - 1) * kern.nr));
   kern.edge(kc, A, a_row, a_k, bp, kc * kern.nr, slivers, last, C, ldc, static_cast<int>(m),
             accumulate, bias, relu);
@@ -694,6 +694,26 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
                            K * ncr <= kPrivateBFloats;
 #pragma omp parallel
     {
+      // Part idx of the whole panel's packing into dst. Untransposed B in groups of
+      // kPackRows rows: the group's rows stay in L1 while each sliver receives one
+      // contiguous run of them (a sliver at a time down all of K would read B a line per
+      // row; a row at a time would write to every sliver). Transposed B a sliver at a time.
+      const int64_t groups = ceil_div(kstep, kPackRows);
+      const int64_t parts = kblocks * (tb == Trans::N ? groups : slivers);
+      auto pack_part = [&](int64_t idx, float* dst) {
+        if (tb == Trans::N) {
+          const int64_t pc = idx / groups * kstep, k0 = pc + idx % groups * kPackRows;
+          const int64_t kc = std::min(kstep, K - pc), k1 = std::min(pc + kc, k0 + kPackRows);
+          if (k0 < k1)
+            pack_b_rows(B + k0 * ldb + jc, ldb, k1 - k0, nc, nr, kc,
+                        dst + pc * ncr + (k0 - pc) * nr);
+        } else {
+          const int64_t pc = idx / slivers * kstep, s = idx % slivers;
+          const int64_t kc = std::min(kstep, K - pc), j = jc + s * nr;
+          pack_bt_sliver(B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
+                         dst + pc * ncr + s * kc * nr);
+        }
+      };
       static thread_local FloatBuffer b_private;
       float* bpt = bp;
       if (own_b) {
@@ -701,41 +721,10 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       } else if (private_b) {
         b_private.resize(K * ncr);
         bpt = b_private.data();
-        for (int64_t pc = 0; pc < K; pc += kstep) {
-          const int64_t kc = std::min(kstep, K - pc);
-          if (tb == Trans::N) {
-            for (int64_t k0 = pc; k0 < pc + kc; k0 += kPackRows)
-              pack_b_rows(B + k0 * ldb + jc, ldb, std::min(kPackRows, pc + kc - k0), nc, nr, kc,
-                          bpt + pc * ncr + (k0 - pc) * nr);
-          } else {
-            for (int64_t s = 0; s < slivers; ++s) {
-              const int64_t j = jc + s * nr;
-              pack_bt_sliver(B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
-                             bpt + pc * ncr + s * kc * nr);
-            }
-          }
-        }
-      } else if (tb == Trans::N) {
-        // Untransposed B in groups of kPackRows rows: the group's rows stay in L1 while
-        // each sliver receives one contiguous run of them (a sliver at a time down all
-        // of K would read B a line per row; a row at a time would write to every sliver).
-        const int64_t groups = ceil_div(kstep, kPackRows);
-#pragma omp for schedule(static)
-        for (int64_t idx = 0; idx < kblocks * groups; ++idx) {
-          const int64_t pc = idx / groups * kstep, k0 = pc + idx % groups * kPackRows;
-          const int64_t kc = std::min(kstep, K - pc), k1 = std::min(pc + kc, k0 + kPackRows);
-          if (k0 < k1)
-            pack_b_rows(B + k0 * ldb + jc, ldb, k1 - k0, nc, nr, kc,
-                        bp + pc * ncr + (k0 - pc) * nr);
-        }
+        for (int64_t idx = 0; idx < parts; ++idx) pack_part(idx, bpt);
       } else {
 #pragma omp for schedule(static)
-        for (int64_t idx = 0; idx < kblocks * slivers; ++idx) {
-          const int64_t pc = idx / slivers * kstep, s = idx % slivers;
-          const int64_t kc = std::min(kstep, K - pc), j = jc + s * nr;
-          pack_bt_sliver(B, ldb, pc, kc, j, std::min<int64_t>(nr, N - j), nr,
-                         bp + pc * ncr + s * kc * nr);
-        }
+        for (int64_t idx = 0; idx < parts; ++idx) pack_part(idx, bp);
       }
       static thread_local FloatBuffer a_pack;
       static thread_local LineBuffers found;
@@ -783,7 +772,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
           const int64_t edge = implicit_rows || !kern.edge || mrows % mr > mr / 2 ? 0 : mrows % mr;
           const int64_t tiled = mrows - edge;
           if (edge)
-            edge_rows(kern, kc, direct_a ? a.A + (i0 + tiled) * a.lda + pc : ap + tiled * kc,
+            run_edge(kern, kc, direct_a ? a.A + (i0 + tiled) * a.lda + pc : ap + tiled * kc,
                       direct_a ? a.lda : 1, direct_a ? 1 : mr, bpt + pc * ncr + s0 * kc * nr,
                       s1 - s0, N - jc - s0 * nr, C + (i0 + tiled) * ldc + jc + s0 * nr, ldc,
                       edge, accumulate, bias ? bias + jc + s0 * nr : nullptr, relu);
