@@ -1,14 +1,46 @@
-"""The optional reference frameworks, imported the way every test wants them."""
+"""The optional reference frameworks (the `compare` extra), imported the way every test
+wants them.
+
+Keras always runs on JAX here: the backend is chosen before Keras is first imported
+(conftest.py sets it for the whole session), whatever KERAS_BACKEND the shell had.
+Without the extra the oracle tests skip. With EMBER_REQUIRE_ORACLES=1 (scripts/test
+sets it once it has installed the extra) a missing oracle fails the test instead, so an
+environment problem cannot silently turn the comparisons off. EMBER_NO_ORACLES=1 makes
+every oracle look absent (scripts/mutation-check uses it to run the suite as a machine
+without the extra would).
+"""
+import importlib
 import os
 
 import pytest
 
 
+def _missing(what):
+    if os.environ.get("EMBER_REQUIRE_ORACLES") == "1":
+        pytest.fail(f"oracle unavailable: {what} (EMBER_REQUIRE_ORACLES=1: the compare "
+                    f"extra is meant to be installed)")
+    pytest.skip(f"oracle unavailable: {what} (pip install .[compare])", allow_module_level=True)
+
+
+def _import(name):
+    if os.environ.get("EMBER_NO_ORACLES") == "1":
+        _missing(f"{name} (EMBER_NO_ORACLES=1)")
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        _missing(f"{name} ({e})")
+
+
 def keras_or_skip():
-    """Keras 3 on JAX, or a clean skip when either is missing (`pip install .[compare]`)."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    pytest.importorskip("jax")
-    keras = pytest.importorskip("keras")
+    """Keras 3 on JAX."""
+    _import("jax")
+    keras = _import("keras")
     if keras.backend.backend() != "jax":
-        pytest.skip("these comparisons use Keras on JAX")
+        _missing(f"Keras on JAX (Keras runs on {keras.backend.backend()!r}: it was imported "
+                 f"before conftest.py chose the backend)")
     return keras
+
+
+def torch_or_skip():
+    """PyTorch (CPU)."""
+    return _import("torch")

@@ -35,6 +35,16 @@ class Recorder(cb.Callback):
         return object.__getattribute__(self, name)
 
 
+class EpochWeights(cb.Callback):
+    """Keeps the weights at the end of every epoch."""
+    def __init__(self):
+        super().__init__()
+        self.at = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at[epoch] = self.model.get_weights()
+
+
 def test_base_callback_hooks_in_keras_order():
     r = Recorder()
     m = model()
@@ -76,18 +86,19 @@ def test_early_stopping_patience_and_restore_best_weights():
     h = m.fit(X, Y, epochs=20, callbacks=[es], verbose=0)
     assert len(h.history["loss"]) == 3 and es.stopped_epoch == 2
 
-    class Sabotage(cb.Callback):
-        """Makes every epoch after the second one worse, remembering the best weights."""
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                self.best = self.model.get_weights()
     m = model(lr=0.5)
     es = cb.EarlyStopping(monitor="loss", patience=1, restore_best_weights=True)
-    sab = Sabotage()
+    rec = EpochWeights()
+    # Epochs 0-1 learn; from epoch 2 the learning rate makes every epoch worse.
     lrs = cb.LearningRateScheduler(lambda epoch, lr: 0.5 if epoch < 2 else 50.0)
-    m.fit(X, Y, epochs=30, callbacks=[lrs, sab, es], verbose=0)
+    h = m.fit(X, Y, epochs=30, callbacks=[lrs, rec, es], verbose=0)
     assert m.stop_training
-    np.testing.assert_array_equal(m.get_weights()[0], es.best_weights[0])
+    best = int(np.argmin(h.history["loss"]))
+    last = len(h.history["loss"]) - 1
+    assert best < last
+    for restored, at_best, at_last in zip(m.get_weights(), rec.at[best], rec.at[last]):
+        np.testing.assert_array_equal(restored, at_best)
+    assert any(not np.array_equal(a, b) for a, b in zip(rec.at[best], rec.at[last]))
 
 
 def test_early_stopping_start_from_epoch_and_baseline():
@@ -125,11 +136,16 @@ def test_model_checkpoint_every_epoch_best_only_and_weights(tmp_path):
     best = tmp_path / "best.weights.h5"
     ck = cb.ModelCheckpoint(best, monitor="val_accuracy", save_best_only=True,
                             save_weights_only=True)
-    m.fit(X, Y, epochs=3, validation_split=0.25, callbacks=[ck], verbose=0)
+    ck_weights = EpochWeights()
+    m.fit(X, Y, epochs=3, validation_split=0.25, callbacks=[ck, ck_weights], verbose=0)
     assert best.exists() and ck.best is not None
     other = model()
     other.load_weights(best)
-    assert len(other.get_weights()) == 4
+    # The file holds the weights of the epoch with the best val_accuracy.
+    h = m.history.history["val_accuracy"]
+    assert ck.best == max(h)
+    for a, b in zip(other.get_weights(), ck_weights.at[int(np.argmax(h))]):
+        np.testing.assert_array_equal(a, b)
 
     batch_path = tmp_path / "b-{epoch}-{batch}.keras"
     m.fit(X, Y, epochs=1, batch_size=16, verbose=0,

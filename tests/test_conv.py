@@ -7,7 +7,7 @@ import pytest
 import ember
 from ember import _core, layers
 from gradcheck import assert_close, numeric_grad
-from oracles import keras_or_skip
+from oracles import keras_or_skip, torch_or_skip
 
 rng = np.random.default_rng(0)
 
@@ -147,7 +147,7 @@ def _torch_same_pad(F, xt, k, s, d, pad, value=0.0):
 
 @pytest.mark.parametrize("case", CONV_CASES + [((12, 11, 5), (3, 3), 7, (2, 2), (1, 1), "same")])
 def test_conv2d_matches_torch(case):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     F = torch.nn.functional
     (h, w, c), k, f, st, dil, pad = case
     x = rng.normal(size=(3, h, w, c)).astype(np.float32)
@@ -170,7 +170,7 @@ def test_conv2d_matches_torch(case):
 @pytest.mark.parametrize("p,s,pad", [((2, 2), (2, 2), "valid"), ((3, 3), (2, 2), "valid"),
                                      ((3, 3), (1, 1), "same"), ((3, 2), (2, 1), "same")])
 def test_max_pool_matches_torch(p, s, pad):
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     F = torch.nn.functional
     x = rng.normal(size=(2, 7, 8, 3)).astype(np.float32)
     xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
@@ -184,7 +184,7 @@ def test_max_pool_matches_torch(p, s, pad):
 
 
 def test_avg_pool_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     x = rng.normal(size=(2, 7, 8, 3)).astype(np.float32)
     xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
     yt = torch.nn.functional.avg_pool2d(xt, 3, 2)
@@ -200,7 +200,7 @@ def test_avg_pool_matches_torch():
 def test_cnn_training_step_matches_torch(gpool):
     """One SGD step of conv(same, relu) > maxpool > conv(valid, relu) > avgpool >
     global pooling (or Flatten) > dense softmax, from the same weights."""
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     nn = torch.nn
     ember.set_random_seed(3)
     model = ember.Sequential([

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import ember
+from oracles import keras_or_skip
 from ember.datasets import (boston_housing, cifar10, cifar100, digits, fashion_mnist, imdb,
                             iris, mnist, reuters)
 from ember.utils.file_utils import DownloadError, get_file
@@ -539,7 +540,6 @@ def test_reuters_split_and_arithmetic(home, monkeypatch):
     {"oov_char": None, "num_words": 15}, {"start_char": None}, {"index_from": 0},
     {"start_char": None, "index_from": 0, "num_words": 30}, {"seed": 7, "maxlen": 10}])
 def test_imdb_and_reuters_equal_keras(home, monkeypatch, kwargs):
-    from oracles import keras_or_skip
     keras_or_skip()
     import keras.src.datasets.imdb as k_imdb
     import keras.src.datasets.reuters as k_reuters

@@ -7,6 +7,7 @@ import pytest
 import ember
 from ember import _core, losses, metrics
 from gradcheck import assert_close, numeric_grad
+from oracles import keras_or_skip
 
 rng = np.random.default_rng(11)
 EPS = 1e-7
@@ -19,11 +20,16 @@ def softmax(z):
 
 N, C = 6, 4
 P = softmax(rng.normal(size=(N, C)))            # probabilities
-LABELS = rng.integers(0, C, size=N)
+# Half the labels are the arg max, so that accuracies fall strictly between 0 and 1.
+LABELS = np.where(np.arange(N) % 2 == 0, P.argmax(-1), (P.argmax(-1) + 1 + rng.integers(0, C - 1, size=N)) % C)
 ONEHOT = np.eye(C)[LABELS]
 Y01 = rng.integers(0, 2, size=(N, C)).astype(np.float64)
 YREG = rng.normal(size=(N, C))
 ZREG = rng.normal(size=(N, C))
+# Eight classes, so that top-k at Keras's default k=5 can miss.
+P8 = softmax(rng.normal(size=(3 * N, 8)))
+LABELS8 = rng.integers(0, 8, size=3 * N)
+ONEHOT8 = np.eye(8)[LABELS8]
 
 
 def ref_huber(y, p, delta=1.0):
@@ -120,7 +126,8 @@ METRIC_CASES = [
     (metrics.BinaryAccuracy, Y01, P, np.mean((P > 0.5) == Y01, -1)),
     (metrics.CategoricalAccuracy, ONEHOT, P, P.argmax(-1) == LABELS),
     (metrics.SparseCategoricalAccuracy, LABELS, P, P.argmax(-1) == LABELS),
-    (metrics.TopKCategoricalAccuracy, ONEHOT, P, ref_in_top_k(P, LABELS, 5)),
+    (metrics.TopKCategoricalAccuracy, ONEHOT8, P8, ref_in_top_k(P8, LABELS8, 5)),
+    (metrics.SparseTopKCategoricalAccuracy, LABELS8, P8, ref_in_top_k(P8, LABELS8, 5)),
     (lambda: metrics.TopKCategoricalAccuracy(k=2), ONEHOT, P, ref_in_top_k(P, LABELS, 2)),
     (lambda: metrics.SparseTopKCategoricalAccuracy(k=2), LABELS, P,
      ref_in_top_k(P, LABELS, 2)),
@@ -131,20 +138,58 @@ METRIC_CASES = [
 
 @pytest.mark.parametrize("make,y,p,ref", METRIC_CASES)
 def test_metric_matches_numpy(make, y, p, ref):
+    if ref.dtype == bool:  # a case that can tell a right accuracy from a wrong one
+        assert 0 < ref.mean() < 1
     m = make()
     m.update_state(y[:3], p[:3])
     m.update_state(y[3:], p[3:])
+    fn = getattr(metrics, m._core_name)  # Keras's function form: one value per sample
+    np.testing.assert_allclose(fn(y, p, **({"k": m.k} if hasattr(m, "k") else {})), ref,
+                               rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(m.result(), ref.mean(), rtol=1e-5)
-    sw = rng.uniform(0, 2, size=N)
+    sw = rng.uniform(0, 2, size=len(y))
     m.reset_state()
     m.update_state(y, p, sample_weight=sw)
     np.testing.assert_allclose(m.result(), (ref * sw).sum() / sw.sum(), rtol=1e-5)
 
 
+def test_top_k_hand_worked():
+    p = np.array([[0.1, 0.4, 0.3, 0.2],    # ranks: 1, 2, 3, 0
+                  [0.7, 0.1, 0.1, 0.1],
+                  [0.25, 0.25, 0.3, 0.2]], dtype=np.float32)
+    labels = np.array([3, 2, 0])
+    # k=2: class 3 is third (miss); class 2 ties for second behind 0.7 (hit: ties
+    # count in favour); class 0 ties for second behind 0.3 (hit).
+    np.testing.assert_array_equal(
+        metrics.sparse_top_k_categorical_accuracy(labels, p, k=2), [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(
+        metrics.top_k_categorical_accuracy(np.eye(4)[labels], p, k=1), [0.0, 0.0, 0.0])
+    m = metrics.SparseTopKCategoricalAccuracy(k=3)
+    m.update_state(labels, p)
+    assert m.result() == pytest.approx(1.0)
+    m = metrics.SparseTopKCategoricalAccuracy(k=2)
+    m.update_state(labels, p, sample_weight=np.array([2.0, 1.0, 1.0]))
+    assert m.result() == pytest.approx(0.5)
+
+
 def test_top_k_ties_count_in_favour_like_keras():
     p = np.array([[0.5, 0.5, 0.5, 0.0]], dtype=np.float32)
-    assert metrics.sparse_top_k_categorical_accuracy(np.array([2]), p) == 1.0
-    assert ref_in_top_k(p, np.array([2]), 1)[0]
+    assert metrics.sparse_top_k_categorical_accuracy(np.array([2]), p, k=1) == 1.0
+    assert metrics.sparse_top_k_categorical_accuracy(np.array([3]), p, k=3) == 0.0
+
+
+def test_top_k_matches_keras():
+    keras = keras_or_skip()
+    cases = [(P8, LABELS8, k) for k in (1, 2, 5)]
+    cases.append((np.array([[0.5, 0.5, 0.5, 0.0]], dtype=np.float32), np.array([2]), 1))
+    for p, labels, k in cases:
+        ours = metrics.sparse_top_k_categorical_accuracy(labels, p, k=k)
+        theirs = keras.metrics.sparse_top_k_categorical_accuracy(labels, p, k=k)
+        np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                      np.asarray(theirs, np.float32))
+        dense = metrics.top_k_categorical_accuracy(np.eye(p.shape[1])[labels], p, k=k)
+        np.testing.assert_array_equal(np.asarray(dense, np.float32),
+                                      np.asarray(theirs, np.float32))
 
 
 def identity_model(c, loss, metric_list, weighted=None):
@@ -155,7 +200,7 @@ def identity_model(c, loss, metric_list, weighted=None):
 
 def test_evaluate_logs_every_metric_by_its_keras_name():
     m = identity_model(C, "mse", ["mae", "mean_squared_error", metrics.MeanAbsoluteError(),
-                                  "top_k_categorical_accuracy"])
+                                  metrics.TopKCategoricalAccuracy(k=2)])
     logs = m.evaluate(ZREG, YREG, batch_size=4, verbose=0, return_dict=True)
     assert list(logs) == ["loss", "mae", "mean_squared_error", "mean_absolute_error",
                           "top_k_categorical_accuracy"]
@@ -164,7 +209,13 @@ def test_evaluate_logs_every_metric_by_its_keras_name():
     np.testing.assert_allclose(logs["mean_absolute_error"], logs["mae"], rtol=1e-6)
     np.testing.assert_allclose(logs["mean_squared_error"], logs["loss"], rtol=1e-5)
     np.testing.assert_allclose(logs["top_k_categorical_accuracy"],
-                               ref_in_top_k(ZREG, YREG.argmax(-1), 5).mean())
+                               ref_in_top_k(ZREG, YREG.argmax(-1), 2).mean())
+    assert 0 < logs["top_k_categorical_accuracy"] < 1
+    # The string at Keras's default k=5, on eight classes.
+    m8 = identity_model(8, "mse", ["top_k_categorical_accuracy"])
+    acc = m8.evaluate(P8, ONEHOT8, verbose=0, return_dict=True)["top_k_categorical_accuracy"]
+    np.testing.assert_allclose(acc, ref_in_top_k(P8, LABELS8, 5).mean())
+    assert 0 < acc < 1
 
 
 @pytest.mark.parametrize("loss", ["mae", "huber", "hinge", "kl_divergence", "kld"])

@@ -131,6 +131,28 @@ def test_validation_data_and_no_shuffle():
     assert "val_accuracy" in h.history
 
 
+def test_no_shuffle_takes_the_batches_in_order():
+    """shuffle=False: the same steps as train_on_batch over consecutive slices, bit for
+    bit; the default shuffle takes another order."""
+    x, y = blobs(100)
+    results = []
+    for how in ("fit", "by_hand", "shuffled"):
+        ember.set_random_seed(4)
+        m = make_model(optimizer=ember.optimizers.SGD(0.1))
+        if how == "fit":
+            m.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        elif how == "shuffled":
+            m.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        else:
+            for _ in range(2):
+                for s in range(0, 100, 32):
+                    m.train_on_batch(x[s:s + 32], y[s:s + 32])
+        results.append(m.get_weights())
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][0], results[2][0])
+
+
 @pytest.mark.parametrize("loss,out_act,ytype", [
     ("categorical_crossentropy", "softmax", "onehot"),
     ("binary_crossentropy", "sigmoid", "binary"),

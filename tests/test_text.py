@@ -7,6 +7,7 @@ import ember
 from ember import layers
 
 from gradcheck import assert_close
+from oracles import keras_or_skip, torch_or_skip
 
 
 def seq_model(*body, steps=6, loss="mse", optimizer=None):
@@ -45,7 +46,9 @@ def numeric_gradients(model, x, y, picks=12, eps=1e-3, seed=0):
     return out
 
 
-def check_gradients(model, x, y, tol=2e-2, eps=1e-3):
+def check_gradients(model, x, y, tol=1e-3, eps=1e-3):
+    """Central differences of the float32 loss: clean runs stay below 1.5e-4 (float32
+    rounding over eps=1e-3); a scatter-add that drops a repeated row gives 1.6e-2."""
     analytic = sgd_gradients(model, x, y)
     numeric = numeric_gradients(model, x, y, eps=eps)
     for i, (a, num) in enumerate(zip(analytic, numeric)):
@@ -259,7 +262,7 @@ def test_1d_output_shapes_and_bad_arguments():
 
 
 def test_conv1d_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = torch_or_skip()
     F = torch.nn.functional
     rng = np.random.default_rng(8)
     x = rng.normal(size=(3, 11, 4)).astype(np.float32)
@@ -291,7 +294,6 @@ def test_conv1d_matches_torch():
 
 
 def test_text_model_matches_keras():
-    from oracles import keras_or_skip
     keras = keras_or_skip()
     x = ids(6, 12, 40, seed=9, pad_from=9)
     y = np.random.default_rng(10).integers(0, 4, 6)
@@ -313,7 +315,6 @@ def test_text_model_matches_keras():
 
 
 def test_masked_average_matches_keras():
-    from oracles import keras_or_skip
     keras = keras_or_skip()
     x = ids(5, 10, 30, seed=11)
     x[:, 6:] = 0
@@ -329,8 +330,6 @@ def test_masked_average_matches_keras():
 
 
 def test_layer_configs_match_keras_and_round_trip(tmp_path):
-    pytest.importorskip("keras")
-    from oracles import keras_or_skip
     keras = keras_or_skip()
     pairs = [(layers.Embedding(10, 3, mask_zero=True), keras.layers.Embedding(10, 3)),
              (layers.Conv1D(4, 3, padding="causal"), keras.layers.Conv1D(4, 3)),

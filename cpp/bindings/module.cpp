@@ -332,9 +332,9 @@ PYBIND11_MODULE(_core, m) {
      py::arg("param") = 1.0);
 
   // Sum over rows of a metric of out (n, c) against labels (n) or targets (n, c);
-  // sample weights (n) apply when given.
+  // sample weights (n) apply when given. per_row: the n values instead of their sum.
   m.def("metric_sum", [](const std::string& name, int64_t k, py::array out, py::array target,
-                         py::object sample_weight) {
+                         py::object sample_weight, bool per_row) -> py::object {
     MetricSpec spec{metric_from_string(name), k, !sample_weight.is_none()};
     if (k < 1) throw std::invalid_argument("metric k must be >= 1");
     auto o = strict<float>(out, "out");
@@ -357,10 +357,18 @@ PYBIND11_MODULE(_core, m) {
       w = strict<float>(sample_weight, "sample_weight");
       if (w.size() != n) throw std::invalid_argument("metric: one sample weight per row");
     }
-    return metric_sum(spec, o.data(), metric_sparse(spec.kind) ? labels.data() : nullptr,
-                      metric_sparse(spec.kind) ? nullptr : t.data(),
-                      sample_weight.is_none() ? nullptr : w.data(), n, c);
-  });
+    const int32_t* lp = metric_sparse(spec.kind) ? labels.data() : nullptr;
+    const float* tp = metric_sparse(spec.kind) ? nullptr : t.data();
+    const float* wp = sample_weight.is_none() ? nullptr : w.data();
+    if (!per_row) return py::float_(metric_sum(spec, o.data(), lp, tp, wp, n, c));
+    F32 values({n});
+    for (int64_t i = 0; i < n; ++i)
+      values.mutable_data()[i] = static_cast<float>(
+          metric_sum(spec, o.data() + i * c, lp ? lp + i : nullptr, tp ? tp + i * c : nullptr,
+                     wp ? wp + i : nullptr, 1, c));
+    return std::move(values);
+  }, py::arg("name"), py::arg("k"), py::arg("out"), py::arg("target"),
+     py::arg("sample_weight") = py::none(), py::arg("per_row") = false);
 
   // Kernels, for tests: float32 runs the fast kernel, float64 the direct reference.
   m.def("conv2d_forward", [](py::array x, py::array w, py::object b, std::array<int64_t, 2> strides,

@@ -256,46 +256,74 @@ void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, 
   }
 }
 
+// The references share nothing with the kernels above: the padding comes from the
+// definition ('same' pads (out - 1) * stride + pool - in in total, the smaller half
+// first; 'valid' makes that total <= 0), and every window is walked position by
+// position, skipping what falls outside the image. The larger value wins the max, a NaN
+// wins over a number, and the first of equal values wins.
+namespace {
+int64_t pad_before(int64_t in, int64_t out, int64_t pool, int64_t stride) {
+  const int64_t total = (out - 1) * stride + pool - in;
+  return total > 0 ? total / 2 : 0;
+}
+}  // namespace
+
 template <class T>
 void pool2d_forward_ref(const Pool2DShape& s, bool max, const T* x, T* y) {
+  const int64_t top = pad_before(s.h, s.oh, s.ph, s.sh);
+  const int64_t left = pad_before(s.w, s.ow, s.pw, s.sw);
   for (int64_t img = 0; img < s.n; ++img)
     for (int64_t oy = 0; oy < s.oh; ++oy)
       for (int64_t ox = 0; ox < s.ow; ++ox)
         for (int64_t ch = 0; ch < s.c; ++ch) {
-          const Window win = window(s, oy, ox);
-          T acc = max ? -std::numeric_limits<T>::infinity() : T(0);
-          bool first = true;
-          for (int64_t iy = win.y0; iy < win.y1; ++iy)
-            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+          T acc = 0;
+          int64_t count = 0;
+          for (int64_t ky = 0; ky < s.ph; ++ky)
+            for (int64_t kx = 0; kx < s.pw; ++kx) {
+              const int64_t iy = oy * s.sh - top + ky, ix = ox * s.sw - left + kx;
+              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
               const T v = x[((img * s.h + iy) * s.w + ix) * s.c + ch];
-              if (!max) acc += v;
-              else if (first || beats(v, acc)) acc = v;
-              first = false;
+              if (!max)
+                acc += v;
+              else if (count == 0 || v > acc || (std::isnan(v) && !std::isnan(acc)))
+                acc = v;
+              ++count;
             }
-          if (!max) acc /= T((win.y1 - win.y0) * (win.x1 - win.x0));
-          y[((img * s.oh + oy) * s.ow + ox) * s.c + ch] = acc;
+          y[((img * s.oh + oy) * s.ow + ox) * s.c + ch] = max ? acc : acc / T(count);
         }
 }
 
 template <class T>
 void pool2d_backward_ref(const Pool2DShape& s, bool max, const T* x, const T* dy, T* dx) {
-  std::fill(dx, dx + s.n * s.h * s.w * s.c, T(0));
+  const int64_t top = pad_before(s.h, s.oh, s.ph, s.sh);
+  const int64_t left = pad_before(s.w, s.ow, s.pw, s.sw);
+  for (int64_t i = 0; i < s.n * s.h * s.w * s.c; ++i) dx[i] = 0;
   for (int64_t img = 0; img < s.n; ++img)
     for (int64_t oy = 0; oy < s.oh; ++oy)
       for (int64_t ox = 0; ox < s.ow; ++ox)
         for (int64_t ch = 0; ch < s.c; ++ch) {
-          const Window win = window(s, oy, ox);
           const T g = dy[((img * s.oh + oy) * s.ow + ox) * s.c + ch];
-          const T count = T((win.y1 - win.y0) * (win.x1 - win.x0));
-          int64_t best = -1;
-          T bv = 0;
-          for (int64_t iy = win.y0; iy < win.y1; ++iy)
-            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+          // First pass: the inside positions (count) and the winner of the max.
+          int64_t count = 0, best = -1;
+          for (int64_t ky = 0; ky < s.ph; ++ky)
+            for (int64_t kx = 0; kx < s.pw; ++kx) {
+              const int64_t iy = oy * s.sh - top + ky, ix = ox * s.sw - left + kx;
+              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
               const int64_t at = ((img * s.h + iy) * s.w + ix) * s.c + ch;
-              if (!max) dx[at] += g / count;
-              else if (best < 0 || beats(x[at], bv)) { best = at; bv = x[at]; }
+              if (best < 0 || x[at] > x[best] || (std::isnan(x[at]) && !std::isnan(x[best])))
+                best = at;
+              ++count;
             }
-          if (max) dx[best] += g;
+          if (max) {
+            dx[best] += g;
+            continue;
+          }
+          for (int64_t ky = 0; ky < s.ph; ++ky)
+            for (int64_t kx = 0; kx < s.pw; ++kx) {
+              const int64_t iy = oy * s.sh - top + ky, ix = ox * s.sw - left + kx;
+              if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+              dx[((img * s.h + iy) * s.w + ix) * s.c + ch] += g / T(count);
+            }
         }
 }
 

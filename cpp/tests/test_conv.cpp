@@ -137,6 +137,8 @@ const PoolCase kPoolCases[] = {
     {2, 7, 9, 5, 3, 3, 2, 2, true},  {1, 5, 5, 2, 3, 3, 1, 1, true},   // overlapping
     {3, 6, 5, 4, 3, 2, 1, 2, false}, {1, 1, 1, 7, 1, 1, 1, 1, false},
     {2, 5, 7, 3, 5, 7, 1, 1, false},  // window = whole image
+    {2, 8, 7, 3, 3, 3, 2, 2, true},   // 'same' with top padding 0, left padding 1
+    {1, 6, 5, 2, 2, 4, 1, 2, true},   // top 0, left 1, rectangular window
 };
 
 }  // namespace
@@ -163,6 +165,32 @@ TEST(Pooling, MatchesReference) {
       EXPECT_LT(max_rel_err(y, ry), 1e-6) << (max ? "max" : "avg") << " h=" << k.h;
       EXPECT_LT(max_rel_err(dx, rdx), 1e-5) << (max ? "max" : "avg") << " h=" << k.h;
     }
+}
+
+// The relu backward done by the max pool (its input came out of a relu): the gradient
+// reaches the winner only where the pooled value is > 0, which equals the plain backward
+// followed by the relu's derivative (0 at 0, as in Keras) on the pool's input.
+TEST(Pooling, FusedReluBackwardEqualsReluAfterPoolBackward) {
+  int64_t zeroed = 0;  // gradients the relu stops: the cases reach the relu's zeros
+  for (const PoolCase& k : kPoolCases) {
+    const Pool2DShape s = pool2d_shape(k.n, k.h, k.w, k.c, k.ph, k.pw, k.sh, k.sw, k.same);
+    const int64_t ys = s.n * s.oh * s.ow * s.c, xs = s.n * s.h * s.w * s.c;
+    auto x = random_vec(xs, 14);
+    for (int64_t i = 0; i < xs; ++i) x[i] = x[i] > 0.3f ? x[i] : 0.f;  // relu, many zeros
+    for (int64_t i = 0; i < s.w * s.c; ++i) x[i] = 0.f;  // windows that are all zero
+    const auto dy = random_vec(ys, 15);
+    std::vector<float> y(ys), dx(xs), rdx(xs);
+    std::vector<int32_t> arg(ys);
+    maxpool2d_forward(s, x.data(), y.data(), arg.data());
+    maxpool2d_backward(s, dy.data(), arg.data(), dx.data(), y.data());
+    pool2d_backward_ref<float>(s, true, x.data(), dy.data(), rdx.data());
+    for (int64_t i = 0; i < xs; ++i) {
+      if (!(x[i] > 0.f) && rdx[i] != 0.f) ++zeroed;
+      if (!(x[i] > 0.f)) rdx[i] = 0.f;
+    }
+    EXPECT_EQ(dx, rdx) << "h=" << k.h;
+  }
+  EXPECT_GT(zeroed, 0);
 }
 
 TEST(Pooling, TiesGoToTheFirstMaximumAndNaNWins) {

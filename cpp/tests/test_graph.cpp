@@ -2,6 +2,7 @@
 // allocates nothing, results do not depend on the thread count.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "ember/graph.h"
@@ -93,6 +94,19 @@ TEST(Graph, PredictMatchesTestForwardAndGathers) {
   f.g.predict(b, out2.data());
   EXPECT_EQ(0, std::memcmp(out.data(), out2.data(), sizeof(float) * 8));
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[2 * i] + out[2 * i + 1], 1.f, 1e-6);
+  // test_step runs the same inference forward: its loss and accuracy are those of the
+  // predicted probabilities, for rows by range and rows gathered by index alike.
+  double loss = 0, hits = 0;
+  for (int i = 0; i < 4; ++i) {
+    const int32_t label = f.labels[8 + i];
+    loss -= std::log(static_cast<double>(out[2 * i + label]));
+    hits += (out[2 * i + label] > out[2 * i + 1 - label]) ? 1 : 0;
+  }
+  for (const Batch& tb : {f.batch(8, 4), b}) {
+    const StepResult r = f.g.test_step(tb);
+    EXPECT_NEAR(r.loss_sum, loss, 1e-5 * std::abs(loss));
+    EXPECT_EQ(r.metric_sums.at(0), hits);
+  }
 }
 
 TEST(Graph, RejectsBadInput) {

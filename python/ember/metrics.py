@@ -26,13 +26,17 @@ class Metric:
     def reset_state(self):
         self._total, self._count = 0.0, 0.0
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        p = np.ascontiguousarray(y_pred, dtype=np.float32)
+    def _targets(self, y_true, p):
+        """(targets, predictions) as the core takes them: rows of classes."""
         p = p.reshape(-1, p.shape[-1]) if p.ndim > 1 else p.reshape(-1, 1)
         if self._sparse:
             t = np.ascontiguousarray(np.asarray(y_true).reshape(-1), dtype=np.int32)
         else:
             t = np.ascontiguousarray(np.asarray(y_true, dtype=np.float32).reshape(p.shape))
+        return t, p
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        t, p = self._targets(y_true, np.ascontiguousarray(y_pred, dtype=np.float32))
         sw = None
         if sample_weight is not None:
             sw = np.ascontiguousarray(np.asarray(sample_weight, dtype=np.float32).reshape(-1))
@@ -124,10 +128,18 @@ _NAMES = {
 
 
 def _function(cls):
-    def fn(y_true, y_pred):
-        m = cls()
-        m.update_state(y_true, y_pred)
-        return m.result()
+    """Keras's metric function: the value for each sample (the last axis reduced)."""
+    def values(m, y_true, y_pred):
+        p = np.ascontiguousarray(y_pred, dtype=np.float32)
+        lead = p.shape[:-1] if p.ndim > 1 else p.shape
+        t, p = m._targets(y_true, p)
+        return _core.metric_sum(m._core_name, m._k, p, t, None, True).reshape(lead)
+    if issubclass(cls, _TopK):
+        def fn(y_true, y_pred, k=5):
+            return values(cls(k=k), y_true, y_pred)
+    else:
+        def fn(y_true, y_pred):
+            return values(cls(), y_true, y_pred)
     fn.__name__ = fn.__qualname__ = cls._core_name
     fn._metric_class = cls
     return fn
