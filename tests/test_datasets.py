@@ -359,6 +359,7 @@ def _check_cifar10(result, images):
 
 def test_cifar10_downloaded_into_the_keras3_layout(home, server, tmp_path, monkeypatch):
     members, images = cifar10_members(4)
+    monkeypatch.setattr(cifar10, "IMAGES", dict.fromkeys(cifar10.FILES, 4))
     tar_path = tmp_path / "cifar-10-python.tar.gz"
     write_cifar_tar(tar_path, "cifar-10-batches-py", members)
     monkeypatch.setattr(cifar10, "ORIGIN", server.put("cifar-10-python.tar.gz",
@@ -375,6 +376,7 @@ def test_cifar10_downloaded_into_the_keras3_layout(home, server, tmp_path, monke
 @pytest.mark.parametrize("layout", ["keras3_dir", "keras2_dir", "keras2_archive"])
 def test_cifar10_both_cache_layouts(home, tmp_path, monkeypatch, layout):
     members, images = cifar10_members(3, seed=2)
+    monkeypatch.setattr(cifar10, "IMAGES", dict.fromkeys(cifar10.FILES, 3))
     home.mkdir(parents=True)
     if layout == "keras2_archive":
         write_cifar_tar(home / "cifar-10-batches-py.tar.gz", "cifar-10-batches-py", members)
@@ -389,8 +391,45 @@ def test_cifar10_both_cache_layouts(home, tmp_path, monkeypatch, layout):
     _check_cifar10(cifar10.load_data(), images)
 
 
+def test_a_fake_cifar10_directory_in_the_cache_is_not_used(home, monkeypatch):
+    """Ten images per file where CIFAR-10 has 10,000: too small to be the real files, so
+    ember goes for the archive (offline here) instead of loading the fake."""
+    members, _ = cifar10_members(10)
+    d = home / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name, payload in members:
+        (d / name).write_bytes(payload)
+    offline(monkeypatch, cifar10)
+    with pytest.raises(DownloadError):
+        cifar10.load_data()
+    # Files large enough but holding other counts: a ValueError naming the file.
+    monkeypatch.setattr(cifar10, "IMAGES", dict.fromkeys(cifar10.FILES, 9))
+    with pytest.raises(ValueError, match="data_batch_1 holds 10 images, not the 9"):
+        cifar10.load_data()
+
+
+def test_cifar_batch_with_int_labels_raises_value_error(tmp_path):
+    from ember.datasets._cifar import load_batch
+    bad = tmp_path / "data_batch_1"
+    bad.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": 7},
+                                 protocol=2))
+    with pytest.raises(ValueError, match="data_batch_1 is not a readable CIFAR batch file"):
+        load_batch(str(bad))
+
+
+def test_corrupt_fashion_mnist_gzip_names_the_file(tmp_path):
+    bad = tmp_path / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(b"\x1f\x8b\x08 definitely not deflate data")
+    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz is not a readable gzip"):
+        fashion_mnist.read_idx(str(bad), 8)
+    bad.write_bytes(b"plain text")
+    with pytest.raises(ValueError, match="not a readable gzip"):
+        fashion_mnist.read_idx(str(bad), 8)
+
+
 def test_cifar10_keras2_archive_with_a_wrong_checksum(home, monkeypatch):
     members, _ = cifar10_members(2)
+    monkeypatch.setattr(cifar10, "IMAGES", dict.fromkeys(cifar10.FILES, 2))
     home.mkdir(parents=True)
     write_cifar_tar(home / "cifar-10-batches-py.tar.gz", "cifar-10-batches-py", members)
     offline(monkeypatch, cifar10)
@@ -416,6 +455,7 @@ def test_cifar100_label_modes(home, monkeypatch):
         payload = {b"data": data, b"fine_labels": fine[name], b"coarse_labels": coarse,
                    b"filenames": [b"x"] * n, b"batch_label": b"b"}
         (d / name).write_bytes(pickle.dumps(payload, protocol=2))
+    monkeypatch.setattr(cifar100, "IMAGES", {"train": 7, "test": 4})
     offline(monkeypatch, cifar100)
     (x, y), (xt, yt) = cifar100.load_data()
     assert x.shape == (7, 32, 32, 3) and y.shape == (7, 1) and xt.shape == (4, 32, 32, 3)
@@ -436,6 +476,7 @@ def test_cifar_pickle_that_runs_code_is_refused(home, monkeypatch):
             return (os.system, ("echo pwned",))
     for name in ("train", "test"):
         (d / name).write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    monkeypatch.setattr(cifar100, "IMAGES", {"train": 0, "test": 0})
     offline(monkeypatch, cifar100)
     with pytest.raises(ValueError, match="Refusing"):
         cifar100.load_data()

@@ -99,3 +99,11 @@ def test_two_threads_train_two_models_at_once():
     for m, ref in zip(models, alone):
         for a, b in zip(m.get_weights(), ref):
             np.testing.assert_array_equal(a, b)
+
+
+def test_unpickled_and_big_endian_arrays():
+    """Arrays that crossed a process boundary (multiprocessing, joblib) carry their own
+    dtype objects; files from other machines may be big-endian."""
+    import pickle
+    same_as_float32(pickle.loads(pickle.dumps(X32)), Y, X32, Y)
+    same_as_float32(X32.astype(">f4"), Y.astype(">i8"), X32, Y)

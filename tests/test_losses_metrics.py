@@ -247,3 +247,45 @@ def test_accuracy_resolves_from_shapes():
         metrics.get("nope", (3,), True)
     with pytest.raises(ValueError, match="does not fit"):
         metrics.get("mae", (3,), True)
+
+
+@pytest.mark.parametrize("loss,labels", [
+    ("sparse_categorical_crossentropy", np.array([0, 1, 1, 2])),
+    ("categorical_crossentropy", np.eye(3)[[0, 1, 1, 2]]),
+])
+def test_saturated_softmax_gets_no_gradient_through_the_clip(loss, labels):
+    """Keras clips probabilities to [1e-7, 1 - 1e-7] and the clip passes no gradient: a
+    softmax saturated on the right class (p > 1 - 1e-7) or on a wrong one (p < 1e-7)
+    gets none, so an SGD step leaves the weights exactly as they were."""
+    def model(lib):
+        m = lib.Sequential([lib.Input((3,)), lib.layers.Dense(3, activation="softmax")])
+        m.set_weights([np.eye(3, dtype=np.float32) * 100, np.zeros(3, np.float32)])
+        m.compile(lib.optimizers.SGD(0.1), loss)
+        return m
+    x = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]  # rows 0, 1, 3 right; row 2 wrong
+    m = model(ember)
+    before = m.get_weights()
+    m.train_on_batch(x, labels)
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    # One unsaturated row makes the step move the weights (the test can fail).
+    x2 = x.copy()
+    x2[0] *= 0.01
+    m.train_on_batch(x2, labels)
+    assert not np.array_equal(m.get_weights()[0], before[0])
+
+
+def test_saturated_softmax_gradient_matches_keras():
+    keras = keras_or_skip()
+    x = np.eye(3, dtype=np.float32)[[0, 1, 0, 2]]
+    x[3] *= 0.01
+    labels = np.array([0, 1, 1, 2])
+    results = []
+    for lib in (ember, keras):
+        m = lib.Sequential([lib.Input((3,)), lib.layers.Dense(3, activation="softmax")])
+        m.set_weights([np.eye(3, dtype=np.float32) * 100, np.zeros(3, np.float32)])
+        m.compile(lib.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        m.train_on_batch(x, labels)
+        results.append([np.asarray(w) for w in m.get_weights()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

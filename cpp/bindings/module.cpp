@@ -31,6 +31,11 @@ using F64 = py::array_t<double, py::array::c_style>;
 
 std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+// Whether a's dtype is T in native byte order. Compared as numpy compares types, not
+// by identity: an unpickled array carries its own, equal, dtype object.
+template <class T>
+bool has_dtype(const py::array& a) { return py::array_t<T, 0>::check_(a); }
+
 // A C-contiguous array of exactly dtype T, or ValueError naming what came instead.
 template <class T>
 py::array_t<T, py::array::c_style> strict(const py::handle& h, const char* what,
@@ -38,7 +43,7 @@ py::array_t<T, py::array::c_style> strict(const py::handle& h, const char* what,
   if (!py::isinstance<py::array>(h))
     throw std::invalid_argument(std::string(what) + " must be a numpy array");
   py::array a = py::reinterpret_borrow<py::array>(h);
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!has_dtype<T>(a))
     throw std::invalid_argument(std::string(what) + " must have dtype " +
                                 py::str(py::dtype::of<T>()).cast<std::string>() +
                                 ". Received: " + dtype_str(a));
@@ -99,7 +104,7 @@ bool parse_padding(const std::string& p) {
   throw std::invalid_argument("padding must be 'valid' or 'same'. Received: padding='" + p + "'");
 }
 
-bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+bool is_f64(const py::array& a) { return has_dtype<double>(a); }
 
 // (n, h, w, c) of an image batch, or ValueError.
 std::array<int64_t, 4> nhwc(const py::array& x, const char* who) {
@@ -138,6 +143,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("forked_child", &forked_child);
+  m.attr("MAX_THREADS") = kMaxThreads;
   m.def("openmp_enabled", &openmp_enabled);
   m.def("gemm_kernel_name", [] { return std::string(gemm_kernel().name); });
 
@@ -195,7 +202,7 @@ PYBIND11_MODULE(_core, m) {
     const Act a = act_from_string(name);
     if (x.ndim() != 2) throw std::invalid_argument("activation_forward: x must be 2-D");
     const int64_t r = x.shape(0), c = x.shape(1);
-    if (x.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(x)) {
       auto xa = strict<double>(x, "x");
       F64 y({r, c});
       act_forward<double>(a, xa.data(), y.mutable_data(), r, c);
@@ -211,7 +218,7 @@ PYBIND11_MODULE(_core, m) {
     if (y.ndim() != 2 || dy.ndim() != 2 || y.shape(0) != dy.shape(0) || y.shape(1) != dy.shape(1))
       throw std::invalid_argument("activation_backward: y and dy must be 2-D, same shape");
     const int64_t r = y.shape(0), c = y.shape(1);
-    if (y.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(y)) {
       auto ya = strict<double>(y, "y"), da = strict<double>(dy, "dy");
       F64 dx({r, c});
       act_backward<double>(a, ya.data(), da.data(), dx.mutable_data(), r, c);
@@ -227,7 +234,7 @@ PYBIND11_MODULE(_core, m) {
     if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(0))
       throw std::invalid_argument("dense_forward: x (n, in) and w (in, out) do not agree");
     const int64_t n = x.shape(0), in = w.shape(0), out = w.shape(1);
-    if (x.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(x)) {
       auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w");
       F64 ba = b.is_none() ? F64() : strict<double>(b, "b");
       F64 y({n, out});
@@ -248,7 +255,7 @@ PYBIND11_MODULE(_core, m) {
         dz.shape(0) != x.shape(0) || dz.shape(1) != w.shape(1))
       throw std::invalid_argument("dense_backward: shapes do not agree");
     const int64_t n = x.shape(0), in = w.shape(0), out = w.shape(1);
-    if (x.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(x)) {
       auto xa = strict<double>(x, "x"), wa = strict<double>(w, "w"), da = strict<double>(dz, "dz");
       F64 dx({n, in}), dw({in, out}), db({out});
       dense_backward_ref<double>(xa.data(), wa.data(), da.data(), dx.mutable_data(),
@@ -280,7 +287,7 @@ PYBIND11_MODULE(_core, m) {
     auto check_sw = [&](const py::array& w) {
       if (w.size() != n) throw std::invalid_argument("loss: one sample weight per row");
     };
-    if (out.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(out)) {
       auto o = strict<double>(out, "out");
       F64 t = loss_sparse(l) ? F64() : strict<double>(target, "target");
       F64 w = sample_weight.is_none() ? F64() : strict<double>(sample_weight, "sample_weight");

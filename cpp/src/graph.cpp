@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -15,6 +16,9 @@
 
 namespace ember {
 namespace {
+
+// Values per sample above this are refused (their products would overflow int64).
+constexpr int64_t kMaxSampleSize = int64_t(1) << 40;
 
 int64_t product(const std::vector<int64_t>& s) {
   int64_t p = 1;
@@ -283,11 +287,17 @@ class EmbeddingNode : public Node {
 Graph::Graph(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {
   if (input_shape_.empty())
     throw std::invalid_argument("Graph: the input shape must have at least one dimension");
-  for (int64_t d : input_shape_)
+  int64_t size = 1;
+  for (int64_t d : input_shape_) {
     if (d <= 0)
       throw std::invalid_argument("Graph: input dimensions must be positive. Received: " +
                                   shape_str(input_shape_));
-  input_size_ = product(input_shape_);
+    if (d > kMaxSampleSize / size)
+      throw std::invalid_argument("Graph: an input sample of shape " + shape_str(input_shape_) +
+                                  " has more than 2^40 values");
+    size *= d;
+  }
+  input_size_ = size;
   act_.assign(1, nullptr);
 }
 
@@ -456,17 +466,23 @@ void Graph::set_loss(Loss loss, bool from_logits, float param) {
   if (loss == Loss::Huber && !(param > 0.f))
     throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
                                 std::to_string(param));
+  std::lock_guard<std::mutex> lock(mu_);  // waits for a step running in another thread
   loss_ = loss;
   loss_param_ = param;
   from_logits_ = from_logits;
   has_loss_ = true;
 }
 
-void Graph::set_metrics(std::vector<MetricSpec> metrics) { metrics_ = std::move(metrics); }
+void Graph::set_metrics(std::vector<MetricSpec> metrics) {
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics_ = std::move(metrics);
+}
 
 void Graph::set_optimizer(const OptimizerConfig& cfg) {
-  opt_ = std::make_unique<Optimizer>(cfg);
-  opt_->resize(params_.size());
+  auto opt = std::make_unique<Optimizer>(cfg);
+  opt->resize(params_.size());
+  std::lock_guard<std::mutex> lock(mu_);
+  opt_ = std::move(opt);
 }
 
 void Graph::set_variable_flags(const std::vector<bool>& trainable,
@@ -481,34 +497,45 @@ void Graph::set_variable_flags(const std::vector<bool>& trainable,
   }
 }
 
+// n * per_row, or std::bad_alloc (MemoryError in Python) when it overflows.
+static int64_t rows_times(int64_t n, int64_t per_row) {
+  if (per_row > 0 && n > std::numeric_limits<int64_t>::max() / 64 / per_row)
+    throw std::bad_alloc();
+  return n * per_row;
+}
+
+// Strong guarantee: a buffer only ever grows on a successful allocation (AlignedBuffer
+// keeps its old storage when one fails), and the capacities are recorded only once
+// every buffer has grown. A failed allocation (std::bad_alloc) therefore leaves buffers
+// that still fit the old capacity, and the next batch that fits runs as before.
 void Graph::plan(int64_t n, bool training) {
   const bool grow = n > capacity_, grow_training = training && n > train_capacity_;
-  if (grow || grow_training) ++allocations_;
   if (grow) {
-    capacity_ = n;
-    input_.resize(n * input_size_);
+    input_.resize(rows_times(n, input_size_));
     for (size_t i = 0; i < nodes_.size(); ++i)
-      if (!nodes_[i]->is_view()) act_buf_[i].resize(n * nodes_[i]->out_size);
-    y_.resize(n * output_size());
-    labels_.resize(n);
-    sw_.resize(n);
+      if (!nodes_[i]->is_view()) act_buf_[i].resize(rows_times(n, nodes_[i]->out_size));
+    y_.resize(rows_times(n, output_size()));
+    labels_.resize(rows_times(n, 1));
+    sw_.resize(rows_times(n, 1));
   }
   if (grow_training) {  // what only backward needs: inference never allocates it
-    train_capacity_ = n;
     grads_.resize(params_.size());
     int64_t widest = input_size_;
     for (size_t i = 0; i < nodes_.size(); ++i) {
       Node& node = *nodes_[i];
       widest = std::max(widest, node.out_size);
       if (node.saved_per_sample()) {
-        saved_[i].resize(n * node.saved_per_sample());
+        saved_[i].resize(rows_times(n, node.saved_per_sample()));
         node.saved = saved_[i].data();
       }
       node.plan(n);
     }
-    grad_a_.resize(n * widest);
-    grad_b_.resize(n * widest);
+    grad_a_.resize(rows_times(n, widest));
+    grad_b_.resize(rows_times(n, widest));
   }
+  if (grow || grow_training) ++allocations_;
+  if (grow) capacity_ = n;
+  if (grow_training) train_capacity_ = n;
 }
 
 int64_t Graph::inference_rows(int64_t n) const {

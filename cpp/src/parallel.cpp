@@ -28,14 +28,32 @@ int get_num_threads() {
 #endif
 }
 
-void set_num_threads(int n) {
-  if (n < 1)
-    throw std::invalid_argument("set_num_threads: n must be >= 1. Received: n=" +
-                                std::to_string(n));
+namespace {
+// libgomp's worker threads do not survive a fork, but its pool still counts them: the
+// child's first region with more than one thread waits forever for them. A forked
+// child therefore runs every region on its one thread (the same bits, by design).
+std::atomic<bool> in_forked_child{false};
+void after_fork_in_child() {
+  in_forked_child.store(true);
 #ifdef EMBER_OPENMP
-  omp_set_num_threads(n);
+  omp_set_num_threads(1);
 #endif
 }
+const int fork_handler_registered = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+}  // namespace
+
+void set_num_threads(int n) {
+  (void)fork_handler_registered;
+  if (n < 1 || n > kMaxThreads)
+    throw std::invalid_argument("set_num_threads: n must be in [1, " +
+                                std::to_string(kMaxThreads) + "]. Received: n=" +
+                                std::to_string(n));
+#ifdef EMBER_OPENMP
+  if (!in_forked_child.load()) omp_set_num_threads(n);
+#endif
+}
+
+bool forked_child() { return in_forked_child.load(); }
 
 bool openmp_enabled() {
 #ifdef EMBER_OPENMP

@@ -1,12 +1,23 @@
 """Engine settings: the OpenMP thread count and which GEMM kernel runs."""
+import numpy as np
+
 from . import _core
 
 
+MAX_THREADS = _core.MAX_THREADS
+
+
 def set_num_threads(n):
-    """Sets the number of threads every kernel uses (default: OMP_NUM_THREADS or all cores)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads expects a positive integer. Received: n={n!r}")
-    _core.set_num_threads(n)
+    """Sets the number of threads every kernel uses (default: OMP_NUM_THREADS or all cores).
+
+    n must be an integer in [1, MAX_THREADS] (1024). A process forked from one that had
+    loaded ember (multiprocessing's default start method on Linux) runs single-threaded,
+    whatever n: OpenMP's threads do not survive a fork.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads expects an integer in [1, {MAX_THREADS}]. "
+                         f"Received: n={n!r}")
+    _core.set_num_threads(int(n))
 
 
 def get_num_threads():

@@ -26,6 +26,12 @@ def _weights_bytes(arrays):
 
 def _read_weights(data, what):
     try:
+        # ember writes the arrays stored, not compressed: entries that claim to expand
+        # past the file itself are a corrupt or hostile file, refused before reading.
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            declared = sum(i.file_size for i in inner.infolist())
+        if declared > len(data):
+            raise ValueError(f"its arrays claim {declared} bytes in a file of {len(data)}")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return [z[k] for k in sorted(z.files)]
     except Exception as e:
@@ -52,8 +58,11 @@ def load_weights(model, filepath):
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No such file: {filepath}")
     if filepath.endswith(".keras"):
-        _, arrays = _read_archive(filepath)
+        _, arrays = _read_archive(filepath, _weights_bytes_limit(model))
     else:
+        if model.built and os.path.getsize(filepath) > _weights_bytes_limit(model) * 2:
+            raise ValueError(f"{filepath} is far larger than the weights of model "
+                             f"'{model.name}'; it is not a weights file of this model")
         with open(filepath, "rb") as f:
             arrays = _read_weights(f.read(), filepath)
     model.set_weights(arrays)
@@ -79,33 +88,96 @@ def save_model(model, filepath, overwrite=True):
     atomic_write(filepath, write)
 
 
-def _read_archive(filepath):
+# What a model file may expand to: the JSON entries at most 64 MB each, the weights at
+# most what the model's weights take (checked against the config once it is built), and
+# no entry more than 1000 times its compressed size past the first megabyte. A zip bomb
+# is refused from its declared sizes, before anything is decompressed.
+_MAX_JSON_BYTES = 64 << 20
+_MAX_RATIO = 1000
+
+
+def _entry(z, name, filepath, limit):
+    info = z.getinfo(name)
+    limit = min(limit, max(1 << 20, _MAX_RATIO * info.compress_size))
+    if info.file_size > limit:
+        raise ValueError(f"its entry {name!r} expands to {info.file_size} bytes from "
+                         f"{info.compress_size}, more than the {limit} it may; the file is "
+                         f"corrupt or not a model file")
+    return z.read(name)
+
+
+def _read_archive(filepath, weights_limit=None):
+    """(config, weight arrays) of an ember archive. weights_limit: the most bytes the
+    weights entry may expand to (default: as much as the compression ratio allows)."""
     try:
         with zipfile.ZipFile(filepath) as z:
-            meta = json.loads(z.read("metadata.json"))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"unknown format {meta.get('format')!r}")
-            config = json.loads(z.read("config.json"))
-            arrays = _read_weights(z.read("weights.npz"), filepath)
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError) as e:
+            meta = json.loads(_entry(z, "metadata.json", filepath, _MAX_JSON_BYTES))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+            config = json.loads(_entry(z, "config.json", filepath, _MAX_JSON_BYTES))
+            if weights_limit is not None and callable(weights_limit):
+                weights_limit = weights_limit(config)
+            arrays = _read_weights(
+                _entry(z, "weights.npz", filepath,
+                       (1 << 62) if weights_limit is None else weights_limit), filepath)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, RecursionError,
+            OSError, EOFError, NotImplementedError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
         raise ValueError(f"{filepath} is not a model file ember can read ({e}). ember reads "
                          f"the files its own save() writes.") from None
     return config, arrays
 
 
+def _model_from_config(config, filepath):
+    """Builds the model a config.json describes; a malformed config raises ValueError
+    naming the file and what is wrong."""
+    from .models import Sequential
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        raise ValueError(f"ember can load Sequential models only. Received: "
+                         f"{config.get('class_name') if isinstance(config, dict) else config!r}")
+    inner = config.get("config")
+    if not isinstance(inner, dict) or not isinstance(inner.get("layers", []), list) or \
+            not all(isinstance(e, dict) and isinstance(e.get("config", {}), dict)
+                    for e in inner.get("layers", [])):
+        raise ValueError(f"{filepath}: config.json does not describe a Sequential model "
+                         f"(expected {{'config': {{'layers': [{{'class_name': ..., "
+                         f"'config': {{...}}}}, ...]}}}})")
+    try:
+        return Sequential.from_config(inner)
+    except ValueError as e:
+        raise ValueError(f"{filepath}: {e}") from None
+    except (AttributeError, TypeError, KeyError, IndexError, RecursionError) as e:
+        raise ValueError(f"{filepath}: config.json is malformed ({type(e).__name__}: {e})") \
+            from None
+
+
+def _weights_bytes_limit(model):
+    """The most bytes the weights of `model` can take in an npz file: their float32
+    values plus a generous header per array."""
+    return sum(4 * int(np.prod(w.shape)) + 4096 for w in model.weights) + 4096
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Loads a model written by `model.save(path)`, with its weights and (when it was
     compiled) its compile arguments."""
-    from .models import Sequential
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No such file: {filepath}")
-    config, arrays = _read_archive(filepath)
-    if config.get("class_name") != "Sequential":
-        raise ValueError(f"ember can load Sequential models only. Received: "
-                         f"{config.get('class_name')!r}")
-    model = Sequential.from_config(config["config"])
+    built = {}
+
+    def limit(config):
+        built["model"] = _model_from_config(config, filepath)
+        return _weights_bytes_limit(built["model"])
+    config, arrays = _read_archive(filepath, limit)
+    model = built["model"]
     model.set_weights(arrays)
-    if compile and config.get("compile_config"):
-        model.compile(**model._compile_from_config(config["compile_config"]))
+    compile_config = config.get("compile_config")
+    if compile and compile_config:
+        try:
+            kwargs = model._compile_from_config(compile_config)
+        except (AttributeError, TypeError, KeyError, IndexError) as e:
+            raise ValueError(f"{filepath}: its compile_config is malformed "
+                             f"({type(e).__name__}: {e})") from None
+        model.compile(**kwargs)
     return model

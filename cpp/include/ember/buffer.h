@@ -24,8 +24,10 @@ class AlignedBuffer {
   ~AlignedBuffer() { std::free(data_); }
 
   // Ensures room for n elements; reallocates (zeroed) only when n exceeds capacity.
+  // Throws std::bad_alloc, keeping the old storage, when the allocation fails.
   void resize(int64_t n) {
     if (n <= cap_) { size_ = n; return; }
+    if (static_cast<uint64_t>(n) > (uint64_t(1) << 62) / sizeof(T)) throw std::bad_alloc();
     std::size_t bytes = (static_cast<std::size_t>(n) * sizeof(T) + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, bytes ? bytes : 64);
     if (!p) throw std::bad_alloc();

@@ -6,8 +6,14 @@ namespace ember {
 
 // Number of threads the kernels use (OMP_NUM_THREADS is honoured at start-up).
 int get_num_threads();
-// Sets the thread count; n must be >= 1.
+// Most threads set_num_threads accepts (libgomp fails far below INT_MAX: exits at a
+// few thousand, crashes at 10^5).
+constexpr int kMaxThreads = 1024;
+// Sets the thread count; n must be in [1, kMaxThreads]. In a process forked from one
+// that used ember (or OpenMP), every region runs on one thread and n is ignored.
 void set_num_threads(int n);
+// True in a child forked after ember was loaded: it runs single-threaded.
+bool forked_child();
 // True when the core was built with OpenMP.
 bool openmp_enabled();
 

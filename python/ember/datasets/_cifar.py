@@ -14,31 +14,41 @@ from ..utils.file_utils import cache_directory, extract_archive, get_file, valid
 from ._common import SafeUnpickler
 
 
-def load_batch(fpath, label_key="labels"):
-    """(data (n, 3, 32, 32) uint8, labels list) of one pickled CIFAR batch file."""
+def load_batch(fpath, label_key="labels", images=None):
+    """(data (n, 3, 32, 32) uint8, labels list) of one pickled CIFAR batch file;
+    `images`, when given, is the number of images the file must hold."""
     try:
         with open(fpath, "rb") as f:
             d = SafeUnpickler(f, encoding="bytes").load()
         d = {k.decode("utf8") if isinstance(k, bytes) else k: v for k, v in d.items()}
         data, labels = np.asarray(d["data"], dtype=np.uint8), d[label_key]
         data = data.reshape(data.shape[0], 3, 32, 32)
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError,
-            AttributeError) as e:
+        labels = list(labels)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError,
+            AttributeError, IndexError) as e:
         raise ValueError(f"{fpath} is not a readable CIFAR batch file: {e!r}") from e
+    if images is not None and len(data) != images:
+        raise ValueError(f"{fpath} holds {len(data)} images, not the {images} of the CIFAR "
+                         f"file it is named after: the cached copy is damaged or not "
+                         f"CIFAR. Delete {os.path.dirname(fpath)} to download it again.")
     if len(labels) != len(data):
         raise ValueError(f"{fpath} holds {len(data)} images but {len(labels)} labels")
     return data, labels
 
 
-def batches_dir(name, origin, sha256, required):
+def batches_dir(name, origin, sha256, images):
     """The directory holding the extracted `name/` files, from the cache (either
-    layout) or by downloading and extracting Keras's archive."""
+    layout) or by downloading and extracting Keras's archive. `images` maps each
+    required file to the images it holds: a cached file too small for them (3072 bytes
+    an image) does not count as there."""
+    required = list(images)
     datadir = cache_directory("datasets")
     keras3 = os.path.join(datadir, name + "-target")
     keras2 = os.path.join(datadir, name)
 
     def complete(d):
-        return all(os.path.isfile(os.path.join(d, f)) for f in required)
+        return all(os.path.isfile(os.path.join(d, f)) and
+                   os.path.getsize(os.path.join(d, f)) >= 3072 * n for f, n in images.items())
 
     if complete(os.path.join(keras3, name)):
         return os.path.join(keras3, name)

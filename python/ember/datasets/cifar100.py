@@ -7,6 +7,7 @@ from ._cifar import batches_dir, channels_last, column, load_batch
 
 ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
+IMAGES = {"train": 50000, "test": 10000}  # images in each file
 
 
 def load_data(label_mode="fine"):
@@ -16,9 +17,10 @@ def load_data(label_mode="fine"):
     if label_mode not in ("fine", "coarse"):
         raise ValueError('`label_mode` must be one of `"fine"`, `"coarse"`. '
                          f"Received: label_mode={label_mode}.")
-    path = batches_dir("cifar-100-python", ORIGIN, SHA256, ["train", "test"])
+    path = batches_dir("cifar-100-python", ORIGIN, SHA256, IMAGES)
     out = []
     for name in ("train", "test"):
-        x, y = load_batch(os.path.join(path, name), label_key=f"{label_mode}_labels")
+        x, y = load_batch(os.path.join(path, name), label_key=f"{label_mode}_labels",
+                          images=IMAGES[name])
         out.append((channels_last(x), column(y, np.int64)))
     return tuple(out)

@@ -1,6 +1,7 @@
 """Fashion-MNIST: 60,000 + 10,000 grayscale 28x28 images of clothing, labels 0-9."""
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -13,8 +14,12 @@ FILES = ["train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
 
 def read_idx(path, offset):
     """The payload of a gzipped IDX file (labels: 8-byte header; images: 16)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise ValueError(f"{path} is not a readable gzip file ({e}); delete it to download "
+                         f"it again") from e
     if len(data) < offset:
         raise ValueError(f"{path} is too short for an IDX file ({len(data)} bytes)")
     return np.frombuffer(data, np.uint8, offset=offset)

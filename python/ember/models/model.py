@@ -1,18 +1,23 @@
 """Model: compile, fit, evaluate, predict. Each batch is one call into the C++
 executor (forward, loss, backward and update together, GIL released)."""
+import contextlib
+import functools
 import math
 import numbers
+import threading
 
 import numpy as np
 
 from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from .. import saving
-from ..callbacks import CallbackList, History, ProgbarLogger
+from ..callbacks import Callback, CallbackList, History, ProgbarLogger
 from ..layers.base import Layer, assign_weights
 
 
 _F32 = np.dtype(np.float32)
+# Larger batch sizes mean "all at once": the engine takes int64 sizes.
+_MAX_BATCH = 1 << 62
 
 
 def _verbose(v):
@@ -28,7 +33,30 @@ def _batch_size(bs, name="batch_size"):
         return 32
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs <= 0:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={bs!r}")
-    return int(bs)
+    return min(int(bs), _MAX_BATCH)
+
+
+def _uses_model(method):
+    """Runs a model call under Model._in_use (see Model._changing)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._in_use():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _callback_list(callbacks):
+    """A list of callbacks from None, one Callback (Keras accepts it) or a list."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if isinstance(callbacks, (list, tuple)):
+        bad = [c for c in callbacks if not isinstance(c, Callback)]
+        if bad:
+            raise ValueError(f"callbacks must be Callback instances. Received: {bad[0]!r}")
+        return list(callbacks)
+    raise ValueError(f"callbacks must be a Callback or a list of them. Received: {callbacks!r}")
 
 
 def _unsupported(**kwargs):
@@ -49,6 +77,11 @@ class Model(Layer):
             raise ValueError("The functional Model(inputs, outputs) API is not available yet; "
                              "use Sequential")
         super().__init__(**kwargs)
+        # Building, compiling and adding layers happen under _lock, once, whichever
+        # thread calls first; _users counts the calls running in each thread, so that a
+        # change of structure while another thread trains or predicts is refused.
+        self._lock = threading.RLock()
+        self._users = {}
         self._graph = None
         self._ready_shape = None
         self.optimizer = None
@@ -108,12 +141,42 @@ class Model(Layer):
         """Builds the model for inputs of shape (batch, ...)."""
         if input_shape is None:
             input_shape = (None,) + tuple(self._sample_input_shape() or ())
-        self._build_graph(tuple(input_shape)[1:])
+        with self._changing("build()"):
+            self._build_graph(tuple(input_shape)[1:])
 
     def _ensure_graph(self, sample_shape):
         if self._graph is None:
-            known = self._sample_input_shape()
-            self._build_graph(known if known is not None else sample_shape)
+            with self._lock:  # the first caller builds; the others find it built
+                if self._graph is None:
+                    known = self._sample_input_shape()
+                    self._build_graph(known if known is not None else sample_shape)
+
+    @contextlib.contextmanager
+    def _in_use(self):
+        """Marks a fit/evaluate/predict/..._on_batch call running in this thread."""
+        me = threading.get_ident()
+        with self._lock:
+            self._users[me] = self._users.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._users[me] == 1:
+                    del self._users[me]
+                else:
+                    self._users[me] -= 1
+
+    @contextlib.contextmanager
+    def _changing(self, what):
+        """Holds the lock for a change of structure (build, compile, add, pop), which
+        must not happen under a step that another thread is running."""
+        with self._lock:
+            me = threading.get_ident()
+            if any(t != me for t in self._users):
+                raise RuntimeError(
+                    f"Model '{self.name}' is being trained or run in another thread: "
+                    f"{what} must wait until that call returns")
+            yield
 
     def _sample_input_shape(self):
         return None
@@ -123,6 +186,10 @@ class Model(Layer):
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
         """Configures training: optimizer, loss and metrics (names or objects)."""
+        with self._changing("compile()"):
+            self._compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
+
+    def _compile(self, optimizer, loss, metrics, loss_weights, weighted_metrics):
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         _unsupported(loss_weights=loss_weights)
@@ -196,6 +263,8 @@ class Model(Layer):
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise ValueError(f"{name} must be numeric. Received dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.complexfloating):
+            raise ValueError(f"{name} must hold real numbers. Received dtype {x.dtype}")
         if x.ndim == 0 or x.shape[0] == 0:
             raise ValueError(f"{name} is empty. Received an array of shape {x.shape}")
         if x.ndim == 1:
@@ -284,7 +353,13 @@ class Model(Layer):
                 table[int(k)] = float(v)
             ids = y if y.ndim == 1 else (np.argmax(y, axis=-1) if y.shape[-1] > 1
                                          else np.round(y[:, 0]).astype(np.int64))
-            cw = table[ids.astype(np.int64)]
+            ids = ids.astype(np.int64)
+            bad = (ids < 0) | (ids >= len(table))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"class_weight needs targets that are class ids in [0, "
+                                 f"{len(table)}). Received a target of {ids[i]} (sample {i})")
+            cw = table[ids]
             sw = cw if sw is None else sw * cw
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
 
@@ -300,6 +375,7 @@ class Model(Layer):
         return logs
 
     # -- training -------------------------------------------------------------------------
+    @_uses_model
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -352,7 +428,7 @@ class Model(Layer):
         # Keras's order: the user's callbacks, then History, then the progress bar (so
         # History records what callbacks add to the logs, e.g. learning_rate).
         history = History()
-        cb_list = list(callbacks or []) + [history]
+        cb_list = _callback_list(callbacks) + [history]
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
         params = {"epochs": epochs, "steps": steps, "verbose": verbose}
@@ -423,6 +499,7 @@ class Model(Layer):
         cbs.on_test_end(logs)
         return logs
 
+    @_uses_model
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Returns the loss (and metrics) on (x, y): a scalar with no metrics, else
@@ -434,7 +511,7 @@ class Model(Layer):
         x = self._prepare_x(x)
         y = self._prepare_y(y, x.shape[0])
         sw = self._prepare_weights(sample_weight, None, y, x.shape[0])
-        cb_list = list(callbacks or [])
+        cb_list = _callback_list(callbacks)
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
         cbs = CallbackList(cb_list, self, {"steps": math.ceil(x.shape[0] / bs),
@@ -446,17 +523,23 @@ class Model(Layer):
         if (callbacks is None and steps is None and type(verbose) is int and not verbose
                 and (batch_size is None or type(batch_size) is int and batch_size > 0)):
             # Fast path (quiet, no hooks; batch 1 is mostly this): one C++ call per batch.
-            if self._ready_shape is not None:  # graph built; float inputs
-                out = self._graph.predict_fast(x, batch_size or 32)
+            g = self._graph
+            if self._ready_shape is not None and g is not None:  # built; float inputs
+                out = g.predict_fast(x, min(batch_size or 32, _MAX_BATCH))
                 if out is not None:  # x was ready as it is and fits one batch
                     return out
-            x = self._prepare_x(x)
-            n, bs = x.shape[0], batch_size or 32
-            out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
-            predict = self._graph.predict
-            for s in range(0, n, bs):
-                predict(x, out, s, min(bs, n - s))
-            return out
+            with self._in_use():
+                x = self._prepare_x(x)
+                n, bs = x.shape[0], min(batch_size or 32, _MAX_BATCH)
+                out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
+                predict = self._graph.predict
+                for s in range(0, n, bs):
+                    predict(x, out, s, min(bs, n - s))
+                return out
+        with self._in_use():
+            return self._predict(x, batch_size, verbose, steps, callbacks)
+
+    def _predict(self, x, batch_size, verbose, steps, callbacks):
         _unsupported(steps=steps)
         verbose = _verbose(verbose)
         bs = _batch_size(batch_size)
@@ -464,7 +547,7 @@ class Model(Layer):
         n = x.shape[0]
         out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
         steps = math.ceil(n / bs)
-        cb_list = list(callbacks or [])
+        cb_list = _callback_list(callbacks)
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
         cbs = CallbackList(cb_list, self, {"steps": steps, "verbose": verbose, "epochs": 1})
@@ -477,6 +560,7 @@ class Model(Layer):
         cbs.on_predict_end()
         return out
 
+    @_uses_model
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
                        return_dict=False):
         """One training step on one batch; returns the batch's loss (and metrics)."""
@@ -489,6 +573,7 @@ class Model(Layer):
         res = self._graph.train_step(x, y, sw, None, 0, x.shape[0], self.optimizer.learning_rate)
         return self._batch_result(res, x.shape[0], sw, return_dict)
 
+    @_uses_model
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) on one batch, without updating the weights."""
         self._require_compiled("test_on_batch")
@@ -500,14 +585,16 @@ class Model(Layer):
 
     def predict_on_batch(self, x):
         """The model's outputs for one batch."""
-        if self._ready_shape is not None:
-            out = self._graph.predict_fast(x, 1 << 62)
+        g = self._graph
+        if self._ready_shape is not None and g is not None:
+            out = g.predict_fast(x, _MAX_BATCH)
             if out is not None:
                 return out
-        x = self._prepare_x(x)
-        out = np.empty((x.shape[0],) + self.output_shape[1:], dtype=np.float32)
-        self._graph.predict(x, out, 0, x.shape[0])
-        return out
+        with self._in_use():
+            x = self._prepare_x(x)
+            out = np.empty((x.shape[0],) + self.output_shape[1:], dtype=np.float32)
+            self._graph.predict(x, out, 0, x.shape[0])
+            return out
 
     def __call__(self, inputs, training=None, mask=None):
         """Keras's ``model(x)``: the outputs for ``x`` as one batch, like

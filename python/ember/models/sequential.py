@@ -22,15 +22,22 @@ class Sequential(Model):
         if isinstance(layer, InputLayer):
             if self._layers or self._input is not None:
                 raise ValueError("An Input can only be the first entry of a Sequential model")
-            self._input = layer
+            with self._changing("add()"):
+                self._input = layer
             return
         if not isinstance(layer, Layer):
             raise ValueError(f"Only ember layers can be added to a Sequential model. "
                              f"Received: {layer!r}")
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"Layer '{layer.name}' is already in this model")
-        self._layers.append(layer)
-        self._rebuild()
+        with self._changing("add()"):
+            self._layers.append(layer)
+            try:
+                self._rebuild()
+            except Exception:
+                self._layers.pop()  # leave the model as it was
+                self._rebuild()
+                raise
 
     def _rebuild(self):
         # Keras builds a Sequential model as soon as its input shape is known; the
@@ -44,9 +51,10 @@ class Sequential(Model):
     def pop(self):
         if not self._layers:
             raise ValueError("There are no layers in the model")
-        layer = self._layers.pop()
-        self._rebuild()
-        return layer
+        with self._changing("pop()"):
+            layer = self._layers.pop()
+            self._rebuild()
+            return layer
 
     @property
     def layers(self):
@@ -60,12 +68,21 @@ class Sequential(Model):
         return None
 
     def get_config(self):
+        """Keras's layout: the layers, led by an InputLayer whenever the input shape is
+        known, however it became known (Input first, input_shape=, input_dim=, build(),
+        or the first fit/predict), so that from_config rebuilds the same weights."""
         layers = []
-        if self._input is not None:
-            layers.append({"class_name": "InputLayer", "config": self._input.get_config()})
+        inp = self._input
+        if inp is None and self.built and self.input_shape is not None:
+            inp = InputLayer(shape=tuple(self.input_shape[1:]), name=f"{self.name}_input")
+        if inp is not None:
+            layers.append({"class_name": "InputLayer", "config": inp.get_config()})
         for layer in self._layers:
             layers.append({"class_name": type(layer).__name__, "config": layer.get_config()})
-        return {"name": self.name, "trainable": self.trainable, "layers": layers}
+        config = {"name": self.name, "trainable": self.trainable, "layers": layers}
+        if inp is not None:
+            config["build_input_shape"] = (None,) + tuple(inp.shape)
+        return config
 
     @classmethod
     def from_config(cls, config):

@@ -47,14 +47,51 @@ def cache_directory(cache_subdir="datasets", cache_dir=None):
     return datadir
 
 
+# Temporary files of atomic_write: ".<name>.<pid>.<random>.ember-tmp" beside the target.
+_TMP_SUFFIX = ".ember-tmp"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory):
+    """Removes atomic_write's temporary files in `directory` whose writer is gone (a
+    process killed mid-save, which no `finally` could clean up after)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(".") and name.endswith(_TMP_SUFFIX)):
+            continue
+        parts = name[:-len(_TMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not _pid_alive(pid):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+
 def atomic_write(path, write):
     """Calls write(file) on a temporary file in path's directory, then renames it to
     path (fsync'd first). On any error the temporary file is removed and path keeps
-    whatever it held before."""
+    whatever it held before. The temporary file's name carries the writer's process id,
+    so that a later save into the directory removes one left by a killed process."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    remove_stale_temporaries(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.",
+                               suffix=_TMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
