@@ -289,3 +289,14 @@ def test_saturated_softmax_gradient_matches_keras():
         results.append([np.asarray(w) for w in m.get_weights()])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_binary_accuracy_hand_worked():
+    """Keras: a prediction counts as 1 when strictly above the 0.5 threshold."""
+    p = np.array([[0.5, 0.7, 0.2, 0.5000001]], dtype=np.float32)
+    y = np.array([[0, 1, 0, 1]], dtype=np.float32)
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p), [1.0])
+    np.testing.assert_array_equal(metrics.binary_accuracy(1 - y, p), [0.0])
+    m = metrics.BinaryAccuracy()
+    m.update_state(np.array([[1.0], [0.0]]), np.array([[0.5], [0.5]]))
+    assert m.result() == pytest.approx(0.5)

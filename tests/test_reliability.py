@@ -502,3 +502,39 @@ def test_fit_accepts_one_callback_as_keras_does():
     assert seen == [0, 1]
     with pytest.raises(ValueError, match="Callback"):
         binary_model().fit(rng.random((6, 4)), np.ones(6), callbacks=[print], verbose=0)
+
+
+# -- a busy or constrained machine ------------------------------------------------------
+
+def test_cgroup_cpu_quota_is_read(tmp_path):
+    from ember import _threads
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert _threads.cgroup_cpu_limit(str(tmp_path)) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _threads.cgroup_cpu_limit(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _threads.cgroup_cpu_limit(str(tmp_path)) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _threads.cgroup_cpu_limit(str(tmp_path)) is None
+    assert _threads.cgroup_cpu_limit(str(tmp_path / "nothing")) is None
+
+
+def test_default_threads_follow_affinity_and_the_environment():
+    code = """
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import ember
+        print(ember.config.get_num_threads(), os.environ.get("GOMP_SPINCOUNT"))
+    """
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.stdout.split() == ["1", "10000"], r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       text=True, env=dict(env, OMP_NUM_THREADS="3", OMP_WAIT_POLICY="active"),
+                       timeout=60)
+    assert r.stdout.split() == ["3", "None"], r.stdout + r.stderr

@@ -8,11 +8,20 @@ Write the Keras script you know; every number is computed by ember's kernels::
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=5)
 """
-from . import (activations, callbacks, config, datasets, initializers, layers, losses, metrics,
-               models, optimizers, preprocessing, saving, utils)
-from .layers import Input
-from .models import Model, Sequential
-from .utils import set_random_seed
+import os as _os
+
+from . import _threads
+
+_threads.set_wait_policy()  # before the core loads libgomp
+
+from . import (activations, callbacks, config, datasets, initializers, layers,  # noqa: E402
+               losses, metrics, models, optimizers, preprocessing, saving, utils)
+from .layers import Input  # noqa: E402
+from .models import Model, Sequential  # noqa: E402
+from .utils import set_random_seed  # noqa: E402
+
+if "OMP_NUM_THREADS" not in _os.environ:
+    config.set_num_threads(_threads.default_threads())
 
 __version__ = "0.1.0"
 
