@@ -8,7 +8,9 @@ Each measurement is one of run.py's workers in a fresh process (same workloads, 
 settings). For every (framework, workload) the quiet run and the busy run alternate;
 the busy one has a `while True: pass` process beside it, started before and killed
 after by this script. "kept" is busy / quiet throughput (for latency: quiet / busy) in
-the same repeat; the table gives medians over the repeats. Last, two ember MLP trainings
+the same repeat; the table gives medians over the repeats. With --baseline-env (e.g.
+GOMP_SPINCOUNT=300000, libgomp's own default), ember's quiet runs are repeated under that
+setting, alternating, and the quiet ratio is printed too. Last, two ember MLP trainings
 run at once, each with default settings, against the same two one after the other.
 """
 import argparse
@@ -51,8 +53,9 @@ def worker_env(threads):
     return env
 
 
-def measure(fw, workload, threads):
-    proc = subprocess.run(worker_command(fw, workload, threads), env=worker_env(threads),
+def measure(fw, workload, threads, extra_env=None):
+    env = dict(worker_env(threads), **(extra_env or {}))
+    proc = subprocess.run(worker_command(fw, workload, threads), env=env,
                           capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -85,12 +88,15 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-pair", action="store_true", help="skip the two-process run")
+    ap.add_argument("--baseline-env", default=None,
+                    help="NAME=VALUE: also run ember quiet under this setting, alternating")
     args = ap.parse_args()
+    base_env = dict([args.baseline_env.split("=", 1)]) if args.baseline_env else None
     fws = [fw for fw in args.frameworks if run.available(fw)]
     print(f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {os.cpu_count()} CPUs, "
           f"{args.threads} threads, GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
-    results = {(fw, wl): {"quiet": [], "busy": [], "kept": []}
+    results = {(fw, wl): {"quiet": [], "busy": [], "kept": [], "vs base": []}
                for fw in fws for wl in args.workloads}
     for rep in range(args.repeats):
         for wl in args.workloads:
@@ -100,6 +106,13 @@ def main():
                     busy = measure(fw, wl, args.threads)
                 kept = quiet / busy if wl == "infer" else busy / quiet
                 r = results[(fw, wl)]
+                if base_env and fw == "ember":
+                    base = measure(fw, wl, args.threads, base_env)
+                    again = measure(fw, wl, args.threads)
+                    mean = (quiet + again) / 2
+                    r["vs base"].append(base / mean if wl == "infer" else mean / base)
+                    print(f"  repeat {rep + 1}: {fw:6s} {wl:5s} quiet under {args.baseline_env}"
+                          f" {base:10.1f}, default again {again:10.1f}", flush=True)
                 r["quiet"].append(quiet)
                 r["busy"].append(busy)
                 r["kept"].append(kept)
@@ -114,6 +127,13 @@ def main():
             print(f"| {wl} | {fw} | {statistics.median(r['quiet']):,.1f} {unit} | "
                   f"{statistics.median(r['busy']):,.1f} | {statistics.median(r['kept']):.1%} "
                   f"[{min(r['kept']):.1%}, {max(r['kept']):.1%}] |")
+    if base_env:
+        print(f"\nember quiet, default settings / {args.baseline_env} (medians; > 1 is "
+              f"faster by default):")
+        for wl in args.workloads:
+            v = results[("ember", wl)]["vs base"]
+            if v:
+                print(f"  {wl}: {statistics.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]")
     if not args.no_pair and "ember" in fws:
         ratios = []
         for _ in range(args.repeats):

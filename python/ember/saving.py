@@ -58,7 +58,8 @@ def load_weights(model, filepath):
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No such file: {filepath}")
     if filepath.endswith(".keras"):
-        _, arrays = _read_archive(filepath, _weights_bytes_limit(model))
+        arrays = _read_archive(filepath, "weights",
+                               _weights_bytes_limit(model) if model.built else 1 << 62)
     else:
         if model.built and os.path.getsize(filepath) > _weights_bytes_limit(model) * 2:
             raise ValueError(f"{filepath} is far larger than the weights of model "
@@ -96,7 +97,9 @@ _MAX_JSON_BYTES = 64 << 20
 _MAX_RATIO = 1000
 
 
-def _entry(z, name, filepath, limit):
+def _entry(z, name, limit):
+    """The bytes of entry `name`, refused from its declared size when it would expand
+    past `limit` or past _MAX_RATIO times its compressed size."""
     info = z.getinfo(name)
     limit = min(limit, max(1 << 20, _MAX_RATIO * info.compress_size))
     if info.file_size > limit:
@@ -106,27 +109,22 @@ def _entry(z, name, filepath, limit):
     return z.read(name)
 
 
-def _read_archive(filepath, weights_limit=None):
-    """(config, weight arrays) of an ember archive. weights_limit: the most bytes the
-    weights entry may expand to (default: as much as the compression ratio allows)."""
+def _read_archive(filepath, what, weights_limit=1 << 62):
+    """Reads an ember archive: `what` is "config" (the parsed config.json) or "weights"
+    (the weight arrays, their entry expanding to at most weights_limit bytes). Anything
+    unreadable raises ValueError naming the file."""
     try:
         with zipfile.ZipFile(filepath) as z:
-            meta = json.loads(_entry(z, "metadata.json", filepath, _MAX_JSON_BYTES))
+            meta = json.loads(_entry(z, "metadata.json", _MAX_JSON_BYTES))
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-                raise ValueError(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
-            config = json.loads(_entry(z, "config.json", filepath, _MAX_JSON_BYTES))
-            if weights_limit is not None and callable(weights_limit):
-                weights_limit = weights_limit(config)
-            arrays = _read_weights(
-                _entry(z, "weights.npz", filepath,
-                       (1 << 62) if weights_limit is None else weights_limit), filepath)
+                raise ValueError(f"unknown format {meta!r:.80}")
+            if what == "config":
+                return json.loads(_entry(z, "config.json", _MAX_JSON_BYTES))
+            return _read_weights(_entry(z, "weights.npz", weights_limit), filepath)
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, RecursionError,
-            OSError, EOFError, NotImplementedError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+            EOFError, NotImplementedError) as e:
         raise ValueError(f"{filepath} is not a model file ember can read ({e}). ember reads "
                          f"the files its own save() writes.") from None
-    return config, arrays
 
 
 def _model_from_config(config, filepath):
@@ -134,8 +132,8 @@ def _model_from_config(config, filepath):
     naming the file and what is wrong."""
     from .models import Sequential
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        raise ValueError(f"ember can load Sequential models only. Received: "
-                         f"{config.get('class_name') if isinstance(config, dict) else config!r}")
+        raise ValueError(f"{filepath}: ember can load Sequential models only. Received: "
+                         f"{config.get('class_name') if isinstance(config, dict) else config!r:.80}")
     inner = config.get("config")
     if not isinstance(inner, dict) or not isinstance(inner.get("layers", []), list) or \
             not all(isinstance(e, dict) and isinstance(e.get("config", {}), dict)
@@ -164,14 +162,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"No such file: {filepath}")
-    built = {}
-
-    def limit(config):
-        built["model"] = _model_from_config(config, filepath)
-        return _weights_bytes_limit(built["model"])
-    config, arrays = _read_archive(filepath, limit)
-    model = built["model"]
-    model.set_weights(arrays)
+    config = _read_archive(filepath, "config")
+    model = _model_from_config(config, filepath)
+    model.set_weights(_read_archive(filepath, "weights", _weights_bytes_limit(model)))
     compile_config = config.get("compile_config")
     if compile and compile_config:
         try:
