@@ -63,16 +63,17 @@ def measure(fw, workload, threads, extra_env=None):
     raise RuntimeError(f"{fw} {workload} failed:\n{proc.stderr[-2000:]}")
 
 
-def two_at_once(threads):
+def two_at_once(threads, extra_env=None):
     """(seconds for two ember MLP trainings one after the other, seconds for both at
     once): wall time of whole worker processes."""
     cmd = worker_command("ember", "mlp", threads)
+    env = dict(worker_env(threads), **(extra_env or {}))
     t = time.perf_counter()
     for _ in range(2):
-        subprocess.run(cmd, env=worker_env(threads), capture_output=True, check=True)
+        subprocess.run(cmd, env=env, capture_output=True, check=True)
     sequential = time.perf_counter() - t
     t = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=worker_env(threads), stdout=subprocess.DEVNULL,
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         _, err = p.communicate()
@@ -88,6 +89,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-pair", action="store_true", help="skip the two-process run")
+    ap.add_argument("--pair-only", action="store_true", help="only the two-process run")
     ap.add_argument("--baseline-env", default=None,
                     help="NAME=VALUE: also run ember quiet under this setting, alternating")
     args = ap.parse_args()
@@ -98,7 +100,7 @@ def main():
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}", flush=True)
     results = {(fw, wl): {"quiet": [], "busy": [], "kept": [], "vs base": []}
                for fw in fws for wl in args.workloads}
-    for rep in range(args.repeats):
+    for rep in range(0 if args.pair_only else args.repeats):
         for wl in args.workloads:
             for fw in fws:
                 quiet = measure(fw, wl, args.threads)
@@ -118,16 +120,17 @@ def main():
                 r["kept"].append(kept)
                 print(f"  repeat {rep + 1}: {fw:6s} {wl:5s} quiet {quiet:10.1f}  busy "
                       f"{busy:10.1f}  kept {kept:6.1%}", flush=True)
-    print(f"\n| workload | framework | quiet | one busy core | kept (median of "
-          f"{args.repeats}) |\n|---|---|---|---|---|")
-    for wl in args.workloads:
+    if not args.pair_only:
+        print(f"\n| workload | framework | quiet | one busy core | kept (median of "
+              f"{args.repeats}) |\n|---|---|---|---|---|")
+    for wl in ([] if args.pair_only else args.workloads):
         for fw in fws:
             r = results[(fw, wl)]
             unit = "us (batch-1 latency)" if wl == "infer" else "samples/s"
             print(f"| {wl} | {fw} | {statistics.median(r['quiet']):,.1f} {unit} | "
                   f"{statistics.median(r['busy']):,.1f} | {statistics.median(r['kept']):.1%} "
                   f"[{min(r['kept']):.1%}, {max(r['kept']):.1%}] |")
-    if base_env:
+    if base_env and not args.pair_only:
         print(f"\nember quiet, default settings / {args.baseline_env} (medians; > 1 is "
               f"faster by default):")
         for wl in args.workloads:
@@ -135,14 +138,17 @@ def main():
             if v:
                 print(f"  {wl}: {statistics.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]")
     if not args.no_pair and "ember" in fws:
-        ratios = []
-        for _ in range(args.repeats):
-            seq, both = two_at_once(args.threads)
-            ratios.append(both / seq)
-            print(f"  two ember MLP trainings: one after the other {seq:.1f} s, at once "
-                  f"{both:.1f} s ({both / seq:.2f}x)", flush=True)
-        print(f"\ntwo ember trainings at once / one after the other: median "
-              f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]")
+        for label, extra in (("default settings", None), (args.baseline_env, base_env)):
+            if label is None:
+                continue
+            ratios = []
+            for _ in range(args.repeats):
+                seq, both = two_at_once(args.threads, extra)
+                ratios.append(both / seq)
+                print(f"  two ember MLP trainings ({label}): one after the other {seq:.1f} s, "
+                      f"at once {both:.1f} s ({both / seq:.2f}x)", flush=True)
+            print(f"two ember trainings at once / one after the other ({label}): median "
+                  f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]")
 
 
 if __name__ == "__main__":
