@@ -477,3 +477,93 @@ def test_large_inference_batches_run_in_chunks_with_the_same_results():
     assert m._graph.planned_rows == 4
     m.fit(x, y, batch_size=12, epochs=1, verbose=0)  # training still plans the whole batch
     assert m._graph.planned_rows == 12
+
+
+def nd_model(lib):
+    L = lib.layers
+    return lib.Sequential([lib.Input((5, 6)), L.Dense(7, activation="tanh"),
+                           L.Dense(4, activation="softmax"), L.Activation("softmax"),
+                           L.Dense(3, activation="relu"), L.Flatten(),
+                           L.Dense(2, activation="softmax")])
+
+
+def test_dense_acts_on_the_last_axis_of_nd_samples():
+    """Keras's rule: Dense on (batch, steps, features) maps each step; softmax (as an
+    activation of Dense or as a layer) normalises the last axis."""
+    ember.set_random_seed(3)
+    m = nd_model(ember)
+    assert [l.output_shape for l in m.layers] == [(None, 5, 7), (None, 5, 4), (None, 5, 4),
+                                                  (None, 5, 3), (None, 15), (None, 2)]
+    assert [w.shape for w in m.get_weights()][:2] == [(6, 7), (7,)]
+    x = np.random.default_rng(1).normal(size=(9, 5, 6)).astype(np.float32)
+    w = [a.astype(np.float64) for a in m.get_weights()]
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    h = np.tanh(x @ w[0] + w[1])
+    h = softmax(softmax(h @ w[2] + w[3]))
+    h = np.maximum(h @ w[4] + w[5], 0).reshape(9, 15)
+    ref = softmax(h @ w[6] + w[7])
+    np.testing.assert_allclose(m.predict(x, verbose=0), ref, rtol=1e-5, atol=1e-6)
+    for row in range(3):  # batch 1 takes another path
+        np.testing.assert_allclose(m.predict(x[row:row + 1], verbose=0), ref[row:row + 1],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_dense_on_nd_samples_gradients_by_finite_differences():
+    from test_text import check_gradients
+    ember.set_random_seed(4)
+    m = ember.Sequential([layers.Input((4, 3)), layers.Dense(5, activation="tanh"),
+                          layers.Dense(3, activation="softmax"), layers.Dense(2)])
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    r = np.random.default_rng(2)
+    check_gradients(m, r.normal(size=(6, 4, 3)), r.normal(size=(6, 4, 2)))
+
+
+def test_dense_on_nd_samples_matches_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    e, k = nd_model(ember), nd_model(keras)
+    e.set_weights(k.get_weights())
+    r = np.random.default_rng(5)
+    x = r.normal(size=(8, 5, 6)).astype(np.float32)
+    y = r.integers(0, 2, 8)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-6)
+    for m, K in ((e, ember), (k, keras)):
+        m.compile(K.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    np.testing.assert_allclose(e.train_on_batch(x, y), k.train_on_batch(x, y), rtol=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
+def test_classification_losses_on_nd_outputs_say_so():
+    m = ember.Sequential([layers.Input((5, 3)), layers.Dense(4, activation="softmax")])
+    for loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        with pytest.raises(ValueError, match="more than one axis per sample"):
+            m.compile("adam", loss)
+    m.compile("adam", "mse", metrics=["mae"])
+    m.fit(np.ones((4, 5, 3)), np.zeros((4, 5, 4)), verbose=0)
+    with pytest.raises(ValueError, match="metric 'accuracy'"):
+        m.compile("adam", "mse", metrics=["accuracy"])
+
+
+def test_input_takes_integer_dtypes_and_batch_size(tmp_path):
+    """Keras 3 text models start with Input(shape=(steps,), dtype="int32")."""
+    for dtype in ("int32", "int64", np.int32, "float32"):
+        inp = layers.Input(shape=(12,), dtype=dtype, batch_size=4)
+        assert inp.dtype == np.dtype(dtype).name and inp.shape == (4, 12)
+    m = ember.Sequential([layers.Input(shape=(12,), dtype="int32"), layers.Embedding(50, 4),
+                          layers.GlobalAveragePooling1D(), layers.Dense(2, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 50, (8, 12)).astype(np.int32)
+    m.fit(x, np.arange(8) % 2, verbose=0)
+    assert m.get_config()["layers"][0]["config"]["dtype"] == "int32"
+    m.save(tmp_path / "m.keras")
+    back = ember.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+    for bad in ("float16", "bool", "int8", 3):
+        with pytest.raises(ValueError, match="Input dtype must be one of"):
+            layers.Input(shape=(3,), dtype=bad)
+    with pytest.raises(ValueError, match="batch_size"):
+        layers.Input(shape=(3,), batch_size=0)

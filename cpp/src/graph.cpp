@@ -32,17 +32,19 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + (s.size() == 1 ? ",)" : ")");
 }
 
-// params: kernel (in, out) then bias (out), Keras's order.
+// params: kernel (k, units) then bias (units), Keras's order. A sample of shape
+// (..., k) is rows() rows of k (Keras applies Dense to the last axis).
 class DenseNode : public Node {
  public:
   DenseNode(bool use_bias) : use_bias_(use_bias) {}
   const char* kind() const override { return "Dense"; }
+  int64_t rows() const { return out_size / out_shape.back(); }
   void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
+    const int64_t r = rows(), k = in_size / r, u = out_shape.back();
     const float* w = ctx.params + param_offset;
-    dense_forward(x, w, use_bias_ ? w + in_size * out_size : nullptr, y, n, in_size,
-                  out_size, act, ctx.training);
+    dense_forward(x, w, use_bias_ ? w + k * u : nullptr, y, n * r, k, u, act, ctx.training);
   }
-  // The same product as a layer of sgemm_small_chain, writing y.
+  // The same product as a layer of sgemm_small_chain, writing y (1-D samples only).
   ChainLayer chain_layer(const StepCtx& ctx, float* y) const {
     ChainLayer L;
     L.w = ctx.params + param_offset;
@@ -55,31 +57,35 @@ class DenseNode : public Node {
   }
   void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
                 int64_t n, bool preact) override {
+    const int64_t r = rows(), k = in_size / r, u = out_shape.back();
     if (!preact && act != Act::Linear && !act_backward_done_by_next)
-      act_backward(act, y, dy, dy, n, out_size);
+      act_backward(act, y, dy, dy, n * r, u);
     const float* w = ctx.params + param_offset;
     float* dw = ctx.grads + param_offset;
-    dense_backward(x, w, dy, dx, dw, use_bias_ ? dw + in_size * out_size : nullptr, n,
-                   in_size, out_size);
+    dense_backward(x, w, dy, dx, dw, use_bias_ ? dw + k * u : nullptr, n * r, k, u);
   }
 
  private:
   bool use_bias_;
 };
 
+// An activation of the last axis (softmax normalises each row of it; the others act
+// element by element).
 class ActivationNode : public Node {
  public:
   const char* kind() const override { return "Activation"; }
   void forward(StepCtx&, const float* x, float* y, int64_t n) override {
-    act_forward(act, x, y, n, out_size);
+    const int64_t u = out_shape.back();
+    act_forward(act, x, y, n * (out_size / u), u);
   }
   void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
                 bool preact) override {
     if (!dx) return;
+    const int64_t u = out_shape.back();
     if (preact || act_backward_done_by_next)
       std::memcpy(dx, dy, sizeof(float) * n * out_size);
     else
-      act_backward(act, y, dy, dx, n, out_size);
+      act_backward(act, y, dy, dx, n * (out_size / u), u);
   }
 };
 
@@ -354,9 +360,6 @@ int Graph::add_dense(int64_t units, Act act, bool use_bias) {
   const int64_t last = in.back();
   std::vector<int64_t> vars{last * units};
   if (use_bias) vars.push_back(units);
-  if (in.size() != 1)
-    throw std::invalid_argument("Dense: input of rank > 2 is not supported yet. Received "
-                                "per-sample shape " + shape_str(in));
   return add_node(std::move(node), out, std::move(vars));
 }
 
@@ -619,7 +622,7 @@ size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
   size_t end = first;
   for (size_t i = first; i < nodes_.size();) {
     const auto* dense = dynamic_cast<const DenseNode*>(nodes_[i].get());
-    if (!dense) break;
+    if (!dense || dense->out_shape.size() != 1) break;  // the chain takes 1-D samples
     chain_.push_back(dense->chain_layer(ctx, act_buf_[i].data()));
     end = i + 1;
     if (dense->act != Act::Linear && dense->act != Act::Relu) break;
@@ -642,7 +645,8 @@ bool Graph::find_dense_chain_only() const {
   const Node* last = nullptr;
   for (const auto& node : nodes_) {
     if (node->view_in_inference()) continue;
-    if (!dynamic_cast<const DenseNode*>(node.get())) return false;
+    if (!dynamic_cast<const DenseNode*>(node.get()) || node->out_shape.size() != 1)
+      return false;
     if (last && last->act != Act::Linear && last->act != Act::Relu) return false;
     last = node.get();
     ++dense;

@@ -5,15 +5,39 @@ from .. import _random, activations, initializers
 from .base import Layer, _check_shape
 
 
+# Input dtypes: floats are computed in float32; integer inputs (token ids for an
+# Embedding, as every Keras 3 text model declares them) are taken as they are.
+_INPUT_DTYPES = ("float32", "int32", "int64")
+
+
 class InputLayer(Layer):
-    """The model's entry point: a per-sample shape (the batch axis is left out)."""
+    """The model's entry point: a per-sample shape (the batch axis is left out).
+
+    Args:
+        shape: the per-sample shape, e.g. (784,) or (200,) for 200 token ids.
+        batch_size: optional fixed batch size (recorded; any batch size runs).
+        dtype: 'float32' (default), 'int32' or 'int64'.
+    """
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
         if shape is None:
             shape = kwargs.pop("input_shape", None)
         if shape is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        try:
+            name_of = np.dtype(dtype).name if dtype is not None else "float32"
+        except TypeError:
+            name_of = None
+        if name_of not in _INPUT_DTYPES:
+            raise ValueError(f"Input dtype must be one of {_INPUT_DTYPES}. Received: "
+                             f"dtype={dtype!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or
+                                       not isinstance(batch_size, (int, np.integer)) or
+                                       batch_size <= 0):
+            raise ValueError(f"Input batch_size must be a positive integer or None. "
+                             f"Received: batch_size={batch_size!r}")
+        super().__init__(name=name, **kwargs)
+        self.input_dtype = name_of
         self.shape = _check_shape(shape)
         if any(d is None for d in self.shape):
             raise ValueError("ember needs every per-sample dimension of the input. "
@@ -22,7 +46,7 @@ class InputLayer(Layer):
         self.input_shape = self.output_shape = (batch_size,) + self.shape
 
     def get_config(self):
-        return {"batch_shape": (self.batch_size,) + self.shape, "dtype": "float32",
+        return {"batch_shape": (self.batch_size,) + self.shape, "dtype": self.input_dtype,
                 "sparse": False, "name": self.name}
 
     @classmethod
@@ -33,8 +57,10 @@ class InputLayer(Layer):
             config["shape"] = tuple(batch_shape)[1:]
             config["batch_size"] = batch_shape[0]
         config.pop("sparse", None)
-        config.pop("dtype", None)
-        return cls(**config)
+        dtype = config.pop("dtype", None)
+        if isinstance(dtype, dict):  # Keras 3's DTypePolicy form
+            dtype = dtype.get("config", {}).get("name")
+        return cls(dtype=dtype, **config)
 
 
 class KerasTensor:
@@ -43,7 +69,7 @@ class KerasTensor:
     def __init__(self, layer):
         self._layer = layer
         self.shape = (layer.batch_size,) + layer.shape
-        self.dtype = "float32"
+        self.dtype = layer.input_dtype
         self.name = layer.name
 
     def __repr__(self):
@@ -65,7 +91,8 @@ class Dense(Layer):
         use_bias: whether to add a bias vector.
         kernel_initializer, bias_initializer: Keras initializer names or objects.
 
-    Input shape: (batch, input_dim). Output shape: (batch, units).
+    Input shape: (batch, ..., input_dim): Dense acts on the last axis, as in Keras.
+    Output shape: (batch, ..., units).
     Weights: kernel (input_dim, units), bias (units,).
     """
 
@@ -82,9 +109,6 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
 
     def build(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense '{self.name}' expects 1-D samples (add a Flatten first). "
-                             f"Received per-sample shape {tuple(input_shape)}")
         self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
                                       "kernel")
         self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias")

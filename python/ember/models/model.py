@@ -218,14 +218,29 @@ class Model(Layer):
                         m not in metrics_mod._NAMES:
                     metrics_mod.get(m, (2,), self.loss._sparse)
 
+    # Losses and metrics that reduce the last axis other than by a mean: on an output of
+    # rank > 1 per sample (a Dense on sequences) they would need one value per position.
+    _LAST_AXIS_ONLY = ("sparse_categorical_crossentropy", "categorical_crossentropy",
+                       "kl_divergence", "categorical_accuracy", "sparse_categorical_accuracy",
+                       "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
+
     def _attach_training(self):
         g = self._graph
         out_shape = tuple(g.output_shape)
         sparse = self.loss._sparse
+        if len(out_shape) > 1 and self.loss._core_name in self._LAST_AXIS_ONLY:
+            raise ValueError(f"ember does not yet support {self.loss.name} on outputs of "
+                             f"more than one axis per sample (a class per position). The "
+                             f"model outputs shape {(None,) + out_shape}; add a Flatten or "
+                             f"a global pooling layer before the classifier")
         names, specs = [], []
         for weighted, ids in ((False, self._metric_ids), (True, self._weighted_ids)):
             for m in ids:
                 name, spec = metrics_mod.get(m, out_shape, sparse, weighted)
+                if len(out_shape) > 1 and spec[0] in self._LAST_AXIS_ONLY:
+                    raise ValueError(f"ember does not yet support the metric {name!r} on "
+                                     f"outputs of more than one axis per sample. The model "
+                                     f"outputs shape {(None,) + out_shape}")
                 if name in names or name == "loss":  # Keras prefixes the clashing one
                     name = ("weighted_" if weighted else "") + name
                 names.append(name)
