@@ -130,19 +130,20 @@ def _read_archive(filepath, what, weights_limit=1 << 62):
 def _model_from_config(config, filepath):
     """Builds the model a config.json describes; a malformed config raises ValueError
     naming the file and what is wrong."""
-    from .models import Sequential
-    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        raise ValueError(f"{filepath}: ember can load Sequential models only. Received: "
-                         f"{config.get('class_name') if isinstance(config, dict) else config!r:.80}")
+    from .models import Functional, Sequential
+    classes = {"Sequential": Sequential, "Functional": Functional}
+    if not isinstance(config, dict) or config.get("class_name") not in classes:
+        raise ValueError(f"{filepath}: ember can load Sequential and functional models. "
+                         f"Received: {config.get('class_name') if isinstance(config, dict) else config!r:.80}")
     inner = config.get("config")
     if not isinstance(inner, dict) or not isinstance(inner.get("layers", []), list) or \
             not all(isinstance(e, dict) and isinstance(e.get("config", {}), dict)
                     for e in inner.get("layers", [])):
-        raise ValueError(f"{filepath}: config.json does not describe a Sequential model "
-                         f"(expected {{'config': {{'layers': [{{'class_name': ..., "
-                         f"'config': {{...}}}}, ...]}}}})")
+        raise ValueError(f"{filepath}: config.json does not describe a model (expected "
+                         f"{{'config': {{'layers': [{{'class_name': ..., 'config': {{...}}}}, "
+                         f"...]}}}})")
     try:
-        return Sequential.from_config(inner)
+        return classes[config["class_name"]].from_config(inner)
     except ValueError as e:
         raise ValueError(f"{filepath}: {e}") from None
     except (AttributeError, TypeError, KeyError, IndexError, RecursionError) as e:

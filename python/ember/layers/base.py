@@ -175,6 +175,41 @@ class Layer:
         owns this layer's weights (or None)."""
         raise TypeError(f"{type(self).__name__} cannot be lowered")
 
+    # -- the functional API ----------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        """On a symbolic tensor (from `ember.Input`), records this layer in the graph
+        and returns the symbolic output: `x = Dense(64)(inputs)`."""
+        from .core import KerasTensor
+        if isinstance(inputs, KerasTensor):
+            if args or kwargs:
+                raise ValueError(f"Layer '{self.name}' takes a single tensor in the "
+                                 f"functional API. Received also: {args or kwargs}")
+            return self._call_symbolic(inputs)
+        if isinstance(inputs, (list, tuple, dict)) and any(
+                isinstance(t, KerasTensor) for t in (inputs.values() if isinstance(
+                    inputs, dict) else inputs)):
+            raise ValueError(f"Layer '{self.name}' was called on several tensors: ember's "
+                             f"functional API takes one tensor per layer so far (no merge "
+                             f"layers yet)")
+        raise ValueError(f"Layer '{self.name}' can be called on a symbolic tensor (from "
+                         f"ember.Input) to build a model; calling a layer on arrays is not "
+                         f"supported yet: put it in a model and use model.predict. "
+                         f"Received: {type(inputs).__name__}")
+
+    def _call_symbolic(self, tensor):
+        from .core import KerasTensor
+        shape = tuple(tensor.shape[1:])
+        if self.built and self.input_shape is not None and tuple(self.input_shape[1:]) != shape:
+            raise ValueError(f"Layer '{self.name}' was built for inputs of shape "
+                             f"{self.input_shape}; it cannot be called on a tensor of shape "
+                             f"{tensor.shape}")
+        if any(d is None for d in shape):
+            raise ValueError(f"Layer '{self.name}': ember needs every per-sample dimension. "
+                             f"Received a tensor of shape {tensor.shape}")
+        self._maybe_build(shape)
+        out = tuple(self.compute_output_shape(shape))
+        return KerasTensor._from_call(self, tensor, (tensor.shape[0],) + out)
+
     # -- config --------------------------------------------------------------------
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}

@@ -44,6 +44,7 @@ class InputLayer(Layer):
                              f"Received: shape={self.shape}")
         self.batch_size = batch_size
         self.input_shape = self.output_shape = (batch_size,) + self.shape
+        self.built = True
 
     def get_config(self):
         return {"batch_shape": (self.batch_size,) + self.shape, "dtype": self.input_dtype,
@@ -64,16 +65,26 @@ class InputLayer(Layer):
 
 
 class KerasTensor:
-    """What Input() returns: a symbolic tensor of shape (batch, *shape)."""
+    """A symbolic tensor of shape (batch, *shape): what Input() returns, and what a
+    layer called on one returns. It remembers the layer that made it and that layer's
+    input (`_parent`), which is how a functional Model finds its layers."""
 
     def __init__(self, layer):
         self._layer = layer
+        self._parent = None  # the tensor `_layer` was called on (None for an Input)
         self.shape = (layer.batch_size,) + layer.shape
         self.dtype = layer.input_dtype
         self.name = layer.name
 
+    @classmethod
+    def _from_call(cls, layer, parent, shape):
+        t = cls.__new__(cls)
+        t._layer, t._parent = layer, parent
+        t.shape, t.dtype, t.name = tuple(shape), "float32", layer.name
+        return t
+
     def __repr__(self):
-        return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.name}>"
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):

@@ -1,6 +1,8 @@
-"""ember.models: Sequential (and the Model base holding the training API)."""
+"""ember.models: Sequential, functional Model(inputs, outputs), and the Model base
+holding the training API."""
 from .model import Model
+from .functional import Functional
 from .sequential import Sequential
 from ..saving import load_model
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "load_model"]

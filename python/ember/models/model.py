@@ -72,10 +72,19 @@ class Model(Layer):
     Subclasses provide `layers` (a chain) and `_sample_input_shape()`.
     """
 
+    def __new__(cls, *args, **kwargs):
+        # Keras's entry point: Model(inputs, outputs) makes a functional model.
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+            return Functional.__new__(Functional)
+        return super().__new__(cls)
+
     def __init__(self, *args, **kwargs):
         if args or "inputs" in kwargs or "outputs" in kwargs:
-            raise ValueError("The functional Model(inputs, outputs) API is not available yet; "
-                             "use Sequential")
+            # Model(inputs, outputs) returned a Functional, whose __init__ Python runs
+            # next; this __init__ is its base's, reached through super().
+            raise ValueError("Subclassed models (Model subclasses with call()) are not "
+                             "supported yet; use ember.Model(inputs, outputs) or Sequential")
         super().__init__(**kwargs)
         # Building, compiling and adding layers happen under _lock, once, whichever
         # thread calls first; _users counts the calls running in each thread, so that a
@@ -102,7 +111,7 @@ class Model(Layer):
         graph = _core.Graph(list(sample_shape))
         owners = []
         shape = tuple(sample_shape)
-        for layer in self.layers:
+        for layer in self._lowered_layers:
             layer._maybe_build(shape)
             node = layer._lower(graph)
             shape = tuple(layer.compute_output_shape(shape))
@@ -132,8 +141,8 @@ class Model(Layer):
         self.output_shape = (None,) + shape
         # Input shape that _prepare_x may accept after checking only the type, the
         # dtype, contiguity and finiteness (token ids need their range checked too).
-        self._ready_shape = None if hasattr(self.layers[0] if self.layers else None,
-                                            "_check_ids") else tuple(sample_shape)
+        first = self._lowered_layers[0] if self._lowered_layers else None
+        self._ready_shape = None if hasattr(first, "_check_ids") else tuple(sample_shape)
         if self.compiled:
             self._attach_training()
 
@@ -180,6 +189,11 @@ class Model(Layer):
 
     def _sample_input_shape(self):
         return None
+
+    @property
+    def _lowered_layers(self):
+        """The layers the executor runs, in order (Functional leaves its InputLayer out)."""
+        return self.layers
 
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
@@ -289,7 +303,8 @@ class Model(Layer):
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"Input of model '{self.name}' is incompatible: expected shape="
                              f"{(None,) + expected}, found shape={x.shape}")
-        check_ids = getattr(self.layers[0], "_check_ids", None) if self.layers else None
+        lowered = self._lowered_layers
+        check_ids = getattr(lowered[0], "_check_ids", None) if lowered else None
         if check_ids is not None:  # token ids: whole numbers in range, before the cast
             check_ids(x, name)
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -615,6 +630,13 @@ class Model(Layer):
         """Keras's ``model(x)``: the outputs for ``x`` as one batch, like
         ``predict_on_batch``. Returns a NumPy array (Keras returns its backend's tensor;
         ``np.asarray`` of either gives the same numbers)."""
+        from ..layers.core import KerasTensor
+        if isinstance(inputs, (KerasTensor, list, tuple, dict)) and any(
+                isinstance(t, KerasTensor) for t in (
+                    inputs.values() if isinstance(inputs, dict) else
+                    inputs if isinstance(inputs, (list, tuple)) else [inputs])):
+            raise ValueError(f"Model '{self.name}' was called on a symbolic tensor: using a "
+                             f"model as a layer is not supported yet")
         if training:
             raise ValueError(
                 "ember: model(x, training=True) is not supported (a forward pass with "
