@@ -128,3 +128,40 @@ def test_functional_model_matches_keras():
     k.summary(print_fn=lambda s, **kw: lines_k.extend(s.splitlines()))
     assert [l.split("│")[2].strip() for l in lines_e if l.count("│") == 4] == \
         [l.split("│")[2].strip() for l in lines_k if l.count("│") == 4]
+
+
+def test_get_layer_input_output_and_json():
+    m = functional()
+    assert m.get_layer(index=1) is m.layers[1]
+    assert m.get_layer(name=m.layers[2].name) is m.layers[2]
+    with pytest.raises(ValueError, match="No such layer: nope"):
+        m.get_layer("nope")
+    with pytest.raises(ValueError, match="only has 5 layers"):
+        m.get_layer(index=9)
+    with pytest.raises(ValueError, match="either a layer name or layer index"):
+        m.get_layer()
+    with pytest.raises(ValueError, match="only a layer name or a layer index"):
+        m.get_layer("a", 1)
+    assert m.input is m.inputs[0] and m.output is m.outputs[0]
+    assert m.layers[1].input is m.layers[0].output
+    assert m.layers[-1].output is m.output
+    with pytest.raises(ValueError, match="never been called"):
+        layers.Dense(3).output
+    for model in (m, ember.Sequential([layers.Input((12,)), layers.Dense(4)])):
+        text = model.to_json()
+        assert json.loads(text)["class_name"] == type(model).__name__
+        clone = ember.models.model_from_json(text)
+        assert type(clone) is type(model)
+        assert [type(l) for l in clone.layers] == [type(l) for l in model.layers]
+        assert clone.predict(X, verbose=0).shape == model.predict(X, verbose=0).shape
+    with pytest.raises(ValueError, match="model_from_json"):
+        ember.models.model_from_json("{nope")
+
+
+def test_to_json_matches_keras_layout():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    ours, theirs = json.loads(functional().to_json()), json.loads(functional(keras).to_json())
+    assert ours["class_name"] == theirs["class_name"] == "Functional"
+    assert {"module", "class_name", "config", "registered_name"} <= set(theirs)
+    assert set(ours["config"]) == set(theirs["config"])

@@ -69,14 +69,29 @@ def load_weights(model, filepath):
     model.set_weights(arrays)
 
 
+def serialize_model(model):
+    """Keras's serialized form of a model's architecture."""
+    return {"module": "keras", "class_name": type(model).__name__,
+            "config": model.get_config(), "registered_name": None}
+
+
+def model_from_json(json_string, custom_objects=None):
+    """The (unbuilt-weights, freshly initialised) model that `model.to_json()` describes."""
+    try:
+        config = json.loads(json_string)
+    except (TypeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"model_from_json expects the JSON string of model.to_json(). "
+                         f"Could not parse it: {e}") from None
+    return _model_from_config(config, "model_from_json")
+
+
 def save_model(model, filepath, overwrite=True):
     filepath = os.fspath(filepath)
     if not filepath.endswith(".keras"):
         raise ValueError(f"Invalid filepath extension for saving. Please add the `.keras` "
                          f"extension. Received: filepath={filepath}")
     _check_overwrite(filepath, overwrite)
-    config = {"module": "keras", "class_name": type(model).__name__,
-              "config": model.get_config(), "registered_name": None}
+    config = serialize_model(model)
     if getattr(model, "compiled", False):
         config["compile_config"] = model._compile_config()
     weights = _weights_bytes(model.get_weights())

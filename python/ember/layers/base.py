@@ -208,7 +208,25 @@ class Layer:
                              f"Received a tensor of shape {tensor.shape}")
         self._maybe_build(shape)
         out = tuple(self.compute_output_shape(shape))
-        return KerasTensor._from_call(self, tensor, (tensor.shape[0],) + out)
+        self._input_tensor = tensor
+        self._output_tensor = KerasTensor._from_call(self, tensor, (tensor.shape[0],) + out)
+        return self._output_tensor
+
+    @property
+    def input(self):
+        """The symbolic tensor this layer was called on (functional models)."""
+        if getattr(self, "_input_tensor", None) is None:
+            raise ValueError(f"Layer '{self.name}' has never been called and thus has no "
+                             f"defined input.")
+        return self._input_tensor
+
+    @property
+    def output(self):
+        """The symbolic tensor this layer returned (functional models)."""
+        if getattr(self, "_output_tensor", None) is None:
+            raise ValueError(f"Layer '{self.name}' has never been called and thus has no "
+                             f"defined output.")
+        return self._output_tensor
 
     # -- config --------------------------------------------------------------------
     def get_config(self):

@@ -89,8 +89,9 @@ class KerasTensor:
 
 def Input(shape=None, batch_size=None, dtype=None, name=None, **kwargs):
     """Declares the model input: Input(shape=(784,)) for 784 features per sample."""
-    return KerasTensor(InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name,
-                                  **kwargs))
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, **kwargs)
+    layer._output_tensor = KerasTensor(layer)
+    return layer._output_tensor
 
 
 class Dense(Layer):

@@ -658,6 +658,32 @@ class Model(Layer):
         values = [logs["loss"]] + [logs[m] for m in self._metric_names]
         return values[0] if len(values) == 1 else values
 
+    # -- layers -------------------------------------------------------------------------------
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by position in `model.layers` (Keras's rules)."""
+        if name is not None and index is not None:
+            raise ValueError(f"Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+                    not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model "
+                                 f"only has {len(self.layers)} layers.")
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[layer.name for layer in self.layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    def to_json(self, **kwargs):
+        """The model's architecture (no weights) as Keras's JSON: {"module", "class_name",
+        "config", ...}; `ember.models.model_from_json` reads it back."""
+        import json
+        return json.dumps(saving.serialize_model(self), **kwargs)
+
     # -- weights ----------------------------------------------------------------------------
     @property
     def weights(self):
