@@ -81,10 +81,10 @@ class Model(Layer):
 
     def __init__(self, *args, **kwargs):
         if args or "inputs" in kwargs or "outputs" in kwargs:
-            # Model(inputs, outputs) returned a Functional, whose __init__ Python runs
-            # next; this __init__ is its base's, reached through super().
-            raise ValueError("Subclassed models (Model subclasses with call()) are not "
-                             "supported yet; use ember.Model(inputs, outputs) or Sequential")
+            # Model(inputs, outputs) itself became a Functional in __new__; this is a
+            # Model subclass handing inputs and outputs to its base.
+            raise ValueError("Model subclasses are not supported yet; use "
+                             "ember.Model(inputs, outputs) or Sequential")
         super().__init__(**kwargs)
         # Building, compiling and adding layers happen under _lock, once, whichever
         # thread calls first; _users counts the calls running in each thread, so that a
