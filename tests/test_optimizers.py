@@ -211,3 +211,23 @@ def test_frozen_layer_is_not_updated_and_iterations_count():
     m.layers[0].trainable = True
     m.fit(X, Y, epochs=1, batch_size=8, verbose=0)
     assert not np.array_equal(before[0], m.get_weights()[0])
+
+
+def test_learning_rate_and_iterations_read_and_write_like_keras_variables():
+    """Tutorials call model.optimizer.learning_rate.numpy() and .assign(...)."""
+    m = ember.Sequential([ember.Input((3,)), ember.layers.Dense(2)])
+    m.compile(ember.optimizers.Adam(1e-3), "mse")
+    lr = m.optimizer.learning_rate
+    assert lr == pytest.approx(1e-3) and float(lr) == pytest.approx(1e-3)
+    assert lr.numpy().dtype == np.float32 and lr.numpy() == np.float32(1e-3)
+    lr.assign(5e-4)
+    assert m.optimizer.learning_rate == pytest.approx(5e-4)
+    assert m.optimizer.iterations == 0 and m.optimizer.iterations.numpy() == 0
+    m.train_on_batch(np.ones((4, 3)), np.zeros((4, 2)))
+    assert int(m.optimizer.iterations) == 1 and m.optimizer.iterations.numpy() == 1
+    m.optimizer.learning_rate = 0.1
+    assert m.optimizer.learning_rate * 2 == pytest.approx(0.2)
+    sched = ember.optimizers.schedules.ExponentialDecay(0.1, 1, 0.5)
+    opt = ember.optimizers.SGD(sched)
+    with pytest.raises(TypeError, match="not settable"):
+        opt.learning_rate.assign(0.3)

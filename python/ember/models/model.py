@@ -478,7 +478,7 @@ class Model(Layer):
             for step in range(steps):
                 cbs.on_train_batch_begin(step)
                 s, e = step * bs, min(n, (step + 1) * bs)
-                lr = self.optimizer.learning_rate
+                lr = self.optimizer._current_learning_rate()
                 if order is not None:
                     res = g.train_step(x, y, sw, order[s:e], 0, 0, lr)
                 else:
@@ -600,7 +600,8 @@ class Model(Layer):
         sw = self._prepare_weights(sample_weight, class_weight, y, x.shape[0])
         self._sync_trainable()
         self._optimizer_built = True
-        res = self._graph.train_step(x, y, sw, None, 0, x.shape[0], self.optimizer.learning_rate)
+        res = self._graph.train_step(x, y, sw, None, 0, x.shape[0],
+                                     self.optimizer._current_learning_rate())
         return self._batch_result(res, x.shape[0], sw, return_dict)
 
     @_uses_model

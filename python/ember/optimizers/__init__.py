@@ -6,6 +6,8 @@ import numbers
 import re
 import warnings
 
+import numpy as np
+
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -34,6 +36,38 @@ def _check_lr(lr):
         raise ValueError(f"learning_rate must be a non-negative number or a "
                          f"LearningRateSchedule. Received: learning_rate={lr!r}")
     return float(lr)
+
+
+def _scalar_variable(value, owner, attr, kind=float):
+    """An optimizer scalar that is a number (float or int) and, like Keras's variables,
+    has `.numpy()`, `.value` and `.assign()` (which sets the optimizer's attribute)."""
+    obj = (_FloatVar if kind is float else _IntVar)(value)
+    obj._owner, obj._attr = owner, attr
+    return obj
+
+
+class _VarMixin:
+    def numpy(self):
+        return np.float32(self) if isinstance(self, float) else np.int64(self)
+
+    @property
+    def value(self):
+        return self.numpy()
+
+    def assign(self, value):
+        setattr(self._owner, self._attr, value)
+        return getattr(self._owner, self._attr)
+
+    def __repr__(self):
+        return f"<Variable path={self._attr}, value={self.numpy()!r}>"
+
+
+class _FloatVar(_VarMixin, float):
+    pass
+
+
+class _IntVar(_VarMixin, int):
+    pass
 
 
 class Optimizer:
@@ -90,7 +124,11 @@ class Optimizer:
     @property
     def learning_rate(self):
         """The learning rate for the next update (a schedule is evaluated at
-        `iterations`)."""
+        `iterations`): a float that also reads and writes like Keras's variable
+        (`.numpy()`, `.assign(value)`)."""
+        return _scalar_variable(self._current_learning_rate(), self, "learning_rate")
+
+    def _current_learning_rate(self):
         lr = self._learning_rate
         if isinstance(lr, LearningRateSchedule):
             lr = lr(self.iterations)
@@ -117,8 +155,9 @@ class Optimizer:
 
     @property
     def iterations(self):
-        """Number of updates applied so far."""
-        return self._graph.iterations if self._graph is not None else self._iterations
+        """Number of updates applied so far (an int with Keras's `.numpy()`)."""
+        n = self._graph.iterations if self._graph is not None else self._iterations
+        return _scalar_variable(n, self, "iterations", int)
 
     @iterations.setter
     def iterations(self, value):
