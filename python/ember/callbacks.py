@@ -163,7 +163,8 @@ class Progbar:
         elif self.verbose == 2:
             elapsed = now - self.start
             per = elapsed / max(current, 1)
-            parts = [f"{current}/{self.target}", f"{elapsed:.0f}s", _fmt_step(per)]
+            parts = [f"{current}/{self.target if self.target is not None else 'Unknown'}",
+                     f"{elapsed:.0f}s", _fmt_step(per)]
             if logs:
                 parts.append(format_logs(logs))
             self.stream.write(" - ".join(parts) + "\n")
@@ -171,6 +172,9 @@ class Progbar:
 
     def _line(self, current, logs, now):
         elapsed = now - self.start
+        if self.target is None:  # a generator of unknown length: Keras's "Unknown"
+            line = f"{current}/Unknown {elapsed:.0f}s {_fmt_step(elapsed / max(current, 1))}"
+            return line + (" - " + format_logs(logs) if logs else "")
         frac = current / self.target if self.target else 1.0
         filled = int(self.WIDTH * frac)
         bar = "\u2501" * filled + " " * (self.WIDTH - filled)
@@ -195,39 +199,52 @@ class ProgbarLogger(Callback):
         super().__init__()
         self.verbose = verbose
         self._bar = None
+        self._seen = 0  # batches so far: the count when `steps` is unknown (a generator)
+
+    def _start(self):
+        self._seen = 0
+        self._bar = Progbar(self.params.get("steps"), self.verbose)
+
+    def _step(self, batch, logs=None):
+        self._seen = batch + 1
+        self._bar.update(batch + 1, logs)
+
+    def _end(self, logs=None):
+        steps = self.params.get("steps")
+        self._bar.update(steps if steps is not None else self._seen, logs, finalize=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         epochs = self.params.get("epochs", 1)
         if self.verbose and epochs > 1:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-        self._bar = Progbar(self.params.get("steps"), self.verbose)
+        self._start()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._bar.update(batch + 1, logs)
+        self._step(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._bar.update(self.params.get("steps"), logs, finalize=True)
+        self._end(logs)
 
     def on_test_begin(self, logs=None):
         if self.model is not None and not getattr(self.model, "_in_fit", False):
-            self._bar = Progbar(self.params.get("steps"), self.verbose)
+            self._start()
 
     def on_test_batch_end(self, batch, logs=None):
         if not getattr(self.model, "_in_fit", False):
-            self._bar.update(batch + 1, logs)
+            self._step(batch, logs)
 
     def on_test_end(self, logs=None):
         if not getattr(self.model, "_in_fit", False):
-            self._bar.update(self.params.get("steps"), logs, finalize=True)
+            self._end(logs)
 
     def on_predict_begin(self, logs=None):
-        self._bar = Progbar(self.params.get("steps"), self.verbose)
+        self._start()
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._bar.update(batch + 1)
+        self._step(batch)
 
     def on_predict_end(self, logs=None):
-        self._bar.update(self.params.get("steps"), None, finalize=True)
+        self._end()
 
 
 def _scalar(value):

@@ -5,6 +5,7 @@ import functools
 import math
 import numbers
 import threading
+import warnings
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from .. import optimizers as optimizers_mod
 from .. import saving
 from ..callbacks import Callback, CallbackList, History, ProgbarLogger
 from ..layers.base import Layer, assign_weights
+from ..utils.dataset import Prefetcher, PyDataset, is_stream, split_batch
 
 
 _F32 = np.dtype(np.float32)
@@ -43,6 +45,15 @@ def _uses_model(method):
         with self._in_use():
             return method(self, *args, **kwargs)
     return wrapper
+
+
+def _steps(steps, name="steps_per_epoch"):
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"{name} must be a positive integer or None. Received: "
+                         f"{name}={steps!r}")
+    return int(steps)
 
 
 def _callback_list(callbacks):
@@ -410,9 +421,12 @@ class Model(Layer):
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
             validation_batch_size=None, validation_freq=1):
-        """Trains for `epochs` epochs; returns a History."""
+        """Trains for `epochs` epochs; returns a History. x (and y) are arrays, or x is a
+        PyDataset or a generator yielding (x, y) or (x, y, sample_weight) batches."""
         self._require_compiled("fit")
-        _unsupported(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        stream = is_stream(x)
+        if not stream:
+            _unsupported(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
         verbose = _verbose(verbose)
         bs = _batch_size(batch_size)
         vbs = _batch_size(validation_batch_size or bs, "validation_batch_size")
@@ -426,6 +440,18 @@ class Model(Layer):
                              f"{validation_freq!r}")
         if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: {validation_split!r}")
+        if stream:
+            for name, value in (("y", y), ("sample_weight", sample_weight)):
+                if value is not None:
+                    raise ValueError(f"`{name}` must not be given when x is a data set or a "
+                                     f"generator: it yields (x, y, sample_weight) itself")
+            if validation_split:
+                raise ValueError("validation_split is only supported for arrays, not for a "
+                                 "data set or a generator; pass validation_data")
+            return self._fit_stream(x, epochs, verbose, callbacks, validation_data, vbs,
+                                    class_weight, initial_epoch, _steps(steps_per_epoch),
+                                    _steps(validation_steps, "validation_steps"),
+                                    validation_freq)
 
         x = self._prepare_x(x)
         n = x.shape[0]
@@ -434,7 +460,9 @@ class Model(Layer):
         self._sync_trainable()
 
         val = None
-        if validation_data is not None:
+        if validation_data is not None and is_stream(validation_data):
+            val = validation_data
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or "
                                  "(x_val, y_val, sample_weight_val)")
@@ -497,7 +525,9 @@ class Model(Layer):
             if val is not None and (epoch + 1) % validation_freq == 0:
                 self._in_fit = True
                 try:
-                    vlogs = self._evaluate_arrays(*val, vbs, cbs)
+                    vlogs = (self._evaluate_stream(val, _steps(validation_steps,
+                                                               "validation_steps"), cbs)
+                             if is_stream(val) else self._evaluate_arrays(*val, vbs, cbs))
                 finally:
                     self._in_fit = False
                 epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
@@ -529,14 +559,153 @@ class Model(Layer):
         cbs.on_test_end(logs)
         return logs
 
+    def _stream_batch(self, batch, what, class_weight=None, need_y=True):
+        """One batch a data set or generator yielded, as the engine takes it."""
+        bx, by, bsw = split_batch(batch, what)
+        bx = self._prepare_x(bx)
+        if not need_y:
+            return bx, None, None
+        by = self._prepare_y(by, bx.shape[0])
+        return bx, by, self._prepare_weights(bsw, class_weight, by, bx.shape[0])
+
+    def _fit_stream(self, data, epochs, verbose, callbacks, validation_data, vbs, class_weight,
+                    initial_epoch, steps, validation_steps, validation_freq):
+        """fit over a PyDataset or a generator: the next batch is fetched on another
+        thread while this one trains (the step runs with the GIL released)."""
+        history = History()
+        cb_list = _callback_list(callbacks) + [history]
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        known = min(len(data), steps) if isinstance(data, PyDataset) and steps else (
+            len(data) if isinstance(data, PyDataset) else steps)
+        cbs = CallbackList(cb_list, self, {"epochs": epochs, "steps": known,
+                                           "verbose": verbose})
+        self._optimizer_built = True
+        self.stop_training = False
+        epoch_logs = {}
+        cbs.on_train_begin()
+        for epoch in range(int(initial_epoch), epochs):
+            cbs.on_epoch_begin(epoch)
+            loss_sum, count, weight_sum = 0.0, 0, 0.0
+            msums = [0.0] * len(self._metric_names)
+            logs, step = {}, -1
+            batches = Prefetcher(data, steps)
+            try:
+                for step, batch in enumerate(batches):
+                    cbs.on_train_batch_begin(step)
+                    bx, by, sw = self._stream_batch(batch, "the training data", class_weight)
+                    self._sync_trainable()
+                    n = bx.shape[0]
+                    res = self._graph.train_step(bx, by, sw, None, 0, n,
+                                                 self.optimizer._current_learning_rate())
+                    loss_sum += res[0]
+                    count += n
+                    weight_sum += n if sw is None else float(sw.sum())
+                    for i, v in enumerate(res[1]):
+                        msums[i] += v
+                    logs = self._logs(loss_sum, msums, count, weight_sum)
+                    cbs.on_train_batch_end(step, logs)
+                    if self.stop_training:
+                        break
+            finally:
+                batches.close()
+            if step < 0:
+                warnings.warn("Your input ran out of data; interrupting training. Make sure "
+                              "that your dataset or generator can generate at least "
+                              "`steps_per_epoch * epochs` batches.", stacklevel=3)
+                break
+            if isinstance(data, PyDataset):
+                data.on_epoch_end()
+            epoch_logs = dict(logs)
+            if validation_data is not None and (epoch + 1) % validation_freq == 0:
+                self._in_fit = True
+                try:
+                    if is_stream(validation_data):
+                        vlogs = self._evaluate_stream(validation_data, validation_steps, cbs)
+                    else:
+                        vx, vy, vsw = self._stream_batch(tuple(validation_data),
+                                                         "validation_data")
+                        vlogs = self._evaluate_arrays(vx, vy, vsw, vbs, cbs)
+                finally:
+                    self._in_fit = False
+                epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(epoch_logs)
+        self.history = history
+        return history
+
+    def _evaluate_stream(self, data, steps, cbs):
+        loss_sum, count, weight_sum = 0.0, 0, 0.0
+        msums = [0.0] * len(self._metric_names)
+        cbs.on_test_begin()
+        logs = {}
+        batches = Prefetcher(data, steps)
+        try:
+            for step, batch in enumerate(batches):
+                cbs.on_test_batch_begin(step)
+                bx, by, sw = self._stream_batch(batch, "the evaluation data")
+                res = self._graph.test_step(bx, by, sw, None, 0, bx.shape[0])
+                loss_sum += res[0]
+                count += bx.shape[0]
+                weight_sum += bx.shape[0] if sw is None else float(sw.sum())
+                for i, v in enumerate(res[1]):
+                    msums[i] += v
+                logs = self._logs(loss_sum, msums, count, weight_sum)
+                cbs.on_test_batch_end(step, logs)
+        finally:
+            batches.close()
+        if count == 0:
+            raise ValueError("The evaluation data yielded no batch")
+        cbs.on_test_end(logs)
+        return logs
+
+    def _predict_stream(self, data, steps, verbose, callbacks):
+        cb_list = _callback_list(callbacks)
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        known = len(data) if isinstance(data, PyDataset) else None
+        cbs = CallbackList(cb_list, self, {"steps": steps or known, "verbose": verbose,
+                                           "epochs": 1})
+        outs = []
+        cbs.on_predict_begin()
+        batches = Prefetcher(data, steps)
+        try:
+            for step, batch in enumerate(batches):
+                cbs.on_predict_batch_begin(step)
+                bx, _, _ = self._stream_batch(batch, "the prediction data", need_y=False)
+                out = np.empty((bx.shape[0],) + self.output_shape[1:], dtype=np.float32)
+                self._graph.predict(bx, out, 0, bx.shape[0])
+                outs.append(out)
+                cbs.on_predict_batch_end(step, {"outputs": out})
+        finally:
+            batches.close()
+        cbs.on_predict_end()
+        if not outs:
+            raise ValueError("The prediction data yielded no batch")
+        return np.concatenate(outs)
+
     @_uses_model
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Returns the loss (and metrics) on (x, y): a scalar with no metrics, else
         [loss, metric, ...] in compile order, or a dict with return_dict=True."""
         self._require_compiled("evaluate")
-        _unsupported(steps=steps)
         verbose = _verbose(verbose)
+        if is_stream(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("`y` and `sample_weight` must not be given when x is a data "
+                                 "set or a generator: it yields them itself")
+            steps = _steps(steps, "steps")
+            cb_list = _callback_list(callbacks)
+            if verbose:
+                cb_list.append(ProgbarLogger(verbose))
+            known = len(x) if isinstance(x, PyDataset) else None
+            cbs = CallbackList(cb_list, self, {"steps": steps or known, "verbose": verbose,
+                                               "epochs": 1})
+            return self._returned(self._evaluate_stream(x, steps, cbs), return_dict)
+        _unsupported(steps=steps)
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         y = self._prepare_y(y, x.shape[0])
@@ -559,6 +728,8 @@ class Model(Layer):
                 if out is not None:  # x was ready as it is and fits one batch
                     return out
             with self._in_use():
+                if is_stream(x):
+                    return self._predict_stream(x, None, 0, None)
                 x = self._prepare_x(x)
                 n, bs = x.shape[0], min(batch_size or 32, _MAX_BATCH)
                 out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
@@ -570,8 +741,10 @@ class Model(Layer):
             return self._predict(x, batch_size, verbose, steps, callbacks)
 
     def _predict(self, x, batch_size, verbose, steps, callbacks):
-        _unsupported(steps=steps)
         verbose = _verbose(verbose)
+        if is_stream(x):
+            return self._predict_stream(x, _steps(steps, "steps"), verbose, callbacks)
+        _unsupported(steps=steps)
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
         n = x.shape[0]

@@ -1,9 +1,10 @@
 """Utilities Keras users reach for: to_categorical, set_random_seed, get_file,
-pad_sequences."""
+pad_sequences, PyDataset."""
 import numpy as np
 
 from .. import _random
 from ..preprocessing.sequence import pad_sequences
+from .dataset import PyDataset
 from .file_utils import get_file
 
 
