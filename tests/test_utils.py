@@ -47,3 +47,12 @@ def test_threads_config():
     with pytest.raises(ValueError, match="n=0"):
         ember.config.set_num_threads(0)
     assert ember.config.gemm_kernel() in ("avx2_fma_6x16", "generic")
+
+
+def test_backend_helpers_match_keras_names():
+    from ember import backend, layers
+    assert backend.backend() == "ember" and backend.floatx() == "float32"
+    assert backend.epsilon() == 1e-7 and backend.image_data_format() == "channels_last"
+    layers.Dense(2)
+    backend.clear_session()
+    assert layers.Dense(2).name == "dense" and layers.Dense(2).name == "dense_1"

@@ -14,8 +14,8 @@ from . import _threads
 
 _threads.set_wait_policy()  # before the core loads libgomp
 
-from . import (activations, callbacks, config, datasets, initializers, layers,  # noqa: E402
-               losses, metrics, models, optimizers, preprocessing, saving, utils)
+from . import (activations, backend, callbacks, config, datasets, initializers,  # noqa: E402
+               layers, losses, metrics, models, optimizers, preprocessing, saving, utils)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
@@ -25,6 +25,6 @@ if "OMP_NUM_THREADS" not in _os.environ:
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets",
-           "initializers", "layers", "losses", "metrics", "models", "optimizers",
+__all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "config",
+           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers",
            "preprocessing", "saving", "set_random_seed", "utils"]
