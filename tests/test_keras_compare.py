@@ -81,6 +81,11 @@ OPTIMIZERS = [
     ("AdamW", dict(learning_rate=0.01, weight_decay=0.05)),
     ("RMSprop", dict(learning_rate=0.01, momentum=0.5, centered=True, global_clipnorm=1.0)),
     ("Adagrad", dict(learning_rate=0.05, clipvalue=0.01)),
+    ("Adamax", dict(learning_rate=0.01, clipnorm=0.5)),
+    ("Nadam", dict(learning_rate=0.01)),
+    ("Nadam", dict(learning_rate=0.01, weight_decay=0.05, beta_1=0.8)),
+    ("Lion", dict(learning_rate=0.003)),
+    ("Adadelta", dict(learning_rate=1.0, rho=0.9)),
 ]
 
 

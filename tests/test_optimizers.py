@@ -231,3 +231,22 @@ def test_learning_rate_and_iterations_read_and_write_like_keras_variables():
     opt = ember.optimizers.SGD(sched)
     with pytest.raises(TypeError, match="not settable"):
         opt.learning_rate.assign(0.3)
+
+
+@pytest.mark.parametrize("name", ["adamax", "nadam", "lion", "adadelta"])
+def test_new_optimizers_train_and_round_trip(name):
+    o = opt.get(name)
+    assert type(o).__name__.lower() == name and o.get_config()["name"] == name
+    again = type(o).from_config(o.get_config())
+    assert again.get_config() == o.get_config()
+    ember.set_random_seed(0)
+    r = np.random.default_rng(0)
+    x = r.normal(size=(64, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    m = ember.Sequential([ember.Input((5,)), ember.layers.Dense(8, activation="relu"),
+                          ember.layers.Dense(2, activation="softmax")])
+    lr = 1.0 if name == "adadelta" else 0.01
+    m.compile(type(o)(learning_rate=lr), "sparse_categorical_crossentropy")
+    h = m.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert h.history["loss"][-1] < 0.8 * h.history["loss"][0]
+    assert len(m.optimizer._graph.optimizer_slots) == (1 if name == "lion" else 2)

@@ -522,6 +522,10 @@ PYBIND11_MODULE(_core, m) {
         else if (kind == "adam") c.kind = Opt::Adam;
         else if (kind == "rmsprop") c.kind = Opt::RMSprop;
         else if (kind == "adagrad") c.kind = Opt::Adagrad;
+        else if (kind == "adamax") c.kind = Opt::Adamax;
+        else if (kind == "nadam") c.kind = Opt::Nadam;
+        else if (kind == "lion") c.kind = Opt::Lion;
+        else if (kind == "adadelta") c.kind = Opt::Adadelta;
         else throw std::invalid_argument("Unknown optimizer kind: '" + kind + "'");
         c.momentum = momentum; c.nesterov = nesterov;
         c.beta_1 = beta_1; c.beta_2 = beta_2; c.amsgrad = amsgrad; c.epsilon = epsilon;

@@ -142,6 +142,72 @@ struct AdagradRule {
   }
 };
 
+struct AdamaxRule {
+  float *w, *m, *u;
+  float lr, c1, beta_2, epsilon, one_minus_b1t;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    m[i] += (gi - m[i]) * c1;
+    u[i] = std::max(beta_2 * u[i], std::fabs(gi));
+    w[i] = decayed(w[i], p) - (lr * m[i]) / (one_minus_b1t * (u[i] + epsilon));
+  }
+};
+
+struct NadamRule {
+  float *w, *m, *v;
+  float lr, c1, c2, epsilon;
+  float mu_t, mu_next, product, product_next, one_minus_b2t;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    m[i] += (gi - m[i]) * c1;
+    v[i] += (gi * gi - v[i]) * c2;
+    const float m_hat = mu_next * m[i] / (1.f - product_next) + (1.f - mu_t) * gi / (1.f - product);
+    const float v_hat = v[i] / one_minus_b2t;
+    w[i] = decayed(w[i], p) - (m_hat * lr) / (std::sqrt(v_hat) + epsilon);
+  }
+};
+
+struct LionRule {
+  float *w, *m;
+  float lr, beta_1, beta_2;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    const float c = m[i] * beta_1 + gi * (1.f - beta_1);
+    const float sign = c > 0.f ? 1.f : (c < 0.f ? -1.f : 0.f);
+    w[i] = decayed(w[i], p) - lr * sign;
+    m[i] = m[i] * beta_2 + gi * (1.f - beta_2);
+  }
+};
+
+struct AdadeltaRule {
+  float *w, *acc_grad, *acc_delta;
+  float lr, rho, epsilon;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    acc_grad[i] = rho * acc_grad[i] + (1.f - rho) * gi * gi;
+    const float delta = -std::sqrt(acc_delta[i] + epsilon) * gi / std::sqrt(acc_grad[i] + epsilon);
+    acc_delta[i] = rho * acc_delta[i] + (1.f - rho) * delta * delta;
+    w[i] = decayed(w[i], p) + lr * delta;
+  }
+};
+
+// Nadam's momentum factor of step s (Keras computes it in float32).
+inline float nadam_mu(float beta_1, int64_t s) {
+  return beta_1 * (1.f - 0.5f * std::pow(0.96f, static_cast<float>(s)));
+}
+
+NadamRule nadam_rule(float* w, float* m, float* v, float lr, float beta_1, float beta_2,
+                     float epsilon, int64_t t, float product, const GradPrep& p) {
+  const float mu_t = nadam_mu(beta_1, t), mu_next = nadam_mu(beta_1, t + 1);
+  const float b2t = std::pow(beta_2, static_cast<float>(t));
+  return NadamRule{w, m, v, lr, 1.f - beta_1, 1.f - beta_2, epsilon, mu_t, mu_next,
+                   product, product * mu_next, 1.f - b2t, p};
+}
+
 // Fixed chunks (their bounds depend on n only), each one thread's.
 template <class Rule>
 void run_dense(const Rule& rule, const float* g, int64_t n) {
@@ -197,6 +263,27 @@ void adagrad_update(float* w, const float* g, float* acc, int64_t n, float lr, f
   run_dense(AdagradRule{w, acc, lr, epsilon, p}, g, n);
 }
 
+void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, int64_t n,
+                    float lr, float beta_1, float beta_2, float rho, float epsilon,
+                    int64_t t, const GradPrep& p) {
+  if (t < 1) throw std::invalid_argument("optimizer_step: t must be >= 1");
+  switch (kind) {
+    case Opt::Adamax:
+      run_dense(AdamaxRule{w, s0, s1, lr, 1.f - beta_1, beta_2, epsilon,
+                           1.f - std::pow(beta_1, static_cast<float>(t)), p}, g, n);
+      break;
+    case Opt::Nadam: {
+      float product = 1.f;
+      for (int64_t s = 1; s <= t; ++s) product *= nadam_mu(beta_1, s);
+      run_dense(nadam_rule(w, s0, s1, lr, beta_1, beta_2, epsilon, t, product, p), g, n);
+      break;
+    }
+    case Opt::Lion: run_dense(LionRule{w, s0, lr, beta_1, beta_2, p}, g, n); break;
+    case Opt::Adadelta: run_dense(AdadeltaRule{w, s0, s1, lr, rho, epsilon, p}, g, n); break;
+    default: throw std::invalid_argument("optimizer_step: Adamax, Nadam, Lion or Adadelta");
+  }
+}
+
 double sum_squares(const float* x, int64_t n) {
   // Chunk boundaries depend on n alone; partials live on the stack (no allocation).
   constexpr int64_t kMaxChunks = 256;
@@ -238,6 +325,8 @@ void Optimizer::resize(int64_t n) {
     case Opt::Adam: nslots = cfg_.amsgrad ? 3 : 2; break;
     case Opt::RMSprop: nslots = 1 + (cfg_.momentum > 0.f) + cfg_.centered; break;
     case Opt::Adagrad: nslots = 1; init = cfg_.initial_accumulator_value; break;
+    case Opt::Adamax: case Opt::Nadam: case Opt::Adadelta: nslots = 2; break;
+    case Opt::Lion: nslots = 1; break;
   }
   slots_.resize(nslots);
   for (auto& s : slots_) {
@@ -245,6 +334,8 @@ void Optimizer::resize(int64_t n) {
     std::fill(s.data(), s.data() + n, init);
   }
   iterations = 0;
+  nadam_product_ = 1.f;
+  nadam_at_ = 0;
 }
 
 void Optimizer::update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
@@ -276,6 +367,20 @@ void Optimizer::update_range(float* w, const float* g, int64_t off, int64_t n, f
     case Opt::Adagrad:
       run(AdagradRule{w, slot(0), lr, cfg_.epsilon, p});
       break;
+    case Opt::Adamax:
+      run(AdamaxRule{w, slot(0), slot(1), lr, 1.f - cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+                     1.f - std::pow(cfg_.beta_1, static_cast<float>(iterations + 1)), p});
+      break;
+    case Opt::Nadam:  // apply() has brought nadam_product_ to this step
+      run(nadam_rule(w, slot(0), slot(1), lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+                     iterations + 1, nadam_product_, p));
+      break;
+    case Opt::Lion:
+      run(LionRule{w, slot(0), lr, cfg_.beta_1, cfg_.beta_2, p});
+      break;
+    case Opt::Adadelta:
+      run(AdadeltaRule{w, slot(0), slot(1), lr, cfg_.rho, cfg_.epsilon, p});
+      break;
   }
 }
 
@@ -292,6 +397,14 @@ void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars
     global_scale = std::isfinite(norm)
                        ? static_cast<float>(c * std::min(1.0 / norm, 1.0 / c))
                        : std::numeric_limits<float>::quiet_NaN();
+  }
+  if (cfg_.kind == Opt::Nadam) {  // Keras: the product takes this step's factor first
+    if (nadam_at_ != iterations) {
+      nadam_product_ = 1.f;
+      for (int64_t s = 1; s <= iterations; ++s) nadam_product_ *= nadam_mu(cfg_.beta_1, s);
+    }
+    nadam_product_ *= nadam_mu(cfg_.beta_1, iterations + 1);
+    nadam_at_ = iterations + 1;
   }
   const float decay = cfg_.weight_decay * lr;
   // Runs of adjacent variables that share one GradPrep become one pass.

@@ -137,7 +137,7 @@ TEST(Embedding, BitIdenticalForAnyThreadCount) {
 // The sparse update of every optimizer equals its dense update with the zero-filled
 // dense gradient, bit for bit, rows the batch did not use included.
 TEST(Embedding, SparseOptimizerUpdateEqualsDense) {
-  std::vector<OptimizerConfig> configs(6);
+  std::vector<OptimizerConfig> configs(10);
   configs[0].kind = Opt::Adam;
   configs[1].kind = Opt::Adam;
   configs[1].clipnorm = 0.5f;
@@ -150,6 +150,10 @@ TEST(Embedding, SparseOptimizerUpdateEqualsDense) {
   configs[4].kind = Opt::Adagrad;
   configs[5].kind = Opt::Adam;
   configs[5].amsgrad = true;
+  configs[6].kind = Opt::Adamax;
+  configs[7].kind = Opt::Nadam;
+  configs[8].kind = Opt::Lion;
+  configs[9].kind = Opt::Adadelta;
   const int64_t n = kVocab * kDim;
   for (size_t c = 0; c < configs.size(); ++c) {
     Optimizer dense(configs[c]), sparse(configs[c]);

@@ -349,3 +349,58 @@ TEST(Checks, FirstNonFiniteFindsTheFirstBadValueInAnyBlock) {
                         std::numeric_limits<float>::denorm_min(), -0.f};
   EXPECT_EQ(first_nonfinite(edge, 4), -1);
 }
+
+// Adamax, Nadam, Lion and Adadelta against their Keras rules computed element by
+// element in double, three steps from zero weights and slots (float32 against float64:
+// 1e-5 of the change).
+TEST(Optimizers, NewRulesMatchKerasInDouble) {
+  const int n = 6;
+  const float g0[n] = {1e-4f, -3e-3f, 0.02f, -0.1f, 0.5f, -1.5f};
+  const double lr = 0.01, b1 = 0.9, b2 = 0.99, rho = 0.95, eps = 1e-7;
+  for (Opt kind : {Opt::Adamax, Opt::Nadam, Opt::Lion, Opt::Adadelta}) {
+    std::vector<float> w(n, 0.f), s0(n, 0.f), s1(n, 0.f);
+    std::vector<double> wd(n, 0.0), a(n, 0.0), b(n, 0.0);
+    double product = 1;
+    for (int t = 1; t <= 3; ++t) {
+      std::vector<float> g(n);
+      for (int i = 0; i < n; ++i) g[i] = g0[i] * (t == 2 ? -0.5f : 1.f);
+      optimizer_step(kind, w.data(), g.data(), s0.data(), s1.data(), n, float(lr), float(b1),
+                     float(b2), float(rho), float(eps), t);
+      auto mu = [&](int s) { return b1 * (1 - 0.5 * std::pow(0.96, s)); };
+      product *= mu(t);
+      for (int i = 0; i < n; ++i) {
+        const double gi = g[i];
+        switch (kind) {
+          case Opt::Adamax:
+            a[i] += (gi - a[i]) * (1 - b1);
+            b[i] = std::max(b2 * b[i], std::abs(gi));
+            wd[i] -= lr * a[i] / ((1 - std::pow(b1, t)) * (b[i] + eps));
+            break;
+          case Opt::Nadam: {
+            a[i] += (gi - a[i]) * (1 - b1);
+            b[i] += (gi * gi - b[i]) * (1 - b2);
+            const double m_hat = mu(t + 1) * a[i] / (1 - product * mu(t + 1)) +
+                                 (1 - mu(t)) * gi / (1 - product);
+            wd[i] -= lr * m_hat / (std::sqrt(b[i] / (1 - std::pow(b2, t))) + eps);
+            break;
+          }
+          case Opt::Lion: {
+            const double c = b1 * a[i] + (1 - b1) * gi;
+            wd[i] -= lr * (c > 0 ? 1 : (c < 0 ? -1 : 0));
+            a[i] = b2 * a[i] + (1 - b2) * gi;
+            break;
+          }
+          default: {  // Adadelta
+            a[i] = rho * a[i] + (1 - rho) * gi * gi;
+            const double d = -std::sqrt(b[i] + eps) * gi / std::sqrt(a[i] + eps);
+            b[i] = rho * b[i] + (1 - rho) * d * d;
+            wd[i] += lr * d;
+          }
+        }
+      }
+      for (int i = 0; i < n; ++i)
+        EXPECT_NEAR(w[i], wd[i], 1e-5 * std::abs(wd[i]) + 1e-12)
+            << static_cast<int>(kind) << " step " << t << " g " << g[i];
+    }
+  }
+}

@@ -1,4 +1,5 @@
-// optimizers.h: Keras's update rules (SGD, Adam/AdamW, RMSprop, Adagrad) with its
+// optimizers.h: Keras's update rules (SGD, Adam/AdamW, RMSprop, Adagrad, Adamax, Nadam,
+// Lion, Adadelta) with its
 // gradient clipping and decoupled weight decay, one fused pass over the parameters.
 #pragma once
 #include <cstdint>
@@ -9,16 +10,16 @@
 
 namespace ember {
 
-enum class Opt { SGD, Adam, RMSprop, Adagrad };
+enum class Opt { SGD, Adam, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta };
 
 struct OptimizerConfig {
   Opt kind = Opt::Adam;
   float momentum = 0.f;   // SGD, RMSprop
   bool nesterov = false;  // SGD
-  float beta_1 = 0.9f, beta_2 = 0.999f;  // Adam
+  float beta_1 = 0.9f, beta_2 = 0.999f;  // Adam, Adamax, Nadam, Lion
   bool amsgrad = false;                  // Adam
-  float epsilon = 1e-7f;                 // Adam, RMSprop, Adagrad
-  float rho = 0.9f;                      // RMSprop
+  float epsilon = 1e-7f;                 // Adam, RMSprop, Adagrad, Adamax, Nadam, Adadelta
+  float rho = 0.9f;                      // RMSprop, Adadelta
   bool centered = false;                 // RMSprop
   float initial_accumulator_value = 0.1f;  // Adagrad
   // Keras's base-optimizer options; 0 means off. At most one clip is set.
@@ -56,6 +57,21 @@ void rmsprop_update(float* w, const float* g, float* v, float* m, float* a, int6
 void adagrad_update(float* w, const float* g, float* acc, int64_t n, float lr, float epsilon,
                     const GradPrep& p = {});
 
+// Adamax (Keras), step t: m += (g - m)(1 - b1); u = max(b2 u, |g|);
+//   w -= lr m / ((1 - b1^t)(u + eps)).
+// Nadam (Keras 3), step t, with mu_s = b1 (1 - 0.5 * 0.96^s) and P_t = prod mu_1..t:
+//   m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+//   m^ = mu_{t+1} m / (1 - P_t mu_{t+1}) + (1 - mu_t) g / (1 - P_t); v^ = v / (1 - b2^t);
+//   w -= lr m^ / (sqrt(v^) + eps).
+// Lion (Keras): w -= lr sign(b1 m + (1 - b1) g); then m = b2 m + (1 - b2) g.
+// Adadelta (Keras): A = rho A + (1 - rho) g^2; d = -sqrt(D + eps) g / sqrt(A + eps);
+//   D = rho D + (1 - rho) d^2; w += lr d.
+// These and the rules above also run inside Optimizer::apply; the free functions are
+// for tests.
+void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, int64_t n,
+                    float lr, float beta_1, float beta_2, float rho, float epsilon,
+                    int64_t t, const GradPrep& p = {});
+
 // Sum of squares of x[0..n) in double, in an order that does not depend on the
 // thread count (fixed chunks, summed in order).
 double sum_squares(const float* x, int64_t n);
@@ -74,7 +90,8 @@ struct VarSpan {
 
 // An optimizer and its slot variables, each as long as the parameter buffer
 // (Keras order: SGD momentum; Adam m, v[, vhat]; RMSprop velocity[, momentum]
-// [, average_gradient]; Adagrad accumulator).
+// [, average_gradient]; Adagrad accumulator; Adamax m, u; Nadam m, v; Lion m;
+// Adadelta accumulated gradient, accumulated delta).
 class Optimizer {
  public:
   explicit Optimizer(const OptimizerConfig& cfg);
@@ -90,6 +107,10 @@ class Optimizer {
                     const GradPrep& p, const SparseRows* sparse);
   OptimizerConfig cfg_;
   std::vector<FloatBuffer> slots_;
+  // Nadam's product of momentum factors mu_1 .. mu_t (Keras's u_product), valid at
+  // iteration nadam_at_ (recomputed from 1 when iterations was set from outside).
+  float nadam_product_ = 1.f;
+  int64_t nadam_at_ = 0;
 };
 
 }  // namespace ember

@@ -323,7 +323,89 @@ class Adagrad(Optimizer):
         return c
 
 
-_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+class _Betas(Optimizer):
+    """The arguments Adamax and Nadam share with Adam."""
+
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, name, **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1 = _number(beta_1, "beta_1", 0, 1, high_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", 0, 1, high_open=True)
+        self.epsilon = _number(epsilon, "epsilon", 0, low_open=True)
+
+    def _core_args(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
+        return c
+
+
+class Adamax(_Betas):
+    """Adamax (Adam with the infinity norm), Keras's rule: m += (g - m)(1 - beta_1);
+    u = max(beta_2 u, |g|); w -= lr m / ((1 - beta_1^t)(u + epsilon))."""
+
+    _kind = "adamax"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="adamax", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name=name, **kwargs)
+
+
+class Nadam(_Betas):
+    """Nadam (Adam with Nesterov momentum), Keras's rule, with its momentum schedule
+    mu_t = beta_1 (1 - 0.5 * 0.96^t) (Keras 3; Keras 2 scaled t by 0.004)."""
+
+    _kind = "nadam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 name="nadam", **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name=name, **kwargs)
+
+
+class Lion(Optimizer):
+    """Lion, Keras's rule: w -= lr sign(beta_1 m + (1 - beta_1) g); then
+    m = beta_2 m + (1 - beta_2) g."""
+
+    _kind = "lion"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, name="lion", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.beta_1 = _number(beta_1, "beta_1", 0, 1, low_open=True)
+        self.beta_2 = _number(beta_2, "beta_2", 0, 1, high_open=True)
+
+    def _core_args(self):
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(beta_1=self.beta_1, beta_2=self.beta_2)
+        return c
+
+
+class Adadelta(Optimizer):
+    """Adadelta, Keras's rule: A = rho A + (1 - rho) g^2;
+    d = -sqrt(D + epsilon) g / sqrt(A + epsilon); D = rho D + (1 - rho) d^2; w += lr d."""
+
+    _kind = "adadelta"
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, name="adadelta",
+                 **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        self.rho = _number(rho, "rho", 0, 1, high_open=True)
+        self.epsilon = _number(epsilon, "epsilon", 0, low_open=True)
+
+    def _core_args(self):
+        return {"rho": self.rho, "epsilon": self.epsilon}
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(rho=self.rho, epsilon=self.epsilon)
+        return c
+
+
+_ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "adamax": Adamax, "nadam": Nadam, "lion": Lion, "adadelta": Adadelta}
 
 
 def serialize(optimizer):
