@@ -104,7 +104,9 @@ def test_every_optimizer_three_steps_match_keras(name, kwargs):
 
 @pytest.mark.parametrize("name", ["mean_squared_error", "mean_absolute_error", "huber",
                                   "hinge", "kl_divergence", "binary_crossentropy",
-                                  "categorical_crossentropy"])
+                                  "categorical_crossentropy", "mean_squared_logarithmic_error",
+                                  "mean_absolute_percentage_error", "log_cosh", "poisson",
+                                  "squared_hinge", "categorical_hinge", "cosine_similarity"])
 def test_every_loss_matches_keras(name):
     p = rng.uniform(0.02, 0.98, size=(16, 4)).astype(np.float32)
     y = rng.integers(0, 2, size=(16, 4)).astype(np.float32)

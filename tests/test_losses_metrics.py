@@ -110,12 +110,53 @@ def test_loss_names_and_aliases_follow_keras():
     ("huber", YREG, ZREG * 2),
     ("hinge", Y01, ZREG * 0.7),
     ("kl_divergence", softmax(YREG), rng.uniform(0.05, 0.95, size=(N, C))),
+    ("mean_squared_logarithmic_error", rng.uniform(0, 2, size=(N, C)),
+     rng.uniform(0.01, 2, size=(N, C))),
+    ("mean_absolute_percentage_error", YREG, ZREG * 2),
+    ("log_cosh", YREG, ZREG * 2),
+    ("poisson", rng.uniform(0, 3, size=(N, C)), rng.uniform(0.1, 3, size=(N, C))),
+    ("squared_hinge", Y01, ZREG * 0.7),
+    ("categorical_hinge", ONEHOT, ZREG),
+    ("cosine_similarity", YREG, ZREG),
 ])
 def test_new_loss_gradients(name, t, out):
     param = 0.8 if name == "huber" else 1.0
     f = lambda: _core.loss(name, out, t, False, "linear", 1.0, None, param)[0]
     _, g = _core.loss(name, out, t, False, "linear", 1.0, None, param)
     assert_close(g, numeric_grad(f, out), tol=1e-5, what=name)
+
+
+def test_more_losses_against_numpy():
+    """Keras 3's formulas, written out in NumPy (float64)."""
+    eps = 1e-7
+    y, p = YREG, ZREG * 2
+    yp, pp = rng.uniform(0, 2, size=(N, C)), rng.uniform(0.01, 2, size=(N, C))
+    t = 2 * Y01 - 1
+    neg = ((1 - ONEHOT) * ZREG).max(-1)
+    norm = lambda a: a / np.sqrt((a * a).sum(-1, keepdims=True))
+    cases = {
+        "msle": (yp, pp, np.mean((np.log(np.maximum(pp, eps) + 1) -
+                                  np.log(np.maximum(yp, eps) + 1)) ** 2, -1)),
+        "mape": (y, p, 100 * np.mean(np.abs((y - p) / np.maximum(np.abs(y), eps)), -1)),
+        "log_cosh": (y, p, np.mean(np.log(np.cosh(p - y)), -1)),
+        "poisson": (yp, pp, np.mean(pp - yp * np.log(pp + eps), -1)),
+        "squared_hinge": (Y01, ZREG, np.mean(np.maximum(1 - t * ZREG, 0) ** 2, -1)),
+        "categorical_hinge": (ONEHOT, ZREG,
+                              np.maximum(neg - (ONEHOT * ZREG).sum(-1) + 1, 0)),
+        "cosine_similarity": (y, p, -(norm(y) * norm(p)).sum(-1)),
+    }
+    for name, (a, b, ref) in cases.items():
+        np.testing.assert_allclose(losses.get(name)(a, b), ref.mean(), rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(getattr(losses, name)(a, b), ref, rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    # The squared hinge keeps -1/1 targets as they are, like the hinge.
+    np.testing.assert_allclose(losses.squared_hinge(t, ZREG),
+                               np.mean(np.maximum(1 - t * ZREG, 0) ** 2, -1), rtol=1e-5)
+    m = ember.Sequential([ember.Input((C,)), ember.layers.Dense(C)])
+    m.compile("adam", "categorical_hinge")
+    m.fit(ZREG.astype(np.float32), ONEHOT, verbose=0)
+    with pytest.raises(ValueError, match="last axis only"):
+        losses.CosineSimilarity(axis=0)
 
 
 def ref_in_top_k(p, target, k):

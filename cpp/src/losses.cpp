@@ -2,6 +2,7 @@
 #include "ember/losses.h"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -16,6 +17,15 @@ Loss loss_from_string(const std::string& name) {
   if (name == "huber") return Loss::Huber;
   if (name == "hinge") return Loss::Hinge;
   if (name == "kl_divergence" || name == "kld") return Loss::KLDivergence;
+  if (name == "mean_squared_logarithmic_error" || name == "msle")
+    return Loss::MeanSquaredLogarithmicError;
+  if (name == "mean_absolute_percentage_error" || name == "mape")
+    return Loss::MeanAbsolutePercentageError;
+  if (name == "log_cosh" || name == "logcosh") return Loss::LogCosh;
+  if (name == "poisson") return Loss::Poisson;
+  if (name == "squared_hinge") return Loss::SquaredHinge;
+  if (name == "categorical_hinge") return Loss::CategoricalHinge;
+  if (name == "cosine_similarity") return Loss::CosineSimilarity;
   throw std::invalid_argument("Unknown loss: '" + name + "'");
 }
 
@@ -181,6 +191,96 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
       }
       return L;
     }
+    case Loss::MeanSquaredLogarithmicError: {  // max(p, eps) passes no gradient below eps
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T pc = p[j] > kEps<T> ? p[j] : kEps<T>, yc = y[j] > kEps<T> ? y[j] : kEps<T>;
+        const T d = std::log(pc + T(1)) - std::log(yc + T(1));
+        L += d * d;
+        if (g) g[j] = p[j] > kEps<T> ? s * inv_c * T(2) * d / (pc + T(1)) : T(0);
+      }
+      return L * inv_c;
+    }
+    case Loss::MeanAbsolutePercentageError: {
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T ay = std::fabs(y[j]), den = ay > kEps<T> ? ay : kEps<T>;
+        const T d = p[j] - y[j];
+        L += std::fabs(d) / den;
+        if (g) g[j] = s * inv_c * T(100) * (d > 0 ? T(1) : (d < 0 ? T(-1) : T(0))) / den;
+      }
+      return T(100) * L * inv_c;
+    }
+    case Loss::LogCosh: {  // x + softplus(-2x) - log 2, stable for large |x|; d/dx = tanh x
+      T L = 0;
+      const T inv_c = T(1) / T(c), log2 = std::log(T(2));
+      for (int64_t j = 0; j < c; ++j) {
+        const T x = p[j] - y[j], z = T(-2) * x;
+        const T softplus = (z > 0 ? z : T(0)) + std::log1p(std::exp(-std::fabs(z)));
+        L += x + softplus - log2;
+        if (g) g[j] = s * inv_c * std::tanh(x);
+      }
+      return L * inv_c;
+    }
+    case Loss::Poisson: {
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        L += p[j] - y[j] * std::log(p[j] + kEps<T>);
+        if (g) g[j] = s * inv_c * (T(1) - y[j] / (p[j] + kEps<T>));
+      }
+      return L * inv_c;
+    }
+    case Loss::SquaredHinge: {  // param != 0: t = 2y - 1 (the batch is all 0/1)
+      T L = 0;
+      const T inv_c = T(1) / T(c);
+      for (int64_t j = 0; j < c; ++j) {
+        const T t = param != T(0) ? T(2) * y[j] - T(1) : y[j];
+        const T margin = T(1) - t * p[j];
+        const T m = margin > 0 ? margin : T(0);
+        L += m * m;
+        if (g) g[j] = -s * inv_c * T(2) * m * t;
+      }
+      return L * inv_c;
+    }
+    case Loss::CategoricalHinge: {  // the max's gradient is shared among tied maxima
+      T pos = 0, neg = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < c; ++j) {
+        pos += y[j] * p[j];
+        const T v = (T(1) - y[j]) * p[j];
+        neg = v > neg ? v : neg;
+      }
+      const T margin = neg - pos + T(1);
+      if (g) {
+        int64_t ties = 0;
+        for (int64_t j = 0; j < c; ++j) ties += (T(1) - y[j]) * p[j] == neg;
+        for (int64_t j = 0; j < c; ++j) {
+          const T at_max = (T(1) - y[j]) * p[j] == neg ? (T(1) - y[j]) / T(ties) : T(0);
+          g[j] = margin > 0 ? s * (at_max - y[j]) : T(0);
+        }
+      }
+      return margin > 0 ? margin : T(0);
+    }
+    case Loss::CosineSimilarity: {
+      // L = -sum yn pn with xn = x min(1/|x|, 1/eps). Unclamped, dL/dp = -r (yn - (yn.pn) pn),
+      // r = 1/|p|; clamped (|p| < eps), r = 1/eps is a constant: dL/dp = -yn r.
+      T sy = 0, sp = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        sy += y[j] * y[j];
+        sp += p[j] * p[j];
+      }
+      const T inv_eps = T(1) / kEps<T>;
+      const T ry0 = T(1) / std::sqrt(sy), rp0 = T(1) / std::sqrt(sp);
+      const T ry = ry0 < inv_eps ? ry0 : inv_eps, rp = rp0 < inv_eps ? rp0 : inv_eps;
+      T dot = 0;
+      for (int64_t j = 0; j < c; ++j) dot += (y[j] * ry) * (p[j] * rp);
+      if (g)
+        for (int64_t j = 0; j < c; ++j)
+          g[j] = rp0 < inv_eps ? -s * rp * (y[j] * ry - dot * p[j] * rp) : -s * y[j] * ry * rp;
+      return -dot;
+    }
   }
   return T(0);
 }
@@ -206,7 +306,8 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
   const bool fused = loss_fuses(l, from_logits, act);
   if (l == Loss::Huber && !(param > T(0)))
     throw std::invalid_argument("Huber: delta must be positive");
-  if (l == Loss::Hinge) {  // Keras converts 0/1 targets only when the whole batch is 0/1
+  if (l == Loss::Hinge || l == Loss::SquaredHinge) {
+    // Keras converts 0/1 targets only when the whole batch is 0/1
     param = T(1);
     for (int64_t i = 0; i < n * c && param != T(0); ++i)
       if (y[i] != T(0) && y[i] != T(1)) param = T(0);

@@ -180,6 +180,55 @@ class KLDivergence(Loss):
     _core_name = "kl_divergence"
 
 
+class MeanSquaredLogarithmicError(Loss):
+    """mean((log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1))^2) over the last axis."""
+    _core_name = "mean_squared_logarithmic_error"
+
+
+class MeanAbsolutePercentageError(Loss):
+    """100 * mean(|y_true - y_pred| / max(|y_true|, eps)) over the last axis."""
+    _core_name = "mean_absolute_percentage_error"
+
+
+class LogCosh(Loss):
+    """mean(log(cosh(y_pred - y_true))) over the last axis."""
+    _core_name = "log_cosh"
+
+
+class Poisson(Loss):
+    """mean(y_pred - y_true * log(y_pred + eps)) over the last axis."""
+    _core_name = "poisson"
+
+
+class SquaredHinge(Loss):
+    """mean(max(1 - y_true * y_pred, 0)^2) over the last axis, 0/1 targets taken as -1/1
+    as for Hinge."""
+    _core_name = "squared_hinge"
+
+
+class CategoricalHinge(Loss):
+    """max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0) over the last axis."""
+    _core_name = "categorical_hinge"
+
+
+class CosineSimilarity(Loss):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) over the last axis (-1 when they
+    point the same way)."""
+    _core_name = "cosine_similarity"
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity",
+                 dtype=None):
+        super().__init__(name, reduction, dtype)
+        if axis != -1:
+            raise ValueError(f"ember reduces losses over the last axis only. Received: "
+                             f"axis={axis!r}")
+
+    def get_config(self):
+        c = super().get_config()
+        c["axis"] = -1
+        return c
+
+
 def _function(cls, doc, **fixed):
     def fn(y_true, y_pred, **kwargs):
         return cls(**fixed, **kwargs).call(y_true, y_pred)
@@ -199,6 +248,18 @@ categorical_crossentropy = _function(CategoricalCrossentropy,
                                      "Per-sample categorical crossentropy.")
 sparse_categorical_crossentropy = _function(SparseCategoricalCrossentropy,
                                             "Per-sample sparse categorical crossentropy.")
+mean_squared_logarithmic_error = _function(MeanSquaredLogarithmicError,
+                                           "Per-sample mean squared logarithmic error.")
+mean_absolute_percentage_error = _function(MeanAbsolutePercentageError,
+                                           "Per-sample mean absolute percentage error.")
+log_cosh = _function(LogCosh, "Per-sample log-cosh error.")
+poisson = _function(Poisson, "Per-sample Poisson loss.")
+squared_hinge = _function(SquaredHinge, "Per-sample squared hinge loss.")
+categorical_hinge = _function(CategoricalHinge, "Per-sample categorical hinge loss.")
+cosine_similarity = _function(CosineSimilarity, "Per-sample negative cosine similarity.")
+msle = MSLE = mean_squared_logarithmic_error
+mape = MAPE = mean_absolute_percentage_error
+logcosh = log_cosh
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 kld = KLD = kl_divergence
@@ -214,10 +275,21 @@ _ALIASES = {
     "hinge": Hinge,
     "kl_divergence": KLDivergence, "kld": KLDivergence, "KLD": KLDivergence,
     "kullback_leibler_divergence": KLDivergence,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+    "log_cosh": LogCosh, "logcosh": LogCosh,
+    "poisson": Poisson,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
+    "cosine_similarity": CosineSimilarity,
 }
 _CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
                                     BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError,
-                                    Huber, Hinge, KLDivergence)}
+                                    Huber, Hinge, KLDivergence, MeanSquaredLogarithmicError,
+                                    MeanAbsolutePercentageError, LogCosh, Poisson,
+                                    SquaredHinge, CategoricalHinge, CosineSimilarity)}
 
 
 def serialize(loss):

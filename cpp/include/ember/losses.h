@@ -15,6 +15,13 @@ enum class Loss {
   Huber,         // param: delta
   Hinge,         // 0/1 targets become -1/1 when the whole batch is 0/1 (Keras)
   KLDivergence,  // sum over the last axis, both sides clipped to [1e-7, 1]
+  MeanSquaredLogarithmicError,  // mean (log(max(p, eps) + 1) - log(max(y, eps) + 1))^2
+  MeanAbsolutePercentageError,  // 100 mean |y - p| / max(|y|, eps)
+  LogCosh,                      // mean log(cosh(p - y))
+  Poisson,                      // mean p - y log(p + eps)
+  SquaredHinge,                 // mean max(1 - t p, 0)^2, t as for Hinge
+  CategoricalHinge,             // max(max_j (1 - y_j) p_j - sum_j y_j p_j + 1, 0)
+  CosineSimilarity,             // -sum normalize(y) normalize(p), norms at least eps
 };
 
 // Parses Keras names and aliases; throws std::invalid_argument.
