@@ -116,6 +116,10 @@ def test_validation_evaluate_and_predict_on_streams():
     m = model()
     h = m.fit(Batches(), epochs=2, verbose=0, validation_data=(X[:32], Y[:32]))
     same(m, h, ref, href)
+    m = model()  # arrays to train on, a data set to validate on
+    h = m.fit(X, Y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+              validation_data=first_32(), validation_steps=2)
+    same(m, h, ref, href)
     assert m.evaluate(Batches(), verbose=0) == pytest.approx(
         m.evaluate(X, Y, batch_size=16, verbose=0), rel=1e-12)
     assert m.evaluate(forever(), steps=5, return_dict=True, verbose=0) == \

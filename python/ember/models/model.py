@@ -426,7 +426,9 @@ class Model(Layer):
         self._require_compiled("fit")
         stream = is_stream(x)
         if not stream:
-            _unsupported(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+            _unsupported(steps_per_epoch=steps_per_epoch)
+            if not is_stream(validation_data):
+                _unsupported(validation_steps=validation_steps)
         verbose = _verbose(verbose)
         bs = _batch_size(batch_size)
         vbs = _batch_size(validation_batch_size or bs, "validation_batch_size")
