@@ -525,14 +525,8 @@ class Model(Layer):
                     break
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                self._in_fit = True
-                try:
-                    vlogs = (self._evaluate_stream(val, _steps(validation_steps,
-                                                               "validation_steps"), cbs)
-                             if is_stream(val) else self._evaluate_arrays(*val, vbs, cbs))
-                finally:
-                    self._in_fit = False
-                epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
+                epoch_logs.update(self._validation_logs(
+                    val, vbs, _steps(validation_steps, "validation_steps"), cbs))
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
@@ -582,6 +576,9 @@ class Model(Layer):
             len(data) if isinstance(data, PyDataset) else steps)
         cbs = CallbackList(cb_list, self, {"epochs": epochs, "steps": known,
                                            "verbose": verbose})
+        val = validation_data
+        if val is not None and not is_stream(val):  # arrays: prepared once
+            val = self._stream_batch(tuple(val), "validation_data")
         self._optimizer_built = True
         self.stop_training = False
         epoch_logs = {}
@@ -619,24 +616,24 @@ class Model(Layer):
             if isinstance(data, PyDataset):
                 data.on_epoch_end()
             epoch_logs = dict(logs)
-            if validation_data is not None and (epoch + 1) % validation_freq == 0:
-                self._in_fit = True
-                try:
-                    if is_stream(validation_data):
-                        vlogs = self._evaluate_stream(validation_data, validation_steps, cbs)
-                    else:
-                        vx, vy, vsw = self._stream_batch(tuple(validation_data),
-                                                         "validation_data")
-                        vlogs = self._evaluate_arrays(vx, vy, vsw, vbs, cbs)
-                finally:
-                    self._in_fit = False
-                epoch_logs.update({"val_" + k: v for k, v in vlogs.items()})
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                epoch_logs.update(self._validation_logs(val, vbs, validation_steps, cbs))
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
         cbs.on_train_end(epoch_logs)
         self.history = history
         return history
+
+    def _validation_logs(self, val, vbs, steps, cbs):
+        """The val_ logs of one pass over validation arrays (x, y, sw) or a data set."""
+        self._in_fit = True
+        try:
+            logs = (self._evaluate_stream(val, steps, cbs) if is_stream(val)
+                    else self._evaluate_arrays(*val, vbs, cbs))
+        finally:
+            self._in_fit = False
+        return {"val_" + k: v for k, v in logs.items()}
 
     def _evaluate_stream(self, data, steps, cbs):
         loss_sum, count, weight_sum = 0.0, 0, 0.0
