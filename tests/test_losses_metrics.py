@@ -164,7 +164,7 @@ def ref_in_top_k(p, target, k):
 
 
 METRIC_CASES = [
-    (metrics.BinaryAccuracy, Y01, P, np.mean((P > 0.5) == Y01, -1)),
+    (metrics.BinaryAccuracy, Y01, P, (P > 0.5) == Y01),  # per element, as Keras 3
     (metrics.CategoricalAccuracy, ONEHOT, P, P.argmax(-1) == LABELS),
     (metrics.SparseCategoricalAccuracy, LABELS, P, P.argmax(-1) == LABELS),
     (metrics.TopKCategoricalAccuracy, ONEHOT8, P8, ref_in_top_k(P8, LABELS8, 5)),
@@ -187,6 +187,7 @@ def test_metric_matches_numpy(make, y, p, ref):
     fn = getattr(metrics, m._core_name)  # Keras's function form: one value per sample
     np.testing.assert_allclose(fn(y, p, **({"k": m.k} if hasattr(m, "k") else {})), ref,
                                rtol=1e-5, atol=1e-7)
+    ref = ref.mean(-1) if ref.ndim == 2 else ref  # per sample, for the weighted mean
     np.testing.assert_allclose(m.result(), ref.mean(), rtol=1e-5)
     sw = rng.uniform(0, 2, size=len(y))
     m.reset_state()
@@ -336,8 +337,39 @@ def test_binary_accuracy_hand_worked():
     """Keras: a prediction counts as 1 when strictly above the 0.5 threshold."""
     p = np.array([[0.5, 0.7, 0.2, 0.5000001]], dtype=np.float32)
     y = np.array([[0, 1, 0, 1]], dtype=np.float32)
-    np.testing.assert_array_equal(metrics.binary_accuracy(y, p), [1.0])
-    np.testing.assert_array_equal(metrics.binary_accuracy(1 - y, p), [0.0])
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p), [[1, 1, 1, 1]])
+    np.testing.assert_array_equal(metrics.binary_accuracy(1 - y, p), [[0, 0, 0, 0]])
     m = metrics.BinaryAccuracy()
     m.update_state(np.array([[1.0], [0.0]]), np.array([[0.5], [0.5]]))
     assert m.result() == pytest.approx(0.5)
+
+
+def test_binary_accuracy_takes_any_threshold():
+    p = np.array([[0.2, 0.35, 0.7, -1.0]], dtype=np.float32)
+    y = np.array([[0, 1, 1, 0]], dtype=np.float32)
+    # The function form gives one value per element, as Keras 3's does.
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p, threshold=0.3), [[1, 1, 1, 1]])
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p), [[1, 0, 1, 1]])
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p, threshold=0.0), [[0, 1, 1, 1]])
+    m = metrics.BinaryAccuracy(threshold=0.0)  # for a model that outputs logits
+    assert m.get_config()["threshold"] == 0.0
+    assert metrics.BinaryAccuracy.from_config(m.get_config()).threshold == 0.0
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(0.75)
+    model = ember.Sequential([ember.Input((1,)), ember.layers.Activation("linear")])
+    model.compile("sgd", "mse", metrics=[metrics.BinaryAccuracy(threshold=0.0)])
+    logs = model.evaluate(np.array([[-2.0], [0.5], [3.0], [-0.1]]),
+                          np.array([[0.0], [1.0], [0.0], [0.0]]), verbose=0, return_dict=True)
+    assert logs["binary_accuracy"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        metrics.BinaryAccuracy(threshold=float("nan"))
+
+
+def test_binary_accuracy_function_matches_keras():
+    keras = keras_or_skip()
+    p = np.array([[0.2, 0.35, 0.7, -1.0], [0.5, 0.51, 0.0, 0.9]], dtype=np.float32)
+    y = np.array([[0, 1, 1, 0], [1, 1, 0, 0]], dtype=np.float32)
+    for threshold in (0.3, 0.5, 0.0):
+        np.testing.assert_array_equal(
+            metrics.binary_accuracy(y, p, threshold=threshold),
+            np.asarray(keras.metrics.binary_accuracy(y, p, threshold=threshold)))

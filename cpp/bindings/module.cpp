@@ -341,8 +341,8 @@ PYBIND11_MODULE(_core, m) {
   // Sum over rows of a metric of out (n, c) against labels (n) or targets (n, c);
   // sample weights (n) apply when given. per_row: the n values instead of their sum.
   m.def("metric_sum", [](const std::string& name, int64_t k, py::array out, py::array target,
-                         py::object sample_weight, bool per_row) -> py::object {
-    MetricSpec spec{metric_from_string(name), k, !sample_weight.is_none()};
+                         py::object sample_weight, bool per_row, float threshold) -> py::object {
+    MetricSpec spec{metric_from_string(name), k, !sample_weight.is_none(), threshold};
     if (k < 1) throw std::invalid_argument("metric k must be >= 1");
     auto o = strict<float>(out, "out");
     if (o.ndim() != 2) throw std::invalid_argument("metric: out must be 2-D");
@@ -375,7 +375,8 @@ PYBIND11_MODULE(_core, m) {
                      wp ? wp + i : nullptr, 1, c));
     return std::move(values);
   }, py::arg("name"), py::arg("k"), py::arg("out"), py::arg("target"),
-     py::arg("sample_weight") = py::none(), py::arg("per_row") = false);
+     py::arg("sample_weight") = py::none(), py::arg("per_row") = false,
+     py::arg("threshold") = 0.5f);
 
   // Kernels, for tests: float32 runs the fast kernel, float64 the direct reference.
   m.def("conv2d_forward", [](py::array x, py::array w, py::object b, std::array<int64_t, 2> strides,
@@ -504,12 +505,13 @@ PYBIND11_MODULE(_core, m) {
         g.set_loss(loss_from_string(name), from_logits, param);
       }, py::arg("name"), py::arg("from_logits") = false, py::arg("param") = 1.f)
       // metrics: [(name, k, weighted)]
-      .def("set_metrics", [](Graph& g, const std::vector<std::tuple<std::string, int64_t, bool>>& specs) {
+      .def("set_metrics", [](Graph& g, const std::vector<std::tuple<std::string, int64_t, bool,
+                                                                    float>>& specs) {
         std::vector<MetricSpec> ms;
-        for (const auto& [name, k, weighted] : specs) {
+        for (const auto& [name, k, weighted, threshold] : specs) {
           if (k < 1) throw std::invalid_argument("metric k must be >= 1. Received: k=" +
                                                  std::to_string(k));
-          ms.push_back(MetricSpec{metric_from_string(name), k, weighted});
+          ms.push_back(MetricSpec{metric_from_string(name), k, weighted, threshold});
         }
         g.set_metrics(ms);
       })

@@ -48,7 +48,7 @@ double metric_sum(const MetricSpec& spec, const float* out, const int32_t* label
     switch (m) {
       case Metric::BinaryAccuracy: {
         int64_t hits = 0;
-        for (int64_t j = 0; j < c; ++j) hits += (o[j] > 0.5f ? 1.f : 0.f) == t[j];
+        for (int64_t j = 0; j < c; ++j) hits += (o[j] > spec.threshold ? 1.f : 0.f) == t[j];
         v = static_cast<double>(hits) / static_cast<double>(c);
         break;
       }

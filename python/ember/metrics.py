@@ -1,6 +1,9 @@
 """Metrics with Keras's names, resolved from shapes as Keras resolves them. The values
 are computed in the core, per batch, inside the training step; these classes name and
 configure them (and work on their own through update_state / result)."""
+import math
+import numbers
+
 import numpy as np
 
 from . import _core
@@ -23,6 +26,10 @@ class Metric:
     def _k(self):
         return 5
 
+    @property
+    def _threshold(self):
+        return 0.5
+
     def reset_state(self):
         self._total, self._count = 0.0, 0.0
 
@@ -40,7 +47,7 @@ class Metric:
         sw = None
         if sample_weight is not None:
             sw = np.ascontiguousarray(np.asarray(sample_weight, dtype=np.float32).reshape(-1))
-        total = _core.metric_sum(self._core_name, self._k, p, t, sw)
+        total = _core.metric_sum(self._core_name, self._k, p, t, sw, False, self._threshold)
         self._total += total
         self._count += p.shape[0] if sw is None else float(sw.sum())
 
@@ -61,10 +68,21 @@ class BinaryAccuracy(Metric):
     _core_name = "binary_accuracy"
 
     def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
-        if threshold != 0.5:
-            raise ValueError(f"ember's BinaryAccuracy uses threshold=0.5 only. Received: "
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or \
+                not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number. Received: "
                              f"threshold={threshold!r}")
+        self.threshold = float(threshold)
         super().__init__(name, dtype)
+
+    @property
+    def _threshold(self):
+        return self.threshold
+
+    def get_config(self):
+        c = super().get_config()
+        c["threshold"] = self.threshold
+        return c
 
 
 class CategoricalAccuracy(Metric):
@@ -133,10 +151,17 @@ def _function(cls):
         p = np.ascontiguousarray(y_pred, dtype=np.float32)
         lead = p.shape[:-1] if p.ndim > 1 else p.shape
         t, p = m._targets(y_true, p)
-        return _core.metric_sum(m._core_name, m._k, p, t, None, True).reshape(lead)
+        return _core.metric_sum(m._core_name, m._k, p, t, None, True,
+                                m._threshold).reshape(lead)
     if issubclass(cls, _TopK):
         def fn(y_true, y_pred, k=5):
             return values(cls(k=k), y_true, y_pred)
+    elif cls is BinaryAccuracy:
+        def fn(y_true, y_pred, threshold=0.5):
+            # Keras 3 returns one value per element here (the class averages them all).
+            p = np.asarray(y_pred, dtype=np.float32)
+            return values(cls(threshold=threshold), np.asarray(y_true).reshape(-1, 1),
+                          p.reshape(-1, 1)).reshape(p.shape)
     else:
         def fn(y_true, y_pred):
             return values(cls(), y_true, y_pred)
@@ -181,4 +206,4 @@ def get(identifier, output_shape, sparse_targets, weighted=False):
     if metric._sparse != sparse_targets:
         kind = "integer labels" if sparse_targets else "one-hot or float targets"
         raise ValueError(f"Metric '{name}' does not fit this loss, whose targets are {kind}")
-    return name, (metric._core_name, metric._k, bool(weighted))
+    return name, (metric._core_name, metric._k, bool(weighted), metric._threshold)

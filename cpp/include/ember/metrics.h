@@ -6,7 +6,7 @@
 namespace ember {
 
 enum class Metric {
-  BinaryAccuracy,                 // mean_j [ (out > 0.5) == y ]
+  BinaryAccuracy,                 // mean_j [ (out > threshold) == y ]
   CategoricalAccuracy,            // argmax(out) == argmax(y)
   SparseCategoricalAccuracy,      // argmax(out) == label
   TopKCategoricalAccuracy,        // rank of argmax(y) in out <= k
@@ -21,6 +21,7 @@ struct MetricSpec {
   Metric kind = Metric::SparseCategoricalAccuracy;
   int64_t k = 5;
   bool weighted = false;
+  float threshold = 0.5f;  // BinaryAccuracy
 };
 
 Metric metric_from_string(const std::string& name);
