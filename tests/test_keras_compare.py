@@ -145,7 +145,7 @@ def run(K, x, y, xv, yv, tmp, init):
         K.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1),
         K.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])
     result = plain.evaluate(xv, yv, return_dict=True, verbose=0)
-    return (sorted(history.history), sorted(h2.history), sorted(result),
+    return (list(history.history), list(h2.history), list(result),
             model.count_params()), (h2.history, result)
 '''
 

@@ -44,7 +44,7 @@ def test_fit_returns_history_with_keras_keys():
     x, y = blobs()
     m = make_model()
     h = m.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
-    assert list(h.history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert list(h.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]  # Keras 3's order
     assert all(len(v) == 3 for v in h.history.values())
     assert h.history["loss"][-1] < h.history["loss"][0]
 

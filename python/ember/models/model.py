@@ -408,12 +408,13 @@ class Model(Layer):
     def _logs(self, loss_sum, metric_sums, count, weight_sum, prefix=""):
         """Running means: the loss is sum(w * L) over the samples seen (Keras's
         sum_over_batch_size); weighted metrics divide by the weights seen, plain metrics
-        by the samples."""
+        by the samples. Keys in Keras 3's order: sorted by name (History and
+        evaluate(return_dict=True) show them so)."""
         logs = {prefix + "loss": float(loss_sum / count)}
         for name, weighted, s in zip(self._metric_names, self._metric_weighted, metric_sums):
             den = weight_sum if weighted else count
             logs[prefix + name] = float(s / den) if den > 0 else 0.0
-        return logs
+        return dict(sorted(logs.items()))
 
     # -- training -------------------------------------------------------------------------
     @_uses_model
