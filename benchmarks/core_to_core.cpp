@@ -1,13 +1,14 @@
 // core_to_core.cpp: the round trip of a cache line between CPUs 0 and 1, to label a
-// benchmark run with the state of this VM.
+// benchmark run with the machine's state.
 //
 //   g++ -O2 benchmarks/core_to_core.cpp -o /tmp/core_to_core -lpthread && /tmp/core_to_core
 //
-// On the 2-vCPU EPYC VM these benchmarks were run on it reads about 52 ns most of the
-// time and about 330 ns for minutes at a time (the two vCPUs then sit on different
-// CCDs, with no L3 in common): every cross-thread exchange (a fork, a barrier, a
-// partial sum, data one thread wrote and the other reads) costs six times as much, and
-// two-thread timings of ember, PyTorch and OpenBLAS all move with it.
+// Two CPUs that share an L3 bounce a line in tens of nanoseconds; on a virtual machine
+// whose two vCPUs may be placed on different L3 domains the round trip can be several
+// times longer. Every cross-thread exchange (a fork, a barrier, a partial sum, data one
+// thread wrote and the other reads) then costs that much more, and two-thread timings
+// of ember, PyTorch and OpenBLAS all move with it: run this before and after a
+// benchmark to know which case its figures come from.
 #include <pthread.h>
 
 #include <atomic>

@@ -99,8 +99,8 @@ int64_t now_ns() {
 constexpr int64_t kOpenMPQuietNs = 10'000'000;
 std::atomic<int64_t> last_openmp_ns{-kOpenMPQuietNs};
 
-// A helper waits this long spinning before it sleeps, about as long as libgomp's
-// workers do here (a wake-up costs a single-threaded call and a futex wake).
+// A helper waits this long spinning before it sleeps, so that a loop of batch-1 calls
+// finds it awake (a wake-up costs a single-threaded call and a futex wake).
 constexpr auto kSpinFor = std::chrono::milliseconds(4);
 
 void helper_loop(Helpers* h, int id, uint32_t seen) {
@@ -147,8 +147,8 @@ bool run_on_helpers(int threads, void (*fn)(void*, int, int), void* ctx) {
     std::thread(helper_loop, h, h->started + 1, h->job.load()).detach();
   const bool asleep = h->sleeping.load() > 0;
   if (asleep || h->running.load(std::memory_order_acquire) > 0) {
-    // Waking a sleeping helper takes up to a millisecond on this VM, far longer than
-    // the job: post an empty job to wake them for the next one, and run this one here.
+    // Waking a sleeping helper can take up to a millisecond, far longer than the job:
+    // post an empty job to wake them for the next one, and run this one here.
     if (asleep && h->running.load(std::memory_order_acquire) == 0) {
       h->threads = 0;
       h->running.store(h->started, std::memory_order_relaxed);

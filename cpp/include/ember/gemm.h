@@ -14,10 +14,10 @@ struct Epilogue {
   bool relu = false;
   // B was just written by this team of threads, split by its rows (weights right after
   // an optimizer step): a product with few rows of A then packs B by rows, each thread
-  // where the writer left it, instead of each thread packing the columns it uses. On
-  // this 2-vCPU VM, whose vCPUs at times sit on different CCDs (a 330 ns core-to-core
-  // round trip instead of 52), the per-thread columns are 20% faster for weights that
-  // do not change (inference at batch 128) and 7-17% slower in a training step.
+  // where the writer left it, instead of each thread packing the columns it uses:
+  // per-thread columns pay off for weights that do not change (inference), but right
+  // after the optimizer wrote B by rows they read lines the other core holds, which
+  // costs most where the cores share no L3.
   bool b_just_written = false;
 };
 

@@ -18,9 +18,9 @@ bool forked_child();
 bool openmp_enabled();
 
 // Runs fn(ctx, t, threads) for t = 0 .. threads - 1, t = 0 on this thread, the others on
-// ember's own helper threads. Between jobs those wait spinning (4 ms, about as long as
-// OpenMP's idle workers, then asleep), so starting and ending a job costs a cache-line
-// handoff each way: 0.15 us on this machine against 0.55 us for an OpenMP region.
+// ember's own helper threads. Between jobs those wait spinning (4 ms, then asleep), so
+// starting and ending a job costs a cache-line handoff each way, a fraction of the
+// cost of an OpenMP region.
 // While they sleep, a job wakes them for the next one and runs as fn(ctx, 0, 1) on
 // this thread alone (a wake-up can take a millisecond). For the shortest parallel work
 // only (batch-1 inference), where nothing else runs an OpenMP region around it:
@@ -31,7 +31,7 @@ bool run_on_helpers(int threads, void (*fn)(void* ctx, int t, int threads), void
 
 // Marks work that runs OpenMP regions (call it before and after): the helper threads
 // stop spinning at once, and run_on_helpers declines for the next 10 ms, while
-// OpenMP's idle workers still spin (libgomp's spin for about 3.5 ms here).
+// OpenMP's idle workers may still spin (GOMP_SPINCOUNT; a user may set it long).
 void note_openmp_use();
 
 // note_openmp_use on construction and destruction, when `on`.

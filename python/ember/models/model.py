@@ -77,6 +77,23 @@ def _unsupported(**kwargs):
                              f"Received: {k}={v!r}")
 
 
+class _Totals:
+    """Running sums of one pass (an epoch, an evaluation): the loss sum(w * L), each
+    metric's sum, the samples and the sample weights seen."""
+
+    def __init__(self, metrics):
+        self.loss, self.count, self.weight = 0.0, 0, 0.0
+        self.metrics = [0.0] * metrics
+
+    def add(self, res, n, weight):
+        """Adds one step's (loss_sum, metric_sums) over n samples of total weight."""
+        self.loss += res[0]
+        self.count += n
+        self.weight += weight
+        for i, v in enumerate(res[1]):
+            self.metrics[i] += v
+
+
 class Model(Layer):
     """Base of ember models: the Keras training API over a C++ executor.
 
@@ -405,15 +422,15 @@ class Model(Layer):
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
 
     # -- logs -----------------------------------------------------------------------------
-    def _logs(self, loss_sum, metric_sums, count, weight_sum, prefix=""):
-        """Running means: the loss is sum(w * L) over the samples seen (Keras's
-        sum_over_batch_size); weighted metrics divide by the weights seen, plain metrics
-        by the samples. Keys in Keras 3's order: sorted by name (History and
+    def _logs(self, t):
+        """Running means of the _Totals t: the loss is sum(w * L) over the samples seen
+        (Keras's sum_over_batch_size); weighted metrics divide by the weights seen, plain
+        metrics by the samples. Keys in Keras 3's order: sorted by name (History and
         evaluate(return_dict=True) show them so)."""
-        logs = {prefix + "loss": float(loss_sum / count)}
-        for name, weighted, s in zip(self._metric_names, self._metric_weighted, metric_sums):
-            den = weight_sum if weighted else count
-            logs[prefix + name] = float(s / den) if den > 0 else 0.0
+        logs = {"loss": float(t.loss / t.count)}
+        for name, weighted, s in zip(self._metric_names, self._metric_weighted, t.metrics):
+            den = t.weight if weighted else t.count
+            logs[name] = float(s / den) if den > 0 else 0.0
         return dict(sorted(logs.items()))
 
     # -- training -------------------------------------------------------------------------
@@ -503,8 +520,7 @@ class Model(Layer):
         for epoch in range(int(initial_epoch), epochs):
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(n).astype(np.int64) if shuffle else None
-            loss_sum, count, weight_sum = 0.0, 0, 0.0
-            msums = [0.0] * len(self._metric_names)
+            totals = _Totals(len(self._metric_names))
             logs = {}
             for step in range(steps):
                 cbs.on_train_batch_begin(step)
@@ -514,13 +530,9 @@ class Model(Layer):
                     res = g.train_step(x, y, sw, order[s:e], 0, 0, lr)
                 else:
                     res = g.train_step(x, y, sw, None, s, e - s, lr)
-                loss_sum += res[0]
-                count += e - s
-                weight_sum += (e - s) if sw is None else float(
-                    sw[order[s:e]].sum() if order is not None else sw[s:e].sum())
-                for i, v in enumerate(res[1]):
-                    msums[i] += v
-                logs = self._logs(loss_sum, msums, count, weight_sum)
+                totals.add(res, e - s, (e - s) if sw is None else float(
+                    sw[order[s:e]].sum() if order is not None else sw[s:e].sum()))
+                logs = self._logs(totals)
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -539,19 +551,15 @@ class Model(Layer):
         g = self._graph
         n = x.shape[0]
         steps = math.ceil(n / bs)
-        loss_sum, weight_sum = 0.0, 0.0
-        msums = [0.0] * len(self._metric_names)
+        totals = _Totals(len(self._metric_names))
         cbs.on_test_begin()
         logs = {}
         for step in range(steps):
             cbs.on_test_batch_begin(step)
             s, e = step * bs, min(n, (step + 1) * bs)
             res = g.test_step(x, y, sw, None, s, e - s)
-            loss_sum += res[0]
-            weight_sum += (e - s) if sw is None else float(sw[s:e].sum())
-            for i, v in enumerate(res[1]):
-                msums[i] += v
-            logs = self._logs(loss_sum, msums, e, weight_sum)
+            totals.add(res, e - s, (e - s) if sw is None else float(sw[s:e].sum()))
+            logs = self._logs(totals)
             cbs.on_test_batch_end(step, logs)
         cbs.on_test_end(logs)
         return logs
@@ -586,8 +594,7 @@ class Model(Layer):
         cbs.on_train_begin()
         for epoch in range(int(initial_epoch), epochs):
             cbs.on_epoch_begin(epoch)
-            loss_sum, count, weight_sum = 0.0, 0, 0.0
-            msums = [0.0] * len(self._metric_names)
+            totals = _Totals(len(self._metric_names))
             logs, step = {}, -1
             batches = Prefetcher(data, steps)
             try:
@@ -598,12 +605,8 @@ class Model(Layer):
                     n = bx.shape[0]
                     res = self._graph.train_step(bx, by, sw, None, 0, n,
                                                  self.optimizer._current_learning_rate())
-                    loss_sum += res[0]
-                    count += n
-                    weight_sum += n if sw is None else float(sw.sum())
-                    for i, v in enumerate(res[1]):
-                        msums[i] += v
-                    logs = self._logs(loss_sum, msums, count, weight_sum)
+                    totals.add(res, n, n if sw is None else float(sw.sum()))
+                    logs = self._logs(totals)
                     cbs.on_train_batch_end(step, logs)
                     if self.stop_training:
                         break
@@ -637,8 +640,7 @@ class Model(Layer):
         return {"val_" + k: v for k, v in logs.items()}
 
     def _evaluate_stream(self, data, steps, cbs):
-        loss_sum, count, weight_sum = 0.0, 0, 0.0
-        msums = [0.0] * len(self._metric_names)
+        totals = _Totals(len(self._metric_names))
         cbs.on_test_begin()
         logs = {}
         batches = Prefetcher(data, steps)
@@ -647,16 +649,12 @@ class Model(Layer):
                 cbs.on_test_batch_begin(step)
                 bx, by, sw = self._stream_batch(batch, "the evaluation data")
                 res = self._graph.test_step(bx, by, sw, None, 0, bx.shape[0])
-                loss_sum += res[0]
-                count += bx.shape[0]
-                weight_sum += bx.shape[0] if sw is None else float(sw.sum())
-                for i, v in enumerate(res[1]):
-                    msums[i] += v
-                logs = self._logs(loss_sum, msums, count, weight_sum)
+                totals.add(res, bx.shape[0], bx.shape[0] if sw is None else float(sw.sum()))
+                logs = self._logs(totals)
                 cbs.on_test_batch_end(step, logs)
         finally:
             batches.close()
-        if count == 0:
+        if totals.count == 0:
             raise ValueError("The evaluation data yielded no batch")
         cbs.on_test_end(logs)
         return logs
@@ -822,7 +820,9 @@ class Model(Layer):
         return self.predict_on_batch(inputs)
 
     def _batch_result(self, res, n, sw, return_dict):
-        logs = self._logs(res[0], res[1], n, n if sw is None else float(sw.sum()))
+        totals = _Totals(len(self._metric_names))
+        totals.add(res, n, n if sw is None else float(sw.sum()))
+        logs = self._logs(totals)
         return self._returned(logs, return_dict)
 
     def _returned(self, logs, return_dict):
