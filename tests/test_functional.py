@@ -86,27 +86,22 @@ def test_summary_lists_the_input_layer():
 def test_graph_errors_name_the_problem():
     a, b = ember.Input((12,)), ember.Input((12,))
     x = layers.Dense(4)(a)
-    with pytest.raises(ValueError, match="not computed from the input"):
+    with pytest.raises(ValueError, match="Graph disconnected.*not one of the model's inputs"):
         ember.Model(b, x)
     with pytest.raises(ValueError, match="must come from ember.Input"):
         ember.Model(x, layers.Dense(2)(x))
-    with pytest.raises(ValueError, match="one input tensor so far"):
-        ember.Model([a, b], x)
-    shared = layers.Dense(12)
-    y = shared(shared(a))
-    with pytest.raises(ValueError, match="used twice"):
-        ember.Model(a, y)
+    with pytest.raises(ValueError, match="listed twice"):
+        ember.Model([a, a], x)
     dense = layers.Dense(3)
     dense(ember.Input((5,)))
     with pytest.raises(ValueError, match="built for inputs of shape"):
         dense(ember.Input((6,)))
-    with pytest.raises(ValueError, match="several tensors"):
+    with pytest.raises(ValueError, match="takes a single tensor"):
         layers.Dense(2)([a, b])
-    with pytest.raises(ValueError, match="calling a layer on arrays is not supported yet"):
-        layers.Dense(2)(X)
-    inner = functional()
-    with pytest.raises(ValueError, match="using a model as a layer"):
-        inner(ember.Input((12,)))
+    with pytest.raises(ValueError, match="takes a list of tensors"):
+        layers.Add()(a)
+    with pytest.raises(ValueError, match="same shape|one shape"):
+        layers.Add()([a, layers.Dense(3)(b)])
     with pytest.raises(ValueError, match="symbolic tensors"):
         ember.Model(X, X)
 

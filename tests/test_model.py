@@ -317,8 +317,8 @@ def test_fit_before_compile_and_wrong_targets():
 
 
 def test_core_rejects_bad_arrays():
-    g = ember._core.Graph([3])
-    g.add_dense(2, "linear", True)
+    g = ember._core.Graph()
+    g.set_outputs([g.add_dense(g.add_input([3]), ember._core.Variable([3, 2]), None, "linear")])
     with pytest.raises(ValueError, match="float32"):
         g.predict(np.zeros((2, 3)), np.zeros((2, 2), np.float32), 0, 2)
     with pytest.raises(ValueError):

@@ -59,26 +59,51 @@ py::array view(float* data, std::vector<int64_t> shape, py::handle owner) {
   return py::array_t<float>(shape, data, owner);
 }
 
-Batch make_batch(Graph& g, const py::array& x, const py::object& y, const py::object& sw,
+// A list of arrays from a list/tuple, or a one-element list from anything else.
+py::list as_list(const py::object& o) {
+  if (py::isinstance<py::list>(o) || py::isinstance<py::tuple>(o)) return py::list(o);
+  py::list l;
+  l.append(o);
+  return l;
+}
+
+Batch make_batch(Graph& g, const py::object& xs, const py::object& ys, const py::object& sw,
                  const py::object& idx, int64_t start, int64_t n, bool need_targets) {
   Batch b;
-  auto xa = strict<float>(x, "x");
-  const int64_t per = g.input_size();
-  if (xa.ndim() < 1 || xa.size() % per != 0 || xa.shape(0) * per != xa.size())
-    throw std::invalid_argument("x does not match the model's input size " +
-                                std::to_string(per));
-  b.rows = xa.shape(0);
-  b.x = xa.data();
+  py::list xl = as_list(xs);
+  if (static_cast<int>(xl.size()) != g.num_inputs())
+    throw std::invalid_argument("The model takes " + std::to_string(g.num_inputs()) +
+                                " inputs. Received: " + std::to_string(xl.size()));
+  for (int i = 0; i < g.num_inputs(); ++i) {
+    auto xa = strict<float>(xl[i], "x");
+    const int64_t per = g.input_size(i);
+    if (xa.ndim() < 1 || xa.size() % per != 0 || xa.shape(0) * per != xa.size())
+      throw std::invalid_argument("x does not match the model's input size " +
+                                  std::to_string(per));
+    if (i > 0 && xa.shape(0) != b.rows)
+      throw std::invalid_argument("All inputs must have the same number of samples");
+    b.rows = xa.shape(0);
+    b.x.push_back(xa.data());
+  }
   if (need_targets) {
-    if (g.loss_is_sparse()) {
-      auto la = strict<int32_t>(y, "labels");
-      if (la.size() != b.rows) throw std::invalid_argument("labels must have one entry per row");
-      b.labels = la.data();
-    } else {
-      auto ya = strict<float>(y, "y");
-      if (ya.size() != b.rows * g.output_size())
-        throw std::invalid_argument("y does not match the model's output size");
-      b.y = ya.data();
+    py::list yl = as_list(ys);
+    if (static_cast<int>(yl.size()) != g.num_outputs())
+      throw std::invalid_argument("Expected targets for " + std::to_string(g.num_outputs()) +
+                                  " outputs. Received: " + std::to_string(yl.size()));
+    b.labels.assign(g.num_outputs(), nullptr);
+    b.y.assign(g.num_outputs(), nullptr);
+    for (int o = 0; o < g.num_outputs(); ++o) {
+      if (yl[o].is_none()) continue;
+      if (g.output_is_sparse(o)) {
+        auto la = strict<int32_t>(yl[o], "labels");
+        if (la.size() != b.rows) throw std::invalid_argument("labels must have one entry per row");
+        b.labels[o] = la.data();
+      } else {
+        auto ya = strict<float>(yl[o], "y");
+        if (ya.size() != b.rows * g.output_size(o))
+          throw std::invalid_argument("y does not match the model's output size");
+        b.y[o] = ya.data();
+      }
     }
     if (!sw.is_none()) {
       auto wa = strict<float>(sw, "sample_weight");
@@ -125,7 +150,7 @@ Conv2DShape conv_shape_of(const py::array& x, const py::array& w, std::array<int
 }
 
 py::tuple result_tuple(const StepResult& r) {
-  return py::make_tuple(r.loss_sum, py::cast(r.metric_sums));
+  return py::make_tuple(r.loss_sum, py::cast(r.metric_sums), py::cast(r.output_loss_sums));
 }
 
 }  // namespace
@@ -474,51 +499,20 @@ PYBIND11_MODULE(_core, m) {
     return dx;
   });
 
-  py::class_<Graph>(m, "Graph")
-      .def(py::init<std::vector<int64_t>>(), py::arg("input_shape"))
-      .def("add_dense", [](Graph& g, int64_t units, const std::string& act, bool bias) {
-        return g.add_dense(units, act_from_string(act), bias);
-      })
-      .def("add_activation", [](Graph& g, const std::string& act) {
-        return g.add_activation(act_from_string(act));
-      })
-      .def("add_conv2d", [](Graph& g, int64_t filters, std::array<int64_t, 2> kernel,
-                            std::array<int64_t, 2> strides, std::array<int64_t, 2> dilation,
-                            const std::string& padding, const std::string& act, bool bias) {
-        // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
-        const bool causal = padding == "causal";
-        return g.add_conv2d(filters, kernel[0], kernel[1], strides[0], strides[1], dilation[0],
-                            dilation[1], !causal && parse_padding(padding),
-                            act_from_string(act), bias, causal);
-      })
-      .def("add_embedding", &Graph::add_embedding, py::arg("input_dim"), py::arg("output_dim"),
-           py::arg("mask_zero"))
-      .def("add_pool2d", [](Graph& g, bool max, std::array<int64_t, 2> pool,
-                            std::array<int64_t, 2> strides, const std::string& padding) {
-        return g.add_pool2d(max, pool[0], pool[1], strides[0], strides[1], parse_padding(padding));
-      })
-      .def("add_global_pool", &Graph::add_global_pool, py::arg("max"), py::arg("spatial_dims"),
-           py::arg("keepdims"))
-      .def("add_dropout", &Graph::add_dropout)
-      .def("add_reshape", &Graph::add_reshape)
-      .def("set_loss", [](Graph& g, const std::string& name, bool from_logits, float param) {
-        g.set_loss(loss_from_string(name), from_logits, param);
-      }, py::arg("name"), py::arg("from_logits") = false, py::arg("param") = 1.f)
-      // metrics: [(name, k, weighted)]
-      .def("set_metrics", [](Graph& g, const std::vector<std::tuple<std::string, int64_t, bool,
-                                                                    float>>& specs) {
-        std::vector<MetricSpec> ms;
-        for (const auto& [name, k, weighted, threshold] : specs) {
-          if (k < 1) throw std::invalid_argument("metric k must be >= 1. Received: k=" +
-                                                 std::to_string(k));
-          ms.push_back(MetricSpec{metric_from_string(name), k, weighted, threshold});
-        }
-        g.set_metrics(ms);
-      })
-      .def("set_optimizer", [](Graph& g, const std::string& kind, float momentum, bool nesterov,
-                               float beta_1, float beta_2, bool amsgrad, float epsilon, float rho,
-                               bool centered, float initial_accumulator_value, float weight_decay,
-                               float clipnorm, float clipvalue, float global_clipnorm) {
+  py::class_<Variable, std::shared_ptr<Variable>>(m, "Variable")
+      .def(py::init<std::vector<int64_t>>(), py::arg("shape"))
+      .def_property_readonly("shape", &Variable::shape)
+      // A numpy view of the storage that keeps it alive.
+      .def("array", [](py::object self) {
+        Variable& v = self.cast<Variable&>();
+        return view(v.data(), v.shape(), self);
+      });
+
+  py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
+      .def(py::init([](const std::string& kind, float momentum, bool nesterov, float beta_1,
+                       float beta_2, bool amsgrad, float epsilon, float rho, bool centered,
+                       float initial_accumulator_value, float weight_decay, float clipnorm,
+                       float clipvalue, float global_clipnorm) {
         OptimizerConfig c;
         if (kind == "sgd") c.kind = Opt::SGD;
         else if (kind == "adam") c.kind = Opt::Adam;
@@ -535,47 +529,110 @@ PYBIND11_MODULE(_core, m) {
         c.initial_accumulator_value = initial_accumulator_value;
         c.weight_decay = weight_decay; c.clipnorm = clipnorm; c.clipvalue = clipvalue;
         c.global_clipnorm = global_clipnorm;
-        g.set_optimizer(c);
-      }, py::arg("kind"), py::arg("momentum") = 0.f, py::arg("nesterov") = false,
+        return std::make_shared<Optimizer>(c);
+      }), py::arg("kind"), py::arg("momentum") = 0.f, py::arg("nesterov") = false,
          py::arg("beta_1") = 0.9f, py::arg("beta_2") = 0.999f, py::arg("amsgrad") = false,
          py::arg("epsilon") = 1e-7f, py::arg("rho") = 0.9f, py::arg("centered") = false,
          py::arg("initial_accumulator_value") = 0.1f, py::arg("weight_decay") = 0.f,
          py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f)
-      // [(offset, size)] of every variable, in order.
-      .def_property_readonly("variables", [](const Graph& g) {
+      .def_readwrite("iterations", &Optimizer::iterations)
+      .def_property_readonly("num_slots", &Optimizer::num_slots)
+      // Views of v's slots (Keras's order), empty before v's first update.
+      .def("slots", [](py::object self, const std::shared_ptr<Variable>& v) {
+        Optimizer& o = self.cast<Optimizer&>();
         py::list out;
-        for (const VarSpan& v : g.variables()) out.append(py::make_tuple(v.offset, v.size));
+        if (auto* s = o.find_slots(v.get()))
+          for (auto& b : *s) out.append(view(b.data(), v->shape(), self));
         return out;
+      }, py::arg("variable"));
+
+  py::class_<Graph>(m, "Graph")
+      .def(py::init<>())
+      .def("add_input", &Graph::add_input, py::arg("shape"))
+      .def("add_dense", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
+                           std::shared_ptr<Variable> bias, const std::string& act) {
+        return g.add_dense(x, kernel, bias, act_from_string(act));
+      }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("act"))
+      .def("add_activation", [](Graph& g, int x, const std::string& act) {
+        return g.add_activation(x, act_from_string(act));
       })
+      .def("add_conv2d", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
+                            std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
+                            std::array<int64_t, 2> dilation, const std::string& padding,
+                            const std::string& act) {
+        // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
+        const bool causal = padding == "causal";
+        return g.add_conv2d(x, kernel, bias, strides[0], strides[1], dilation[0], dilation[1],
+                            !causal && parse_padding(padding), act_from_string(act), causal);
+      }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
+         py::arg("dilation"), py::arg("padding"), py::arg("act"))
+      .def("add_embedding", &Graph::add_embedding, py::arg("ids"), py::arg("table"),
+           py::arg("mask_zero"))
+      .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
+                            std::array<int64_t, 2> strides, const std::string& padding) {
+        return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],
+                            parse_padding(padding));
+      })
+      .def("add_global_pool", &Graph::add_global_pool, py::arg("x"), py::arg("max"),
+           py::arg("spatial_dims"), py::arg("keepdims"))
+      .def("add_dropout", &Graph::add_dropout)
+      .def("add_reshape", &Graph::add_reshape)
+      .def("add_merge", [](Graph& g, const std::string& op, const std::vector<int>& xs) {
+        MergeOp m;
+        if (op == "add") m = MergeOp::Add;
+        else if (op == "subtract") m = MergeOp::Subtract;
+        else if (op == "multiply") m = MergeOp::Multiply;
+        else if (op == "average") m = MergeOp::Average;
+        else if (op == "maximum") m = MergeOp::Maximum;
+        else if (op == "minimum") m = MergeOp::Minimum;
+        else throw std::invalid_argument("Unknown merge: '" + op + "'");
+        return g.add_merge(m, xs);
+      })
+      .def("add_concatenate", &Graph::add_concatenate, py::arg("xs"), py::arg("axis"))
+      .def("add_dot", &Graph::add_dot, py::arg("a"), py::arg("b"), py::arg("normalize"))
+      .def("set_outputs", &Graph::set_outputs)
+      .def("set_inference_only", &Graph::set_inference_only)
+      .def("value_shape", &Graph::value_shape)
+      .def_property_readonly("input_shapes", [](const Graph& g) {
+        std::vector<std::vector<int64_t>> r;
+        for (int i = 0; i < g.num_inputs(); ++i) r.push_back(g.input_shape(i));
+        return r;
+      })
+      .def_property_readonly("output_shapes", [](const Graph& g) {
+        std::vector<std::vector<int64_t>> r;
+        for (int o = 0; o < g.num_outputs(); ++o) r.push_back(g.output_shape(o));
+        return r;
+      })
+      // The loss (or None) and metrics [(name, k, weighted, threshold)] of output o.
+      .def("set_output", [](Graph& g, int o, const py::object& loss, bool from_logits,
+                            float param, float weight,
+                            const std::vector<std::tuple<std::string, int64_t, bool, float>>& metrics) {
+        OutputSpec s;
+        if (!loss.is_none()) {
+          s.has_loss = true;
+          s.loss = loss_from_string(loss.cast<std::string>());
+        }
+        s.from_logits = from_logits;
+        s.param = param;
+        s.weight = weight;
+        for (const auto& [name, k, weighted, threshold] : metrics) {
+          if (k < 1) throw std::invalid_argument("metric k must be >= 1. Received: k=" +
+                                                 std::to_string(k));
+          s.metrics.push_back(MetricSpec{metric_from_string(name), k, weighted, threshold});
+        }
+        g.set_output_spec(o, s);
+      }, py::arg("o"), py::arg("loss"), py::arg("from_logits") = false, py::arg("param") = 1.f,
+         py::arg("weight") = 1.f, py::arg("metrics") = std::vector<std::tuple<std::string, int64_t, bool, float>>{})
+      .def("set_optimizer", &Graph::set_optimizer)
+      .def_property_readonly("variables", &Graph::variables)
       .def("set_variable_flags", &Graph::set_variable_flags, py::arg("trainable"),
            py::arg("decay"))
-      .def_property_readonly("input_shape", &Graph::input_shape)
-      .def_property_readonly("output_shape", &Graph::output_shape)
-      .def_property_readonly("num_params", &Graph::num_params)
       .def_property_readonly("allocations", &Graph::allocations)
       .def_property_readonly("planned_rows", &Graph::planned_rows)
-      .def("node_params", [](const Graph& g, int i) {
-        const Node& n = g.node(i);
-        return py::make_tuple(n.param_offset, n.param_count);
-      })
-      .def_property_readonly("params", [](py::object self) {
-        Graph& g = self.cast<Graph&>();
-        return view(g.params(), {g.num_params()}, self);
-      })
-      .def_property("iterations",
-          [](Graph& g) -> int64_t { return g.optimizer() ? g.optimizer()->iterations : 0; },
-          [](Graph& g, int64_t it) {
-            if (!g.optimizer()) throw std::invalid_argument("no optimizer set");
-            g.optimizer()->iterations = it;
-          })
-      .def_property_readonly("optimizer_slots", [](py::object self) {
-        Graph& g = self.cast<Graph&>();
-        py::list out;
-        if (g.optimizer())
-          for (auto& s : g.optimizer()->slots()) out.append(view(s.data(), {s.size()}, self));
-        return out;
-      })
-      .def("train_step", [](Graph& g, py::array x, py::object y, py::object sw, py::object idx,
+      .def_property_readonly("fusions", &Graph::fusions)
+      .def_property_readonly("inference_floats_per_sample", &Graph::inference_floats_per_sample)
+      .def_property_readonly("training_floats_per_sample", &Graph::training_floats_per_sample)
+      .def("train_step", [](Graph& g, py::object x, py::object y, py::object sw, py::object idx,
                             int64_t start, int64_t n, float lr) {
         Batch b = make_batch(g, x, y, sw, idx, start, n, true);
         StepResult r;
@@ -587,7 +644,7 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
          py::arg("indices") = py::none(), py::arg("start") = 0, py::arg("n") = 0,
          py::arg("lr") = 0.f)
-      .def("test_step", [](Graph& g, py::array x, py::object y, py::object sw, py::object idx,
+      .def("test_step", [](Graph& g, py::object x, py::object y, py::object sw, py::object idx,
                            int64_t start, int64_t n) {
         Batch b = make_batch(g, x, y, sw, idx, start, n, true);
         StepResult r;
@@ -598,39 +655,47 @@ PYBIND11_MODULE(_core, m) {
         return result_tuple(r);
       }, py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
          py::arg("indices") = py::none(), py::arg("start") = 0, py::arg("n") = 0)
-      // Writes rows [start, start+n) of x's predictions into out[start:start+n].
-      .def("predict", [](Graph& g, py::array x, py::array out, int64_t start, int64_t n) {
+      // Writes rows [start, start+n) of the predictions into out[o][start:start+n] for
+      // each output (x and out: an array, or a list of them).
+      .def("predict", [](Graph& g, py::object x, py::object out, int64_t start, int64_t n) {
         Batch b = make_batch(g, x, py::none(), py::none(), py::none(), start, n, false);
-        auto o = strict<float>(out, "out", true);
-        if (o.size() != b.rows * g.output_size())
-          throw std::invalid_argument("predict: out has the wrong size");
-        float* dst = o.mutable_data() + start * g.output_size();
+        py::list ol = as_list(out);
+        if (static_cast<int>(ol.size()) != g.num_outputs())
+          throw std::invalid_argument("predict: one output array per model output");
+        std::vector<float*> dst;
+        for (int o = 0; o < g.num_outputs(); ++o) {
+          auto a = strict<float>(ol[o], "out", true);
+          if (a.size() != b.rows * g.output_size(o))
+            throw std::invalid_argument("predict: out has the wrong size");
+          dst.push_back(a.mutable_data() + start * g.output_size(o));
+        }
         py::gil_scoped_release nogil;
         g.predict(b, dst);
       }, py::arg("x"), py::arg("out"), py::arg("start"), py::arg("n"))
-      // Model.predict's fast path in one call: when x is a float32 C-contiguous array of
-      // 1 to max_rows samples of the input shape, all finite, returns the outputs as a
-      // new array; otherwise None (the caller takes the checked path, which raises).
+      // Model.predict's fast path in one call, for one input and one output: when x is a
+      // float32 C-contiguous array of 1 to max_rows samples of the input shape, all
+      // finite, returns the outputs as a new array; otherwise None (the caller takes the
+      // checked path, which raises).
       .def("predict_fast", [](Graph& g, py::handle h, int64_t max_rows) -> py::object {
-        if (!F32::check_(h)) return py::none();
+        if (g.num_inputs() != 1 || g.num_outputs() != 1 || !F32::check_(h)) return py::none();
         auto x = py::reinterpret_borrow<F32>(h);
-        const auto& in = g.input_shape();
+        const auto& in = g.input_shape(0);
         const int64_t n = x.ndim() > 0 ? x.shape(0) : 0;
         if (n < 1 || n > max_rows || x.ndim() != static_cast<py::ssize_t>(in.size()) + 1)
           return py::none();
         for (size_t d = 0; d < in.size(); ++d)
           if (x.shape(d + 1) != in[d]) return py::none();
         std::vector<int64_t> shape{n};
-        for (int64_t d : g.output_shape()) shape.push_back(d);
+        for (int64_t d : g.output_shape(0)) shape.push_back(d);
         F32 out(shape);
         Batch b;
-        b.x = x.data();
+        b.x.push_back(x.data());
         b.rows = b.n = n;
-        float* dst = out.mutable_data();
+        std::vector<float*> dst{out.mutable_data()};
         bool finite;
         {
           py::gil_scoped_release nogil;
-          finite = first_nonfinite(b.x, n * g.input_size()) < 0;
+          finite = first_nonfinite(b.x[0], n * g.input_size(0)) < 0;
           if (finite) g.predict(b, dst);
         }
         if (!finite) return py::none();

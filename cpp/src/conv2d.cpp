@@ -239,12 +239,12 @@ void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const
   const int64_t K = s.k(), P = s.oh * s.ow;
   if (db) bias_grad(dz, s.n * P, s.f, db);
   if (is_pointwise(s)) {
-    sgemm(Trans::T, Trans::N, K, s.f, s.n * P, 1.f, x, K, dz, s.f, 0.f, dw, s.f);
+    if (dw) sgemm(Trans::T, Trans::N, K, s.f, s.n * P, 1.f, x, K, dz, s.f, 0.f, dw, s.f);
     if (dx) sgemm(Trans::N, Trans::T, s.n * P, K, s.f, 1.f, dz, s.f, w, s.f, 0.f, dx, K);
     return;
   }
   const Patches pt{&s, x};
-  sgemm_lines(Trans::T, patch_lines(pt), K, s.f, s.n * P, dz, s.f, 0.f, dw, s.f);
+  if (dw) sgemm_lines(Trans::T, patch_lines(pt), K, s.f, s.n * P, dz, s.f, 0.f, dw, s.f);
   if (!dx) return;
   const int64_t g = images_per_block(s);
   float* col = scratch(std::min(g, s.n) * P * K);

@@ -18,9 +18,10 @@ void dense_forward(const float* x, const float* w, const float* b, float* y, int
 }
 
 // dz (n, out): dw = x^T dz (in, out); db = column sums of dz; dx = dz w^T (n, in).
+// Each of dw, db and dx is skipped when null (a frozen variable, the first layer).
 void dense_backward(const float* x, const float* w, const float* dz, float* dx,
                     float* dw, float* db, int64_t n, int64_t in, int64_t out) {
-  sgemm(Trans::T, Trans::N, in, out, n, 1.f, x, in, dz, out, 0.f, dw, out);
+  if (dw) sgemm(Trans::T, Trans::N, in, out, n, 1.f, x, in, dz, out, 0.f, dw, out);
   if (db) {
     // Each thread owns a range of columns and sums rows in order: deterministic.
 #pragma omp parallel for schedule(static) if (n * out > (1 << 15))

@@ -1,4 +1,5 @@
-// graph.cpp: the executor: nodes, the memory plan, and the three step functions.
+// graph.cpp: the executor: building the DAG, the fusion passes, the memory plan by
+// liveness, and the three step functions. The nodes live in src/nodes/.
 #include "ember/graph.h"
 
 #include <algorithm>
@@ -7,12 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ember/conv2d.h"
-#include "ember/dense.h"
-#include "ember/dropout.h"
-#include "ember/embedding.h"
 #include "ember/parallel.h"
-#include "ember/pooling.h"
 
 namespace ember {
 namespace {
@@ -32,367 +28,174 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + (s.size() == 1 ? ",)" : ")");
 }
 
-// params: kernel (k, units) then bias (units), Keras's order. A sample of shape
-// (..., k) is rows() rows of k (Keras applies Dense to the last axis).
-class DenseNode : public Node {
- public:
-  DenseNode(bool use_bias) : use_bias_(use_bias) {}
-  const char* kind() const override { return "Dense"; }
-  int64_t rows() const { return out_size / out_shape.back(); }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    const int64_t r = rows(), k = in_size / r, u = out_shape.back();
-    const float* w = ctx.params + param_offset;
-    dense_forward(x, w, use_bias_ ? w + k * u : nullptr, y, n * r, k, u, act, ctx.training);
-  }
-  // The same product as a layer of sgemm_small_chain, writing y (1-D samples only).
-  ChainLayer chain_layer(const StepCtx& ctx, float* y) const {
-    ChainLayer L;
-    L.w = ctx.params + param_offset;
-    L.k = in_size;
-    L.n = out_size;
-    L.ep.bias = use_bias_ ? L.w + in_size * out_size : nullptr;
-    L.ep.relu = act == Act::Relu;
-    L.y = y;
-    return L;
-  }
-  void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
-                int64_t n, bool preact) override {
-    const int64_t r = rows(), k = in_size / r, u = out_shape.back();
-    if (!preact && act != Act::Linear && !act_backward_done_by_next)
-      act_backward(act, y, dy, dy, n * r, u);
-    const float* w = ctx.params + param_offset;
-    float* dw = ctx.grads + param_offset;
-    dense_backward(x, w, dy, dx, dw, use_bias_ ? dw + k * u : nullptr, n * r, k, u);
-  }
-
- private:
-  bool use_bias_;
-};
-
-// An activation of the last axis (softmax normalises each row of it; the others act
-// element by element).
-class ActivationNode : public Node {
- public:
-  const char* kind() const override { return "Activation"; }
-  void forward(StepCtx&, const float* x, float* y, int64_t n) override {
-    const int64_t u = out_shape.back();
-    act_forward(act, x, y, n * (out_size / u), u);
-  }
-  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
-                bool preact) override {
-    if (!dx) return;
-    const int64_t u = out_shape.back();
-    if (preact || act_backward_done_by_next)
-      std::memcpy(dx, dy, sizeof(float) * n * out_size);
-    else
-      act_backward(act, y, dy, dx, n * (out_size / u), u);
-  }
-};
-
-class DropoutNode : public Node {
- public:
-  DropoutNode(float rate, uint64_t seed) : rate_(rate), seed_(seed) {}
-  const char* kind() const override { return "Dropout"; }
-  int64_t saved_per_sample() const override { return out_size; }
-  bool identity_in_inference() const override { return true; }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    training_ = ctx.training && rate_ > 0.f;
-    if (training_)
-      dropout_forward(x, y, saved, n * out_size, rate_, seed_, ctx.step);
-    else
-      std::memcpy(y, x, sizeof(float) * n * out_size);
-  }
-  void backward(StepCtx&, const float*, const float*, float* dy, float* dx, int64_t n,
-                bool) override {
-    if (!dx) return;
-    if (training_)
-      dropout_backward(dy, saved, dx, n * out_size);
-    else
-      std::memcpy(dx, dy, sizeof(float) * n * out_size);
-  }
-
- private:
-  float rate_;
-  uint64_t seed_;
-  bool training_ = false;
-};
-
-class ReshapeNode : public Node {
- public:
-  const char* kind() const override { return "Reshape"; }
-  bool is_view() const override { return true; }
-  void forward(StepCtx&, const float*, float*, int64_t) override {}
-  void backward(StepCtx&, const float*, const float*, float*, float*, int64_t,
-                bool) override {}
-};
-
-// A layer's geometry (stored for one sample) with the batch size of this call.
-template <class Shape>
-Shape with_batch(Shape s, int64_t n) {
-  s.n = n;
-  return s;
+// n * per_row, or std::bad_alloc (MemoryError in Python) when it overflows.
+int64_t rows_times(int64_t n, int64_t per_row) {
+  if (per_row > 0 && n > std::numeric_limits<int64_t>::max() / 64 / per_row)
+    throw std::bad_alloc();
+  return n * per_row;
 }
 
-// params: kernel (kh, kw, c, f) then bias (f). `shape` is the layer's geometry for
-// one image; each call sets the batch.
-class Conv2DNode : public Node {
- public:
-  Conv2DNode(const Conv2DShape& shape, bool use_bias) : shape_(shape), use_bias_(use_bias) {}
-  const char* kind() const override { return "Conv2D"; }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    const float* w = ctx.params + param_offset;
-    conv2d_forward(with_batch(shape_, n), x, w, use_bias_ ? w + shape_.k() * shape_.f : nullptr, y, act);
-  }
-  void backward(StepCtx& ctx, const float* x, const float* y, float* dy, float* dx,
-                int64_t n, bool preact) override {
-    if (!preact && act != Act::Linear && !act_backward_done_by_next)
-      act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
-    const float* w = ctx.params + param_offset;
-    float* dw = ctx.grads + param_offset;
-    conv2d_backward(with_batch(shape_, n), x, w, dy, dx, dw, use_bias_ ? dw + shape_.k() * shape_.f : nullptr);
-  }
+void add_into(float* dst, const float* src, int64_t m) {
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+  for (int64_t i = 0; i < m; ++i) dst[i] += src[i];
+}
 
- private:
-  Conv2DShape shape_;
-  bool use_bias_;
-};
+// Rows of the batch as one contiguous (n, size) block: a pointer into the caller's
+// array for a contiguous range, else a gather into dst.
+template <class T>
+const T* rows_of(const T* src, int64_t size, const Batch& b, T* dst) {
+  if (!src) return nullptr;
+  if (!b.idx) return src + b.start * size;
+#pragma omp parallel for schedule(static) if (b.n * size > (1 << 16))
+  for (int64_t i = 0; i < b.n; ++i)
+    std::memcpy(dst + i * size, src + b.idx[i] * size, sizeof(T) * size);
+  return dst;
+}
 
-// Max or average pooling; max keeps the argmax of each output for backward.
-class Pool2DNode : public Node {
- public:
-  Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
-  const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
-  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
-  bool absorbs_relu_backward() const override { return max_; }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    if (max_)
-      maxpool2d_forward(with_batch(shape_, n), x, y, ctx.training ? argmax() : nullptr);
-    else
-      avgpool2d_forward(with_batch(shape_, n), x, y);
-  }
-  void backward(StepCtx&, const float*, const float* y, float* dy, float* dx, int64_t n,
-                bool) override {
-    if (!dx) return;
-    if (max_)
-      maxpool2d_backward(with_batch(shape_, n), dy, argmax(), dx, relu_backward_of_prev ? y : nullptr);
-    else
-      avgpool2d_backward(with_batch(shape_, n), dy, dx);
-  }
-
- private:
-  // The saved buffer holds int32 offsets (same size as float).
-  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
-  Pool2DShape shape_;
-  bool max_;
-};
-
-// Global max/average over every position of a (…, c) sample: (hw, c) -> (c).
-// masked: steps whose token id in the model input is 0 are left out.
-class GlobalPoolNode : public Node {
- public:
-  GlobalPoolNode(bool max, bool masked) : max_(max), masked_(masked) {}
-  const char* kind() const override { return max_ ? "GlobalMaxPooling" : "GlobalAveragePooling"; }
-  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
-  bool absorbs_relu_backward() const override { return max_; }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    const int64_t hw = in_size / out_size, c = out_size;
-    const float* ids = masked_ ? ctx.input : nullptr;
-    if (max_)
-      global_maxpool_forward(x, y, ctx.training ? argmax() : nullptr, n, hw, c, ids);
-    else
-      global_avgpool_forward(x, y, n, hw, c, ids);
-  }
-  void backward(StepCtx& ctx, const float*, const float* y, float* dy, float* dx, int64_t n,
-                bool) override {
-    if (!dx) return;
-    const int64_t hw = in_size / out_size, c = out_size;
-    if (max_)
-      global_maxpool_backward(dy, argmax(), dx, n, hw, c, relu_backward_of_prev ? y : nullptr);
-    else
-      global_avgpool_backward(dy, dx, n, hw, c, masked_ ? ctx.input : nullptr);
-  }
-
- private:
-  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
-  bool max_, masked_;
-};
-
-// params: the table (input_dim, output_dim). Its gradient is sparse: the rows the batch
-// used, collected per step, handed to the optimizer through `sparse` (VarSpan). Fused
-// with a following global max pooling (fuse_max_pool) it outputs (output_dim) per
-// sample and keeps the winning step of each output.
-class EmbeddingNode : public Node {
- public:
-  EmbeddingNode(int64_t input_dim, int64_t output_dim, int64_t steps, bool mask_zero)
-      : vocab_(input_dim), dim_(output_dim), steps_(steps), mask_zero_(mask_zero) {
-    slot_.resize(vocab_);
-    std::fill(slot_.data(), slot_.data() + vocab_, -1);
-    sparse.cols = dim_;
-  }
-  const char* kind() const override { return "Embedding"; }
-  int64_t saved_per_sample() const override { return fused_ ? dim_ : 0; }
-  void fuse_max_pool() { fused_ = true; }
-  bool fused() const { return fused_; }
-  void plan(int64_t n) override {
-    // Growing rows_ discards the rows of the last step: release their slots first.
-    clear_rows(slot_.data(), rows_.data(), sparse.count);
-    sparse.count = 0;
-    const int64_t ids = n * steps_, most = std::min(ids, vocab_);
-    rows_.resize(fused_ ? std::min(n * dim_, vocab_) : most);
-    values_.resize((fused_ ? std::min(n * dim_, vocab_) : most) * dim_);
-    if (!fused_) {
-      offsets_.resize(most + 1);
-      order_.resize(ids);
-    }
-  }
-  void forward(StepCtx& ctx, const float* x, float* y, int64_t n) override {
-    const int64_t bad = embedding_bad_id(x, n * steps_, vocab_);
-    if (bad >= 0)
-      throw std::invalid_argument(
-          "Embedding: index " + std::to_string(x[bad]) + " (sample " +
-          std::to_string(bad / steps_) + ", step " + std::to_string(bad % steps_) +
-          ") is outside [0, input_dim=" + std::to_string(vocab_) + ")");
-    const float* table = ctx.params + param_offset;
-    if (fused_)
-      embedding_maxpool_forward(x, table, y, ctx.training ? argmax() : nullptr, n, steps_,
-                                dim_, mask_zero_);
-    else
-      embedding_forward(x, table, y, n * steps_, dim_);
-  }
-  void backward(StepCtx&, const float* x, const float*, float* dy, float*, int64_t n,
-                bool) override {
-    clear_rows(slot_.data(), rows_.data(), sparse.count);
-    int64_t count;
-    if (fused_) {
-      count = collect_argmax_rows(x, argmax(), n, steps_, dim_, slot_.data(), rows_.data());
-      embedding_maxpool_backward(x, argmax(), dy, n, steps_, dim_, slot_.data(), count,
-                                 values_.data());
-    } else {
-      count = collect_rows(x, n * steps_, slot_.data(), rows_.data());
-      embedding_backward(x, dy, n * steps_, dim_, slot_.data(), count, offsets_.data(),
-                         order_.data(), values_.data());
-    }
-    sparse.count = count;
-    sparse.rows = rows_.data();
-    sparse.slot = slot_.data();
-    sparse.values = values_.data();
-  }
-  SparseRows sparse;
-
- private:
-  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
-  int64_t vocab_, dim_, steps_;
-  bool mask_zero_, fused_ = false;
-  AlignedBuffer<int32_t> slot_, rows_, order_;
-  AlignedBuffer<int64_t> offsets_;
-  FloatBuffer values_;
-};
+// Rows [s, s + m) of the batch b.
+Batch sub_batch(const Batch& b, int64_t s, int64_t m) {
+  Batch c = b;
+  if (c.idx) c.idx += s; else c.start += s;
+  c.n = m;
+  return c;
+}
 
 }  // namespace
 
-Graph::Graph(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {
-  if (input_shape_.empty())
-    throw std::invalid_argument("Graph: the input shape must have at least one dimension");
+// -- building ------------------------------------------------------------------------
+
+int Graph::check_value(int v, const char* who) const {
+  if (v < 0 || v >= static_cast<int>(values_.size()))
+    throw std::invalid_argument(std::string(who) + ": unknown value id " + std::to_string(v));
+  return v;
+}
+
+const std::vector<int64_t>& Graph::value_shape(int v) const {
+  return values_.at(check_value(v, "value_shape")).shape;
+}
+
+int Graph::add_input(std::vector<int64_t> shape) {
+  if (finalized_) throw std::logic_error("Graph: cannot add inputs after the first step");
+  if (shape.empty())
+    throw std::invalid_argument("Graph: an input shape must have at least one dimension");
   int64_t size = 1;
-  for (int64_t d : input_shape_) {
+  for (int64_t d : shape) {
     if (d <= 0)
       throw std::invalid_argument("Graph: input dimensions must be positive. Received: " +
-                                  shape_str(input_shape_));
+                                  shape_str(shape));
     if (d > kMaxSampleSize / size)
-      throw std::invalid_argument("Graph: an input sample of shape " + shape_str(input_shape_) +
+      throw std::invalid_argument("Graph: an input sample of shape " + shape_str(shape) +
                                   " has more than 2^40 values");
     size *= d;
   }
-  input_size_ = size;
-  act_.assign(1, nullptr);
+  Value v;
+  v.shape = std::move(shape);
+  v.size = size;
+  values_.push_back(std::move(v));
+  inputs_.push_back(static_cast<int>(values_.size()) - 1);
+  return inputs_.back();
 }
 
-const std::vector<int64_t>& Graph::output_shape() const {
-  return nodes_.empty() ? input_shape_ : nodes_.back()->out_shape;
-}
-
-int64_t Graph::output_size() const { return product(output_shape()); }
-
-int Graph::add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
-                    std::vector<int64_t> var_sizes) {
-  if (capacity_ > 0) throw std::logic_error("Graph: cannot add nodes after the first step");
-  node->in_size = product(output_shape());
-  node->out_shape = std::move(out_shape);
-  node->out_size = product(node->out_shape);
-  node->param_offset = params_.size();
-  int64_t params = 0;
-  for (int64_t v : var_sizes) {
-    vars_.push_back(VarSpan{node->param_offset + params, v, true, true});
-    params += v;
+int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
+                    std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,
+                    int data_inputs) {
+  if (finalized_) throw std::logic_error("Graph: cannot add nodes after the first step");
+  for (int64_t d : out_shape)
+    if (d <= 0 || d > kMaxSampleSize)
+      throw std::invalid_argument(std::string(node->kind()) + ": invalid output shape " +
+                                  shape_str(out_shape));
+  const int id = static_cast<int>(nodes_.size());
+  node->inputs = inputs;
+  node->data_inputs = data_inputs < 0 ? static_cast<int>(inputs.size()) : data_inputs;
+  for (int v : inputs) node->in_sizes.push_back(values_[v].size);
+  node->out_size = product(out_shape);
+  node->out_shape = out_shape;
+  std::vector<VariablePtr> added;
+  for (const VariablePtr& v : vars) {
+    if (!v) continue;
+    node->vars.push_back(VarUse{v.get(), nullptr});
+    if (std::find(vars_.begin(), vars_.end(), v) == vars_.end() &&
+        std::find(added.begin(), added.end(), v) == added.end())
+      added.push_back(v);
   }
-  node->param_count = params;
-  node->var_sizes = std::move(var_sizes);
-  // Parameters are one contiguous buffer; growing it keeps earlier values.
-  FloatBuffer grown(params_.size() + params);
-  if (params_.size()) std::memcpy(grown.data(), params_.data(), sizeof(float) * params_.size());
-  params_ = std::move(grown);
-  if (opt_) opt_->resize(params_.size());
-  // A relu followed directly by max pooling: the pool does the relu's backward.
-  if (node->absorbs_relu_backward() && !nodes_.empty() && !nodes_.back()->is_view() &&
-      nodes_.back()->act == Act::Relu) {
-    node->relu_backward_of_prev = true;
-    nodes_.back()->act_backward_done_by_next = true;
+  Value out;
+  out.shape = std::move(out_shape);
+  out.size = node->out_size;
+  out.producer = id;
+  values_.reserve(values_.size() + 1);
+  nodes_.reserve(nodes_.size() + 1);
+  vars_.reserve(vars_.size() + added.size());
+  trainable_.reserve(vars_.size() + added.size());
+  decay_.reserve(vars_.size() + added.size());
+  // Nothing below throws: the graph changes only once everything is checked.
+  values_.push_back(std::move(out));
+  node->output = static_cast<int>(values_.size()) - 1;
+  for (int v : inputs) values_[v].readers.push_back(id);
+  for (const VariablePtr& v : added) {
+    vars_.push_back(v);
+    trainable_.push_back(true);
+    decay_.push_back(true);
   }
   nodes_.push_back(std::move(node));
-  mask_live_ = false;  // only dropout and activation nodes pass a mask on
-  act_buf_.emplace_back();
-  saved_.emplace_back();
-  act_.push_back(nullptr);
-  dense_chain_only_ = find_dense_chain_only();
-  return static_cast<int>(nodes_.size()) - 1;
+  return nodes_.back()->output;
 }
 
-int Graph::add_dense(int64_t units, Act act, bool use_bias) {
-  if (units <= 0)
-    throw std::invalid_argument("Dense: units must be positive. Received: units=" +
-                                std::to_string(units));
-  const std::vector<int64_t>& in = output_shape();
+static void check_var(const VariablePtr& v, const std::vector<int64_t>& shape,
+                      const char* who, const char* what) {
+  if (!v) throw std::invalid_argument(std::string(who) + ": missing " + what);
+  if (v->shape() != shape)
+    throw std::invalid_argument(std::string(who) + ": the " + what + " must have shape " +
+                                shape_str(shape) + ". Received: " + shape_str(v->shape()));
+}
+
+int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Dense")).shape;
+  if (!kernel || kernel->shape().size() != 2)
+    throw std::invalid_argument("Dense: the kernel must be 2-D (input_dim, units)");
+  const int64_t units = kernel->shape()[1];
+  check_var(kernel, {in.back(), units}, "Dense", "kernel");
+  if (bias) check_var(bias, {units}, "Dense", "bias");
   std::vector<int64_t> out = in;
   out.back() = units;
-  // Dense acts on the last axis; for higher-rank input it maps each row.
-  auto node = std::make_unique<DenseNode>(use_bias);
+  auto node = std::make_unique<DenseNode>();
   node->act = act;
-  const int64_t last = in.back();
-  std::vector<int64_t> vars{last * units};
-  if (use_bias) vars.push_back(units);
-  return add_node(std::move(node), out, std::move(vars));
+  return add_node(std::move(node), {x}, out, {kernel, bias});
 }
 
-int Graph::add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, bool same, Act act, bool use_bias, bool causal) {
-  const std::vector<int64_t> in = output_shape();
+int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                      int64_t dh, int64_t dw, bool same, Act act, bool causal) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2D")).shape;
   if (in.size() != 3)
     throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
                                 "Received per-sample shape " + shape_str(in));
-  const int64_t causal_pad = causal ? (kw - 1) * dw : 0;
-  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2], kh, kw, filters, sh, sw, dh,
-                               dw, same && !causal);
+  if (!kernel || kernel->shape().size() != 4)
+    throw std::invalid_argument("Conv2D: the kernel must be 4-D (kh, kw, channels, filters)");
+  const auto& k = kernel->shape();
+  check_var(kernel, {k[0], k[1], in[2], k[3]}, "Conv2D", "kernel");
+  if (bias) check_var(bias, {k[3]}, "Conv2D", "bias");
+  const int64_t causal_pad = causal ? (k[1] - 1) * dw : 0;
+  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2], k[0], k[1], k[3], sh, sw,
+                               dh, dw, same && !causal);
   s.w = in[1];
   s.pad_left += causal_pad;
-  auto node = std::make_unique<Conv2DNode>(s, use_bias);
+  auto node = std::make_unique<Conv2DNode>(s);
   node->act = act;
-  std::vector<int64_t> vars{s.k() * filters};
-  if (use_bias) vars.push_back(filters);
-  return add_node(std::move(node), {s.oh, s.ow, filters}, std::move(vars));
+  return add_node(std::move(node), {x}, {s.oh, s.ow, k[3]}, {kernel, bias});
 }
 
-int Graph::add_pool2d(bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same) {
-  const std::vector<int64_t> in = output_shape();
+int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                      bool same) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;
   if (in.size() != 3)
     throw std::invalid_argument(std::string(max ? "MaxPooling2D" : "AveragePooling2D") +
                                 " expects samples of shape (height, width, channels). "
                                 "Received per-sample shape " + shape_str(in));
   const Pool2DShape s = pool2d_shape(1, in[0], in[1], in[2], ph, pw, sh, sw, same);
-  return add_node(std::make_unique<Pool2DNode>(s, max), {s.oh, s.ow, in[2]}, {});
+  return add_node(std::make_unique<Pool2DNode>(s, max), {x}, {s.oh, s.ow, in[2]}, {});
 }
 
-int Graph::add_global_pool(bool max, int64_t spatial_dims, bool keepdims) {
-  const std::vector<int64_t> in = output_shape();
+int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Global pooling")).shape;
   if (static_cast<int64_t>(in.size()) != spatial_dims + 1)
     throw std::invalid_argument("Global pooling over " + std::to_string(spatial_dims) +
                                 " spatial axes expects samples of rank " +
@@ -403,28 +206,18 @@ int Graph::add_global_pool(bool max, int64_t spatial_dims, bool keepdims) {
     out.assign(spatial_dims + 1, 1);
     out.back() = in.back();
   }
-  auto* emb = nodes_.empty() ? nullptr : dynamic_cast<EmbeddingNode*>(nodes_.back().get());
-  if (max && spatial_dims == 1 && emb && !emb->fused()) {
-    // Embedding + global max pooling in one node; this layer becomes a view.
-    emb->fuse_max_pool();
-    emb->out_shape = {in.back()};
-    emb->out_size = in.back();
-    mask_live_ = false;
-    return add_node(std::make_unique<ReshapeNode>(), out, {});
-  }
-  const bool masked = spatial_dims == 1 && mask_live_;
-  return add_node(std::make_unique<GlobalPoolNode>(max, masked), out, {});
+  std::vector<int> inputs{x};
+  const int mask = values_[x].mask;
+  if (spatial_dims == 1 && mask >= 0) inputs.push_back(mask);  // the mask, a side input
+  return add_node(std::make_unique<GlobalPoolNode>(max, spatial_dims), inputs, out, {}, 1);
 }
 
-int Graph::add_embedding(int64_t input_dim, int64_t output_dim, bool mask_zero) {
-  const std::vector<int64_t> in = output_shape();
-  if (!nodes_.empty())
-    throw std::invalid_argument("Embedding must be the first layer of the model (its input "
-                                "is the token ids)");
-  if (input_dim <= 0 || output_dim <= 0)
-    throw std::invalid_argument("Embedding: input_dim and output_dim must be positive. "
-                                "Received: input_dim=" + std::to_string(input_dim) +
-                                ", output_dim=" + std::to_string(output_dim));
+int Graph::add_embedding(int ids, VariablePtr table, bool mask_zero) {
+  const std::vector<int64_t> in = values_.at(check_value(ids, "Embedding")).shape;
+  if (!table || table->shape().size() != 2 || table->shape()[0] <= 0 || table->shape()[1] <= 0)
+    throw std::invalid_argument("Embedding: the table must be 2-D (input_dim, output_dim), "
+                                "both positive");
+  const int64_t input_dim = table->shape()[0], output_dim = table->shape()[1];
   if (input_dim > (int64_t(1) << 24))
     throw std::invalid_argument("Embedding: input_dim above 2^24 (" + std::to_string(input_dim) +
                                 ") is not supported: ids travel as float32");
@@ -432,60 +225,135 @@ int Graph::add_embedding(int64_t input_dim, int64_t output_dim, bool mask_zero) 
     throw std::invalid_argument("Embedding expects samples of shape (steps,). Received "
                                 "per-sample shape " + shape_str(in));
   auto node = std::make_unique<EmbeddingNode>(input_dim, output_dim, in[0], mask_zero);
-  EmbeddingNode* raw = node.get();
-  const int index = add_node(std::move(node), {in[0], output_dim}, {input_dim * output_dim});
-  vars_.back().sparse = &raw->sparse;
-  mask_live_ = mask_zero;
-  return index;
+  const int out = add_node(std::move(node), {ids}, {in[0], output_dim}, {table}, 0);
+  if (mask_zero) values_[out].mask = ids;
+  return out;
 }
 
-int Graph::add_activation(Act act) {
+int Graph::add_activation(int x, Act act) {
   auto node = std::make_unique<ActivationNode>();
   node->act = act;
-  const bool mask = mask_live_;  // activations pass a mask on, as in Keras
-  const int index = add_node(std::move(node), output_shape(), {});
-  mask_live_ = mask;
-  return index;
+  const int out = add_node(std::move(node), {check_value(x, "Activation")}, values_[x].shape, {});
+  values_[out].mask = values_[x].mask;  // activations pass a mask on, as in Keras
+  return out;
 }
 
-int Graph::add_dropout(float rate, uint64_t seed) {
+int Graph::add_dropout(int x, float rate, uint64_t seed) {
   if (!(rate >= 0.f && rate < 1.f))
     throw std::invalid_argument("Dropout: rate must be in [0, 1). Received: rate=" +
                                 std::to_string(rate));
-  const bool mask = mask_live_;
-  const int index = add_node(std::make_unique<DropoutNode>(rate, seed), output_shape(), {});
-  mask_live_ = mask;
-  return index;
+  const int out = add_node(std::make_unique<DropoutNode>(rate, seed),
+                           {check_value(x, "Dropout")}, values_[x].shape, {});
+  values_[out].mask = values_[x].mask;
+  return out;
 }
 
-int Graph::add_reshape(std::vector<int64_t> shape) {
-  if (shape.empty() || product(shape) != product(output_shape()))
-    throw std::invalid_argument("Reshape: cannot reshape " + shape_str(output_shape()) +
-                                " to " + shape_str(shape));
-  return add_node(std::make_unique<ReshapeNode>(), std::move(shape), {});
+int Graph::add_reshape(int x, std::vector<int64_t> shape) {
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Reshape")).shape;
+  if (shape.empty() || product(shape) != product(in))
+    throw std::invalid_argument("Reshape: cannot reshape " + shape_str(in) + " to " +
+                                shape_str(shape));
+  return add_node(std::make_unique<ReshapeNode>(), {x}, std::move(shape), {});
 }
 
-void Graph::set_loss(Loss loss, bool from_logits, float param) {
-  if (loss == Loss::Huber && !(param > 0.f))
-    throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
-                                std::to_string(param));
-  std::lock_guard<std::mutex> lock(mu_);  // waits for a step running in another thread
-  loss_ = loss;
-  loss_param_ = param;
-  from_logits_ = from_logits;
-  has_loss_ = true;
+int Graph::add_merge(MergeOp op, const std::vector<int>& xs) {
+  auto node = std::make_unique<MergeNode>(op);
+  const std::string who = node->kind();
+  if (xs.size() < 2 || (op == MergeOp::Subtract && xs.size() != 2))
+    throw std::invalid_argument(who + (op == MergeOp::Subtract ? " takes exactly 2 inputs"
+                                                               : " takes at least 2 inputs") +
+                                ". Received: " + std::to_string(xs.size()));
+  for (int v : xs) {
+    check_value(v, who.c_str());
+    if (values_[v].shape != values_[xs[0]].shape)
+      throw std::invalid_argument(who + ": inputs must have the same shape. Received: " +
+                                  shape_str(values_[xs[0]].shape) + " and " +
+                                  shape_str(values_[v].shape));
+  }
+  return add_node(std::move(node), xs, values_[xs[0]].shape, {});
 }
 
-void Graph::set_metrics(std::vector<MetricSpec> metrics) {
+int Graph::add_concatenate(const std::vector<int>& xs, int64_t axis) {
+  if (xs.size() < 2)
+    throw std::invalid_argument("Concatenate takes at least 2 inputs. Received: " +
+                                std::to_string(xs.size()));
+  for (int v : xs) check_value(v, "Concatenate");
+  const std::vector<int64_t>& first = values_[xs[0]].shape;
+  const int64_t rank = static_cast<int64_t>(first.size());
+  if (axis < 0 || axis >= rank)
+    throw std::invalid_argument("Concatenate: axis " + std::to_string(axis) +
+                                " is outside the per-sample rank " + std::to_string(rank));
+  std::vector<int64_t> out = first;
+  out[axis] = 0;
+  for (int v : xs) {
+    const std::vector<int64_t>& s = values_[v].shape;
+    bool ok = static_cast<int64_t>(s.size()) == rank;
+    for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || s[d] == first[d];
+    if (!ok)
+      throw std::invalid_argument("Concatenate: inputs must match except along the "
+                                  "concatenation axis. Received: " + shape_str(first) + " and " +
+                                  shape_str(s));
+    out[axis] += s[axis];
+  }
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= first[d];
+  return add_node(std::make_unique<ConcatenateNode>(outer), xs, out, {});
+}
+
+int Graph::add_dot(int a, int b, bool normalize) {
+  check_value(a, "Dot");
+  check_value(b, "Dot");
+  if (values_[a].shape.size() != 1 || values_[a].shape != values_[b].shape)
+    throw std::invalid_argument("Dot takes two inputs of the same shape (d,) per sample. "
+                                "Received: " + shape_str(values_[a].shape) + " and " +
+                                shape_str(values_[b].shape));
+  return add_node(std::make_unique<DotNode>(normalize), {a, b}, {1}, {});
+}
+
+void Graph::set_outputs(const std::vector<int>& values) {
+  if (finalized_) throw std::logic_error("Graph: cannot change outputs after the first step");
+  if (values.empty()) throw std::invalid_argument("Graph: a model needs at least one output");
+  for (size_t i = 0; i < values.size(); ++i) {
+    check_value(values[i], "set_outputs");
+    for (size_t j = 0; j < i; ++j)
+      if (values[j] == values[i])
+        throw std::invalid_argument("Graph: the same tensor is listed twice as an output");
+  }
+  outputs_ = values;
+  specs_.assign(values.size(), OutputSpec{});
+}
+
+void Graph::set_inference_only(int value, bool on) {
+  const int p = values_.at(check_value(value, "set_inference_only")).producer;
+  if (p < 0) throw std::invalid_argument("set_inference_only: a model input has no node");
   std::lock_guard<std::mutex> lock(mu_);
-  metrics_ = std::move(metrics);
+  nodes_[p]->inference_only = on;
 }
 
-void Graph::set_optimizer(const OptimizerConfig& cfg) {
-  auto opt = std::make_unique<Optimizer>(cfg);
-  opt->resize(params_.size());
+void Graph::set_output_spec(int o, const OutputSpec& spec) {
+  if (o < 0 || o >= num_outputs())
+    throw std::invalid_argument("set_output_spec: no output " + std::to_string(o));
+  if (spec.has_loss && spec.loss == Loss::Huber && !(spec.param > 0.f))
+    throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
+                                std::to_string(spec.param));
+  if (!(spec.weight >= 0.f))
+    throw std::invalid_argument("loss_weights must be non-negative. Received: " +
+                                std::to_string(spec.weight));
+  std::lock_guard<std::mutex> lock(mu_);  // waits for a step running in another thread
+  specs_[o] = spec;
+  training_planned_ = false;
+}
+
+bool Graph::output_is_sparse(int o) const {
+  const OutputSpec& s = specs_.at(o);
+  if (s.has_loss) return loss_sparse(s.loss);
+  return !s.metrics.empty() && metric_sparse(s.metrics[0].kind);
+}
+
+void Graph::set_optimizer(std::shared_ptr<Optimizer> opt) {
   std::lock_guard<std::mutex> lock(mu_);
   opt_ = std::move(opt);
+  training_planned_ = false;
 }
 
 void Graph::set_variable_flags(const std::vector<bool>& trainable,
@@ -494,75 +362,390 @@ void Graph::set_variable_flags(const std::vector<bool>& trainable,
     throw std::invalid_argument("set_variable_flags: expected " + std::to_string(vars_.size()) +
                                 " flags per list");
   std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < vars_.size(); ++i) {
-    vars_[i].trainable = trainable[i];
-    vars_[i].decay = decay[i];
+  trainable_ = trainable;
+  decay_ = decay;
+  training_planned_ = false;
+}
+
+// -- fusion passes (run once, before the first step) -----------------------------------
+
+bool Graph::only_reader(int v, int node) const {
+  const Value& val = values_[v];
+  if (val.readers.size() != 1 || val.readers[0] != node) return false;
+  return std::find(outputs_.begin(), outputs_.end(), v) == outputs_.end();
+}
+
+// Embedding -> GlobalMaxPooling1D, the embedding read by nothing else: one node that
+// never writes the (n, steps, dim) intermediate; the pooling becomes a view.
+void Graph::fuse_embedding_max_pool() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto* pool = dynamic_cast<GlobalPoolNode*>(nodes_[i].get());
+    if (!pool || !pool->max() || pool->spatial_dims() != 1) continue;
+    const int e = pool->inputs[0];
+    const int p = values_[e].producer;
+    auto* emb = p >= 0 ? dynamic_cast<EmbeddingNode*>(nodes_[p].get()) : nullptr;
+    if (!emb || emb->fused() || !only_reader(e, static_cast<int>(i))) continue;
+    emb->fuse_max_pool();
+    values_[e].shape = emb->out_shape;
+    values_[e].size = emb->out_size;
+    values_[e].mask = -1;
+    auto view = std::make_unique<ReshapeNode>();
+    view->inputs = {e};
+    view->in_sizes = {emb->out_size};
+    view->output = pool->output;
+    view->out_shape = pool->out_shape;
+    view->out_size = pool->out_size;
+    if (pool->inputs.size() > 1) {  // the mask: the fused node applies it itself
+      auto& r = values_[pool->inputs[1]].readers;
+      r.erase(std::find(r.begin(), r.end(), static_cast<int>(i)));
+    }
+    nodes_[i] = std::move(view);
+    fusions_.push_back("embedding+global_max_pool at node " + std::to_string(p));
   }
 }
 
-// n * per_row, or std::bad_alloc (MemoryError in Python) when it overflows.
-static int64_t rows_times(int64_t n, int64_t per_row) {
-  if (per_row > 0 && n > std::numeric_limits<int64_t>::max() / 64 / per_row)
-    throw std::bad_alloc();
-  return n * per_row;
+// A relu read only by max pooling: the pooling's backward applies the relu's
+// derivative at the winners, and the relu's own backward is skipped.
+void Graph::fuse_relu_into_pool() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& pool = *nodes_[i];
+    if (!pool.absorbs_relu_backward()) continue;
+    const int x = pool.inputs[0], p = values_[x].producer;
+    if (p < 0 || nodes_[p]->is_view() || nodes_[p]->act != Act::Relu) continue;
+    if (!only_reader(x, static_cast<int>(i))) continue;
+    pool.relu_backward_of_prev = true;
+    nodes_[p]->act_backward_done_by_next = true;
+    fusions_.push_back("relu backward into pooling at node " + std::to_string(i));
+  }
 }
+
+// Dense nodes on 1-D samples, consecutive in the node order with only inference views
+// (dropout, reshape) between them, each value read by the next alone, all but the last
+// ending in a ReLU or nothing: inference at a few rows runs them as one
+// sgemm_small_chain.
+void Graph::find_dense_chains() {
+  chain_at_.assign(nodes_.size(), -1);
+  auto dense_1d = [&](int i) {
+    return dynamic_cast<const DenseNode*>(nodes_[i].get()) && nodes_[i]->out_shape.size() == 1 &&
+           values_[nodes_[i]->inputs[0]].shape.size() == 1;
+  };
+  const int N = static_cast<int>(nodes_.size());
+  for (int i = 0; i < N; ++i) {
+    if (!dense_1d(i)) continue;
+    Chain c;
+    c.first = c.last = i;
+    c.dense.push_back(i);
+    for (int cur = i;;) {
+      const Act a = nodes_[cur]->act;
+      if (a != Act::Linear && a != Act::Relu) break;
+      int v = nodes_[cur]->output, j = cur + 1;
+      while (j < N && nodes_[j]->view_in_inference() && nodes_[j]->inputs[0] == v &&
+             only_reader(v, j)) {
+        v = nodes_[j]->output;
+        ++j;
+      }
+      if (j >= N || !dense_1d(j) || nodes_[j]->inputs[0] != v || !only_reader(v, j)) break;
+      c.dense.push_back(j);
+      c.last = cur = j;
+    }
+    if (c.dense.size() < 2) continue;
+    chain_at_[i] = static_cast<int>(chains_.size());
+    fusions_.push_back("dense chain of " + std::to_string(c.dense.size()) + " at node " +
+                       std::to_string(i));
+    chains_.push_back(c);
+    i = c.last;
+  }
+  dense_chain_only_ = false;
+  if (chains_.size() == 1 && inputs_.size() == 1 && outputs_.size() == 1) {
+    dense_chain_only_ = true;
+    for (int i = 0; i < N; ++i)
+      if ((i < chains_[0].first || i > chains_[0].last) && !nodes_[i]->view_in_inference())
+        dense_chain_only_ = false;
+  }
+}
+
+// Inference buffers by liveness: walking the nodes in order, a value takes the buffer
+// of a value whose last reader has run (the smallest that fits, else the largest free
+// one, grown), or its own. Outputs are never given up.
+void Graph::plan_inference_buffers() {
+  const int V = static_cast<int>(values_.size());
+  infer_home_.assign(V, -1);
+  buf_floats_.assign(V, 0);
+  std::vector<int> refs(V, 0), free;
+  auto is_output = [&](int v) {
+    return std::find(outputs_.begin(), outputs_.end(), v) != outputs_.end();
+  };
+  for (int v : inputs_) infer_home_[v] = v;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& node = *nodes_[i];
+    const int out = node.output;
+    int b;
+    if (node.view_in_inference()) {
+      b = infer_home_[node.inputs[0]];
+    } else {
+      int best = -1;
+      for (size_t k = 0; k < free.size(); ++k) {
+        const int f = free[k];
+        const bool fits = buf_floats_[f] >= node.out_size;
+        if (best < 0) { best = static_cast<int>(k); continue; }
+        const int cur = free[best];
+        const bool cur_fits = buf_floats_[cur] >= node.out_size;
+        if (fits && (!cur_fits || buf_floats_[f] < buf_floats_[cur])) best = static_cast<int>(k);
+        else if (!fits && !cur_fits && buf_floats_[f] > buf_floats_[cur]) best = static_cast<int>(k);
+      }
+      if (best >= 0) {
+        b = free[best];
+        free.erase(free.begin() + best);
+      } else {
+        b = out;
+      }
+      buf_floats_[b] = std::max(buf_floats_[b], node.out_size);
+    }
+    infer_home_[out] = b;
+    refs[b] += static_cast<int>(values_[out].readers.size()) + (is_output(out) ? 1 : 0);
+    if (values_[out].producer >= 0 && refs[b] == 0 && !node.view_in_inference())
+      free.push_back(b);  // read by nothing: free at once
+    for (int u : node.inputs) {
+      const int h = infer_home_[u];
+      if (values_[h].producer < 0) continue;  // the caller's memory
+      if (--refs[h] == 0) free.push_back(h);
+    }
+  }
+  // Training keeps every non-view value in its own buffer (the same buffers).
+  for (int v = 0; v < V; ++v) {
+    const int p = values_[v].producer;
+    if (p >= 0 && !nodes_[p]->is_view()) buf_floats_[v] = std::max(buf_floats_[v], values_[v].size);
+  }
+}
+
+void Graph::finalize() {
+  if (finalized_) return;
+  if (outputs_.empty()) throw std::logic_error("Graph: set_outputs was never called");
+  fuse_embedding_max_pool();
+  fuse_relu_into_pool();
+  find_dense_chains();
+  plan_inference_buffers();
+  const size_t V = values_.size();
+  bufs_.resize(V);
+  buf_rows_.assign(V, 0);
+  val_.assign(V, nullptr);
+  gbuf_.assign(V, -1);
+  input_bufs_.resize(inputs_.size());
+  y_.resize(outputs_.size());
+  labels_.resize(outputs_.size());
+  labels_ptr_.assign(outputs_.size(), nullptr);
+  y_ptr_.assign(outputs_.size(), nullptr);
+  size_t widest_inputs = 1;
+  for (const auto& node : nodes_) widest_inputs = std::max(widest_inputs, node->inputs.size());
+  node_in_.assign(widest_inputs, nullptr);
+  node_dx_.assign(widest_inputs, nullptr);
+  pending_adds_.reserve(widest_inputs);
+  grown_.reserve(V);
+  use_grads_.resize(nodes_.size());
+  saved_.resize(nodes_.size());
+  finalized_ = true;
+}
+
+int64_t Graph::inference_floats_per_sample() const {
+  int64_t s = 0;
+  for (size_t v = 0; v < values_.size(); ++v)
+    if (values_[v].producer >= 0 && infer_home_.size() && infer_home_[v] == static_cast<int>(v))
+      s += buf_floats_[v];
+  return s;
+}
+
+int64_t Graph::training_floats_per_sample() const {
+  int64_t s = 0;
+  for (const auto& node : nodes_)
+    if (!node->is_view()) s += node->out_size;
+  return s;
+}
+
+std::vector<std::string> Graph::fusions() const { return fusions_; }
+
+// -- memory plan ----------------------------------------------------------------------
 
 // Strong guarantee: a buffer only ever grows on a successful allocation (AlignedBuffer
 // keeps its old storage when one fails), and the capacities are recorded only once
 // every buffer has grown. A failed allocation (std::bad_alloc) therefore leaves buffers
-// that still fit the old capacity, and the next batch that fits runs as before.
+// that still fit the old capacities, and the next batch that fits runs as before.
 void Graph::plan(int64_t n, bool training) {
-  const bool grow = n > capacity_, grow_training = training && n > train_capacity_;
-  if (grow) {
-    input_.resize(rows_times(n, input_size_));
-    for (size_t i = 0; i < nodes_.size(); ++i)
-      if (!nodes_[i]->is_view()) act_buf_[i].resize(rows_times(n, nodes_[i]->out_size));
-    y_.resize(rows_times(n, output_size()));
-    labels_.resize(rows_times(n, 1));
-    sw_.resize(rows_times(n, 1));
-  }
-  if (grow_training) {  // what only backward needs: inference never allocates it
-    grads_.resize(params_.size());
-    int64_t widest = input_size_;
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      Node& node = *nodes_[i];
-      widest = std::max(widest, node.out_size);
-      if (node.saved_per_sample()) {
-        saved_[i].resize(rows_times(n, node.saved_per_sample()));
-        node.saved = saved_[i].data();
-      }
-      node.plan(n);
+  finalize();
+  bool grew = false;
+  if (n > input_capacity_) {
+    for (size_t i = 0; i < inputs_.size(); ++i)
+      input_bufs_[i].resize(rows_times(n, values_[inputs_[i]].size));
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      y_[o].resize(rows_times(n, values_[outputs_[o]].size));
+      labels_[o].resize(n);
     }
-    grad_a_.resize(rows_times(n, widest));
-    grad_b_.resize(rows_times(n, widest));
+    sw_.resize(n);
+    grew = true;
   }
-  if (grow || grow_training) ++allocations_;
-  if (grow) capacity_ = n;
-  if (grow_training) train_capacity_ = n;
+  std::vector<int>& grown = grown_;  // the buffers grown by this call
+  grown.clear();
+  for (const auto& node : nodes_) {
+    if (training ? node->is_view() : node->view_in_inference()) continue;
+    const int b = training ? node->output : infer_home_[node->output];
+    if (buf_rows_[b] < n && std::find(grown.begin(), grown.end(), b) == grown.end()) {
+      bufs_[b].resize(rows_times(n, buf_floats_[b]));
+      grown.push_back(b);
+    }
+  }
+  if (training && (n > train_capacity_ || !training_planned_)) {
+    train_capacity_ = std::max(train_capacity_, n);  // re-planned below if it throws
+    training_planned_ = false;
+    plan_training();
+    grew = true;
+  }
+  for (int b : grown) buf_rows_[b] = n;
+  if (grew || !grown.empty()) ++allocations_;
+  input_capacity_ = std::max(input_capacity_, n);
+  capacity_ = std::max(capacity_, n);
+}
+
+size_t Graph::var_index(const Variable* v) const {
+  for (size_t k = 0; k < vars_.size(); ++k)
+    if (vars_[k].get() == v) return k;
+  throw std::logic_error("Graph: a node uses a variable the graph does not list");
+}
+
+// What only training needs, for batches of up to train_capacity_ rows: variable
+// gradients (trainable variables only), node scratch, the value-gradient pool, and the
+// optimizer's list of variables. Allocates everything before changing anything.
+void Graph::plan_training() {
+  const int64_t n = train_capacity_;
+  const int V = static_cast<int>(values_.size()), N = static_cast<int>(nodes_.size());
+  // Which values need a gradient: those a trainable variable lies upstream of.
+  std::vector<bool> needs(V, false);
+  for (int i = 0; i < N; ++i) {
+    const Node& node = *nodes_[i];
+    bool need = false;
+    for (const VarUse& u : node.vars) need = need || trainable_[var_index(u.var)];
+    for (int j = 0; j < node.data_inputs; ++j) need = need || needs[node.inputs[j]];
+    needs[node.output] = need;
+  }
+  // Which values a loss reaches. A node's backward runs when both hold.
+  std::vector<bool> reach(V, false);
+  for (size_t o = 0; o < outputs_.size(); ++o)
+    if (specs_[o].has_loss) reach[outputs_[o]] = true;
+  for (int i = N - 1; i >= 0; --i)
+    if (reach[nodes_[i]->output])
+      for (int j = 0; j < nodes_[i]->data_inputs; ++j) reach[nodes_[i]->inputs[j]] = true;
+  for (int v = 0; v < V; ++v) needs[v] = needs[v] && reach[v];
+
+  // Variable gradients: the first use (in node order) writes the variable's buffer,
+  // later uses their own, added after backward in node order. A table shared by
+  // several Embedding nodes takes a dense gradient that every use adds its rows to.
+  std::vector<int> uses(vars_.size(), 0);
+  for (int i = 0; i < N; ++i)
+    if (needs[nodes_[i]->output])
+      for (const VarUse& u : nodes_[i]->vars) ++uses[var_index(u.var)];
+  std::vector<FloatBuffer> var_grads(vars_.size());
+  for (size_t k = 0; k < vars_.size(); ++k)
+    if (trainable_[k] && uses[k] > 0) var_grads[k].resize(vars_[k]->size());
+  std::vector<std::vector<FloatBuffer>> use_grads(N);
+  std::vector<int> seen(vars_.size(), 0);
+  for (int i = 0; i < N; ++i) {
+    const Node& node = *nodes_[i];
+    use_grads[i].resize(node.vars.size());
+    if (!needs[node.output] || dynamic_cast<const EmbeddingNode*>(&node)) continue;
+    for (size_t j = 0; j < node.vars.size(); ++j) {
+      const size_t k = var_index(node.vars[j].var);
+      if (trainable_[k] && seen[k]++ > 0) use_grads[i][j].resize(vars_[k]->size());
+    }
+  }
+  std::vector<FloatBuffer> saved(N);
+  for (int i = 0; i < N; ++i)
+    if (nodes_[i]->saved_per_sample())
+      saved[i].resize(rows_times(n, nodes_[i]->saved_per_sample()));
+  for (auto& node : nodes_) node->plan(n);
+  std::vector<OptVar> opt_vars;
+  if (opt_) {
+    for (size_t k = 0; k < vars_.size(); ++k) {
+      if (!trainable_[k] || uses[k] == 0) continue;
+      OptVar ov;
+      ov.var = vars_[k].get();
+      ov.decay = decay_[k];
+      ov.slots = &opt_->slots_for(vars_[k]);
+      opt_vars.push_back(ov);
+    }
+  }
+  const int64_t widest = [&] {
+    int64_t w = 1;
+    for (const Value& v : values_) w = std::max(w, v.size);
+    return w;
+  }();
+
+  // Commit (nothing below allocates but the pool, sized last).
+  needs_grad_ = needs;
+  var_grads_ = std::move(var_grads);
+  use_grads_ = std::move(use_grads);
+  saved_ = std::move(saved);
+  zeroed_grads_.clear();
+  grad_sums_.clear();
+  std::fill(seen.begin(), seen.end(), 0);
+  for (int i = 0; i < N; ++i) {
+    Node& node = *nodes_[i];
+    node.saved = saved_[i].data();
+    auto* emb = dynamic_cast<EmbeddingNode*>(&node);
+    for (size_t j = 0; j < node.vars.size(); ++j) {
+      const size_t k = var_index(node.vars[j].var);
+      float* g = nullptr;
+      if (needs_grad_[node.output] && trainable_[k]) {
+        if (emb || seen[k]++ == 0) {
+          g = var_grads_[k].data();
+        } else {
+          g = use_grads_[i][j].data();
+          grad_sums_.push_back(GradSum{var_grads_[k].data(), g, vars_[k]->size()});
+        }
+      }
+      node.vars[j].grad = g;
+    }
+    if (emb) {
+      const size_t k = var_index(node.vars[0].var);
+      emb->dense_grad = uses[k] > 1;
+      if (emb->dense_grad && trainable_[k] &&
+          std::find(zeroed_grads_.begin(), zeroed_grads_.end(), k) == zeroed_grads_.end())
+        zeroed_grads_.push_back(static_cast<int>(k));
+    }
+  }
+  for (OptVar& ov : opt_vars) {
+    const size_t k = var_index(ov.var);
+    ov.grad = var_grads_[k].data();
+    for (const auto& node : nodes_) {
+      auto* emb = dynamic_cast<EmbeddingNode*>(node.get());
+      if (emb && emb->vars[0].var == ov.var && !emb->dense_grad) ov.sparse = &emb->sparse;
+    }
+  }
+  opt_vars_ = std::move(opt_vars);
+  // The value-gradient pool: as many buffers as backward ever holds at once.
+  grad_width_ = widest;
+  const int count = run_backward(0, true, nullptr);
+  grad_pool_.resize(count);
+  for (auto& b : grad_pool_) b.resize(rows_times(n, grad_width_));
+  pool_refs_.assign(count, 0);
+  pool_free_.reserve(count);
+  training_planned_ = true;
 }
 
 int64_t Graph::inference_rows(int64_t n) const {
-  int64_t per_sample = input_size_;
-  for (const auto& node : nodes_)
-    if (!node->is_view()) per_sample += node->out_size;
-  const int64_t most = std::max<int64_t>(1, kInferenceFloats / per_sample);
+  int64_t per_sample = inference_floats_per_sample();
+  for (int v : inputs_) per_sample += values_[v].size;
+  const int64_t most = std::max<int64_t>(1, kInferenceFloats / std::max<int64_t>(1, per_sample));
   const int64_t chunks = (n + most - 1) / most;
   return (n + chunks - 1) / chunks;  // equal chunks
-}
-
-// Rows [s, s + m) of the batch b.
-static Batch sub_batch(const Batch& b, int64_t s, int64_t m) {
-  Batch c = b;
-  if (c.idx) c.idx += s; else c.start += s;
-  c.n = m;
-  return c;
 }
 
 void Graph::check_batch(const Batch& b, bool need_targets) const {
   if (b.n <= 0)
     throw std::invalid_argument("Expected a non-empty batch. Received: n=" +
                                 std::to_string(b.n));
-  if (!b.x) throw std::invalid_argument("Graph: no input data");
+  if (b.x.size() != inputs_.size())
+    throw std::invalid_argument("The model takes " + std::to_string(inputs_.size()) +
+                                " inputs. Received: " + std::to_string(b.x.size()));
+  for (const float* x : b.x)
+    if (!x) throw std::invalid_argument("Graph: no input data");
   if (b.idx) {
     for (int64_t i = 0; i < b.n; ++i)
       if (b.idx[i] < 0 || b.idx[i] >= b.rows)
@@ -571,87 +754,221 @@ void Graph::check_batch(const Batch& b, bool need_targets) const {
   } else if (b.start < 0 || b.start + b.n > b.rows) {
     throw std::invalid_argument("Graph: batch rows out of range");
   }
-  if (need_targets) {
-    if (!has_loss_) throw std::logic_error("The model must be compiled before training");
-    if (loss_sparse(loss_) ? !b.labels : !b.y)
-      throw std::invalid_argument(std::string("Graph: the loss needs ") +
-                                  (loss_sparse(loss_) ? "integer labels" : "float targets"));
+  if (!need_targets) return;
+  bool any = false;
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    any = any || specs_[o].has_loss;
+    if (!specs_[o].has_loss && specs_[o].metrics.empty()) continue;
+    const bool sparse = output_is_sparse(static_cast<int>(o));
+    const bool given = sparse ? (o < b.labels.size() && b.labels[o])
+                              : (o < b.y.size() && b.y[o]);
+    if (!given)
+      throw std::invalid_argument("Graph: output " + std::to_string(o) + " needs " +
+                                  (sparse ? "integer labels" : "float targets"));
   }
+  if (!any) throw std::logic_error("The model must be compiled before training");
 }
 
-// Rows of the batch as one contiguous (n, size) block: a pointer into the caller's
-// array for a contiguous range, else a gather into dst.
-template <class T>
-static const T* rows_of(const T* src, int64_t size, const Batch& b, T* dst) {
-  if (!src) return nullptr;
-  if (!b.idx) return src + b.start * size;
-#pragma omp parallel for schedule(static) if (b.n * size > (1 << 16))
-  for (int64_t i = 0; i < b.n; ++i)
-    std::memcpy(dst + i * size, src + b.idx[i] * size, sizeof(T) * size);
-  return dst;
+void Graph::gather_inputs(const Batch& b) {
+  for (size_t i = 0; i < inputs_.size(); ++i)
+    val_[inputs_[i]] = rows_of(b.x[i], values_[inputs_[i]].size, b, input_bufs_[i].data());
 }
 
-const float* Graph::gather_input(const Batch& b) { return rows_of(b.x, input_size_, b, input_.data()); }
+float* Graph::buffer_of(int v, bool training) {
+  return bufs_[training ? v : infer_home_[v]].data();
+}
 
-void Graph::forward(const float* x, int64_t n, bool training) {
-  StepCtx ctx{params_.data(), grads_.data(), training, step_, x};
-  act_[0] = const_cast<float*>(x);
-  for (size_t i = 0; i < nodes_.size(); ++i) {
+// -- steps ------------------------------------------------------------------------------
+
+void Graph::forward(int64_t n, bool training) {
+  StepCtx ctx{training, step_};
+  const int N = static_cast<int>(nodes_.size());
+  for (int i = 0; i < N; ++i) {
     Node& node = *nodes_[i];
+    const int out = node.output;
     if (training ? node.is_view() : node.view_in_inference()) {
-      act_[i + 1] = act_[i];
+      val_[out] = val_[node.inputs[0]];
       continue;
     }
-    if (!training && n <= kSmallM) {
-      const size_t end = forward_dense_chain(ctx, i, n);
-      if (end > i) {
-        i = end - 1;
-        continue;
+    if (!training && n <= kSmallM && chain_at_[i] >= 0) {
+      const Chain& c = chains_[chain_at_[i]];
+      chain_layers_.clear();
+      for (int d : c.dense)
+        chain_layers_.push_back(static_cast<const DenseNode&>(*nodes_[d])
+                                    .chain_layer(buffer_of(nodes_[d]->output, false)));
+      // When the chain is the whole model no OpenMP region runs around it, so it may
+      // use the helper threads.
+      sgemm_small_chain(n, val_[node.inputs[0]], chain_layers_.data(),
+                        static_cast<int64_t>(chain_layers_.size()), dense_chain_only_);
+      for (int k = c.first; k <= c.last; ++k) {
+        const Node& m = *nodes_[k];
+        val_[m.output] = m.view_in_inference() ? val_[m.inputs[0]] : buffer_of(m.output, false);
+      }
+      const Node& last = *nodes_[c.last];
+      if (last.act != Act::Linear && last.act != Act::Relu) {
+        float* y = buffer_of(last.output, false);
+        act_forward(last.act, y, y, n, last.out_size);
+      }
+      i = c.last;
+      continue;
+    }
+    ctx.training = training && !node.inference_only;
+    for (size_t j = 0; j < node.inputs.size(); ++j) node_in_[j] = val_[node.inputs[j]];
+    float* y = buffer_of(out, training);
+    node.forward(ctx, node_in_.data(), y, n);
+    val_[out] = y;
+  }
+}
+
+bool Graph::fused_loss(int o) const {
+  const OutputSpec& s = specs_[o];
+  int v = outputs_[o];
+  if (!s.has_loss || !values_[v].readers.empty()) return false;
+  int p = values_[v].producer;
+  while (p >= 0 && nodes_[p]->is_view()) {
+    v = nodes_[p]->inputs[0];
+    if (values_[v].readers.size() != 1 ||
+        std::find(outputs_.begin(), outputs_.end(), v) != outputs_.end())
+      return false;
+    p = values_[v].producer;
+  }
+  return p >= 0 && loss_fuses(s.loss, s.from_logits, nodes_[p]->act);
+}
+
+// Backward over the nodes, last first. Each value's gradient lives in a pool buffer;
+// a value read by several nodes gets the first reader's gradient written and the
+// others' added, in node order, so the bits do not depend on the thread count. A view
+// hands its gradient buffer on. dry: only counts the buffers needed (returns it).
+int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
+  int count = 0;
+  std::vector<int>& free = pool_free_;
+  free.clear();
+  if (dry) pool_refs_.clear();
+  auto refs = [&](int b) -> int& {
+    if (dry && b >= static_cast<int>(pool_refs_.size())) pool_refs_.resize(b + 1, 0);
+    return pool_refs_[b];
+  };
+  auto alloc = [&]() {
+    int b;
+    if (!free.empty()) {
+      b = free.back();
+      free.pop_back();
+    } else {
+      b = count++;
+    }
+    refs(b) = 1;
+    return b;
+  };
+  auto drop = [&](int b) {
+    if (--refs(b) == 0) free.push_back(b);
+  };
+  auto pool = [&](int b) { return dry ? nullptr : grad_pool_[b].data(); };
+  std::fill(gbuf_.begin(), gbuf_.end(), -1);
+
+  // The losses' gradients at the outputs (or at the pre-activation when fused).
+  const float scale = 1.f / static_cast<float>(std::max<int64_t>(n, 1));
+  preact_.assign(nodes_.size(), false);
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    const OutputSpec& s = specs_[o];
+    if (!s.has_loss) continue;
+    const int v = outputs_[o];
+    const bool fused = fused_loss(static_cast<int>(o));
+    int p = values_[v].producer;
+    while (p >= 0 && nodes_[p]->is_view()) p = values_[nodes_[p]->inputs[0]].producer;
+    if (fused) preact_[p] = true;
+    const bool wanted = p >= 0 && needs_grad_[v];
+    if (wanted) gbuf_[v] = alloc();
+    if (dry) continue;
+    const int64_t c = values_[v].size;
+    const Act act = fused ? nodes_[p]->act : Act::Linear;
+    double sum;
+    if (wanted)
+      sum = loss_forward_backward<float>(s.loss, s.from_logits, act, val_[v], labels_ptr_[o],
+                                         y_ptr_[o], sw_ptr_, pool(gbuf_[v]), n, c,
+                                         scale * s.weight, s.param);
+    else
+      sum = loss_forward<float>(s.loss, s.from_logits, val_[v], labels_ptr_[o], y_ptr_[o],
+                                sw_ptr_, n, c, s.param);
+    r->output_loss_sums[o] = sum;
+    r->loss_sum += s.weight * sum;
+  }
+
+  StepCtx ctx{true, step_};
+  std::vector<std::pair<int, int>>& adds = pending_adds_;  // (scratch buffer, value)
+  for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
+    Node& node = *nodes_[i];
+    const int out = node.output;
+    const int b = gbuf_[out];
+    if (b < 0) continue;
+    gbuf_[out] = -1;
+    auto wants = [&](int j) {
+      const int u = node.inputs[j];
+      return j < node.data_inputs && needs_grad_[u] && values_[u].producer >= 0;
+    };
+    if (!needs_grad_[out]) {
+      drop(b);
+      continue;
+    }
+    if (node.is_view()) {
+      const int in = node.inputs[0];
+      if (wants(0)) {
+        if (gbuf_[in] < 0) {
+          gbuf_[in] = b;
+          ++refs(b);
+        } else if (!dry) {
+          add_into(pool(gbuf_[in]), pool(b), n * values_[in].size);
+        }
+      }
+      drop(b);
+      continue;
+    }
+    // Each input's gradient goes straight into its buffer if it has none yet, else
+    // into scratch that is added once the node is done.
+    adds.clear();
+    for (int j = 0; j < static_cast<int>(node.inputs.size()); ++j) {
+      node_dx_[j] = nullptr;
+      if (!wants(j)) continue;
+      const int u = node.inputs[j];
+      if (gbuf_[u] < 0) {
+        gbuf_[u] = alloc();
+        node_dx_[j] = pool(gbuf_[u]);
+      } else {
+        const int s = alloc();
+        adds.emplace_back(s, u);
+        node_dx_[j] = pool(s);
       }
     }
-    act_[i + 1] = act_buf_[i].data();
-    node.forward(ctx, act_[i], act_[i + 1], n);
+    if (!dry) {
+      ctx.training = !node.inference_only;
+      for (size_t j = 0; j < node.inputs.size(); ++j) node_in_[j] = val_[node.inputs[j]];
+      node.backward(ctx, node_in_.data(), val_[out], pool(b), node_dx_.data(), n, preact_[i]);
+    }
+    for (const auto& [s, u] : adds) {
+      if (!dry) add_into(pool(gbuf_[u]), pool(s), n * values_[u].size);
+      drop(s);
+    }
+    drop(b);
   }
+  return count;
 }
 
-size_t Graph::forward_dense_chain(StepCtx& ctx, size_t first, int64_t n) {
-  // Dense nodes, each but the last ending in a ReLU or nothing (what the chain's
-  // epilogue does), with only views and inference identities between them.
-  auto passes = [&](size_t i) { return nodes_[i]->view_in_inference(); };
-  chain_.clear();
-  size_t end = first;
-  for (size_t i = first; i < nodes_.size();) {
-    const auto* dense = dynamic_cast<const DenseNode*>(nodes_[i].get());
-    if (!dense || dense->out_shape.size() != 1) break;  // the chain takes 1-D samples
-    chain_.push_back(dense->chain_layer(ctx, act_buf_[i].data()));
-    end = i + 1;
-    if (dense->act != Act::Linear && dense->act != Act::Relu) break;
-    for (++i; i < nodes_.size() && passes(i);) ++i;
+void Graph::gather_targets(const Batch& b) {
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    const int64_t c = values_[outputs_[o]].size;
+    labels_ptr_[o] = rows_of(o < b.labels.size() ? b.labels[o] : nullptr, int64_t(1), b,
+                             labels_[o].data());
+    y_ptr_[o] = rows_of(o < b.y.size() ? b.y[o] : nullptr, c, b, y_[o].data());
   }
-  if (chain_.size() < 2) return first;
-  // The whole forward pass is the chain: no OpenMP region runs around it, so it may
-  // use the helper threads.
-  sgemm_small_chain(n, act_[first], chain_.data(), static_cast<int64_t>(chain_.size()),
-                    dense_chain_only_);
-  for (size_t i = first; i < end; ++i) act_[i + 1] = passes(i) ? act_[i] : act_buf_[i].data();
-  const Node& last = *nodes_[end - 1];
-  if (last.act != Act::Linear && last.act != Act::Relu)
-    act_forward(last.act, act_[end], act_[end], n, last.out_size);
-  return end;
+  sw_ptr_ = rows_of(b.sw, int64_t(1), b, sw_.data());
 }
 
-bool Graph::find_dense_chain_only() const {
-  int dense = 0;
-  const Node* last = nullptr;
-  for (const auto& node : nodes_) {
-    if (node->view_in_inference()) continue;
-    if (!dynamic_cast<const DenseNode*>(node.get()) || node->out_shape.size() != 1)
-      return false;
-    if (last && last->act != Act::Linear && last->act != Act::Relu) return false;
-    last = node.get();
-    ++dense;
+void Graph::add_metrics(StepResult& r, int64_t n) const {
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    const int64_t c = values_[outputs_[o]].size;
+    for (const MetricSpec& m : specs_[o].metrics)
+      r.metric_sums.push_back(
+          metric_sum(m, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], sw_ptr_, n, c));
   }
-  return dense >= 2;
 }
 
 StepResult Graph::train_step(const Batch& b, float lr) {
@@ -661,86 +978,73 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   if (!opt_) throw std::logic_error("The model must be compiled before training");
   if (!(lr >= 0.f)) throw std::invalid_argument("learning rate must be >= 0");
   plan(b.n, true);
-  const int64_t n = b.n, c = output_size();
-  const float* x = gather_input(b);
-  const int32_t* labels = rows_of(b.labels, 1, b, labels_.data());
-  const float* y = rows_of(b.y, c, b, y_.data());
-  const float* sw = rows_of(b.sw, 1, b, sw_.data());
-
+  const int64_t n = b.n;
+  gather_inputs(b);
+  gather_targets(b);
   ++step_;
-  forward(x, n, true);
-  const float* out = act_[nodes_.size()];
-
-  // The activation producing the output, for fusing it into the loss gradient.
-  int last = static_cast<int>(nodes_.size()) - 1;
-  while (last >= 0 && nodes_[last]->is_view()) --last;
-  const Act out_act = last >= 0 ? nodes_[last]->act : Act::Linear;
-  const bool fused = loss_fuses(loss_, from_logits_, out_act);
-
+  forward(n, true);
   StepResult r;
-  float* g = grad_a_.data();
-  float* other = grad_b_.data();
-  r.loss_sum = loss_forward_backward<float>(loss_, from_logits_, out_act, out, labels, y, sw,
-                                            g, n, c, 1.f / static_cast<float>(n), loss_param_);
-  for (const MetricSpec& m : metrics_) r.metric_sums.push_back(metric_sum(m, out, labels, y, sw, n, c));
-
-  // Backward, last node first; gradients stop at the first node with trainable
-  // weights (frozen leading layers need no backward at all).
-  auto trains = [&](const Node& node) {
-    for (const VarSpan& v : vars_)
-      if (v.trainable && v.offset >= node.param_offset &&
-          v.offset < node.param_offset + node.param_count)
-        return true;
-    return false;
-  };
-  int first_param = 0;
-  while (first_param < static_cast<int>(nodes_.size()) && !trains(*nodes_[first_param]))
-    ++first_param;
-  StepCtx ctx{params_.data(), grads_.data(), true, step_, x};
-  for (int i = last; i >= first_param; --i) {
-    Node& node = *nodes_[i];
-    if (node.is_view()) continue;
-    float* dx = i > first_param ? other : nullptr;
-    node.backward(ctx, act_[i], act_[i + 1], g, dx, n, fused && i == last);
-    if (dx) std::swap(g, other);
-  }
-  opt_->apply(params_.data(), grads_.data(), vars_, lr);
+  r.output_loss_sums.assign(outputs_.size(), 0.0);
+  add_metrics(r, n);
+  for (int k : zeroed_grads_) var_grads_[k].zero();
+  run_backward(n, false, &r);
+  for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
+  opt_->apply(opt_vars_, lr);
   return r;
 }
 
 StepResult Graph::test_step(const Batch& b) {
   std::lock_guard<std::mutex> lock(mu_);
-  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only()));
+  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only_));
   check_batch(b, true);
-  const int64_t rows = inference_rows(b.n), c = output_size();
+  finalize();
+  const int64_t rows = inference_rows(b.n);
   StepResult r;
-  r.metric_sums.assign(metrics_.size(), 0.0);
+  r.output_loss_sums.assign(outputs_.size(), 0.0);
+  size_t metrics = 0;
+  for (const OutputSpec& s : specs_) metrics += s.metrics.size();
+  r.metric_sums.assign(metrics, 0.0);
+  StepResult part_r;
   for (int64_t s = 0; s < b.n; s += rows) {
     const Batch part = sub_batch(b, s, std::min(rows, b.n - s));
     const int64_t n = part.n;
     plan(n, false);
-    const int32_t* labels = rows_of(part.labels, 1, part, labels_.data());
-    const float* y = rows_of(part.y, c, part, y_.data());
-    const float* sw = rows_of(part.sw, 1, part, sw_.data());
-    forward(gather_input(part), n, false);
-    const float* out = act_[nodes_.size()];
-    r.loss_sum += loss_forward<float>(loss_, from_logits_, out, labels, y, sw, n, c, loss_param_);
-    for (size_t m = 0; m < metrics_.size(); ++m)
-      r.metric_sums[m] += metric_sum(metrics_[m], out, labels, y, sw, n, c);
+    gather_inputs(part);
+    gather_targets(part);
+    forward(n, false);
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      const OutputSpec& sp = specs_[o];
+      if (!sp.has_loss) continue;
+      const int v = outputs_[o];
+      const double sum = loss_forward<float>(sp.loss, sp.from_logits, val_[v], labels_ptr_[o],
+                                             y_ptr_[o], sw_ptr_, n, values_[v].size, sp.param);
+      r.output_loss_sums[o] += sum;
+      r.loss_sum += sp.weight * sum;
+    }
+    part_r.metric_sums.clear();
+    add_metrics(part_r, n);
+    for (size_t m = 0; m < metrics; ++m) r.metric_sums[m] += part_r.metric_sums[m];
   }
   return r;
 }
 
-void Graph::predict(const Batch& b, float* out) {
+void Graph::predict(const Batch& b, const std::vector<float*>& out) {
   std::lock_guard<std::mutex> lock(mu_);
-  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only()));
+  OpenMPUse openmp(!(b.n <= kSmallM && dense_chain_only_));
   check_batch(b, false);
-  const int64_t rows = inference_rows(b.n), c = output_size();
+  finalize();
+  if (out.size() != outputs_.size())
+    throw std::invalid_argument("predict: expected one output array per model output");
+  const int64_t rows = inference_rows(b.n);
   for (int64_t s = 0; s < b.n; s += rows) {
     const Batch part = sub_batch(b, s, std::min(rows, b.n - s));
     plan(part.n, false);
-    forward(gather_input(part), part.n, false);
-    std::memcpy(out + s * c, act_[nodes_.size()], sizeof(float) * part.n * c);
+    gather_inputs(part);
+    forward(part.n, false);
+    for (size_t o = 0; o < outputs_.size(); ++o) {
+      const int64_t c = values_[outputs_[o]].size;
+      std::memcpy(out[o] + s * c, val_[outputs_[o]], sizeof(float) * part.n * c);
+    }
   }
 }
 

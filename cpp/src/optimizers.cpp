@@ -303,9 +303,9 @@ double sum_squares(const float* x, int64_t n) {
 }
 
 // A variable's squared gradient norm, from its sparse rows when it has them.
-static double grad_sum_squares(const float* g, const VarSpan& v) {
+static double grad_sum_squares(const OptVar& v) {
   if (v.sparse) return sum_squares(v.sparse->values, v.sparse->count * v.sparse->cols);
-  return sum_squares(g + v.offset, v.size);
+  return sum_squares(v.grad, v.var->size());
 }
 
 Optimizer::Optimizer(const OptimizerConfig& cfg) : cfg_(cfg) {
@@ -317,32 +317,34 @@ Optimizer::Optimizer(const OptimizerConfig& cfg) : cfg_(cfg) {
     throw std::invalid_argument("clipping thresholds and weight_decay must be >= 0");
 }
 
-void Optimizer::resize(int64_t n) {
-  int nslots = 0;
-  float init = 0.f;
+int Optimizer::num_slots() const {
   switch (cfg_.kind) {
-    case Opt::SGD: nslots = cfg_.momentum != 0.f; break;
-    case Opt::Adam: nslots = cfg_.amsgrad ? 3 : 2; break;
-    case Opt::RMSprop: nslots = 1 + (cfg_.momentum > 0.f) + cfg_.centered; break;
-    case Opt::Adagrad: nslots = 1; init = cfg_.initial_accumulator_value; break;
-    case Opt::Adamax: case Opt::Nadam: case Opt::Adadelta: nslots = 2; break;
-    case Opt::Lion: nslots = 1; break;
+    case Opt::SGD: return cfg_.momentum != 0.f;
+    case Opt::Adam: return cfg_.amsgrad ? 3 : 2;
+    case Opt::RMSprop: return 1 + (cfg_.momentum > 0.f) + cfg_.centered;
+    case Opt::Adagrad: case Opt::Lion: return 1;
+    case Opt::Adamax: case Opt::Nadam: case Opt::Adadelta: return 2;
   }
-  slots_.resize(nslots);
-  for (auto& s : slots_) {
-    s.resize(n);
-    std::fill(s.data(), s.data() + n, init);
-  }
-  iterations = 0;
-  nadam_product_ = 1.f;
-  nadam_at_ = 0;
+  return 0;
 }
 
-void Optimizer::update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
-                             const GradPrep& p, const SparseRows* sparse) {
-  auto slot = [&](size_t i) { return i < slots_.size() ? slots_[i].data() + off : nullptr; };
-  w += off;
-  g += off;
+std::vector<FloatBuffer>& Optimizer::slots_for(const VariablePtr& v) {
+  auto it = slots_.find(v.get());
+  if (it != slots_.end()) return it->second;
+  std::vector<FloatBuffer> slots(num_slots());
+  const float init = cfg_.kind == Opt::Adagrad ? cfg_.initial_accumulator_value : 0.f;
+  for (auto& s : slots) {
+    s.resize(v->size());
+    std::fill(s.data(), s.data() + v->size(), init);
+  }
+  order_.reserve(order_.size() + 1);
+  auto& placed = slots_.emplace(v.get(), std::move(slots)).first->second;
+  order_.push_back(v);
+  return placed;
+}
+
+void Optimizer::update(float* w, const float* g, float* const* slot, int64_t n, float lr,
+                       const GradPrep& p, const SparseRows* sparse) {
   auto run = [&](const auto& rule) {
     if (sparse)
       run_sparse(rule, *sparse, n / sparse->cols);
@@ -351,48 +353,47 @@ void Optimizer::update_range(float* w, const float* g, int64_t off, int64_t n, f
   };
   switch (cfg_.kind) {
     case Opt::SGD:
-      run(SgdRule{w, slot(0), lr, cfg_.momentum, cfg_.nesterov, p});
+      run(SgdRule{w, slot[0], lr, cfg_.momentum, cfg_.nesterov, p});
       break;
     case Opt::Adam:
-      run(adam_rule(w, slot(0), slot(1), slot(2), lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+      run(adam_rule(w, slot[0], slot[1], slot[2], lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
                     iterations + 1, p));
       break;
     case Opt::RMSprop: {
       const bool mom = cfg_.momentum > 0.f;
-      run(RmspropRule{w, slot(0), mom ? slot(1) : nullptr,
-                      cfg_.centered ? slot(mom ? 2 : 1) : nullptr, lr, cfg_.rho,
+      run(RmspropRule{w, slot[0], mom ? slot[1] : nullptr,
+                      cfg_.centered ? slot[mom ? 2 : 1] : nullptr, lr, cfg_.rho,
                       1.f - cfg_.rho, cfg_.momentum, cfg_.epsilon, p});
       break;
     }
     case Opt::Adagrad:
-      run(AdagradRule{w, slot(0), lr, cfg_.epsilon, p});
+      run(AdagradRule{w, slot[0], lr, cfg_.epsilon, p});
       break;
     case Opt::Adamax:
-      run(AdamaxRule{w, slot(0), slot(1), lr, 1.f - cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+      run(AdamaxRule{w, slot[0], slot[1], lr, 1.f - cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
                      1.f - std::pow(cfg_.beta_1, static_cast<float>(iterations + 1)), p});
       break;
     case Opt::Nadam:  // apply() has brought nadam_product_ to this step
-      run(nadam_rule(w, slot(0), slot(1), lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
+      run(nadam_rule(w, slot[0], slot[1], lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
                      iterations + 1, nadam_product_, p));
       break;
     case Opt::Lion:
-      run(LionRule{w, slot(0), lr, cfg_.beta_1, cfg_.beta_2, p});
+      run(LionRule{w, slot[0], lr, cfg_.beta_1, cfg_.beta_2, p});
       break;
     case Opt::Adadelta:
-      run(AdadeltaRule{w, slot(0), slot(1), lr, cfg_.rho, cfg_.epsilon, p});
+      run(AdadeltaRule{w, slot[0], slot[1], lr, cfg_.rho, cfg_.epsilon, p});
       break;
   }
 }
 
-void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars, float lr) {
+void Optimizer::apply(const std::vector<OptVar>& vars, float lr) {
   // Keras: clipnorm scales each variable's gradient by clipnorm / max(norm, clipnorm);
   // global_clipnorm scales all by clip * min(1/norm, 1/clip), NaN when the norm is not
   // finite; clipvalue clamps each element.
   float global_scale = 1.f;
   if (cfg_.global_clipnorm > 0) {
     double s = 0;
-    for (const VarSpan& v : vars)
-      if (v.trainable) s += grad_sum_squares(g, v);
+    for (const OptVar& v : vars) s += grad_sum_squares(v);
     const double norm = std::sqrt(s), c = cfg_.global_clipnorm;
     global_scale = std::isfinite(norm)
                        ? static_cast<float>(c * std::min(1.0 / norm, 1.0 / c))
@@ -407,38 +408,21 @@ void Optimizer::apply(float* w, const float* g, const std::vector<VarSpan>& vars
     nadam_at_ = iterations + 1;
   }
   const float decay = cfg_.weight_decay * lr;
-  // Runs of adjacent variables that share one GradPrep become one pass.
-  int64_t run_off = 0, run_n = 0;
-  GradPrep run;
-  for (const VarSpan& v : vars) {
-    if (!v.trainable || v.size == 0) continue;
+  for (const OptVar& v : vars) {
+    if (v.var->size() == 0) continue;
     GradPrep p;
     p.scale = global_scale;
     p.clipvalue = cfg_.clipvalue;
     p.decay = v.decay ? decay : 0.f;
     if (cfg_.clipnorm > 0) {
-      const double norm = std::sqrt(grad_sum_squares(g, v)), c = cfg_.clipnorm;
+      const double norm = std::sqrt(grad_sum_squares(v)), c = cfg_.clipnorm;
       p.scale = std::isnan(norm) ? std::numeric_limits<float>::quiet_NaN()
                                  : static_cast<float>(c / std::max(norm, c));
     }
-    if (v.sparse) {  // its own pass, over every row (absent rows see a zero gradient)
-      if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
-      run_n = 0;
-      update_range(w, g, v.offset, v.size, lr, p, v.sparse);
-      continue;
-    }
-    const bool joins = run_n > 0 && run_off + run_n == v.offset && p.scale == run.scale &&
-                       p.decay == run.decay;
-    if (joins) {
-      run_n += v.size;
-      continue;
-    }
-    if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
-    run_off = v.offset;
-    run_n = v.size;
-    run = p;
+    float* slot[3] = {nullptr, nullptr, nullptr};
+    for (size_t i = 0; i < v.slots->size() && i < 3; ++i) slot[i] = (*v.slots)[i].data();
+    update(v.var->data(), v.grad, slot, v.var->size(), lr, p, v.sparse);
   }
-  if (run_n > 0) update_range(w, g, run_off, run_n, lr, run, nullptr);
   ++iterations;
 }
 

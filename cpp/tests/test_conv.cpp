@@ -237,19 +237,28 @@ TEST(Pooling, GlobalMatchesWindowedOverTheWholeImage) {
 
 TEST(Graph, SmallCnnTrainsAndPlansOnce) {
   // (8, 8, 1) -> conv 4 'same' relu -> maxpool -> conv 6 -> global avg -> dense 2.
-  Graph g({8, 8, 1});
-  g.add_conv2d(4, 3, 3, 1, 1, 1, 1, true, Act::Relu, true);
-  g.add_pool2d(true, 2, 2, 2, 2, false);
-  g.add_conv2d(6, 3, 3, 1, 1, 1, 1, false, Act::Relu, true);
-  g.add_global_pool(false, 2, false);
-  g.add_dense(2, Act::Softmax, true);
-  EXPECT_EQ(g.output_shape(), (std::vector<int64_t>{2}));
-  auto p = random_vec(g.num_params(), 14, -0.5f, 0.5f);
-  std::memcpy(g.params(), p.data(), p.size() * sizeof(float));
-  g.set_loss(Loss::SparseCategoricalCrossentropy, false);
+  Graph g;
+  auto var = [](std::vector<int64_t> shape, uint64_t seed) {
+    auto v = std::make_shared<Variable>(std::move(shape));
+    auto p = random_vec(v->size(), seed, -0.5f, 0.5f);
+    std::memcpy(v->data(), p.data(), p.size() * sizeof(float));
+    return v;
+  };
+  int v = g.add_input({8, 8, 1});
+  v = g.add_conv2d(v, var({3, 3, 1, 4}, 14), var({4}, 15), 1, 1, 1, 1, true, Act::Relu);
+  v = g.add_pool2d(v, true, 2, 2, 2, 2, false);
+  v = g.add_conv2d(v, var({3, 3, 4, 6}, 16), var({6}, 17), 1, 1, 1, 1, false, Act::Relu);
+  v = g.add_global_pool(v, false, 2, false);
+  v = g.add_dense(v, var({6, 2}, 18), var({2}, 19), Act::Softmax);
+  g.set_outputs({v});
+  EXPECT_EQ(g.output_shape(0), (std::vector<int64_t>{2}));
+  OutputSpec spec;
+  spec.has_loss = true;
+  spec.loss = Loss::SparseCategoricalCrossentropy;
+  g.set_output_spec(0, spec);
   OptimizerConfig c;
   c.kind = Opt::Adam;
-  g.set_optimizer(c);
+  g.set_optimizer(std::make_shared<Optimizer>(c));
   const int64_t rows = 64;
   std::vector<float> x(rows * 64);
   std::vector<int32_t> labels(rows);
@@ -259,8 +268,9 @@ TEST(Graph, SmallCnnTrainsAndPlansOnce) {
       x[i * 64 + j] = (labels[i] && (j % 8) < 4 ? 1.f : 0.f) + 0.1f * float((i * 7 + j) % 5);
   }
   Batch b;
-  b.x = x.data();
-  b.labels = labels.data();
+  b.x = {x.data()};
+  b.labels = {labels.data()};
+  b.y = {nullptr};
   b.rows = rows;
   b.n = rows;
   const double first = g.train_step(b, 0.01f).loss_sum;

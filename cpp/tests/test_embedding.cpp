@@ -157,9 +157,11 @@ TEST(Embedding, SparseOptimizerUpdateEqualsDense) {
   const int64_t n = kVocab * kDim;
   for (size_t c = 0; c < configs.size(); ++c) {
     Optimizer dense(configs[c]), sparse(configs[c]);
-    dense.resize(n);
-    sparse.resize(n);
-    auto w_dense = random_vec(n, 10), w_sparse = w_dense;
+    auto w_dense = std::make_shared<Variable>(std::vector<int64_t>{kVocab, kDim});
+    auto w_sparse = std::make_shared<Variable>(std::vector<int64_t>{kVocab, kDim});
+    const auto w0 = random_vec(n, 10);
+    std::copy(w0.begin(), w0.end(), w_dense->data());
+    std::copy(w0.begin(), w0.end(), w_sparse->data());
     for (int step = 0; step < 3; ++step) {
       auto ids = random_ids(6, 20 + step, kVocab);
       std::vector<int32_t> slot(kVocab, -1), rows(6);
@@ -167,12 +169,15 @@ TEST(Embedding, SparseOptimizerUpdateEqualsDense) {
       auto values = random_vec(count * kDim, 30 + step);
       const std::vector<float> g = densify(rows.data(), values.data(), count);
       SparseRows sp{count, kDim, rows.data(), slot.data(), values.data()};
-      std::vector<VarSpan> dvars{VarSpan{0, n, true, true}};
-      std::vector<VarSpan> svars{VarSpan{0, n, true, true, &sp}};
-      dense.apply(w_dense.data(), g.data(), dvars, 0.01f);
       std::vector<float> unused(n, 123.f);  // the sparse path must not read it
-      sparse.apply(w_sparse.data(), unused.data(), svars, 0.01f);
-      ASSERT_EQ(w_dense, w_sparse) << "config " << c << " step " << step;
+      std::vector<OptVar> dvars{OptVar{w_dense.get(), g.data(), nullptr, true,
+                                       &dense.slots_for(w_dense)}};
+      std::vector<OptVar> svars{OptVar{w_sparse.get(), unused.data(), &sp, true,
+                                       &sparse.slots_for(w_sparse)}};
+      dense.apply(dvars, 0.01f);
+      sparse.apply(svars, 0.01f);
+      ASSERT_EQ(0, std::memcmp(w_dense->data(), w_sparse->data(), sizeof(float) * n))
+          << "config " << c << " step " << step;
     }
   }
 }

@@ -15,11 +15,18 @@ using ember_test::random_vec;
 
 namespace {
 
+VariablePtr var(std::vector<int64_t> shape, uint64_t seed) {
+  auto v = std::make_shared<Variable>(std::move(shape));
+  fill_uniform(v->data(), v->size(), -0.3f, 0.3f, seed, 0);
+  return v;
+}
+
 // Two blobs of 16-d points, labels 0/1, and a 16-32-2 MLP with dropout.
 struct Fixture {
   std::vector<float> x;
   std::vector<int32_t> labels;
-  Graph g{std::vector<int64_t>{16}};
+  Graph g;
+  std::vector<VariablePtr> vars{var({16, 32}, 1), var({32}, 2), var({32, 2}, 3), var({2}, 4)};
   explicit Fixture(int64_t rows = 256) {
     x = random_vec(rows * 16, 11);
     labels.resize(rows);
@@ -27,24 +34,34 @@ struct Fixture {
       labels[i] = static_cast<int32_t>(i % 2);
       x[i * 16] += labels[i] ? 2.f : -2.f;
     }
-    g.add_dense(32, Act::Relu, true);
-    g.add_dropout(0.1f, 5);
-    g.add_dense(2, Act::Softmax, true);
-    fill_uniform(g.params(), g.num_params(), -0.3f, 0.3f, 1, 0);
-    g.set_loss(Loss::SparseCategoricalCrossentropy, false);
-    g.set_metrics({MetricSpec{Metric::SparseCategoricalAccuracy}});
+    int v = g.add_input({16});
+    v = g.add_dense(v, vars[0], vars[1], Act::Relu);
+    v = g.add_dropout(v, 0.1f, 5);
+    v = g.add_dense(v, vars[2], vars[3], Act::Softmax);
+    g.set_outputs({v});
+    OutputSpec spec;
+    spec.has_loss = true;
+    spec.loss = Loss::SparseCategoricalCrossentropy;
+    spec.metrics = {MetricSpec{Metric::SparseCategoricalAccuracy}};
+    g.set_output_spec(0, spec);
     OptimizerConfig c;
     c.kind = Opt::Adam;
-    g.set_optimizer(c);
+    g.set_optimizer(std::make_shared<Optimizer>(c));
   }
   Batch batch(int64_t start, int64_t n) {
     Batch b;
-    b.x = x.data();
-    b.labels = labels.data();
+    b.x = {x.data()};
+    b.labels = {labels.data()};
+    b.y = {nullptr};
     b.rows = static_cast<int64_t>(labels.size());
     b.start = start;
     b.n = n;
     return b;
+  }
+  std::vector<float> weights() const {
+    std::vector<float> all;
+    for (const auto& v : vars) all.insert(all.end(), v->data(), v->data() + v->size());
+    return all;
   }
 };
 
@@ -76,7 +93,7 @@ TEST(Graph, BitIdenticalWeightsForAnyThreadCount) {
     set_num_threads(threads);
     Fixture f(512);
     for (int64_t s = 0; s < 512; s += 64) f.g.train_step(f.batch(s, 64), 0.01f);
-    results.emplace_back(f.g.params(), f.g.params() + f.g.num_params());
+    results.push_back(f.weights());
   }
   set_num_threads(saved);
   EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(),
@@ -86,12 +103,12 @@ TEST(Graph, BitIdenticalWeightsForAnyThreadCount) {
 TEST(Graph, PredictMatchesTestForwardAndGathers) {
   Fixture f;
   std::vector<float> out(4 * 2), out2(4 * 2);
-  f.g.predict(f.batch(8, 4), out.data());
+  f.g.predict(f.batch(8, 4), {out.data()});
   std::vector<int64_t> idx = {8, 9, 10, 11};
   Batch b = f.batch(0, 0);
   b.idx = idx.data();
   b.n = 4;
-  f.g.predict(b, out2.data());
+  f.g.predict(b, {out2.data()});
   EXPECT_EQ(0, std::memcmp(out.data(), out2.data(), sizeof(float) * 8));
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[2 * i] + out[2 * i + 1], 1.f, 1e-6);
   // test_step runs the same inference forward: its loss and accuracy are those of the
@@ -115,7 +132,63 @@ TEST(Graph, RejectsBadInput) {
   EXPECT_THROW(f.g.train_step(f.batch(0, 8), 0.01f), std::invalid_argument);
   EXPECT_THROW(f.g.train_step(f.batch(0, 0), 0.01f), std::invalid_argument);
   EXPECT_THROW(f.g.train_step(f.batch(250, 10), 0.01f), std::invalid_argument);
-  EXPECT_THROW(f.g.add_dense(0, Act::Relu, true), std::invalid_argument);
-  EXPECT_THROW(f.g.add_dropout(1.5f, 0), std::invalid_argument);
-  EXPECT_THROW(Graph(std::vector<int64_t>{0}), std::invalid_argument);
+  Graph g;
+  const int x = g.add_input({4});
+  EXPECT_THROW(g.add_dense(x, var({5, 2}, 1), nullptr, Act::Relu), std::invalid_argument);
+  EXPECT_THROW(g.add_dropout(x, 1.5f, 0), std::invalid_argument);
+  EXPECT_THROW(g.add_merge(MergeOp::Add, {x, g.add_input({3})}), std::invalid_argument);
+  EXPECT_THROW(g.add_dense(99, var({4, 2}, 1), nullptr, Act::Relu), std::invalid_argument);
+  EXPECT_THROW(g.add_input({0}), std::invalid_argument);
+}
+
+// One layer used twice (x W + x W) trains like one layer of weights 2W whose
+// learning rate is 4x: d/dW L(x 2W) = 2 dL/dV, and V = 2W moves by 2 * lr * 2 dL/dV.
+TEST(Graph, SharedVariableSumsTheGradientsOfItsUses) {
+  auto x = random_vec(8 * 3, 7);
+  std::vector<float> y = random_vec(8 * 2, 8);
+  auto w = var({3, 2}, 9);
+  auto v = std::make_shared<Variable>(std::vector<int64_t>{3, 2});
+  for (int i = 0; i < 6; ++i) v->data()[i] = 2 * w->data()[i];
+  OutputSpec mse;
+  mse.has_loss = true;
+  mse.loss = Loss::MeanSquaredError;
+  OptimizerConfig sgd;
+  sgd.kind = Opt::SGD;
+  Graph shared, single;
+  int in = shared.add_input({3});
+  int a = shared.add_dense(in, w, nullptr, Act::Linear);
+  int b = shared.add_dense(in, w, nullptr, Act::Linear);
+  shared.set_outputs({shared.add_merge(MergeOp::Add, {a, b})});
+  in = single.add_input({3});
+  single.set_outputs({single.add_dense(in, v, nullptr, Act::Linear)});
+  for (Graph* g : {&shared, &single}) {
+    g->set_output_spec(0, mse);
+    g->set_optimizer(std::make_shared<Optimizer>(sgd));
+  }
+  EXPECT_EQ(shared.variables().size(), 1u);
+  Batch batch;
+  batch.x = {x.data()};
+  batch.y = {y.data()};
+  batch.labels = {nullptr};
+  batch.rows = batch.n = 8;
+  const double l1 = shared.train_step(batch, 0.1f).loss_sum;
+  const double l2 = single.train_step(batch, 0.4f).loss_sum;
+  EXPECT_NEAR(l1, l2, 1e-5 * std::abs(l2));
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(2 * w->data()[i], v->data()[i], 1e-5);
+}
+
+// Inference reuses a buffer once its last reader has run: a chain of four Dense layers
+// needs two buffers' worth, training keeps all four.
+TEST(Graph, InferenceBuffersAreReusedByLiveness) {
+  Graph g;
+  int v = g.add_input({8});
+  for (int i = 0; i < 4; ++i) v = g.add_dense(v, var({8, 8}, i), nullptr, Act::Tanh);
+  g.set_outputs({v});
+  std::vector<float> x = random_vec(4 * 8, 3), out(4 * 8);
+  Batch b;
+  b.x = {x.data()};
+  b.rows = b.n = 4;
+  g.predict(b, {out.data()});
+  EXPECT_EQ(g.inference_floats_per_sample(), 2 * 8);  // two in flight at any time
+  EXPECT_EQ(g.training_floats_per_sample(), 4 * 8);
 }

@@ -13,6 +13,7 @@
 #include "ember/dropout.h"
 #include "ember/losses.h"
 #include "ember/optimizers.h"
+#include "ember/variable.h"
 #include "ember/parallel.h"
 #include "ember/random.h"
 #include "test_util.h"
@@ -302,35 +303,73 @@ TEST(Optimizers, SumSquaresIsThreadCountIndependent) {
   EXPECT_NEAR(one, ref, 1e-9 * ref);
 }
 
-// Global clipping scales every trainable gradient by clip / norm; frozen spans are
-// neither counted nor touched; clipnorm acts per variable.
-TEST(Optimizers, ClippingAndFrozenSpans) {
-  const std::vector<float> w0 = {1, 2, 3, 4, 5};
-  const std::vector<float> g = {3, 4, 0, 100, 1};
-  std::vector<VarSpan> vars = {{0, 2, true, true}, {2, 2, false, true}, {4, 1, true, true}};
+// The optimizer's variables, each with its own storage, gradient and slots.
+struct OptFixture {
+  std::vector<VariablePtr> vars;
+  std::vector<std::vector<float>> grads;
+  std::vector<OptVar> list;
+  OptFixture(Optimizer& opt, const std::vector<std::vector<float>>& w,
+             const std::vector<std::vector<float>>& g)
+      : grads(g) {
+    for (size_t k = 0; k < w.size(); ++k) {
+      vars.push_back(std::make_shared<Variable>(std::vector<int64_t>{int64_t(w[k].size())}));
+      std::copy(w[k].begin(), w[k].end(), vars[k]->data());
+    }
+    for (size_t k = 0; k < w.size(); ++k) {
+      OptVar v;
+      v.var = vars[k].get();
+      v.grad = grads[k].data();
+      v.slots = &opt.slots_for(vars[k]);
+      list.push_back(v);
+    }
+  }
+  float at(size_t k, int64_t i) const { return vars[k]->data()[i]; }
+};
+
+// Global clipping scales every gradient by clip / norm; clipnorm acts per variable;
+// variables left out of the list (frozen) are neither counted nor touched, and get no
+// slots.
+TEST(Optimizers, ClippingAndFrozenVariables) {
+  const std::vector<std::vector<float>> w0 = {{1, 2}, {5}};
+  const std::vector<std::vector<float>> g = {{3, 4}, {1}};
   OptimizerConfig c;
   c.kind = Opt::SGD;
   c.global_clipnorm = 1.f;
   Optimizer opt(c);
-  opt.resize(5);
-  std::vector<float> w = w0;
-  opt.apply(w.data(), g.data(), vars, 1.f);
+  OptFixture f(opt, w0, g);
+  auto frozen = std::make_shared<Variable>(std::vector<int64_t>{2});
+  frozen->data()[0] = 3;
+  opt.apply(f.list, 1.f);
   const double norm = std::sqrt(9.0 + 16.0 + 1.0);
-  EXPECT_NEAR(w[0], 1 - 3 / norm, 1e-6);
-  EXPECT_NEAR(w[1], 2 - 4 / norm, 1e-6);
-  EXPECT_EQ(w[2], 3.f);
-  EXPECT_EQ(w[3], 4.f);
-  EXPECT_NEAR(w[4], 5 - 1 / norm, 1e-6);
+  EXPECT_NEAR(f.at(0, 0), 1 - 3 / norm, 1e-6);
+  EXPECT_NEAR(f.at(0, 1), 2 - 4 / norm, 1e-6);
+  EXPECT_NEAR(f.at(1, 0), 5 - 1 / norm, 1e-6);
+  EXPECT_EQ(frozen->data()[0], 3.f);
+  EXPECT_EQ(opt.find_slots(frozen.get()), nullptr);
   EXPECT_EQ(opt.iterations, 1);
 
   c.global_clipnorm = 0.f;
   c.clipnorm = 2.f;
   Optimizer per_var(c);
-  per_var.resize(5);
-  w = w0;
-  per_var.apply(w.data(), g.data(), vars, 1.f);
-  EXPECT_NEAR(w[0], 1 - 3 * 2 / 5.0, 1e-6);  // norm 5 > 2: scaled
-  EXPECT_NEAR(w[4], 5 - 1, 1e-6);            // norm 1 <= 2: unchanged
+  OptFixture h(per_var, w0, g);
+  per_var.apply(h.list, 1.f);
+  EXPECT_NEAR(h.at(0, 0), 1 - 3 * 2 / 5.0, 1e-6);  // norm 5 > 2: scaled
+  EXPECT_NEAR(h.at(1, 0), 5 - 1, 1e-6);            // norm 1 <= 2: unchanged
+}
+
+// Slots are keyed by variable: a second list naming the same variable finds the same
+// slots, so two models sharing a layer and an optimizer share its state.
+TEST(Optimizers, SlotsBelongToVariables) {
+  OptimizerConfig c;
+  c.kind = Opt::Adam;
+  Optimizer opt(c);
+  auto v = std::make_shared<Variable>(std::vector<int64_t>{3});
+  auto& a = opt.slots_for(v);
+  auto& b = opt.slots_for(v);
+  EXPECT_EQ(&a, &b);
+  EXPECT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].size(), 3);
+  EXPECT_EQ(opt.tracked().size(), 1u);
 }
 
 TEST(Checks, FirstNonFiniteFindsTheFirstBadValueInAnyBlock) {

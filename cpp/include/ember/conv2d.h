@@ -36,7 +36,7 @@ void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const 
                     float* y, Act act);
 
 // dz (n, oh, ow, f) is the gradient at the pre-activation. Writes dw (kh, kw, c, f),
-// db (f) unless null, and dx (n, h, w, c) unless null (first layer).
+// db (f) and dx (n, h, w, c), each unless null (a frozen variable, the first layer).
 void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const float* dz,
                      float* dx, float* dw, float* db);
 

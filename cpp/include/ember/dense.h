@@ -11,8 +11,8 @@ void dense_forward(const float* x, const float* w, const float* b, float* y,
                    int64_t n, int64_t in, int64_t out, Act act, bool training = false);
 
 // dz (n, out) is the gradient at the pre-activation (the caller applies
-// act_backward first). Accumulates dw (in, out) += x^T dz and db (out) += sum_n dz;
-// writes dx (n, in) = dz w^T unless dx is null (first layer).
+// act_backward first). Writes dw (in, out) = x^T dz, db (out) = sum_n dz and
+// dx (n, in) = dz w^T, each unless null (a frozen variable, the first layer).
 void dense_backward(const float* x, const float* w, const float* dz, float* dx,
                     float* dw, float* db, int64_t n, int64_t in, int64_t out);
 

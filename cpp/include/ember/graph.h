@@ -1,5 +1,6 @@
-// graph.h: the executor. A model is lowered once into a chain of nodes over one
-// parameter buffer; train_step / test_step / predict run a whole batch in C++.
+// graph.h: the executor. A model is a DAG of nodes over values (per-sample shapes),
+// built once from the layers; its variables belong to the layers. train_step /
+// test_step / predict run a whole batch in C++ and allocate nothing in steady state.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -8,180 +9,205 @@
 #include <vector>
 #include "ember/activations.h"
 #include "ember/buffer.h"
-#include "ember/gemm.h"
 #include "ember/losses.h"
 #include "ember/metrics.h"
+#include "ember/nodes.h"
 #include "ember/optimizers.h"
+#include "ember/variable.h"
 
 namespace ember {
 
-struct StepCtx {
-  float* params = nullptr;
-  float* grads = nullptr;
-  bool training = false;
-  uint64_t step = 0;  // counter for dropout masks
-  const float* input = nullptr;  // the batch's model input (token ids for masks)
-};
-
-// One layer of the chain. Sizes are per sample; activations are (n, size) rows.
-class Node {
- public:
-  virtual ~Node() = default;
-  virtual const char* kind() const = 0;
-  // Output aliases input (reshape/flatten): no buffer, no work.
-  virtual bool is_view() const { return false; }
-  // Output equals input outside training (dropout): inference treats it as a view.
-  virtual bool identity_in_inference() const { return false; }
-  bool view_in_inference() const { return is_view() || identity_in_inference(); }
-  // Floats per sample the node keeps from forward for backward (dropout mask).
-  virtual int64_t saved_per_sample() const { return 0; }
-  // Sizes the node's own scratch for batches of up to n samples (memory plan).
-  virtual void plan(int64_t /*n*/) {}
-  virtual void forward(StepCtx& ctx, const float* x, float* y, int64_t n) = 0;
-  // dy (n, out_size) may be overwritten. preact: dy is already the gradient at the
-  // pre-activation (fused loss). dx (n, in_size) is null when no earlier node needs it.
-  virtual void backward(StepCtx& ctx, const float* x, const float* y, float* dy,
-                        float* dx, int64_t n, bool preact) = 0;
-
-  std::vector<int64_t> out_shape;
-  int64_t in_size = 0, out_size = 0;
-  int64_t param_offset = 0, param_count = 0;  // all of the node's variables
-  std::vector<int64_t> var_sizes;             // each variable, in Keras's order
-  Act act = Act::Linear;  // activation at the node's output, for loss fusion
-  // The next node's backward applies this node's activation derivative (a relu
-  // followed by max pooling), so this node's backward skips it.
-  bool act_backward_done_by_next = false;
-  // This node can take over the relu backward of the node before it.
-  virtual bool absorbs_relu_backward() const { return false; }
-  bool relu_backward_of_prev = false;
-  float* saved = nullptr;
-};
-
 struct StepResult {
-  double loss_sum = 0;  // sum_i sw_i * L_i over the batch
-  std::vector<double> metric_sums;
+  double loss_sum = 0;  // sum over outputs of loss_weight * sum_i sw_i * L_i
+  std::vector<double> output_loss_sums;  // per output, sum_i sw_i * L_i
+  std::vector<double> metric_sums;       // each output's metrics, outputs in order
 };
 
-// A batch as the caller hands it: the whole data set and which rows to take
-// (idx, n) or, when idx is null, rows [start, start + n).
+// A batch as the caller hands it: whole arrays (one per model input, one target per
+// output) and which rows to take (idx, n) or, when idx is null, rows [start, start + n).
 struct Batch {
-  const float* x = nullptr;       // (rows, input_size)
-  const int32_t* labels = nullptr;  // sparse targets (rows)
-  const float* y = nullptr;       // dense targets (rows, output_size)
-  const float* sw = nullptr;      // sample weights (rows) or null
+  std::vector<const float*> x;          // per input: (rows, input size)
+  std::vector<const int32_t*> labels;   // per output: sparse targets (rows) or null
+  std::vector<const float*> y;          // per output: dense targets (rows, size) or null
+  const float* sw = nullptr;            // sample weights (rows) or null
   const int64_t* idx = nullptr;
   int64_t start = 0;
   int64_t n = 0;
   int64_t rows = 0;  // rows in the whole arrays, for bounds checks
 };
 
+// What an output is trained and judged with.
+struct OutputSpec {
+  bool has_loss = false;
+  Loss loss = Loss::MeanSquaredError;
+  bool from_logits = false;
+  float param = 1.f;
+  float weight = 1.f;
+  std::vector<MetricSpec> metrics;
+};
+
 class Graph {
  public:
-  explicit Graph(std::vector<int64_t> input_shape);
+  Graph() = default;
 
-  // Builders; each returns the node index. Shapes are per sample.
-  int add_dense(int64_t units, Act act, bool use_bias);
-  // NHWC: samples (h, w, c). `same` selects Keras's 'same' padding over 'valid'.
-  // causal: Keras's Conv1D 'causal' padding along the width ((kw - 1) * dw zeros
-  // before, none after).
-  int add_conv2d(int64_t filters, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
-                 int64_t dw, bool same, Act act, bool use_bias, bool causal = false);
-  int add_pool2d(bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
+  // Builders: each takes value ids and returns the id of the value it makes. Shapes
+  // are per sample. Nothing can be added after the first step.
+  int add_input(std::vector<int64_t> shape);
+  // Dense on the last axis. kernel (in, units), bias (units) or null.
+  int add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act);
+  // NHWC (h, w, c) samples; kernel (kh, kw, c, filters). causal: Keras's Conv1D
+  // 'causal' padding along the width ((kw - 1) * dw zeros before, none after).
+  int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                 int64_t dh, int64_t dw, bool same, Act act, bool causal = false);
+  int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
-  // Over steps (spatial_dims 1) the pooling honours the mask of an Embedding with
-  // mask_zero that reaches it through dropout/activation nodes. Max pooling right after
-  // an Embedding is fused into it (no (n, steps, dim) intermediate).
-  int add_global_pool(bool max, int64_t spatial_dims, bool keepdims);
-  // Samples (steps,) of token ids as floats -> (steps, output_dim). Must be the first
-  // node. Its gradient is sparse (only the rows a batch used).
-  int add_embedding(int64_t input_dim, int64_t output_dim, bool mask_zero);
-  int add_activation(Act act);
-  int add_dropout(float rate, uint64_t seed);
-  int add_reshape(std::vector<int64_t> shape);
+  // Over steps (spatial_dims 1) it honours the mask that x carries.
+  int add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims);
+  // Samples (steps,) of token ids as floats -> (steps, dim); table (input_dim, dim).
+  // With mask_zero the output carries the mask (ids equal to 0).
+  int add_embedding(int ids, VariablePtr table, bool mask_zero);
+  int add_activation(int x, Act act);
+  int add_dropout(int x, float rate, uint64_t seed);
+  int add_reshape(int x, std::vector<int64_t> shape);
+  int add_merge(MergeOp op, const std::vector<int>& xs);
+  // Along `axis` of the per-sample shapes (0 is the first axis after the batch).
+  int add_concatenate(const std::vector<int>& xs, int64_t axis);
+  int add_dot(int a, int b, bool normalize);
+  // The model's outputs, in order (each a distinct value).
+  void set_outputs(const std::vector<int>& values);
+  // Runs node `value`'s producer in inference mode inside training steps too.
+  void set_inference_only(int value, bool on);
 
-  const std::vector<int64_t>& input_shape() const { return input_shape_; }
-  const std::vector<int64_t>& output_shape() const;
-  int64_t input_size() const { return input_size_; }
-  int64_t output_size() const;
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  int num_outputs() const { return static_cast<int>(outputs_.size()); }
+  int num_values() const { return static_cast<int>(values_.size()); }
+  const std::vector<int64_t>& value_shape(int v) const;
+  const std::vector<int64_t>& input_shape(int i) const { return value_shape(inputs_.at(i)); }
+  const std::vector<int64_t>& output_shape(int o) const { return value_shape(outputs_.at(o)); }
+  int64_t input_size(int i) const { return values_.at(inputs_.at(i)).size; }
+  int64_t output_size(int o) const { return values_.at(outputs_.at(o)).size; }
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   const Node& node(int i) const { return *nodes_.at(i); }
 
-  float* params() { return params_.data(); }
-  int64_t num_params() const { return params_.size(); }
-  // Every variable of every node, in order; flags say which the optimizer updates
-  // (trainable) and which it decays.
-  const std::vector<VarSpan>& variables() const { return vars_; }
+  // Every distinct variable, in the order nodes first use them; flags say which the
+  // optimizer updates (trainable: read when the model is compiled) and decays.
+  const std::vector<VariablePtr>& variables() const { return vars_; }
   void set_variable_flags(const std::vector<bool>& trainable, const std::vector<bool>& decay);
 
-  void set_loss(Loss loss, bool from_logits, float param = 1.f);
-  void set_metrics(std::vector<MetricSpec> metrics);
-  void set_optimizer(const OptimizerConfig& cfg);
+  void set_output_spec(int o, const OutputSpec& spec);
+  void set_optimizer(std::shared_ptr<Optimizer> opt);
   Optimizer* optimizer() { return opt_.get(); }
-  bool loss_is_sparse() const { return loss_sparse(loss_); }
+  bool output_is_sparse(int o) const;
+  bool output_has_loss(int o) const { return specs_.at(o).has_loss; }
 
-  // forward, loss, backward, update at learning rate lr, metrics.
+  // forward, losses, backward, update at learning rate lr, metrics.
   StepResult train_step(const Batch& b, float lr);
-  // forward (inference mode), loss, metrics.
+  // forward (inference mode), losses, metrics.
   StepResult test_step(const Batch& b);
-  // forward (inference mode) of rows of b.x into out (n, output_size).
-  void predict(const Batch& b, float* out);
+  // forward (inference mode) of rows of b.x into out[o] (n, output_size(o)) per output.
+  void predict(const Batch& b, const std::vector<float*>& out);
 
-  // Number of times any activation buffer has been (re)allocated: steady state
-  // must leave it unchanged.
+  // Number of times any buffer has been (re)allocated: steady state leaves it unchanged.
   int64_t allocations() const { return allocations_; }
   // Rows the activation buffers hold (the largest batch or inference chunk run).
   int64_t planned_rows() const { return capacity_; }
+  // Floats per sample of the activation buffers inference uses (liveness: a buffer is
+  // reused once its last reader has run), and of those training keeps.
+  int64_t inference_floats_per_sample() const;
+  int64_t training_floats_per_sample() const;
   uint64_t step_counter() const { return step_; }
+  // Descriptions of the fusions applied, for tests and inspection.
+  std::vector<std::string> fusions() const;
 
  private:
-  int add_node(std::unique_ptr<Node> node, std::vector<int64_t> out_shape,
-               std::vector<int64_t> var_sizes);
-  // Ensures buffers for a batch of n; training adds gradients and saved state.
+  struct Value {
+    std::vector<int64_t> shape;
+    int64_t size = 0;
+    int producer = -1;  // node index, or -1 for a model input
+    std::vector<int> readers;  // nodes reading it, in order
+    int mask = -1;  // the token-id value whose zeros mask this one, or -1
+  };
+  int add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
+               std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,
+               int data_inputs = -1);
+  int check_value(int v, const char* who) const;
+  void finalize();
+  void fuse_embedding_max_pool();
+  void fuse_relu_into_pool();
+  void find_dense_chains();
+  void plan_inference_buffers();
+  bool only_reader(int v, int node) const;
   void plan(int64_t n, bool training);
-  // Rows per inference chunk for a batch of n: activations stay near kInferenceFloats
-  // (a large predict or evaluate batch runs in equal chunks, not one huge plan).
+  void plan_training();
   int64_t inference_rows(int64_t n) const;
-  static constexpr int64_t kInferenceFloats = int64_t(1) << 22;
   void check_batch(const Batch& b, bool need_targets) const;
-  const float* gather_input(const Batch& b);
+  void gather_inputs(const Batch& b);
+  void forward(int64_t n, bool training);
+  float* buffer_of(int v, bool training);
+  // Runs backward over the nodes; dry: only counts the gradient buffers it needs.
+  int run_backward(int64_t n, bool dry, StepResult* r);
+  bool fused_loss(int o) const;
+  size_t var_index(const Variable* v) const;
   void gather_targets(const Batch& b);
-  void forward(const float* x, int64_t n, bool training);
-  // Inference at a few rows: runs Dense nodes from `first` as one sgemm_small_chain
-  // and returns the node after them, or returns `first` when fewer than two chain.
-  size_t forward_dense_chain(StepCtx& ctx, size_t first, int64_t n);
-  // Every node but views and dropouts is a Dense, and they chain (at least two; all
-  // but the last end in a ReLU or nothing): inference at a few rows is one
-  // sgemm_small_chain and runs no OpenMP region. Found as nodes are added.
-  bool dense_chain_only() const { return dense_chain_only_; }
-  bool find_dense_chain_only() const;
+  void add_metrics(StepResult& r, int64_t n) const;
+  static constexpr int64_t kInferenceFloats = int64_t(1) << 22;
 
-  std::vector<int64_t> input_shape_;
-  int64_t input_size_ = 0;
+  std::vector<Value> values_;
+  std::vector<int> inputs_, outputs_;
   std::vector<std::unique_ptr<Node>> nodes_;
-  FloatBuffer params_, grads_;
-  std::vector<VarSpan> vars_;
+  std::vector<VariablePtr> vars_;
+  std::vector<bool> trainable_, decay_;
+  std::vector<OutputSpec> specs_;
+  std::shared_ptr<Optimizer> opt_;
+  bool finalized_ = false;
 
-  Loss loss_ = Loss::MeanSquaredError;
-  bool from_logits_ = false;
-  float loss_param_ = 1.f;
-  bool has_loss_ = false;
-  std::vector<MetricSpec> metrics_;
-  std::unique_ptr<Optimizer> opt_;
-
-  // Memory plan, sized for the largest batch seen (training: the largest trained).
-  int64_t capacity_ = 0, train_capacity_ = 0;
-  int64_t allocations_ = 0;
-  FloatBuffer input_;
-  std::vector<FloatBuffer> act_buf_;   // owned output buffer per non-view node
-  std::vector<float*> act_;            // act_[i] = input of node i; act_[N] = output
-  std::vector<ChainLayer> chain_;      // forward_dense_chain's layers
+  // Fusions (finalize): dense chains at batch 1, and the loss fused into the output
+  // activation per output.
+  struct Chain { int first = 0, last = 0; std::vector<int> dense; };
+  std::vector<Chain> chains_;
+  std::vector<int> chain_at_;  // chain index starting at node i, or -1
   bool dense_chain_only_ = false;
-  std::vector<FloatBuffer> saved_;
-  FloatBuffer grad_a_, grad_b_;
-  FloatBuffer y_, sw_;
-  AlignedBuffer<int32_t> labels_;
+  std::vector<ChainLayer> chain_layers_;
+  std::vector<std::string> fusions_;
 
-  bool mask_live_ = false;  // an Embedding's mask reaches the next node
+  // Memory plan. Each non-view value has a buffer; inference maps values onto the
+  // buffers of values no longer read (infer_home_), training keeps each its own.
+  std::vector<int> infer_home_;        // per value: the value whose buffer it uses
+  std::vector<int64_t> buf_floats_;    // per value: floats per sample of its buffer
+  std::vector<FloatBuffer> bufs_;      // per value (unused for inputs and views)
+  std::vector<int64_t> buf_rows_;      // rows each buffer holds
+  std::vector<FloatBuffer> input_bufs_;
+  std::vector<const float*> val_;      // this step's pointer to each value
+  std::vector<const float*> node_in_;  // scratch: a node's input pointers
+  std::vector<float*> node_dx_;
+  int64_t capacity_ = 0, train_capacity_ = 0, input_capacity_ = 0;
+  int64_t allocations_ = 0;
+  bool training_planned_ = false;  // the training plan matches the variable flags
+
+  // Training: gradients per variable (trainable only), extra ones for a variable's
+  // second and later uses in this graph, node scratch, and a pool of value gradients.
+  std::vector<FloatBuffer> var_grads_;
+  std::vector<std::vector<FloatBuffer>> use_grads_;  // per node, per variable use
+  std::vector<FloatBuffer> saved_;
+  std::vector<FloatBuffer> grad_pool_;
+  int64_t grad_width_ = 0;
+  std::vector<bool> needs_grad_;  // per value
+  std::vector<OptVar> opt_vars_;
+  std::vector<FloatBuffer> y_;  // per output: gathered dense targets
+  std::vector<AlignedBuffer<int32_t>> labels_;
+  FloatBuffer sw_;
+  // The gradient sums a shared variable needs, and the tables to zero each step.
+  struct GradSum { float* dst; const float* src; int64_t size; };
+  std::vector<GradSum> grad_sums_;
+  std::vector<int> zeroed_grads_;
+  // This step's targets, and run_backward's state, sized once.
+  std::vector<const int32_t*> labels_ptr_;
+  std::vector<const float*> y_ptr_;
+  const float* sw_ptr_ = nullptr;
+  std::vector<int> gbuf_, pool_free_, pool_refs_;
+  std::vector<bool> preact_;
+  std::vector<int> grown_;
+  std::vector<std::pair<int, int>> pending_adds_;
 
   uint64_t step_ = 0;
   std::mutex mu_;

@@ -4,9 +4,11 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 #include "ember/buffer.h"
 #include "ember/embedding.h"
+#include "ember/variable.h"
 
 namespace ember {
 
@@ -76,37 +78,49 @@ void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, in
 // thread count (fixed chunks, summed in order).
 double sum_squares(const float* x, int64_t n);
 
-// A variable of the parameter buffer, as the optimizer sees it.
-struct VarSpan {
-  int64_t offset = 0, size = 0;
-  bool trainable = true;  // frozen variables are neither updated nor clipped
-  bool decay = true;      // weight decay applies (Keras: all, unless excluded)
-  // When set, the variable's gradient is these rows (an embedding table) instead of
-  // the dense gradient buffer. The update still visits every row, absent ones with a
-  // zero gradient, so it equals the dense update (Keras's semantics) without a dense
-  // gradient ever being written.
+// A variable as one update sees it: its storage, its gradient (dense, or the rows
+// of an embedding table: the update still visits every row, absent ones with a zero
+// gradient, so it equals the dense update, Keras's semantics, without a dense gradient
+// ever being written), and its slots (Optimizer::slots_for).
+struct OptVar {
+  Variable* var = nullptr;
+  const float* grad = nullptr;
   const SparseRows* sparse = nullptr;
+  bool decay = true;  // weight decay applies (Keras: all, unless excluded)
+  std::vector<FloatBuffer>* slots = nullptr;
 };
 
-// An optimizer and its slot variables, each as long as the parameter buffer
-// (Keras order: SGD momentum; Adam m, v[, vhat]; RMSprop velocity[, momentum]
-// [, average_gradient]; Adagrad accumulator; Adamax m, u; Nadam m, v; Lion m;
-// Adadelta accumulated gradient, accumulated delta).
+// An optimizer and its slot variables, keyed by variable as in Keras, each slot as
+// long as its variable (Keras order: SGD momentum; Adam m, v[, vhat]; RMSprop
+// velocity[, momentum][, average_gradient]; Adagrad accumulator; Adamax m, u; Nadam m,
+// v; Lion m; Adadelta accumulated gradient, accumulated delta). Models compiled with
+// one optimizer share it; a frozen variable never gets slots.
 class Optimizer {
  public:
   explicit Optimizer(const OptimizerConfig& cfg);
-  void resize(int64_t n);
-  // One update of the trainable spans at learning rate lr; iterations counts updates.
-  void apply(float* w, const float* g, const std::vector<VarSpan>& vars, float lr);
+  // The slots of v, created (at their initial value) on first use. The reference
+  // stays valid while the optimizer lives.
+  std::vector<FloatBuffer>& slots_for(const VariablePtr& v);
+  // The slots of v, or null when it has none yet.
+  std::vector<FloatBuffer>* find_slots(const Variable* v) {
+    auto it = slots_.find(v);
+    return it == slots_.end() ? nullptr : &it->second;
+  }
+  // Slots per variable of this optimizer's kind and settings.
+  int num_slots() const;
+  // One update of every variable at learning rate lr; iterations counts updates.
+  void apply(const std::vector<OptVar>& vars, float lr);
   int64_t iterations = 0;
   const OptimizerConfig& config() const { return cfg_; }
-  std::vector<FloatBuffer>& slots() { return slots_; }
+  // The variables with slots, in the order they got them.
+  const std::vector<VariablePtr>& tracked() const { return order_; }
 
  private:
-  void update_range(float* w, const float* g, int64_t off, int64_t n, float lr,
-                    const GradPrep& p, const SparseRows* sparse);
+  void update(float* w, const float* g, float* const* slot, int64_t n, float lr,
+              const GradPrep& p, const SparseRows* sparse);
   OptimizerConfig cfg_;
-  std::vector<FloatBuffer> slots_;
+  std::unordered_map<const Variable*, std::vector<FloatBuffer>> slots_;
+  std::vector<VariablePtr> order_;  // keeps the tracked variables alive
   // Nadam's product of momentum factors mu_1 .. mu_t (Keras's u_product), valid at
   // iteration nadam_at_ (recomputed from 1 when iterations was set from outside).
   float nadam_product_ = 1.f;

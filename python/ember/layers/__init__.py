@@ -9,8 +9,12 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
 from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    Reshape)
 from .embedding import Embedding
+from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, dot, maximum, minimum, multiply, subtract)
 
-__all__ = ["Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
+__all__ = ["Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
+           "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
+           "multiply", "subtract", "Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "Dense", "Dropout",
            "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",

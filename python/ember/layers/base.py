@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from .. import initializers
+from .. import _core, initializers
 
 _name_counts = {}
 
@@ -36,11 +36,16 @@ def _check_shape(shape, what="shape"):
 
 
 class Variable:
-    """A weight. Once its model is built, its value is a view of the engine's
-    parameter buffer, so reading and assigning cost no copies of the model."""
+    """A weight. Its value lives in the core's aligned storage (`_storage`), which every
+    model that uses the layer refers to: a layer shared by two models is one set of
+    weights, and reading or assigning costs no copy. `core_shape` is the storage's shape
+    where the core sees the weight differently (a Conv1D kernel as a 1 x k Conv2D)."""
 
-    def __init__(self, value, name, trainable=True, layer_name=""):
-        self._value = value
+    def __init__(self, value, name, trainable=True, layer_name="", core_shape=None):
+        value = np.asarray(value, dtype=np.float32)
+        self._storage = _core.Variable(list(core_shape or value.shape))
+        self._value = self._storage.array().reshape(value.shape)
+        self._value[...] = value
         self.name = name
         self.path = f"{layer_name}/{name}" if layer_name else name
         self.trainable = trainable
@@ -118,10 +123,11 @@ class Layer:
         self.output_shape = None
 
     # -- weights ---------------------------------------------------------------
-    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True):
+    def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
+                   core_shape=None):
         init = initializers.get(initializer)
         v = Variable(init(tuple(shape)), name or f"variable_{len(self._weights)}",
-                     trainable, self.name)
+                     trainable, self.name, core_shape)
         self._weights.append(v)
         return v
 
@@ -176,41 +182,89 @@ class Layer:
         raise TypeError(f"{type(self).__name__} cannot be lowered")
 
     # -- the functional API ----------------------------------------------------------
-    def __call__(self, inputs, *args, **kwargs):
-        """On a symbolic tensor (from `ember.Input`), records this layer in the graph
-        and returns the symbolic output: `x = Dense(64)(inputs)`."""
-        from .core import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            if args or kwargs:
-                raise ValueError(f"Layer '{self.name}' takes a single tensor in the "
-                                 f"functional API. Received also: {args or kwargs}")
-            return self._call_symbolic(inputs)
-        if isinstance(inputs, (list, tuple, dict)) and any(
-                isinstance(t, KerasTensor) for t in (inputs.values() if isinstance(
-                    inputs, dict) else inputs)):
-            raise ValueError(f"Layer '{self.name}' was called on several tensors: ember's "
-                             f"functional API takes one tensor per layer so far (no merge "
-                             f"layers yet)")
-        raise ValueError(f"Layer '{self.name}' can be called on a symbolic tensor (from "
-                         f"ember.Input) to build a model; calling a layer on arrays is not "
-                         f"supported yet: put it in a model and use model.predict. "
-                         f"Received: {type(inputs).__name__}")
+    # Merge layers take a list of tensors; every other layer takes one.
+    _takes_list = False
 
-    def _call_symbolic(self, tensor):
+    def __call__(self, inputs, *args, **kwargs):
+        """On symbolic tensors (from `ember.Input`), records this call in the graph and
+        returns the symbolic output: `x = Dense(64)(inputs)`. On arrays, runs the layer
+        for inference and returns a NumPy array."""
         from .core import KerasTensor
-        shape = tuple(tensor.shape[1:])
+        flat = (list(inputs.values()) if isinstance(inputs, dict) else
+                list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
+        if any(isinstance(t, KerasTensor) for t in flat):
+            if args or kwargs:
+                raise ValueError(f"Layer '{self.name}' was called with extra arguments "
+                                 f"ember does not take: {args or kwargs}")
+            bad = [t for t in flat if not isinstance(t, KerasTensor)]
+            if bad:
+                raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic "
+                                 f"tensors and {type(bad[0]).__name__}")
+            if self._takes_list != isinstance(inputs, (list, tuple, dict)):
+                raise ValueError(
+                    f"Layer '{self.name}' ({type(self).__name__}) takes "
+                    f"{'a list of tensors' if self._takes_list else 'a single tensor'}. "
+                    f"Received: {inputs!r}")
+            return self._call_symbolic(flat)
+        if kwargs.get("training"):
+            raise ValueError(f"ember: calling layer '{self.name}' with training=True is not "
+                             f"supported; train it inside a model")
+        return self._call_eager(inputs)
+
+    def _symbolic_output_shape(self, shapes):
+        """The per-sample output shape for per-sample input shapes (builds the layer on
+        first use; a built layer refuses other shapes)."""
+        shape = shapes[0]
         if self.built and self.input_shape is not None and tuple(self.input_shape[1:]) != shape:
             raise ValueError(f"Layer '{self.name}' was built for inputs of shape "
                              f"{self.input_shape}; it cannot be called on a tensor of shape "
-                             f"{tensor.shape}")
-        if any(d is None for d in shape):
-            raise ValueError(f"Layer '{self.name}': ember needs every per-sample dimension. "
-                             f"Received a tensor of shape {tensor.shape}")
+                             f"{(None,) + tuple(shape)}")
         self._maybe_build(shape)
-        out = tuple(self.compute_output_shape(shape))
-        self._input_tensor = tensor
-        self._output_tensor = KerasTensor._from_call(self, tensor, (tensor.shape[0],) + out)
-        return self._output_tensor
+        return tuple(self.compute_output_shape(shape))
+
+    def _call_symbolic(self, tensors):
+        from .core import KerasTensor
+        shapes = [tuple(t.shape[1:]) for t in tensors]
+        for t in tensors:
+            if any(d is None for d in t.shape[1:]):
+                raise ValueError(f"Layer '{self.name}': ember needs every per-sample "
+                                 f"dimension. Received a tensor of shape {t.shape}")
+        out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
+        calls = self.__dict__.setdefault("_calls", [])
+        tensor = KerasTensor._from_call(self, tensors, (tensors[0].shape[0],) + tuple(out),
+                                        len(calls))
+        calls.append(tensor)
+        if len(calls) == 1:
+            self._input_tensor = tensors if self._takes_list else tensors[0]
+            self._output_tensor = tensor
+        return tensor
+
+    def _call_eager(self, inputs):
+        """The layer on arrays, as a one-layer model run for inference."""
+        from .core import Input
+        from ..models.functional import Functional
+        arrays = inputs if self._takes_list else [inputs]
+        if not isinstance(arrays, (list, tuple)):
+            raise ValueError(f"Layer '{self.name}' takes a list of arrays. Received: "
+                             f"{type(inputs).__name__}")
+        arrays = [np.asarray(a) for a in arrays]
+        if any(a.ndim < 2 for a in arrays):
+            raise ValueError(f"Layer '{self.name}' expects a batch (an array of rank >= 2). "
+                             f"Received shapes {[a.shape for a in arrays]}")
+        key = tuple(a.shape[1:] for a in arrays)
+        cache = self.__dict__.setdefault("_eager_models", {})
+        model = cache.get(key)
+        if model is None:
+            ins = [Input(shape=k) for k in key]
+            saved = self.__dict__.get("_calls"), self.__dict__.get("_input_tensor"), \
+                self.__dict__.get("_output_tensor")
+            out = self(ins if self._takes_list else ins[0])
+            # A helper call: not one of the layer's recorded uses.
+            self._calls, self._input_tensor, self._output_tensor = saved
+            if self._calls is None:
+                del self._calls
+            model = cache[key] = Functional(ins if self._takes_list else ins[0], out)
+        return model.predict(arrays if self._takes_list else arrays[0], verbose=0)
 
     @property
     def input(self):

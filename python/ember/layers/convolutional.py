@@ -105,8 +105,9 @@ class _Conv(Layer):
 
     def build(self, input_shape):
         _check_image(self, input_shape, self.rank)
-        self.kernel = self.add_weight(self.kernel_size + (input_shape[-1], self.filters),
-                                      self.kernel_initializer, "kernel")
+        shape = self.kernel_size + (input_shape[-1], self.filters)
+        self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
+                                      core_shape=(1,) * (2 - self.rank) + shape)
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
                      if self.use_bias else None)
         self.built = True
@@ -129,17 +130,18 @@ class _Conv(Layer):
                              f"input_shape={(None,) + tuple(input_shape)}")
         return out + (self.filters,)
 
-    def _lower(self, graph):
-        in_shape = tuple(graph.output_shape)
+    def _lower(self, graph, x):
+        in_shape = tuple(graph.value_shape(x))
         if self.rank == 1:
-            graph.add_reshape([1] + list(in_shape))
-        node = graph.add_conv2d(self.filters, _as_2d(self.kernel_size, self.rank),
-                                _as_2d(self.strides, self.rank),
-                                _as_2d(self.dilation_rate, self.rank), self.padding,
-                                self.activation, self.use_bias)
+            x = graph.add_reshape(x, [1] + list(in_shape))
+        x = graph.add_conv2d(x, self.kernel._storage,
+                             self.bias._storage if self.bias is not None else None,
+                             _as_2d(self.strides, self.rank),
+                             _as_2d(self.dilation_rate, self.rank), self.padding,
+                             self.activation)
         if self.rank == 1:
-            graph.add_reshape(list(self.compute_output_shape(in_shape)))
-        return node
+            x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
+        return x
 
     def get_config(self):
         c = super().get_config()
@@ -228,14 +230,15 @@ class _Pooling(Layer):
                              f"input_shape={(None,) + tuple(input_shape)}")
         return out + (input_shape[-1],)
 
-    def _lower(self, graph):
-        in_shape = tuple(graph.output_shape)
+    def _lower(self, graph, x):
+        in_shape = tuple(graph.value_shape(x))
         if self.rank == 1:
-            graph.add_reshape([1] + list(in_shape))
-        graph.add_pool2d(self._max, _as_2d(self.pool_size, self.rank),
-                         _as_2d(self.strides, self.rank), self.padding)
+            x = graph.add_reshape(x, [1] + list(in_shape))
+        x = graph.add_pool2d(x, self._max, _as_2d(self.pool_size, self.rank),
+                             _as_2d(self.strides, self.rank), self.padding)
         if self.rank == 1:
-            graph.add_reshape(list(self.compute_output_shape(in_shape)))
+            x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
+        return x
 
     def get_config(self):
         c = super().get_config()
@@ -319,8 +322,8 @@ class _GlobalPooling(Layer):
         _check_image(self, input_shape, self.rank)
         return (1,) * self.rank + (input_shape[-1],) if self.keepdims else (input_shape[-1],)
 
-    def _lower(self, graph):
-        graph.add_global_pool(self._max, self.rank, self.keepdims)
+    def _lower(self, graph, x):
+        return graph.add_global_pool(x, self._max, self.rank, self.keepdims)
 
     def get_config(self):
         c = super().get_config()

@@ -66,22 +66,28 @@ class InputLayer(Layer):
 
 class KerasTensor:
     """A symbolic tensor of shape (batch, *shape): what Input() returns, and what a
-    layer called on one returns. It remembers the layer that made it and that layer's
-    input (`_parent`), which is how a functional Model finds its layers."""
+    layer called on symbolic tensors returns. It remembers the layer that made it and
+    the tensors that layer was called on (`_inputs`), which is how a functional Model
+    finds its graph; `_node_index` counts the layer's calls (Keras's keras_history)."""
 
     def __init__(self, layer):
         self._layer = layer
-        self._parent = None  # the tensor `_layer` was called on (None for an Input)
+        self._inputs = []  # none for an Input
+        self._node_index = 0
         self.shape = (layer.batch_size,) + layer.shape
         self.dtype = layer.input_dtype
         self.name = layer.name
 
     @classmethod
-    def _from_call(cls, layer, parent, shape):
+    def _from_call(cls, layer, inputs, shape, node_index):
         t = cls.__new__(cls)
-        t._layer, t._parent = layer, parent
+        t._layer, t._inputs, t._node_index = layer, list(inputs), node_index
         t.shape, t.dtype, t.name = tuple(shape), "float32", layer.name
         return t
+
+    @property
+    def _is_input(self):
+        return not self._inputs and isinstance(self._layer, InputLayer)
 
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
@@ -130,8 +136,10 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def _lower(self, graph):
-        return graph.add_dense(self.units, self.activation, self.use_bias)
+    def _lower(self, graph, x):
+        return graph.add_dense(x, self.kernel._storage,
+                               self.bias._storage if self.bias is not None else None,
+                               self.activation)
 
     def get_config(self):
         c = super().get_config()
@@ -151,8 +159,8 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation = activations.get(activation)
 
-    def _lower(self, graph):
-        graph.add_activation(self.activation)
+    def _lower(self, graph, x):
+        return graph.add_activation(x, self.activation)
 
     def get_config(self):
         c = super().get_config()
@@ -181,8 +189,8 @@ class Dropout(Layer):
         self.seed = seed
         self._seed = _random.resolve(seed)
 
-    def _lower(self, graph):
-        graph.add_dropout(self.rate, self._seed)
+    def _lower(self, graph, x):
+        return graph.add_dropout(x, self.rate, self._seed)
 
     def get_config(self):
         c = super().get_config()
@@ -200,8 +208,8 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (int(np.prod(input_shape)),)
 
-    def _lower(self, graph):
-        graph.add_reshape([int(np.prod(graph.output_shape))])
+    def _lower(self, graph, x):
+        return graph.add_reshape(x, [int(np.prod(graph.value_shape(x)))])
 
     def get_config(self):
         c = super().get_config()
@@ -228,8 +236,8 @@ class Reshape(Layer):
                              f"{self.target_shape}")
         return shape
 
-    def _lower(self, graph):
-        graph.add_reshape(list(self.compute_output_shape(tuple(graph.output_shape))))
+    def _lower(self, graph, x):
+        return graph.add_reshape(x, list(self.compute_output_shape(tuple(graph.value_shape(x)))))
 
     def get_config(self):
         c = super().get_config()

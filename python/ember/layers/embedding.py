@@ -32,7 +32,7 @@ class Embedding(Layer):
     Training touches only the rows a batch used to form the gradient; the optimizer
     then applies Keras's dense update to the whole table (rows the batch did not use
     see a zero gradient, exactly as in Keras), without a dense gradient being written.
-    Must be the model's first layer.
+    Its input must be token ids: a model input (int or float), usually right after Input.
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
@@ -74,8 +74,8 @@ class Embedding(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
-    def _lower(self, graph):
-        return graph.add_embedding(self.input_dim, self.output_dim, self.mask_zero)
+    def _lower(self, graph, x):
+        return graph.add_embedding(x, self.embeddings._storage, self.mask_zero)
 
     def _check_ids(self, x, name="x"):
         """ValueError naming the first id that is not a whole number in [0, input_dim)."""

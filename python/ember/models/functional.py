@@ -1,138 +1,233 @@
-"""Functional models: Model(inputs, outputs) over the layers between them.
+"""Functional models: Model(inputs, outputs) over the graph of layer calls between them.
 
     inputs = ember.Input(shape=(784,))
     x = layers.Dense(64, activation="relu")(inputs)
     outputs = layers.Dense(10, activation="softmax")(x)
     model = ember.Model(inputs=inputs, outputs=outputs)
 
-The graph between the input and the output must be a chain for now (one input, one
-output, each layer called once): branches, merges and shared layers need the DAG
-executor and raise a ValueError that says so. get_config writes Keras's functional
-layout (layers with their inbound nodes, input_layers, output_layers).
+Inputs and outputs may be one tensor, a list, or a dict keyed by name. A layer may be
+called several times (shared weights), merge layers join branches, and a model may be
+called on a tensor like a layer. get_config writes Keras's functional layout (layers
+with their inbound nodes, input_layers, output_layers).
 """
 from ..layers.base import Layer
 from ..layers.core import InputLayer, KerasTensor
 from .model import Model
 
 
-def _single(tensors, what):
-    """The one KerasTensor of `tensors` (a tensor, or a list/tuple/dict of one)."""
+def _flatten(tensors, what):
+    """(list of KerasTensors, dict keys or None) of one tensor, a list or a dict."""
+    keys = None
     if isinstance(tensors, dict):
+        keys = list(tensors)
         tensors = list(tensors.values())
-    if isinstance(tensors, (list, tuple)):
-        if len(tensors) != 1:
-            raise ValueError(f"ember's functional Model takes one {what} tensor so far. "
-                             f"Received {len(tensors)}")
-        tensors = tensors[0]
-    if not isinstance(tensors, KerasTensor):
-        raise ValueError(f"Model {what}s must be symbolic tensors (from ember.Input and "
-                         f"layer calls). Received: {tensors!r}")
-    return tensors
+    elif isinstance(tensors, (list, tuple)):
+        tensors = list(tensors)
+    else:
+        tensors = [tensors]
+    if not tensors:
+        raise ValueError(f"A functional Model needs at least one {what}")
+    for t in tensors:
+        if not isinstance(t, KerasTensor):
+            raise ValueError(f"Model {what}s must be symbolic tensors (from ember.Input and "
+                             f"layer calls). Received: {t!r}")
+    return tensors, keys
+
+
+def _topological(outputs, inputs):
+    """The tensors from the inputs to the outputs, each after the tensors it reads."""
+    order, state = [], {}
+    given = {id(t) for t in inputs}
+    stack = [(t, False) for t in reversed(outputs)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            state[id(t)] = 2
+            order.append(t)
+            continue
+        if state.get(id(t)) == 2:
+            continue
+        if state.get(id(t)) == 1:
+            raise ValueError(f"The graph has a cycle through layer '{t._layer.name}'")
+        state[id(t)] = 1
+        stack.append((t, True))
+        if not t._inputs:
+            if id(t) not in given:
+                raise ValueError(
+                    f"Graph disconnected: the outputs depend on the tensor {t!r} of "
+                    f"{'Input' if t._is_input else 'layer'} '{t._layer.name}', which is not "
+                    f"one of the model's inputs {[i.name for i in inputs]}")
+            continue
+        for p in reversed(t._inputs):
+            if state.get(id(p)) != 2:
+                stack.append((p, False))
+    return order
 
 
 class Functional(Model):
     """A model defined by its input and output tensors (`ember.Model(inputs, outputs)`)."""
 
     def __init__(self, inputs, outputs, name=None, trainable=True):
-        inp = _single(inputs, "input")
-        out = _single(outputs, "output")
-        if inp._parent is not None or not isinstance(inp._layer, InputLayer):
-            raise ValueError(f"Model inputs must come from ember.Input(). Received the "
-                             f"output of layer '{inp._layer.name}'")
-        chain, t = [], out
-        while t._parent is not None:
-            chain.append(t._layer)
-            t = t._parent
-        if t is not inp:
-            raise ValueError(f"The output {out!r} is not computed from the input {inp!r} "
-                             f"(it comes from Input '{t._layer.name}')")
-        chain.reverse()
-        seen = set()
-        for layer in chain:
-            if id(layer) in seen:
-                raise ValueError(f"Layer '{layer.name}' is used twice in this model: shared "
-                                 f"layers are not supported yet")
-            seen.add(id(layer))
-            if isinstance(layer, Model):
-                raise ValueError(f"Model '{layer.name}' is used as a layer: nested models "
-                                 f"are not supported yet")
+        ins, in_keys = _flatten(inputs, "input")
+        outs, out_keys = _flatten(outputs, "output")
+        for t in ins:
+            if not t._is_input:
+                raise ValueError(f"Model inputs must come from ember.Input(). Received the "
+                                 f"output of layer '{t._layer.name}'")
+        if len({id(t) for t in ins}) != len(ins):
+            raise ValueError("The same Input is listed twice among the model's inputs")
+        nodes = _topological(outs, ins)
+        layers = []
+        for t in ins + [t for t in nodes if not t._is_input]:
+            if not any(existing is t._layer for existing in layers):
+                layers.append(t._layer)
         super().__init__(name=name, trainable=trainable)
-        self._input = inp._layer
-        self._input_tensor, self._output_tensor = inp, out
-        self._chain = chain
+        self._input_tensors, self._output_tensors = ins, outs
+        self._input_keys = in_keys
+        self._output_keys = out_keys
+        self._nodes = [t for t in nodes if not t._is_input]
+        self._layer_list = layers
+        self._single_output = len(outs) == 1
         with self._changing("build()"):
-            self._build_graph(inp._layer.shape)
+            self._build_graph([t.shape[1:] for t in ins])
 
     @property
     def layers(self):
-        """The InputLayer, then every layer in order (Keras's functional layers)."""
-        return [self._input] + list(self._chain)
-
-    @property
-    def _lowered_layers(self):
-        return list(self._chain)
+        """The InputLayers, then every layer once, in the order they run."""
+        return list(self._layer_list)
 
     def _sample_input_shape(self):
-        return self._input.shape
+        shapes = [tuple(t.shape[1:]) for t in self._input_tensors]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def input_names(self):
+        return self._input_keys or [t._layer.name for t in self._input_tensors]
+
+    @property
+    def output_names(self):
+        return self._output_keys or [t._layer.name for t in self._output_tensors]
 
     @property
     def inputs(self):
-        return [self._input_tensor]
+        return list(self._input_tensors)
 
     @property
     def outputs(self):
-        return [self._output_tensor]
+        return list(self._output_tensors)
+
+    @property
+    def input(self):
+        t = self._input_tensors
+        return t[0] if len(t) == 1 else list(t)
+
+    @property
+    def output(self):
+        t = self._output_tensors
+        return t[0] if len(t) == 1 else list(t)
+
+    def _id_layers(self):
+        return [t._layer for t in self._input_tensors]
+
+    def _lower(self, graph, xs):
+        xs = xs if isinstance(xs, list) else [xs]
+        if len(xs) != len(self._input_tensors):
+            raise ValueError(f"Model '{self.name}' takes {len(self._input_tensors)} inputs. "
+                             f"Received: {len(xs)}")
+        values = {id(t): v for t, v in zip(self._input_tensors, xs)}
+        for t in self._nodes:
+            args = [values[id(p)] for p in t._inputs]
+            layer = t._layer
+            values[id(t)] = layer._lower(graph, args if layer._takes_list else args[0])
+        out = [values[id(t)] for t in self._output_tensors]
+        return out if len(out) > 1 else out[0]
 
     def get_config(self):
-        """Keras's functional layout: each layer with the node it was called on."""
-        layers, previous = [], None
+        """Keras's functional layout: each layer with the calls it was part of."""
+        node_ids = {}
+        for t in self._nodes:
+            node_ids.setdefault(id(t._layer), []).append(t)
+
+        def history(t):
+            return {"class_name": "__keras_tensor__",
+                    "config": {"shape": tuple(t.shape), "dtype": t.dtype,
+                               "keras_history": [t._layer.name, t._node_index, 0]}}
+
+        layers = []
         for layer in self.layers:
             entry = {"module": "keras.layers", "class_name": type(layer).__name__,
                      "config": layer.get_config(), "registered_name": None,
                      "name": layer.name, "inbound_nodes": []}
-            if previous is not None:
-                if type(layer).build is not Layer.build:  # as Keras: layers that build
-                    entry["build_config"] = {"input_shape": tuple(previous.output_shape)}
-                entry["inbound_nodes"] = [{"args": [{
-                    "class_name": "__keras_tensor__",
-                    "config": {"shape": tuple(previous.output_shape),
-                               "dtype": getattr(previous, "input_dtype", "float32"),
-                               "keras_history": [previous.name, 0, 0]}}], "kwargs": {}}]
+            if isinstance(layer, Model):
+                entry["module"] = "keras"
+            calls = node_ids.get(id(layer), [])
+            if calls and type(layer).build is not Layer.build and not layer._takes_list:
+                entry["build_config"] = {"input_shape": tuple(calls[0]._inputs[0].shape)}
+            for t in calls:
+                args = [history(p) for p in t._inputs]
+                entry["inbound_nodes"].append(
+                    {"args": [args] if layer._takes_list else args, "kwargs": {}})
             layers.append(entry)
-            previous = layer
-        last = self.layers[-1].name
+
+        def ends(tensors):
+            refs = [[t._layer.name, t._node_index, 0] for t in tensors]
+            return refs[0] if len(refs) == 1 else refs
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
-                "input_layers": [self._input.name, 0, 0], "output_layers": [last, 0, 0]}
+                "input_layers": ends(self._input_tensors),
+                "output_layers": ends(self._output_tensors)}
 
     @classmethod
     def from_config(cls, config):
         from ..layers import deserialize
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("A functional model config needs a list of 'layers'")
-        tensors, first, last = {}, None, None
+        made, tensors = {}, {}
         for entry in config["layers"]:
             if not isinstance(entry, dict):
                 raise ValueError(f"Each layer of a functional config must be a dict. "
                                  f"Received: {entry!r:.80}")
-            layer = deserialize(entry)
+            layer = _deserialize(entry, deserialize)
             name = entry.get("name", layer.name)
-            nodes = entry.get("inbound_nodes") or []
+            made[name] = layer
             if isinstance(layer, InputLayer):
-                tensors[name] = first = KerasTensor(layer)
+                tensors[(name, 0)] = KerasTensor(layer)
+                layer._output_tensor = tensors[(name, 0)]
                 continue
-            if len(nodes) != 1:
-                raise ValueError(f"Layer '{name}' has {len(nodes)} inbound nodes; ember's "
-                                 f"functional models call each layer once")
-            args = nodes[0].get("args", []) if isinstance(nodes[0], dict) else []
-            if len(args) != 1 or not isinstance(args[0], dict):
-                raise ValueError(f"Layer '{name}' must be called on one tensor")
-            source = args[0].get("config", {}).get("keras_history", [None])[0]
-            if source not in tensors:
-                raise ValueError(f"Layer '{name}' is called on '{source}', which comes "
-                                 f"before it in no layer of this config")
-            tensors[name] = last = layer(tensors[source])
-        if first is None:
-            raise ValueError("A functional model config needs an InputLayer")
-        return cls(first, last if last is not None else first, name=config.get("name"),
-                   trainable=config.get("trainable", True))
+            for k, node in enumerate(entry.get("inbound_nodes") or []):
+                args = node.get("args", []) if isinstance(node, dict) else []
+                if len(args) != 1:
+                    raise ValueError(f"Layer '{name}' must be called on one tensor or one "
+                                     f"list of tensors. Received {len(args)} arguments")
+                refs = args[0] if isinstance(args[0], list) else [args[0]]
+                ins = []
+                for ref in refs:
+                    hist = ref.get("config", {}).get("keras_history", [None, 0, 0]) \
+                        if isinstance(ref, dict) else [None, 0, 0]
+                    key = (hist[0], hist[1])
+                    if key not in tensors:
+                        raise ValueError(f"Layer '{name}' is called on '{hist[0]}' (call "
+                                         f"{hist[1]}), which no earlier layer of this config "
+                                         f"makes")
+                    ins.append(tensors[key])
+                tensors[(name, k)] = layer(ins if isinstance(args[0], list) else ins[0])
 
+        def ends(refs):
+            single = refs and not isinstance(refs[0], list)
+            refs = [refs] if single else refs
+            out = []
+            for r in refs:
+                if (r[0], r[1]) not in tensors:
+                    raise ValueError(f"The config's model ends name an unknown tensor {r!r}")
+                out.append(tensors[(r[0], r[1])])
+            return out[0] if single else out
+        return cls(ends(config.get("input_layers") or []), ends(config.get("output_layers") or []),
+                   name=config.get("name"), trainable=config.get("trainable", True))
+
+
+def _deserialize(entry, deserialize):
+    """A layer, or a nested model, from a functional config entry."""
+    from .. import models
+    cls = getattr(models, entry.get("class_name", ""), None)
+    if isinstance(cls, type) and issubclass(cls, Model):
+        return (Functional if cls is Model else cls).from_config(entry.get("config", {}))
+    return deserialize(entry)

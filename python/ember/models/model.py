@@ -77,21 +77,30 @@ def _unsupported(**kwargs):
                              f"Received: {k}={v!r}")
 
 
+def _cut(arrays, start, stop):
+    """Rows [start, stop) of each array of a list (None entries stay None)."""
+    return [None if a is None else a[start:stop] for a in arrays]
+
+
 class _Totals:
     """Running sums of one pass (an epoch, an evaluation): the loss sum(w * L), each
     metric's sum, the samples and the sample weights seen."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics, outputs=0):
         self.loss, self.count, self.weight = 0.0, 0, 0.0
         self.metrics = [0.0] * metrics
+        self.outputs = [0.0] * outputs
 
     def add(self, res, n, weight):
-        """Adds one step's (loss_sum, metric_sums) over n samples of total weight."""
+        """Adds one step's (loss_sum, metric_sums, output_loss_sums) over n samples of
+        total weight."""
         self.loss += res[0]
         self.count += n
         self.weight += weight
         for i, v in enumerate(res[1]):
             self.metrics[i] += v
+        for i in range(len(self.outputs)):
+            self.outputs[i] += res[2][i]
 
 
 class Model(Layer):
@@ -128,51 +137,105 @@ class Model(Layer):
         self._metric_ids = []
         self._weighted_ids = []
         self.compiled = False
+        self._loss_weights_arg = None
+        self._output_losses = []
+        self._output_loss_names = []
         self.stop_training = False
         self.history = None
         self._in_fit = False
 
     # -- building -----------------------------------------------------------------
     def _build_graph(self, sample_shape):
-        """Lowers the layer chain into a C++ graph for per-sample input `sample_shape`
-        and moves every weight into the graph's single parameter buffer."""
-        graph = _core.Graph(list(sample_shape))
-        owners = []
-        shape = tuple(sample_shape)
-        for layer in self._lowered_layers:
-            layer._maybe_build(shape)
-            node = layer._lower(graph)
-            shape = tuple(layer.compute_output_shape(shape))
-            if tuple(graph.output_shape) != shape:
-                raise ValueError(f"Layer '{layer.name}' lowered to output shape "
-                                 f"{tuple(graph.output_shape)}, expected {shape}")
-            if layer._weights:
-                owners.append((layer, node))
-        params = graph.params
-        spans = graph.variables
-        self._graph_vars = []
-        for layer, node in owners:
-            offset, count = graph.node_params(node)
+        """Lowers the model into a C++ graph for per-sample input shape(s) (one shape, or
+        a list for several inputs). The graph refers to the layers' variables."""
+        shapes = sample_shape if isinstance(sample_shape, list) else [sample_shape]
+        shapes = [tuple(s) for s in shapes]
+        graph = _core.Graph()
+        ins = [graph.add_input(list(s)) for s in shapes]
+        outs = self._lower(graph, ins if len(ins) > 1 else ins[0])
+        outs = outs if isinstance(outs, list) else [outs]
+        graph.set_outputs(outs)
+        owners = {}
+        for layer in self._flat_layers():
             for v in layer._weights:
-                size = int(np.prod(v.shape))
-                if (offset, size) not in spans:
-                    raise ValueError(f"Layer '{layer.name}': weight '{v.name}' does not match "
-                                     f"the engine's variables")
-                view = params[offset:offset + size].reshape(v.shape)
-                view[...] = v.value
-                v._value = view
-                self._graph_vars.append((layer, v))
-                offset += size
+                owners[id(v._storage)] = (layer, v)
+        self._graph_vars = []
+        for core in graph.variables:
+            if id(core) not in owners:
+                raise ValueError(f"Model '{self.name}': the graph uses a variable no layer "
+                                 f"of the model owns")
+            self._graph_vars.append(owners[id(core)])
         self._graph = graph
         self.built = True
-        self.input_shape = (None,) + tuple(sample_shape)
-        self.output_shape = (None,) + shape
+        out_shapes = [tuple(s) for s in graph.output_shapes]
+        self._input_shapes = [(None,) + s for s in shapes]
+        self._output_shapes = [(None,) + s for s in out_shapes]
+        self.input_shape = self._input_shapes[0] if len(shapes) == 1 else self._input_shapes
+        self.output_shape = self._output_shapes[0] if len(outs) == 1 else self._output_shapes
         # Input shape that _prepare_x may accept after checking only the type, the
         # dtype, contiguity and finiteness (token ids need their range checked too).
-        first = self._lowered_layers[0] if self._lowered_layers else None
-        self._ready_shape = None if hasattr(first, "_check_ids") else tuple(sample_shape)
+        self._ready_shape = (shapes[0] if len(shapes) == 1 and len(outs) == 1 and
+                             self._id_checker(0) is None else None)
         if self.compiled:
             self._attach_training()
+
+    def _flat_layers(self):
+        """Every layer, nested models' layers included, each once."""
+        seen, out = set(), []
+        for layer in self.layers:
+            for inner in (layer._flat_layers() if isinstance(layer, Model) else [layer]):
+                if id(inner) not in seen:
+                    seen.add(id(inner))
+                    out.append(inner)
+        return out
+
+    def _lower(self, graph, x):
+        """Adds the model's nodes to `graph` (inlined when the model is used as a layer);
+        returns the output value(s)."""
+        shape = tuple(graph.value_shape(x))
+        for layer in self.layers:
+            layer._maybe_build(shape)
+            x = layer._lower(graph, x)
+            shape = tuple(layer.compute_output_shape(shape))
+            if tuple(graph.value_shape(x)) != shape:
+                raise ValueError(f"Layer '{layer.name}' lowered to output shape "
+                                 f"{tuple(graph.value_shape(x))}, expected {shape}")
+        return x
+
+    def _id_checker(self, i):
+        """The token-id check of input i's Embedding (its first reader), or None."""
+        layers = self.layers
+        first = layers[0] if layers else None
+        while isinstance(first, Model):
+            inner = first.layers
+            first = inner[0] if inner else None
+        from ..layers.core import InputLayer
+        if isinstance(first, InputLayer):
+            nodes = getattr(self, "_nodes", [])
+            target = self._input_tensors[i]
+            for t in nodes:
+                if any(p is target for p in t._inputs):
+                    return getattr(t._layer, "_check_ids", None)
+            return None
+        return getattr(first, "_check_ids", None) if i == 0 else None
+
+    # A model used as a layer (nested in a Sequential, or called on a tensor).
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            with self._changing("build()"):
+                self._build_graph(tuple(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        if not self.built:
+            self._maybe_build(input_shape)
+        return tuple(self.output_shape[1:])
+
+    def _symbolic_output_shape(self, shapes):
+        if len(getattr(self, "_input_shapes", [None])) > 1 or \
+                len(getattr(self, "_output_shapes", [None])) > 1:
+            raise ValueError(f"Model '{self.name}' has several inputs or outputs: ember uses "
+                             f"models of one input and one output as layers")
+        return super()._symbolic_output_shape(shapes)
 
     def build(self, input_shape=None):
         """Builds the model for inputs of shape (batch, ...)."""
@@ -218,11 +281,6 @@ class Model(Layer):
     def _sample_input_shape(self):
         return None
 
-    @property
-    def _lowered_layers(self):
-        """The layers the executor runs, in order (Functional leaves its InputLayer out)."""
-        return self.layers
-
     # -- compile ----------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
@@ -234,31 +292,65 @@ class Model(Layer):
     def _compile(self, optimizer, loss, metrics, loss_weights, weighted_metrics):
         if loss is None:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
-        _unsupported(loss_weights=loss_weights)
         self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = losses_mod.get(loss)
-        if self.loss.reduction != "sum_over_batch_size":
-            raise ValueError(f"compile() needs a loss with reduction='sum_over_batch_size'. "
-                             f"Received: reduction={self.loss.reduction!r}")
+        self._loss_arg = loss
+        self._loss_weights_arg = loss_weights
         ids = {}
         for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
             if value is None:
                 value = []
-            if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
-                raise ValueError(f"{arg} must be a list. Received: {arg}={value!r}")
-            ids[arg] = list(value)
+            if isinstance(value, str) or not isinstance(value, (list, tuple, dict)):
+                raise ValueError(f"{arg} must be a list (or a dict per output). Received: "
+                                 f"{arg}={value!r}")
+            ids[arg] = value if isinstance(value, dict) else list(value)
         self._metric_ids = ids["metrics"]
         self._weighted_ids = ids["weighted_metrics"]
+        # Losses are resolved now (a bad name fails here); per output at build time.
+        for value in (loss.values() if isinstance(loss, dict) else
+                      loss if isinstance(loss, (list, tuple)) else [loss]):
+            if value is not None:
+                losses_mod.get(value)
+        single = losses_mod.get(loss) if not isinstance(loss, (list, tuple, dict)) else None
+        self.loss = single if single is not None else loss
+        if single is not None and single.reduction != "sum_over_batch_size":
+            raise ValueError(f"compile() needs a loss with reduction='sum_over_batch_size'. "
+                             f"Received: reduction={single.reduction!r}")
         self._metric_names = []
         self.compiled = True
         if self._graph is not None:
             self._attach_training()
-        else:
+        elif single is not None:
             # Check the names now (shapes decide 'accuracy' later).
-            for m in self._metric_ids + self._weighted_ids:
+            for m in list(self._flat_metric_ids()):
                 if isinstance(m, str) and m not in metrics_mod._ACCURACY and \
                         m not in metrics_mod._NAMES:
-                    metrics_mod.get(m, (2,), self.loss._sparse)
+                    metrics_mod.get(m, (2,), single._sparse)
+
+    def _flat_metric_ids(self):
+        for ids in (self._metric_ids, self._weighted_ids):
+            for v in (ids.values() if isinstance(ids, dict) else ids):
+                yield from (v if isinstance(v, (list, tuple)) else [v])
+
+    @property
+    def output_names(self):
+        return [self.layers[-1].name] if self.layers else [self.name]
+
+    def _per_output(self, value, what, default=None):
+        """value spread over the outputs: a dict keyed by output name, a list with one
+        entry per output, or one value for every output."""
+        names = self.output_names
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise ValueError(f"{what} names an unknown output {unknown[0]!r}; the model's "
+                                 f"outputs are {names}")
+            return [value.get(k, default) for k in names]
+        if isinstance(value, (list, tuple)) and len(names) > 1:
+            if len(value) != len(names):
+                raise ValueError(f"{what} has {len(value)} entries for a model with "
+                                 f"{len(names)} outputs {names}")
+            return list(value)
+        return [value] * len(names)
 
     # Losses and metrics that reduce the last axis other than by a mean: on an output of
     # rank > 1 per sample (a Dense on sequences) they would need one value per position.
@@ -268,55 +360,123 @@ class Model(Layer):
 
     def _attach_training(self):
         g = self._graph
-        out_shape = tuple(g.output_shape)
-        sparse = self.loss._sparse
-        if len(out_shape) > 1 and self.loss._core_name in self._LAST_AXIS_ONLY:
-            raise ValueError(f"ember does not yet support {self.loss.name} on outputs of "
-                             f"more than one axis per sample (a class per position). The "
-                             f"model outputs shape {(None,) + out_shape}; add a Flatten or "
-                             f"a global pooling layer before the classifier")
-        names, specs = [], []
-        for weighted, ids in ((False, self._metric_ids), (True, self._weighted_ids)):
-            for m in ids:
-                name, spec = metrics_mod.get(m, out_shape, sparse, weighted)
-                if len(out_shape) > 1 and spec[0] in self._LAST_AXIS_ONLY:
-                    raise ValueError(f"ember does not yet support the metric {name!r} on "
-                                     f"outputs of more than one axis per sample. The model "
-                                     f"outputs shape {(None,) + out_shape}")
-                if name in names or name == "loss":  # Keras prefixes the clashing one
-                    name = ("weighted_" if weighted else "") + name
-                names.append(name)
-                specs.append(spec)
-        self._metric_names = names
-        self._metric_weighted = [s[2] for s in specs]
-        self._metric_core = [s[0] for s in specs]
-        g.set_loss(self.loss._core_name, self.loss.from_logits, self.loss._param)
-        g.set_metrics(specs)
+        names = self.output_names
+        multi = len(names) > 1
+        losses = [None if v is None else losses_mod.get(v)
+                  for v in self._per_output(self.loss, "loss")]
+        if all(v is None for v in losses):
+            raise ValueError("compile() needs a loss for at least one output")
+        weights = self._per_output(self._loss_weights_arg, "loss_weights", 1.0) \
+            if self._loss_weights_arg is not None else [1.0] * len(names)
+        for w in weights:
+            if not isinstance(w, numbers.Real) or not w >= 0:
+                raise ValueError(f"loss_weights must be non-negative numbers. Received: {w!r}")
+        if multi and isinstance(self._metric_ids, (list, tuple)) and self._metric_ids and \
+                all(isinstance(m, (list, tuple)) for m in self._metric_ids):
+            metric_lists = self._per_output(list(self._metric_ids), "metrics")
+        else:
+            metric_lists = self._per_output(self._metric_ids, "metrics", [])
+        weighted_lists = self._per_output(self._weighted_ids, "weighted_metrics", [])
+        all_names, cores, flags, self._output_losses = [], [], [], []
+        for o, (name, loss) in enumerate(zip(names, losses)):
+            out_shape = tuple(g.output_shapes[o])
+            if loss is not None and loss.reduction != "sum_over_batch_size":
+                raise ValueError(f"compile() needs losses with reduction="
+                                 f"'sum_over_batch_size'. Received: {loss.reduction!r}")
+            if loss is not None and len(out_shape) > 1 and \
+                    loss._core_name in self._LAST_AXIS_ONLY:
+                raise ValueError(f"ember does not yet support {loss.name} on outputs of "
+                                 f"more than one axis per sample (a class per position). The "
+                                 f"model outputs shape {(None,) + out_shape}; add a Flatten or "
+                                 f"a global pooling layer before the classifier")
+            sparse = loss._sparse if loss is not None else False
+            specs = []
+            for weighted, ids in ((False, metric_lists[o]), (True, weighted_lists[o])):
+                ids = ids if isinstance(ids, (list, tuple)) else [ids]
+                for m in ids:
+                    mname, spec = metrics_mod.get(m, out_shape, sparse, weighted)
+                    if len(out_shape) > 1 and spec[0] in self._LAST_AXIS_ONLY:
+                        raise ValueError(f"ember does not yet support the metric {mname!r} "
+                                         f"on outputs of more than one axis per sample. The "
+                                         f"model outputs shape {(None,) + out_shape}")
+                    if multi:
+                        mname = f"{name}_{mname}"
+                    if mname in all_names or mname == "loss":  # Keras prefixes the clash
+                        mname = ("weighted_" if weighted else "") + mname
+                    all_names.append(mname)
+                    cores.append(spec[0])
+                    flags.append(spec[2])
+                    specs.append(spec)
+            g.set_output(o, None if loss is None else loss._core_name,
+                         loss.from_logits if loss is not None else False,
+                         loss._param if loss is not None else 1.0, float(weights[o]), specs)
+            self._output_losses.append(loss)
+        self._output_loss_names = [f"{n}_loss" for n in names] if multi else []
+        self._metric_names = all_names
+        self._metric_weighted = flags
+        self._metric_core = cores
         self.optimizer._attach(g)
         self._synced_trainable = None
         self._sync_trainable()
 
     def _sync_trainable(self):
-        """Tells the engine which variables the optimizer updates and decays."""
+        """Tells the engine which variables the optimizer updates and decays. Called when
+        the model is compiled (Keras 2's rule: `trainable` is read at compile time)."""
         if self._graph is None or self.optimizer is None:
             return
         trainable = [layer.trainable and v.trainable for layer, v in self._graph_vars]
-        if trainable != getattr(self, "_synced_trainable", None):
-            decay = [self.optimizer._use_weight_decay(v) for _, v in self._graph_vars]
-            self._graph.set_variable_flags(trainable, decay)
-            self._synced_trainable = trainable
+        decay = [self.optimizer._use_weight_decay(v) for _, v in self._graph_vars]
+        self._graph.set_variable_flags(trainable, decay)
 
     def _require_compiled(self, what):
         if not self.compiled:
             raise ValueError(f"You must call `compile()` before `{what}()`")
 
     # -- data ---------------------------------------------------------------------------
+    def _as_inputs(self, x, name):
+        """x as a list in input order: one array, a list/tuple, or a dict by input name."""
+        names = getattr(self, "input_names", None) or ["input"]
+        count = len(getattr(self, "_input_shapes", None) or [None])
+        if isinstance(x, dict):
+            missing = [k for k in names if k not in x]
+            extra = [k for k in x if k not in names]
+            if missing or extra or count != len(names):
+                raise ValueError(f"{name} as a dict must have exactly the keys {names}. "
+                                 f"Missing: {missing}, unexpected: {extra}")
+            return [x[k] for k in names]
+        if count > 1:
+            if not isinstance(x, (list, tuple)) or len(x) != count:
+                raise ValueError(f"Model '{self.name}' takes {count} inputs {names}: pass a "
+                                 f"list of {count} arrays or a dict. Received: "
+                                 f"{type(x).__name__}")
+            return list(x)
+        if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
+            return [x[0]]
+        return [x]
+
     def _prepare_x(self, x, name="x"):
+        """The inputs as a list of float32 C-contiguous arrays, checked."""
         if type(x) is np.ndarray and x.dtype == _F32 and x.shape[1:] == self._ready_shape \
                 and x.shape[0] and x.flags.c_contiguous and _core.first_nonfinite(x) < 0:
-            return x  # already what the engine takes (predict's fast path)
+            return [x]  # already what the engine takes (predict's fast path)
         if x is None:
             raise ValueError(f"{name} is required")
+        if self._graph is None and not isinstance(x, (list, tuple, dict)):
+            arr = np.asarray(x)
+            self._ensure_graph(arr.shape[1:] if arr.ndim > 1 else (1,))
+        xs = self._as_inputs(x, name)
+        out, n = [], None
+        for i, xi in enumerate(xs):
+            label = name if len(xs) == 1 else f"{name}[{self.input_names[i]!r}]"
+            a = self._prepare_one_x(xi, i, label)
+            if n is not None and a.shape[0] != n:
+                raise ValueError(f"All inputs must have the same number of samples. "
+                                 f"Received: {[np.shape(v)[0] for v in xs]}")
+            n = a.shape[0]
+            out.append(a)
+        return out
+
+    def _prepare_one_x(self, x, i, name):
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise ValueError(f"{name} must be numeric. Received dtype {x.dtype}")
@@ -327,12 +487,11 @@ class Model(Layer):
         if x.ndim == 1:
             x = x.reshape(-1, 1)
         self._ensure_graph(x.shape[1:])
-        expected = tuple(self._graph.input_shape)
+        expected = tuple(self._graph.input_shapes[i])
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"Input of model '{self.name}' is incompatible: expected shape="
                              f"{(None,) + expected}, found shape={x.shape}")
-        lowered = self._lowered_layers
-        check_ids = getattr(lowered[0], "_check_ids", None) if lowered else None
+        check_ids = self._id_checker(i)
         if check_ids is not None:  # token ids: whole numbers in range, before the cast
             check_ids(x, name)
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -344,18 +503,47 @@ class Model(Layer):
         return x
 
     def _prepare_y(self, y, n, name="y"):
+        """The targets as a list with one entry per output (None where it has no loss)."""
+        names = self.output_names
         if y is None:
             raise ValueError(f"{name} is required for training and evaluation")
+        if len(names) > 1:
+            if isinstance(y, dict):
+                unknown = [k for k in y if k not in names]
+                if unknown:
+                    raise ValueError(f"{name} names an unknown output {unknown[0]!r}; the "
+                                     f"model's outputs are {names}")
+                ys = [y.get(k) for k in names]
+            elif isinstance(y, (list, tuple)) and len(y) == len(names):
+                ys = list(y)
+            else:
+                raise ValueError(f"Model '{self.name}' has {len(names)} outputs {names}: pass "
+                                 f"{name} as a list of {len(names)} arrays or a dict")
+        else:
+            ys = [y[names[0]] if isinstance(y, dict) and names[0] in y else y]
+        out = []
+        for o, yo in enumerate(ys):
+            loss = self._output_losses[o]
+            label = name if len(ys) == 1 else f"{name}[{names[o]!r}]"
+            if loss is None:
+                out.append(None)
+                continue
+            if yo is None:
+                raise ValueError(f"{label} is required: output '{names[o]}' has a loss")
+            out.append(self._prepare_one_y(yo, n, label, o, loss))
+        return out
+
+    def _prepare_one_y(self, y, n, name, o, loss):
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"x and {name} must have the same number of samples. Received: "
                              f"x has {n}, {name} has {y.shape[0] if y.ndim else 'a scalar'}")
-        out_shape = tuple(self._graph.output_shape)
-        if self.loss._sparse:
+        out_shape = tuple(self._graph.output_shapes[o])
+        if loss._sparse:
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y[:, 0]
             if y.ndim != 1:
-                raise ValueError(f"{self.loss.name} expects integer class ids of shape (n,) or "
+                raise ValueError(f"{loss.name} expects integer class ids of shape (n,) or "
                                  f"(n, 1). Received {name} of shape {y.shape} (use "
                                  f"categorical_crossentropy for one-hot targets)")
             if not np.issubdtype(y.dtype, np.integer):
@@ -386,7 +574,8 @@ class Model(Layer):
             raise ValueError(f"{name} contains NaN or infinite values")
         return y
 
-    def _prepare_weights(self, sample_weight, class_weight, y, n):
+    def _prepare_weights(self, sample_weight, class_weight, ys, n):
+        y = next((v for v in ys if v is not None), None) if isinstance(ys, list) else ys
         sw = None
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
@@ -398,7 +587,9 @@ class Model(Layer):
         if class_weight is not None:
             if not isinstance(class_weight, dict):
                 raise ValueError(f"class_weight must be a dict. Received: {class_weight!r}")
-            classes = self._graph.output_shape[-1]
+            if len(self.output_names) > 1:
+                raise ValueError("class_weight is only supported for models with one output")
+            classes = self._graph.output_shapes[0][-1]
             table = np.ones(max(classes, 2), dtype=np.float32)
             for k, v in class_weight.items():
                 if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or \
@@ -421,6 +612,9 @@ class Model(Layer):
             sw = cw if sw is None else sw * cw
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
 
+    def _totals(self):
+        return _Totals(len(self._metric_names), len(self._output_loss_names))
+
     # -- logs -----------------------------------------------------------------------------
     def _logs(self, t):
         """Running means of the _Totals t: the loss is sum(w * L) over the samples seen
@@ -428,6 +622,8 @@ class Model(Layer):
         metrics by the samples. Keys in Keras 3's order: sorted by name (History and
         evaluate(return_dict=True) show them so)."""
         logs = {"loss": float(t.loss / t.count)}
+        for name, s in zip(self._output_loss_names, t.outputs):
+            logs[name] = float(s / t.count)
         for name, weighted, s in zip(self._metric_names, self._metric_weighted, t.metrics):
             den = t.weight if weighted else t.count
             logs[name] = float(s / den) if den > 0 else 0.0
@@ -474,10 +670,9 @@ class Model(Layer):
                                     validation_freq)
 
         x = self._prepare_x(x)
-        n = x.shape[0]
+        n = x[0].shape[0]
         y = self._prepare_y(y, n)
         sw = self._prepare_weights(sample_weight, class_weight, y, n)
-        self._sync_trainable()
 
         val = None
         if validation_data is not None and is_stream(validation_data):
@@ -487,9 +682,9 @@ class Model(Layer):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or "
                                  "(x_val, y_val, sample_weight_val)")
             vx = self._prepare_x(validation_data[0], "validation x")
-            vy = self._prepare_y(validation_data[1], vx.shape[0], "validation y")
+            vy = self._prepare_y(validation_data[1], vx[0].shape[0], "validation y")
             vsw = self._prepare_weights(validation_data[2] if len(validation_data) == 3 else None,
-                                        None, vy, vx.shape[0])
+                                        None, vy, vx[0].shape[0])
             val = (vx, vy, vsw)
         elif validation_split:
             # Keras: the last fraction of the samples, taken before any shuffling.
@@ -498,8 +693,8 @@ class Model(Layer):
                 raise ValueError(f"Training data contains {n} samples, which is not sufficient "
                                  f"to split it into a validation and training set as specified "
                                  f"by validation_split={validation_split}")
-            val = (x[split:], y[split:], None if sw is None else sw[split:])
-            x, y, sw = x[:split], y[:split], (None if sw is None else sw[:split])
+            val = (_cut(x, split, None), _cut(y, split, None), None if sw is None else sw[split:])
+            x, y, sw = _cut(x, 0, split), _cut(y, 0, split), (None if sw is None else sw[:split])
             n = split
 
         steps = math.ceil(n / bs)
@@ -520,7 +715,7 @@ class Model(Layer):
         for epoch in range(int(initial_epoch), epochs):
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(n).astype(np.int64) if shuffle else None
-            totals = _Totals(len(self._metric_names))
+            totals = self._totals()
             logs = {}
             for step in range(steps):
                 cbs.on_train_batch_begin(step)
@@ -549,9 +744,9 @@ class Model(Layer):
 
     def _evaluate_arrays(self, x, y, sw, bs, cbs):
         g = self._graph
-        n = x.shape[0]
+        n = x[0].shape[0]
         steps = math.ceil(n / bs)
-        totals = _Totals(len(self._metric_names))
+        totals = self._totals()
         cbs.on_test_begin()
         logs = {}
         for step in range(steps):
@@ -570,8 +765,8 @@ class Model(Layer):
         bx = self._prepare_x(bx)
         if not need_y:
             return bx, None, None
-        by = self._prepare_y(by, bx.shape[0])
-        return bx, by, self._prepare_weights(bsw, class_weight, by, bx.shape[0])
+        by = self._prepare_y(by, bx[0].shape[0])
+        return bx, by, self._prepare_weights(bsw, class_weight, by, bx[0].shape[0])
 
     def _fit_stream(self, data, epochs, verbose, callbacks, validation_data, vbs, class_weight,
                     initial_epoch, steps, validation_steps, validation_freq):
@@ -594,15 +789,14 @@ class Model(Layer):
         cbs.on_train_begin()
         for epoch in range(int(initial_epoch), epochs):
             cbs.on_epoch_begin(epoch)
-            totals = _Totals(len(self._metric_names))
+            totals = self._totals()
             logs, step = {}, -1
             batches = Prefetcher(data, steps)
             try:
                 for step, batch in enumerate(batches):
                     cbs.on_train_batch_begin(step)
                     bx, by, sw = self._stream_batch(batch, "the training data", class_weight)
-                    self._sync_trainable()
-                    n = bx.shape[0]
+                    n = bx[0].shape[0]
                     res = self._graph.train_step(bx, by, sw, None, 0, n,
                                                  self.optimizer._current_learning_rate())
                     totals.add(res, n, n if sw is None else float(sw.sum()))
@@ -640,7 +834,7 @@ class Model(Layer):
         return {"val_" + k: v for k, v in logs.items()}
 
     def _evaluate_stream(self, data, steps, cbs):
-        totals = _Totals(len(self._metric_names))
+        totals = self._totals()
         cbs.on_test_begin()
         logs = {}
         batches = Prefetcher(data, steps)
@@ -648,8 +842,9 @@ class Model(Layer):
             for step, batch in enumerate(batches):
                 cbs.on_test_batch_begin(step)
                 bx, by, sw = self._stream_batch(batch, "the evaluation data")
-                res = self._graph.test_step(bx, by, sw, None, 0, bx.shape[0])
-                totals.add(res, bx.shape[0], bx.shape[0] if sw is None else float(sw.sum()))
+                n = bx[0].shape[0]
+                res = self._graph.test_step(bx, by, sw, None, 0, n)
+                totals.add(res, n, n if sw is None else float(sw.sum()))
                 logs = self._logs(totals)
                 cbs.on_test_batch_end(step, logs)
         finally:
@@ -673,16 +868,16 @@ class Model(Layer):
             for step, batch in enumerate(batches):
                 cbs.on_predict_batch_begin(step)
                 bx, _, _ = self._stream_batch(batch, "the prediction data", need_y=False)
-                out = np.empty((bx.shape[0],) + self.output_shape[1:], dtype=np.float32)
-                self._graph.predict(bx, out, 0, bx.shape[0])
+                out = self._new_outputs(bx[0].shape[0])
+                self._graph.predict(bx, out, 0, bx[0].shape[0])
                 outs.append(out)
-                cbs.on_predict_batch_end(step, {"outputs": out})
+                cbs.on_predict_batch_end(step, {"outputs": self._unwrap(out)})
         finally:
             batches.close()
         cbs.on_predict_end()
         if not outs:
             raise ValueError("The prediction data yielded no batch")
-        return np.concatenate(outs)
+        return self._unwrap([np.concatenate(parts) for parts in zip(*outs)])
 
     @_uses_model
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -706,12 +901,12 @@ class Model(Layer):
         _unsupported(steps=steps)
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
-        y = self._prepare_y(y, x.shape[0])
-        sw = self._prepare_weights(sample_weight, None, y, x.shape[0])
+        y = self._prepare_y(y, x[0].shape[0])
+        sw = self._prepare_weights(sample_weight, None, y, x[0].shape[0])
         cb_list = _callback_list(callbacks)
         if verbose:
             cb_list.append(ProgbarLogger(verbose))
-        cbs = CallbackList(cb_list, self, {"steps": math.ceil(x.shape[0] / bs),
+        cbs = CallbackList(cb_list, self, {"steps": math.ceil(x[0].shape[0] / bs),
                                            "verbose": verbose, "epochs": 1})
         return self._returned(self._evaluate_arrays(x, y, sw, bs, cbs), return_dict)
 
@@ -729,12 +924,12 @@ class Model(Layer):
                 if is_stream(x):
                     return self._predict_stream(x, None, 0, None)
                 x = self._prepare_x(x)
-                n, bs = x.shape[0], min(batch_size or 32, _MAX_BATCH)
-                out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
+                n, bs = x[0].shape[0], min(batch_size or 32, _MAX_BATCH)
+                out = self._new_outputs(n)
                 predict = self._graph.predict
                 for s in range(0, n, bs):
                     predict(x, out, s, min(bs, n - s))
-                return out
+                return self._unwrap(out)
         with self._in_use():
             return self._predict(x, batch_size, verbose, steps, callbacks)
 
@@ -745,8 +940,8 @@ class Model(Layer):
         _unsupported(steps=steps)
         bs = _batch_size(batch_size)
         x = self._prepare_x(x)
-        n = x.shape[0]
-        out = np.empty((n,) + self.output_shape[1:], dtype=np.float32)
+        n = x[0].shape[0]
+        out = self._new_outputs(n)
         steps = math.ceil(n / bs)
         cb_list = _callback_list(callbacks)
         if verbose:
@@ -757,9 +952,9 @@ class Model(Layer):
             cbs.on_predict_batch_begin(step)
             s, e = step * bs, min(n, (step + 1) * bs)
             self._graph.predict(x, out, s, e - s)
-            cbs.on_predict_batch_end(step, {"outputs": out[s:e]})
+            cbs.on_predict_batch_end(step, {"outputs": self._unwrap([o[s:e] for o in out])})
         cbs.on_predict_end()
-        return out
+        return self._unwrap(out)
 
     @_uses_model
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
@@ -767,23 +962,24 @@ class Model(Layer):
         """One training step on one batch; returns the batch's loss (and metrics)."""
         self._require_compiled("train_on_batch")
         x = self._prepare_x(x)
-        y = self._prepare_y(y, x.shape[0])
-        sw = self._prepare_weights(sample_weight, class_weight, y, x.shape[0])
-        self._sync_trainable()
+        n = x[0].shape[0]
+        y = self._prepare_y(y, n)
+        sw = self._prepare_weights(sample_weight, class_weight, y, n)
         self._optimizer_built = True
-        res = self._graph.train_step(x, y, sw, None, 0, x.shape[0],
+        res = self._graph.train_step(x, y, sw, None, 0, n,
                                      self.optimizer._current_learning_rate())
-        return self._batch_result(res, x.shape[0], sw, return_dict)
+        return self._batch_result(res, n, sw, return_dict)
 
     @_uses_model
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) on one batch, without updating the weights."""
         self._require_compiled("test_on_batch")
         x = self._prepare_x(x)
-        y = self._prepare_y(y, x.shape[0])
-        sw = self._prepare_weights(sample_weight, None, y, x.shape[0])
-        res = self._graph.test_step(x, y, sw, None, 0, x.shape[0])
-        return self._batch_result(res, x.shape[0], sw, return_dict)
+        n = x[0].shape[0]
+        y = self._prepare_y(y, n)
+        sw = self._prepare_weights(sample_weight, None, y, n)
+        res = self._graph.test_step(x, y, sw, None, 0, n)
+        return self._batch_result(res, n, sw, return_dict)
 
     def predict_on_batch(self, x):
         """The model's outputs for one batch."""
@@ -794,21 +990,23 @@ class Model(Layer):
                 return out
         with self._in_use():
             x = self._prepare_x(x)
-            out = np.empty((x.shape[0],) + self.output_shape[1:], dtype=np.float32)
-            self._graph.predict(x, out, 0, x.shape[0])
-            return out
+            out = self._new_outputs(x[0].shape[0])
+            self._graph.predict(x, out, 0, x[0].shape[0])
+            return self._unwrap(out)
 
     def __call__(self, inputs, training=None, mask=None):
-        """Keras's ``model(x)``: the outputs for ``x`` as one batch, like
-        ``predict_on_batch``. Returns a NumPy array (Keras returns its backend's tensor;
+        """Keras's ``model(x)``. On symbolic tensors, uses the model as a layer (its
+        layers and weights are shared). On arrays, the outputs for ``x`` as one batch,
+        like ``predict_on_batch``: a NumPy array (Keras returns its backend's tensor;
         ``np.asarray`` of either gives the same numbers)."""
         from ..layers.core import KerasTensor
-        if isinstance(inputs, (KerasTensor, list, tuple, dict)) and any(
-                isinstance(t, KerasTensor) for t in (
-                    inputs.values() if isinstance(inputs, dict) else
-                    inputs if isinstance(inputs, (list, tuple)) else [inputs])):
-            raise ValueError(f"Model '{self.name}' was called on a symbolic tensor: using a "
-                             f"model as a layer is not supported yet")
+        flat = (list(inputs.values()) if isinstance(inputs, dict) else
+                list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
+        if any(isinstance(t, KerasTensor) for t in flat):
+            if training or mask is not None:
+                raise ValueError(f"Model '{self.name}' called on a tensor takes no training= "
+                                 f"or mask= arguments in ember")
+            return super().__call__(inputs)
         if training:
             raise ValueError(
                 "ember: model(x, training=True) is not supported (a forward pass with "
@@ -819,8 +1017,15 @@ class Model(Layer):
                              f"type {type(mask).__name__}")
         return self.predict_on_batch(inputs)
 
+    def _new_outputs(self, n):
+        return [np.empty((n,) + tuple(s), dtype=np.float32) for s in self._graph.output_shapes]
+
+    def _unwrap(self, outs):
+        """Keras's return value: one array for a single output, else the list."""
+        return outs[0] if len(outs) == 1 and getattr(self, "_single_output", True) else outs
+
     def _batch_result(self, res, n, sw, return_dict):
-        totals = _Totals(len(self._metric_names))
+        totals = self._totals()
         totals.add(res, n, n if sw is None else float(sw.sum()))
         logs = self._logs(totals)
         return self._returned(logs, return_dict)
@@ -829,7 +1034,8 @@ class Model(Layer):
         """Keras's return value: the dict, the scalar loss, or [loss, metrics...]."""
         if return_dict:
             return logs
-        values = [logs["loss"]] + [logs[m] for m in self._metric_names]
+        values = [logs["loss"]] + [logs[m] for m in self._output_loss_names] + \
+            [logs[m] for m in self._metric_names]
         return values[0] if len(values) == 1 else values
 
     # -- layers -------------------------------------------------------------------------------
@@ -859,17 +1065,26 @@ class Model(Layer):
         return json.dumps(saving.serialize_model(self), **kwargs)
 
     # -- weights ----------------------------------------------------------------------------
+    def _unique(self, attr):
+        seen, out = set(), []
+        for layer in self.layers:
+            for w in getattr(layer, attr):
+                if id(w) not in seen:  # a layer used twice has its weights once
+                    seen.add(id(w))
+                    out.append(w)
+        return out
+
     @property
     def weights(self):
-        return [w for layer in self.layers for w in layer.weights]
+        return self._unique("weights")
 
     @property
     def trainable_weights(self):
-        return [w for layer in self.layers for w in layer.trainable_weights]
+        return self._unique("trainable_weights")
 
     @property
     def non_trainable_weights(self):
-        return [w for layer in self.layers for w in layer.non_trainable_weights]
+        return self._unique("non_trainable_weights")
 
     def get_weights(self):
         return [w.numpy() for w in self.weights]
@@ -882,7 +1097,7 @@ class Model(Layer):
             raise ValueError(f"You tried to call `count_params` on model '{self.name}', but "
                              f"the model has not been built. Call `build()` or pass data "
                              f"through the model first.")
-        return sum(layer.count_params() for layer in self.layers)
+        return int(sum(np.prod(w.shape) for w in self.weights))
 
     @property
     def trainable(self):
@@ -912,7 +1127,7 @@ class Model(Layer):
         first training step."""
         if not getattr(self, "_optimizer_built", False) or self._graph is None:
             return None
-        slots = len(self._graph.optimizer_slots)
+        slots = self.optimizer._core.num_slots
         n = slots * sum(int(w.value.size) for w in self.trainable_weights)
         return n + 2, 4 * n + 8 + 4
 

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 
+from .. import _core
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -115,7 +116,7 @@ class Optimizer:
         self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
         self.use_ema = False
         self.ema_momentum = ema_momentum
-        self._graph = None
+        self._core = None
         self._iterations = 0
         self._exclude_names = None
         self._exclude_vars = set()
@@ -156,20 +157,20 @@ class Optimizer:
     @property
     def iterations(self):
         """Number of updates applied so far (an int with Keras's `.numpy()`)."""
-        n = self._graph.iterations if self._graph is not None else self._iterations
+        n = self._core.iterations if self._core is not None else self._iterations
         return _scalar_variable(n, self, "iterations", int)
 
     @iterations.setter
     def iterations(self, value):
-        if self._graph is not None:
-            self._graph.iterations = int(value)
+        if self._core is not None:
+            self._core.iterations = int(value)
         self._iterations = int(value)
 
     # -- weight decay ---------------------------------------------------------------
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Leaves variables out of weight decay: those in var_list, and those whose
         name contains any string of var_names (e.g. ['bias'])."""
-        if self._graph is not None:
+        if self._core is not None:
             raise ValueError("`exclude_from_weight_decay()` can only be configured before "
                              "the optimizer is built.")
         self._exclude_vars = set(id(v) for v in (var_list or []))
@@ -182,12 +183,15 @@ class Optimizer:
 
     # -- engine -------------------------------------------------------------------------
     def _attach(self, graph):
-        it = self.iterations
-        graph.set_optimizer(self._kind, weight_decay=self.weight_decay or 0.0,
-                            clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
-                            global_clipnorm=self.global_clipnorm or 0.0, **self._core_args())
-        graph.iterations = it
-        self._graph = graph
+        """Hands the graph this optimizer's core (its slots are keyed by variable, so
+        every model compiled with this optimizer shares them, as in Keras)."""
+        if self._core is None:
+            self._core = _core.Optimizer(
+                self._kind, weight_decay=self.weight_decay or 0.0,
+                clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
+                global_clipnorm=self.global_clipnorm or 0.0, **self._core_args())
+            self._core.iterations = self._iterations
+        graph.set_optimizer(self._core)
 
     def _core_args(self):
         return {}

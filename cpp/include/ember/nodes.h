@@ -1,0 +1,237 @@
+// nodes.h: the executor's nodes. A node reads one or more values (per-sample shapes
+// known when it is added) and writes one; the Graph plans the buffers, runs the nodes
+// in topological order and sums gradients where a value fans out.
+#pragma once
+#include <cstdint>
+#include <vector>
+#include "ember/activations.h"
+#include "ember/buffer.h"
+#include "ember/conv2d.h"
+#include "ember/embedding.h"
+#include "ember/gemm.h"
+#include "ember/pooling.h"
+#include "ember/variable.h"
+
+namespace ember {
+
+struct StepCtx {
+  bool training = false;  // this node's mode (a node may run in inference mode in training)
+  uint64_t step = 0;      // counter for dropout masks
+};
+
+// A variable as one node uses it; grad is null when the variable is frozen (no
+// gradient work) or outside training. Backward writes the gradient, it does not add.
+struct VarUse {
+  Variable* var = nullptr;
+  float* grad = nullptr;
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual const char* kind() const = 0;
+  // Output aliases input 0 (reshape/flatten): no buffer, no work.
+  virtual bool is_view() const { return false; }
+  // Output equals input 0 outside training (dropout): inference treats it as a view.
+  virtual bool identity_in_inference() const { return false; }
+  bool view_in_inference() const { return is_view() || identity_in_inference(); }
+  // Floats per sample the node keeps from forward for backward (dropout mask, argmax).
+  virtual int64_t saved_per_sample() const { return 0; }
+  // Sizes the node's own scratch for batches of up to n samples.
+  virtual void plan(int64_t /*n*/) {}
+  // x[i]: (n, in_sizes[i]) for each input; y: (n, out_size).
+  virtual void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) = 0;
+  // dy (n, out_size) may be overwritten. dx[i] is null where input i needs no gradient.
+  // preact: dy is already the gradient at the pre-activation (fused loss).
+  virtual void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                        float* const* dx, int64_t n, bool preact) = 0;
+  // This node can take over the relu backward of the node producing its input.
+  virtual bool absorbs_relu_backward() const { return false; }
+
+  std::vector<int> inputs;  // value ids: the data inputs, then side inputs (mask ids)
+  int data_inputs = 1;      // the inputs that take gradients
+  int output = -1;
+  std::vector<int64_t> out_shape;
+  int64_t out_size = 0;
+  std::vector<int64_t> in_sizes;
+  std::vector<VarUse> vars;  // Keras's order (kernel, bias)
+  Act act = Act::Linear;     // activation at the output, for loss fusion
+  // The next node's backward applies this node's activation derivative (a relu read
+  // only by max pooling), so this node's backward skips it.
+  bool act_backward_done_by_next = false;
+  bool relu_backward_of_prev = false;
+  bool inference_only = false;  // the per-node training flag: false runs as in training
+  float* saved = nullptr;
+};
+
+// kernel (k, units) then bias (units). A sample of shape (..., k) is rows() rows of k.
+class DenseNode : public Node {
+ public:
+  const char* kind() const override { return "Dense"; }
+  int64_t rows() const { return out_size / out_shape.back(); }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  // The same product as a layer of sgemm_small_chain writing y (1-D samples only).
+  ChainLayer chain_layer(float* y) const;
+};
+
+// An activation of the last axis (softmax normalises each row of it).
+class ActivationNode : public Node {
+ public:
+  const char* kind() const override { return "Activation"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+};
+
+class DropoutNode : public Node {
+ public:
+  DropoutNode(float rate, uint64_t seed) : rate_(rate), seed_(seed) {}
+  const char* kind() const override { return "Dropout"; }
+  int64_t saved_per_sample() const override { return out_size; }
+  bool identity_in_inference() const override { return true; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  float rate_;
+  uint64_t seed_;
+  bool active_ = false;
+};
+
+class ReshapeNode : public Node {
+ public:
+  const char* kind() const override { return "Reshape"; }
+  bool is_view() const override { return true; }
+  void forward(const StepCtx&, const float* const*, float*, int64_t) override {}
+  void backward(const StepCtx&, const float* const*, const float*, float*, float* const*,
+                int64_t, bool) override {}
+};
+
+// kernel (kh, kw, c, f) then bias (f); `shape` is the geometry of one image.
+class Conv2DNode : public Node {
+ public:
+  explicit Conv2DNode(const Conv2DShape& shape) : shape_(shape) {}
+  const char* kind() const override { return "Conv2D"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  Conv2DShape shape_;
+};
+
+// Max or average pooling; max keeps the argmax of each output for backward.
+class Pool2DNode : public Node {
+ public:
+  Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
+  const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
+  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  bool absorbs_relu_backward() const override { return max_; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  Pool2DShape shape_;
+  bool max_;
+};
+
+// Global max/average over every position of a (..., c) sample: (hw, c) -> (c). With a
+// second input (token ids, the mask travelling from an Embedding with mask_zero),
+// steps whose id is 0 are left out.
+class GlobalPoolNode : public Node {
+ public:
+  GlobalPoolNode(bool max, int64_t spatial_dims) : max_(max), spatial_dims_(spatial_dims) {}
+  const char* kind() const override { return max_ ? "GlobalMaxPooling" : "GlobalAveragePooling"; }
+  bool max() const { return max_; }
+  int64_t spatial_dims() const { return spatial_dims_; }
+  int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
+  bool absorbs_relu_backward() const override { return max_; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  bool max_;
+  int64_t spatial_dims_;
+};
+
+// Token ids (steps,) as floats -> (steps, dim) rows of the table (input_dim, dim). The
+// gradient is sparse (the rows the batch used), handed to the optimizer as `sparse`;
+// when the table is shared by several nodes of one graph, `dense_grad` instead
+// receives every use's rows (the graph zeroes it). Fused with a following global max
+// pooling it outputs (dim) per sample and keeps the winning step of each output.
+class EmbeddingNode : public Node {
+ public:
+  EmbeddingNode(int64_t input_dim, int64_t output_dim, int64_t steps, bool mask_zero);
+  const char* kind() const override { return "Embedding"; }
+  int64_t saved_per_sample() const override { return fused_ ? dim_ : 0; }
+  void fuse_max_pool();
+  bool fused() const { return fused_; }
+  bool mask_zero() const { return mask_zero_; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  SparseRows sparse;
+  bool dense_grad = false;
+
+ private:
+  int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
+  int64_t vocab_, dim_, steps_;
+  bool mask_zero_, fused_ = false;
+  AlignedBuffer<int32_t> slot_, rows_, order_;
+  AlignedBuffer<int64_t> offsets_;
+  FloatBuffer values_;
+};
+
+// Element-wise merges of inputs of one shape (Keras's Add, Subtract, Multiply, Average,
+// Maximum, Minimum).
+enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };
+
+class MergeNode : public Node {
+ public:
+  explicit MergeNode(MergeOp op) : op_(op) {}
+  const char* kind() const override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  MergeOp op_;
+};
+
+// Concatenation along one axis of the per-sample shapes: each sample is `outer` runs
+// of in_sizes[i] / outer values from each input in turn.
+class ConcatenateNode : public Node {
+ public:
+  explicit ConcatenateNode(int64_t outer) : outer_(outer) {}
+  const char* kind() const override { return "Concatenate"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t outer_;
+};
+
+// Keras's Dot of two (d,) samples: (1,) = <a, b>, or the cosine with normalize
+// (each side divided by sqrt(max(sum x^2, 1e-12)), as l2_normalize).
+class DotNode : public Node {
+ public:
+  explicit DotNode(bool normalize) : normalize_(normalize) {}
+  const char* kind() const override { return "Dot"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  bool normalize_;
+};
+
+}  // namespace ember

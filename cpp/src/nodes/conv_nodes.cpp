@@ -1,0 +1,62 @@
+// conv_nodes.cpp: Conv2D, 2-D pooling and global pooling nodes.
+#include "ember/nodes.h"
+
+namespace ember {
+
+// A layer's geometry (stored for one sample) with the batch size of this call.
+template <class Shape>
+static Shape with_batch(Shape s, int64_t n) {
+  s.n = n;
+  return s;
+}
+
+void Conv2DNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const float* b = vars.size() > 1 ? vars[1].var->data() : nullptr;
+  conv2d_forward(with_batch(shape_, n), x[0], vars[0].var->data(), b, y, act);
+}
+
+void Conv2DNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+                          float* const* dx, int64_t n, bool preact) {
+  if (!preact && act != Act::Linear && !act_backward_done_by_next)
+    act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
+  conv2d_backward(with_batch(shape_, n), x[0], vars[0].var->data(), dy, dx[0], vars[0].grad,
+                  vars.size() > 1 ? vars[1].grad : nullptr);
+}
+
+void Pool2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  if (max_)
+    maxpool2d_forward(with_batch(shape_, n), x[0], y, ctx.training ? argmax() : nullptr);
+  else
+    avgpool2d_forward(with_batch(shape_, n), x[0], y);
+}
+
+void Pool2DNode::backward(const StepCtx&, const float* const*, const float* y, float* dy,
+                          float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  if (max_)
+    maxpool2d_backward(with_batch(shape_, n), dy, argmax(), dx[0],
+                       relu_backward_of_prev ? y : nullptr);
+  else
+    avgpool2d_backward(with_batch(shape_, n), dy, dx[0]);
+}
+
+void GlobalPoolNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  const int64_t hw = in_sizes[0] / out_size, c = out_size;
+  const float* ids = inputs.size() > 1 ? x[1] : nullptr;
+  if (max_)
+    global_maxpool_forward(x[0], y, ctx.training ? argmax() : nullptr, n, hw, c, ids);
+  else
+    global_avgpool_forward(x[0], y, n, hw, c, ids);
+}
+
+void GlobalPoolNode::backward(const StepCtx&, const float* const* x, const float* y,
+                              float* dy, float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  const int64_t hw = in_sizes[0] / out_size, c = out_size;
+  if (max_)
+    global_maxpool_backward(dy, argmax(), dx[0], n, hw, c, relu_backward_of_prev ? y : nullptr);
+  else
+    global_avgpool_backward(dy, dx[0], n, hw, c, inputs.size() > 1 ? x[1] : nullptr);
+}
+
+}  // namespace ember

@@ -1,0 +1,154 @@
+// merge_nodes.cpp: the merge layers' nodes (element-wise merges, Concatenate, Dot).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ember/nodes.h"
+
+namespace ember {
+
+const char* MergeNode::kind() const {
+  switch (op_) {
+    case MergeOp::Add: return "Add";
+    case MergeOp::Subtract: return "Subtract";
+    case MergeOp::Multiply: return "Multiply";
+    case MergeOp::Average: return "Average";
+    case MergeOp::Maximum: return "Maximum";
+    case MergeOp::Minimum: return "Minimum";
+  }
+  return "Merge";
+}
+
+// Inputs x[0..k) of m values each; y = their sum, difference (k = 2), product, mean,
+// maximum or minimum, element by element, inputs taken in order.
+void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t m = n * out_size, k = static_cast<int64_t>(inputs.size());
+  const MergeOp op = op_;
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+  for (int64_t e = 0; e < m; ++e) {
+    float v = x[0][e];
+    for (int64_t i = 1; i < k; ++i) {
+      const float u = x[i][e];
+      switch (op) {
+        case MergeOp::Add: case MergeOp::Average: v += u; break;
+        case MergeOp::Subtract: v -= u; break;
+        case MergeOp::Multiply: v *= u; break;
+        case MergeOp::Maximum: v = u > v ? u : v; break;
+        case MergeOp::Minimum: v = u < v ? u : v; break;
+      }
+    }
+    y[e] = op == MergeOp::Average ? v / static_cast<float>(k) : v;
+  }
+}
+
+// Add: dx_i = dy; Subtract: dx_0 = dy, dx_1 = -dy; Average: dy / k; Multiply:
+// dx_i = dy * prod_{j != i} x_j; Maximum/Minimum: dy goes to the first input that
+// holds the extreme value, 0 to the others.
+void MergeNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+                         float* const* dx, int64_t n, bool) {
+  const int64_t m = n * out_size, k = static_cast<int64_t>(inputs.size());
+  const MergeOp op = op_;
+  for (int64_t i = 0; i < k; ++i) {
+    float* d = dx[i];
+    if (!d) continue;
+#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
+    for (int64_t e = 0; e < m; ++e) {
+      float g = dy[e];
+      switch (op) {
+        case MergeOp::Add: break;
+        case MergeOp::Subtract: if (i == 1) g = -g; break;
+        case MergeOp::Average: g /= static_cast<float>(k); break;
+        case MergeOp::Multiply:
+          for (int64_t j = 0; j < k; ++j)
+            if (j != i) g *= x[j][e];
+          break;
+        case MergeOp::Maximum: case MergeOp::Minimum: {
+          int64_t first = 0;
+          while (first < k && x[first][e] != y[e]) ++first;
+          if (first != i) g = 0.f;
+          break;
+        }
+      }
+      d[e] = g;
+    }
+  }
+}
+
+void ConcatenateNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t k = static_cast<int64_t>(inputs.size()), rows = n * outer_;
+  const int64_t width = out_size / outer_;
+#pragma omp parallel for schedule(static) if (n * out_size > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    float* dst = y + r * width;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t c = in_sizes[i] / outer_;
+      std::memcpy(dst, x[i] + r * c, sizeof(float) * c);
+      dst += c;
+    }
+  }
+}
+
+void ConcatenateNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
+                               float* const* dx, int64_t n, bool) {
+  const int64_t k = static_cast<int64_t>(inputs.size()), rows = n * outer_;
+  const int64_t width = out_size / outer_;
+#pragma omp parallel for schedule(static) if (n * out_size > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = dy + r * width;
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t c = in_sizes[i] / outer_;
+      if (dx[i]) std::memcpy(dx[i] + r * c, src, sizeof(float) * c);
+      src += c;
+    }
+  }
+}
+
+// a, b (n, d) -> y (n, 1). normalize: y = <a, b> / (|a| |b|) with |v| =
+// sqrt(max(sum v^2, 1e-12)); then da = dy (b^ - y a^) / |a| while sum a^2 > 1e-12
+// (the clamp's derivative is 0 below it: da = dy b^ / |a|), and the same for b.
+void DotNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t d = in_sizes[0];
+  const float* a = x[0];
+  const float* b = x[1];
+#pragma omp parallel for schedule(static) if (n * d > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0, sa = 0, sb = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      s += static_cast<double>(a[i * d + j]) * b[i * d + j];
+      sa += static_cast<double>(a[i * d + j]) * a[i * d + j];
+      sb += static_cast<double>(b[i * d + j]) * b[i * d + j];
+    }
+    if (normalize_) s /= std::sqrt(std::max(sa, 1e-12)) * std::sqrt(std::max(sb, 1e-12));
+    y[i] = static_cast<float>(s);
+  }
+}
+
+void DotNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+                       float* const* dx, int64_t n, bool) {
+  const int64_t d = in_sizes[0];
+#pragma omp parallel for schedule(static) if (n * d > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    for (int side = 0; side < 2; ++side) {
+      float* out = dx[side];
+      if (!out) continue;
+      const float* self = x[side] + i * d;
+      const float* other = x[1 - side] + i * d;
+      if (!normalize_) {
+        for (int64_t j = 0; j < d; ++j) out[i * d + j] = dy[i] * other[j];
+        continue;
+      }
+      double ss = 0, so = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        ss += static_cast<double>(self[j]) * self[j];
+        so += static_cast<double>(other[j]) * other[j];
+      }
+      const double ns = std::sqrt(std::max(ss, 1e-12)), no = std::sqrt(std::max(so, 1e-12));
+      const double yi = ss > 1e-12 ? y[i] : 0.0;
+      for (int64_t j = 0; j < d; ++j)
+        out[i * d + j] =
+            static_cast<float>(dy[i] * (other[j] / no - yi * self[j] / ns) / ns);
+    }
+  }
+}
+
+}  // namespace ember
