@@ -6,8 +6,8 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
                             GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                             GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                             MaxPooling2D)
-from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
-                   Reshape)
+from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor, ReLU,
+                   Reshape, Softmax)
 from .embedding import Embedding
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
@@ -19,7 +19,7 @@ __all__ = ["Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multip
            "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "KerasTensor",
-           "Layer", "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "Reshape",
+           "Layer", "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "ReLU", "Reshape", "Softmax",
            "Variable"]
 
 

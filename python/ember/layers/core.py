@@ -168,6 +168,49 @@ class Activation(Layer):
         return c
 
 
+class Softmax(Layer):
+    """Softmax over the last axis: Softmax() (as in the TensorFlow quickstart's
+    probability model).
+
+    Args:
+        axis: -1 (ember normalises the last axis).
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"ember's Softmax normalises the last axis. Received: axis={axis!r}")
+        self.axis = axis
+
+    def _lower(self, graph, x):
+        return graph.add_activation(x, "softmax")
+
+    def get_config(self):
+        c = super().get_config()
+        c["axis"] = self.axis
+        return c
+
+
+class ReLU(Layer):
+    """max(x, 0): ReLU() (Keras's max_value, negative_slope and threshold at their
+    defaults only)."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if max_value is not None or negative_slope or threshold:
+            raise ValueError(f"ember's ReLU takes the defaults only. Received: max_value="
+                             f"{max_value}, negative_slope={negative_slope}, "
+                             f"threshold={threshold}")
+
+    def _lower(self, graph, x):
+        return graph.add_activation(x, "relu")
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(max_value=None, negative_slope=0.0, threshold=0.0)
+        return c
+
+
 class Dropout(Layer):
     """Sets inputs to 0 with probability `rate` during training, scaling the rest by
     1 / (1 - rate); the identity at inference.

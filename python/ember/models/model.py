@@ -371,12 +371,14 @@ class Model(Layer):
         for w in weights:
             if not isinstance(w, numbers.Real) or not w >= 0:
                 raise ValueError(f"loss_weights must be non-negative numbers. Received: {w!r}")
-        if multi and isinstance(self._metric_ids, (list, tuple)) and self._metric_ids and \
-                all(isinstance(m, (list, tuple)) for m in self._metric_ids):
-            metric_lists = self._per_output(list(self._metric_ids), "metrics")
-        else:
-            metric_lists = self._per_output(self._metric_ids, "metrics", [])
-        weighted_lists = self._per_output(self._weighted_ids, "weighted_metrics", [])
+        def per_output(ids, what):
+            if isinstance(ids, dict):
+                return self._per_output(ids, what, [])
+            if multi and ids and all(isinstance(m, (list, tuple)) for m in ids):
+                return self._per_output(list(ids), what)  # one list per output
+            return [ids] * len(names)  # the same metrics for every output
+        metric_lists = per_output(self._metric_ids, "metrics")
+        weighted_lists = per_output(self._weighted_ids, "weighted_metrics")
         all_names, cores, flags, self._output_losses = [], [], [], []
         for o, (name, loss) in enumerate(zip(names, losses)):
             out_shape = tuple(g.output_shapes[o])
