@@ -266,3 +266,38 @@ def test_functional_config_round_trip_with_shared_layers_and_merges():
                                   m.predict([xa, xb], verbose=0))
     shared = [entry for entry in m.get_config()["layers"] if entry["name"] == "shared"][0]
     assert len(shared["inbound_nodes"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["merge", "two_outputs", "nested", "gan"])
+def test_save_and_load_keep_graphs_and_weights(tmp_path, kind):
+    if kind == "merge":
+        m = merge_model()
+        m.compile("adam", "mse")
+        x = [data(4, 5), data(4, 5)]
+    elif kind == "two_outputs":
+        m = two_output_model()
+        m.compile("adam", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+                  loss_weights={"cls": 1.0, "reg": 0.25}, metrics={"cls": ["accuracy"]})
+        x = data(4)
+    elif kind == "nested":
+        inner = ember.Sequential([layers.Dense(3, input_shape=(6,))])
+        m = ember.Sequential([inner, layers.Dense(2)])
+        m.compile("adam", "mse")
+        x = data(4)
+    else:
+        G = ember.Sequential([ember.Input((4,)), layers.Dense(6)])
+        D = ember.Sequential([ember.Input((6,)), layers.Dense(1, activation="sigmoid")])
+        z = ember.Input((4,))
+        m = ember.Model(z, D(G(z)))
+        m.compile("adam", "binary_crossentropy")
+        x = data(4, 4)
+    m.save(tmp_path / "m.keras")
+    back = ember.models.load_model(tmp_path / "m.keras")
+    want, got = m.predict(x, verbose=0), back.predict(x, verbose=0)
+    for p, q in zip(want if isinstance(want, list) else [want],
+                    got if isinstance(got, list) else [got]):
+        np.testing.assert_array_equal(p, q)
+    if kind == "two_outputs":
+        assert back.evaluate(x, [np.zeros(4), np.zeros((4, 1))], verbose=0,
+                             return_dict=True).keys() == {"loss", "cls_loss", "reg_loss",
+                                                          "cls_accuracy"}

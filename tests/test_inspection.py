@@ -125,3 +125,36 @@ def test_bad_training_input_names_the_value():
         m.optimizer.learning_rate = -0.5
     with pytest.raises(ValueError, match="label value of 5"):
         m.fit(x, np.array([0, 1, 5, 1]), verbose=0)
+
+
+# Keras 3.15 on JAX, COLUMNS=80: a functional model with a shared layer and a merge.
+KERAS_FUNCTIONAL_SUMMARY = """\
+Model: "functional"
+┏━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┓
+┃ Layer (type)        ┃ Output Shape      ┃    Param # ┃ Connected to      ┃
+┡━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━┩
+│ a (InputLayer)      │ (None, 5)         │          0 │ -                 │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ b (InputLayer)      │ (None, 5)         │          0 │ -                 │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ shared (Dense)      │ (None, 4)         │         24 │ a[0][0], b[0][0]  │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ add (Add)           │ (None, 4)         │          0 │ shared[0][0],     │
+│                     │                   │            │ shared[1][0]      │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ head (Dense)        │ (None, 2)         │         10 │ add[0][0]         │
+└─────────────────────┴───────────────────┴────────────┴───────────────────┘
+ Total params: 34 (136.00 B)
+ Trainable params: 34 (136.00 B)
+ Non-trainable params: 0 (0.00 B)"""
+
+
+def test_functional_summary_has_keras_connected_to_column(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    a, b = ember.Input((5,), name="a"), ember.Input((5,), name="b")
+    shared = layers.Dense(4, name="shared")
+    x = layers.Add(name="add")([shared(a), shared(b)])
+    m = ember.Model([a, b], layers.Dense(2, name="head")(x), name="functional")
+    lines = []
+    m.summary(print_fn=lines.append)
+    assert "\n".join(lines) == KERAS_FUNCTIONAL_SUMMARY

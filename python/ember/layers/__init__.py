@@ -32,6 +32,11 @@ def serialize(layer):
 def deserialize(config):
     """A layer from serialize()'s output (InputLayer configs give the InputLayer)."""
     name = config.get("class_name")
+    if name in ("Sequential", "Functional", "Model"):  # a model used as a layer
+        from .. import models
+        from ..models.functional import Functional
+        cls = Functional if name in ("Functional", "Model") else models.Sequential
+        return cls.from_config(config.get("config", {}))
     cls = globals().get(name)
     if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls is Layer:
         raise ValueError(f"Unknown layer: {name!r}")

@@ -1157,21 +1157,35 @@ class Model(Layer):
         saving.load_weights(self, filepath)
 
     def _compile_config(self):
-        def ser(m):
-            return m if isinstance(m, str) else {"class_name": type(m).__name__,
-                                                 "config": m.get_config()}
+        """compile()'s arguments as JSON-able values (lists and dicts per output kept)."""
+        def tree(v, leaf):
+            if isinstance(v, dict):
+                return {k: tree(x, leaf) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [tree(x, leaf) for x in v]
+            return v if v is None or isinstance(v, str) else leaf(v)
+
+        def metric(m):
+            return {"class_name": type(m).__name__, "config": m.get_config()}
         return {"optimizer": optimizers_mod.serialize(self.optimizer),
-                "loss": losses_mod.serialize(self.loss),
-                "metrics": [ser(m) for m in self._metric_ids],
-                "weighted_metrics": [ser(m) for m in self._weighted_ids]}
+                "loss": tree(self.loss, losses_mod.serialize),
+                "loss_weights": self._loss_weights_arg,
+                "metrics": tree(self._metric_ids, metric),
+                "weighted_metrics": tree(self._weighted_ids, metric)}
 
     @staticmethod
     def _compile_from_config(config):
-        def de(m):
-            if isinstance(m, str):
-                return m
+        def tree(v, leaf):
+            if isinstance(v, dict) and "class_name" not in v:
+                return {k: tree(x, leaf) for k, x in v.items()}
+            if isinstance(v, list):
+                return [tree(x, leaf) for x in v]
+            return v if v is None or isinstance(v, str) else leaf(v)
+
+        def metric(m):
             return getattr(metrics_mod, m["class_name"]).from_config(m["config"])
         return {"optimizer": optimizers_mod.deserialize(config["optimizer"]),
-                "loss": losses_mod.deserialize(config["loss"]),
-                "metrics": [de(m) for m in config.get("metrics", [])],
-                "weighted_metrics": [de(m) for m in config.get("weighted_metrics", [])]}
+                "loss": tree(config["loss"], losses_mod.deserialize),
+                "loss_weights": config.get("loss_weights"),
+                "metrics": tree(config.get("metrics", []), metric),
+                "weighted_metrics": tree(config.get("weighted_metrics", []), metric)}

@@ -63,8 +63,11 @@ class Sequential(Model):
     def _sample_input_shape(self):
         if self._input is not None:
             return self._input.shape
-        if self._layers and self._layers[0]._input_shape_arg is not None:
-            return self._layers[0]._input_shape_arg
+        first = self._layers[0] if self._layers else None
+        if first is not None and first._input_shape_arg is not None:
+            return first._input_shape_arg
+        if isinstance(first, Model):  # a nested model knows its input
+            return first._sample_input_shape()
         return None
 
     def get_config(self):

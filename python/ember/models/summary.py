@@ -40,11 +40,53 @@ def _shape(shape):
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _connections(model):
+    """{id(layer): "name[node][0], ..."} for a functional model whose graph is not a plain
+    chain (several inputs, a merge, a fan-out or a shared layer: Keras's test), else None."""
+    nodes = getattr(model, "_nodes", None)
+    if nodes is None:
+        return None
+    reads, calls = {}, {}
+    for t in nodes:
+        calls[id(t._layer)] = calls.get(id(t._layer), 0) + 1
+        for p in t._inputs:
+            reads[id(p)] = reads.get(id(p), 0) + 1
+    chain = (len(model.inputs) == 1 and all(len(t._inputs) == 1 for t in nodes) and
+             all(v == 1 for v in reads.values()) and all(v == 1 for v in calls.values()))
+    if chain:
+        return None
+    out = {}
+    for t in nodes:
+        text = ", ".join(f"{p._layer.name}[{p._node_index}][0]" for p in t._inputs)
+        key = id(t._layer)
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+def _wrap(text, width):
+    """Lines of at most `width` characters, broken after the commas (as Keras's table)."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if len(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    return lines + [line]
+
+
 def summary_lines(model, line_length=None, positions=None, show_trainable=False):
     header = ["Layer (type)", "Output Shape", "Param #"]
     align = ["left", "left", "right"]
     default = 88
-    positions = list(positions or [0.45, 0.80, 1.0])
+    connections = _connections(model)
+    if connections is not None:
+        default = 108
+        header.append("Connected to")
+        align.append("left")
+    positions = list(positions or ([0.3, 0.56, 0.74, 1.0] if connections is not None
+                                   else [0.45, 0.80, 1.0]))
     if show_trainable:
         default += 12
         positions = [p * 0.90 for p in positions] + [1.0]
@@ -79,9 +121,16 @@ def summary_lines(model, line_length=None, positions=None, show_trainable=False)
         params = f"{layer.count_params():,}" if built else "0 (unbuilt)"
         cells = [f"{layer.name} ({type(layer).__name__})",
                  _shape(layer.output_shape if built else None), params]
+        extra = []
+        if connections is not None:
+            wrapped = _wrap(connections.get(id(layer), "-"), widths[3] - 2)
+            cells.append(wrapped[0])
+            extra = [[""] * 3 + [w] for w in wrapped[1:]]
         if show_trainable:
             cells.append(("Y" if layer.trainable else "N") if layer._weights else "-")
+            extra = [e + [""] for e in extra]
         lines.append(row(cells, "\u2502", "\u2502", "\u2502"))
+        lines.extend(row(e, "\u2502", "\u2502", "\u2502") for e in extra)
         if i + 1 < len(layers):
             lines.append(rule("\u251c", "\u253c", "\u2524", "\u2500"))
     lines.append(rule("\u2514", "\u2534", "\u2518", "\u2500"))
