@@ -465,8 +465,9 @@ void Graph::find_dense_chains() {
 }
 
 // Inference buffers by liveness: walking the nodes in order, a value takes the buffer
-// of a value whose last reader has run (the smallest that fits, else the largest free
-// one, grown), or its own. Outputs are never given up.
+// of a value whose last reader has run (the smallest that fits), or its own. A buffer
+// is never grown for another value, so inference never holds more than training.
+// Outputs are never given up.
 void Graph::plan_inference_buffers() {
   const int V = static_cast<int>(values_.size());
   infer_home_.assign(V, -1);
@@ -483,15 +484,12 @@ void Graph::plan_inference_buffers() {
     if (node.view_in_inference()) {
       b = infer_home_[node.inputs[0]];
     } else {
-      int best = -1;
+      int best = -1;  // the smallest free buffer that fits
       for (size_t k = 0; k < free.size(); ++k) {
         const int f = free[k];
-        const bool fits = buf_floats_[f] >= node.out_size;
-        if (best < 0) { best = static_cast<int>(k); continue; }
-        const int cur = free[best];
-        const bool cur_fits = buf_floats_[cur] >= node.out_size;
-        if (fits && (!cur_fits || buf_floats_[f] < buf_floats_[cur])) best = static_cast<int>(k);
-        else if (!fits && !cur_fits && buf_floats_[f] > buf_floats_[cur]) best = static_cast<int>(k);
+        if (buf_floats_[f] >= node.out_size &&
+            (best < 0 || buf_floats_[f] < buf_floats_[free[best]]))
+          best = static_cast<int>(k);
       }
       if (best >= 0) {
         b = free[best];
@@ -729,8 +727,11 @@ void Graph::plan_training() {
   training_planned_ = true;
 }
 
+// Once training has sized every buffer, chunks are sized as if inference used them all,
+// so a large predict after training holds no more than before the buffers were shared.
 int64_t Graph::inference_rows(int64_t n) const {
-  int64_t per_sample = inference_floats_per_sample();
+  int64_t per_sample =
+      train_capacity_ > 0 ? training_floats_per_sample() : inference_floats_per_sample();
   for (int v : inputs_) per_sample += values_[v].size;
   const int64_t most = std::max<int64_t>(1, kInferenceFloats / std::max<int64_t>(1, per_sample));
   const int64_t chunks = (n + most - 1) / most;
