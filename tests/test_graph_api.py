@@ -301,3 +301,46 @@ def test_save_and_load_keep_graphs_and_weights(tmp_path, kind):
         assert back.evaluate(x, [np.zeros(4), np.zeros((4, 1))], verbose=0,
                              return_dict=True).keys() == {"loss", "cls_loss", "reg_loss",
                                                           "cls_accuracy"}
+
+
+def branching(K, L):
+    """Two inputs, two outputs, a branch read twice: the same graph in Keras or ember."""
+    ids, num = K.Input((10,), name="ids"), K.Input((3,), name="num")
+    e = L.GlobalAveragePooling1D(name="gap")(L.Embedding(50, 8, name="emb")(ids))
+    n = L.Dense(4, name="numd2", activation="relu")(L.Dense(4, name="numd")(num))
+    o1 = L.Dense(1, name="o1")(L.Concatenate(name="cat")([e, n]))
+    return K.Model([ids, num], [o1, L.Dense(2, name="side")(e)])
+
+
+def test_layer_order_and_weights_match_keras_on_a_branching_graph():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k, e = branching(keras, keras.layers), branching(ember, layers)
+    assert [l.name for l in e.layers] == [l.name for l in k.layers]
+    e.set_weights(k.get_weights())
+    x = [R.integers(0, 50, (6, 10)), data(6, 3)]
+    for p, q in zip(e.predict(x, verbose=0), k.predict(x, verbose=0)):
+        np.testing.assert_allclose(p, np.asarray(q), rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_in_two_models_is_one_set_of_weights():
+    dense = layers.Dense(3)
+    a = ember.Sequential([ember.Input((4,)), dense])
+    b = ember.Sequential([ember.Input((4,)), dense, layers.Dense(1)])
+    a.compile(ember.optimizers.SGD(0.1), "mse")
+    x = data(8, 4)
+    before = b.predict(x, verbose=0)
+    a.train_on_batch(x, data(8, 3))  # moves dense, which b reads too
+    assert not np.array_equal(before, b.predict(x, verbose=0))
+    np.testing.assert_array_equal(a.predict(x, verbose=0),
+                                  x @ dense.kernel.numpy() + dense.bias.numpy())
+
+
+def test_a_config_that_refers_forward_is_refused():
+    m = merge_model()
+    config = m.get_config()
+    config["layers"] = config["layers"][:2] + config["layers"][3:] + config["layers"][2:3]
+    with pytest.raises(ValueError, match="no earlier layer"):
+        ember.Model.from_config(config)
+    clone = ember.Model.from_config(m.get_config())
+    assert [l.name for l in clone.layers] == [l.name for l in m.layers]

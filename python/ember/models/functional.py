@@ -35,8 +35,9 @@ def _flatten(tensors, what):
 
 
 def _topological(outputs, inputs):
-    """The tensors from the inputs to the outputs, each after the tensors it reads."""
-    order, state = [], {}
+    """(the tensors from the inputs to the outputs, each after the tensors it reads;
+    each layer's index in the order a depth-first walk from the outputs meets it)."""
+    order, state, first_seen = [], {}, {}
     given = {id(t) for t in inputs}
     stack = [(t, False) for t in reversed(outputs)]
     while stack:
@@ -50,6 +51,7 @@ def _topological(outputs, inputs):
         if state.get(id(t)) == 1:
             raise ValueError(f"The graph has a cycle through layer '{t._layer.name}'")
         state[id(t)] = 1
+        first_seen.setdefault(id(t._layer), len(first_seen))
         stack.append((t, True))
         if not t._inputs:
             if id(t) not in given:
@@ -61,7 +63,21 @@ def _topological(outputs, inputs):
         for p in reversed(t._inputs):
             if state.get(id(p)) != 2:
                 stack.append((p, False))
-    return order
+    return order, first_seen
+
+
+def _layers_by_depth(order, first_seen, inputs):
+    """The layers in Keras's order: by depth (longest path to an output) from the
+    deepest, ties in the order a walk from the outputs first meets them."""
+    depth, layer_depth = {}, {}
+    for t in reversed(order):
+        d = max(depth.setdefault(id(t), 0), layer_depth.get(id(t._layer), 0))
+        layer_depth[id(t._layer)] = depth[id(t)] = d
+        for p in t._inputs:
+            depth[id(p)] = max(depth.get(id(p), 0), d + 1)
+    layers = {id(t._layer): t._layer for t in list(inputs) + order}
+    return sorted(layers.values(), key=lambda layer: (-layer_depth.get(id(layer), 0),
+                                                      first_seen.get(id(layer), 1 << 30)))
 
 
 class Functional(Model):
@@ -76,11 +92,8 @@ class Functional(Model):
                                  f"output of layer '{t._layer.name}'")
         if len({id(t) for t in ins}) != len(ins):
             raise ValueError("The same Input is listed twice among the model's inputs")
-        nodes = _topological(outs, ins)
-        layers = []
-        for t in ins + [t for t in nodes if not t._is_input]:
-            if not any(existing is t._layer for existing in layers):
-                layers.append(t._layer)
+        nodes, first_seen = _topological(outs, ins)
+        layers = _layers_by_depth(nodes, first_seen, ins)
         super().__init__(name=name, trainable=trainable)
         self._input_tensors, self._output_tensors = ins, outs
         self._input_keys = in_keys
@@ -93,7 +106,8 @@ class Functional(Model):
 
     @property
     def layers(self):
-        """The InputLayers, then every layer once, in the order they run."""
+        """Every layer once (the InputLayers included), in Keras's order: by depth from
+        the inputs' side, ties in the order a walk from the outputs meets them."""
         return list(self._layer_list)
 
     def _sample_input_shape(self):

@@ -1060,6 +1060,15 @@ class Model(Layer):
                              f"{[layer.name for layer in self.layers]}.")
         raise ValueError("Provide either a layer name or layer index at `get_layer`.")
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A model from get_config()'s output; `Model.from_config` of a functional
+        config gives the functional model, as in Keras."""
+        from .functional import Functional
+        if cls is Model:
+            return Functional.from_config(config)
+        return super().from_config(config)
+
     def to_json(self, **kwargs):
         """The model's architecture (no weights) as Keras's JSON: {"module", "class_name",
         "config", ...}; `ember.models.model_from_json` reads it back."""
