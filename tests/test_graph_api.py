@@ -344,3 +344,28 @@ def test_a_config_that_refers_forward_is_refused():
         ember.Model.from_config(config)
     clone = ember.Model.from_config(m.get_config())
     assert [l.name for l in clone.layers] == [l.name for l in m.layers]
+
+
+def test_mask_passes_through_dense_and_merges_to_the_pooling():
+    ids_in = ember.Input((6,), dtype="int32")
+    e = layers.Embedding(20, 4, mask_zero=True)(ids_in)
+    h = layers.Dense(3, activation="tanh")(e)
+    h = layers.Add()([h, layers.Dense(3)(e)])
+    m = ember.Model(ids_in, layers.GlobalAveragePooling1D()(h))
+    ids = np.array([[3, 5, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+    table = m.layers[1].embeddings.numpy()
+    d1, d2 = m.layers[2], m.layers[3]
+    x = table[ids]
+    steps = np.tanh(x @ d1.kernel.numpy() + d1.bias.numpy()) + x @ d2.kernel.numpy() + \
+        d2.bias.numpy()
+    keep = (ids != 0)[:, :, None]
+    want = (steps * keep).sum(1) / keep.sum(1)
+    np.testing.assert_allclose(m.predict(ids, verbose=0), want, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_output_with_a_loss_is_refused():
+    ids_in = ember.Input((6,), dtype="int32")
+    out = layers.Dense(1)(layers.Embedding(20, 4, mask_zero=True)(ids_in))
+    m = ember.Model(ids_in, out)
+    with pytest.raises(ValueError, match="does not apply masks to losses"):
+        m.compile("adam", "mse")

@@ -159,7 +159,9 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   out.back() = units;
   auto node = std::make_unique<DenseNode>();
   node->act = act;
-  return add_node(std::move(node), {x}, out, {kernel, bias});
+  const int y = add_node(std::move(node), {x}, out, {kernel, bias});
+  values_[y].mask = values_[x].mask;  // Dense maps each step: the mask passes, as in Keras
+  return y;
 }
 
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
@@ -270,7 +272,31 @@ int Graph::add_merge(MergeOp op, const std::vector<int>& xs) {
                                   shape_str(values_[xs[0]].shape) + " and " +
                                   shape_str(values_[v].shape));
   }
-  return add_node(std::move(node), xs, values_[xs[0]].shape, {});
+  const int mask = merged_mask(xs, who.c_str(), true);
+  const int y = add_node(std::move(node), xs, values_[xs[0]].shape, {});
+  values_[y].mask = mask;
+  return y;
+}
+
+// The mask of a merge of xs (Keras: for Add and the like, none unless every input has
+// one, then their union; for Concatenate, the masked inputs' intersection). ember's
+// masks are "token id 0" masks of one id tensor: inputs masked by different ids
+// cannot be merged yet.
+int Graph::merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const {
+  int mask = -1;
+  for (int v : xs) {
+    const int m = values_[v].mask;
+    if (m < 0) {
+      if (all_needed) return -1;
+      continue;
+    }
+    if (mask >= 0 && m != mask)
+      throw std::invalid_argument(std::string(who) + ": its inputs carry the masks of different "
+                                  "Embedding(mask_zero=True) inputs, which ember cannot merge "
+                                  "yet");
+    mask = m;
+  }
+  return mask;
 }
 
 int Graph::add_concatenate(const std::vector<int>& xs, int64_t axis) {
@@ -297,7 +323,15 @@ int Graph::add_concatenate(const std::vector<int>& xs, int64_t axis) {
   }
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= first[d];
-  return add_node(std::make_unique<ConcatenateNode>(outer), xs, out, {});
+  // Along the features of steps the mask survives; joining along the steps would need
+  // the masks joined too.
+  const int mask = merged_mask(xs, "Concatenate", false);
+  if (mask >= 0 && axis == 0)
+    throw std::invalid_argument("Concatenate: joining masked sequences along the steps axis "
+                                "is not supported yet");
+  const int y = add_node(std::make_unique<ConcatenateNode>(outer), xs, out, {});
+  values_[y].mask = mask;
+  return y;
 }
 
 int Graph::add_dot(int a, int b, bool normalize) {
@@ -336,6 +370,11 @@ void Graph::set_output_spec(int o, const OutputSpec& spec) {
   if (spec.has_loss && spec.loss == Loss::Huber && !(spec.param > 0.f))
     throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
                                 std::to_string(spec.param));
+  if (spec.has_loss && values_[outputs_[o]].mask >= 0)
+    throw std::invalid_argument(
+        "Output " + std::to_string(o) + " carries the mask of an Embedding(mask_zero=True): "
+        "ember does not apply masks to losses yet (Keras weights each step by the mask). "
+        "Pool the steps first (e.g. GlobalAveragePooling1D), or drop mask_zero");
   if (!(spec.weight >= 0.f))
     throw std::invalid_argument("loss_weights must be non-negative. Received: " +
                                 std::to_string(spec.weight));

@@ -61,7 +61,9 @@ class Graph {
                  int64_t dh, int64_t dw, bool same, Act act, bool causal = false);
   int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
-  // Over steps (spatial_dims 1) it honours the mask that x carries.
+  // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an
+  // Embedding with mask_zero and pass through Dense, Activation, Dropout and the merges,
+  // as in Keras; other nodes drop them.
   int add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims);
   // Samples (steps,) of token ids as floats -> (steps, dim); table (input_dim, dim).
   // With mask_zero the output carries the mask (ids equal to 0).
@@ -131,6 +133,7 @@ class Graph {
                std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,
                int data_inputs = -1);
   int check_value(int v, const char* who) const;
+  int merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const;
   void finalize();
   void fuse_embedding_max_pool();
   void fuse_relu_into_pool();
