@@ -369,3 +369,29 @@ def test_masked_output_with_a_loss_is_refused():
     m = ember.Model(ids_in, out)
     with pytest.raises(ValueError, match="does not apply masks to losses"):
         m.compile("adam", "mse")
+
+
+def siamese_text(K, L):
+    a, b = K.Input((7,), dtype="int32"), K.Input((7,), dtype="int32")
+    emb = L.Embedding(30, 5, mask_zero=True)
+    pool = L.GlobalAveragePooling1D()
+    diff = L.Subtract()([pool(emb(a)), pool(emb(b))])
+    return K.Model([a, b], L.Dense(1, activation="sigmoid")(diff))
+
+
+def test_shared_embedding_matches_keras_through_an_adam_step():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k, e = siamese_text(keras, keras.layers), siamese_text(ember, layers)
+    e.set_weights(k.get_weights())
+    ia, ib = R.integers(0, 30, (12, 7)), R.integers(0, 30, (12, 7))
+    ia[:, 5:] = 0  # padding, masked
+    y = R.integers(0, 2, 12).astype(np.float32)
+    k.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+    e.compile(ember.optimizers.Adam(0.05), "binary_crossentropy")
+    for _ in range(2):
+        lk = float(k.train_on_batch([ia, ib], y))
+        le = e.train_on_batch([ia, ib], y)
+        assert le == pytest.approx(lk, rel=1e-5)
+    for p, q in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)

@@ -192,3 +192,39 @@ TEST(Graph, InferenceBuffersAreReusedByLiveness) {
   EXPECT_EQ(g.inference_floats_per_sample(), 2 * 8);  // two in flight at any time
   EXPECT_EQ(g.training_floats_per_sample(), 4 * 8);
 }
+
+// A node flagged inference-only runs in inference mode inside a training step: a
+// dropout of rate 0.5 then passes its input through unchanged.
+TEST(Graph, InferenceOnlyNodeRunsAsInInference) {
+  auto x = random_vec(4 * 3, 5);
+  std::vector<float> y(4 * 3, 0.f);
+  for (bool frozen : {false, true}) {
+    auto w = std::make_shared<Variable>(std::vector<int64_t>{3, 3});
+    for (int i = 0; i < 3; ++i) w->data()[i * 4] = 1.f;  // identity
+    Graph g;
+    const int in = g.add_input({3});
+    const int d = g.add_dropout(in, 0.5f, 1);
+    g.set_outputs({g.add_dense(d, w, nullptr, Act::Linear)});
+    if (frozen) g.set_inference_only(d, true);
+    OutputSpec mse;
+    mse.has_loss = true;
+    g.set_output_spec(0, mse);
+    OptimizerConfig sgd;
+    sgd.kind = Opt::SGD;
+    g.set_optimizer(std::make_shared<Optimizer>(sgd));
+    Batch b;
+    b.x = {x.data()};
+    b.y = {y.data()};
+    b.labels = {nullptr};
+    b.rows = b.n = 4;
+    // With the identity kernel and zero targets the loss is the mean of out^2.
+    double clean = 0;
+    for (float v : x) clean += double(v) * v;
+    clean /= 3.0;  // per sample: mean over 3 outputs; summed over 4 samples
+    const double loss = g.train_step(b, 0.f).loss_sum;
+    if (frozen)
+      EXPECT_NEAR(loss, clean, 1e-5 * clean);
+    else
+      EXPECT_GT(std::abs(loss - clean), 1e-3 * clean);  // dropped and rescaled
+  }
+}
