@@ -2,11 +2,13 @@
 
     python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
                              [--repeats 3] [--workloads mlp infer cnn text import]
-                             [--json out.json]
+                             [--baseline DIR] [--json out.json]
 
 Every measurement runs in a fresh process pinned to --threads cores, frameworks
 alternate (A B A B ...), and the table reports medians with [min, max] and ratios.
-A framework that is not installed is reported as skipped.
+A framework that is not installed is reported as skipped. --baseline DIR adds another
+build of ember (installed with `pip install --no-deps --target DIR <checkout>`) as the
+column ember@baseline, alternating with the others, and an "ember vs baseline" ratio.
 
 Workloads (data is float32, synthetic, seeded):
   mlp     784 -> Dense(512, relu) -> Dropout(0.2) -> Dense(256, relu) -> Dense(10, softmax),
@@ -269,9 +271,15 @@ def worker(fw, workload, threads):
 
 
 # ---------------------------------------------------------------- driver side
-def run_one(fw, workload, threads):
+BASELINE = "ember@baseline"
+
+
+def run_one(fw, workload, threads, baseline=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads), KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    if fw == BASELINE:  # the other build first on the path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (baseline, env.get("PYTHONPATH")) if p)
+        fw = "ember"
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", fw, workload,
                            "--threads", str(threads)], env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
@@ -283,6 +291,8 @@ def run_one(fw, workload, threads):
 def versions(fws):
     out = {"python": platform.python_version()}
     for fw in fws:
+        if fw == BASELINE:
+            continue
         code = (f"import {MODULES[fw]} as m; print(m.__version__)" if fw != "keras-jax" else
                 "import keras, jax; print(keras.__version__ + ' / jax ' + jax.__version__)")
         out[fw] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -299,8 +309,10 @@ def table(results, fws):
         for k in results[fw]:
             if k not in metrics:
                 metrics.append(k)
-    head = "| metric | " + " | ".join(fws) + " | ember vs torch | ember vs best other |"
-    lines = [head, "|" + "---|" * (len(fws) + 3)]
+    base = BASELINE in fws
+    head = "| metric | " + " | ".join(fws) + " | ember vs torch | ember vs best other |" + (
+        " ember vs baseline |" if base else "")
+    lines = [head, "|" + "---|" * (len(fws) + 3 + base)]
     for k in metrics:
         cells, med = [], {}
         for fw in fws:
@@ -320,9 +332,11 @@ def table(results, fws):
             r = med[other] / med["ember"] if lower else med["ember"] / med[other]
             return f"{r:.2f}x" + ("" if r >= 1 else " (behind)")
 
-        others = [fw for fw in med if fw != "ember"]
+        others = [fw for fw in med if fw not in ("ember", BASELINE)]
         best = (min if lower else max)(others, key=lambda f: med[f]) if others else None
         cells += [ratio("torch"), f"{ratio(best)} ({best})" if best else "-"]
+        if base:
+            cells.append(ratio(BASELINE))
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -334,6 +348,8 @@ def main():
                    choices=["mlp", "infer", "cnn", "text", "import"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--baseline", metavar="DIR",
+                   help="another ember build (pip install --target DIR) to compare with")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--worker", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -344,12 +360,16 @@ def main():
     for fw in args.frameworks:
         if fw not in fws:
             print(f"skipped: {fw} (not installed; see benchmarks/README.md)")
+    if args.baseline:
+        if not os.path.isdir(os.path.join(args.baseline, "ember")):
+            sys.exit(f"--baseline {args.baseline}: no ember package there")
+        fws.insert(fws.index("ember") + 1 if "ember" in fws else 0, BASELINE)
     results = {fw: {} for fw in fws}
     for workload in args.workloads:
         reps = max(args.repeats, 5) if workload == "import" else args.repeats
         for _ in range(reps):
             for fw in fws:  # alternate frameworks within each repeat
-                for k, v in run_one(fw, workload, args.threads).items():
+                for k, v in run_one(fw, workload, args.threads, args.baseline).items():
                     results[fw].setdefault(k, []).append(v)
     info = {"cpu": cpu_name(), "threads": args.threads, "versions": versions(fws),
             "date": time.strftime("%Y-%m-%d")}

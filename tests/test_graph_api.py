@@ -395,3 +395,29 @@ def test_shared_embedding_matches_keras_through_an_adam_step():
         assert le == pytest.approx(lk, rel=1e-5)
     for p, q in zip(e.get_weights(), k.get_weights()):
         np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+
+
+def test_activation_layers_fuse_into_their_producer_with_the_same_bits():
+    def build(split):
+        ember.set_random_seed(5)
+        if split:  # Dense/Conv2D without activation, then an Activation layer
+            body = [layers.Conv2D(4, 3), layers.Activation("relu"), layers.MaxPooling2D(),
+                    layers.Flatten(), layers.Dense(8), layers.Activation("relu"),
+                    layers.Dense(3), layers.Activation("softmax")]
+        else:
+            body = [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(),
+                    layers.Flatten(), layers.Dense(8, activation="relu"),
+                    layers.Dense(3, activation="softmax")]
+        m = ember.Sequential([ember.Input((6, 6, 2))] + body)
+        m.compile("adam", "sparse_categorical_crossentropy")
+        return m
+    x = R.normal(size=(32, 6, 6, 2)).astype(np.float32)
+    y = R.integers(0, 3, 32)
+    fused, plain = build(True), build(False)
+    plain.set_weights(fused.get_weights())
+    for m in (fused, plain):
+        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    assert sum("activation into" in f for f in fused._graph.fusions) == 3
+    assert any("relu backward into pooling" in f for f in fused._graph.fusions)
+    for p, q in zip(fused.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(p, q)

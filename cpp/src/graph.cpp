@@ -443,14 +443,50 @@ void Graph::fuse_embedding_max_pool() {
   }
 }
 
+// An Activation layer after a Dense or Conv2D without one, the only reader of its
+// output: the activation moves into the producer (the GEMM epilogue for relu) and the
+// Activation node becomes a view.
+void Graph::fuse_activation_into_producer() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto* act = dynamic_cast<ActivationNode*>(nodes_[i].get());
+    if (!act) continue;
+    const int x = act->inputs[0], p = values_[x].producer;
+    if (p < 0 || nodes_[p]->act != Act::Linear || !only_reader(x, static_cast<int>(i))) continue;
+    if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()))
+      continue;
+    nodes_[p]->act = act->act;
+    auto view = std::make_unique<ReshapeNode>();
+    view->inputs = act->inputs;
+    view->in_sizes = act->in_sizes;
+    view->output = act->output;
+    view->out_shape = act->out_shape;
+    view->out_size = act->out_size;
+    nodes_[i] = std::move(view);
+    fusions_.push_back("activation into node " + std::to_string(p));
+  }
+}
+
+// The node that computes value v, looking back through views that only pass it on.
+int Graph::producer_through_views(int v) const {
+  int p = values_[v].producer;
+  while (p >= 0 && nodes_[p]->is_view()) {
+    v = nodes_[p]->inputs[0];
+    if (values_[v].readers.size() != 1 ||
+        std::find(outputs_.begin(), outputs_.end(), v) != outputs_.end())
+      return -1;
+    p = values_[v].producer;
+  }
+  return p;
+}
+
 // A relu read only by max pooling: the pooling's backward applies the relu's
 // derivative at the winners, and the relu's own backward is skipped.
 void Graph::fuse_relu_into_pool() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& pool = *nodes_[i];
     if (!pool.absorbs_relu_backward()) continue;
-    const int x = pool.inputs[0], p = values_[x].producer;
-    if (p < 0 || nodes_[p]->is_view() || nodes_[p]->act != Act::Relu) continue;
+    const int x = pool.inputs[0], p = producer_through_views(x);
+    if (p < 0 || nodes_[p]->act != Act::Relu) continue;
     if (!only_reader(x, static_cast<int>(i))) continue;
     pool.relu_backward_of_prev = true;
     nodes_[p]->act_backward_done_by_next = true;
@@ -559,6 +595,7 @@ void Graph::finalize() {
   if (finalized_) return;
   if (outputs_.empty()) throw std::logic_error("Graph: set_outputs was never called");
   fuse_embedding_max_pool();
+  fuse_activation_into_producer();
   fuse_relu_into_pool();
   find_dense_chains();
   plan_inference_buffers();

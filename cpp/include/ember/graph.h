@@ -136,6 +136,8 @@ class Graph {
   int merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const;
   void finalize();
   void fuse_embedding_max_pool();
+  void fuse_activation_into_producer();
+  int producer_through_views(int v) const;
   void fuse_relu_into_pool();
   void find_dense_chains();
   void plan_inference_buffers();
