@@ -75,6 +75,12 @@ LAYERS = [
     layers.Flatten(),
     layers.Reshape((2, 3)),
     layers.InputLayer(shape=(4,)),
+    layers.BatchNormalization(momentum=0.9, epsilon=1e-4, center=False, name="bn"),
+    layers.Softmax(),
+    layers.ReLU(),
+    layers.Add(name="add"),
+    layers.Concatenate(axis=1, name="cat"),
+    layers.Dot(axes=1, normalize=True, name="dot"),
 ]
 
 

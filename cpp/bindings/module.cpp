@@ -576,6 +576,9 @@ PYBIND11_MODULE(_core, m) {
       .def("add_global_pool", &Graph::add_global_pool, py::arg("x"), py::arg("max"),
            py::arg("spatial_dims"), py::arg("keepdims"))
       .def("add_dropout", &Graph::add_dropout)
+      .def("add_batch_norm", &Graph::add_batch_norm, py::arg("x"), py::arg("gamma").none(true),
+           py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
+           py::arg("epsilon"), py::arg("momentum"))
       .def("add_reshape", &Graph::add_reshape)
       .def("add_merge", [](Graph& g, const std::string& op, const std::vector<int>& xs) {
         MergeOp m;

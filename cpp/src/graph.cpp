@@ -250,6 +250,27 @@ int Graph::add_dropout(int x, float rate, uint64_t seed) {
   return out;
 }
 
+int Graph::add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
+                          VariablePtr moving_variance, float epsilon, float momentum) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "BatchNormalization")).shape;
+  const int64_t c = in.back();
+  if (gamma) check_var(gamma, {c}, "BatchNormalization", "gamma");
+  if (beta) check_var(beta, {c}, "BatchNormalization", "beta");
+  check_var(moving_mean, {c}, "BatchNormalization", "moving_mean");
+  check_var(moving_variance, {c}, "BatchNormalization", "moving_variance");
+  if (!(epsilon > 0.f))
+    throw std::invalid_argument("BatchNormalization: epsilon must be positive. Received: " +
+                                std::to_string(epsilon));
+  if (!(momentum >= 0.f && momentum <= 1.f))
+    throw std::invalid_argument("BatchNormalization: momentum must be in [0, 1]. Received: " +
+                                std::to_string(momentum));
+  auto node = std::make_unique<BatchNormNode>(c, epsilon, momentum, gamma != nullptr,
+                                              beta != nullptr);
+  const int y = add_node(std::move(node), {x}, in, {gamma, beta, moving_mean, moving_variance});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
 int Graph::add_reshape(int x, std::vector<int64_t> shape) {
   const std::vector<int64_t>& in = values_.at(check_value(x, "Reshape")).shape;
   if (shape.empty() || product(shape) != product(in))

@@ -12,6 +12,7 @@
 #include "ember/dense.h"
 #include "ember/dropout.h"
 #include "ember/losses.h"
+#include "ember/normalization.h"
 #include "ember/optimizers.h"
 #include "ember/variable.h"
 #include "ember/parallel.h"
@@ -442,4 +443,46 @@ TEST(Optimizers, NewRulesMatchKerasInDouble) {
             << static_cast<int>(kind) << " step " << t << " g " << g[i];
     }
   }
+}
+
+// Batch normalization: the fast kernels against the plain reference on awkward sizes
+// (one row, a block boundary), and the same bits for 1 and 2 threads.
+TEST(BatchNorm, MatchesReferenceAndIsThreadCountIndependent) {
+  const int saved = get_num_threads();
+  for (int64_t rows : {1, 63, 64, 65, 700, 4000}) {  // 4000 x 17: the parallel path
+    for (int64_t c : {1, 3, 17}) {
+      const auto x = random_vec(rows * c, 1, -2.f, 3.f);
+      const auto dy = random_vec(rows * c, 2);
+      const auto gamma = random_vec(c, 3, 0.5f, 1.5f), beta = random_vec(c, 4);
+      std::vector<float> ry(rows * c), rdx(rows * c), rdg(c), rdb(c);
+      batchnorm_forward_ref<float>(x.data(), ry.data(), rows, c, gamma.data(), beta.data(), 1e-3f);
+      batchnorm_backward_ref<float>(x.data(), dy.data(), rdx.data(), rows, c, gamma.data(), 1e-3f,
+                                    rdg.data(), rdb.data());
+      std::vector<std::vector<float>> outs;
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        std::vector<float> y(rows * c), dx(rows * c), dg(c), db(c), mean(c), is(c);
+        std::vector<float> mm(c, 0.f), mv(c, 1.f);
+        std::vector<double> scratch(batchnorm_scratch(rows, c));
+        batchnorm_forward_train(x.data(), y.data(), rows, c, gamma.data(), beta.data(), 1e-3f,
+                                0.9f, mm.data(), mv.data(), mean.data(), is.data(),
+                                scratch.data());
+        batchnorm_backward_train(x.data(), dy.data(), dx.data(), rows, c, gamma.data(),
+                                 mean.data(), is.data(), dg.data(), db.data(), scratch.data());
+        for (int64_t i = 0; i < rows * c; ++i) {
+          EXPECT_NEAR(y[i], ry[i], 2e-5f * (1 + std::abs(ry[i])));
+          EXPECT_NEAR(dx[i], rdx[i], 2e-4f * (1 + std::abs(rdx[i])));
+        }
+        for (int64_t j = 0; j < c; ++j) {
+          EXPECT_NEAR(dg[j], rdg[j], 1e-4f * (1 + std::abs(rdg[j])));
+          EXPECT_NEAR(db[j], rdb[j], 1e-4f * (1 + std::abs(rdb[j])));
+        }
+        y.insert(y.end(), dx.begin(), dx.end());
+        y.insert(y.end(), mv.begin(), mv.end());
+        outs.push_back(y);
+      }
+      EXPECT_EQ(outs[0], outs[1]) << rows << "x" << c;
+    }
+  }
+  set_num_threads(saved);
 }

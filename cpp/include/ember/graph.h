@@ -70,6 +70,9 @@ class Graph {
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
   int add_activation(int x, Act act);
   int add_dropout(int x, float rate, uint64_t seed);
+  // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
+  int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
+                     VariablePtr moving_variance, float epsilon, float momentum);
   int add_reshape(int x, std::vector<int64_t> shape);
   int add_merge(MergeOp op, const std::vector<int>& xs);
   // Along `axis` of the per-sample shapes (0 is the first axis after the batch).

@@ -190,6 +190,31 @@ class EmbeddingNode : public Node {
   FloatBuffer values_;
 };
 
+// Batch normalization over the last axis (c channels). vars: gamma and beta when the
+// layer has them (scale, center), then moving_mean and moving_variance, which the
+// training forward updates in place. In inference mode (or inference_only) it uses the
+// moving statistics, in training mode the batch's.
+class BatchNormNode : public Node {
+ public:
+  BatchNormNode(int64_t c, float eps, float momentum, bool scale, bool center);
+  const char* kind() const override { return "BatchNormalization"; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  VarUse* gamma() { return scale_ ? &vars[0] : nullptr; }
+  VarUse* beta() { return center_ ? &vars[scale_ ? 1 : 0] : nullptr; }
+  float* moving_mean() { return vars[vars.size() - 2].var->data(); }
+  float* moving_var() { return vars[vars.size() - 1].var->data(); }
+  int64_t c_;
+  float eps_, momentum_;
+  bool scale_, center_, trained_ = false;
+  FloatBuffer mean_, inv_std_, work_;
+  AlignedBuffer<double> scratch_;
+};
+
 // Element-wise merges of inputs of one shape (Keras's Add, Subtract, Multiply, Average,
 // Maximum, Minimum).
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };

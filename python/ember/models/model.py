@@ -82,6 +82,22 @@ def _cut(arrays, start, stop):
     return [None if a is None else a[start:stop] for a in arrays]
 
 
+class _Builder:
+    """The core graph as layers see it while a model is lowered: every builder of
+    `_core.Graph`, plus `note_mode(layer, value)` for layers whose node runs in inference
+    mode while the layer is frozen (BatchNormalization)."""
+
+    def __init__(self, graph):
+        self._graph = graph
+        self.modes = []
+
+    def note_mode(self, layer, value):
+        self.modes.append((layer, value))
+
+    def __getattr__(self, name):
+        return getattr(self._graph, name)
+
+
 class _Totals:
     """Running sums of one pass (an epoch, an evaluation): the loss sum(w * L), each
     metric's sum, the samples and the sample weights seen."""
@@ -151,8 +167,9 @@ class Model(Layer):
         shapes = sample_shape if isinstance(sample_shape, list) else [sample_shape]
         shapes = [tuple(s) for s in shapes]
         graph = _core.Graph()
+        builder = _Builder(graph)
         ins = [graph.add_input(list(s)) for s in shapes]
-        outs = self._lower(graph, ins if len(ins) > 1 else ins[0])
+        outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
         outs = outs if isinstance(outs, list) else [outs]
         graph.set_outputs(outs)
         owners = {}
@@ -166,6 +183,7 @@ class Model(Layer):
                                  f"of the model owns")
             self._graph_vars.append(owners[id(core)])
         self._graph = graph
+        self._mode_nodes = builder.modes
         self.built = True
         out_shapes = [tuple(s) for s in graph.output_shapes]
         self._input_shapes = [(None,) + s for s in shapes]
@@ -429,6 +447,8 @@ class Model(Layer):
         trainable = [layer.trainable and v.trainable for layer, v in self._graph_vars]
         decay = [self.optimizer._use_weight_decay(v) for _, v in self._graph_vars]
         self._graph.set_variable_flags(trainable, decay)
+        for layer, value in self._mode_nodes:  # Keras 3: a frozen layer runs as at inference
+            self._graph.set_inference_only(value, not layer.trainable)
 
     def _require_compiled(self, what):
         if not self.compiled:

@@ -1,0 +1,48 @@
+// normalization.h: batch normalization over the last axis (channels), forward and
+// backward, in training mode (batch statistics) and inference mode (moving ones).
+#pragma once
+#include <cstdint>
+
+namespace ember {
+
+// Doubles of scratch the training and backward kernels need for `rows` rows of `c`
+// channels (nothing is allocated inside them).
+int64_t batchnorm_scratch(int64_t rows, int64_t c);
+
+// x, y (rows, c); gamma, beta (c) or null (scale 1, shift 0). Per channel:
+// mean = sum x / rows, var = sum (x - mean)^2 / rows (biased, as Keras),
+// y = (x - mean) / sqrt(var + eps) * gamma + beta; mean and inv_std (c) are kept for
+// backward; moving = moving * momentum + batch * (1 - momentum). Sums run over fixed
+// blocks of rows, added in block order: the bits do not depend on the thread count.
+void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
+                             const float* gamma, const float* beta, float eps, float momentum,
+                             float* moving_mean, float* moving_var, float* mean,
+                             float* inv_std, double* scratch);
+// y = (x - moving_mean) / sqrt(moving_var + eps) * gamma + beta; work: 2 * c floats.
+void batchnorm_forward_infer(const float* x, float* y, int64_t rows, int64_t c,
+                             const float* gamma, const float* beta, const float* moving_mean,
+                             const float* moving_var, float eps, float* work);
+// The training forward's backward. With xhat = (x - mean) inv_std, g = dy gamma:
+//   dbeta = sum dy, dgamma = sum dy xhat,
+//   dx = inv_std (g - mean_r(g) - xhat mean_r(g xhat))
+// (the batch statistics depend on every row). dx, dgamma, dbeta each skipped when null.
+void batchnorm_backward_train(const float* x, const float* dy, float* dx, int64_t rows,
+                              int64_t c, const float* gamma, const float* mean,
+                              const float* inv_std, float* dgamma, float* dbeta,
+                              double* scratch);
+// The inference forward's backward (a frozen layer inside a training step): the
+// statistics are constants, dx = dy gamma / sqrt(moving_var + eps).
+void batchnorm_backward_infer(const float* x, const float* dy, float* dx, int64_t rows,
+                              int64_t c, const float* gamma, const float* moving_mean,
+                              const float* moving_var, float eps, float* dgamma, float* dbeta,
+                              double* scratch);
+
+// Plain references in any precision (training mode), for tests.
+template <class T>
+void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,
+                           const T* beta, T eps);
+template <class T>
+void batchnorm_backward_ref(const T* x, const T* dy, T* dx, int64_t rows, int64_t c,
+                            const T* gamma, T eps, T* dgamma, T* dbeta);
+
+}  // namespace ember

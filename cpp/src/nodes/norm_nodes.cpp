@@ -1,0 +1,43 @@
+// norm_nodes.cpp: the BatchNormalization node.
+#include "ember/normalization.h"
+#include "ember/nodes.h"
+
+namespace ember {
+
+BatchNormNode::BatchNormNode(int64_t c, float eps, float momentum, bool scale, bool center)
+    : c_(c), eps_(eps), momentum_(momentum), scale_(scale), center_(center) {
+  mean_.resize(c);
+  inv_std_.resize(c);
+  work_.resize(2 * c);
+}
+
+void BatchNormNode::plan(int64_t n) { scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_)); }
+
+void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  const int64_t rows = n * (out_size / c_);
+  const float* g = scale_ ? gamma()->var->data() : nullptr;
+  const float* b = center_ ? beta()->var->data() : nullptr;
+  trained_ = ctx.training;
+  if (ctx.training)
+    batchnorm_forward_train(x[0], y, rows, c_, g, b, eps_, momentum_, moving_mean(),
+                            moving_var(), mean_.data(), inv_std_.data(), scratch_.data());
+  else
+    batchnorm_forward_infer(x[0], y, rows, c_, g, b, moving_mean(), moving_var(), eps_,
+                            work_.data());
+}
+
+void BatchNormNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
+                             float* const* dx, int64_t n, bool) {
+  const int64_t rows = n * (out_size / c_);
+  const float* g = scale_ ? gamma()->var->data() : nullptr;
+  float* dg = scale_ ? gamma()->grad : nullptr;
+  float* db = center_ ? beta()->grad : nullptr;
+  if (trained_)
+    batchnorm_backward_train(x[0], dy, dx[0], rows, c_, g, mean_.data(), inv_std_.data(), dg,
+                             db, scratch_.data());
+  else
+    batchnorm_backward_infer(x[0], dy, dx[0], rows, c_, g, moving_mean(), moving_var(), eps_,
+                             dg, db, scratch_.data());
+}
+
+}  // namespace ember

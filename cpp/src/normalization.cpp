@@ -1,0 +1,218 @@
+// normalization.cpp: batch normalization kernels and their references.
+#include "ember/normalization.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ember {
+namespace {
+
+constexpr int64_t kBlockRows = 64;  // rows per partial sum (fixed: bits do not move)
+
+int64_t blocks_of(int64_t rows) { return (rows + kBlockRows - 1) / kBlockRows; }
+
+// out[j] = sum over rows of f(r, j) for each channel j, and out2[j] of f2 when given:
+// per-block partials in double (scratch: 2 * blocks * c), added in block order.
+template <class F, class F2>
+void channel_sums(int64_t rows, int64_t c, double* scratch, double* out, double* out2, F f,
+                  F2 f2) {
+  const int64_t nb = blocks_of(rows);
+  double* p1 = scratch;
+  double* p2 = scratch + nb * c;
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t b = 0; b < nb; ++b) {
+    double* s1 = p1 + b * c;
+    double* s2 = p2 + b * c;
+    std::fill(s1, s1 + c, 0.0);
+    if (out2) std::fill(s2, s2 + c, 0.0);
+    const int64_t hi = std::min(rows, (b + 1) * kBlockRows);
+    for (int64_t r = b * kBlockRows; r < hi; ++r)
+      for (int64_t j = 0; j < c; ++j) {
+        s1[j] += f(r, j);
+        if (out2) s2[j] += f2(r, j);
+      }
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    double a = 0, b2 = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      a += p1[b * c + j];
+      if (out2) b2 += p2[b * c + j];
+    }
+    out[j] = a;
+    if (out2) out2[j] = b2;
+  }
+}
+
+// y = x * scale + shift per channel.
+void scale_shift(const float* x, float* y, int64_t rows, int64_t c, const float* scale,
+                 const float* shift) {
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < c; ++j) y[r * c + j] = x[r * c + j] * scale[j] + shift[j];
+}
+
+}  // namespace
+
+// Layout: per-block partials (2 * blocks * c), then two sums (2 * c), then 3 * c
+// doubles' room for per-channel float factors.
+int64_t batchnorm_scratch(int64_t rows, int64_t c) { return 2 * blocks_of(rows) * c + 5 * c; }
+
+namespace {
+float* factors(double* scratch, int64_t rows, int64_t c) {
+  return reinterpret_cast<float*>(scratch + 2 * blocks_of(rows) * c + 2 * c);
+}
+}  // namespace
+
+void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
+                             const float* gamma, const float* beta, float eps, float momentum,
+                             float* moving_mean, float* moving_var, float* mean,
+                             float* inv_std, double* scratch) {
+  double* sum = scratch + 2 * blocks_of(rows) * c;
+  double* sq = sum + c;
+  channel_sums(rows, c, scratch, sum, nullptr, [&](int64_t r, int64_t j) { return x[r * c + j]; },
+               [](int64_t, int64_t) { return 0.0; });
+  for (int64_t j = 0; j < c; ++j) mean[j] = static_cast<float>(sum[j] / rows);
+  channel_sums(rows, c, scratch, sq, nullptr,
+               [&](int64_t r, int64_t j) {
+                 const double d = static_cast<double>(x[r * c + j]) - sum[j] / rows;
+                 return d * d;
+               },
+               [](int64_t, int64_t) { return 0.0; });
+  float* scale = factors(scratch, rows, c);
+  float* shift = scale + c;
+  for (int64_t j = 0; j < c; ++j) {
+    const double var = sq[j] / rows;
+    const double m = sum[j] / rows;
+    const double is = 1.0 / std::sqrt(var + eps);
+    inv_std[j] = static_cast<float>(is);
+    const double g = gamma ? gamma[j] : 1.0;
+    scale[j] = static_cast<float>(is * g);
+    shift[j] = static_cast<float>((beta ? beta[j] : 0.0) - m * is * g);
+    moving_mean[j] = moving_mean[j] * momentum + static_cast<float>(m) * (1.f - momentum);
+    moving_var[j] = moving_var[j] * momentum + static_cast<float>(var) * (1.f - momentum);
+  }
+  scale_shift(x, y, rows, c, scale, shift);
+}
+
+void batchnorm_forward_infer(const float* x, float* y, int64_t rows, int64_t c,
+                             const float* gamma, const float* beta, const float* moving_mean,
+                             const float* moving_var, float eps, float* work) {
+  float* scale = work;
+  float* shift = work + c;
+  for (int64_t j = 0; j < c; ++j) {
+    const double is = 1.0 / std::sqrt(static_cast<double>(moving_var[j]) + eps);
+    const double g = gamma ? gamma[j] : 1.0;
+    scale[j] = static_cast<float>(is * g);
+    shift[j] = static_cast<float>((beta ? beta[j] : 0.0) - moving_mean[j] * is * g);
+  }
+  scale_shift(x, y, rows, c, scale, shift);
+}
+
+void batchnorm_backward_train(const float* x, const float* dy, float* dx, int64_t rows,
+                              int64_t c, const float* gamma, const float* mean,
+                              const float* inv_std, float* dgamma, float* dbeta,
+                              double* scratch) {
+  double* sdy = scratch + 2 * blocks_of(rows) * c;
+  double* sdyx = sdy + c;
+  auto xhat = [&](int64_t r, int64_t j) {
+    return (static_cast<double>(x[r * c + j]) - mean[j]) * inv_std[j];
+  };
+  channel_sums(rows, c, scratch, sdy, sdyx, [&](int64_t r, int64_t j) { return dy[r * c + j]; },
+               [&](int64_t r, int64_t j) { return dy[r * c + j] * xhat(r, j); });
+  for (int64_t j = 0; j < c; ++j) {
+    if (dbeta) dbeta[j] = static_cast<float>(sdy[j]);
+    if (dgamma) dgamma[j] = static_cast<float>(sdyx[j]);
+  }
+  if (!dx) return;
+  float* a = factors(scratch, rows, c);  // dx = k (dy - a - xhat b)
+  float* b = a + c;
+  float* k = b + c;
+  for (int64_t j = 0; j < c; ++j) {
+    a[j] = static_cast<float>(sdy[j] / rows);
+    b[j] = static_cast<float>(sdyx[j] / rows);
+    k[j] = (gamma ? gamma[j] : 1.f) * inv_std[j];
+  }
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < c; ++j) {
+      const float xh = (x[r * c + j] - mean[j]) * inv_std[j];
+      dx[r * c + j] = k[j] * (dy[r * c + j] - a[j] - xh * b[j]);
+    }
+}
+
+void batchnorm_backward_infer(const float* x, const float* dy, float* dx, int64_t rows,
+                              int64_t c, const float* gamma, const float* moving_mean,
+                              const float* moving_var, float eps, float* dgamma, float* dbeta,
+                              double* scratch) {
+  float* is = factors(scratch, rows, c);
+  for (int64_t j = 0; j < c; ++j)
+    is[j] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(moving_var[j]) + eps));
+  if (dgamma || dbeta) {
+    double* sdy = scratch + 2 * blocks_of(rows) * c;
+    double* sdyx = sdy + c;
+    channel_sums(rows, c, scratch, sdy, sdyx,
+                 [&](int64_t r, int64_t j) { return dy[r * c + j]; },
+                 [&](int64_t r, int64_t j) {
+                   return dy[r * c + j] * (static_cast<double>(x[r * c + j]) - moving_mean[j]) *
+                          is[j];
+                 });
+    for (int64_t j = 0; j < c; ++j) {
+      if (dbeta) dbeta[j] = static_cast<float>(sdy[j]);
+      if (dgamma) dgamma[j] = static_cast<float>(sdyx[j]);
+    }
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < c; ++j) dx[r * c + j] = dy[r * c + j] * (gamma ? gamma[j] : 1.f) * is[j];
+}
+
+template <class T>
+void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,
+                           const T* beta, T eps) {
+  for (int64_t j = 0; j < c; ++j) {
+    T m = 0, v = 0;
+    for (int64_t r = 0; r < rows; ++r) m += x[r * c + j];
+    m /= rows;
+    for (int64_t r = 0; r < rows; ++r) v += (x[r * c + j] - m) * (x[r * c + j] - m);
+    v /= rows;
+    for (int64_t r = 0; r < rows; ++r)
+      y[r * c + j] = (x[r * c + j] - m) / std::sqrt(v + eps) * (gamma ? gamma[j] : T(1)) +
+                     (beta ? beta[j] : T(0));
+  }
+}
+
+template <class T>
+void batchnorm_backward_ref(const T* x, const T* dy, T* dx, int64_t rows, int64_t c,
+                            const T* gamma, T eps, T* dgamma, T* dbeta) {
+  for (int64_t j = 0; j < c; ++j) {
+    T m = 0, v = 0;
+    for (int64_t r = 0; r < rows; ++r) m += x[r * c + j];
+    m /= rows;
+    for (int64_t r = 0; r < rows; ++r) v += (x[r * c + j] - m) * (x[r * c + j] - m);
+    v /= rows;
+    const T is = T(1) / std::sqrt(v + eps), g = gamma ? gamma[j] : T(1);
+    T sdy = 0, sdyx = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      sdy += dy[r * c + j];
+      sdyx += dy[r * c + j] * (x[r * c + j] - m) * is;
+    }
+    if (dgamma) dgamma[j] = sdyx;
+    if (dbeta) dbeta[j] = sdy;
+    for (int64_t r = 0; r < rows; ++r) {
+      const T xh = (x[r * c + j] - m) * is;
+      dx[r * c + j] = g * is * (dy[r * c + j] - sdy / rows - xh * sdyx / rows);
+    }
+  }
+}
+
+template void batchnorm_forward_ref<float>(const float*, float*, int64_t, int64_t, const float*,
+                                           const float*, float);
+template void batchnorm_forward_ref<double>(const double*, double*, int64_t, int64_t,
+                                            const double*, const double*, double);
+template void batchnorm_backward_ref<float>(const float*, const float*, float*, int64_t, int64_t,
+                                            const float*, float, float*, float*);
+template void batchnorm_backward_ref<double>(const double*, const double*, double*, int64_t,
+                                             int64_t, const double*, double, double*, double*);
+
+}  // namespace ember

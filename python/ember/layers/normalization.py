@@ -1,0 +1,101 @@
+"""BatchNormalization."""
+import numbers
+
+from .. import initializers
+from .base import Layer
+
+
+class BatchNormalization(Layer):
+    """Normalizes each channel (the last axis) with the batch's statistics in training
+    and with moving statistics at inference: y = (x - mean) / sqrt(var + epsilon) *
+    gamma + beta.
+
+    Args:
+        axis: -1 (the channels of channels_last data; the only axis ember normalizes).
+        momentum: of the moving statistics: moving = moving * momentum + batch * (1 -
+            momentum).
+        epsilon: added to the variance.
+        center, scale: whether to learn beta and gamma.
+        beta_initializer, gamma_initializer, moving_mean_initializer,
+        moving_variance_initializer: Keras initializer names or objects.
+
+    A layer with `trainable = False` (read when the model is compiled) runs in inference
+    mode, with its moving statistics, even inside `fit`, as in Keras 3.
+
+    Input shape: any, channels last. Output shape: the same.
+    Weights: gamma, beta (trainable), moving_mean, moving_variance (non-trainable), each
+    (channels,), in Keras's order.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"BatchNormalization: axis must be an integer. Received: "
+                             f"axis={axis!r}")
+        for name, value in (("momentum", momentum), ("epsilon", epsilon)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"BatchNormalization: {name} must be a number. Received: "
+                                 f"{name}={value!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1]. Received: "
+                             f"momentum={momentum}")
+        if not epsilon > 0:
+            raise ValueError(f"BatchNormalization: epsilon must be positive. Received: "
+                             f"epsilon={epsilon}")
+        for name, value in (("beta_regularizer", beta_regularizer),
+                            ("gamma_regularizer", gamma_regularizer),
+                            ("beta_constraint", beta_constraint),
+                            ("gamma_constraint", gamma_constraint)):
+            if value is not None:
+                raise ValueError(f"BatchNormalization: {name} is not supported by ember yet. "
+                                 f"Received: {name}={value!r}")
+        self.axis = axis
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.synchronized = bool(synchronized)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape):
+        rank = len(input_shape) + 1  # with the batch axis
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"BatchNormalization '{self.name}': ember normalizes the last "
+                             f"axis only (axis=-1, channels_last). Received: axis={self.axis} "
+                             f"for inputs of rank {rank}")
+        c = (input_shape[-1],)
+        self.gamma = self.add_weight(c, self.gamma_initializer, "gamma") if self.scale else None
+        self.beta = self.add_weight(c, self.beta_initializer, "beta") if self.center else None
+        self.moving_mean = self.add_weight(c, self.moving_mean_initializer, "moving_mean",
+                                           trainable=False)
+        self.moving_variance = self.add_weight(c, self.moving_variance_initializer,
+                                               "moving_variance", trainable=False)
+        self.built = True
+
+    def _lower(self, graph, x):
+        y = graph.add_batch_norm(x, self.gamma._storage if self.gamma is not None else None,
+                                 self.beta._storage if self.beta is not None else None,
+                                 self.moving_mean._storage, self.moving_variance._storage,
+                                 self.epsilon, self.momentum)
+        graph.note_mode(self, y)  # frozen: inference mode inside training steps
+        return y
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(axis=self.axis, momentum=self.momentum, epsilon=self.epsilon,
+                 center=self.center, scale=self.scale,
+                 beta_initializer=initializers.serialize(self.beta_initializer),
+                 gamma_initializer=initializers.serialize(self.gamma_initializer),
+                 moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
+                 moving_variance_initializer=initializers.serialize(
+                     self.moving_variance_initializer),
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=self.synchronized)
+        return c

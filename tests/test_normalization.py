@@ -1,0 +1,115 @@
+"""BatchNormalization: Keras parity (training and inference, frozen), gradients against
+float64 finite differences, thread-count bits, config and bad input."""
+import numpy as np
+import pytest
+
+import ember
+from ember import layers
+
+R = np.random.default_rng(2)
+
+
+def cnn(K, L, frozen=False):
+    bn = L.BatchNormalization()
+    m = K.Sequential([K.Input((6, 6, 3)), L.Conv2D(4, 3, use_bias=False), bn,
+                      L.Activation("relu"), L.Flatten(), L.Dense(5, use_bias=False),
+                      L.BatchNormalization(momentum=0.9, epsilon=1e-2),
+                      L.Dense(2, activation="softmax")])
+    bn.trainable = not frozen
+    return m
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_matches_keras_through_adam_steps(frozen):
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k, e = cnn(keras, keras.layers, frozen), cnn(ember, layers, frozen)
+    e.set_weights(k.get_weights())
+    x = R.random((16, 6, 6, 3), dtype=np.float32)
+    y = R.integers(0, 2, 16)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-6)
+    k.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    e.compile(ember.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    for _ in range(2):
+        assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for w, p, q in zip(e.weights, e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5, err_msg=w.path)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-5)
+    if frozen:  # inference mode inside the step: the moving statistics stay put
+        bn = e.layers[1]
+        np.testing.assert_array_equal(bn.moving_mean.numpy(), np.zeros(4, np.float32))
+        np.testing.assert_array_equal(bn.gamma.numpy(), np.ones(4, np.float32))
+
+
+def reference_loss(w, x, y, eps):
+    """Dense(4, no bias) -> BatchNormalization (training) -> Dense(3) -> MSE, float64."""
+    h = x @ w[0]
+    mean, var = h.mean(0), h.var(0)
+    h = (h - mean) / np.sqrt(var + eps) * w[1] + w[2]
+    return ((h @ w[5] + w[6] - y) ** 2).mean()
+
+
+def test_gradients_match_float64_finite_differences():
+    from gradcheck import assert_close, numeric_grad
+    m = ember.Sequential([ember.Input((5,)), layers.Dense(4, use_bias=False),
+                          layers.BatchNormalization(epsilon=0.1), layers.Dense(3)])
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.layers[1].gamma.assign(R.normal(size=4) + 1)
+    m.layers[1].beta.assign(R.normal(size=4))
+    x, y = R.normal(size=(9, 5)), R.normal(size=(9, 3))
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    m.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    after = m.get_weights()
+    for k in (0, 1, 2, 5, 6):  # the trainable ones (3, 4: moving statistics)
+        num = numeric_grad(lambda: reference_loss(w, x, y, 0.1), w[k])
+        assert_close(w[k] - after[k], num, tol=5e-5, what=f"weight {k}")
+    # The moving statistics took one step toward the batch's.
+    h = x.astype(np.float32) @ w[0].astype(np.float32)
+    np.testing.assert_allclose(after[3], 0.01 * h.mean(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(after[4], 0.99 + 0.01 * h.var(0), rtol=1e-5)
+
+
+def test_bits_do_not_depend_on_the_thread_count():
+    x = R.random((64, 8, 8, 3), dtype=np.float32)
+    y = R.integers(0, 3, 64)
+    saved = ember.config.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            ember.config.set_num_threads(threads)
+            ember.set_random_seed(1)
+            m = ember.Sequential([ember.Input((8, 8, 3)), layers.Conv2D(16, 3, padding="same"),
+                                  layers.BatchNormalization(), layers.Activation("relu"),
+                                  layers.GlobalAveragePooling2D(), layers.Dense(3)])
+            m.compile("adam", ember.losses.SparseCategoricalCrossentropy(from_logits=True))
+            m.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False)
+            results.append(m.get_weights())
+    finally:
+        ember.config.set_num_threads(saved)
+    for p, q in zip(*results):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_inference_uses_the_moving_statistics():
+    bn = layers.BatchNormalization(center=False, scale=False)
+    m = ember.Sequential([ember.Input((3,)), bn])
+    bn.moving_mean.assign([1.0, 2.0, 3.0])
+    bn.moving_variance.assign([4.0, 1.0, 0.25])
+    x = R.normal(size=(4, 3)).astype(np.float32)
+    want = (x - [1, 2, 3]) / np.sqrt(np.array([4.0, 1.0, 0.25]) + 1e-3)
+    np.testing.assert_allclose(m.predict(x, verbose=0), want, rtol=1e-5)
+    assert [w.name for w in bn.weights] == ["moving_mean", "moving_variance"]
+
+
+def test_config_round_trip_and_bad_arguments():
+    bn = layers.BatchNormalization(momentum=0.9, epsilon=1e-4, center=False)
+    clone = layers.BatchNormalization.from_config(bn.get_config())
+    assert clone.get_config() == {**bn.get_config(), "name": clone.name}
+    with pytest.raises(ValueError, match="momentum must be in \\[0, 1\\]. Received: momentum=1.5"):
+        layers.BatchNormalization(momentum=1.5)
+    with pytest.raises(ValueError, match="epsilon must be positive"):
+        layers.BatchNormalization(epsilon=-1)
+    with pytest.raises(ValueError, match="gamma_regularizer is not supported"):
+        layers.BatchNormalization(gamma_regularizer="l2")
+    with pytest.raises(ValueError, match="last axis only"):
+        ember.Sequential([ember.Input((4, 4, 2)), layers.BatchNormalization(axis=1)])
