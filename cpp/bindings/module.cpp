@@ -223,37 +223,46 @@ PYBIND11_MODULE(_core, m) {
 
   // Kernel entry points for the tests: float32 runs the fast kernels, float64 the
   // references (used for finite-difference gradient checks).
-  m.def("activation_forward", [](py::array x, const std::string& name) -> py::array {
+  m.def("activation_forward", [](py::array x, const std::string& name, float alpha) -> py::array {
     const Act a = act_from_string(name);
     if (x.ndim() != 2) throw std::invalid_argument("activation_forward: x must be 2-D");
     const int64_t r = x.shape(0), c = x.shape(1);
     if (has_dtype<double>(x)) {
       auto xa = strict<double>(x, "x");
       F64 y({r, c});
-      act_forward<double>(a, xa.data(), y.mutable_data(), r, c);
+      act_forward<double>(a, xa.data(), y.mutable_data(), r, c, alpha);
       return y;
     }
     auto xa = strict<float>(x, "x");
     F32 y({r, c});
-    act_forward<float>(a, xa.data(), y.mutable_data(), r, c);
+    act_forward<float>(a, xa.data(), y.mutable_data(), r, c, alpha);
     return y;
-  });
-  m.def("activation_backward", [](py::array y, py::array dy, const std::string& name) -> py::array {
+  }, py::arg("x"), py::arg("name"), py::arg("alpha") = kDefaultAlpha);
+  // dx for dy at output y (and input x, which some activations need).
+  m.def("activation_backward", [](py::array y, py::array dy, const std::string& name,
+                                  float alpha, py::object x) -> py::array {
     const Act a = act_from_string(name);
     if (y.ndim() != 2 || dy.ndim() != 2 || y.shape(0) != dy.shape(0) || y.shape(1) != dy.shape(1))
       throw std::invalid_argument("activation_backward: y and dy must be 2-D, same shape");
+    if (!x.is_none() && py::array(x).size() != y.size())
+      throw std::invalid_argument("activation_backward: x must match y");
     const int64_t r = y.shape(0), c = y.shape(1);
     if (has_dtype<double>(y)) {
       auto ya = strict<double>(y, "y"), da = strict<double>(dy, "dy");
+      F64 xa = x.is_none() ? F64() : strict<double>(x, "x");
       F64 dx({r, c});
-      act_backward<double>(a, ya.data(), da.data(), dx.mutable_data(), r, c);
+      act_backward<double>(a, ya.data(), da.data(), dx.mutable_data(), r, c, alpha,
+                           x.is_none() ? nullptr : xa.data());
       return dx;
     }
     auto ya = strict<float>(y, "y"), da = strict<float>(dy, "dy");
+    F32 xa = x.is_none() ? F32() : strict<float>(x, "x");
     F32 dx({r, c});
-    act_backward<float>(a, ya.data(), da.data(), dx.mutable_data(), r, c);
+    act_backward<float>(a, ya.data(), da.data(), dx.mutable_data(), r, c, alpha,
+                        x.is_none() ? nullptr : xa.data());
     return dx;
-  });
+  }, py::arg("y"), py::arg("dy"), py::arg("name"), py::arg("alpha") = kDefaultAlpha,
+     py::arg("x") = py::none());
   m.def("dense_forward", [](py::array x, py::array w, py::object b, const std::string& act) -> py::array {
     const Act a = act_from_string(act);
     if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(0))
@@ -553,9 +562,9 @@ PYBIND11_MODULE(_core, m) {
                            std::shared_ptr<Variable> bias, const std::string& act) {
         return g.add_dense(x, kernel, bias, act_from_string(act));
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("act"))
-      .def("add_activation", [](Graph& g, int x, const std::string& act) {
-        return g.add_activation(x, act_from_string(act));
-      })
+      .def("add_activation", [](Graph& g, int x, const std::string& act, float alpha) {
+        return g.add_activation(x, act_from_string(act), alpha);
+      }, py::arg("x"), py::arg("act"), py::arg("alpha") = kDefaultAlpha)
       .def("add_conv2d", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                             std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
                             std::array<int64_t, 2> dilation, const std::string& padding,

@@ -3,6 +3,7 @@
 #include "ember/graph.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -158,10 +159,11 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   std::vector<int64_t> out = in;
   out.back() = units;
   auto node = std::make_unique<DenseNode>();
-  node->act = act;
-  const int y = add_node(std::move(node), {x}, out, {kernel, bias});
+  // An activation whose derivative needs its input runs as a node of its own.
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  int y = add_node(std::move(node), {x}, out, {kernel, bias});
   values_[y].mask = values_[x].mask;  // Dense maps each step: the mask passes, as in Keras
-  return y;
+  return act_needs_input(act) ? add_activation(y, act) : y;
 }
 
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
@@ -181,8 +183,9 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
   s.w = in[1];
   s.pad_left += causal_pad;
   auto node = std::make_unique<Conv2DNode>(s);
-  node->act = act;
-  return add_node(std::move(node), {x}, {s.oh, s.ow, k[3]}, {kernel, bias});
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, {s.oh, s.ow, k[3]}, {kernel, bias});
+  return act_needs_input(act) ? add_activation(y, act) : y;
 }
 
 int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
@@ -232,9 +235,10 @@ int Graph::add_embedding(int ids, VariablePtr table, bool mask_zero) {
   return out;
 }
 
-int Graph::add_activation(int x, Act act) {
+int Graph::add_activation(int x, Act act, float alpha) {
   auto node = std::make_unique<ActivationNode>();
   node->act = act;
+  node->alpha = alpha;
   const int out = add_node(std::move(node), {check_value(x, "Activation")}, values_[x].shape, {});
   values_[out].mask = values_[x].mask;  // activations pass a mask on, as in Keras
   return out;
@@ -470,7 +474,7 @@ void Graph::fuse_embedding_max_pool() {
 void Graph::fuse_activation_into_producer() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto* act = dynamic_cast<ActivationNode*>(nodes_[i].get());
-    if (!act) continue;
+    if (!act || act_needs_input(act->act) || !std::isnan(act->alpha)) continue;
     const int x = act->inputs[0], p = values_[x].producer;
     if (p < 0 || nodes_[p]->act != Act::Linear || !only_reader(x, static_cast<int>(i))) continue;
     if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()))

@@ -68,7 +68,8 @@ class Graph {
   // Samples (steps,) of token ids as floats -> (steps, dim); table (input_dim, dim).
   // With mask_zero the output carries the mask (ids equal to 0).
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
-  int add_activation(int x, Act act);
+  // alpha: elu's alpha or leaky_relu's negative_slope (kDefaultAlpha: Keras's default).
+  int add_activation(int x, Act act, float alpha = kDefaultAlpha);
   int add_dropout(int x, float rate, uint64_t seed);
   // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
   int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,

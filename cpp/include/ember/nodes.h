@@ -56,6 +56,7 @@ class Node {
   std::vector<int64_t> in_sizes;
   std::vector<VarUse> vars;  // Keras's order (kernel, bias)
   Act act = Act::Linear;     // activation at the output, for loss fusion
+  float alpha = kDefaultAlpha;  // the activation's parameter (elu, leaky_relu)
   // The next node's backward applies this node's activation derivative (a relu read
   // only by max pooling), so this node's backward skips it.
   bool act_backward_done_by_next = false;

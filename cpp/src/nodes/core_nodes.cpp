@@ -38,17 +38,17 @@ ChainLayer DenseNode::chain_layer(float* y) const {
 
 void ActivationNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const int64_t u = out_shape.back();
-  act_forward(act, x[0], y, n * (out_size / u), u);
+  act_forward(act, x[0], y, n * (out_size / u), u, alpha);
 }
 
-void ActivationNode::backward(const StepCtx&, const float* const*, const float* y, float* dy,
+void ActivationNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
                               float* const* dx, int64_t n, bool preact) {
   if (!dx[0]) return;
   const int64_t u = out_shape.back();
   if (preact || act_backward_done_by_next)
     std::memcpy(dx[0], dy, sizeof(float) * n * out_size);
   else
-    act_backward(act, y, dy, dx[0], n * (out_size / u), u);
+    act_backward(act, y, dy, dx[0], n * (out_size / u), u, alpha, x[0]);
 }
 
 void DropoutNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {

@@ -6,14 +6,14 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
                             GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
                             GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
                             MaxPooling2D)
-from .core import (Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor, ReLU,
-                   Reshape, Softmax)
+from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
+                   LeakyReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
 from .normalization import BatchNormalization
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 
-__all__ = ["BatchNormalization", "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
+__all__ = ["ELU", "LeakyReLU", "BatchNormalization", "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
            "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
            "multiply", "subtract", "Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "Dense", "Dropout",

@@ -192,22 +192,87 @@ class Softmax(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0): ReLU() (Keras's max_value, negative_slope and threshold at their
-    defaults only)."""
+    """max(x, 0); with negative_slope, that slope below 0 (leaky); with max_value=6, relu6.
+
+    Args:
+        max_value: None, or 6 (ember's relu6).
+        negative_slope: slope below zero (with max_value None).
+        threshold: 0 only.
+    """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        if max_value is not None or negative_slope or threshold:
-            raise ValueError(f"ember's ReLU takes the defaults only. Received: max_value="
+        if threshold or (max_value is not None and (max_value != 6 or negative_slope)):
+            raise ValueError(f"ember's ReLU takes max_value None or 6 (with no "
+                             f"negative_slope) and threshold 0. Received: max_value="
                              f"{max_value}, negative_slope={negative_slope}, "
                              f"threshold={threshold}")
+        if not negative_slope >= 0:
+            raise ValueError(f"negative_slope must be >= 0. Received: "
+                             f"negative_slope={negative_slope}")
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope = float(negative_slope)
+        self.threshold = float(threshold)
 
     def _lower(self, graph, x):
+        if self.max_value is not None:
+            return graph.add_activation(x, "relu6")
+        if self.negative_slope:
+            return graph.add_activation(x, "leaky_relu", self.negative_slope)
         return graph.add_activation(x, "relu")
 
     def get_config(self):
         c = super().get_config()
-        c.update(max_value=None, negative_slope=0.0, threshold=0.0)
+        c.update(max_value=self.max_value, negative_slope=self.negative_slope,
+                 threshold=self.threshold)
+        return c
+
+
+class LeakyReLU(Layer):
+    """x for x > 0, negative_slope * x otherwise (Keras's default slope here is 0.3).
+
+    Args:
+        negative_slope: the slope below zero, >= 0.
+    """
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:  # Keras 2's name
+            negative_slope = kwargs.pop("alpha")
+        super().__init__(**kwargs)
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
+                or not negative_slope >= 0:
+            raise ValueError(f"The negative_slope value of a Leaky ReLU layer cannot be None "
+                             f"or negative. Received: negative_slope={negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def _lower(self, graph, x):
+        return graph.add_activation(x, "leaky_relu", self.negative_slope)
+
+    def get_config(self):
+        c = super().get_config()
+        c["negative_slope"] = self.negative_slope
+        return c
+
+
+class ELU(Layer):
+    """x for x > 0, alpha (e^x - 1) otherwise.
+
+    Args:
+        alpha: the scale of the negative part.
+    """
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            raise ValueError(f"ELU: alpha must be a number. Received: alpha={alpha!r}")
+        self.alpha = float(alpha)
+
+    def _lower(self, graph, x):
+        return graph.add_activation(x, "elu", self.alpha)
+
+    def get_config(self):
+        c = super().get_config()
+        c["alpha"] = self.alpha
         return c
 
 
