@@ -103,3 +103,22 @@ def test_activation_functions_and_errors():
         layers.Dense(2, activation="sweesh")
     with pytest.raises(ValueError, match="cannot be None or negative"):
         layers.LeakyReLU(negative_slope=-1)
+
+
+def test_parametrised_activation_layers_train_like_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    r = np.random.default_rng(4)
+    x, y = r.normal(size=(16, 5)).astype(np.float32), r.normal(size=(16, 2)).astype(np.float32)
+
+    def build(K, L):
+        return K.Sequential([K.Input((5,)), L.Dense(6), L.ELU(alpha=0.5), L.Dense(6),
+                             L.LeakyReLU(negative_slope=0.05), L.Dense(2)])
+    k, e = build(keras, keras.layers), build(ember, layers)
+    e.set_weights(k.get_weights())
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    for _ in range(2):
+        assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for p, q in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
