@@ -113,3 +113,48 @@ def test_config_round_trip_and_bad_arguments():
         layers.BatchNormalization(gamma_regularizer="l2")
     with pytest.raises(ValueError, match="last axis only"):
         ember.Sequential([ember.Input((4, 4, 2)), layers.BatchNormalization(axis=1)])
+
+
+def test_layer_normalization_matches_keras_on_sequences():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+
+    def build(K, L):
+        return K.Sequential([K.Input((5, 6)), L.Dense(8), L.LayerNormalization(),
+                             L.Dense(4, activation="relu"),
+                             L.LayerNormalization(epsilon=1e-5, center=False),
+                             L.Flatten(), L.Dense(2)])
+    k, e = build(keras, keras.layers), build(ember, layers)
+    e.set_weights(k.get_weights())
+    x = R.normal(size=(12, 5, 6)).astype(np.float32)
+    y = R.normal(size=(12, 2)).astype(np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=2e-6)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    for _ in range(2):
+        assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for w, p, q in zip(e.weights, e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5, err_msg=w.path)
+    assert e.layers[1].get_config()["axis"] == [-1]
+
+
+def layer_norm_loss(w, x, y, eps):
+    h = x @ w[0]
+    mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    h = (h - mean) / np.sqrt(var + eps) * w[1] + w[2]
+    return ((h @ w[3] + w[4] - y) ** 2).mean()
+
+
+def test_layer_normalization_gradients_match_finite_differences():
+    from gradcheck import assert_close, numeric_grad
+    m = ember.Sequential([ember.Input((5,)), layers.Dense(4, use_bias=False),
+                          layers.LayerNormalization(epsilon=0.1), layers.Dense(3)])
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.layers[1].gamma.assign(R.normal(size=4) + 1)
+    m.layers[1].beta.assign(R.normal(size=4))
+    x, y = R.normal(size=(7, 5)), R.normal(size=(7, 3))
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    m.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    for k, after in enumerate(m.get_weights()):
+        num = numeric_grad(lambda: layer_norm_loss(w, x, y, 0.1), w[k])
+        assert_close(w[k] - after, num, tol=5e-5, what=f"weight {k}")

@@ -275,6 +275,20 @@ int Graph::add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePt
   return y;
 }
 
+int Graph::add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "LayerNormalization")).shape;
+  const int64_t c = in.back();
+  if (gamma) check_var(gamma, {c}, "LayerNormalization", "gamma");
+  if (beta) check_var(beta, {c}, "LayerNormalization", "beta");
+  if (!(epsilon > 0.f))
+    throw std::invalid_argument("LayerNormalization: epsilon must be positive. Received: " +
+                                std::to_string(epsilon));
+  auto node = std::make_unique<LayerNormNode>(c, epsilon, gamma != nullptr, beta != nullptr);
+  const int y = add_node(std::move(node), {x}, in, {gamma, beta});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
 int Graph::add_reshape(int x, std::vector<int64_t> shape) {
   const std::vector<int64_t>& in = values_.at(check_value(x, "Reshape")).shape;
   if (shape.empty() || product(shape) != product(in))

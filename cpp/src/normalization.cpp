@@ -167,6 +167,58 @@ void batchnorm_backward_infer(const float* x, const float* dy, float* dx, int64_
     for (int64_t j = 0; j < c; ++j) dx[r * c + j] = dy[r * c + j] * (gamma ? gamma[j] : 1.f) * is[j];
 }
 
+void layernorm_forward(const float* x, float* y, int64_t rows, int64_t c, const float* gamma,
+                       const float* beta, float eps, float* mean, float* inv_std) {
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * c;
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < c; ++j) m += xr[j];
+    m /= c;
+    for (int64_t j = 0; j < c; ++j) v += (xr[j] - m) * (xr[j] - m);
+    const double is = 1.0 / std::sqrt(v / c + eps);
+    if (mean) mean[r] = static_cast<float>(m);
+    if (inv_std) inv_std[r] = static_cast<float>(is);
+    const float mf = static_cast<float>(m), isf = static_cast<float>(is);
+    for (int64_t j = 0; j < c; ++j)
+      y[r * c + j] = (xr[j] - mf) * isf * (gamma ? gamma[j] : 1.f) + (beta ? beta[j] : 0.f);
+  }
+}
+
+void layernorm_backward(const float* x, const float* dy, float* dx, int64_t rows, int64_t c,
+                        const float* gamma, const float* mean, const float* inv_std,
+                        float* dgamma, float* dbeta, double* scratch) {
+  if (dgamma || dbeta) {
+    double* sdy = scratch + 2 * blocks_of(rows) * c;
+    double* sdyx = sdy + c;
+    channel_sums(rows, c, scratch, sdy, sdyx, [&](int64_t r, int64_t j) { return dy[r * c + j]; },
+                 [&](int64_t r, int64_t j) {
+                   return dy[r * c + j] * (x[r * c + j] - mean[r]) * inv_std[r];
+                 });
+    for (int64_t j = 0; j < c; ++j) {
+      if (dbeta) dbeta[j] = static_cast<float>(sdy[j]);
+      if (dgamma) dgamma[j] = static_cast<float>(sdyx[j]);
+    }
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * c;
+    const float* dyr = dy + r * c;
+    double sg = 0, sgx = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      const double g = dyr[j] * (gamma ? gamma[j] : 1.f);
+      sg += g;
+      sgx += g * (xr[j] - mean[r]) * inv_std[r];
+    }
+    const float a = static_cast<float>(sg / c), b = static_cast<float>(sgx / c);
+    for (int64_t j = 0; j < c; ++j) {
+      const float xh = (xr[j] - mean[r]) * inv_std[r];
+      dx[r * c + j] = inv_std[r] * (dyr[j] * (gamma ? gamma[j] : 1.f) - a - xh * b);
+    }
+  }
+}
+
 template <class T>
 void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,
                            const T* beta, T eps) {

@@ -74,6 +74,8 @@ class Graph {
   // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
   int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
                      VariablePtr moving_variance, float epsilon, float momentum);
+  // Over the last axis: gamma, beta (c) or null.
+  int add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon);
   int add_reshape(int x, std::vector<int64_t> shape);
   int add_merge(MergeOp op, const std::vector<int>& xs);
   // Along `axis` of the per-sample shapes (0 is the first axis after the batch).

@@ -216,6 +216,26 @@ class BatchNormNode : public Node {
   AlignedBuffer<double> scratch_;
 };
 
+// Layer normalization over the last axis (c values per row). vars: gamma and beta when
+// the layer has them. Training keeps each row's mean and inverse deviation.
+class LayerNormNode : public Node {
+ public:
+  LayerNormNode(int64_t c, float eps, bool scale, bool center)
+      : c_(c), eps_(eps), scale_(scale), center_(center) {}
+  const char* kind() const override { return "LayerNormalization"; }
+  int64_t saved_per_sample() const override { return 2 * (out_size / c_); }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t c_;
+  float eps_;
+  bool scale_, center_;
+  AlignedBuffer<double> scratch_;
+};
+
 // Element-wise merges of inputs of one shape (Keras's Add, Subtract, Multiply, Average,
 // Maximum, Minimum).
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };

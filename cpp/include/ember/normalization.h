@@ -37,6 +37,18 @@ void batchnorm_backward_infer(const float* x, const float* dy, float* dx, int64_
                               const float* moving_var, float eps, float* dgamma, float* dbeta,
                               double* scratch);
 
+// Layer normalization of each row of x (rows, c) over its c values:
+// y = (x - mean) / sqrt(var + eps) * gamma + beta (biased variance, as Keras); the row
+// statistics go to mean and inv_std (rows) when they are not null.
+void layernorm_forward(const float* x, float* y, int64_t rows, int64_t c, const float* gamma,
+                       const float* beta, float eps, float* mean, float* inv_std);
+// With xhat and g = dy gamma per row: dx = inv_std (g - mean(g) - xhat mean(g xhat));
+// dgamma = sum_rows dy xhat, dbeta = sum_rows dy (fixed-order block sums; scratch:
+// batchnorm_scratch(rows, c) doubles). dx, dgamma, dbeta each skipped when null.
+void layernorm_backward(const float* x, const float* dy, float* dx, int64_t rows, int64_t c,
+                        const float* gamma, const float* mean, const float* inv_std,
+                        float* dgamma, float* dbeta, double* scratch);
+
 // Plain references in any precision (training mode), for tests.
 template <class T>
 void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,

@@ -40,4 +40,24 @@ void BatchNormNode::backward(const StepCtx&, const float* const* x, const float*
                              dg, db, scratch_.data());
 }
 
+void LayerNormNode::plan(int64_t n) { scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_)); }
+
+void LayerNormNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  const int64_t rows = n * (out_size / c_);
+  const float* g = scale_ ? vars[0].var->data() : nullptr;
+  const float* b = center_ ? vars[scale_ ? 1 : 0].var->data() : nullptr;
+  float* mean = ctx.training ? saved : nullptr;
+  layernorm_forward(x[0], y, rows, c_, g, b, eps_, mean, mean ? mean + rows : nullptr);
+}
+
+void LayerNormNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
+                             float* const* dx, int64_t n, bool) {
+  const int64_t rows = n * (out_size / c_);
+  const float* g = scale_ ? vars[0].var->data() : nullptr;
+  float* dg = scale_ ? vars[0].grad : nullptr;
+  float* db = center_ ? vars[scale_ ? 1 : 0].grad : nullptr;
+  layernorm_backward(x[0], dy, dx[0], rows, c_, g, saved, saved + rows, dg, db,
+                     scratch_.data());
+}
+
 }  // namespace ember

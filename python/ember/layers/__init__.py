@@ -9,11 +9,11 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    LeakyReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 
-__all__ = ["ELU", "LeakyReLU", "BatchNormalization", "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
+__all__ = ["LayerNormalization", "ELU", "LeakyReLU", "BatchNormalization", "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
            "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
            "multiply", "subtract", "Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
            "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "Dense", "Dropout",

@@ -1,4 +1,4 @@
-"""BatchNormalization."""
+"""BatchNormalization and LayerNormalization."""
 import numbers
 
 from .. import initializers
@@ -98,4 +98,74 @@ class BatchNormalization(Layer):
                      self.moving_variance_initializer),
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
                  gamma_constraint=None, synchronized=self.synchronized)
+        return c
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis: y = (x - mean) / sqrt(var + epsilon) *
+    gamma + beta, with the mean and variance of that sample's last axis (the same in
+    training and at inference).
+
+    Args:
+        axis: -1 (or [-1]): ember normalizes the last axis.
+        epsilon: added to the variance.
+        center, scale: whether to learn beta and gamma.
+        beta_initializer, gamma_initializer: Keras initializer names or objects.
+
+    Input shape: any. Output shape: the same. Weights: gamma, beta (features,).
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if len(axes) != 1 or isinstance(axes[0], bool) or not isinstance(axes[0], int):
+            raise ValueError(f"LayerNormalization: ember normalizes one axis, the last. "
+                             f"Received: axis={axis!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or \
+                not epsilon > 0:
+            raise ValueError(f"LayerNormalization: epsilon must be a positive number. "
+                             f"Received: epsilon={epsilon!r}")
+        if rms_scaling:
+            raise ValueError("LayerNormalization: rms_scaling=True is not supported by "
+                             "ember yet")
+        for name, value in (("beta_regularizer", beta_regularizer),
+                            ("gamma_regularizer", gamma_regularizer),
+                            ("beta_constraint", beta_constraint),
+                            ("gamma_constraint", gamma_constraint)):
+            if value is not None:
+                raise ValueError(f"LayerNormalization: {name} is not supported by ember yet. "
+                                 f"Received: {name}={value!r}")
+        self.axis = axes
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+
+    def build(self, input_shape):
+        rank = len(input_shape) + 1
+        if self.axis[0] not in (-1, rank - 1):
+            raise ValueError(f"LayerNormalization '{self.name}': ember normalizes the last "
+                             f"axis only. Received: axis={self.axis} for inputs of rank {rank}")
+        c = (input_shape[-1],)
+        self.gamma = self.add_weight(c, self.gamma_initializer, "gamma") if self.scale else None
+        self.beta = self.add_weight(c, self.beta_initializer, "beta") if self.center else None
+        self.built = True
+
+    def _lower(self, graph, x):
+        return graph.add_layer_norm(x, self.gamma._storage if self.gamma is not None else None,
+                                    self.beta._storage if self.beta is not None else None,
+                                    self.epsilon)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(axis=list(self.axis), epsilon=self.epsilon, center=self.center,
+                 scale=self.scale, rms_scaling=False,
+                 beta_initializer=initializers.serialize(self.beta_initializer),
+                 gamma_initializer=initializers.serialize(self.gamma_initializer),
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None)
         return c
