@@ -143,6 +143,8 @@ void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, f
   }
 }
 
+}  // namespace
+
 // db[j] = sum over rows of dz (rows, f), in fixed blocks of rows whose partial sums
 // are added in block order: deterministic, and parallel without strided column walks.
 EMBER_AVX2_CLONE
@@ -163,6 +165,8 @@ void bias_grad(const float* dz, int64_t rows, int64_t f, float* db) {
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t j = 0; j < f; ++j) db[j] += p[b * f + j];
 }
+
+namespace {
 
 void check_positive(const char* what, int64_t v) {
   if (v <= 0)

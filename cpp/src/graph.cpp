@@ -188,6 +188,36 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
   return act_needs_input(act) ? add_activation(y, act) : y;
 }
 
+int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
+                                int64_t sw, int64_t dh, int64_t dw, bool same, Act act) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2DTranspose")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Conv2DTranspose expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  if (!kernel || kernel->shape().size() != 4)
+    throw std::invalid_argument("Conv2DTranspose: the kernel must be 4-D (kh, kw, filters, "
+                                "channels)");
+  const auto& k = kernel->shape();
+  check_var(kernel, {k[0], k[1], k[2], in[2]}, "Conv2DTranspose", "kernel");
+  if (bias) check_var(bias, {k[2]}, "Conv2DTranspose", "bias");
+  if (sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0)
+    throw std::invalid_argument("Conv2DTranspose: strides and dilation_rate must be positive");
+  auto length = [&](int64_t size, int64_t kk, int64_t st, int64_t d) {
+    const int64_t eff = kk + (kk - 1) * (d - 1);
+    return same ? size * st : size * st + std::max<int64_t>(eff - st, 0);
+  };
+  const int64_t oh = length(in[0], k[0], sh, dh), ow = length(in[1], k[1], sw, dw);
+  // The convolution whose input gradient this is: input (oh, ow, filters), output in.
+  const Conv2DShape s = conv2d_shape(1, oh, ow, k[2], k[0], k[1], in[2], sh, sw, dh, dw, same);
+  if (s.oh != in[0] || s.ow != in[1])
+    throw std::invalid_argument("Conv2DTranspose: no convolution maps " +
+                                shape_str({oh, ow, k[2]}) + " to " + shape_str(in));
+  auto node = std::make_unique<Conv2DTransposeNode>(s);
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, {oh, ow, k[2]}, {kernel, bias});
+  return act_needs_input(act) ? add_activation(y, act) : y;
+}
+
 int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                       bool same) {
   const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;

@@ -40,6 +40,9 @@ void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const 
 void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const float* dz,
                      float* dx, float* dw, float* db);
 
+// db (f) = column sums of dz (rows, f), in fixed blocks of rows added in order.
+void bias_grad(const float* dz, int64_t rows, int64_t f, float* db);
+
 // Direct loops in any precision: the references the tests compare with.
 template <class T>
 void conv2d_forward_ref(const Conv2DShape& s, const T* x, const T* w, const T* b, T* y);

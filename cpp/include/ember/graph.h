@@ -59,6 +59,10 @@ class Graph {
   // 'causal' padding along the width ((kw - 1) * dw zeros before, none after).
   int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                  int64_t dh, int64_t dw, bool same, Act act, bool causal = false);
+  // Keras's Conv2DTranspose: kernel (kh, kw, filters, channels); the output size is
+  // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid').
+  int add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                           int64_t dh, int64_t dw, bool same, Act act);
   int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
   // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an

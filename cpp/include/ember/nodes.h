@@ -124,6 +124,22 @@ class Conv2DNode : public Node {
   Conv2DShape shape_;
 };
 
+// The transpose of a convolution (Keras's Conv2DTranspose): its forward is the input
+// gradient of the convolution `shape_` describes, whose input is this node's output
+// (h, w, filters) and whose output is this node's input (oh, ow, channels); kernel
+// (kh, kw, filters, channels) then bias (filters).
+class Conv2DTransposeNode : public Node {
+ public:
+  explicit Conv2DTransposeNode(const Conv2DShape& shape) : shape_(shape) {}
+  const char* kind() const override { return "Conv2DTranspose"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  Conv2DShape shape_;
+};
+
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:

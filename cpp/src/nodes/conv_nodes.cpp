@@ -23,6 +23,35 @@ void Conv2DNode::backward(const StepCtx&, const float* const* x, const float* y,
                   vars.size() > 1 ? vars[1].grad : nullptr);
 }
 
+void Conv2DTransposeNode::forward(const StepCtx&, const float* const* x, float* y,
+                                  int64_t n) {
+  const Conv2DShape s = with_batch(shape_, n);
+  conv2d_backward(s, nullptr, vars[0].var->data(), x[0], y, nullptr, nullptr);
+  const int64_t rows = n * s.h * s.w, f = s.c;
+  if (vars.size() > 1) {
+    const float* b = vars[1].var->data();
+#pragma omp parallel for schedule(static) if (rows * f > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < f; ++j) y[r * f + j] += b[j];
+  }
+  if (act != Act::Linear) act_forward(act, y, y, rows, f);
+}
+
+// x (n, oh, ow, channels) is the convolution's output, dy (n, h, w, filters) its input:
+// dx = conv(dy, kernel); dkernel = the convolution's weight gradient for input dy and
+// output gradient x; dbias = column sums of dy.
+void Conv2DTransposeNode::backward(const StepCtx&, const float* const* x, const float* y,
+                                   float* dy, float* const* dx, int64_t n, bool preact) {
+  const Conv2DShape s = with_batch(shape_, n);
+  const int64_t rows = n * s.h * s.w;
+  if (!preact && act != Act::Linear && !act_backward_done_by_next)
+    act_backward(act, y, dy, dy, rows, s.c);
+  if (vars.size() > 1 && vars[1].grad) bias_grad(dy, rows, s.c, vars[1].grad);
+  if (vars[0].grad)
+    conv2d_backward(s, dy, vars[0].var->data(), x[0], nullptr, vars[0].grad, nullptr);
+  if (dx[0]) conv2d_forward(s, dy, vars[0].var->data(), nullptr, dx[0], Act::Linear);
+}
+
 void Pool2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   if (max_)
     maxpool2d_forward(with_batch(shape_, n), x[0], y, ctx.training ? argmax() : nullptr);

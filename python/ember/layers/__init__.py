@@ -1,27 +1,20 @@
 """ember.layers: Keras layers whose arithmetic runs in ember's core."""
 from .base import Layer, Variable
 from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D,
-                            Conv2D, Convolution1D, Convolution2D, GlobalAveragePooling1D,
-                            GlobalAveragePooling2D, GlobalAvgPool1D, GlobalAvgPool2D,
-                            GlobalMaxPool1D, GlobalMaxPool2D, GlobalMaxPooling1D,
-                            GlobalMaxPooling2D, MaxPool1D, MaxPool2D, MaxPooling1D,
-                            MaxPooling2D)
+                            Conv2D, Conv2DTranspose, Convolution1D, Convolution2D,
+                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
+                            GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
+                            GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
+                            MaxPooling1D, MaxPooling2D)
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    LeakyReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
-from .normalization import BatchNormalization, LayerNormalization
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
+from .normalization import BatchNormalization, LayerNormalization
 
-__all__ = ["LayerNormalization", "ELU", "LeakyReLU", "BatchNormalization", "Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply",
-           "Subtract", "add", "average", "concatenate", "dot", "maximum", "minimum",
-           "multiply", "subtract", "Activation", "AveragePooling1D", "AveragePooling2D", "AvgPool1D", "AvgPool2D",
-           "Conv1D", "Conv2D", "Convolution1D", "Convolution2D", "Dense", "Dropout",
-           "Embedding", "Flatten", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D",
-           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Input", "InputLayer", "KerasTensor",
-           "Layer", "MaxPool1D", "MaxPool2D", "MaxPooling1D", "MaxPooling2D", "ReLU", "Reshape", "Softmax",
-           "Variable"]
+__all__ = sorted(name for name in dir() if not name.startswith("_") and name not in (
+    "base", "convolutional", "core", "embedding", "merging", "normalization"))
 
 
 def serialize(layer):

@@ -181,6 +181,66 @@ class Conv2D(_Conv):
                          groups, activation, use_bias, **kwargs)
 
 
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution (the gradient of a convolution run forward), the
+    upsampling layer of DCGAN generators and U-Net decoders.
+
+    Args:
+        filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
+        kernel_initializer, bias_initializer: as for Conv2D.
+        output_padding: None (Keras's default) only.
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, height * sy, width * sx, filters) with padding='same'; with
+    'valid', each side grows by max(kernel - stride, 0) more (Keras's arithmetic).
+    Weights: kernel (kh, kw, filters, channels), bias (filters,).
+    """
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 output_padding=None, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         1, activation, use_bias, **kwargs)
+        if output_padding is not None:
+            raise ValueError(f"Conv2DTranspose: ember supports output_padding=None only. "
+                             f"Received: output_padding={output_padding!r}")
+        self.output_padding = None
+
+    def build(self, input_shape):
+        _check_image(self, input_shape, 2)
+        shape = self.kernel_size + (self.filters, input_shape[-1])
+        self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel")
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        _check_image(self, input_shape, 2)
+        if self.built and input_shape[-1] != self.kernel.shape[-1]:
+            raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
+                             f"expected axis -1 of input shape to have value "
+                             f"{self.kernel.shape[-1]}, but received input with shape "
+                             f"{(None,) + tuple(input_shape)}")
+        out = []
+        for i in range(2):
+            k = self.kernel_size[i] + (self.kernel_size[i] - 1) * (self.dilation_rate[i] - 1)
+            size = input_shape[i] * self.strides[i]
+            out.append(size if self.padding == "same" else size + max(k - self.strides[i], 0))
+        return tuple(out) + (self.filters,)
+
+    def _lower(self, graph, x):
+        return graph.add_conv2d_transpose(
+            x, self.kernel._storage, self.bias._storage if self.bias is not None else None,
+            self.strides, self.dilation_rate, self.padding, self.activation)
+
+    def get_config(self):
+        c = super().get_config()
+        c.pop("groups", None)
+        c["output_padding"] = None
+        return c
+
+
 class Conv1D(_Conv):
     """1-D convolution over sequences: output = activation(conv1d(input, kernel) + bias).
 
