@@ -122,3 +122,13 @@ def test_parametrised_activation_layers_train_like_keras():
         assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
     for p, q in zip(e.get_weights(), k.get_weights()):
         np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,alpha", [("elu", 0.5), ("elu", 2.0), ("leaky_relu", 0.05)])
+def test_parameter_reaches_the_derivative(name, alpha):
+    y = _core.activation_forward(X.copy(), name, alpha)
+    want = np.where(X > 0, X, alpha * (np.expm1(X) if name == "elu" else X))
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+    dx = _core.activation_backward(y, np.ones_like(X), name, alpha, X.copy())
+    slope = np.where(X > 0, 1.0, alpha * (np.exp(X) if name == "elu" else 1.0))
+    np.testing.assert_allclose(dx, slope, rtol=1e-12)
