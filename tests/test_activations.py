@@ -128,7 +128,7 @@ def test_parametrised_activation_layers_train_like_keras():
 def test_parameter_reaches_the_derivative(name, alpha):
     y = _core.activation_forward(X.copy(), name, alpha)
     want = np.where(X > 0, X, alpha * (np.expm1(X) if name == "elu" else X))
-    np.testing.assert_allclose(y, want, rtol=1e-12)
+    np.testing.assert_allclose(y, want, rtol=1e-7)  # alpha travels as float32
     dx = _core.activation_backward(y, np.ones_like(X), name, alpha, X.copy())
     slope = np.where(X > 0, 1.0, alpha * (np.exp(X) if name == "elu" else 1.0))
-    np.testing.assert_allclose(dx, slope, rtol=1e-12)
+    np.testing.assert_allclose(dx, slope, rtol=1e-7)
