@@ -598,6 +598,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
            py::arg("epsilon"), py::arg("momentum"))
       .def("add_reshape", &Graph::add_reshape)
+      .def("add_upsample", &Graph::add_upsample, py::arg("x"), py::arg("sh"), py::arg("sw"))
+      .def("add_pad_crop", &Graph::add_pad_crop, py::arg("x"), py::arg("top"),
+           py::arg("bottom"), py::arg("left"), py::arg("right"))
       .def("add_layer_norm", &Graph::add_layer_norm, py::arg("x"), py::arg("gamma").none(true),
            py::arg("beta").none(true), py::arg("epsilon"))
       .def("add_merge", [](Graph& g, const std::string& op, const std::vector<int>& xs) {

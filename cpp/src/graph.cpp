@@ -218,6 +218,36 @@ int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int
   return act_needs_input(act) ? add_activation(y, act) : y;
 }
 
+int Graph::add_upsample(int x, int64_t sh, int64_t sw) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "UpSampling2D")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("UpSampling2D expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  if (sh <= 0 || sw <= 0)
+    throw std::invalid_argument("UpSampling2D: size must be positive. Received: (" +
+                                std::to_string(sh) + ", " + std::to_string(sw) + ")");
+  return add_node(std::make_unique<UpsampleNode>(in[0], in[1], in[2], sh, sw), {x},
+                  {in[0] * sh, in[1] * sw, in[2]}, {});
+}
+
+int Graph::add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "ZeroPadding/Cropping")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Padding and cropping expect samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  const bool pad = top >= 0 && bottom >= 0 && left >= 0 && right >= 0;
+  const bool crop = top <= 0 && bottom <= 0 && left <= 0 && right <= 0;
+  const int64_t oh = in[0] + top + bottom, ow = in[1] + left + right;
+  if (!(pad || crop))
+    throw std::invalid_argument("One node either pads (all sizes >= 0) or crops (all <= 0)");
+  if (oh <= 0 || ow <= 0)
+    throw std::invalid_argument("Cropping " + std::to_string(-top - bottom) + " rows and " +
+                                std::to_string(-left - right) + " columns leaves nothing of " +
+                                shape_str(in));
+  return add_node(std::make_unique<ShiftWindowNode>(in[0], in[1], oh, ow, in[2], top, left),
+                  {x}, {oh, ow, in[2]}, {});
+}
+
 int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
                       bool same) {
   const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;

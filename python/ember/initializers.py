@@ -59,6 +59,23 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
+class Identity(Initializer):
+    """gain * I for a 2-D weight (Keras's Identity; rectangular shapes get the leading
+    diagonal)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def fill(self, out):
+        if out.ndim != 2:
+            raise ValueError(f"Identity initializer can only be used for 2D matrices. "
+                             f"Received: shape={out.shape} of rank {out.ndim}.")
+        out[...] = self.gain * np.eye(*out.shape, dtype=np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 class _Seeded(Initializer):
     def __init__(self, seed=None):
         self.seed = seed if seed is None else _random.resolve(seed)
@@ -163,7 +180,7 @@ class HeNormal(VarianceScaling):
 
 
 _ALIASES = {
-    "zeros": Zeros, "ones": Ones, "constant": Constant,
+    "zeros": Zeros, "ones": Ones, "constant": Constant, "identity": Identity,
     "random_uniform": RandomUniform, "uniform": RandomUniform,
     "random_normal": RandomNormal, "normal": RandomNormal,
     "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,

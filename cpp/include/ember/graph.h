@@ -63,6 +63,11 @@ class Graph {
   // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid').
   int add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                            int64_t dh, int64_t dw, bool same, Act act);
+  // Nearest-neighbour upsampling of (h, w, c) samples by (sh, sw).
+  int add_upsample(int x, int64_t sh, int64_t sw);
+  // Zero padding (all >= 0) or cropping (all <= 0) of (h, w, c) samples: top, bottom,
+  // left and right rows/columns added (negative: removed).
+  int add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
   int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
   // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an

@@ -140,6 +140,36 @@ class Conv2DTransposeNode : public Node {
   Conv2DShape shape_;
 };
 
+// Nearest-neighbour upsampling of (h, w, c) samples by (sh, sw).
+class UpsampleNode : public Node {
+ public:
+  UpsampleNode(int64_t h, int64_t w, int64_t c, int64_t sh, int64_t sw)
+      : h_(h), w_(w), c_(c), sh_(sh), sw_(sw) {}
+  const char* kind() const override { return "UpSampling2D"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t h_, w_, c_, sh_, sw_;
+};
+
+// Zero padding (oy, ox >= 0) or cropping (oy, ox <= 0) of (h, w, c) samples to
+// (oh, ow, c): out[i, j] = in[i - oy, j - ox].
+class ShiftWindowNode : public Node {
+ public:
+  ShiftWindowNode(int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t c, int64_t oy,
+                  int64_t ox)
+      : h_(h), w_(w), oh_(oh), ow_(ow), c_(c), oy_(oy), ox_(ox) {}
+  const char* kind() const override { return oy_ >= 0 && ox_ >= 0 ? "ZeroPadding" : "Cropping"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t h_, w_, oh_, ow_, c_, oy_, ox_;
+};
+
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:

@@ -1,0 +1,168 @@
+"""Resampling layers: UpSampling1D/2D (nearest), ZeroPadding1D/2D, Cropping1D/2D. The
+1-D layers run as the 2-D ones on samples of height 1."""
+import numpy as np
+
+from .base import Layer
+from .convolutional import _check_image, _data_format, _int_tuple
+
+
+def _pairs(value, name, rank):
+    """Keras's normalisation of padding/cropping: an int, one int per axis, or a
+    (before, after) pair per axis."""
+    received = value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = ((int(value), int(value)),) * rank
+    elif rank == 1 and isinstance(value, (tuple, list)) and len(value) == 2 and \
+            all(isinstance(v, (int, np.integer)) for v in value):
+        value = (tuple(int(v) for v in value),)
+    elif isinstance(value, (tuple, list)) and len(value) == rank:
+        value = tuple((int(v), int(v)) if isinstance(v, (int, np.integer)) else tuple(v)
+                      for v in value)
+    try:
+        ok = len(value) == rank and all(len(p) == 2 and all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 0 for x in p)
+            for p in value)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"`{name}` must be an int, a tuple of {rank} ints or a tuple of {rank} "
+                         f"(before, after) pairs of non-negative ints. Received: "
+                         f"{name}={received!r}")
+    return tuple(tuple(int(x) for x in p) for p in value)
+
+
+class _Resample(Layer):
+    rank = 2
+
+    def _image_shape(self, input_shape):
+        _check_image(self, input_shape, self.rank)
+        return tuple(input_shape) if self.rank == 2 else (1,) + tuple(input_shape)
+
+    def _lower(self, graph, x):
+        in_shape = tuple(graph.value_shape(x))
+        if self.rank == 1:
+            x = graph.add_reshape(x, [1] + list(in_shape))
+        x = self._lower_2d(graph, x)
+        if self.rank == 1:
+            x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
+        return x
+
+
+class UpSampling2D(_Resample):
+    """Repeats each row sy times and each column sx times (nearest neighbour).
+
+    Args:
+        size: int or (sy, sx), default (2, 2).
+        interpolation: 'nearest' ('bilinear' is not supported yet).
+    """
+
+    def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
+        super().__init__(**kwargs)
+        self.size = _int_tuple(size, 2, "size")
+        self.data_format = _data_format(data_format)
+        if interpolation != "nearest":
+            raise ValueError(f"UpSampling2D: ember supports interpolation='nearest' only. "
+                             f"Received: interpolation={interpolation!r}")
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = self._image_shape(input_shape)
+        return (h * self.size[0], w * self.size[1], c)
+
+    def _lower_2d(self, graph, x):
+        return graph.add_upsample(x, self.size[0], self.size[1])
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(size=self.size, data_format=self.data_format, interpolation=self.interpolation)
+        return c
+
+
+class UpSampling1D(_Resample):
+    """Repeats each step `size` times."""
+    rank = 1
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.size = _int_tuple(size, 1, "size")[0]
+
+    def compute_output_shape(self, input_shape):
+        _, s, c = self._image_shape(input_shape)
+        return (s * self.size, c)
+
+    def _lower_2d(self, graph, x):
+        return graph.add_upsample(x, 1, self.size)
+
+    def get_config(self):
+        c = super().get_config()
+        c["size"] = self.size
+        return c
+
+
+class _PadCrop(_Resample):
+    _arg = "padding"
+    _sign = 1
+    _has_data_format = True  # in Keras's config (Cropping1D has none)
+
+    def __init__(self, value, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        pairs = _pairs(value, self._arg, self.rank)
+        setattr(self, self._arg, pairs if self.rank == 2 else pairs[0])
+        self._pairs_2d = pairs if self.rank == 2 else ((0, 0),) + pairs
+        self.data_format = _data_format(data_format)
+
+    def compute_output_shape(self, input_shape):
+        h, w, c = self._image_shape(input_shape)
+        (t, b), (l, r) = self._pairs_2d
+        oh, ow = h + self._sign * (t + b), w + self._sign * (l + r)
+        if oh <= 0 or ow <= 0:
+            raise ValueError(f"Layer '{self.name}': {self._arg}={getattr(self, self._arg)} "
+                             f"leaves nothing of inputs of shape {(None,) + tuple(input_shape)}")
+        return (oh, ow, c) if self.rank == 2 else (ow, c)
+
+    def _lower_2d(self, graph, x):
+        (t, b), (l, r) = self._pairs_2d
+        s = self._sign
+        return graph.add_pad_crop(x, s * t, s * b, s * l, s * r)
+
+    def get_config(self):
+        c = super().get_config()
+        c[self._arg] = getattr(self, self._arg)
+        if self._has_data_format:
+            c["data_format"] = self.data_format
+        return c
+
+
+class ZeroPadding2D(_PadCrop):
+    """Adds rows and columns of zeros: padding=1, (rows, cols) or ((top, bottom),
+    (left, right))."""
+
+    def __init__(self, padding=(1, 1), data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+
+class ZeroPadding1D(_PadCrop):
+    """Adds zero steps: padding=1 or (before, after)."""
+    rank = 1
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(padding, data_format, **kwargs)
+
+
+class Cropping2D(_PadCrop):
+    """Removes rows and columns: cropping=((top, bottom), (left, right)) (or an int, or
+    (rows, cols))."""
+    _arg, _sign = "cropping", -1
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(cropping, data_format, **kwargs)
+
+
+class Cropping1D(_PadCrop):
+    """Removes steps: cropping=(before, after)."""
+    _arg, _sign = "cropping", -1
+    rank = 1
+    _has_data_format = False
+
+    def __init__(self, cropping=(1, 1), **kwargs):
+        super().__init__(cropping, **kwargs)
