@@ -63,3 +63,34 @@ def test_quickstart_trains_on_mnist_when_the_file_is_cached(tmp_path, monkeypatc
     assert "mnist: 600 training and 100 test samples" in out
     line = [l for l in out.splitlines() if l.startswith("test accuracy")][0]
     assert float(line.split()[2]) >= 0.9, out
+
+
+def test_dcgan_samples_move_toward_the_data():
+    out = run_example("dcgan.py", "--dataset", "digits", "--steps", "300")
+    line = [l for l in out.splitlines() if "distance to the data" in l][0]
+    before, after = (float(v) for v in line.split("data ")[1].split(" -> "))
+    assert after < 0.5 * before, out
+
+
+def test_dcgan_builds_the_28x28_mnist_models():
+    import importlib.util
+
+    import numpy as np
+
+    import ember
+    spec = importlib.util.spec_from_file_location("dcgan", os.path.join(ROOT, "examples",
+                                                                         "dcgan.py"))
+    dcgan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dcgan)
+    generator, discriminator = dcgan.build(28, 16)
+    assert generator.output_shape == (None, 28, 28, 1)
+    discriminator.compile("adam", "binary_crossentropy")
+    discriminator.trainable = False
+    gan = ember.Sequential([generator, discriminator])
+    gan.compile("adam", "binary_crossentropy")
+    z = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
+    before = [w.copy() for w in generator.get_weights()]
+    frozen = [w.copy() for w in discriminator.get_weights()]
+    gan.train_on_batch(z, np.ones(8))
+    assert any(not np.array_equal(p, q) for p, q in zip(before, generator.get_weights()))
+    assert all(np.array_equal(p, q) for p, q in zip(frozen, discriminator.get_weights()))
