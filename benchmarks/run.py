@@ -1,7 +1,7 @@
 """ember against PyTorch and Keras (JAX backend), side by side, in one command.
 
     python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
-                             [--repeats 3] [--workloads mlp infer cnn text import]
+                             [--repeats 3] [--workloads mlp infer cnn resnet text import]
                              [--baseline DIR] [--json out.json]
 
 Every measurement runs in a fresh process pinned to --threads cores, frameworks
@@ -21,6 +21,10 @@ Workloads (data is float32, synthetic, seeded):
           MaxPooling2D, Conv2D(64, 3, relu), MaxPooling2D, Conv2D(64, 3, relu), Flatten,
           Dense(64, relu), Dense(10); Adam(1e-3), batch 64, 5,120 samples: training
           samples/s, then latency at batch 1 and throughput at batch 1024, peak RSS.
+  resnet  a small ResNet on (32, 32, 3) images: Conv2D(32, 3, no bias) + BatchNormalization
+          + relu, two residual blocks of two such convs with Add at 32 channels, a strided
+          conv to 64 and one block there, GlobalAveragePooling2D, Dense(10); Adam(1e-3),
+          batch 64, 2,560 samples: training samples/s, peak RSS (PyTorch channels_last).
   text    Embedding(20000, 128) over 200-token sequences, GlobalMaxPooling1D,
           Dense(64, relu), Dense(4, softmax); Adam(1e-3), batch 128, 25,000 samples:
           training samples/s (dense-Adam semantics everywhere: PyTorch's default dense
@@ -98,6 +102,55 @@ def build_cnn(fw):
                          nn.Linear(64, 10))
 
 
+def build_resnet(fw):
+    """A small ResNet: conv-BN-relu stem, two residual blocks at 32 channels, a strided
+    conv to 64 and one block there, global average pooling, Dense(10) logits."""
+    if fw in ("ember", "keras-jax"):
+        k = keras_api(fw)
+        L = k.layers
+
+        def conv_bn(x, filters, strides=1, relu=True):
+            x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+            x = L.BatchNormalization()(x)
+            return L.Activation("relu")(x) if relu else x
+
+        def block(x, filters):
+            y = conv_bn(conv_bn(x, filters), filters, relu=False)
+            return L.Activation("relu")(L.Add()([x, y]))
+
+        inp = k.Input((32, 32, 3))
+        x = block(block(conv_bn(inp, 32), 32), 32)
+        x = block(conv_bn(x, 64, strides=2), 64)
+        m = k.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+        m.compile(k.optimizers.Adam(1e-3),
+                  k.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+    import torch
+    from torch import nn
+
+    def conv_bn(cin, cout, stride=1, relu=True):
+        mods = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)]  # Keras's defaults
+        return nn.Sequential(*mods, *([nn.ReLU()] if relu else []))
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.body = nn.Sequential(conv_bn(c, c), conv_bn(c, c, relu=False))
+
+        def forward(self, x):
+            return torch.relu(x + self.body(x))
+
+    class NHWC(nn.Module):  # (n, 32, 32, 3) arrays in, channels_last memory inside
+        def forward(self, x):
+            return x.permute(0, 3, 1, 2)
+
+    torch.manual_seed(0)
+    m = nn.Sequential(NHWC(), conv_bn(3, 32), Block(32), Block(32), conv_bn(32, 64, 2),
+                      Block(64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    return m.to(memory_format=torch.channels_last)
+
+
 def build(fw):
     if fw == "ember":
         import ember
@@ -164,6 +217,16 @@ def work_mlp(fw):
     rate, loss = train_rate(fw, build(fw), x, y, 128, 20)
     return {"mlp train samples/s": rate, "mlp final loss": loss,
             "mlp peak RSS MB": peak_rss_mb()}
+
+
+def work_resnet(fw):
+    import numpy as np
+    r = np.random.default_rng(0)
+    x = r.random((2560, 32, 32, 3), dtype=np.float32)
+    y = r.integers(0, 10, len(x)).astype(np.int64)
+    rate, loss = train_rate(fw, build_resnet(fw), x, y, 64, 5)
+    return {"resnet train samples/s": rate, "resnet final loss": loss,
+            "resnet peak RSS MB": peak_rss_mb()}
 
 
 def predict_rates(fw, m, x1, xb, prefix):
@@ -266,7 +329,7 @@ def worker(fw, workload, threads):
         import torch
         torch.set_num_threads(threads)
     result = {"import": work_import, "mlp": work_mlp, "infer": work_infer,
-              "cnn": work_cnn, "text": work_text}[workload](fw)
+              "cnn": work_cnn, "resnet": work_resnet, "text": work_text}[workload](fw)
     print("RESULT " + json.dumps(result))
 
 
@@ -344,8 +407,9 @@ def table(results, fws):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
-    p.add_argument("--workloads", nargs="+", default=["mlp", "infer", "cnn", "text", "import"],
-                   choices=["mlp", "infer", "cnn", "text", "import"])
+    p.add_argument("--workloads", nargs="+",
+                   default=["mlp", "infer", "cnn", "resnet", "text", "import"],
+                   choices=["mlp", "infer", "cnn", "resnet", "text", "import"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", metavar="DIR",
