@@ -653,6 +653,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("variables", &Graph::variables)
       .def("set_variable_flags", &Graph::set_variable_flags, py::arg("trainable"),
            py::arg("decay"))
+      .def("set_variable_penalties", &Graph::set_variable_penalties, py::arg("l1"),
+           py::arg("l2"))
       .def_property_readonly("allocations", &Graph::allocations)
       .def_property_readonly("planned_rows", &Graph::planned_rows)
       .def_property_readonly("fusions", &Graph::fusions)

@@ -505,6 +505,28 @@ void Graph::set_variable_flags(const std::vector<bool>& trainable,
   training_planned_ = false;
 }
 
+void Graph::set_variable_penalties(const std::vector<float>& l1, const std::vector<float>& l2) {
+  if (l1.size() != vars_.size() || l2.size() != vars_.size())
+    throw std::invalid_argument("set_variable_penalties: expected " +
+                                std::to_string(vars_.size()) + " values per list");
+  for (size_t k = 0; k < l1.size(); ++k)
+    if (!(l1[k] >= 0.f) || !(l2[k] >= 0.f) || !std::isfinite(l1[k]) || !std::isfinite(l2[k]))
+      throw std::invalid_argument("regularization factors must be finite and >= 0");
+  std::lock_guard<std::mutex> lock(mu_);
+  l1_ = l1;
+  l2_ = l2;
+}
+
+double Graph::penalty(bool grads) {
+  double total = 0;
+  for (size_t k = 0; k < l1_.size(); ++k) {
+    if ((l1_[k] == 0.f && l2_[k] == 0.f) || !trainable_[k]) continue;  // Keras: trainable only
+    float* g = grads && var_grads_[k].size() ? var_grads_[k].data() : nullptr;
+    total += add_penalty(vars_[k]->data(), g, vars_[k]->size(), l1_[k], l2_[k]);
+  }
+  return total;
+}
+
 // -- fusion passes (run once, before the first step) -----------------------------------
 
 bool Graph::only_reader(int v, int node) const {
@@ -1165,6 +1187,8 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   for (int k : zeroed_grads_) var_grads_[k].zero();
   run_backward(n, false, &r);
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
+  // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum.
+  r.loss_sum += penalty(true) * static_cast<double>(n);
   opt_->apply(opt_vars_, lr);
   return r;
 }
@@ -1201,6 +1225,7 @@ StepResult Graph::test_step(const Batch& b) {
     add_metrics(part_r, n);
     for (size_t m = 0; m < metrics; ++m) r.metric_sums[m] += part_r.metric_sums[m];
   }
+  r.loss_sum += penalty(false) * static_cast<double>(b.n);
   return r;
 }
 

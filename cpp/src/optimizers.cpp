@@ -284,6 +284,28 @@ void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, in
   }
 }
 
+double add_penalty(const float* w, float* g, int64_t n, float l1, float l2) {
+  constexpr int64_t kMaxChunks = 256;
+  const int64_t chunk = std::max(kNormChunk, (n + kMaxChunks - 1) / kMaxChunks);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  double part[kMaxChunks];
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
+    double s = 0;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float v = w[i];
+      s += l1 * std::abs(static_cast<double>(v)) + l2 * static_cast<double>(v) * v;
+      // |w|'s slope at 0 taken as +1, as Keras on JAX takes it (TensorFlow's is 0).
+      if (g) g[i] += (v >= 0.f ? l1 : -l1) + 2.f * l2 * v;
+    }
+    part[c] = s;
+  }
+  double s = 0;
+  for (int64_t c = 0; c < chunks; ++c) s += part[c];
+  return s;
+}
+
 double sum_squares(const float* x, int64_t n) {
   // Chunk boundaries depend on n alone; partials live on the stack (no allocation).
   constexpr int64_t kMaxChunks = 256;

@@ -110,12 +110,19 @@ class Graph {
   // optimizer updates (trainable: read when the model is compiled) and decays.
   const std::vector<VariablePtr>& variables() const { return vars_; }
   void set_variable_flags(const std::vector<bool>& trainable, const std::vector<bool>& decay);
+  // Keras's kernel/bias regularizers per variable (0, 0: none): their penalty joins the
+  // loss of every training and evaluation step, and its gradient the trainable
+  // variables' gradients.
+  void set_variable_penalties(const std::vector<float>& l1, const std::vector<float>& l2);
 
   void set_output_spec(int o, const OutputSpec& spec);
   void set_optimizer(std::shared_ptr<Optimizer> opt);
   Optimizer* optimizer() { return opt_.get(); }
   bool output_is_sparse(int o) const;
   bool output_has_loss(int o) const { return specs_.at(o).has_loss; }
+  // The regularizers' penalty at the current weights, adding its gradient to the
+  // trainable variables' gradients when `grads`.
+  double penalty(bool grads);
 
   // forward, losses, backward, update at learning rate lr, metrics.
   StepResult train_step(const Batch& b, float lr);
@@ -177,6 +184,7 @@ class Graph {
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<VariablePtr> vars_;
   std::vector<bool> trainable_, decay_;
+  std::vector<float> l1_, l2_;
   std::vector<OutputSpec> specs_;
   std::shared_ptr<Optimizer> opt_;
   bool finalized_ = false;

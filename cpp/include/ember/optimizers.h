@@ -74,6 +74,11 @@ void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, in
                     float lr, float beta_1, float beta_2, float rho, float epsilon,
                     int64_t t, const GradPrep& p = {});
 
+// Keras's weight regularizers on w (n): returns l1 sum|w| + l2 sum w^2 (in double, in a
+// fixed order) and, when g is not null, adds its gradient l1 sign(w) + 2 l2 w to g
+// (sign(0) = +1, as Keras on JAX).
+double add_penalty(const float* w, float* g, int64_t n, float l1, float l2);
+
 // Sum of squares of x[0..n) in double, in an order that does not depend on the
 // thread count (fixed chunks, summed in order).
 double sum_squares(const float* x, int64_t n);

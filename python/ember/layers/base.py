@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from .. import _core, initializers
+from .. import _core, initializers, regularizers
 
 _name_counts = {}
 
@@ -41,12 +41,14 @@ class Variable:
     weights, and reading or assigning costs no copy. `core_shape` is the storage's shape
     where the core sees the weight differently (a Conv1D kernel as a 1 x k Conv2D)."""
 
-    def __init__(self, value, name, trainable=True, layer_name="", core_shape=None):
+    def __init__(self, value, name, trainable=True, layer_name="", core_shape=None,
+                 regularizer=None):
         value = np.asarray(value, dtype=np.float32)
         self._storage = _core.Variable(list(core_shape or value.shape))
         self._value = self._storage.array().reshape(value.shape)
         self._value[...] = value
         self.name = name
+        self.regularizer = regularizer
         self.path = f"{layer_name}/{name}" if layer_name else name
         self.trainable = trainable
 
@@ -124,10 +126,10 @@ class Layer:
 
     # -- weights ---------------------------------------------------------------
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
-                   core_shape=None):
+                   core_shape=None, regularizer=None):
         init = initializers.get(initializer)
         v = Variable(init(tuple(shape)), name or f"variable_{len(self._weights)}",
-                     trainable, self.name, core_shape)
+                     trainable, self.name, core_shape, regularizers.get(regularizer))
         self._weights.append(v)
         return v
 
@@ -160,6 +162,13 @@ class Layer:
 
     def count_params(self):
         return int(sum(int(np.prod(w.shape)) for w in self._weights))
+
+    @property
+    def losses(self):
+        """The regularization penalties of the trainable weights, as floats (Keras's
+        `layer.losses`; the same terms join the loss that fit reports)."""
+        return [w.regularizer(w.value) for w in self.trainable_weights
+                if getattr(w, "regularizer", None) is not None]
 
     # -- shapes and lowering -----------------------------------------------------
     def build(self, input_shape):

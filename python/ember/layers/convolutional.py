@@ -2,7 +2,7 @@
 Keras's channels_last. The 1-D layers run as 1 x k 2-D ones in the core."""
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, initializers, regularizers
 from .base import Layer
 
 
@@ -78,9 +78,9 @@ class _Conv(Layer):
         if groups != 1:
             raise ValueError(f"ember's {type(self).__name__} supports groups=1 only. Received: "
                              f"groups={groups!r}")
-        for arg, value in (("kernel_regularizer", kernel_regularizer),
-                           ("bias_regularizer", bias_regularizer),
-                           ("activity_regularizer", activity_regularizer),
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        for arg, value in (("activity_regularizer", activity_regularizer),
                            ("kernel_constraint", kernel_constraint),
                            ("bias_constraint", bias_constraint)):
             if value is not None:
@@ -107,8 +107,10 @@ class _Conv(Layer):
         _check_image(self, input_shape, self.rank)
         shape = self.kernel_size + (input_shape[-1], self.filters)
         self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
-                                      core_shape=(1,) * (2 - self.rank) + shape)
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
+                                      core_shape=(1,) * (2 - self.rank) + shape,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
         self.built = True
 
@@ -151,8 +153,9 @@ class _Conv(Layer):
                  activation=self.activation, use_bias=self.use_bias,
                  kernel_initializer=initializers.serialize(self.kernel_initializer),
                  bias_initializer=initializers.serialize(self.bias_initializer),
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None)
+                 kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                 bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None)
         return c
 
 
@@ -210,8 +213,10 @@ class Conv2DTranspose(_Conv):
     def build(self, input_shape):
         _check_image(self, input_shape, 2)
         shape = self.kernel_size + (self.filters, input_shape[-1])
-        self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel")
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias")
+        self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
+                                      regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
         self.built = True
 

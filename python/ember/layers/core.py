@@ -1,13 +1,20 @@
 """Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape."""
 import numpy as np
 
-from .. import _random, activations, initializers
+from .. import _random, activations, initializers, regularizers
 from .base import Layer, _check_shape
 
 
 # Input dtypes: floats are computed in float32; integer inputs (token ids for an
 # Embedding, as every Keras 3 text model declares them) are taken as they are.
 _INPUT_DTYPES = ("float32", "int32", "int64")
+
+
+def _unsupported(layer, **arguments):
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"{type(layer).__name__}: {name} is not supported by ember yet. "
+                             f"Received: {name}={value!r}")
 
 
 class InputLayer(Layer):
@@ -115,8 +122,14 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        _unsupported(self, activity_regularizer=activity_regularizer,
+                     kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units!r}")
@@ -128,8 +141,9 @@ class Dense(Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
-                                      "kernel")
-        self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias")
+                                      "kernel", regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
         self.built = True
 
@@ -145,7 +159,10 @@ class Dense(Layer):
         c = super().get_config()
         c.update(units=self.units, activation=self.activation, use_bias=self.use_bias,
                  kernel_initializer=initializers.serialize(self.kernel_initializer),
-                 bias_initializer=initializers.serialize(self.bias_initializer))
+                 bias_initializer=initializers.serialize(self.bias_initializer),
+                 kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                 bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                 kernel_constraint=None, bias_constraint=None)
         return c
 
 

@@ -447,6 +447,9 @@ class Model(Layer):
         trainable = [layer.trainable and v.trainable for layer, v in self._graph_vars]
         decay = [self.optimizer._use_weight_decay(v) for _, v in self._graph_vars]
         self._graph.set_variable_flags(trainable, decay)
+        regs = [getattr(v, "regularizer", None) for _, v in self._graph_vars]
+        self._graph.set_variable_penalties([r.l1 if r else 0.0 for r in regs],
+                                           [r.l2 if r else 0.0 for r in regs])
         for layer, value in self._mode_nodes:  # Keras 3: a frozen layer runs as at inference
             self._graph.set_inference_only(value, not layer.trainable)
 
@@ -1108,6 +1111,11 @@ class Model(Layer):
     @property
     def weights(self):
         return self._unique("weights")
+
+    @property
+    def losses(self):
+        """The regularization penalties of every layer's trainable weights (floats)."""
+        return [loss for layer in self.layers for loss in layer.losses]
 
     @property
     def trainable_weights(self):
