@@ -31,13 +31,15 @@ def _import(name):
         _missing(f"{name} ({e})")
 
 
-def keras_or_skip():
-    """Keras 3 on JAX."""
+def keras_or_skip(seed=0):
+    """Keras 3 on JAX, its random state seeded (so a comparison starts from the same
+    weights every run)."""
     _import("jax")
     keras = _import("keras")
     if keras.backend.backend() != "jax":
         _missing(f"Keras on JAX (Keras runs on {keras.backend.backend()!r}: it was imported "
                  f"before conftest.py chose the backend)")
+    keras.utils.set_random_seed(seed)
     return keras
 
 

@@ -655,6 +655,25 @@ PYBIND11_MODULE(_core, m) {
            py::arg("decay"))
       .def("set_variable_penalties", &Graph::set_variable_penalties, py::arg("l1"),
            py::arg("l2"))
+      // [(kind or None, rows, min_value, max_value, rate)] per variable.
+      .def("set_variable_constraints", [](Graph& g, const std::vector<std::tuple<
+               std::string, int64_t, float, float, float>>& specs) {
+        std::vector<Constraint> cs;
+        for (const auto& [kind, rows, lo, hi, rate] : specs) {
+          Constraint c;
+          if (kind == "max_norm") c.kind = ConstraintKind::MaxNorm;
+          else if (kind == "non_neg") c.kind = ConstraintKind::NonNeg;
+          else if (kind == "unit_norm") c.kind = ConstraintKind::UnitNorm;
+          else if (kind == "min_max_norm") c.kind = ConstraintKind::MinMaxNorm;
+          else if (!kind.empty()) throw std::invalid_argument("Unknown constraint: " + kind);
+          c.rows = rows;
+          c.min_value = lo;
+          c.max_value = hi;
+          c.rate = rate;
+          cs.push_back(c);
+        }
+        g.set_variable_constraints(cs);
+      })
       .def_property_readonly("allocations", &Graph::allocations)
       .def_property_readonly("planned_rows", &Graph::planned_rows)
       .def_property_readonly("fusions", &Graph::fusions)

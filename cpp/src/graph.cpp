@@ -517,6 +517,21 @@ void Graph::set_variable_penalties(const std::vector<float>& l1, const std::vect
   l2_ = l2;
 }
 
+void Graph::set_variable_constraints(const std::vector<Constraint>& constraints) {
+  if (constraints.size() != vars_.size())
+    throw std::invalid_argument("set_variable_constraints: expected " +
+                                std::to_string(vars_.size()) + " constraints");
+  for (size_t k = 0; k < constraints.size(); ++k) {
+    const Constraint& c = constraints[k];
+    if (c.rows <= 0 || vars_[k]->size() % c.rows != 0)
+      throw std::invalid_argument("constraint: the norm axes do not divide the variable");
+    if (c.kind == ConstraintKind::MinMaxNorm && !(c.min_value <= c.max_value))
+      throw std::invalid_argument("MinMaxNorm: min_value must not exceed max_value");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  constraints_ = constraints;
+}
+
 double Graph::penalty(bool grads) {
   double total = 0;
   for (size_t k = 0; k < l1_.size(); ++k) {
@@ -1190,6 +1205,8 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum.
   r.loss_sum += penalty(true) * static_cast<double>(n);
   opt_->apply(opt_vars_, lr);
+  for (size_t k = 0; k < constraints_.size(); ++k)  // Keras: after the update
+    if (trainable_[k]) apply_constraint(constraints_[k], vars_[k]->data(), vars_[k]->size());
   return r;
 }
 

@@ -306,6 +306,30 @@ double add_penalty(const float* w, float* g, int64_t n, float l1, float l2) {
   return s;
 }
 
+void apply_constraint(const Constraint& c, float* w, int64_t n) {
+  if (c.kind == ConstraintKind::None) return;
+  if (c.kind == ConstraintKind::NonNeg) {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) w[i] = w[i] >= 0.f ? w[i] : 0.f;
+    return;
+  }
+  const int64_t rows = c.rows, cols = n / rows;
+  constexpr double kEps = 1e-7;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t j = 0; j < cols; ++j) {
+    double sq = 0;
+    for (int64_t r = 0; r < rows; ++r) sq += static_cast<double>(w[r * cols + j]) * w[r * cols + j];
+    const double norm = std::sqrt(sq);
+    double want = 1.0;
+    if (c.kind == ConstraintKind::MaxNorm) want = std::min(norm, double(c.max_value));
+    if (c.kind == ConstraintKind::MinMaxNorm)
+      want = c.rate * std::min(std::max(norm, double(c.min_value)), double(c.max_value)) +
+             (1.0 - c.rate) * norm;
+    const float scale = static_cast<float>(want / (kEps + norm));
+    for (int64_t r = 0; r < rows; ++r) w[r * cols + j] *= scale;
+  }
+}
+
 double sum_squares(const float* x, int64_t n) {
   // Chunk boundaries depend on n alone; partials live on the stack (no allocation).
   constexpr int64_t kMaxChunks = 256;

@@ -14,9 +14,9 @@ from . import _threads
 
 _threads.set_wait_policy()  # before the core loads libgomp
 
-from . import (activations, backend, callbacks, config, datasets, initializers,  # noqa: E402
-               layers, losses, metrics, models, optimizers, preprocessing, regularizers,
-               saving, utils)
+from . import (activations, backend, callbacks, config, constraints, datasets,  # noqa: E402
+               initializers, layers, losses, metrics, models, optimizers, preprocessing,
+               regularizers, saving, utils)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .utils import set_random_seed  # noqa: E402

@@ -114,6 +114,8 @@ class Graph {
   // loss of every training and evaluation step, and its gradient the trainable
   // variables' gradients.
   void set_variable_penalties(const std::vector<float>& l1, const std::vector<float>& l2);
+  // Keras's kernel/bias constraints per variable, applied after each update.
+  void set_variable_constraints(const std::vector<Constraint>& constraints);
 
   void set_output_spec(int o, const OutputSpec& spec);
   void set_optimizer(std::shared_ptr<Optimizer> opt);
@@ -185,6 +187,7 @@ class Graph {
   std::vector<VariablePtr> vars_;
   std::vector<bool> trainable_, decay_;
   std::vector<float> l1_, l2_;
+  std::vector<Constraint> constraints_;
   std::vector<OutputSpec> specs_;
   std::shared_ptr<Optimizer> opt_;
   bool finalized_ = false;

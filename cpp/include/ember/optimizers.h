@@ -79,6 +79,19 @@ void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, in
 // (sign(0) = +1, as Keras on JAX).
 double add_penalty(const float* w, float* g, int64_t n, float l1, float l2);
 
+// Keras's weight constraints, applied after each update. The variable is seen as
+// (rows, cols): the norms run over the rows (the constraint's axes, leading ones) for
+// each column. With n = the column's L2 norm and eps = 1e-7:
+//   MaxNorm: w *= min(n, max) / (eps + n);  UnitNorm: w /= eps + n;
+//   MinMaxNorm: w *= (rate clip(n, min, max) + (1 - rate) n) / (eps + n);  NonNeg: w *= w >= 0.
+enum class ConstraintKind { None, MaxNorm, NonNeg, UnitNorm, MinMaxNorm };
+struct Constraint {
+  ConstraintKind kind = ConstraintKind::None;
+  float min_value = 0.f, max_value = 0.f, rate = 1.f;
+  int64_t rows = 1;
+};
+void apply_constraint(const Constraint& c, float* w, int64_t n);
+
 // Sum of squares of x[0..n) in double, in an order that does not depend on the
 // thread count (fixed chunks, summed in order).
 double sum_squares(const float* x, int64_t n);

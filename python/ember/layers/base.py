@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from .. import _core, initializers, regularizers
+from .. import _core, constraints, initializers, regularizers
 
 _name_counts = {}
 
@@ -42,13 +42,14 @@ class Variable:
     where the core sees the weight differently (a Conv1D kernel as a 1 x k Conv2D)."""
 
     def __init__(self, value, name, trainable=True, layer_name="", core_shape=None,
-                 regularizer=None):
+                 regularizer=None, constraint=None):
         value = np.asarray(value, dtype=np.float32)
         self._storage = _core.Variable(list(core_shape or value.shape))
         self._value = self._storage.array().reshape(value.shape)
         self._value[...] = value
         self.name = name
         self.regularizer = regularizer
+        self.constraint = constraint
         self.path = f"{layer_name}/{name}" if layer_name else name
         self.trainable = trainable
 
@@ -126,10 +127,14 @@ class Layer:
 
     # -- weights ---------------------------------------------------------------
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
-                   core_shape=None, regularizer=None):
+                   core_shape=None, regularizer=None, constraint=None):
         init = initializers.get(initializer)
+        constraint = constraints.get(constraint)
+        if constraint is not None:
+            constraint._rows(tuple(shape))  # an axis the core cannot take fails here
         v = Variable(init(tuple(shape)), name or f"variable_{len(self._weights)}",
-                     trainable, self.name, core_shape, regularizers.get(regularizer))
+                     trainable, self.name, core_shape, regularizers.get(regularizer),
+                     constraint)
         self._weights.append(v)
         return v
 

@@ -2,7 +2,7 @@
 Keras's channels_last. The 1-D layers run as 1 x k 2-D ones in the core."""
 import numpy as np
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from .base import Layer
 
 
@@ -80,9 +80,9 @@ class _Conv(Layer):
                              f"groups={groups!r}")
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        for arg, value in (("activity_regularizer", activity_regularizer),
-                           ("kernel_constraint", kernel_constraint),
-                           ("bias_constraint", bias_constraint)):
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        for arg, value in (("activity_regularizer", activity_regularizer),):
             if value is not None:
                 raise ValueError(f"{type(self).__name__}: {arg} is not supported by ember yet. "
                                  f"Received: {arg}={value!r}")
@@ -108,9 +108,11 @@ class _Conv(Layer):
         shape = self.kernel_size + (input_shape[-1], self.filters)
         self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
                                       core_shape=(1,) * (2 - self.rank) + shape,
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias",
-                                     regularizer=self.bias_regularizer)
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.built = True
 
@@ -155,7 +157,9 @@ class _Conv(Layer):
                  bias_initializer=initializers.serialize(self.bias_initializer),
                  kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None)
+                 activity_regularizer=None,
+                 kernel_constraint=constraints.serialize(self.kernel_constraint),
+                 bias_constraint=constraints.serialize(self.bias_constraint))
         return c
 
 
@@ -214,9 +218,11 @@ class Conv2DTranspose(_Conv):
         _check_image(self, input_shape, 2)
         shape = self.kernel_size + (self.filters, input_shape[-1])
         self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
-                                      regularizer=self.kernel_regularizer)
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias",
-                                     regularizer=self.bias_regularizer)
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.built = True
 

@@ -1,7 +1,7 @@
 """Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape."""
 import numpy as np
 
-from .. import _random, activations, initializers, regularizers
+from .. import _random, activations, constraints, initializers, regularizers
 from .base import Layer, _check_shape
 
 
@@ -126,10 +126,11 @@ class Dense(Layer):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
-        _unsupported(self, activity_regularizer=activity_regularizer,
-                     kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        _unsupported(self, activity_regularizer=activity_regularizer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units!r}")
@@ -141,9 +142,11 @@ class Dense(Layer):
 
     def build(self, input_shape):
         self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer,
-                                      "kernel", regularizer=self.kernel_regularizer)
+                                      "kernel", regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.bias = (self.add_weight((self.units,), self.bias_initializer, "bias",
-                                     regularizer=self.bias_regularizer)
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.built = True
 
@@ -162,7 +165,8 @@ class Dense(Layer):
                  bias_initializer=initializers.serialize(self.bias_initializer),
                  kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                 kernel_constraint=None, bias_constraint=None)
+                 kernel_constraint=constraints.serialize(self.kernel_constraint),
+                 bias_constraint=constraints.serialize(self.bias_constraint))
         return c
 
 

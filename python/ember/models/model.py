@@ -450,6 +450,9 @@ class Model(Layer):
         regs = [getattr(v, "regularizer", None) for _, v in self._graph_vars]
         self._graph.set_variable_penalties([r.l1 if r else 0.0 for r in regs],
                                            [r.l2 if r else 0.0 for r in regs])
+        self._graph.set_variable_constraints([
+            v.constraint._core_spec(v.shape) if getattr(v, "constraint", None) is not None
+            else ("", 1, 0.0, 0.0, 1.0) for _, v in self._graph_vars])
         for layer, value in self._mode_nodes:  # Keras 3: a frozen layer runs as at inference
             self._graph.set_inference_only(value, not layer.trainable)
 
