@@ -593,7 +593,15 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("add_global_pool", &Graph::add_global_pool, py::arg("x"), py::arg("max"),
            py::arg("spatial_dims"), py::arg("keepdims"))
-      .def("add_dropout", &Graph::add_dropout)
+      .def("add_dropout", [](Graph& g, int x, float rate, uint64_t seed, const std::string& kind) {
+        NoiseKind k;
+        if (kind == "dropout") k = NoiseKind::Dropout;
+        else if (kind == "spatial") k = NoiseKind::Spatial;
+        else if (kind == "gaussian_dropout") k = NoiseKind::GaussianDropout;
+        else if (kind == "gaussian_noise") k = NoiseKind::GaussianNoise;
+        else throw std::invalid_argument("Unknown noise kind: '" + kind + "'");
+        return g.add_dropout(x, rate, seed, k);
+      }, py::arg("x"), py::arg("rate"), py::arg("seed"), py::arg("kind") = "dropout")
       .def("add_batch_norm", &Graph::add_batch_norm, py::arg("x"), py::arg("gamma").none(true),
            py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
            py::arg("epsilon"), py::arg("momentum"))

@@ -304,12 +304,19 @@ int Graph::add_activation(int x, Act act, float alpha) {
   return out;
 }
 
-int Graph::add_dropout(int x, float rate, uint64_t seed) {
-  if (!(rate >= 0.f && rate < 1.f))
-    throw std::invalid_argument("Dropout: rate must be in [0, 1). Received: rate=" +
-                                std::to_string(rate));
-  const int out = add_node(std::make_unique<DropoutNode>(rate, seed),
-                           {check_value(x, "Dropout")}, values_[x].shape, {});
+int Graph::add_dropout(int x, float rate, uint64_t seed, NoiseKind kind) {
+  const bool noise = kind == NoiseKind::GaussianNoise;
+  if (noise ? !(rate >= 0.f && std::isfinite(rate)) : !(rate >= 0.f && rate < 1.f))
+    throw std::invalid_argument(noise ? "GaussianNoise: stddev must be >= 0. Received: " +
+                                            std::to_string(rate)
+                                      : "Dropout: rate must be in [0, 1). Received: rate=" +
+                                            std::to_string(rate));
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Dropout")).shape;
+  if (kind == NoiseKind::Spatial && in.size() < 2)
+    throw std::invalid_argument("SpatialDropout expects samples of (steps or height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  const int out = add_node(std::make_unique<DropoutNode>(kind, rate, seed, in.back()), {x}, in,
+                           {});
   values_[out].mask = values_[x].mask;
   return out;
 }

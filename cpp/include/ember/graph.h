@@ -79,7 +79,8 @@ class Graph {
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
   // alpha: elu's alpha or leaky_relu's negative_slope (kDefaultAlpha: Keras's default).
   int add_activation(int x, Act act, float alpha = kDefaultAlpha);
-  int add_dropout(int x, float rate, uint64_t seed);
+  // Dropout and the other noise layers (NoiseKind); rate is GaussianNoise's stddev.
+  int add_dropout(int x, float rate, uint64_t seed, NoiseKind kind = NoiseKind::Dropout);
   // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
   int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
                      VariablePtr moving_variance, float epsilon, float momentum);

@@ -86,20 +86,35 @@ class ActivationNode : public Node {
                 float* const* dx, int64_t n, bool preact) override;
 };
 
+// The layers that add noise in training and are the identity at inference, each drawn
+// from (seed, step, index) so the bits do not depend on the thread count:
+//   Dropout: y = x m, m = 1 / (1 - rate) with probability 1 - rate, else 0;
+//   Spatial: the same with one m per (sample, channel), shared by every position;
+//   GaussianDropout: y = x m, m ~ N(1, rate / (1 - rate));
+//   GaussianNoise: y = x + e, e ~ N(0, rate^2) (rate is the stddev).
+enum class NoiseKind { Dropout, Spatial, GaussianDropout, GaussianNoise };
+
 class DropoutNode : public Node {
  public:
-  DropoutNode(float rate, uint64_t seed) : rate_(rate), seed_(seed) {}
-  const char* kind() const override { return "Dropout"; }
-  int64_t saved_per_sample() const override { return out_size; }
+  DropoutNode(NoiseKind kind, float rate, uint64_t seed, int64_t channels)
+      : kind_(kind), rate_(rate), seed_(seed), channels_(channels) {}
+  const char* kind() const override;
+  int64_t saved_per_sample() const override {
+    return kind_ == NoiseKind::GaussianNoise ? 0 : out_size;
+  }
   bool identity_in_inference() const override { return true; }
+  void plan(int64_t n) override;
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
 
  private:
+  NoiseKind kind_;
   float rate_;
   uint64_t seed_;
+  int64_t channels_;
   bool active_ = false;
+  FloatBuffer per_channel_;  // Spatial: one draw per (sample, channel)
 };
 
 class ReshapeNode : public Node {

@@ -1,8 +1,10 @@
 // core_nodes.cpp: Dense, Activation and Dropout nodes.
+#include <cmath>
 #include <cstring>
 
 #include "ember/dense.h"
 #include "ember/dropout.h"
+#include "ember/random.h"
 #include "ember/nodes.h"
 
 namespace ember {
@@ -51,18 +53,61 @@ void ActivationNode::backward(const StepCtx&, const float* const* x, const float
     act_backward(act, y, dy, dx[0], n * (out_size / u), u, alpha, x[0]);
 }
 
+const char* DropoutNode::kind() const {
+  switch (kind_) {
+    case NoiseKind::Dropout: return "Dropout";
+    case NoiseKind::Spatial: return "SpatialDropout";
+    case NoiseKind::GaussianDropout: return "GaussianDropout";
+    case NoiseKind::GaussianNoise: return "GaussianNoise";
+  }
+  return "Noise";
+}
+
+void DropoutNode::plan(int64_t n) {
+  if (kind_ == NoiseKind::Spatial) per_channel_.resize(n * channels_);
+}
+
 void DropoutNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   active_ = ctx.training && rate_ > 0.f;
-  if (active_)
-    dropout_forward(x[0], y, saved, n * out_size, rate_, seed_, ctx.step);
-  else
-    std::memcpy(y, x[0], sizeof(float) * n * out_size);
+  const int64_t m = n * out_size;
+  if (!active_) {
+    std::memcpy(y, x[0], sizeof(float) * m);
+    return;
+  }
+  switch (kind_) {
+    case NoiseKind::Dropout:
+      dropout_forward(x[0], y, saved, m, rate_, seed_, ctx.step);
+      break;
+    case NoiseKind::Spatial: {
+      const int64_t c = channels_, per = out_size;
+      const float scale = 1.f / (1.f - rate_), rate = rate_;
+      float* keep = per_channel_.data();
+      fill_uniform(keep, n * c, 0.f, 1.f, seed_, ctx.step);
+#pragma omp parallel for schedule(static) if (m > (1 << 15))
+      for (int64_t i = 0; i < m; ++i) {
+        const float k = keep[(i / per) * c + i % c] >= rate ? scale : 0.f;
+        saved[i] = k;
+        y[i] = x[0][i] * k;
+      }
+      break;
+    }
+    case NoiseKind::GaussianDropout:
+      fill_normal(saved, m, 1.f, std::sqrt(rate_ / (1.f - rate_)), seed_, ctx.step, false);
+#pragma omp parallel for schedule(static) if (m > (1 << 15))
+      for (int64_t i = 0; i < m; ++i) y[i] = x[0][i] * saved[i];
+      break;
+    case NoiseKind::GaussianNoise:
+      fill_normal(y, m, 0.f, rate_, seed_, ctx.step, false);
+#pragma omp parallel for schedule(static) if (m > (1 << 15))
+      for (int64_t i = 0; i < m; ++i) y[i] += x[0][i];
+      break;
+  }
 }
 
 void DropoutNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
                            float* const* dx, int64_t n, bool) {
   if (!dx[0]) return;
-  if (active_)
+  if (active_ && kind_ != NoiseKind::GaussianNoise)
     dropout_backward(dy, saved, dx[0], n * out_size);
   else
     std::memcpy(dx[0], dy, sizeof(float) * n * out_size);
