@@ -132,3 +132,46 @@ def test_parameter_reaches_the_derivative(name, alpha):
     dx = _core.activation_backward(y, np.ones_like(X), name, alpha, X.copy())
     slope = np.where(X > 0, 1.0, alpha * (np.exp(X) if name == "elu" else 1.0))
     np.testing.assert_allclose(dx, slope, rtol=1e-7)
+
+
+def test_prelu_and_permute_match_keras_through_adam_steps():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+
+    def build(K, L):
+        return K.Sequential([K.Input((4, 5, 3)), L.Permute((3, 1, 2)), L.Conv2D(4, 2),
+                             L.PReLU(alpha_initializer="random_normal", shared_axes=[1, 2]),
+                             L.Flatten(), L.Dense(6), L.PReLU(alpha_initializer="random_normal"),
+                             L.Dense(2)])
+    k, e = build(keras, keras.layers), build(ember, layers)
+    e.set_weights(k.get_weights())
+    r = np.random.default_rng(5)
+    x = (r.random((8, 4, 5, 3)) - 0.5).astype(np.float32)
+    y = r.random((8, 2)).astype(np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=1e-6)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    for _ in range(2):
+        assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for p, q in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+    assert e.layers[2].alpha.shape == (1, 1, 4)
+    assert e.layers[0].get_config()["dims"] == (3, 1, 2)
+
+
+def test_prelu_alpha_gradient_against_finite_differences():
+    from gradcheck import assert_close, numeric_grad
+    m = ember.Sequential([ember.Input((3, 2)), layers.PReLU(alpha_initializer="ones",
+                                                            shared_axes=[1])])
+    m.layers[0].alpha.assign([[0.3, -0.2]])
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    r = np.random.default_rng(6)
+    x, y = r.normal(size=(5, 3, 2)), r.normal(size=(5, 3, 2))
+    a = m.layers[0].alpha.numpy().astype(np.float64)
+    m.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+
+    def loss():
+        return ((np.where(x > 0, x, a * x) - y) ** 2).mean()
+    assert_close(a - m.layers[0].alpha.numpy(), numeric_grad(loss, a), tol=1e-6, what="alpha")
+    with pytest.raises(ValueError, match="permutation"):
+        layers.Permute((1, 3))

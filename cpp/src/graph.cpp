@@ -356,6 +356,34 @@ int Graph::add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsi
   return y;
 }
 
+int Graph::add_permute(int x, std::vector<int64_t> perm) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Permute")).shape;
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  bool ok = perm.size() == in.size();
+  for (size_t i = 0; ok && i < sorted.size(); ++i) ok = sorted[i] == static_cast<int64_t>(i);
+  if (!ok)
+    throw std::invalid_argument("Permute: dims must be a permutation of the sample's axes " +
+                                shape_str(in));
+  std::vector<int64_t> out;
+  for (int64_t p : perm) out.push_back(in[p]);
+  return add_node(std::make_unique<PermuteNode>(in, perm), {x}, out, {});
+}
+
+int Graph::add_prelu(int x, VariablePtr alpha) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "PReLU")).shape;
+  if (!alpha || alpha->shape().size() != in.size())
+    throw std::invalid_argument("PReLU: alpha must have the sample's rank " +
+                                std::to_string(in.size()));
+  for (size_t a = 0; a < in.size(); ++a)
+    if (alpha->shape()[a] != in[a] && alpha->shape()[a] != 1)
+      throw std::invalid_argument("PReLU: alpha of shape " + shape_str(alpha->shape()) +
+                                  " does not broadcast to " + shape_str(in));
+  const int y = add_node(std::make_unique<PReLUNode>(in, alpha->shape()), {x}, in, {alpha});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
 int Graph::add_reshape(int x, std::vector<int64_t> shape) {
   const std::vector<int64_t>& in = values_.at(check_value(x, "Reshape")).shape;
   if (shape.empty() || product(shape) != product(in))

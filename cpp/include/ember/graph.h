@@ -87,6 +87,10 @@ class Graph {
   // Over the last axis: gamma, beta (c) or null.
   int add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon);
   int add_reshape(int x, std::vector<int64_t> shape);
+  // Out axis i = in axis perm[i] (per-sample axes, from 0).
+  int add_permute(int x, std::vector<int64_t> perm);
+  // alpha: the sample's rank, each dimension the sample's or 1 (shared).
+  int add_prelu(int x, VariablePtr alpha);
   int add_merge(MergeOp op, const std::vector<int>& xs);
   // Along `axis` of the per-sample shapes (0 is the first axis after the batch).
   int add_concatenate(const std::vector<int>& xs, int64_t axis);

@@ -185,6 +185,40 @@ class ShiftWindowNode : public Node {
   int64_t h_, w_, oh_, ow_, c_, oy_, ox_;
 };
 
+// Keras's Permute: out axis i is in axis perm[i] of each sample.
+class PermuteNode : public Node {
+ public:
+  PermuteNode(std::vector<int64_t> in_shape, std::vector<int64_t> perm);
+  const char* kind() const override { return "Permute"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  // dst[i] = src[offset(i)] over one sample, offsets from the output's multi-index.
+  void gather(const float* src, float* dst, int64_t n, const std::vector<int64_t>& dims,
+              const std::vector<int64_t>& src_strides) const;
+  std::vector<int64_t> in_shape_, out_shape_, perm_;
+  std::vector<int64_t> fwd_strides_, bwd_strides_;
+};
+
+// Keras's PReLU: y = x (x > 0) or alpha x, alpha (the sample's shape, 1 on shared axes)
+// broadcast over the shared axes.
+class PReLUNode : public Node {
+ public:
+  PReLUNode(std::vector<int64_t> shape, std::vector<int64_t> alpha_shape);
+  const char* kind() const override { return "PReLU"; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t alpha_index(int64_t i) const;  // element i of a sample -> alpha's index
+  std::vector<int64_t> shape_, alpha_strides_;
+  FloatBuffer partial_;  // per-block sums of the alpha gradient
+};
+
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:

@@ -275,6 +275,52 @@ class LeakyReLU(Layer):
         return c
 
 
+class PReLU(Layer):
+    """x for x > 0, alpha * x otherwise, with alpha learned per element (or shared over
+    `shared_axes`, 1-indexed, e.g. [1, 2] for one alpha per channel of images).
+
+    Weights: alpha (the sample's shape, 1 along shared axes), zeros by default.
+    """
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
+        if shared_axes is None:
+            self.shared_axes = None
+        else:
+            axes = [shared_axes] if isinstance(shared_axes, int) else list(shared_axes)
+            if any(isinstance(a, bool) or not isinstance(a, int) or a < 1 for a in axes):
+                raise ValueError(f"PReLU: shared_axes must be positive axis indices (1 is the "
+                                 f"first axis after the batch). Received: {shared_axes!r}")
+            self.shared_axes = axes
+
+    def build(self, input_shape):
+        shape = list(input_shape)
+        for a in self.shared_axes or []:
+            if a > len(shape):
+                raise ValueError(f"PReLU '{self.name}': shared axis {a} is out of range for "
+                                 f"inputs of shape {(None,) + tuple(input_shape)}")
+            shape[a - 1] = 1
+        self.alpha = self.add_weight(tuple(shape), self.alpha_initializer, "alpha",
+                                     regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint)
+        self.built = True
+
+    def _lower(self, graph, x):
+        return graph.add_prelu(x, self.alpha._storage)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
+                 alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
+                 alpha_constraint=constraints.serialize(self.alpha_constraint),
+                 shared_axes=self.shared_axes)
+        return c
+
+
 class ELU(Layer):
     """x for x > 0, alpha (e^x - 1) otherwise.
 

@@ -166,3 +166,35 @@ class Cropping1D(_PadCrop):
 
     def __init__(self, cropping=(1, 1), **kwargs):
         super().__init__(cropping, **kwargs)
+
+
+class Permute(Layer):
+    """Reorders the axes of each sample: dims are 1-indexed (the batch axis is 0 and
+    stays), e.g. Permute((2, 1)) swaps the two axes of (steps, features) samples."""
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        try:
+            dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            raise ValueError(f"Permute: dims must be a tuple of ints. Received: dims={dims!r}") \
+                from None
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f"Invalid permutation argument `dims` for Permute Layer. The set "
+                             f"of indices in `dims` must be `set(range(1, len(dims) + 1))`. "
+                             f"Received: dims={dims}")
+        self.dims = dims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != len(self.dims):
+            raise ValueError(f"Permute '{self.name}': dims={self.dims} for inputs of shape "
+                             f"{(None,) + tuple(input_shape)}")
+        return tuple(input_shape[d - 1] for d in self.dims)
+
+    def _lower(self, graph, x):
+        return graph.add_permute(x, [d - 1 for d in self.dims])
+
+    def get_config(self):
+        c = super().get_config()
+        c["dims"] = self.dims
+        return c
