@@ -1,0 +1,445 @@
+// graph_build.cpp: the Graph's builders: each checks its inputs' shapes and variables,
+// then adds one node (or a few) and returns the value it makes.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "ember/graph.h"
+
+namespace ember {
+namespace {
+
+// Values per sample above this are refused (their products would overflow int64).
+constexpr int64_t kMaxSampleSize = int64_t(1) << 40;
+
+int64_t product(const std::vector<int64_t>& s) {
+  int64_t p = 1;
+  for (int64_t d : s) p *= d;
+  return p;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "(";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (s.size() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+// -- building ------------------------------------------------------------------------
+
+int Graph::check_value(int v, const char* who) const {
+  if (v < 0 || v >= static_cast<int>(values_.size()))
+    throw std::invalid_argument(std::string(who) + ": unknown value id " + std::to_string(v));
+  return v;
+}
+
+const std::vector<int64_t>& Graph::value_shape(int v) const {
+  return values_.at(check_value(v, "value_shape")).shape;
+}
+
+int Graph::add_input(std::vector<int64_t> shape) {
+  if (finalized_) throw std::logic_error("Graph: cannot add inputs after the first step");
+  if (shape.empty())
+    throw std::invalid_argument("Graph: an input shape must have at least one dimension");
+  int64_t size = 1;
+  for (int64_t d : shape) {
+    if (d <= 0)
+      throw std::invalid_argument("Graph: input dimensions must be positive. Received: " +
+                                  shape_str(shape));
+    if (d > kMaxSampleSize / size)
+      throw std::invalid_argument("Graph: an input sample of shape " + shape_str(shape) +
+                                  " has more than 2^40 values");
+    size *= d;
+  }
+  Value v;
+  v.shape = std::move(shape);
+  v.size = size;
+  values_.push_back(std::move(v));
+  inputs_.push_back(static_cast<int>(values_.size()) - 1);
+  return inputs_.back();
+}
+
+int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
+                    std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,
+                    int data_inputs) {
+  if (finalized_) throw std::logic_error("Graph: cannot add nodes after the first step");
+  for (int64_t d : out_shape)
+    if (d <= 0 || d > kMaxSampleSize)
+      throw std::invalid_argument(std::string(node->kind()) + ": invalid output shape " +
+                                  shape_str(out_shape));
+  const int id = static_cast<int>(nodes_.size());
+  node->inputs = inputs;
+  node->data_inputs = data_inputs < 0 ? static_cast<int>(inputs.size()) : data_inputs;
+  for (int v : inputs) node->in_sizes.push_back(values_[v].size);
+  node->out_size = product(out_shape);
+  node->out_shape = out_shape;
+  std::vector<VariablePtr> added;
+  for (const VariablePtr& v : vars) {
+    if (!v) continue;
+    node->vars.push_back(VarUse{v.get(), nullptr});
+    if (std::find(vars_.begin(), vars_.end(), v) == vars_.end() &&
+        std::find(added.begin(), added.end(), v) == added.end())
+      added.push_back(v);
+  }
+  Value out;
+  out.shape = std::move(out_shape);
+  out.size = node->out_size;
+  out.producer = id;
+  values_.reserve(values_.size() + 1);
+  nodes_.reserve(nodes_.size() + 1);
+  vars_.reserve(vars_.size() + added.size());
+  trainable_.reserve(vars_.size() + added.size());
+  decay_.reserve(vars_.size() + added.size());
+  // Nothing below throws: the graph changes only once everything is checked.
+  values_.push_back(std::move(out));
+  node->output = static_cast<int>(values_.size()) - 1;
+  for (int v : inputs) values_[v].readers.push_back(id);
+  for (const VariablePtr& v : added) {
+    vars_.push_back(v);
+    trainable_.push_back(true);
+    decay_.push_back(true);
+  }
+  nodes_.push_back(std::move(node));
+  return nodes_.back()->output;
+}
+
+static void check_var(const VariablePtr& v, const std::vector<int64_t>& shape,
+                      const char* who, const char* what) {
+  if (!v) throw std::invalid_argument(std::string(who) + ": missing " + what);
+  if (v->shape() != shape)
+    throw std::invalid_argument(std::string(who) + ": the " + what + " must have shape " +
+                                shape_str(shape) + ". Received: " + shape_str(v->shape()));
+}
+
+int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Dense")).shape;
+  if (!kernel || kernel->shape().size() != 2)
+    throw std::invalid_argument("Dense: the kernel must be 2-D (input_dim, units)");
+  const int64_t units = kernel->shape()[1];
+  check_var(kernel, {in.back(), units}, "Dense", "kernel");
+  if (bias) check_var(bias, {units}, "Dense", "bias");
+  std::vector<int64_t> out = in;
+  out.back() = units;
+  auto node = std::make_unique<DenseNode>();
+  // An activation whose derivative needs its input runs as a node of its own.
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  int y = add_node(std::move(node), {x}, out, {kernel, bias});
+  values_[y].mask = values_[x].mask;  // Dense maps each step: the mask passes, as in Keras
+  return act_needs_input(act) ? add_activation(y, act) : y;
+}
+
+int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                      int64_t dh, int64_t dw, bool same, Act act, bool causal) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2D")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
+  if (!kernel || kernel->shape().size() != 4)
+    throw std::invalid_argument("Conv2D: the kernel must be 4-D (kh, kw, channels, filters)");
+  const auto& k = kernel->shape();
+  check_var(kernel, {k[0], k[1], in[2], k[3]}, "Conv2D", "kernel");
+  if (bias) check_var(bias, {k[3]}, "Conv2D", "bias");
+  const int64_t causal_pad = causal ? (k[1] - 1) * dw : 0;
+  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2], k[0], k[1], k[3], sh, sw,
+                               dh, dw, same && !causal);
+  s.w = in[1];
+  s.pad_left += causal_pad;
+  auto node = std::make_unique<Conv2DNode>(s);
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, {s.oh, s.ow, k[3]}, {kernel, bias});
+  return act_needs_input(act) ? add_activation(y, act) : y;
+}
+
+int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
+                                int64_t sw, int64_t dh, int64_t dw, bool same, Act act) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2DTranspose")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Conv2DTranspose expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  if (!kernel || kernel->shape().size() != 4)
+    throw std::invalid_argument("Conv2DTranspose: the kernel must be 4-D (kh, kw, filters, "
+                                "channels)");
+  const auto& k = kernel->shape();
+  check_var(kernel, {k[0], k[1], k[2], in[2]}, "Conv2DTranspose", "kernel");
+  if (bias) check_var(bias, {k[2]}, "Conv2DTranspose", "bias");
+  if (sh <= 0 || sw <= 0 || dh <= 0 || dw <= 0)
+    throw std::invalid_argument("Conv2DTranspose: strides and dilation_rate must be positive");
+  auto length = [&](int64_t size, int64_t kk, int64_t st, int64_t d) {
+    const int64_t eff = kk + (kk - 1) * (d - 1);
+    return same ? size * st : size * st + std::max<int64_t>(eff - st, 0);
+  };
+  const int64_t oh = length(in[0], k[0], sh, dh), ow = length(in[1], k[1], sw, dw);
+  // The convolution whose input gradient this is: input (oh, ow, filters), output in.
+  const Conv2DShape s = conv2d_shape(1, oh, ow, k[2], k[0], k[1], in[2], sh, sw, dh, dw, same);
+  if (s.oh != in[0] || s.ow != in[1])
+    throw std::invalid_argument("Conv2DTranspose: no convolution maps " +
+                                shape_str({oh, ow, k[2]}) + " to " + shape_str(in));
+  auto node = std::make_unique<Conv2DTransposeNode>(s);
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, {oh, ow, k[2]}, {kernel, bias});
+  return act_needs_input(act) ? add_activation(y, act) : y;
+}
+
+int Graph::add_upsample(int x, int64_t sh, int64_t sw) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "UpSampling2D")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("UpSampling2D expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  if (sh <= 0 || sw <= 0)
+    throw std::invalid_argument("UpSampling2D: size must be positive. Received: (" +
+                                std::to_string(sh) + ", " + std::to_string(sw) + ")");
+  return add_node(std::make_unique<UpsampleNode>(in[0], in[1], in[2], sh, sw), {x},
+                  {in[0] * sh, in[1] * sw, in[2]}, {});
+}
+
+int Graph::add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "ZeroPadding/Cropping")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Padding and cropping expect samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  const bool pad = top >= 0 && bottom >= 0 && left >= 0 && right >= 0;
+  const bool crop = top <= 0 && bottom <= 0 && left <= 0 && right <= 0;
+  const int64_t oh = in[0] + top + bottom, ow = in[1] + left + right;
+  if (!(pad || crop))
+    throw std::invalid_argument("One node either pads (all sizes >= 0) or crops (all <= 0)");
+  if (oh <= 0 || ow <= 0)
+    throw std::invalid_argument("Cropping " + std::to_string(-top - bottom) + " rows and " +
+                                std::to_string(-left - right) + " columns leaves nothing of " +
+                                shape_str(in));
+  return add_node(std::make_unique<ShiftWindowNode>(in[0], in[1], oh, ow, in[2], top, left),
+                  {x}, {oh, ow, in[2]}, {});
+}
+
+int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
+                      bool same) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument(std::string(max ? "MaxPooling2D" : "AveragePooling2D") +
+                                " expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
+  const Pool2DShape s = pool2d_shape(1, in[0], in[1], in[2], ph, pw, sh, sw, same);
+  return add_node(std::make_unique<Pool2DNode>(s, max), {x}, {s.oh, s.ow, in[2]}, {});
+}
+
+int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Global pooling")).shape;
+  if (static_cast<int64_t>(in.size()) != spatial_dims + 1)
+    throw std::invalid_argument("Global pooling over " + std::to_string(spatial_dims) +
+                                " spatial axes expects samples of rank " +
+                                std::to_string(spatial_dims + 1) + ". Received per-sample shape " +
+                                shape_str(in));
+  std::vector<int64_t> out{in.back()};
+  if (keepdims) {
+    out.assign(spatial_dims + 1, 1);
+    out.back() = in.back();
+  }
+  std::vector<int> inputs{x};
+  const int mask = values_[x].mask;
+  if (spatial_dims == 1 && mask >= 0) inputs.push_back(mask);  // the mask, a side input
+  return add_node(std::make_unique<GlobalPoolNode>(max, spatial_dims), inputs, out, {}, 1);
+}
+
+int Graph::add_embedding(int ids, VariablePtr table, bool mask_zero) {
+  const std::vector<int64_t> in = values_.at(check_value(ids, "Embedding")).shape;
+  if (!table || table->shape().size() != 2 || table->shape()[0] <= 0 || table->shape()[1] <= 0)
+    throw std::invalid_argument("Embedding: the table must be 2-D (input_dim, output_dim), "
+                                "both positive");
+  const int64_t input_dim = table->shape()[0], output_dim = table->shape()[1];
+  if (input_dim > (int64_t(1) << 24))
+    throw std::invalid_argument("Embedding: input_dim above 2^24 (" + std::to_string(input_dim) +
+                                ") is not supported: ids travel as float32");
+  if (in.size() != 1)
+    throw std::invalid_argument("Embedding expects samples of shape (steps,). Received "
+                                "per-sample shape " + shape_str(in));
+  auto node = std::make_unique<EmbeddingNode>(input_dim, output_dim, in[0], mask_zero);
+  const int out = add_node(std::move(node), {ids}, {in[0], output_dim}, {table}, 0);
+  if (mask_zero) values_[out].mask = ids;
+  return out;
+}
+
+int Graph::add_activation(int x, Act act, float alpha) {
+  auto node = std::make_unique<ActivationNode>();
+  node->act = act;
+  node->alpha = alpha;
+  const int out = add_node(std::move(node), {check_value(x, "Activation")}, values_[x].shape, {});
+  values_[out].mask = values_[x].mask;  // activations pass a mask on, as in Keras
+  return out;
+}
+
+int Graph::add_dropout(int x, float rate, uint64_t seed, NoiseKind kind) {
+  const bool noise = kind == NoiseKind::GaussianNoise;
+  if (noise ? !(rate >= 0.f && std::isfinite(rate)) : !(rate >= 0.f && rate < 1.f))
+    throw std::invalid_argument(noise ? "GaussianNoise: stddev must be >= 0. Received: " +
+                                            std::to_string(rate)
+                                      : "Dropout: rate must be in [0, 1). Received: rate=" +
+                                            std::to_string(rate));
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Dropout")).shape;
+  if (kind == NoiseKind::Spatial && in.size() < 2)
+    throw std::invalid_argument("SpatialDropout expects samples of (steps or height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  const int out = add_node(std::make_unique<DropoutNode>(kind, rate, seed, in.back()), {x}, in,
+                           {});
+  values_[out].mask = values_[x].mask;
+  return out;
+}
+
+int Graph::add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
+                          VariablePtr moving_variance, float epsilon, float momentum) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "BatchNormalization")).shape;
+  const int64_t c = in.back();
+  if (gamma) check_var(gamma, {c}, "BatchNormalization", "gamma");
+  if (beta) check_var(beta, {c}, "BatchNormalization", "beta");
+  check_var(moving_mean, {c}, "BatchNormalization", "moving_mean");
+  check_var(moving_variance, {c}, "BatchNormalization", "moving_variance");
+  if (!(epsilon > 0.f))
+    throw std::invalid_argument("BatchNormalization: epsilon must be positive. Received: " +
+                                std::to_string(epsilon));
+  if (!(momentum >= 0.f && momentum <= 1.f))
+    throw std::invalid_argument("BatchNormalization: momentum must be in [0, 1]. Received: " +
+                                std::to_string(momentum));
+  auto node = std::make_unique<BatchNormNode>(c, epsilon, momentum, gamma != nullptr,
+                                              beta != nullptr);
+  const int y = add_node(std::move(node), {x}, in, {gamma, beta, moving_mean, moving_variance});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
+int Graph::add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "LayerNormalization")).shape;
+  const int64_t c = in.back();
+  if (gamma) check_var(gamma, {c}, "LayerNormalization", "gamma");
+  if (beta) check_var(beta, {c}, "LayerNormalization", "beta");
+  if (!(epsilon > 0.f))
+    throw std::invalid_argument("LayerNormalization: epsilon must be positive. Received: " +
+                                std::to_string(epsilon));
+  auto node = std::make_unique<LayerNormNode>(c, epsilon, gamma != nullptr, beta != nullptr);
+  const int y = add_node(std::move(node), {x}, in, {gamma, beta});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
+int Graph::add_permute(int x, std::vector<int64_t> perm) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Permute")).shape;
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  bool ok = perm.size() == in.size();
+  for (size_t i = 0; ok && i < sorted.size(); ++i) ok = sorted[i] == static_cast<int64_t>(i);
+  if (!ok)
+    throw std::invalid_argument("Permute: dims must be a permutation of the sample's axes " +
+                                shape_str(in));
+  std::vector<int64_t> out;
+  for (int64_t p : perm) out.push_back(in[p]);
+  return add_node(std::make_unique<PermuteNode>(in, perm), {x}, out, {});
+}
+
+int Graph::add_prelu(int x, VariablePtr alpha) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "PReLU")).shape;
+  if (!alpha || alpha->shape().size() != in.size())
+    throw std::invalid_argument("PReLU: alpha must have the sample's rank " +
+                                std::to_string(in.size()));
+  for (size_t a = 0; a < in.size(); ++a)
+    if (alpha->shape()[a] != in[a] && alpha->shape()[a] != 1)
+      throw std::invalid_argument("PReLU: alpha of shape " + shape_str(alpha->shape()) +
+                                  " does not broadcast to " + shape_str(in));
+  const int y = add_node(std::make_unique<PReLUNode>(in, alpha->shape()), {x}, in, {alpha});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
+int Graph::add_reshape(int x, std::vector<int64_t> shape) {
+  const std::vector<int64_t>& in = values_.at(check_value(x, "Reshape")).shape;
+  if (shape.empty() || product(shape) != product(in))
+    throw std::invalid_argument("Reshape: cannot reshape " + shape_str(in) + " to " +
+                                shape_str(shape));
+  return add_node(std::make_unique<ReshapeNode>(), {x}, std::move(shape), {});
+}
+
+int Graph::add_merge(MergeOp op, const std::vector<int>& xs) {
+  auto node = std::make_unique<MergeNode>(op);
+  const std::string who = node->kind();
+  if (xs.size() < 2 || (op == MergeOp::Subtract && xs.size() != 2))
+    throw std::invalid_argument(who + (op == MergeOp::Subtract ? " takes exactly 2 inputs"
+                                                               : " takes at least 2 inputs") +
+                                ". Received: " + std::to_string(xs.size()));
+  for (int v : xs) {
+    check_value(v, who.c_str());
+    if (values_[v].shape != values_[xs[0]].shape)
+      throw std::invalid_argument(who + ": inputs must have the same shape. Received: " +
+                                  shape_str(values_[xs[0]].shape) + " and " +
+                                  shape_str(values_[v].shape));
+  }
+  const int mask = merged_mask(xs, who.c_str(), true);
+  const int y = add_node(std::move(node), xs, values_[xs[0]].shape, {});
+  values_[y].mask = mask;
+  return y;
+}
+
+// The mask of a merge of xs (Keras: for Add and the like, none unless every input has
+// one, then their union; for Concatenate, the masked inputs' intersection). ember's
+// masks are "token id 0" masks of one id tensor: inputs masked by different ids
+// cannot be merged yet.
+int Graph::merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const {
+  int mask = -1;
+  for (int v : xs) {
+    const int m = values_[v].mask;
+    if (m < 0) {
+      if (all_needed) return -1;
+      continue;
+    }
+    if (mask >= 0 && m != mask)
+      throw std::invalid_argument(std::string(who) + ": its inputs carry the masks of different "
+                                  "Embedding(mask_zero=True) inputs, which ember cannot merge "
+                                  "yet");
+    mask = m;
+  }
+  return mask;
+}
+
+int Graph::add_concatenate(const std::vector<int>& xs, int64_t axis) {
+  if (xs.size() < 2)
+    throw std::invalid_argument("Concatenate takes at least 2 inputs. Received: " +
+                                std::to_string(xs.size()));
+  for (int v : xs) check_value(v, "Concatenate");
+  const std::vector<int64_t>& first = values_[xs[0]].shape;
+  const int64_t rank = static_cast<int64_t>(first.size());
+  if (axis < 0 || axis >= rank)
+    throw std::invalid_argument("Concatenate: axis " + std::to_string(axis) +
+                                " is outside the per-sample rank " + std::to_string(rank));
+  std::vector<int64_t> out = first;
+  out[axis] = 0;
+  for (int v : xs) {
+    const std::vector<int64_t>& s = values_[v].shape;
+    bool ok = static_cast<int64_t>(s.size()) == rank;
+    for (int64_t d = 0; ok && d < rank; ++d) ok = d == axis || s[d] == first[d];
+    if (!ok)
+      throw std::invalid_argument("Concatenate: inputs must match except along the "
+                                  "concatenation axis. Received: " + shape_str(first) + " and " +
+                                  shape_str(s));
+    out[axis] += s[axis];
+  }
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= first[d];
+  // Along the features of steps the mask survives; joining along the steps would need
+  // the masks joined too.
+  const int mask = merged_mask(xs, "Concatenate", false);
+  if (mask >= 0 && axis == 0)
+    throw std::invalid_argument("Concatenate: joining masked sequences along the steps axis "
+                                "is not supported yet");
+  const int y = add_node(std::make_unique<ConcatenateNode>(outer), xs, out, {});
+  values_[y].mask = mask;
+  return y;
+}
+
+int Graph::add_dot(int a, int b, bool normalize) {
+  check_value(a, "Dot");
+  check_value(b, "Dot");
+  if (values_[a].shape.size() != 1 || values_[a].shape != values_[b].shape)
+    throw std::invalid_argument("Dot takes two inputs of the same shape (d,) per sample. "
+                                "Received: " + shape_str(values_[a].shape) + " and " +
+                                shape_str(values_[b].shape));
+  return add_node(std::make_unique<DotNode>(normalize), {a, b}, {1}, {});
+}
+
+}  // namespace ember
