@@ -34,10 +34,22 @@
 
 using namespace ember;
 
+// The executor's API changed with the DAG (variables owned by layers, value ids, lists
+// of inputs and outputs); this file builds against either, so a build from before the
+// change can still be the baseline.
+#if __has_include("ember/variable.h")
+#define AB_DAG 1
+#endif
+
 namespace {
 
 struct Mlp {
+#ifdef AB_DAG
+  Graph g;
+  std::vector<VariablePtr> vars;
+#else
   Graph g{{784}};
+#endif
   std::vector<float> x, out;
   std::vector<int32_t> labels;
   Batch b;
@@ -51,18 +63,37 @@ struct Product {
 
 void* make_mlp(bool sparse) {
   auto* m = new Mlp;
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> w(-0.06f, 0.06f), u(0.f, 1.f);
+#ifdef AB_DAG
+  int v = m->g.add_input({784});
+  const int64_t sizes[] = {784, 512, 256, 10};
+  for (int l = 0; l < 3; ++l) {
+    auto kernel = std::make_shared<Variable>(std::vector<int64_t>{sizes[l], sizes[l + 1]});
+    auto bias = std::make_shared<Variable>(std::vector<int64_t>{sizes[l + 1]});
+    for (auto* var : {kernel.get(), bias.get()})
+      for (int64_t i = 0; i < var->size(); ++i) var->data()[i] = w(rng);
+    m->vars.push_back(kernel);
+    m->vars.push_back(bias);
+    v = m->g.add_dense(v, kernel, bias, l < 2 ? Act::Relu : Act::Softmax);
+  }
+  m->g.set_outputs({v});
+#else
   m->g.add_dense(512, Act::Relu, true);
   m->g.add_dense(256, Act::Relu, true);
   m->g.add_dense(10, Act::Softmax, true);
-  std::mt19937 rng(0);
-  std::uniform_real_distribution<float> w(-0.06f, 0.06f), u(0.f, 1.f);
   for (int64_t i = 0; i < m->g.num_params(); ++i) m->g.params()[i] = w(rng);
+#endif
   const int64_t n = std::getenv("BATCH") ? std::max(1, std::atoi(std::getenv("BATCH"))) : 1;
   m->x.resize(n * 784);
   m->out.resize(n * 10);
   for (size_t i = 0; i < m->x.size(); ++i)  // sparse: blank pixels, as in MNIST
     m->x[i] = !sparse || i % 784 * 7919 % 100 < 19 ? u(rng) : 0.f;
+#ifdef AB_DAG
+  m->b.x = {m->x.data()};
+#else
   m->b.x = m->x.data();
+#endif
   m->b.n = m->b.rows = n;
   return m;
 }
@@ -77,10 +108,21 @@ void* make_training() {
   for (auto& v : m->x) v = u(rng);
   m->labels.resize(n);
   for (int64_t i = 0; i < n; ++i) m->labels[i] = static_cast<int32_t>(rng() % 10);
+#ifdef AB_DAG
+  OutputSpec spec;
+  spec.has_loss = true;
+  spec.loss = Loss::SparseCategoricalCrossentropy;
+  m->g.set_output_spec(0, spec);
+  m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
+  m->b.x = {m->x.data()};
+  m->b.labels = {m->labels.data()};
+  m->b.y = {nullptr};
+#else
   m->g.set_loss(Loss::SparseCategoricalCrossentropy, false);
   m->g.set_optimizer(OptimizerConfig{});
   m->b.x = m->x.data();
   m->b.labels = m->labels.data();
+#endif
   m->b.n = m->b.rows = n;
   return m;
 }
@@ -118,7 +160,11 @@ extern "C" void ab_call(const char* what, void* state) {
   }
   if (std::string(what) != "sgemm") {
     auto* m = static_cast<Mlp*>(state);
+#ifdef AB_DAG
+    m->g.predict(m->b, {m->out.data()});
+#else
     m->g.predict(m->b, m->out.data());
+#endif
     return;
   }
   auto* p = static_cast<Product*>(state);
