@@ -43,16 +43,18 @@ void Graph::fuse_embedding_max_pool() {
   }
 }
 
-// An Activation layer after a Dense or Conv2D without one, the only reader of its
-// output: the activation moves into the producer (the GEMM epilogue for relu) and the
-// Activation node becomes a view.
+// An Activation layer after a Dense, Conv2D, Conv2DTranspose or BatchNormalization
+// without one, the only reader of its output: the activation moves into the producer
+// (the GEMM epilogue for relu) and the Activation node becomes a view.
 void Graph::fuse_activation_into_producer() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto* act = dynamic_cast<ActivationNode*>(nodes_[i].get());
     if (!act || act_needs_input(act->act) || !std::isnan(act->alpha)) continue;
     const int x = act->inputs[0], p = values_[x].producer;
     if (p < 0 || nodes_[p]->act != Act::Linear || !only_reader(x, static_cast<int>(i))) continue;
-    if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()))
+    if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()) &&
+        !dynamic_cast<Conv2DTransposeNode*>(nodes_[p].get()) &&
+        !dynamic_cast<BatchNormNode*>(nodes_[p].get()))
       continue;
     nodes_[p]->act = act->act;
     auto view = std::make_unique<ReshapeNode>();

@@ -24,11 +24,14 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
   else
     batchnorm_forward_infer(x[0], y, rows, c_, g, b, moving_mean(), moving_var(), eps_,
                             work_.data());
+  if (act != Act::Linear) act_forward(act, y, y, rows, c_);  // a fused Activation layer
 }
 
-void BatchNormNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
-                             float* const* dx, int64_t n, bool) {
+void BatchNormNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+                             float* const* dx, int64_t n, bool preact) {
   const int64_t rows = n * (out_size / c_);
+  if (!preact && act != Act::Linear && !act_backward_done_by_next)
+    act_backward(act, y, dy, dy, rows, c_);
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   float* dg = scale_ ? gamma()->grad : nullptr;
   float* db = center_ ? beta()->grad : nullptr;
