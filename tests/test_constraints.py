@@ -67,3 +67,18 @@ def test_configs_and_bad_input():
         layers.Dense(3, kernel_constraint="pos")
     with pytest.raises(ValueError, match="min_value must not exceed max_value"):
         constraints.MinMaxNorm(2.0, 1.0)
+
+
+def test_columns_inside_the_bound_are_left_alone():
+    # A zero learning rate: only the constraints act, after the (null) update.
+    m = ember.Sequential([ember.Input((6,)),
+                          layers.Dense(5, kernel_constraint=constraints.MaxNorm(50.0)),
+                          layers.Dense(3, kernel_constraint=constraints.MinMaxNorm(0.0, 50.0))])
+    m.compile(ember.optimizers.SGD(0.0), "mse")
+    before = m.get_weights()
+    m.train_on_batch(R.normal(size=(4, 6)).astype(np.float32),
+                     R.normal(size=(4, 3)).astype(np.float32))
+    for p, q in zip(before, m.get_weights()):
+        np.testing.assert_allclose(p, q, rtol=1e-6)
+    w = R.normal(size=(4, 3)) * 0.1  # every norm inside (0, 1): MaxNorm(1) keeps it
+    np.testing.assert_allclose(constraints.MaxNorm(1.0)(w), w, rtol=1e-6)
