@@ -159,3 +159,52 @@ def test_layer_normalization_gradients_match_finite_differences():
     for k, after in enumerate(m.get_weights()):
         num = numeric_grad(lambda: layer_norm_loss(w, x, y, 0.1), w[k])
         assert_close(w[k] - after, num, tol=5e-5, what=f"weight {k}")
+
+
+def test_group_normalization_matches_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+
+    def build(K, L):
+        return K.Sequential([K.Input((4, 4, 6)), L.Conv2D(8, 3, padding="same"),
+                             L.GroupNormalization(groups=4, gamma_initializer="random_normal",
+                                                  beta_initializer="random_normal"),
+                             L.Activation("relu"), L.GlobalAveragePooling2D(), L.Dense(2)])
+    k, e = build(keras, keras.layers), build(ember, layers)
+    e.set_weights(k.get_weights())
+    x, y = R.random((8, 4, 4, 6), dtype=np.float32), R.random((8, 2), dtype=np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    for _ in range(2):
+        assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for p, q in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+    strip = lambda c: {a: b for a, b in c.items() if a not in ("name", "dtype")}  # noqa: E731
+    assert strip(e.layers[1].get_config()) == strip(k.layers[1].get_config())
+
+
+def group_norm_loss(w, x, y, groups, eps):
+    n, p, c = x.shape[0], x.shape[1], w[0].shape[1]
+    h = (x @ w[0]).reshape(n, p, groups, c // groups)
+    mean, var = h.mean((1, 3), keepdims=True), h.var((1, 3), keepdims=True)
+    h = ((h - mean) / np.sqrt(var + eps)).reshape(n, p, c) * w[1] + w[2]
+    return ((h - y) ** 2).mean()
+
+
+def test_group_normalization_gradients_match_finite_differences():
+    from gradcheck import assert_close, numeric_grad
+    m = ember.Sequential([ember.Input((3, 4)), layers.Dense(6, use_bias=False),
+                          layers.GroupNormalization(groups=2, epsilon=0.1)])
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.layers[1].gamma.assign(R.normal(size=6) + 1)
+    m.layers[1].beta.assign(R.normal(size=6))
+    x, y = R.normal(size=(5, 3, 4)), R.normal(size=(5, 3, 6))
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    m.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    for k, after in enumerate(m.get_weights()):
+        num = numeric_grad(lambda: group_norm_loss(w, x, y, 2, 0.1), w[k])
+        assert_close(w[k] - after, num, tol=5e-5, what=f"weight {k}")
+    with pytest.raises(ValueError, match="multiple of the number of channels"):
+        ember.Sequential([ember.Input((3, 5)), layers.GroupNormalization(groups=2)])

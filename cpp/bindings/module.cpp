@@ -606,6 +606,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
            py::arg("epsilon"), py::arg("momentum"))
       .def("add_reshape", &Graph::add_reshape)
+      .def("add_group_norm", &Graph::add_group_norm, py::arg("x"), py::arg("groups"),
+           py::arg("gamma").none(true), py::arg("beta").none(true), py::arg("epsilon"))
       .def("add_permute", &Graph::add_permute, py::arg("x"), py::arg("perm"))
       .def("add_prelu", &Graph::add_prelu, py::arg("x"), py::arg("alpha"))
       .def("add_upsample", &Graph::add_upsample, py::arg("x"), py::arg("sh"), py::arg("sw"))

@@ -320,6 +320,22 @@ int Graph::add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsi
   return y;
 }
 
+int Graph::add_group_norm(int x, int64_t groups, VariablePtr gamma, VariablePtr beta,
+                          float epsilon) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "GroupNormalization")).shape;
+  const int64_t c = in.back();
+  if (groups <= 0 || c % groups != 0)
+    throw std::invalid_argument("GroupNormalization: " + std::to_string(c) +
+                                " channels do not split into groups=" + std::to_string(groups));
+  if (gamma) check_var(gamma, {c}, "GroupNormalization", "gamma");
+  if (beta) check_var(beta, {c}, "GroupNormalization", "beta");
+  if (!(epsilon > 0.f))
+    throw std::invalid_argument("GroupNormalization: epsilon must be positive");
+  auto node = std::make_unique<GroupNormNode>(c, groups, epsilon, gamma != nullptr,
+                                              beta != nullptr);
+  return add_node(std::move(node), {x}, in, {gamma, beta});
+}
+
 int Graph::add_permute(int x, std::vector<int64_t> perm) {
   const std::vector<int64_t> in = values_.at(check_value(x, "Permute")).shape;
   std::vector<int64_t> sorted = perm;

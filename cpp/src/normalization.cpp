@@ -219,6 +219,73 @@ void layernorm_backward(const float* x, const float* dy, float* dx, int64_t rows
   }
 }
 
+void groupnorm_forward(const float* x, float* y, int64_t n, int64_t p, int64_t c, int64_t groups,
+                       const float* gamma, const float* beta, float eps, float* mean,
+                       float* inv_std) {
+  const int64_t cg = c / groups;
+#pragma omp parallel for schedule(static) if (n * p * c > (1 << 15))
+  for (int64_t t = 0; t < n * groups; ++t) {
+    const int64_t b = t / groups, g = t % groups;
+    const float* xs = x + b * p * c + g * cg;
+    double m = 0, v = 0;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < cg; ++j) m += xs[i * c + j];
+    m /= static_cast<double>(p * cg);
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < cg; ++j) v += (xs[i * c + j] - m) * (xs[i * c + j] - m);
+    const double is = 1.0 / std::sqrt(v / static_cast<double>(p * cg) + eps);
+    if (mean) mean[t] = static_cast<float>(m);
+    if (inv_std) inv_std[t] = static_cast<float>(is);
+    const float mf = static_cast<float>(m), isf = static_cast<float>(is);
+    float* ys = y + b * p * c + g * cg;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < cg; ++j) {
+        const int64_t ch = g * cg + j;
+        ys[i * c + j] = (xs[i * c + j] - mf) * isf * (gamma ? gamma[ch] : 1.f) +
+                        (beta ? beta[ch] : 0.f);
+      }
+  }
+}
+
+void groupnorm_backward(const float* x, const float* dy, float* dx, int64_t n, int64_t p,
+                        int64_t c, int64_t groups, const float* gamma, const float* mean,
+                        const float* inv_std, float* dgamma, float* dbeta, double* scratch) {
+  const int64_t cg = c / groups, rows = n * p;
+  if (dgamma || dbeta) {
+    double* sdy = scratch + 2 * blocks_of(rows) * c;
+    double* sdyx = sdy + c;
+    channel_sums(rows, c, scratch, sdy, sdyx, [&](int64_t r, int64_t j) { return dy[r * c + j]; },
+                 [&](int64_t r, int64_t j) {
+                   const int64_t t = (r / p) * groups + j / cg;
+                   return dy[r * c + j] * (x[r * c + j] - mean[t]) * inv_std[t];
+                 });
+    for (int64_t j = 0; j < c; ++j) {
+      if (dbeta) dbeta[j] = static_cast<float>(sdy[j]);
+      if (dgamma) dgamma[j] = static_cast<float>(sdyx[j]);
+    }
+  }
+  if (!dx) return;
+#pragma omp parallel for schedule(static) if (n * p * c > (1 << 15))
+  for (int64_t t = 0; t < n * groups; ++t) {
+    const int64_t b = t / groups, g = t % groups, off = b * p * c + g * cg;
+    double sg = 0, sgx = 0;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < cg; ++j) {
+        const int64_t e = off + i * c + j;
+        const double gv = dy[e] * (gamma ? gamma[g * cg + j] : 1.f);
+        sg += gv;
+        sgx += gv * (x[e] - mean[t]) * inv_std[t];
+      }
+    const float a = static_cast<float>(sg / (p * cg)), bb = static_cast<float>(sgx / (p * cg));
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < cg; ++j) {
+        const int64_t e = off + i * c + j;
+        const float xh = (x[e] - mean[t]) * inv_std[t];
+        dx[e] = inv_std[t] * (dy[e] * (gamma ? gamma[g * cg + j] : 1.f) - a - xh * bb);
+      }
+  }
+}
+
 template <class T>
 void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,
                            const T* beta, T eps) {

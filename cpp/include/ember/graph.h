@@ -86,6 +86,8 @@ class Graph {
                      VariablePtr moving_variance, float epsilon, float momentum);
   // Over the last axis: gamma, beta (c) or null.
   int add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon);
+  // Channels (the last axis) in `groups` groups; gamma, beta (c) or null.
+  int add_group_norm(int x, int64_t groups, VariablePtr gamma, VariablePtr beta, float epsilon);
   int add_reshape(int x, std::vector<int64_t> shape);
   // Out axis i = in axis perm[i] (per-sample axes, from 0).
   int add_permute(int x, std::vector<int64_t> perm);

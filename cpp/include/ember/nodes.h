@@ -331,6 +331,26 @@ class LayerNormNode : public Node {
   AlignedBuffer<double> scratch_;
 };
 
+// Group normalization: (p positions, c channels) samples, channels in `groups` groups.
+// vars: gamma and beta when the layer has them. Training keeps each group's statistics.
+class GroupNormNode : public Node {
+ public:
+  GroupNormNode(int64_t c, int64_t groups, float eps, bool scale, bool center)
+      : c_(c), groups_(groups), eps_(eps), scale_(scale), center_(center) {}
+  const char* kind() const override { return "GroupNormalization"; }
+  int64_t saved_per_sample() const override { return 2 * groups_; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t c_, groups_;
+  float eps_;
+  bool scale_, center_;
+  AlignedBuffer<double> scratch_;
+};
+
 // Element-wise merges of inputs of one shape (Keras's Add, Subtract, Multiply, Average,
 // Maximum, Minimum).
 enum class MergeOp { Add, Subtract, Multiply, Average, Maximum, Minimum };

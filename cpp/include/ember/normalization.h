@@ -49,6 +49,20 @@ void layernorm_backward(const float* x, const float* dy, float* dx, int64_t rows
                         const float* gamma, const float* mean, const float* inv_std,
                         float* dgamma, float* dbeta, double* scratch);
 
+// Group normalization of x (n, p, c): each sample's channels split into `groups` groups
+// of c / groups; each group normalized over its p x (c / groups) values (biased variance),
+// then y = xhat * gamma[j] + beta[j] per channel. The group statistics (n * groups) go to
+// mean and inv_std when not null.
+void groupnorm_forward(const float* x, float* y, int64_t n, int64_t p, int64_t c, int64_t groups,
+                       const float* gamma, const float* beta, float eps, float* mean,
+                       float* inv_std);
+// Per group, with g = dy gamma: dx = inv_std (g - mean(g) - xhat mean(g xhat));
+// dgamma[j], dbeta[j] = sums over samples and positions of dy xhat, dy (fixed-order block
+// sums; scratch: batchnorm_scratch(n * p, c) doubles). Each output skipped when null.
+void groupnorm_backward(const float* x, const float* dy, float* dx, int64_t n, int64_t p,
+                        int64_t c, int64_t groups, const float* gamma, const float* mean,
+                        const float* inv_std, float* dgamma, float* dbeta, double* scratch);
+
 // Plain references in any precision (training mode), for tests.
 template <class T>
 void batchnorm_forward_ref(const T* x, T* y, int64_t rows, int64_t c, const T* gamma,

@@ -63,4 +63,23 @@ void LayerNormNode::backward(const StepCtx&, const float* const* x, const float*
                      scratch_.data());
 }
 
+void GroupNormNode::plan(int64_t n) { scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_)); }
+
+void GroupNormNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  const float* g = scale_ ? vars[0].var->data() : nullptr;
+  const float* b = center_ ? vars[scale_ ? 1 : 0].var->data() : nullptr;
+  float* mean = ctx.training ? saved : nullptr;
+  groupnorm_forward(x[0], y, n, out_size / c_, c_, groups_, g, b, eps_, mean,
+                    mean ? mean + n * groups_ : nullptr);
+}
+
+void GroupNormNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
+                             float* const* dx, int64_t n, bool) {
+  const float* g = scale_ ? vars[0].var->data() : nullptr;
+  float* dg = scale_ ? vars[0].grad : nullptr;
+  float* db = center_ ? vars[scale_ ? 1 : 0].grad : nullptr;
+  groupnorm_backward(x[0], dy, dx[0], n, out_size / c_, c_, groups_, g, saved,
+                     saved + n * groups_, dg, db, scratch_.data());
+}
+
 }  // namespace ember

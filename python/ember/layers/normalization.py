@@ -1,4 +1,4 @@
-"""BatchNormalization and LayerNormalization."""
+"""BatchNormalization, LayerNormalization and GroupNormalization."""
 import numbers
 
 from .. import initializers
@@ -164,6 +164,74 @@ class LayerNormalization(Layer):
         c = super().get_config()
         c.update(axis=list(self.axis), epsilon=self.epsilon, center=self.center,
                  scale=self.scale, rms_scaling=False,
+                 beta_initializer=initializers.serialize(self.beta_initializer),
+                 gamma_initializer=initializers.serialize(self.gamma_initializer),
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None)
+        return c
+
+
+class GroupNormalization(Layer):
+    """Normalizes each sample's channels in `groups` groups: every group over all its
+    positions and channels, then gamma and beta per channel.
+
+    Args:
+        groups: divides the number of channels (groups=channels is instance
+            normalization, groups=1 layer normalization over the whole sample).
+        axis: -1 (channels last).
+        epsilon, center, scale, beta_initializer, gamma_initializer: as LayerNormalization.
+
+    Input shape: any, channels last. Output shape: the same.
+    """
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+            raise ValueError(f"GroupNormalization: groups must be a positive integer. "
+                             f"Received: groups={groups!r}")
+        if axis != -1:
+            raise ValueError(f"GroupNormalization: ember groups the last axis only. Received: "
+                             f"axis={axis!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or \
+                not epsilon > 0:
+            raise ValueError(f"GroupNormalization: epsilon must be a positive number. "
+                             f"Received: epsilon={epsilon!r}")
+        for name, value in (("beta_regularizer", beta_regularizer),
+                            ("gamma_regularizer", gamma_regularizer),
+                            ("beta_constraint", beta_constraint),
+                            ("gamma_constraint", gamma_constraint)):
+            if value is not None:
+                raise ValueError(f"GroupNormalization: {name} is not supported by ember yet. "
+                                 f"Received: {name}={value!r}")
+        self.groups = groups
+        self.axis = axis
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+
+    def build(self, input_shape):
+        c = input_shape[-1]
+        if c % self.groups:
+            raise ValueError(f"Number of groups ({self.groups}) must be a multiple of the "
+                             f"number of channels ({c}).")
+        self.gamma = self.add_weight((c,), self.gamma_initializer, "gamma") if self.scale else None
+        self.beta = self.add_weight((c,), self.beta_initializer, "beta") if self.center else None
+        self.built = True
+
+    def _lower(self, graph, x):
+        return graph.add_group_norm(x, self.groups,
+                                    self.gamma._storage if self.gamma is not None else None,
+                                    self.beta._storage if self.beta is not None else None,
+                                    self.epsilon)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(groups=self.groups, axis=self.axis, epsilon=self.epsilon, center=self.center,
+                 scale=self.scale,
                  beta_initializer=initializers.serialize(self.beta_initializer),
                  gamma_initializer=initializers.serialize(self.gamma_initializer),
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
