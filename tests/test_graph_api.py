@@ -421,3 +421,13 @@ def test_activation_layers_fuse_into_their_producer_with_the_same_bits():
     assert any("relu backward into pooling" in f for f in fused._graph.fusions)
     for p, q in zip(fused.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(p, q)
+
+
+def test_token_ids_are_checked_through_nested_models():
+    ids = ember.Input((5,), dtype="int32")
+    inner = ember.Model(ids, layers.GlobalAveragePooling1D()(layers.Embedding(10, 3)(ids)))
+    outer = ember.Sequential([inner, layers.Dense(1)])
+    bad = np.array([[1, 2, 3, 12, 0]])
+    for m in (inner, outer):
+        with pytest.raises(ValueError, match="12"):
+            m.predict(bad, verbose=0)

@@ -140,8 +140,14 @@ class Functional(Model):
         t = self._output_tensors
         return t[0] if len(t) == 1 else list(t)
 
-    def _id_layers(self):
-        return [t._layer for t in self._input_tensors]
+    def _id_checker(self, i):
+        """The token-id check of the first layer that reads input i, or None."""
+        from .model import _ids_check_of
+        target = self._input_tensors[i]
+        for t in self._nodes:
+            if any(p is target for p in t._inputs):
+                return _ids_check_of(t._layer)
+        return None
 
     def _lower(self, graph, xs):
         xs = xs if isinstance(xs, list) else [xs]

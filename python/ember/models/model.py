@@ -82,6 +82,13 @@ def _cut(arrays, start, stop):
     return [None if a is None else a[start:stop] for a in arrays]
 
 
+def _ids_check_of(layer):
+    """A layer's token-id check, looking into a nested model's first reader."""
+    if isinstance(layer, Model):
+        return layer._id_checker(0)
+    return getattr(layer, "_check_ids", None)
+
+
 class _Builder:
     """The core graph as layers see it while a model is lowered: every builder of
     `_core.Graph`, plus `note_mode(layer, value)` for layers whose node runs in inference
@@ -221,21 +228,10 @@ class Model(Layer):
         return x
 
     def _id_checker(self, i):
-        """The token-id check of input i's Embedding (its first reader), or None."""
-        layers = self.layers
-        first = layers[0] if layers else None
-        while isinstance(first, Model):
-            inner = first.layers
-            first = inner[0] if inner else None
-        from ..layers.core import InputLayer
-        if isinstance(first, InputLayer):
-            nodes = getattr(self, "_nodes", [])
-            target = self._input_tensors[i]
-            for t in nodes:
-                if any(p is target for p in t._inputs):
-                    return getattr(t._layer, "_check_ids", None)
-            return None
-        return getattr(first, "_check_ids", None) if i == 0 else None
+        """The token-id check of the Embedding that reads input i first, or None (the
+        core still refuses a bad id, with a plainer message)."""
+        first = self.layers[0] if self.layers else None
+        return _ids_check_of(first) if i == 0 else None
 
     # A model used as a layer (nested in a Sequential, or called on a tensor).
     def _maybe_build(self, input_shape):
