@@ -584,6 +584,14 @@ PYBIND11_MODULE(_core, m) {
                                       dilation[1], parse_padding(padding), act_from_string(act));
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
          py::arg("dilation"), py::arg("padding"), py::arg("act"))
+      .def("add_depthwise", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
+                               std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
+                               std::array<int64_t, 2> dilation, const std::string& padding,
+                               const std::string& act) {
+        return g.add_depthwise(x, kernel, bias, strides[0], strides[1], dilation[0],
+                               dilation[1], parse_padding(padding), act_from_string(act));
+      }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
+         py::arg("dilation"), py::arg("padding"), py::arg("act"))
       .def("add_embedding", &Graph::add_embedding, py::arg("ids"), py::arg("table"),
            py::arg("mask_zero"))
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,

@@ -317,3 +317,102 @@ template void conv2d_backward_ref<double>(const Conv2DShape&, const double*, con
                                           const double*, double*, double*, double*);
 
 }  // namespace ember
+
+namespace ember {
+
+namespace {
+constexpr int64_t kDepthwiseBlockRows = 16;  // output rows per partial weight gradient
+}
+
+void depthwise_forward(const Conv2DShape& s, const float* x, const float* w, float* y) {
+  const int64_t dm = s.f / s.c;
+#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * s.f * s.kh * s.kw > (1 << 15))
+  for (int64_t r = 0; r < s.n * s.oh; ++r) {
+    const int64_t b = r / s.oh, oy = r % s.oh;
+    float* yr = y + r * s.ow * s.f;
+    std::fill(yr, yr + s.ow * s.f, 0.f);
+    for (int64_t a = 0; a < s.kh; ++a) {
+      const int64_t iy = oy * s.sh - s.pad_top + a * s.dh;
+      if (iy < 0 || iy >= s.h) continue;
+      for (int64_t ox = 0; ox < s.ow; ++ox)
+        for (int64_t e = 0; e < s.kw; ++e) {
+          const int64_t ix = ox * s.sw - s.pad_left + e * s.dw;
+          if (ix < 0 || ix >= s.w) continue;
+          const float* xp = x + ((b * s.h + iy) * s.w + ix) * s.c;
+          const float* wp = w + (a * s.kw + e) * s.c * dm;
+          float* yp = yr + ox * s.f;
+          for (int64_t j = 0; j < s.c; ++j)
+            for (int64_t m = 0; m < dm; ++m) yp[j * dm + m] += xp[j] * wp[j * dm + m];
+        }
+    }
+  }
+}
+
+int64_t depthwise_scratch(const Conv2DShape& s) {
+  const int64_t rows = s.n * s.oh, blocks = (rows + kDepthwiseBlockRows - 1) / kDepthwiseBlockRows;
+  return blocks * s.kh * s.kw * s.f;
+}
+
+void depthwise_backward(const Conv2DShape& s, const float* x, const float* w, const float* dy,
+                        float* dx, float* dw, float* scratch) {
+  const int64_t dm = s.f / s.c, nw = s.kh * s.kw * s.f;
+  if (dw) {
+    const int64_t rows = s.n * s.oh;
+    const int64_t blocks = (rows + kDepthwiseBlockRows - 1) / kDepthwiseBlockRows;
+#pragma omp parallel for schedule(static) if (rows * s.ow * nw > (1 << 15))
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      float* p = scratch + blk * nw;
+      std::fill(p, p + nw, 0.f);
+      for (int64_t r = blk * kDepthwiseBlockRows;
+           r < std::min(rows, (blk + 1) * kDepthwiseBlockRows); ++r) {
+        const int64_t b = r / s.oh, oy = r % s.oh;
+        for (int64_t a = 0; a < s.kh; ++a) {
+          const int64_t iy = oy * s.sh - s.pad_top + a * s.dh;
+          if (iy < 0 || iy >= s.h) continue;
+          for (int64_t ox = 0; ox < s.ow; ++ox)
+            for (int64_t e = 0; e < s.kw; ++e) {
+              const int64_t ix = ox * s.sw - s.pad_left + e * s.dw;
+              if (ix < 0 || ix >= s.w) continue;
+              const float* xp = x + ((b * s.h + iy) * s.w + ix) * s.c;
+              const float* dp = dy + (r * s.ow + ox) * s.f;
+              float* pw = p + (a * s.kw + e) * s.f;
+              for (int64_t j = 0; j < s.c; ++j)
+                for (int64_t m = 0; m < dm; ++m) pw[j * dm + m] += xp[j] * dp[j * dm + m];
+            }
+        }
+      }
+    }
+    std::fill(dw, dw + nw, 0.f);
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      for (int64_t k = 0; k < nw; ++k) dw[k] += scratch[blk * nw + k];
+  }
+  if (!dx) return;
+  // dx[b, iy, ix, j] = sum over the (a, e) with oy = (iy + pad - a dh) / sh whole and in
+  // range (the same for ox) of dy[b, oy, ox, j dm + m] w[a, e, j, m].
+#pragma omp parallel for schedule(static) if (s.n * s.h * s.w * s.f * s.kh * s.kw > (1 << 15))
+  for (int64_t r = 0; r < s.n * s.h; ++r) {
+    const int64_t b = r / s.h, iy = r % s.h;
+    float* dr = dx + r * s.w * s.c;
+    std::fill(dr, dr + s.w * s.c, 0.f);
+    for (int64_t a = 0; a < s.kh; ++a) {
+      const int64_t ty = iy + s.pad_top - a * s.dh;
+      if (ty < 0 || ty % s.sh) continue;
+      const int64_t oy = ty / s.sh;
+      if (oy >= s.oh) continue;
+      for (int64_t ix = 0; ix < s.w; ++ix)
+        for (int64_t e = 0; e < s.kw; ++e) {
+          const int64_t tx = ix + s.pad_left - e * s.dw;
+          if (tx < 0 || tx % s.sw) continue;
+          const int64_t ox = tx / s.sw;
+          if (ox >= s.ow) continue;
+          const float* dp = dy + ((b * s.oh + oy) * s.ow + ox) * s.f;
+          const float* wp = w + (a * s.kw + e) * s.f;
+          float* d = dr + ix * s.c;
+          for (int64_t j = 0; j < s.c; ++j)
+            for (int64_t m = 0; m < dm; ++m) d[j] += dp[j * dm + m] * wp[j * dm + m];
+        }
+    }
+  }
+}
+
+}  // namespace ember

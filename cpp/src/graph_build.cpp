@@ -182,6 +182,26 @@ int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int
   return act_needs_input(act) ? add_activation(y, act) : y;
 }
 
+int Graph::add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                         int64_t dh, int64_t dw, bool same, Act act) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "DepthwiseConv2D")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("DepthwiseConv2D expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  if (!kernel || kernel->shape().size() != 4)
+    throw std::invalid_argument("DepthwiseConv2D: the kernel must be 4-D (kh, kw, channels, "
+                                "depth_multiplier)");
+  const auto& k = kernel->shape();
+  check_var(kernel, {k[0], k[1], in[2], k[3]}, "DepthwiseConv2D", "kernel");
+  const int64_t f = in[2] * k[3];
+  if (bias) check_var(bias, {f}, "DepthwiseConv2D", "bias");
+  const Conv2DShape s = conv2d_shape(1, in[0], in[1], in[2], k[0], k[1], f, sh, sw, dh, dw, same);
+  auto node = std::make_unique<DepthwiseNode>(s);
+  node->act = act_needs_input(act) ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, {s.oh, s.ow, f}, {kernel, bias});
+  return act_needs_input(act) ? add_activation(y, act) : y;
+}
+
 int Graph::add_upsample(int x, int64_t sh, int64_t sw) {
   const std::vector<int64_t> in = values_.at(check_value(x, "UpSampling2D")).shape;
   if (in.size() != 3)

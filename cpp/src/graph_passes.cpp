@@ -54,6 +54,7 @@ void Graph::fuse_activation_into_producer() {
     if (p < 0 || nodes_[p]->act != Act::Linear || !only_reader(x, static_cast<int>(i))) continue;
     if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()) &&
         !dynamic_cast<Conv2DTransposeNode*>(nodes_[p].get()) &&
+        !dynamic_cast<DepthwiseNode*>(nodes_[p].get()) &&
         !dynamic_cast<BatchNormNode*>(nodes_[p].get()))
       continue;
     nodes_[p]->act = act->act;

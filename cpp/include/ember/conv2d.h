@@ -40,6 +40,17 @@ void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const 
 void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const float* dz,
                      float* dx, float* dw, float* db);
 
+// Depthwise convolution (Keras's DepthwiseConv2D): each input channel j has its own
+// dm filters; s describes the geometry with s.c = input channels and s.f = c * dm;
+// w (kh, kw, c, dm); y (n, oh, ow, c * dm), channel j * dm + m.
+void depthwise_forward(const Conv2DShape& s, const float* x, const float* w, float* y);
+// dx (n, h, w, c) unless null, by a gather over the outputs each input feeds; dw
+// (kh, kw, c, dm) unless null, summed over fixed blocks of output rows added in order
+// (scratch: depthwise_scratch(s) floats).
+void depthwise_backward(const Conv2DShape& s, const float* x, const float* w, const float* dy,
+                        float* dx, float* dw, float* scratch);
+int64_t depthwise_scratch(const Conv2DShape& s);
+
 // db (f) = column sums of dz (rows, f), in fixed blocks of rows added in order.
 void bias_grad(const float* dz, int64_t rows, int64_t f, float* db);
 

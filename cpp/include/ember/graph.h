@@ -68,6 +68,9 @@ class Graph {
   // Zero padding (all >= 0) or cropping (all <= 0) of (h, w, c) samples: top, bottom,
   // left and right rows/columns added (negative: removed).
   int add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);
+  // Keras's DepthwiseConv2D: kernel (kh, kw, channels, depth_multiplier).
+  int add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
+                    int64_t dh, int64_t dw, bool same, Act act);
   int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
   // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an

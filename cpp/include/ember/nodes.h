@@ -219,6 +219,22 @@ class PReLUNode : public Node {
   FloatBuffer partial_;  // per-block sums of the alpha gradient
 };
 
+// Keras's DepthwiseConv2D: kernel (kh, kw, c, depth_multiplier) then bias (c * dm);
+// shape_.f = c * dm.
+class DepthwiseNode : public Node {
+ public:
+  explicit DepthwiseNode(const Conv2DShape& shape) : shape_(shape) {}
+  const char* kind() const override { return "DepthwiseConv2D"; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  Conv2DShape shape_;
+  FloatBuffer scratch_;
+};
+
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:

@@ -52,6 +52,31 @@ void Conv2DTransposeNode::backward(const StepCtx&, const float* const* x, const 
   if (dx[0]) conv2d_forward(s, dy, vars[0].var->data(), nullptr, dx[0], Act::Linear);
 }
 
+void DepthwiseNode::plan(int64_t n) { scratch_.resize(depthwise_scratch(with_batch(shape_, n))); }
+
+void DepthwiseNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const Conv2DShape s = with_batch(shape_, n);
+  depthwise_forward(s, x[0], vars[0].var->data(), y);
+  const int64_t rows = n * s.oh * s.ow;
+  if (vars.size() > 1) {
+    const float* b = vars[1].var->data();
+#pragma omp parallel for schedule(static) if (rows * s.f > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < s.f; ++j) y[r * s.f + j] += b[j];
+  }
+  if (act != Act::Linear) act_forward(act, y, y, rows, s.f);
+}
+
+void DepthwiseNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+                             float* const* dx, int64_t n, bool preact) {
+  const Conv2DShape s = with_batch(shape_, n);
+  const int64_t rows = n * s.oh * s.ow;
+  if (!preact && act != Act::Linear && !act_backward_done_by_next)
+    act_backward(act, y, dy, dy, rows, s.f);
+  if (vars.size() > 1 && vars[1].grad) bias_grad(dy, rows, s.f, vars[1].grad);
+  depthwise_backward(s, x[0], vars[0].var->data(), dy, dx[0], vars[0].grad, scratch_.data());
+}
+
 void Pool2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   if (max_)
     maxpool2d_forward(with_batch(shape_, n), x[0], y, ctx.training ? argmax() : nullptr);

@@ -2,6 +2,7 @@
 from .base import Layer, Variable
 from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPool2D, Conv1D,
                             Conv2D, Conv2DTranspose, Convolution1D, Convolution2D,
+                            DepthwiseConv2D, SeparableConv2D,
                             GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAvgPool1D,
                             GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D,
                             GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,

@@ -252,6 +252,172 @@ class Conv2DTranspose(_Conv):
         return c
 
 
+class _DepthwiseBase(Layer):
+    """What DepthwiseConv2D and SeparableConv2D share: the depthwise step's arguments."""
+
+    def __init__(self, kernel_size, strides, padding, depth_multiplier, data_format,
+                 dilation_rate, activation, use_bias, depthwise_initializer, bias_initializer,
+                 depthwise_regularizer, bias_regularizer, activity_regularizer,
+                 depthwise_constraint, bias_constraint, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, int) or \
+                depth_multiplier <= 0:
+            raise ValueError(f"depth_multiplier must be a positive integer. Received: "
+                             f"depth_multiplier={depth_multiplier!r}")
+        if activity_regularizer is not None:
+            raise ValueError(f"{type(self).__name__}: activity_regularizer is not supported by "
+                             f"ember yet. Received: {activity_regularizer!r}")
+        self.kernel_size = _int_tuple(kernel_size, 2, "kernel_size")
+        self.strides = _int_tuple(strides, 2, "strides")
+        self.padding = _padding(padding)
+        self.data_format = _data_format(data_format)
+        self.dilation_rate = _int_tuple(dilation_rate, 2, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"`strides > 1` not supported in conjunction with "
+                             f"`dilation_rate > 1`. Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.depth_multiplier = depth_multiplier
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.depthwise_regularizer = regularizers.get(depthwise_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+
+    def _depthwise_shape(self, input_shape):
+        _check_image(self, input_shape, 2)
+        out = tuple(output_length(input_shape[i], self.kernel_size[i], self.strides[i],
+                                  self.dilation_rate[i], self.padding) for i in range(2))
+        if min(out) <= 0:
+            raise ValueError(f"Computed output size would be zero or negative in layer "
+                             f"'{self.name}': the input {tuple(input_shape[:2])} is smaller "
+                             f"than the kernel {self.kernel_size} under padding='valid'")
+        return out + (input_shape[-1] * self.depth_multiplier,)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                 depth_multiplier=self.depth_multiplier, data_format=self.data_format,
+                 dilation_rate=self.dilation_rate, activation=self.activation,
+                 use_bias=self.use_bias,
+                 depthwise_initializer=initializers.serialize(self.depthwise_initializer),
+                 bias_initializer=initializers.serialize(self.bias_initializer),
+                 depthwise_regularizer=regularizers.serialize(self.depthwise_regularizer),
+                 bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                 activity_regularizer=None,
+                 depthwise_constraint=constraints.serialize(self.depthwise_constraint),
+                 bias_constraint=constraints.serialize(self.bias_constraint))
+        return c
+
+
+class DepthwiseConv2D(_DepthwiseBase):
+    """A 2-D convolution of each input channel with its own depth_multiplier filters
+    (MobileNet's building block).
+
+    Input shape: (batch, height, width, channels).
+    Output shape: (batch, new_height, new_width, channels * depth_multiplier).
+    Weights: kernel (kh, kw, channels, depth_multiplier), bias (channels * dm,).
+    """
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, activation, use_bias, depthwise_initializer,
+                         bias_initializer, depthwise_regularizer, bias_regularizer,
+                         activity_regularizer, depthwise_constraint, bias_constraint, **kwargs)
+
+    def build(self, input_shape):
+        _check_image(self, input_shape, 2)
+        c = input_shape[-1]
+        self.kernel = self.add_weight(self.kernel_size + (c, self.depth_multiplier),
+                                      self.depthwise_initializer, "kernel",
+                                      regularizer=self.depthwise_regularizer,
+                                      constraint=self.depthwise_constraint)
+        self.bias = (self.add_weight((c * self.depth_multiplier,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._depthwise_shape(input_shape)
+
+    def _lower(self, graph, x):
+        return graph.add_depthwise(x, self.kernel._storage,
+                                   self.bias._storage if self.bias is not None else None,
+                                   self.strides, self.dilation_rate, self.padding,
+                                   self.activation)
+
+
+class SeparableConv2D(_DepthwiseBase):
+    """A depthwise convolution, then a 1x1 convolution to `filters` channels (with the
+    bias and the activation).
+
+    Weights: depthwise_kernel (kh, kw, channels, dm), pointwise_kernel (1, 1, channels *
+    dm, filters), bias (filters,).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
+                         dilation_rate, activation, use_bias, depthwise_initializer,
+                         bias_initializer, depthwise_regularizer, bias_regularizer,
+                         activity_regularizer, depthwise_constraint, bias_constraint, **kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"Invalid value for argument `filters`. Expected a strictly "
+                             f"positive value. Received filters={filters!r}.")
+        self.filters = filters
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
+
+    def build(self, input_shape):
+        _check_image(self, input_shape, 2)
+        c = input_shape[-1]
+        dm = self.depth_multiplier
+        self.depthwise_kernel = self.add_weight(self.kernel_size + (c, dm),
+                                                self.depthwise_initializer, "depthwise_kernel",
+                                                regularizer=self.depthwise_regularizer,
+                                                constraint=self.depthwise_constraint)
+        self.pointwise_kernel = self.add_weight((1, 1, c * dm, self.filters),
+                                                self.pointwise_initializer, "pointwise_kernel",
+                                                regularizer=self.pointwise_regularizer,
+                                                constraint=self.pointwise_constraint)
+        self.bias = (self.add_weight((self.filters,), self.bias_initializer, "bias",
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return self._depthwise_shape(input_shape)[:2] + (self.filters,)
+
+    def _lower(self, graph, x):
+        x = graph.add_depthwise(x, self.depthwise_kernel._storage, None, self.strides,
+                                self.dilation_rate, self.padding, "linear")
+        return graph.add_conv2d(x, self.pointwise_kernel._storage,
+                                self.bias._storage if self.bias is not None else None,
+                                (1, 1), (1, 1), "valid", self.activation)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(filters=self.filters,
+                 pointwise_initializer=initializers.serialize(self.pointwise_initializer),
+                 pointwise_regularizer=regularizers.serialize(self.pointwise_regularizer),
+                 pointwise_constraint=constraints.serialize(self.pointwise_constraint))
+        return c
+
+
 class Conv1D(_Conv):
     """1-D convolution over sequences: output = activation(conv1d(input, kernel) + bias).
 
