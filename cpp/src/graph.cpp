@@ -352,6 +352,17 @@ void Graph::plan_training() {
     }
   }
   opt_vars_ = std::move(opt_vars);
+  // Which outputs fuse their loss into the activation producing them (the loss then
+  // takes that activation, and the producer's backward starts at the pre-activation).
+  loss_act_.assign(outputs_.size(), Act::Linear);
+  preact_.assign(nodes_.size(), false);
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    if (!fused_loss(static_cast<int>(o))) continue;
+    int p = values_[outputs_[o]].producer;
+    while (nodes_[p]->is_view()) p = values_[nodes_[p]->inputs[0]].producer;
+    loss_act_[o] = nodes_[p]->act;
+    preact_[p] = true;
+  }
   // The value-gradient pool: as many buffers as backward ever holds at once.
   grad_width_ = widest;
   const int count = run_backward(0, true, nullptr);
@@ -503,25 +514,19 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
 
   // The losses' gradients at the outputs (or at the pre-activation when fused).
   const float scale = 1.f / static_cast<float>(std::max<int64_t>(n, 1));
-  preact_.assign(nodes_.size(), false);
   for (size_t o = 0; o < outputs_.size(); ++o) {
     const OutputSpec& s = specs_[o];
     if (!s.has_loss) continue;
     const int v = outputs_[o];
-    const bool fused = fused_loss(static_cast<int>(o));
-    int p = values_[v].producer;
-    while (p >= 0 && nodes_[p]->is_view()) p = values_[nodes_[p]->inputs[0]].producer;
-    if (fused) preact_[p] = true;
-    const bool wanted = p >= 0 && needs_grad_[v];
+    const bool wanted = values_[v].producer >= 0 && needs_grad_[v];
     if (wanted) gbuf_[v] = alloc();
     if (dry) continue;
     const int64_t c = values_[v].size;
-    const Act act = fused ? nodes_[p]->act : Act::Linear;
     double sum;
     if (wanted)
-      sum = loss_forward_backward<float>(s.loss, s.from_logits, act, val_[v], labels_ptr_[o],
-                                         y_ptr_[o], sw_ptr_, pool(gbuf_[v]), n, c,
-                                         scale * s.weight, s.param);
+      sum = loss_forward_backward<float>(s.loss, s.from_logits, loss_act_[o], val_[v],
+                                         labels_ptr_[o], y_ptr_[o], sw_ptr_, pool(gbuf_[v]), n,
+                                         c, scale * s.weight, s.param);
     else
       sum = loss_forward<float>(s.loss, s.from_logits, val_[v], labels_ptr_[o], y_ptr_[o],
                                 sw_ptr_, n, c, s.param);

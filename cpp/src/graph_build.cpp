@@ -113,6 +113,17 @@ static void check_var(const VariablePtr& v, const std::vector<int64_t>& shape,
                                 shape_str(shape) + ". Received: " + shape_str(v->shape()));
 }
 
+// A layer with weights and an activation: the activation rides in the node's output
+// unless its derivative needs its input, when it runs as a node of its own.
+int Graph::add_weighted(std::unique_ptr<Node> node, int x, std::vector<int64_t> out_shape,
+                        std::vector<VariablePtr> vars, Act act, bool pass_mask) {
+  const bool split = act_needs_input(act);
+  node->act = split ? Act::Linear : act;
+  const int y = add_node(std::move(node), {x}, std::move(out_shape), std::move(vars));
+  if (pass_mask) values_[y].mask = values_[x].mask;
+  return split ? add_activation(y, act) : y;
+}
+
 int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   const std::vector<int64_t>& in = values_.at(check_value(x, "Dense")).shape;
   if (!kernel || kernel->shape().size() != 2)
@@ -122,12 +133,8 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   if (bias) check_var(bias, {units}, "Dense", "bias");
   std::vector<int64_t> out = in;
   out.back() = units;
-  auto node = std::make_unique<DenseNode>();
-  // An activation whose derivative needs its input runs as a node of its own.
-  node->act = act_needs_input(act) ? Act::Linear : act;
-  int y = add_node(std::move(node), {x}, out, {kernel, bias});
-  values_[y].mask = values_[x].mask;  // Dense maps each step: the mask passes, as in Keras
-  return act_needs_input(act) ? add_activation(y, act) : y;
+  // Dense maps each step: the mask passes, as in Keras.
+  return add_weighted(std::make_unique<DenseNode>(), x, out, {kernel, bias}, act, true);
 }
 
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
@@ -146,10 +153,8 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
                                dh, dw, same && !causal);
   s.w = in[1];
   s.pad_left += causal_pad;
-  auto node = std::make_unique<Conv2DNode>(s);
-  node->act = act_needs_input(act) ? Act::Linear : act;
-  const int y = add_node(std::move(node), {x}, {s.oh, s.ow, k[3]}, {kernel, bias});
-  return act_needs_input(act) ? add_activation(y, act) : y;
+  return add_weighted(std::make_unique<Conv2DNode>(s), x, {s.oh, s.ow, k[3]}, {kernel, bias},
+                      act);
 }
 
 int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
@@ -176,10 +181,8 @@ int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int
   if (s.oh != in[0] || s.ow != in[1])
     throw std::invalid_argument("Conv2DTranspose: no convolution maps " +
                                 shape_str({oh, ow, k[2]}) + " to " + shape_str(in));
-  auto node = std::make_unique<Conv2DTransposeNode>(s);
-  node->act = act_needs_input(act) ? Act::Linear : act;
-  const int y = add_node(std::move(node), {x}, {oh, ow, k[2]}, {kernel, bias});
-  return act_needs_input(act) ? add_activation(y, act) : y;
+  return add_weighted(std::make_unique<Conv2DTransposeNode>(s), x, {oh, ow, k[2]},
+                      {kernel, bias}, act);
 }
 
 int Graph::add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
@@ -196,10 +199,8 @@ int Graph::add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh
   const int64_t f = in[2] * k[3];
   if (bias) check_var(bias, {f}, "DepthwiseConv2D", "bias");
   const Conv2DShape s = conv2d_shape(1, in[0], in[1], in[2], k[0], k[1], f, sh, sw, dh, dw, same);
-  auto node = std::make_unique<DepthwiseNode>(s);
-  node->act = act_needs_input(act) ? Act::Linear : act;
-  const int y = add_node(std::move(node), {x}, {s.oh, s.ow, f}, {kernel, bias});
-  return act_needs_input(act) ? add_activation(y, act) : y;
+  return add_weighted(std::make_unique<DepthwiseNode>(s), x, {s.oh, s.ow, f}, {kernel, bias},
+                      act);
 }
 
 int Graph::add_upsample(int x, int64_t sh, int64_t sw) {

@@ -44,7 +44,7 @@ class Constraint:
 
     def __call__(self, w):
         """The constrained value of w, in NumPy (the core applies the same rule)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(w)")
 
     def _norms(self, w):
         rows = self._rows(w.shape)

@@ -167,6 +167,8 @@ class Graph {
                std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,
                int data_inputs = -1);
   int check_value(int v, const char* who) const;
+  int add_weighted(std::unique_ptr<Node> node, int x, std::vector<int64_t> out_shape,
+                   std::vector<VariablePtr> vars, Act act, bool pass_mask = false);
   int merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const;
   void finalize();
   void fuse_embedding_max_pool();
@@ -246,7 +248,8 @@ class Graph {
   std::vector<const float*> y_ptr_;
   const float* sw_ptr_ = nullptr;
   std::vector<int> gbuf_, pool_free_, pool_refs_;
-  std::vector<bool> preact_;
+  std::vector<bool> preact_;   // per node: its loss gradient arrives at the pre-activation
+  std::vector<Act> loss_act_;  // per output: the activation its loss is fused with
   std::vector<int> grown_;
   std::vector<std::pair<int, int>> pending_adds_;
 

@@ -10,6 +10,18 @@ static Shape with_batch(Shape s, int64_t n) {
   return s;
 }
 
+// y (rows, f) += the node's bias (its second variable, when it has one), then its
+// activation: the epilogue of the nodes whose product does not fuse them.
+static void bias_and_activation(const Node& node, float* y, int64_t rows, int64_t f) {
+  if (node.vars.size() > 1) {
+    const float* b = node.vars[1].var->data();
+#pragma omp parallel for schedule(static) if (rows * f > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < f; ++j) y[r * f + j] += b[j];
+  }
+  if (node.act != Act::Linear) act_forward(node.act, y, y, rows, f);
+}
+
 void Conv2DNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const float* b = vars.size() > 1 ? vars[1].var->data() : nullptr;
   conv2d_forward(with_batch(shape_, n), x[0], vars[0].var->data(), b, y, act);
@@ -27,14 +39,8 @@ void Conv2DTransposeNode::forward(const StepCtx&, const float* const* x, float* 
                                   int64_t n) {
   const Conv2DShape s = with_batch(shape_, n);
   conv2d_backward(s, nullptr, vars[0].var->data(), x[0], y, nullptr, nullptr);
-  const int64_t rows = n * s.h * s.w, f = s.c;
-  if (vars.size() > 1) {
-    const float* b = vars[1].var->data();
-#pragma omp parallel for schedule(static) if (rows * f > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < f; ++j) y[r * f + j] += b[j];
-  }
-  if (act != Act::Linear) act_forward(act, y, y, rows, f);
+  const int64_t rows = n * s.h * s.w;
+  bias_and_activation(*this, y, rows, s.c);
 }
 
 // x (n, oh, ow, channels) is the convolution's output, dy (n, h, w, filters) its input:
@@ -57,14 +63,7 @@ void DepthwiseNode::plan(int64_t n) { scratch_.resize(depthwise_scratch(with_bat
 void DepthwiseNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const Conv2DShape s = with_batch(shape_, n);
   depthwise_forward(s, x[0], vars[0].var->data(), y);
-  const int64_t rows = n * s.oh * s.ow;
-  if (vars.size() > 1) {
-    const float* b = vars[1].var->data();
-#pragma omp parallel for schedule(static) if (rows * s.f > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < s.f; ++j) y[r * s.f + j] += b[j];
-  }
-  if (act != Act::Linear) act_forward(act, y, y, rows, s.f);
+  bias_and_activation(*this, y, n * s.oh * s.ow, s.f);
 }
 
 void DepthwiseNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,

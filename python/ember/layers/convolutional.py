@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import activations, constraints, initializers, regularizers
 from .base import Layer
+from .core import _unsupported
 
 
 def _int_tuple(value, n, name, allow_none=False):
@@ -82,10 +83,7 @@ class _Conv(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        for arg, value in (("activity_regularizer", activity_regularizer),):
-            if value is not None:
-                raise ValueError(f"{type(self).__name__}: {arg} is not supported by ember yet. "
-                                 f"Received: {arg}={value!r}")
+        _unsupported(self, activity_regularizer=activity_regularizer)
         r = self.rank
         self.filters = int(filters)
         self.kernel_size = _int_tuple(kernel_size, r, "kernel_size")
@@ -264,9 +262,7 @@ class _DepthwiseBase(Layer):
                 depth_multiplier <= 0:
             raise ValueError(f"depth_multiplier must be a positive integer. Received: "
                              f"depth_multiplier={depth_multiplier!r}")
-        if activity_regularizer is not None:
-            raise ValueError(f"{type(self).__name__}: activity_regularizer is not supported by "
-                             f"ember yet. Received: {activity_regularizer!r}")
+        _unsupported(self, activity_regularizer=activity_regularizer)
         self.kernel_size = _int_tuple(kernel_size, 2, "kernel_size")
         self.strides = _int_tuple(strides, 2, "strides")
         self.padding = _padding(padding)

@@ -3,9 +3,24 @@ import numbers
 
 from .. import initializers
 from .base import Layer
+from .core import _unsupported
 
 
-class BatchNormalization(Layer):
+class _Normalization(Layer):
+    """What the normalization layers share: a learned per-channel scale (gamma, when
+    `scale`) and shift (beta, when `center`)."""
+
+    def _add_gamma_beta(self, channels):
+        c = (channels,)
+        self.gamma = self.add_weight(c, self.gamma_initializer, "gamma") if self.scale else None
+        self.beta = self.add_weight(c, self.beta_initializer, "beta") if self.center else None
+
+    def _gamma_beta_storage(self):
+        """The core storage of gamma and beta (None where the layer has none)."""
+        return tuple(None if w is None else w._storage for w in (self.gamma, self.beta))
+
+
+class BatchNormalization(_Normalization):
     """Normalizes each channel (the last axis) with the batch's statistics in training
     and with moving statistics at inference: y = (x - mean) / sqrt(var + epsilon) *
     gamma + beta.
@@ -46,13 +61,9 @@ class BatchNormalization(Layer):
         if not epsilon > 0:
             raise ValueError(f"BatchNormalization: epsilon must be positive. Received: "
                              f"epsilon={epsilon}")
-        for name, value in (("beta_regularizer", beta_regularizer),
-                            ("gamma_regularizer", gamma_regularizer),
-                            ("beta_constraint", beta_constraint),
-                            ("gamma_constraint", gamma_constraint)):
-            if value is not None:
-                raise ValueError(f"BatchNormalization: {name} is not supported by ember yet. "
-                                 f"Received: {name}={value!r}")
+        _unsupported(self, beta_regularizer=beta_regularizer,
+                     gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                     gamma_constraint=gamma_constraint)
         self.axis = axis
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -71,8 +82,7 @@ class BatchNormalization(Layer):
                              f"axis only (axis=-1, channels_last). Received: axis={self.axis} "
                              f"for inputs of rank {rank}")
         c = (input_shape[-1],)
-        self.gamma = self.add_weight(c, self.gamma_initializer, "gamma") if self.scale else None
-        self.beta = self.add_weight(c, self.beta_initializer, "beta") if self.center else None
+        self._add_gamma_beta(input_shape[-1])
         self.moving_mean = self.add_weight(c, self.moving_mean_initializer, "moving_mean",
                                            trainable=False)
         self.moving_variance = self.add_weight(c, self.moving_variance_initializer,
@@ -80,9 +90,7 @@ class BatchNormalization(Layer):
         self.built = True
 
     def _lower(self, graph, x):
-        y = graph.add_batch_norm(x, self.gamma._storage if self.gamma is not None else None,
-                                 self.beta._storage if self.beta is not None else None,
-                                 self.moving_mean._storage, self.moving_variance._storage,
+        y = graph.add_batch_norm(x, *self._gamma_beta_storage(), self.moving_mean._storage, self.moving_variance._storage,
                                  self.epsilon, self.momentum)
         graph.note_mode(self, y)  # frozen: inference mode inside training steps
         return y
@@ -101,7 +109,7 @@ class BatchNormalization(Layer):
         return c
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """Normalizes each sample over its last axis: y = (x - mean) / sqrt(var + epsilon) *
     gamma + beta, with the mean and variance of that sample's last axis (the same in
     training and at inference).
@@ -131,13 +139,9 @@ class LayerNormalization(Layer):
         if rms_scaling:
             raise ValueError("LayerNormalization: rms_scaling=True is not supported by "
                              "ember yet")
-        for name, value in (("beta_regularizer", beta_regularizer),
-                            ("gamma_regularizer", gamma_regularizer),
-                            ("beta_constraint", beta_constraint),
-                            ("gamma_constraint", gamma_constraint)):
-            if value is not None:
-                raise ValueError(f"LayerNormalization: {name} is not supported by ember yet. "
-                                 f"Received: {name}={value!r}")
+        _unsupported(self, beta_regularizer=beta_regularizer,
+                     gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                     gamma_constraint=gamma_constraint)
         self.axis = axes
         self.epsilon = float(epsilon)
         self.center = bool(center)
@@ -150,15 +154,11 @@ class LayerNormalization(Layer):
         if self.axis[0] not in (-1, rank - 1):
             raise ValueError(f"LayerNormalization '{self.name}': ember normalizes the last "
                              f"axis only. Received: axis={self.axis} for inputs of rank {rank}")
-        c = (input_shape[-1],)
-        self.gamma = self.add_weight(c, self.gamma_initializer, "gamma") if self.scale else None
-        self.beta = self.add_weight(c, self.beta_initializer, "beta") if self.center else None
+        self._add_gamma_beta(input_shape[-1])
         self.built = True
 
     def _lower(self, graph, x):
-        return graph.add_layer_norm(x, self.gamma._storage if self.gamma is not None else None,
-                                    self.beta._storage if self.beta is not None else None,
-                                    self.epsilon)
+        return graph.add_layer_norm(x, *self._gamma_beta_storage(), self.epsilon)
 
     def get_config(self):
         c = super().get_config()
@@ -171,7 +171,7 @@ class LayerNormalization(Layer):
         return c
 
 
-class GroupNormalization(Layer):
+class GroupNormalization(_Normalization):
     """Normalizes each sample's channels in `groups` groups: every group over all its
     positions and channels, then gamma and beta per channel.
 
@@ -198,13 +198,9 @@ class GroupNormalization(Layer):
                 not epsilon > 0:
             raise ValueError(f"GroupNormalization: epsilon must be a positive number. "
                              f"Received: epsilon={epsilon!r}")
-        for name, value in (("beta_regularizer", beta_regularizer),
-                            ("gamma_regularizer", gamma_regularizer),
-                            ("beta_constraint", beta_constraint),
-                            ("gamma_constraint", gamma_constraint)):
-            if value is not None:
-                raise ValueError(f"GroupNormalization: {name} is not supported by ember yet. "
-                                 f"Received: {name}={value!r}")
+        _unsupported(self, beta_regularizer=beta_regularizer,
+                     gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
+                     gamma_constraint=gamma_constraint)
         self.groups = groups
         self.axis = axis
         self.epsilon = float(epsilon)
@@ -218,15 +214,11 @@ class GroupNormalization(Layer):
         if c % self.groups:
             raise ValueError(f"Number of groups ({self.groups}) must be a multiple of the "
                              f"number of channels ({c}).")
-        self.gamma = self.add_weight((c,), self.gamma_initializer, "gamma") if self.scale else None
-        self.beta = self.add_weight((c,), self.beta_initializer, "beta") if self.center else None
+        self._add_gamma_beta(c)
         self.built = True
 
     def _lower(self, graph, x):
-        return graph.add_group_norm(x, self.groups,
-                                    self.gamma._storage if self.gamma is not None else None,
-                                    self.beta._storage if self.beta is not None else None,
-                                    self.epsilon)
+        return graph.add_group_norm(x, self.groups, *self._gamma_beta_storage(), self.epsilon)
 
     def get_config(self):
         c = super().get_config()
