@@ -546,14 +546,16 @@ PYBIND11_MODULE(_core, m) {
          py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f)
       .def_readwrite("iterations", &Optimizer::iterations)
       .def_property_readonly("num_slots", &Optimizer::num_slots)
-      // Views of v's slots (Keras's order), empty before v's first update.
-      .def("slots", [](py::object self, const std::shared_ptr<Variable>& v) {
+      // Views of v's slots (ember's order), empty before v's first update unless
+      // create is true (then they are made at their initial value).
+      .def("slots", [](py::object self, const std::shared_ptr<Variable>& v, bool create) {
         Optimizer& o = self.cast<Optimizer&>();
         py::list out;
-        if (auto* s = o.find_slots(v.get()))
+        auto* s = create ? &o.slots_for(v) : o.find_slots(v.get());
+        if (s)
           for (auto& b : *s) out.append(view(b.data(), v->shape(), self));
         return out;
-      }, py::arg("variable"));
+      }, py::arg("variable"), py::arg("create") = false);
 
   py::class_<Graph>(m, "Graph")
       .def(py::init<>())

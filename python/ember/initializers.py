@@ -35,6 +35,12 @@ class Initializer:
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        for key in ("input_axes", "output_axes"):  # Keras 3.12+: custom fan axes
+            if config.get(key) is not None:
+                raise ValueError(f"{cls.__name__}: ember cannot honour {key}="
+                                 f"{config[key]!r} (it computes fans from the last two axes)")
+            config.pop(key, None)
         return cls(**config)
 
 

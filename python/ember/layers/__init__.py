@@ -23,20 +23,14 @@ __all__ = sorted(name for name in dir() if not name.startswith("_") and name not
 
 
 def serialize(layer):
-    """{'class_name', 'config'} of a layer, Keras's layout."""
-    return {"module": "keras.layers", "class_name": type(layer).__name__,
-            "config": layer.get_config(), "registered_name": None}
+    """Keras 3's dict for a layer: module, class_name, config, registered_name and
+    (once built) build_config."""
+    from ..saving.serialization import serialize_layer
+    return serialize_layer(layer)
 
 
-def deserialize(config):
-    """A layer from serialize()'s output (InputLayer configs give the InputLayer)."""
-    name = config.get("class_name")
-    if name in ("Sequential", "Functional", "Model"):  # a model used as a layer
-        from .. import models
-        from ..models.functional import Functional
-        cls = Functional if name in ("Functional", "Model") else models.Sequential
-        return cls.from_config(config.get("config", {}))
-    cls = globals().get(name)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls is Layer:
-        raise ValueError(f"Unknown layer: {name!r}")
-    return cls.from_config(config.get("config", {}))
+def deserialize(config, custom_objects=None):
+    """A layer (or a nested model) from serialize()'s output, Keras 3's or Keras 2's."""
+    from ..saving.serialization import custom_object_scope, deserialize_layer
+    with custom_object_scope(custom_objects):
+        return deserialize_layer(config)

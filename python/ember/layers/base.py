@@ -298,13 +298,16 @@ class Layer:
 
     # -- config --------------------------------------------------------------------
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+        from ..saving.serialization import dtype_policy
+        return {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy()}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config.pop("dtype", None)
-        return cls(**config)
+        """The layer a config describes (Keras 3's or Keras 2's). Keys Keras writes that
+        ember has no argument for load when they hold the value ember honours; any
+        other value raises ValueError naming the key."""
+        from ..saving.serialization import layer_arguments
+        return cls(**layer_arguments(cls, config))
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -54,20 +54,24 @@ class InputLayer(Layer):
         self.built = True
 
     def get_config(self):
-        return {"batch_shape": (self.batch_size,) + self.shape, "dtype": self.input_dtype,
-                "sparse": False, "name": self.name}
+        return {"batch_shape": [self.batch_size, *self.shape], "dtype": self.input_dtype,
+                "sparse": False, "ragged": False, "name": self.name, "optional": False}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        batch_shape = config.pop("batch_shape", None)
+        batch_shape = config.pop("batch_shape", config.pop("batch_input_shape", None))
         if batch_shape is not None:
             config["shape"] = tuple(batch_shape)[1:]
             config["batch_size"] = batch_shape[0]
-        config.pop("sparse", None)
         dtype = config.pop("dtype", None)
         if isinstance(dtype, dict):  # Keras 3's DTypePolicy form
             dtype = dtype.get("config", {}).get("name")
+        for key in ("sparse", "ragged", "optional"):
+            if config.get(key, False) is not False:
+                raise ValueError(f"InputLayer '{config.get('name')}': ember cannot honour "
+                                 f"{key}={config[key]!r}")
+            config.pop(key, None)
         return cls(dtype=dtype, **config)
 
 

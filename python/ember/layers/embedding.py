@@ -102,12 +102,5 @@ class Embedding(Layer):
                  quantization_config=None)
         return c
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config.pop("activity_regularizer", None)
-        config.pop("dtype", None)
-        return cls(**config)
-
 
 __all__ = ["Embedding"]

@@ -10,8 +10,9 @@ called several times (shared weights), merge layers join branches, and a model m
 called on a tensor like a layer. get_config writes Keras's functional layout (layers
 with their inbound nodes, input_layers, output_layers).
 """
-from ..layers.base import Layer
+
 from ..layers.core import InputLayer, KerasTensor
+from ..saving.serialization import deserialize_layer, serialize_layer
 from .model import Model
 
 
@@ -175,14 +176,9 @@ class Functional(Model):
 
         layers = []
         for layer in self.layers:
-            entry = {"module": "keras.layers", "class_name": type(layer).__name__,
-                     "config": layer.get_config(), "registered_name": None,
-                     "name": layer.name, "inbound_nodes": []}
-            if isinstance(layer, Model):
-                entry["module"] = "keras"
+            entry = serialize_layer(layer)
+            entry.update(name=layer.name, inbound_nodes=[])
             calls = node_ids.get(id(layer), [])
-            if calls and type(layer).build is not Layer.build and not layer._takes_list:
-                entry["build_config"] = {"input_shape": tuple(calls[0]._inputs[0].shape)}
             for t in calls:
                 args = [history(p) for p in t._inputs]
                 entry["inbound_nodes"].append(
@@ -198,7 +194,8 @@ class Functional(Model):
 
     @classmethod
     def from_config(cls, config):
-        from ..layers import deserialize
+        """Keras 3's functional config, or Keras 2's (inbound nodes as
+        [[layer_name, node_index, tensor_index, kwargs], ...])."""
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("A functional model config needs a list of 'layers'")
         made, tensors = {}, {}
@@ -206,7 +203,7 @@ class Functional(Model):
             if not isinstance(entry, dict):
                 raise ValueError(f"Each layer of a functional config must be a dict. "
                                  f"Received: {entry!r:.80}")
-            layer = _deserialize(entry, deserialize)
+            layer = deserialize_layer(entry)
             name = entry.get("name", layer.name)
             made[name] = layer
             if isinstance(layer, InputLayer):
@@ -214,22 +211,18 @@ class Functional(Model):
                 layer._output_tensor = tensors[(name, 0)]
                 continue
             for k, node in enumerate(entry.get("inbound_nodes") or []):
-                args = node.get("args", []) if isinstance(node, dict) else []
-                if len(args) != 1:
-                    raise ValueError(f"Layer '{name}' must be called on one tensor or one "
-                                     f"list of tensors. Received {len(args)} arguments")
-                refs = args[0] if isinstance(args[0], list) else [args[0]]
+                refs, as_list = _node_refs(node, name)
                 ins = []
-                for ref in refs:
-                    hist = ref.get("config", {}).get("keras_history", [None, 0, 0]) \
-                        if isinstance(ref, dict) else [None, 0, 0]
+                for hist in refs:
                     key = (hist[0], hist[1])
                     if key not in tensors:
                         raise ValueError(f"Layer '{name}' is called on '{hist[0]}' (call "
                                          f"{hist[1]}), which no earlier layer of this config "
                                          f"makes")
                     ins.append(tensors[key])
-                tensors[(name, k)] = layer(ins if isinstance(args[0], list) else ins[0])
+                if as_list is None:
+                    as_list = layer._takes_list
+                tensors[(name, k)] = layer(ins if as_list else ins[0])
 
         def ends(refs):
             single = refs and not isinstance(refs[0], list)
@@ -244,10 +237,26 @@ class Functional(Model):
                    name=config.get("name"), trainable=config.get("trainable", True))
 
 
-def _deserialize(entry, deserialize):
-    """A layer, or a nested model, from a functional config entry."""
-    from .. import models
-    cls = getattr(models, entry.get("class_name", ""), None)
-    if isinstance(cls, type) and issubclass(cls, Model):
-        return (Functional if cls is Model else cls).from_config(entry.get("config", {}))
-    return deserialize(entry)
+def _node_refs(node, name):
+    """([[layer name, node index, tensor index], ...], whether the call passed a list,
+    None where Keras 2's form leaves it to the layer) of one inbound node, Keras 3's
+    form ({"args": [...], "kwargs": {}}) or Keras 2's ([[name, node, tensor, kwargs],
+    ...])."""
+    if isinstance(node, dict):
+        args = node.get("args", [])
+        if len(args) != 1:
+            raise ValueError(f"Layer '{name}' must be called on one tensor or one list of "
+                             f"tensors. Received {len(args)} arguments")
+        as_list = isinstance(args[0], list)
+        refs = args[0] if as_list else [args[0]]
+        return [r.get("config", {}).get("keras_history", [None, 0, 0])
+                if isinstance(r, dict) else [None, 0, 0] for r in refs], as_list
+    if isinstance(node, list) and node and all(isinstance(r, list) and len(r) >= 3
+                                               for r in node):
+        for r in node:
+            if len(r) > 3 and r[3]:
+                raise ValueError(f"Layer '{name}' is called with keyword arguments {r[3]!r}, "
+                                 f"which ember does not take")
+        return [r[:3] for r in node], None
+    raise ValueError(f"Layer '{name}' has an inbound node ember cannot read: {node!r:.80}")
+

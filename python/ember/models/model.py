@@ -1093,9 +1093,11 @@ class Model(Layer):
 
     def to_json(self, **kwargs):
         """The model's architecture (no weights) as Keras's JSON: {"module", "class_name",
-        "config", ...}; `ember.models.model_from_json` reads it back."""
+        "config", "build_config", "compile_config"}; `ember.models.model_from_json`
+        reads it back."""
         import json
-        return json.dumps(saving.serialize_model(self), **kwargs)
+        from ..saving.keras_format import model_json
+        return json.dumps(model_json(self), **kwargs)
 
     # -- weights ----------------------------------------------------------------------------
     def _unique(self, attr):
@@ -1180,20 +1182,25 @@ class Model(Layer):
 
     # -- saving ------------------------------------------------------------------------
     def save(self, filepath, overwrite=True, zipped=None, **kwargs):
-        """Saves config, weights and compile arguments to a `.keras` path, atomically
-        (in ember's own format until the Keras format lands; see ember.saving)."""
-        saving.save_model(self, filepath, overwrite)
+        """Saves config, weights, compile arguments and the optimizer's state, atomically:
+        Keras 3's archive for a `.keras` path, the legacy HDF5 format for `.h5`."""
+        saving.save_model(self, filepath, overwrite, zipped, **kwargs)
 
     def save_weights(self, filepath, overwrite=True):
-        """Saves the weights to a `.weights.h5` path, atomically (ember's format)."""
+        """Saves the weights (and the optimizer's state) to a `.weights.h5` path in
+        Keras 3's layout, atomically."""
         saving.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        """Loads weights written by save_weights (or the weights of a saved model)."""
-        saving.load_weights(self, filepath)
+        """Loads weights from a `.weights.h5`, `.keras` or legacy `.h5` file; with
+        skip_mismatch, layers whose weights do not fit are skipped with a warning."""
+        if kwargs:
+            raise ValueError(f"Invalid keyword arguments: {kwargs}")
+        saving.load_weights(self, filepath, skip_mismatch)
 
     def _compile_config(self):
-        """compile()'s arguments as JSON-able values (lists and dicts per output kept)."""
+        """compile()'s arguments in Keras 3's compile_config (lists and dicts per output
+        kept; names stay names)."""
         def tree(v, leaf):
             if isinstance(v, dict):
                 return {k: tree(x, leaf) for k, x in v.items()}
@@ -1201,13 +1208,20 @@ class Model(Layer):
                 return [tree(x, leaf) for x in v]
             return v if v is None or isinstance(v, str) else leaf(v)
 
+        def loss(v):
+            return losses_mod.serialize(losses_mod.get(v))
+
         def metric(m):
-            return {"class_name": type(m).__name__, "config": m.get_config()}
+            if not hasattr(m, "get_config"):
+                return getattr(m, "__name__", str(m))
+            return {"module": "keras.metrics", "class_name": type(m).__name__,
+                    "config": m.get_config(), "registered_name": None}
         return {"optimizer": optimizers_mod.serialize(self.optimizer),
-                "loss": tree(self.loss, losses_mod.serialize),
+                "loss": tree(self._loss_arg, loss),
                 "loss_weights": self._loss_weights_arg,
-                "metrics": tree(self._metric_ids, metric),
-                "weighted_metrics": tree(self._weighted_ids, metric)}
+                "metrics": tree(self._metric_ids, metric) or None,
+                "weighted_metrics": tree(self._weighted_ids, metric) or None,
+                "run_eagerly": False, "steps_per_execution": 1, "jit_compile": True}
 
     @staticmethod
     def _compile_from_config(config):

@@ -1,6 +1,8 @@
 """Sequential: a plain stack of layers."""
 from ..layers.base import Layer
 from ..layers.core import InputLayer, KerasTensor
+from ..saving.serialization import (deserialize_layer, dtype_policy, float32_policy,
+                                     serialize_layer)
 from .model import Model
 
 
@@ -79,18 +81,26 @@ class Sequential(Model):
         if inp is None and self.built and self.input_shape is not None:
             inp = InputLayer(shape=tuple(self.input_shape[1:]), name=f"{self.name}_input")
         if inp is not None:
-            layers.append({"class_name": "InputLayer", "config": inp.get_config()})
-        for layer in self._layers:
-            layers.append({"class_name": type(layer).__name__, "config": layer.get_config()})
-        config = {"name": self.name, "trainable": self.trainable, "layers": layers}
+            layers.append(serialize_layer(inp))
+        layers += [serialize_layer(layer) for layer in self._layers]
+        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy(),
+                  "layers": layers}
         if inp is not None:
-            config["build_input_shape"] = (None,) + tuple(inp.shape)
+            config["build_input_shape"] = [None, *inp.shape]
         return config
 
     @classmethod
     def from_config(cls, config):
-        from ..layers import deserialize
+        """Keras 3's and Keras 2's Sequential configs (the input shape from an InputLayer
+        entry, a first layer's batch_input_shape, or build_input_shape)."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers", []), list):
+            raise ValueError(f"A Sequential config needs a list of 'layers'. Received: "
+                             f"{config!r:.100}")
+        float32_policy(config.get("dtype"), f"Sequential '{config.get('name')}'")
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for entry in config.get("layers", []):
-            model.add(deserialize(entry))
+            model.add(deserialize_layer(entry))
+        shape = config.get("build_input_shape")
+        if not model.built and shape is not None and model.layers:
+            model.build(shape)
         return model

@@ -182,16 +182,100 @@ class Optimizer:
         return not (self._exclude_names is not None and self._exclude_names.search(variable.name))
 
     # -- engine -------------------------------------------------------------------------
-    def _attach(self, graph):
-        """Hands the graph this optimizer's core (its slots are keyed by variable, so
-        every model compiled with this optimizer shares them, as in Keras)."""
+    def _ensure_core(self):
         if self._core is None:
             self._core = _core.Optimizer(
                 self._kind, weight_decay=self.weight_decay or 0.0,
                 clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
                 global_clipnorm=self.global_clipnorm or 0.0, **self._core_args())
             self._core.iterations = self._iterations
-        graph.set_optimizer(self._core)
+        return self._core
+
+    def _attach(self, graph):
+        """Hands the graph this optimizer's core (its slots are keyed by variable, so
+        every model compiled with this optimizer shares them, as in Keras)."""
+        graph.set_optimizer(self._ensure_core())
+
+    # -- state, in Keras's layout ---------------------------------------------------------
+    # Keras's optimizer variables: the iteration count, the learning rate (unless it is a
+    # schedule or a callable), then per trainable variable the slots. Slots Keras creates
+    # in one call are interleaved per variable (Adam: m0, v0, m1, v1, ...); separate
+    # calls follow one another (Adam's velocity_hat block after them). _slot_blocks gives
+    # ember's slot indices in that layout.
+    def _slot_blocks(self):
+        return [(0,)] if self._ensure_core().num_slots else []
+
+    def _has_lr_variable(self):
+        return not callable(self._learning_rate)
+
+    def _extra_state(self):
+        """Scalars Keras keeps after the slots (Nadam's momentum product)."""
+        return []
+
+    def _state_built(self):
+        """Whether Keras would have built its slot variables (after the first update)."""
+        return self._core is not None and self._core.iterations > 0
+
+    def _base_state(self):
+        out = [np.array(int(self.iterations), dtype=np.int32)]
+        if self._has_lr_variable():
+            out.append(np.array(self._current_learning_rate(), dtype=np.float32))
+        return out
+
+    def _keras_state(self, variables):
+        """The optimizer's variables in Keras's order for the trainable `variables`."""
+        out = self._base_state()
+        if not self._state_built():
+            return out
+        core = self._ensure_core()
+        slots = [core.slots(v._storage, True) for v in variables]
+        for block in self._slot_blocks():
+            for s, v in zip(slots, variables):
+                out.extend(np.array(s[k]).reshape(v.shape) for k in block)
+        return out + self._extra_state()
+
+    def _load_keras_state(self, arrays, variables, where):
+        """Sets the iteration count, the learning rate and (when the file holds them)
+        the slots from Keras's layout. Every array is checked before anything changes;
+        a count that matches neither layout is skipped with a warning, as Keras does.
+        Returns the assignments to make (a callable), so a caller can check everything
+        first."""
+        base = self._base_state()
+        full = len(base) + sum(len(b) for b in self._slot_blocks()) * len(variables) + \
+            len(self._extra_state())
+        if len(arrays) not in (len(base), full):
+            warnings.warn(f"{where}: skipping the optimizer's state: optimizer "
+                          f"'{self.name}' has {full} variables for this model, the file "
+                          f"holds {len(arrays)}", stacklevel=4)
+            return lambda: None
+        expected = [()] * len(base)
+        if len(arrays) == full:
+            expected += [tuple(v.shape) for b in self._slot_blocks() for v in variables
+                         for _ in b] + [()] * len(self._extra_state())
+        arrays = [np.asarray(a) for a in arrays]
+        for i, (a, shape) in enumerate(zip(arrays, expected)):
+            if a.shape != shape or a.dtype.kind not in "fiu" or \
+                    (a.dtype.kind == "f" and not np.all(np.isfinite(a))):
+                raise ValueError(f"{where}: optimizer variable {i} has shape {a.shape} and "
+                                 f"dtype {a.dtype}; expected shape {shape} of finite numbers")
+        if arrays[0].dtype.kind not in "iu" or int(arrays[0]) < 0:
+            raise ValueError(f"{where}: the optimizer's iteration count must be a "
+                             f"non-negative integer. Received: {arrays[0]!r}")
+
+        def assign():
+            self.iterations = int(arrays[0])
+            if self._has_lr_variable():
+                self._learning_rate = _check_lr(float(arrays[1]))
+            if len(arrays) == len(base):
+                return
+            core = self._ensure_core()
+            it = iter(arrays[len(base):])
+            slots = [core.slots(v._storage, True) for v in variables]
+            for block in self._slot_blocks():
+                for s in slots:
+                    for k in block:
+                        np.copyto(s[k], next(it).reshape(s[k].shape), casting="unsafe")
+        return assign
 
     def _core_args(self):
         return {}
@@ -210,6 +294,11 @@ class Optimizer:
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Keras 2 (TensorFlow) wrote these; they mean nothing to an ember optimizer.
+        config.pop("is_legacy_optimizer", None)
+        config.pop("jit_compile", None)
+        if not config.get("decay"):
+            config.pop("decay", None)
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
             config["learning_rate"] = schedules.deserialize(lr)
@@ -257,6 +346,9 @@ class Adam(Optimizer):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
 
+    def _slot_blocks(self):
+        return [(0, 1), (2,)] if self.amsgrad else [(0, 1)]
+
     def get_config(self):
         c = super().get_config()
         c.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
@@ -295,6 +387,9 @@ class RMSprop(Optimizer):
     def _core_args(self):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
+
+    def _slot_blocks(self):
+        return [(k,) for k in range(self._ensure_core().num_slots)]
 
     def get_config(self):
         c = super().get_config()
@@ -339,6 +434,9 @@ class _Betas(Optimizer):
     def _core_args(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
+    def _slot_blocks(self):
+        return [(0, 1)]
+
     def get_config(self):
         c = super().get_config()
         c.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
@@ -365,6 +463,13 @@ class Nadam(_Betas):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  name="nadam", **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name=name, **kwargs)
+
+    def _extra_state(self):
+        # Keras's u_product (ember recomputes it from the iteration count on loading).
+        b1, u = np.float32(self.beta_1), np.float32(1)
+        for t in range(1, int(self.iterations) + 1):
+            u *= b1 * (np.float32(1) - np.float32(0.5) * np.float32(0.96) ** np.float32(t))
+        return [np.array(u, dtype=np.float32)]
 
 
 class Lion(Optimizer):
@@ -401,6 +506,9 @@ class Adadelta(Optimizer):
 
     def _core_args(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
+
+    def _slot_blocks(self):
+        return [(0, 1)]
 
     def get_config(self):
         c = super().get_config()
