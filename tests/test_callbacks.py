@@ -186,11 +186,11 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
 def test_corrupt_files_raise_clearly(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a model file ember can read"):
+    with pytest.raises(ValueError, match="bad.keras is neither a .keras archive nor"):
         ember.models.load_model(bad)
     badw = tmp_path / "bad.weights.h5"
     badw.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a valid ember weights file"):
+    with pytest.raises(ValueError, match="bad.weights.h5 is neither an HDF5"):
         model().load_weights(badw)
     with pytest.raises(FileNotFoundError):
         ember.models.load_model(tmp_path / "missing.keras")

@@ -140,9 +140,11 @@ def serialize_layer(layer, build_config=True):
         entry = {"module": "keras.layers" if builtin else cls.__module__,
                  "class_name": cls.__name__, "config": layer.get_config(),
                  "registered_name": None if builtin else get_registered_name(cls)}
+    # Keras records a build_config for layers that have a build step (merges do).
+    from ..layers.base import Layer
     shape = getattr(layer, "input_shape", None)
-    if build_config and getattr(layer, "built", False) and shape is not None and \
-            type(layer).__name__ != "InputLayer":
+    has_build = type(layer).build is not Layer.build or getattr(layer, "_takes_list", False)
+    if build_config and has_build and getattr(layer, "built", False) and shape is not None:
         entry["build_config"] = {"input_shape": list(shape) if not isinstance(shape, list)
                                  else [list(s) for s in shape]}
     return entry
