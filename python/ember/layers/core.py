@@ -170,7 +170,8 @@ class Dense(Layer):
                  kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
                  kernel_constraint=constraints.serialize(self.kernel_constraint),
-                 bias_constraint=constraints.serialize(self.bias_constraint))
+                 bias_constraint=constraints.serialize(self.bias_constraint),
+                 quantization_config=None)
         return c
 
 
@@ -392,7 +393,7 @@ class Flatten(Layer):
 
     def get_config(self):
         c = super().get_config()
-        c["data_format"] = self.data_format
+        c["data_format"] = self.data_format or "channels_last"
         return c
 
 

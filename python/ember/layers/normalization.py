@@ -105,7 +105,8 @@ class BatchNormalization(_Normalization):
                  moving_variance_initializer=initializers.serialize(
                      self.moving_variance_initializer),
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, synchronized=self.synchronized)
+                 gamma_constraint=None, synchronized=self.synchronized, renorm=False,
+                 renorm_clipping=None, renorm_momentum=0.99)
         return c
 
 
@@ -162,7 +163,9 @@ class LayerNormalization(_Normalization):
 
     def get_config(self):
         c = super().get_config()
-        c.update(axis=list(self.axis), epsilon=self.epsilon, center=self.center,
+        axis = list(self.axis)
+        c.update(axis=axis[0] if len(axis) == 1 else axis, epsilon=self.epsilon,
+                 center=self.center,
                  scale=self.scale, rms_scaling=False,
                  beta_initializer=initializers.serialize(self.beta_initializer),
                  gamma_initializer=initializers.serialize(self.gamma_initializer),
