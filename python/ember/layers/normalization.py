@@ -144,6 +144,7 @@ class LayerNormalization(_Normalization):
                      gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
                      gamma_constraint=gamma_constraint)
         self.axis = axes
+        self._axis_as_given = list(axis) if isinstance(axis, (list, tuple)) else axis
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
@@ -163,9 +164,9 @@ class LayerNormalization(_Normalization):
 
     def get_config(self):
         c = super().get_config()
-        axis = list(self.axis)
-        c.update(axis=axis[0] if len(axis) == 1 else axis, epsilon=self.epsilon,
-                 center=self.center,
+        # Keras turns an int axis into a list when the layer is built
+        c.update(axis=list(self.axis) if self.built else self._axis_as_given,
+                 epsilon=self.epsilon, center=self.center,
                  scale=self.scale, rms_scaling=False,
                  beta_initializer=initializers.serialize(self.beta_initializer),
                  gamma_initializer=initializers.serialize(self.gamma_initializer),
