@@ -369,10 +369,8 @@ class ModelCheckpoint(_Monitor):
     with save_best_only, only when `monitor` improves. `filepath` may hold format
     fields: 'ckpt-{epoch:02d}-{val_loss:.2f}.keras'. Every save is atomic: the file
     is written beside its destination and renamed over it, so an interrupted save
-    never leaves a broken file where a good one was.
-
-    Until ember writes the Keras formats, `.keras` and `.weights.h5` files hold
-    ember's own format (see ember.saving)."""
+    never leaves a broken file where a good one was. The files are Keras's: a `.keras`
+    archive, a legacy `.h5` model, or (save_weights_only) a `.weights.h5` file."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",

@@ -52,6 +52,11 @@ class SpatialDropout1D(_Noise):
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(_rate(rate), seed, **kwargs)
 
+    def get_config(self):
+        c = super().get_config()
+        del c["trainable"]  # as Keras writes it
+        return c
+
 
 class SpatialDropout2D(_Noise):
     """Drops whole channels of (height, width, channels) samples with probability
@@ -64,6 +69,7 @@ class SpatialDropout2D(_Noise):
 
     def get_config(self):
         c = super().get_config()
+        del c["trainable"]  # as Keras writes it
         c["data_format"] = self.data_format
         return c
 

@@ -12,7 +12,7 @@ with their inbound nodes, input_layers, output_layers).
 """
 
 from ..layers.core import InputLayer, KerasTensor
-from ..saving.serialization import deserialize_layer, serialize_layer
+from ..saving.serialization import custom_object_scope, deserialize_layer, serialize_layer
 from .model import Model
 
 
@@ -193,9 +193,15 @@ class Functional(Model):
                 "output_layers": ends(self._output_tensors)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         """Keras 3's functional config, or Keras 2's (inbound nodes as
-        [[layer_name, node_index, tensor_index, kwargs], ...])."""
+        [[layer_name, node_index, tensor_index, kwargs], ...]); custom_objects maps class
+        names to the user's own layer classes."""
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config)
+
+    @classmethod
+    def _from_config(cls, config):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("A functional model config needs a list of 'layers'")
         made, tensors = {}, {}

@@ -1088,7 +1088,7 @@ class Model(Layer):
         config gives the functional model, as in Keras."""
         from .functional import Functional
         if cls is Model:
-            return Functional.from_config(config)
+            return Functional.from_config(config, custom_objects)
         return super().from_config(config)
 
     def to_json(self, **kwargs):

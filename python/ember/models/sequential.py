@@ -1,8 +1,8 @@
 """Sequential: a plain stack of layers."""
 from ..layers.base import Layer
 from ..layers.core import InputLayer, KerasTensor
-from ..saving.serialization import (deserialize_layer, dtype_policy, float32_policy,
-                                     serialize_layer)
+from ..saving.serialization import (custom_object_scope, deserialize_layer, dtype_policy,
+                                     float32_policy, serialize_layer)
 from .model import Model
 
 
@@ -90,9 +90,15 @@ class Sequential(Model):
         return config
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config, custom_objects=None):
         """Keras 3's and Keras 2's Sequential configs (the input shape from an InputLayer
-        entry, a first layer's batch_input_shape, or build_input_shape)."""
+        entry, a first layer's batch_input_shape, or build_input_shape); custom_objects
+        maps class names to the user's own layer classes."""
+        with custom_object_scope(custom_objects):
+            return cls._from_config(config)
+
+    @classmethod
+    def _from_config(cls, config):
         if not isinstance(config, dict) or not isinstance(config.get("layers", []), list):
             raise ValueError(f"A Sequential config needs a list of 'layers'. Received: "
                              f"{config!r:.100}")
