@@ -174,8 +174,8 @@ def _group_at(h5py, root, path, where):
 
 
 def read_array(h5py, group, key, shape, where, what):
-    """The float array group[key] after checking it holds `shape` (None: any shape) of
-    finite... (checked later) floats, without reading data of another shape."""
+    """The array group[key], after checking that it is a dataset stored in the file,
+    holding numbers of `shape` (None: any shape); data of another shape is never read."""
     ds = _child(h5py, group, key, h5py.Dataset, where)
     if ds is None:
         raise ValueError(f"{where}: {what} is missing")

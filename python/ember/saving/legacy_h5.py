@@ -29,24 +29,14 @@ def _legacy_weights(layer):
 
 
 def legacy_config(entry):
-    """Keras's legacy model_config: the Keras 3 config without modules, registered
-    names and build configs on the model and its layers."""
-    if isinstance(entry, dict):
-        out = {k: legacy_config(v) for k, v in entry.items()
-               if k not in ("module", "registered_name", "build_config", "compile_config")}
-        if "class_name" in entry and "config" in entry and isinstance(entry["config"], dict):
-            # nested objects (initializers, dtype policies) keep Keras 3's full form
-            if entry.get("module") not in (None, "keras.layers", "keras",
-                                           "keras.src.models.functional"):
-                return entry
-        return out
-    if isinstance(entry, list):
-        return [legacy_config(v) for v in entry]
-    return entry
-
-
-def _layer_groups(model_config):
-    return [dict(e) for e in model_config.get("config", {}).get("layers", [])]
+    """Keras's legacy model_config: the Keras 3 entry without module, registered_name
+    and build_config on the model and its layers (nested objects keep theirs)."""
+    out = {k: v for k, v in entry.items()
+           if k not in ("module", "registered_name", "build_config", "compile_config")}
+    config = out.get("config")
+    if isinstance(config, dict) and isinstance(config.get("layers"), list):
+        out["config"] = dict(config, layers=[legacy_config(e) for e in config["layers"]])
+    return out
 
 
 def h5_bytes(model, include_optimizer=True):
@@ -54,8 +44,7 @@ def h5_bytes(model, include_optimizer=True):
     from .keras_format import model_json
     h5py = _h5py()
     config = model_json(model)
-    model_config = {"class_name": config["class_name"],
-                    "config": legacy_config(config["config"])}
+    model_config = legacy_config(config)
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
         f.attrs["keras_version"] = KERAS_VERSION
