@@ -22,6 +22,7 @@ DATA = {
              rng.integers(0, 2, (32, 1)).astype(np.float32)),
     "functional": ([rng.random((32, 6), dtype=np.float32),
                     rng.random((32, 4), dtype=np.float32)], rng.integers(0, 2, 32)),
+    "nested": (rng.random((32, 4), dtype=np.float32), np.ones((32, 1), dtype=np.float32)),
 }
 
 
@@ -42,6 +43,12 @@ def build(lib, kind):
         m = lib.Sequential([lib.Input((10,), dtype="int32"), L.Embedding(50, 8),
                             L.GlobalAveragePooling1D(), L.Dense(1, activation="sigmoid")])
         m.compile(lib.optimizers.RMSprop(0.01), "binary_crossentropy", metrics=["accuracy"])
+    elif kind == "nested":  # a GAN's stacked generator and discriminator
+        g = lib.Sequential([lib.Input((4,)), L.Dense(6, activation="relu"), L.Dense(5)])
+        i = lib.Input((5,))
+        d = lib.Model(i, L.Dense(1, activation="sigmoid")(L.Dense(3)(i)))
+        m = lib.Sequential([g, d])
+        m.compile("adam", "binary_crossentropy")
     else:
         a, b = lib.Input((6,), name="a"), lib.Input((4,), name="b")
         shared = L.Dense(5, activation="tanh")
@@ -64,7 +71,7 @@ def assert_same_predictions(a, b, x):
                                np.asarray(b.predict(x, verbose=0)), atol=1e-6)
 
 
-KINDS = ["mlp", "cnn", "text", "functional"]
+KINDS = ["mlp", "cnn", "text", "functional", "nested"]
 
 
 # -- Keras -> ember and ember -> Keras ----------------------------------------------------
@@ -137,7 +144,7 @@ def test_the_archive_has_keras_layout(tmp_path):
 
 
 # -- compile arguments and optimizer state -------------------------------------------------
-@pytest.mark.parametrize("kind", ["cnn", "text", "functional"])
+@pytest.mark.parametrize("kind", ["cnn", "text", "functional", "nested"])
 @pytest.mark.parametrize("direction", ["keras_to_ember", "ember_to_keras"])
 @pytest.mark.parametrize("fmt", [".keras", ".h5"])
 def test_compile_is_restored_and_training_continues_alike(tmp_path, kind, direction, fmt):

@@ -88,7 +88,7 @@ def write_weights_group(group, model):
     for layer in sorted(model.layers, key=lambda layer: layer.name):
         g = group.create_group(layer.name)
         weights = _legacy_weights(layer)
-        names = [f"{layer.name}/{w.name}" for w in weights]
+        names = [w.path for w in weights]
         g.attrs["weight_names"] = _strings(names)
         for n, w in zip(names, weights):
             g.create_dataset(n, data=w.numpy())
