@@ -136,6 +136,14 @@ def test_the_archive_has_keras_layout(tmp_path):
         names = []
         f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
         assert f["layers/dense_1/vars"].attrs["name"] == m.layers[2].name
+        # Adam's slots interleaved per variable: m and v of the kernel, then of the bias
+        core = m.optimizer._core
+        kernel, bias = m.layers[0].kernel, m.layers[0].bias
+        expected = [int(m.optimizer.iterations), np.float32(m.optimizer.learning_rate),
+                    *core.slots(kernel._storage), *core.slots(bias._storage)]
+        for i, want in enumerate(expected):
+            np.testing.assert_array_equal(f[f"optimizer/vars/{i}"][()],
+                                          np.asarray(want).reshape(f[f"optimizer/vars/{i}"].shape))
     # layers by class in snake case, numbered; Adam: iteration, learning rate, (m, v) per
     # trainable variable in order
     assert sorted(names) == sorted(
