@@ -596,6 +596,29 @@ PYBIND11_MODULE(_core, m) {
          py::arg("dilation"), py::arg("padding"), py::arg("act"))
       .def("add_embedding", &Graph::add_embedding, py::arg("ids"), py::arg("table"),
            py::arg("mask_zero"))
+      .def("add_rnn", [](Graph& g, int x, const std::string& cell, int64_t units,
+                         const std::string& activation, const std::string& recurrent_activation,
+                         bool return_sequences, bool go_backwards, bool reverse_output,
+                         bool zero_output_for_mask, std::shared_ptr<Variable> kernel,
+                         std::shared_ptr<Variable> recurrent_kernel,
+                         std::shared_ptr<Variable> bias) {
+        RnnSpec s;
+        if (cell == "simple_rnn") s.cell = RnnCell::Simple;
+        else if (cell == "lstm") s.cell = RnnCell::LSTM;
+        else if (cell == "gru") s.cell = RnnCell::GRU;
+        else throw std::invalid_argument("unknown recurrent cell " + cell);
+        s.units = units;
+        s.act = act_from_string(activation);
+        s.rec_act = act_from_string(recurrent_activation);
+        s.return_sequences = return_sequences;
+        s.go_backwards = go_backwards;
+        s.reverse_output = reverse_output;
+        s.zero_output_for_mask = zero_output_for_mask;
+        return g.add_rnn(x, s, kernel, recurrent_kernel, bias);
+      }, py::arg("x"), py::arg("cell"), py::arg("units"), py::arg("activation"),
+         py::arg("recurrent_activation"), py::arg("return_sequences"), py::arg("go_backwards"),
+         py::arg("reverse_output"), py::arg("zero_output_for_mask"), py::arg("kernel"),
+         py::arg("recurrent_kernel"), py::arg("bias"))
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
                             std::array<int64_t, 2> strides, const std::string& padding) {
         return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],

@@ -225,6 +225,10 @@ void Graph::plan(int64_t n, bool training) {
       grown.push_back(b);
     }
   }
+  if (!training && n > infer_capacity_) {
+    for (auto& node : nodes_) grew |= node->plan_inference(n);
+    infer_capacity_ = n;
+  }
   if (training && (n > train_capacity_ || !training_planned_)) {
     train_capacity_ = std::max(train_capacity_, n);  // re-planned below if it throws
     training_planned_ = false;

@@ -262,6 +262,49 @@ int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims)
   return add_node(std::make_unique<GlobalPoolNode>(max, spatial_dims), inputs, out, {}, 1);
 }
 
+int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
+                   VariablePtr bias) {
+  static const char* names[] = {"SimpleRNN", "LSTM", "GRU"};
+  const char* who = names[static_cast<int>(spec.cell)];
+  const std::vector<int64_t> in = values_.at(check_value(x, who)).shape;
+  if (in.size() != 2)
+    throw std::invalid_argument(std::string(who) + " expects samples of shape (steps, "
+                                "features), an input of rank 3. Received per-sample shape " +
+                                shape_str(in));
+  for (Act a : {spec.act, spec.rec_act})
+    if (a != Act::Tanh && a != Act::Sigmoid && a != Act::Relu && a != Act::Linear &&
+        a != Act::HardSigmoid)
+      throw std::invalid_argument(std::string(who) + ": ember's recurrent cells take the "
+                                  "activations tanh, sigmoid, relu, hard_sigmoid and linear. "
+                                  "Received: " + act_name(a));
+  if (spec.units <= 0)
+    throw std::invalid_argument(std::string(who) + ": units must be positive. Received: " +
+                                std::to_string(spec.units));
+  spec.steps = in[0];
+  spec.features = in[1];
+  const int64_t gu = spec.gates() * spec.units;
+  check_var(kernel, {spec.features, gu}, who, "kernel");
+  check_var(recurrent_kernel, {spec.units, gu}, who, "recurrent_kernel");
+  if (bias)
+    check_var(bias, spec.cell == RnnCell::GRU ? std::vector<int64_t>{2, gu}
+                                              : std::vector<int64_t>{gu}, who, "bias");
+  std::vector<int> inputs{x};
+  const int mask = values_[x].mask;
+  if (mask >= 0) {
+    if (values_[mask].size != spec.steps)
+      throw std::invalid_argument(std::string(who) + ": the mask covers " +
+                                  std::to_string(values_[mask].size) + " steps; the input has " +
+                                  std::to_string(spec.steps));
+    inputs.push_back(mask);  // a side input
+  }
+  std::vector<int64_t> out{spec.units};
+  if (spec.return_sequences) out = {spec.steps, spec.units};
+  const int y = add_node(std::make_unique<RnnNode>(spec), inputs, out,
+                         {kernel, recurrent_kernel, bias}, 1);
+  if (spec.return_sequences) values_[y].mask = mask;
+  return y;
+}
+
 int Graph::add_embedding(int ids, VariablePtr table, bool mask_zero) {
   const std::vector<int64_t> in = values_.at(check_value(ids, "Embedding")).shape;
   if (!table || table->shape().size() != 2 || table->shape()[0] <= 0 || table->shape()[1] <= 0)

@@ -185,13 +185,39 @@ class HeNormal(VarianceScaling):
         return {"seed": self.seed}
 
 
+class Orthogonal(_Seeded):
+    """A random orthogonal matrix (Saxe et al. 2014), Keras's recipe: the Q of a QR
+    decomposition of a normal matrix over the last axis against the others, signs
+    fixed by R's diagonal, times `gain`."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def fill(self, out):
+        if out.ndim < 2:
+            raise ValueError(f"The Orthogonal initializer needs a shape of rank >= 2. "
+                             f"Received: shape={out.shape}")
+        rows, cols = int(np.prod(out.shape[:-1])), out.shape[-1]
+        a = np.empty((max(rows, cols), min(rows, cols)), dtype=np.float32)
+        _core.fill_normal(a, 0.0, 1.0, self._seed())
+        q, r = np.linalg.qr(a.astype(np.float64))
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        out[...] = (self.gain * q).reshape(out.shape)
+
+    def get_config(self):
+        return {"seed": self.seed, "gain": self.gain}
+
+
 _ALIASES = {
     "zeros": Zeros, "ones": Ones, "constant": Constant, "identity": Identity,
     "random_uniform": RandomUniform, "uniform": RandomUniform,
     "random_normal": RandomNormal, "normal": RandomNormal,
     "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
-    "he_uniform": HeUniform, "he_normal": HeNormal,
+    "he_uniform": HeUniform, "he_normal": HeNormal, "orthogonal": Orthogonal,
 }
 
 

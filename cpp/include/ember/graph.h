@@ -80,6 +80,10 @@ class Graph {
   // Samples (steps,) of token ids as floats -> (steps, dim); table (input_dim, dim).
   // With mask_zero the output carries the mask (ids equal to 0).
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
+  // A recurrent layer (spec.steps and spec.features are taken from x); the output
+  // keeps x's mask when it returns sequences.
+  int add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
+              VariablePtr bias);
   // alpha: elu's alpha or leaky_relu's negative_slope (kDefaultAlpha: Keras's default).
   int add_activation(int x, Act act, float alpha = kDefaultAlpha);
   // Dropout and the other noise layers (NoiseKind); rate is GaussianNoise's stddev.
@@ -223,7 +227,7 @@ class Graph {
   std::vector<const float*> val_;      // this step's pointer to each value
   std::vector<const float*> node_in_;  // scratch: a node's input pointers
   std::vector<float*> node_dx_;
-  int64_t capacity_ = 0, train_capacity_ = 0, input_capacity_ = 0;
+  int64_t capacity_ = 0, train_capacity_ = 0, input_capacity_ = 0, infer_capacity_ = 0;
   int64_t allocations_ = 0;
   bool training_planned_ = false;  // the training plan matches the variable flags
 

@@ -37,8 +37,10 @@ class Node {
   bool view_in_inference() const { return is_view() || identity_in_inference(); }
   // Floats per sample the node keeps from forward for backward (dropout mask, argmax).
   virtual int64_t saved_per_sample() const { return 0; }
-  // Sizes the node's own scratch for batches of up to n samples.
+  // Sizes the node's own scratch for training batches of up to n samples.
   virtual void plan(int64_t /*n*/) {}
+  // Sizes the scratch that inference needs (most nodes need none); true if it grew.
+  virtual bool plan_inference(int64_t /*n*/) { return false; }
   // x[i]: (n, in_sizes[i]) for each input; y: (n, out_size).
   virtual void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) = 0;
   // dy (n, out_size) may be overwritten. dx[i] is null where input i needs no gradient.
@@ -409,6 +411,50 @@ class DotNode : public Node {
 
  private:
   bool normalize_;
+};
+
+// The recurrent layers (Keras's SimpleRNN, LSTM, and GRU with reset_after=True) over
+// samples of (steps, features). vars: kernel (features, g units), recurrent_kernel
+// (units, g units), then the bias when there is one: (g units), or for GRU (2, g units),
+// the input bias then the recurrent bias. Gates in Keras's order: LSTM i, f, c, o; GRU
+// z, r, h. inputs: x, then, when masked, the token ids whose zeros mask steps: a masked
+// step carries the state (h, and c) through unchanged and outputs it, or zeros with
+// zero_output_for_mask (as Bidirectional sets it when returning sequences).
+enum class RnnCell { Simple, LSTM, GRU };
+
+struct RnnSpec {
+  RnnCell cell = RnnCell::LSTM;
+  int64_t steps = 0, features = 0, units = 0;
+  Act act = Act::Tanh, rec_act = Act::Sigmoid;
+  bool return_sequences = false;
+  bool go_backwards = false;          // read the steps last to first
+  bool reverse_output = false;        // sequences in input order (Bidirectional's backward)
+  bool zero_output_for_mask = false;
+  int64_t gates() const { return cell == RnnCell::LSTM ? 4 : cell == RnnCell::GRU ? 3 : 1; }
+};
+
+// Forward: x W (+ input bias) for every step in one GEMM, then per step h W_rec as a
+// GEMM and the gate arithmetic in one pass. Backward through time keeps, per sample:
+// the state h after every step (and before the first), LSTM's cell state c likewise,
+// the gates after their activations, and GRU's recurrent candidate term (h W_rec_h +
+// its bias); it recomputes nothing else. The recurrent kernel's gradient sums the steps
+// last to first and the other gradients are single GEMMs and column sums over fixed
+// orders, so the bits do not depend on the thread count.
+class RnnNode : public Node {
+ public:
+  explicit RnnNode(const RnnSpec& spec) : s_(spec) {}
+  const char* kind() const override;
+  int64_t saved_per_sample() const override;
+  void plan(int64_t n) override;
+  bool plan_inference(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  const RnnSpec& spec() const { return s_; }
+
+ private:
+  RnnSpec s_;
+  FloatBuffer xw_, rec_, hbuf_, cbuf_, gbuf_, rhbuf_, dh_, dc_, drec_, dbias_;
 };
 
 }  // namespace ember

@@ -13,13 +13,14 @@ from .embedding import Embedding
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 from .regularization import (GaussianDropout, GaussianNoise, SpatialDropout1D,
                              SpatialDropout2D)
 from .reshaping import (Cropping1D, Cropping2D, Permute, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name not in (
-    "base", "convolutional", "core", "embedding", "merging", "normalization", "regularization", "reshaping"))
+    "base", "convolutional", "core", "embedding", "merging", "normalization", "recurrent", "regularization", "reshaping"))
 
 
 def serialize(layer):

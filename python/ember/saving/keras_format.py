@@ -76,7 +76,11 @@ def saveables(model):
         if id(obj) in seen:
             return
         seen.add(id(obj))
-        out.append((path, obj.name, _own_variables(obj)))
+        if hasattr(obj, "_keras_state"):  # a layer whose weights Keras keeps in sublayers
+            out.extend((f"{path}/{rel}".strip("/") if rel else path, name, variables)
+                       for rel, name, variables in obj._keras_state())
+        else:
+            out.append((path, obj.name, _own_variables(obj)))
         if isinstance(obj, Model):
             used = {}
             for layer in obj.layers:

@@ -1,0 +1,331 @@
+"""Recurrent layers: SimpleRNN, LSTM, GRU and Bidirectional, with Keras 3's arguments,
+defaults and weight layouts (gates LSTM i, f, c, o; GRU z, r, h), so weights move to and
+from Keras unchanged. Each layer is one node of the core: x W for all steps in one
+GEMM, then per step h W_rec and the gate arithmetic in one pass; backward through time
+runs in the same C++ call, with no Python between steps.
+
+A mask from `Embedding(mask_zero=True)` makes masked steps carry the state through, as
+in Keras: a layer returning sequences outputs the carried state there (zeros inside
+Bidirectional, which Keras sets so).
+"""
+import numbers
+
+import numpy as np
+
+from .. import activations, constraints, initializers, regularizers
+from .base import Layer
+from .core import _unsupported
+
+_CELL_ACTIVATIONS = ("tanh", "sigmoid", "relu", "hard_sigmoid", "linear")
+
+
+def _activation(value, what, layer):
+    name = activations.get(value)
+    if name not in _CELL_ACTIVATIONS:
+        raise ValueError(f"{type(layer).__name__}: ember's recurrent cells take the "
+                         f"{what}s {', '.join(_CELL_ACTIVATIONS)}. Received: {what}={value!r}")
+    return name
+
+
+class _RNN(Layer):
+    """What SimpleRNN, LSTM and GRU share (Keras's RNN arguments)."""
+
+    _cell = None
+    _gates = 1
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, zero_output_for_mask=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"{type(self).__name__} '{self.name}': units must be a positive "
+                             f"integer. Received: units={units!r}")
+        _unsupported(self, activity_regularizer=activity_regularizer)
+        for what, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not isinstance(value, numbers.Real) or not 0 <= value < 1:
+                raise ValueError(f"{type(self).__name__} '{self.name}': {what} must be in "
+                                 f"[0, 1). Received: {what}={value!r}")
+            if value:
+                raise ValueError(f"{type(self).__name__} '{self.name}': {what} is not "
+                                 f"supported by ember yet. Received: {what}={value!r}")
+        for what, value in (("return_state", return_state), ("stateful", stateful)):
+            if value:
+                raise ValueError(f"{type(self).__name__} '{self.name}': {what}=True is not "
+                                 f"supported by ember yet")
+        self.units = int(units)
+        self.activation = _activation(activation, "activation", self)
+        self.recurrent_activation = _activation(recurrent_activation, "recurrent_activation",
+                                                self)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout, self.recurrent_dropout, self.seed = 0.0, 0.0, seed
+        self.return_sequences = bool(return_sequences)
+        self.return_state = False
+        self.go_backwards = bool(go_backwards)
+        self.stateful = False
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+
+    # -- weights -------------------------------------------------------------------------
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_initial(self, shape):
+        return self.bias_initializer(shape)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"{type(self).__name__} '{self.name}' expects an input of rank 3 "
+                             f"(batch, steps, features). Received: input_shape="
+                             f"{(None,) + tuple(input_shape)}")
+        gu = self._gates * self.units
+        self.kernel = self.add_weight((input_shape[-1], gu), self.kernel_initializer, "kernel",
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight(
+            (self.units, gu), self.recurrent_initializer, "recurrent_kernel",
+            regularizer=self.recurrent_regularizer, constraint=self.recurrent_constraint)
+        self.bias = None
+        if self.use_bias:
+            shape = self._bias_shape()
+            self.bias = self.add_weight(shape, "zeros", "bias",
+                                        regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
+            self.bias.assign(self._bias_initial(shape))
+        self.built = True
+
+    def _keras_state(self):
+        """Keras keeps a recurrent layer's weights in its cell: <layer>/cell/vars."""
+        return [("", self.name, []), ("cell", f"{self._cell}_cell", list(self._weights))]
+
+    # -- graph ---------------------------------------------------------------------------
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], self.units)
+        return (self.units,)
+
+    def _lower(self, graph, x, reverse_output=False, zero_output_for_mask=None):
+        zero = self.zero_output_for_mask if zero_output_for_mask is None else zero_output_for_mask
+        return graph.add_rnn(x, self._cell, self.units, self.activation,
+                             self.recurrent_activation, self.return_sequences,
+                             self.go_backwards, reverse_output, zero,
+                             self.kernel._storage, self.recurrent_kernel._storage,
+                             self.bias._storage if self.bias is not None else None)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(return_sequences=self.return_sequences, return_state=False,
+                 go_backwards=self.go_backwards, stateful=False, unroll=self.unroll,
+                 zero_output_for_mask=self.zero_output_for_mask, units=self.units,
+                 activation=self.activation, recurrent_activation=self.recurrent_activation,
+                 use_bias=self.use_bias,
+                 kernel_initializer=initializers.serialize(self.kernel_initializer),
+                 recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+                 bias_initializer=initializers.serialize(self.bias_initializer),
+                 kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                 recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
+                 bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                 activity_regularizer=None,
+                 kernel_constraint=constraints.serialize(self.kernel_constraint),
+                 recurrent_constraint=constraints.serialize(self.recurrent_constraint),
+                 bias_constraint=constraints.serialize(self.bias_constraint),
+                 dropout=0.0, recurrent_dropout=0.0, seed=self.seed)
+        return c
+
+
+class SimpleRNN(_RNN):
+    """A fully connected recurrent layer: h_t = activation(x_t W + h_{t-1} W_rec + b).
+
+    Args (Keras's): units, activation='tanh', use_bias, kernel_initializer
+    ('glorot_uniform'), recurrent_initializer ('orthogonal'), bias_initializer
+    ('zeros'), the regularizers and constraints of the three weights,
+    return_sequences, go_backwards, unroll (accepted; ember never unrolls).
+    """
+
+    _cell = "simple_rnn"
+
+    def __init__(self, units, activation="tanh", **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+
+    def get_config(self):
+        c = super().get_config()
+        del c["recurrent_activation"], c["seed"]  # as Keras writes it
+        return c
+
+
+class LSTM(_RNN):
+    """Long short-term memory (Hochreiter 1997), Keras's formulation:
+    i, f, o = recurrent_activation(x W + h W_rec + b) per gate, c~ = activation(...),
+    c_t = f c_{t-1} + i c~, h_t = o activation(c_t). Gates in the order i, f, c, o.
+
+    Args (beyond SimpleRNN's): recurrent_activation='sigmoid', unit_forget_bias=True
+    (the forget gate's bias starts at 1).
+    """
+
+    _cell = "lstm"
+    _gates = 4
+
+    def __init__(self, units, unit_forget_bias=True, **kwargs):
+        super().__init__(units, **kwargs)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _bias_initial(self, shape):
+        b = np.asarray(self.bias_initializer(shape), dtype=np.float32)
+        if self.unit_forget_bias:
+            b[self.units:2 * self.units] = 1.0
+        return b
+
+    def get_config(self):
+        c = super().get_config()
+        keys = list(c)
+        c["unit_forget_bias"] = self.unit_forget_bias
+        # Keras's key order: unit_forget_bias after bias_initializer
+        at = keys.index("bias_initializer") + 1
+        return {k: c[k] for k in keys[:at] + ["unit_forget_bias"] + keys[at:]}
+
+
+class GRU(_RNN):
+    """Gated recurrent unit, Keras's default formulation (reset_after=True):
+    z, r = recurrent_activation(x W + b + h W_rec + b_rec) per gate,
+    h~ = activation(x W_h + b_h + r (h W_rec_h + b_rec_h)), h_t = z h_{t-1} + (1 - z) h~.
+    Gates in the order z, r, h; the bias is (2, 3 units): input bias, recurrent bias.
+    """
+
+    _cell = "gru"
+    _gates = 3
+
+    def __init__(self, units, reset_after=True, **kwargs):
+        super().__init__(units, **kwargs)
+        if not reset_after:
+            raise ValueError(f"GRU '{self.name}': ember supports reset_after=True (Keras's "
+                             f"default) only. Received: reset_after={reset_after!r}")
+        self.reset_after = True
+
+    def _bias_shape(self):
+        return (2, self._gates * self.units)
+
+    def get_config(self):
+        c = super().get_config()
+        seed = c.pop("seed")
+        c.update(reset_after=True, seed=seed)
+        return c
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+class Bidirectional(Layer):
+    """Runs a recurrent layer over the sequence forwards and a copy of it backwards and
+    merges their outputs (merge_mode 'concat', 'sum', 'mul' or 'ave'). With
+    return_sequences the backward outputs are put back in input order, and masked
+    steps output zeros, as in Keras.
+
+    Args:
+        layer: a SimpleRNN, LSTM or GRU (its configuration is copied; the forward and
+            backward layers are new layers named forward_<name> and backward_<name>).
+        merge_mode: how to combine the two outputs.
+        backward_layer: optionally, the backward layer itself (its go_backwards must be
+            the opposite of layer's).
+    """
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
+                 **kwargs):
+        if not isinstance(layer, _RNN):
+            raise ValueError(f"Bidirectional takes a SimpleRNN, LSTM or GRU layer. Received: "
+                             f"layer={layer!r}")
+        if merge_mode not in _MERGE_MODES:
+            if merge_mode is None:
+                raise ValueError("Bidirectional: merge_mode=None (two separate outputs) is "
+                                 "not supported by ember yet")
+            raise ValueError(f"Invalid merge mode. Received: merge_mode={merge_mode!r}. "
+                             f"Merge mode should be one of {{'sum', 'mul', 'ave', 'concat', "
+                             f"None}}")
+        _unsupported(self, weights=weights)
+        super().__init__(**kwargs)
+        config = layer.get_config()
+        config["name"] = "forward_" + layer.name
+        self.forward_layer = type(layer).from_config(config)
+        if backward_layer is None:
+            config = dict(layer.get_config(), name="backward_" + layer.name,
+                          go_backwards=not layer.go_backwards)
+            backward_layer = type(layer).from_config(config)
+        elif not isinstance(backward_layer, _RNN) or \
+                backward_layer.go_backwards == layer.go_backwards or \
+                backward_layer.return_sequences != layer.return_sequences:
+            raise ValueError("Bidirectional: backward_layer must be a recurrent layer with the "
+                             "opposite go_backwards and the same return_sequences as layer")
+        self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
+        self.return_sequences = layer.return_sequences
+
+    @property
+    def _weights(self):
+        return self.forward_layer._weights + self.backward_layer._weights
+
+    @_weights.setter
+    def _weights(self, value):
+        pass  # the weights live in the two wrapped layers
+
+    def build(self, input_shape):
+        self.forward_layer._maybe_build(input_shape)
+        self.backward_layer._maybe_build(input_shape)
+        self.built = True
+
+    def _keras_state(self):
+        out = [("", self.name, [])]
+        for attr, layer in (("backward_layer", self.backward_layer),
+                            ("forward_layer", self.forward_layer)):
+            out += [(f"{attr}/{p}" if p else attr, n, v) for p, n, v in layer._keras_state()]
+        return out
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        if self.merge_mode == "concat":
+            shape = shape[:-1] + (2 * shape[-1],)
+        return shape
+
+    def _lower(self, graph, x):
+        zero = self.return_sequences  # Keras forces zero outputs at masked steps
+        f = self.forward_layer._lower(graph, x, zero_output_for_mask=zero)
+        b = self.backward_layer._lower(graph, x, reverse_output=self.return_sequences,
+                                       zero_output_for_mask=zero)
+        if self.merge_mode == "concat":
+            return graph.add_concatenate([f, b], len(graph.value_shape(f)) - 1)
+        op = {"sum": "add", "mul": "multiply", "ave": "average"}[self.merge_mode]
+        return graph.add_merge(op, [f, b])
+
+    def get_config(self):
+        from ..saving.serialization import serialize_layer
+        c = super().get_config()
+        c.update(merge_mode=self.merge_mode,
+                 layer=serialize_layer(self.forward_layer, build_config=False),
+                 backward_layer=serialize_layer(self.backward_layer, build_config=False))
+        return c
+
+    @classmethod
+    def from_config(cls, config):
+        from ..saving.serialization import deserialize_layer, layer_arguments
+        config = dict(config)
+        layer = deserialize_layer(config.pop("layer"))
+        backward = config.pop("backward_layer", None)
+        if backward is not None:
+            backward = deserialize_layer(backward)
+        bi = cls(layer, backward_layer=backward, **layer_arguments(cls, config))
+        bi.forward_layer = layer  # keep its name (forward_<name>) as the file has it
+        return bi
+
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]

@@ -1,0 +1,264 @@
+"""SimpleRNN, LSTM, GRU and Bidirectional: against a float64 NumPy reference (every
+gate, masks, go_backwards), finite differences through time, Keras 3 on shared
+weights, the Keras file layout, thread-count bits and bad input."""
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+from ember import layers
+
+R = np.random.default_rng(21)
+KINDS = ["SimpleRNN", "LSTM", "GRU"]
+
+
+def sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def rnn_ref(kind, x, W, Rk, b, mask, go_backwards, return_sequences):
+    """Keras's recurrences in float64: masked steps carry the state (and output it)."""
+    n, T, _ = x.shape
+    U = Rk.shape[0]
+    h, c, outs = np.zeros((n, U)), np.zeros((n, U)), []
+    for t in (range(T - 1, -1, -1) if go_backwards else range(T)):
+        m = mask[:, t][:, None] if mask is not None else np.ones((n, 1), bool)
+        xw = x[:, t] @ W + (b[0] if kind == "GRU" else b)
+        rec = h @ Rk + (b[1] if kind == "GRU" else 0)
+        if kind == "SimpleRNN":
+            hn = np.tanh(xw + rec)
+        elif kind == "LSTM":
+            i, f, g, o = np.split(xw + rec, 4, axis=1)
+            cn = sig(f) * c + sig(i) * np.tanh(g)
+            hn = sig(o) * np.tanh(cn)
+            c = np.where(m, cn, c)
+        else:
+            xz, xr, xh = np.split(xw, 3, axis=1)
+            rz, rr, rh = np.split(rec, 3, axis=1)
+            z, r = sig(xz + rz), sig(xr + rr)
+            hn = z * h + (1 - z) * np.tanh(xh + r * rh)
+        h = np.where(m, hn, h)
+        outs.append(h)
+    return np.stack(outs, 1) if return_sequences else h
+
+
+def ids_with_padding(n, T, vocab):
+    ids = R.integers(1, vocab, (n, T)).astype(np.int32)
+    ids[0, T // 2:] = 0      # trailing padding
+    ids[1, :2] = 0           # leading padding
+    ids[2, T // 2] = 0       # a hole
+    return ids
+
+
+def text_model(lib, kind, return_sequences, go_backwards, mask_zero, T=7, units=4):
+    L = lib.layers
+    i = lib.Input((T,), dtype="int32")
+    x = L.Embedding(12, 5, mask_zero=mask_zero)(i)
+    x = getattr(L, kind)(units, return_sequences=return_sequences, go_backwards=go_backwards)(x)
+    if return_sequences:
+        x = L.GlobalAveragePooling1D()(x)
+    return lib.Model(i, L.Dense(1)(x))
+
+
+def model_ref(kind, weights, ids, return_sequences, go_backwards, mask_zero):
+    E, W, Rk, b, Wd, bd = weights
+    mask = ids != 0 if mask_zero else None
+    h = rnn_ref(kind, E[ids], W, Rk, b, mask, go_backwards, return_sequences)
+    if return_sequences:
+        m = (mask if mask is not None else np.ones(ids.shape, bool))[:, :, None]
+        h = (h * m).sum(1) / np.maximum(m.sum(1), 1)
+    return h @ Wd + bd
+
+
+CASES = [(k, rs, gb, mz) for k in KINDS for rs in (False, True) for gb in (False, True)
+         for mz in (False, True)]
+
+
+@pytest.mark.parametrize("kind,rs,gb,mz", CASES)
+def test_matches_the_float64_reference_and_its_gradients(kind, rs, gb, mz):
+    from gradcheck import assert_close, numeric_grad
+    m = text_model(ember, kind, rs, gb, mz)
+    ids = ids_with_padding(6, 7, 12)
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    np.testing.assert_allclose(m.predict(ids, verbose=0), model_ref(kind, w, ids, rs, gb, mz),
+                               atol=2e-6)
+    y = R.normal(size=(6, 1))
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.train_on_batch(ids, y.astype(np.float32))
+
+    def loss():
+        return ((model_ref(kind, w, ids, rs, gb, mz) - y) ** 2).mean()
+    for k, after in enumerate(m.get_weights()):
+        assert_close(w[k] - after, numeric_grad(loss, w[k]), tol=2e-5, what=f"weight {k}")
+
+
+@pytest.mark.parametrize("kind,rs,gb,mz", CASES)
+def test_matches_keras_outputs_and_one_adam_step(kind, rs, gb, mz):
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k = text_model(keras, kind, rs, gb, mz)
+    e = text_model(ember, kind, rs, gb, mz)
+    assert [tuple(w.shape) for w in e.weights] == [tuple(w.shape) for w in k.weights]
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    ids = ids_with_padding(6, 7, 12)
+    np.testing.assert_allclose(e.predict(ids, verbose=0), np.asarray(k.predict(ids, verbose=0)),
+                               atol=1e-5)
+    y = R.random((6, 1)).astype(np.float32)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    k.train_on_batch(ids, y)
+    e.train_on_batch(ids, y)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
+def bidirectional_model(lib, kind, mode, rs):
+    L = lib.layers
+    i = lib.Input((7,), dtype="int32")
+    x = L.Embedding(12, 5, mask_zero=True)(i)
+    x = L.Bidirectional(getattr(L, kind)(3, return_sequences=rs), merge_mode=mode)(x)
+    if rs:
+        x = L.GlobalAveragePooling1D()(x)
+    return lib.Model(i, L.Dense(1)(x))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("rs", [False, True])
+def test_bidirectional_matches_keras(kind, mode, rs):
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k, e = bidirectional_model(keras, kind, mode, rs), bidirectional_model(ember, kind, mode, rs)
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    ids = ids_with_padding(6, 7, 12)
+    np.testing.assert_allclose(e.predict(ids, verbose=0), np.asarray(k.predict(ids, verbose=0)),
+                               atol=1e-5)
+    y = R.random((6, 1)).astype(np.float32)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    k.train_on_batch(ids, y)
+    e.train_on_batch(ids, y)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
+def test_bidirectional_is_two_reference_layers():
+    """Without Keras: the backward half reads the steps last to first, its sequence is
+    put back in input order, and masked steps output zeros."""
+    m = bidirectional_model(ember, "GRU", "concat", True)
+    ids = ids_with_padding(5, 7, 12)
+    E, Wf, Rf, bf, Wb, Rb, bb, Wd, bd = [w.astype(np.float64) for w in m.get_weights()]
+    mask = ids != 0
+    x = E[ids]
+    f = rnn_ref("GRU", x, Wf, Rf, bf, mask, False, True)
+    b = rnn_ref("GRU", x, Wb, Rb, bb, mask, True, True)[:, ::-1]
+    h = np.concatenate([f, b], -1) * mask[:, :, None]
+    h = h.sum(1) / mask.sum(1, keepdims=True)
+    np.testing.assert_allclose(m.predict(ids, verbose=0), h @ Wd + bd, atol=2e-6)
+
+
+def test_stacked_layers_and_the_keras_file_layout(tmp_path):
+    def make(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input((6,), dtype="int32"), L.Embedding(20, 4, mask_zero=True),
+                               L.Bidirectional(L.LSTM(3, return_sequences=True)),
+                               L.GRU(5, return_sequences=True), L.SimpleRNN(2), L.Dense(1)])
+    e = make(ember)
+    e.save(tmp_path / "e.keras")
+    import h5py
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "e.keras") as z:
+        z.extract("model.weights.h5", tmp_path)
+    with h5py.File(tmp_path / "model.weights.h5") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    assert "layers/bidirectional/forward_layer/cell/vars/1" in names
+    assert "layers/bidirectional/backward_layer/cell/vars/2" in names
+    assert "layers/gru/cell/vars/2" in names and "layers/simple_rnn/cell/vars/0" in names
+    ids = ids_with_padding(4, 6, 20)
+    again = ember.models.load_model(tmp_path / "e.keras")
+    np.testing.assert_array_equal(again.predict(ids, verbose=0), e.predict(ids, verbose=0))
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k = keras.models.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(np.asarray(k.predict(ids, verbose=0)), e.predict(ids, verbose=0),
+                               atol=1e-5)
+    k2 = make(keras)
+    k2.save(tmp_path / "k.keras")
+    back = ember.models.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(back.predict(ids, verbose=0),
+                               np.asarray(k2.predict(ids, verbose=0)), atol=1e-5)
+    for a, b in zip(back.layers, k2.layers):
+        assert set(a.get_config()) == set(b.get_config()), type(a).__name__
+
+
+def test_bits_do_not_depend_on_the_thread_count():
+    ids = R.integers(0, 50, (64, 12)).astype(np.int32)
+    y = R.random((64, 1)).astype(np.float32)
+    saved = ember.config.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            ember.config.set_num_threads(threads)
+            ember.utils.set_random_seed(4)
+            m = ember.Sequential([ember.Input((12,), dtype="int32"),
+                                  layers.Embedding(50, 16, mask_zero=True),
+                                  layers.Bidirectional(layers.LSTM(80, return_sequences=True)),
+                                  layers.GRU(70), layers.Dense(1)])
+            m.compile("adam", "mse")
+            m.fit(ids, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+            results.append(m.get_weights())
+    finally:
+        ember.config.set_num_threads(saved)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dense_inputs_and_training_reduce_the_loss():
+    x = R.normal(size=(64, 10, 3)).astype(np.float32)
+    y = (x[:, :, 0].sum(1, keepdims=True) > 0).astype(np.float32)
+    m = ember.Sequential([ember.Input((10, 3)), layers.LSTM(16), layers.Dense(1, activation="sigmoid")])
+    m.compile(ember.optimizers.Adam(0.02), "binary_crossentropy", metrics=["accuracy"])
+    first = m.evaluate(x, y, verbose=0)[0]
+    m.fit(x, y, epochs=30, batch_size=16, verbose=0)
+    assert m.evaluate(x, y, verbose=0)[0] < 0.5 * first
+
+
+def test_bad_input_names_the_layer_and_the_value():
+    with pytest.raises(ValueError, match="lstm.*rank 3.*\\(None, 5\\)"):
+        ember.Sequential([ember.Input((5,)), layers.LSTM(3, name="lstm")])
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=f"units must be a positive integer.*{bad}"):
+            layers.GRU(bad)
+    with pytest.raises(ValueError, match="Invalid merge mode.*'max'"):
+        layers.Bidirectional(layers.LSTM(2), merge_mode="max")
+    with pytest.raises(ValueError, match="Bidirectional takes a SimpleRNN, LSTM or GRU"):
+        layers.Bidirectional(layers.Dense(2))
+    with pytest.raises(ValueError, match="return_state=True is not supported"):
+        layers.LSTM(2, return_state=True)
+    with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
+        layers.LSTM(2, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match="activations tanh, sigmoid"):
+        layers.SimpleRNN(2, activation="softmax")
+    m = ember.Sequential([ember.Input((5,)), layers.Dense(3)])
+    before = m.get_weights()
+    with pytest.raises(ValueError):
+        m.add(layers.LSTM(2))
+    assert len(m.layers) == 1
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_orthogonal_initializer():
+    q = ember.initializers.Orthogonal(gain=2.0, seed=3)((6, 4))
+    np.testing.assert_allclose(q.T @ q, 4 * np.eye(4), atol=1e-5)
+    q = ember.initializers.get("orthogonal")((3, 5))
+    np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w = layers.LSTM(4)
+        w.build((3, 2))
+    r = w.recurrent_kernel.numpy()
+    np.testing.assert_allclose(r @ r.T, np.eye(4), atol=1e-5)
+    np.testing.assert_array_equal(w.bias.numpy(), np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
