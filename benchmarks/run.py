@@ -1,7 +1,7 @@
 """ember against PyTorch and Keras (JAX backend), side by side, in one command.
 
     python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
-                             [--repeats 3] [--workloads mlp infer cnn resnet text import]
+                             [--repeats 3] [--workloads mlp infer cnn resnet text lstm import]
                              [--baseline DIR] [--json out.json]
 
 Every measurement runs in a fresh process pinned to --threads cores, frameworks
@@ -29,6 +29,10 @@ Workloads (data is float32, synthetic, seeded):
           Dense(64, relu), Dense(4, softmax); Adam(1e-3), batch 128, 25,000 samples:
           training samples/s (dense-Adam semantics everywhere: PyTorch's default dense
           embedding gradient, Keras's and ember's dense update), peak RSS.
+  lstm    Embedding(20000, 128) over 200-token sequences, LSTM(128), Dense(1, sigmoid);
+          Adam(1e-3), binary crossentropy, batch 128, 2,560 samples: training samples/s,
+          latency at batch 1, peak RSS (PyTorch: nn.LSTM, batch_first, its last state
+          into the Dense; BCEWithLogitsLoss on the logit, the same arithmetic).
   import  time to import the framework in a fresh interpreter.
 """
 import argparse
@@ -180,7 +184,7 @@ def build(fw):
 def torch_epoch(model, opt, x, y, bs):
     import torch
     model.train()
-    lossf = torch.nn.CrossEntropyLoss()
+    lossf = getattr(model, "lossf", None) or torch.nn.CrossEntropyLoss()
     perm = torch.randperm(len(x))
     total = 0.0
     for s in range(0, len(x), bs):
@@ -294,6 +298,47 @@ def work_text(fw):
             "text peak RSS MB": peak_rss_mb()}
 
 
+def build_lstm(fw):
+    """The sentiment workload: embedding, LSTM(128), one sigmoid unit."""
+    if fw in ("ember", "keras-jax"):
+        k = keras_api(fw)
+        L = k.layers
+        m = k.Sequential([k.Input((200,)), L.Embedding(20000, 128), L.LSTM(128),
+                          L.Dense(1, activation="sigmoid")])
+        m.compile(k.optimizers.Adam(1e-3), "binary_crossentropy")
+        return m
+    import torch
+    from torch import nn
+
+    class Sentiment(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20000, 128)
+            self.lstm = nn.LSTM(128, 128, batch_first=True)
+            self.out = nn.Linear(128, 1)
+            self.lossf = nn.BCEWithLogitsLoss()
+
+        def forward(self, x):
+            return self.out(self.lstm(self.emb(x))[1][0][0])
+
+    torch.manual_seed(0)
+    return Sentiment()
+
+
+def work_lstm(fw):
+    import numpy as np
+    r = np.random.default_rng(0)
+    x = r.integers(1, 20000, (2560, 200)).astype(np.int64)
+    y = r.integers(0, 2, (len(x), 1)).astype(np.float32)
+    m = build_lstm(fw)
+    rate, loss = train_rate(fw, m, x, y, 128, 2)
+    out = {"lstm train samples/s": rate, "lstm final loss": loss}
+    out.update({k: v for k, v in predict_rates(fw, m, x[:1].copy(), x[:32], "lstm").items()
+                if "batch-1 " in k})
+    out["lstm peak RSS MB"] = peak_rss_mb()
+    return out
+
+
 def median_time(f, n, warm_s=0.5):
     """Median seconds of n calls of f, after calling it for warm_s seconds: steady-state
     latency (on this machine a core takes a few hundred calls to reach full speed)."""
@@ -329,7 +374,8 @@ def worker(fw, workload, threads):
         import torch
         torch.set_num_threads(threads)
     result = {"import": work_import, "mlp": work_mlp, "infer": work_infer,
-              "cnn": work_cnn, "resnet": work_resnet, "text": work_text}[workload](fw)
+              "cnn": work_cnn, "resnet": work_resnet, "text": work_text,
+              "lstm": work_lstm}[workload](fw)
     print("RESULT " + json.dumps(result))
 
 
@@ -408,8 +454,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
     p.add_argument("--workloads", nargs="+",
-                   default=["mlp", "infer", "cnn", "resnet", "text", "import"],
-                   choices=["mlp", "infer", "cnn", "resnet", "text", "import"])
+                   default=["mlp", "infer", "cnn", "resnet", "text", "lstm", "import"],
+                   choices=["mlp", "infer", "cnn", "resnet", "text", "lstm", "import"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", metavar="DIR",

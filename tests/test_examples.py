@@ -33,6 +33,13 @@ def test_text_classification_reaches_090():
     assert "samples/s" in out
 
 
+def test_sentiment_lstm_reaches_095():
+    out = run_example("sentiment_lstm.py", "--data", "generated", "--verbose", "0")
+    line = [l for l in out.splitlines() if l.startswith("test accuracy")][0]
+    assert float(line.split()[2]) >= 0.95, out
+    assert "samples/s" in out
+
+
 def test_quickstart_trains_on_mnist_when_the_file_is_cached(tmp_path, monkeypatch, capsys):
     """With mnist.npz in the Keras cache the quickstart takes it (a small file in the
     real format here; only the expected checksum is patched to the file's own)."""

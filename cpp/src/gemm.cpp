@@ -30,6 +30,13 @@
 #endif
 
 namespace ember {
+
+namespace {
+thread_local bool t_serial = false;  // set by SerialGemm
+}
+
+SerialGemm::SerialGemm(bool on) : prev_(t_serial) { t_serial = t_serial || on; }
+SerialGemm::~SerialGemm() { t_serial = prev_; }
 namespace {
 
 // KC x NR floats of packed B (25 KB at 400 x 16) stay in L1; MC x KC of A (about
@@ -287,7 +294,7 @@ struct SmallPlan {
   SmallPlan(int64_t m, int64_t n, int64_t k) : M(m), N(n), K(k) {
     chunks = ceil_div(K, kSmallK);
     kc = ceil_div(K, chunks);
-    threads = M * N * K >= (1 << 15) ? get_num_threads() : 1;
+    threads = M * N * K >= (1 << 15) && !t_serial ? get_num_threads() : 1;
     tiles = std::min(ceil_div(N, 8), std::max(ceil_div(N, kSmallTile),
                                               ceil_div(threads, chunks)));
     tw = round_up(ceil_div(N, tiles), 8);
@@ -547,7 +554,7 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
 
   // Nested in a parallel region (a split-K chunk), this product has one thread.
 #ifdef EMBER_OPENMP
-  const int threads = omp_in_parallel() ? 1 : get_num_threads();
+  const int threads = omp_in_parallel() || t_serial ? 1 : get_num_threads();
 #else
   const int threads = 1;
 #endif

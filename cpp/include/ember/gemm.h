@@ -68,6 +68,20 @@ struct ChainLayer {
 void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count,
                        bool helpers = false);
 
+// While one lives, sgemm on this thread runs on this thread alone: for products too
+// small to repay a fork and a join (a recurrent layer's step at batch 1). The bits are
+// the same: no product's sums depend on the thread count.
+class SerialGemm {
+ public:
+  explicit SerialGemm(bool on = true);
+  ~SerialGemm();
+  SerialGemm(const SerialGemm&) = delete;
+  SerialGemm& operator=(const SerialGemm&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Naive triple loop (double accumulation is NOT used: it sums in float, k ascending),
 // kept as the reference the tests compare sgemm with.
 void sgemm_ref(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,

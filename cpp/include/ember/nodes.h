@@ -454,7 +454,7 @@ class RnnNode : public Node {
 
  private:
   RnnSpec s_;
-  FloatBuffer xw_, rec_, hbuf_, cbuf_, gbuf_, rhbuf_, dh_, dc_, drec_, dbias_;
+  FloatBuffer xw_, rec_, hbuf_, cbuf_, gbuf_, rhbuf_, dh_, dc_, drec_, dbias_, tmp_;
 };
 
 }  // namespace ember

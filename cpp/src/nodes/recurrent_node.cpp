@@ -10,37 +10,102 @@ namespace ember {
 
 namespace {
 
-// The activations a recurrent cell may use, and their derivatives from their output.
-inline float act1(Act a, float x) {
-  switch (a) {
-    case Act::Tanh: return std::tanh(x);
-    case Act::Sigmoid: return 1.f / (1.f + std::exp(-x));
-    case Act::Relu: return x > 0.f ? x : 0.f;
-    case Act::HardSigmoid: return std::min(std::max(x + 3.f, 0.f), 6.f) / 6.f;
-    default: return x;  // Linear
+// e^x on four floats at once (GCC/Clang vector extensions: SSE on x86-64, NEON on
+// ARM): x = k ln2 + r with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about
+// 1 ulp), 2^k added into the exponent bits; k rounded with the 1.5 * 2^23 trick.
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+inline v4f exp4(v4f x) {
+  x = x < -87.f ? v4f{} - 87.f : x;
+  x = x > 88.f ? v4f{} + 88.f : x;
+  const float magic = 12582912.f;  // 1.5 * 2^23
+  const v4f t = x * 1.44269504088896341f + magic;
+  const v4f k = t - magic;
+  const v4i kb = (v4i)t - (v4i)(v4f{} + magic);  // k as integers
+  v4f r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  v4f p = v4f{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.f;
+  return (v4f)((v4i)p + (kb << 23));
+}
+
+inline v4f sigmoid4(v4f x) { return 1.f / (1.f + exp4(-x)); }
+
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
+inline v4f tanh4(v4f x) {
+  const v4f ax = x < 0.f ? -x : x;
+  const v4f e = exp4(-2.f * ax);
+  const v4f t = (1.f - e) / (1.f + e);
+  return x < 0.f ? -t : t;
+}
+
+// v = f(v) over len values, four at a time (the tail through a padded vector).
+template <class F>
+void map4(float* v, int64_t len, F f) {
+  int64_t j = 0;
+  for (; j + 4 <= len; j += 4) {
+    v4f x;
+    std::memcpy(&x, v + j, sizeof x);
+    x = f(x);
+    std::memcpy(v + j, &x, sizeof x);
+  }
+  if (j < len) {
+    v4f x{};
+    std::memcpy(&x, v + j, sizeof(float) * (len - j));
+    x = f(x);
+    std::memcpy(v + j, &x, sizeof(float) * (len - j));
   }
 }
 
-inline float dact1(Act a, float y) {
+// v = act(v) over len values.
+void act_inplace(Act a, float* v, int64_t len) {
   switch (a) {
-    case Act::Tanh: return 1.f - y * y;
-    case Act::Sigmoid: return y * (1.f - y);
-    case Act::Relu: return y > 0.f ? 1.f : 0.f;
-    case Act::HardSigmoid: return y > 0.f && y < 1.f ? 1.f / 6.f : 0.f;
-    default: return 1.f;
+    case Act::Tanh: map4(v, len, tanh4); break;
+    case Act::Sigmoid: map4(v, len, sigmoid4); break;
+    case Act::Relu: for (int64_t j = 0; j < len; ++j) v[j] = v[j] > 0.f ? v[j] : 0.f; break;
+    case Act::HardSigmoid:
+      for (int64_t j = 0; j < len; ++j) v[j] = std::min(std::max(v[j] + 3.f, 0.f), 6.f) / 6.f;
+      break;
+    default: break;  // Linear
+  }
+}
+
+// d *= the activation's derivative, from its output y, over len values.
+void dact_inplace(Act a, const float* y, float* d, int64_t len) {
+  switch (a) {
+    case Act::Tanh: for (int64_t j = 0; j < len; ++j) d[j] *= 1.f - y[j] * y[j]; break;
+    case Act::Sigmoid: for (int64_t j = 0; j < len; ++j) d[j] *= y[j] * (1.f - y[j]); break;
+    case Act::Relu: for (int64_t j = 0; j < len; ++j) d[j] = y[j] > 0.f ? d[j] : 0.f; break;
+    case Act::HardSigmoid:
+      for (int64_t j = 0; j < len; ++j) d[j] = y[j] > 0.f && y[j] < 1.f ? d[j] / 6.f : 0.f;
+      break;
+    default: break;
   }
 }
 
 constexpr int64_t kParallelMin = 1 << 14;
 
-// dst[j] (+)= the sum over rows of src[r * ld + j], rows in order.
+// dst[j] (+)= the sum over rows of src[r * ld + j], rows in order (each thread a block
+// of columns, read along the rows).
 void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst,
                  bool accumulate) {
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t j = 0; j < cols; ++j) {
-    float s = 0.f;
-    for (int64_t r = 0; r < rows; ++r) s += src[r * ld + j];
-    dst[j] = accumulate ? dst[j] + s : s;
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t j0 = blk * kBlock, w = std::min(kBlock, cols - j0);
+    float acc[kBlock] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + r * ld + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < w; ++j) dst[j0 + j] = accumulate ? dst[j0 + j] + acc[j] : acc[j];
   }
 }
 
@@ -68,6 +133,7 @@ void RnnNode::plan(int64_t n) {
   rec_.resize(n * GU);
   dh_.resize(n * U);
   dc_.resize(n * U);
+  tmp_.resize(n * U);
   drec_.resize(n * GU);
   dbias_.resize(GU);
 }
@@ -118,6 +184,8 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     if (lstm) std::memset(c_at(0) + b * ldh, 0, sizeof(float) * U);
   }
   const Act a = s_.act, ra = s_.rec_act;
+  // A step this small runs faster on one thread than split over several.
+  const bool small = n * U * GU < (int64_t(1) << 20);
   for (int64_t s = 0; s < T; ++s) {
     const int64_t t = s_.go_backwards ? T - 1 - s : s;
     const float* hp = h_at(s);
@@ -132,6 +200,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     } else {
       Epilogue rep;
       rep.bias = rbias;
+      SerialGemm serial(small);
       sgemm(Trans::N, Trans::N, n, GU, U, 1.f, hp, ldh, R, GU, 0.f, rec_.data(), GU, &rep);
     }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
@@ -142,34 +211,36 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       float* h1 = hn + b * ldh;
       float* gb = g + b * ldg;
       const bool masked = ids && ids[b * T + t] == 0.f;
+      // The gates' inputs, their activations block by block, then the state update.
       if (s_.cell == RnnCell::Simple) {
-        for (int64_t j = 0; j < U; ++j) {
-          gb[j] = act1(a, xr[j] + rr[j]);
-          h1[j] = masked ? h0[j] : gb[j];
-        }
+        for (int64_t j = 0; j < U; ++j) gb[j] = xr[j] + rr[j];
+        act_inplace(a, gb, U);
+        for (int64_t j = 0; j < U; ++j) h1[j] = masked ? h0[j] : gb[j];
       } else if (lstm) {
         const float* c0 = cp + b * ldh;
         float* c1 = cn + b * ldh;
-        for (int64_t j = 0; j < U; ++j) {
-          const float i = act1(ra, xr[j] + rr[j]);
-          const float f = act1(ra, xr[U + j] + rr[U + j]);
-          const float c = act1(a, xr[2 * U + j] + rr[2 * U + j]);
-          const float o = act1(ra, xr[3 * U + j] + rr[3 * U + j]);
-          gb[j] = i, gb[U + j] = f, gb[2 * U + j] = c, gb[3 * U + j] = o;
-          const float cell = f * c0[j] + i * c;
-          c1[j] = masked ? c0[j] : cell;
-          h1[j] = masked ? h0[j] : o * act1(a, cell);
-        }
+        for (int64_t j = 0; j < GU; ++j) gb[j] = xr[j] + rr[j];
+        act_inplace(ra, gb, 2 * U);
+        act_inplace(a, gb + 2 * U, U);
+        act_inplace(ra, gb + 3 * U, U);
+        const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
+        for (int64_t j = 0; j < U; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
+        for (int64_t j = 0; j < U; ++j) c1[j] = masked ? c0[j] : h1[j];
+        act_inplace(a, h1, U);
+        for (int64_t j = 0; j < U; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
       } else {  // GRU, reset_after: the reset gate scales the recurrent candidate term
         float* rhb = rh + b * ldh;
+        for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
+        act_inplace(ra, gb, 2 * U);
+        const float *gz = gb, *gr = gb + U;
+        float* gh = gb + 2 * U;
         for (int64_t j = 0; j < U; ++j) {
-          const float z = act1(ra, xr[j] + rr[j]);
-          const float r = act1(ra, xr[U + j] + rr[U + j]);
-          const float hh = act1(a, xr[2 * U + j] + r * rr[2 * U + j]);
-          gb[j] = z, gb[U + j] = r, gb[2 * U + j] = hh;
           rhb[j] = rr[2 * U + j];
-          h1[j] = masked ? h0[j] : z * h0[j] + (1.f - z) * hh;
+          gh[j] = xr[2 * U + j] + gr[j] * rr[2 * U + j];
         }
+        act_inplace(a, gh, U);
+        for (int64_t j = 0; j < U; ++j)
+          h1[j] = masked ? h0[j] : gz[j] * h0[j] + (1.f - gz[j]) * gh[j];
       }
       if (s_.return_sequences) {
         float* out = y + (b * T + (s_.reverse_output ? t : s)) * U;
@@ -230,36 +301,45 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         continue;
       }
       if (s_.cell == RnnCell::Simple) {
-        for (int64_t j = 0; j < U; ++j) {
-          dg[j] = dh[j] * dact1(a, gb[j]);
-          dh[j] = 0.f;
-        }
+        for (int64_t j = 0; j < U; ++j) dg[j] = dh[j];
+        dact_inplace(a, gb, dg, U);
+        std::fill(dh, dh + U, 0.f);
       } else if (lstm) {
         const float* c0 = sb + off_c + s * U;
         const float* c1 = sb + off_c + (s + 1) * U;
+        const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
         float* dc = dc_.data() + b * U;
+        float* tc = tmp_.data() + b * U;  // activation(c1), recomputed
+        std::memcpy(tc, c1, sizeof(float) * U);
+        act_inplace(a, tc, U);
+        float* dtc = dg + 2 * U;  // first the gradient at activation(c1)
+        for (int64_t j = 0; j < U; ++j) dtc[j] = dh[j] * go[j];
+        dact_inplace(a, tc, dtc, U);
         for (int64_t j = 0; j < U; ++j) {
-          const float i = gb[j], f = gb[U + j], c = gb[2 * U + j], o = gb[3 * U + j];
-          const float tc = act1(a, c1[j]);
-          const float dcell = dc[j] + dh[j] * o * dact1(a, tc);
-          dg[j] = dcell * c * dact1(ra, i);
-          dg[U + j] = dcell * c0[j] * dact1(ra, f);
-          dg[2 * U + j] = dcell * i * dact1(a, c);
-          dg[3 * U + j] = dh[j] * tc * dact1(ra, o);
-          dc[j] = dcell * f;
-          dh[j] = 0.f;
+          const float dcell = dc[j] + dtc[j];
+          dg[3 * U + j] = dh[j] * tc[j];
+          dg[j] = dcell * gc[j];
+          dg[U + j] = dcell * c0[j];
+          dtc[j] = dcell * gi[j];
+          dc[j] = dcell * gf[j];
         }
+        dact_inplace(ra, gb, dg, 2 * U);
+        dact_inplace(a, gc, dg + 2 * U, U);
+        dact_inplace(ra, go, dg + 3 * U, U);
+        std::fill(dh, dh + U, 0.f);
       } else {
         const float* rh = sb + off_rh + s * U;
+        const float *gz = gb, *gr = gb + U, *gh = gb + 2 * U;
         for (int64_t j = 0; j < U; ++j) {
-          const float z = gb[j], r = gb[U + j], hh = gb[2 * U + j];
-          const float dhh = dh[j] * (1.f - z) * dact1(a, hh);
-          const float dz = dh[j] * (h0[j] - hh) * dact1(ra, z);
-          const float drr = dhh * rh[j] * dact1(ra, r);
-          dg[j] = dz, dg[U + j] = drr, dg[2 * U + j] = dhh;
-          dr[j] = dz, dr[U + j] = drr, dr[2 * U + j] = dhh * r;
-          dh[j] = dh[j] * z;  // h1 = z h0 + ...: the direct path to the previous state
+          dg[2 * U + j] = dh[j] * (1.f - gz[j]);
+          dg[j] = dh[j] * (h0[j] - gh[j]);
+          dh[j] *= gz[j];  // h1 = z h0 + ...: the direct path to the previous state
         }
+        dact_inplace(a, gh, dg + 2 * U, U);
+        for (int64_t j = 0; j < U; ++j) dg[U + j] = dg[2 * U + j] * rh[j];
+        dact_inplace(ra, gb, dg, 2 * U);
+        for (int64_t j = 0; j < 2 * U; ++j) dr[j] = dg[j];
+        for (int64_t j = 0; j < U; ++j) dr[2 * U + j] = dg[2 * U + j] * gr[j];
       }
     }
     if (s == 0) {
