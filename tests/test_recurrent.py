@@ -262,3 +262,74 @@ def test_orthogonal_initializer():
     r = w.recurrent_kernel.numpy()
     np.testing.assert_allclose(r @ r.T, np.eye(4), atol=1e-5)
     np.testing.assert_array_equal(w.bias.numpy(), np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+
+
+def seq2seq(lib, dropout=0.0):
+    """Masking over padded float sequences, an encoder, RepeatVector, a decoder and a
+    TimeDistributed Dense."""
+    L = lib.layers
+    i = lib.Input((6, 3))
+    x = L.Masking(0.0)(i)
+    x = L.LSTM(5, dropout=dropout)(x)
+    x = L.RepeatVector(4)(x)
+    x = L.GRU(3, return_sequences=True)(x)
+    return lib.Model(i, L.TimeDistributed(L.Dense(2))(x))
+
+
+def padded_sequences(n):
+    x = R.normal(size=(n, 6, 3)).astype(np.float32)
+    x[0, 4:] = 0.0
+    x[1, :2] = 0.0
+    return x
+
+
+def test_masking_repeat_vector_time_distributed_match_keras(tmp_path):
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    k, e = seq2seq(keras), seq2seq(ember)
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    x, y = padded_sequences(5), R.normal(size=(5, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
+                               atol=1e-5)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    k.train_on_batch(x, y)
+    e.train_on_batch(x, y)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    for a, b in zip(e.layers, k.layers):
+        assert set(a.get_config()) == set(b.get_config()), type(a).__name__
+    k.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(ember.models.load_model(tmp_path / "k.keras").predict(x, verbose=0),
+                               np.asarray(k.predict(x, verbose=0)), atol=1e-5)
+    e.save(tmp_path / "e.keras")
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "e.keras").predict(
+        x, verbose=0)), e.predict(x, verbose=0), atol=1e-5)
+
+
+def test_masking_skips_all_mask_value_steps():
+    m = ember.Sequential([ember.Input((4, 2)), layers.Masking(-1.0),
+                          layers.SimpleRNN(3, return_sequences=True)])
+    x = R.normal(size=(2, 4, 2)).astype(np.float32)
+    x[0, 1] = -1.0          # masked: every feature is the mask value
+    x[1, 2, 0] = -1.0       # not masked: one feature differs
+    W, Rk, b = [w.astype(np.float64) for w in m.get_weights()]
+    mask = np.any(x != -1.0, axis=-1)
+    want = rnn_ref("SimpleRNN", np.where(mask[:, :, None], x, 0), W, Rk, b, mask, False, True)
+    np.testing.assert_allclose(m.predict(x, verbose=0), want, atol=2e-6)
+
+
+def test_input_dropout_is_one_mask_per_sample_and_feature():
+    ember.utils.set_random_seed(1)
+    m = seq2seq(ember, dropout=0.5)
+    plain = seq2seq(ember)
+    plain.set_weights(m.get_weights())
+    x = padded_sequences(8)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), plain.predict(x, verbose=0))
+    assert m.layers[2].get_config()["dropout"] == 0.5
+    y = R.normal(size=(8, 4, 2)).astype(np.float32)
+    for model in (m, plain):
+        model.compile(ember.optimizers.SGD(0.1), "mse")
+    assert m.train_on_batch(x, y) != pytest.approx(plain.train_on_batch(x, y), abs=1e-6)
+    with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\)"):
+        layers.LSTM(2, dropout=1.0)

@@ -596,6 +596,8 @@ PYBIND11_MODULE(_core, m) {
          py::arg("dilation"), py::arg("padding"), py::arg("act"))
       .def("add_embedding", &Graph::add_embedding, py::arg("ids"), py::arg("table"),
            py::arg("mask_zero"))
+      .def("add_masking", &Graph::add_masking, py::arg("x"), py::arg("mask_value"))
+      .def("add_repeat", &Graph::add_repeat, py::arg("x"), py::arg("times"))
       .def("add_rnn", [](Graph& g, int x, const std::string& cell, int64_t units,
                          const std::string& activation, const std::string& recurrent_activation,
                          bool return_sequences, bool go_backwards, bool reverse_output,

@@ -262,6 +262,28 @@ int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims)
   return add_node(std::make_unique<GlobalPoolNode>(max, spatial_dims), inputs, out, {}, 1);
 }
 
+int Graph::add_masking(int x, float mask_value) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Masking")).shape;
+  if (in.size() != 2)
+    throw std::invalid_argument("Masking expects samples of shape (steps, features), an input "
+                                "of rank 3. Received per-sample shape " + shape_str(in));
+  const int ids = add_node(std::make_unique<MaskIdsNode>(mask_value), {x}, {in[0]}, {}, 0);
+  const int y = add_node(std::make_unique<MaskApplyNode>(), {x, ids}, in, {}, 1);
+  values_[y].mask = ids;
+  return y;
+}
+
+int Graph::add_repeat(int x, int64_t times) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "RepeatVector")).shape;
+  if (in.size() != 1)
+    throw std::invalid_argument("RepeatVector expects samples of shape (features), an input "
+                                "of rank 2. Received per-sample shape " + shape_str(in));
+  if (times <= 0)
+    throw std::invalid_argument("RepeatVector: n must be positive. Received: " +
+                                std::to_string(times));
+  return add_node(std::make_unique<RepeatNode>(), {x}, {times, in[0]}, {});
+}
+
 int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
                    VariablePtr bias) {
   static const char* names[] = {"SimpleRNN", "LSTM", "GRU"};

@@ -82,6 +82,11 @@ class Graph {
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
   // A recurrent layer (spec.steps and spec.features are taken from x); the output
   // keeps x's mask when it returns sequences.
+  // Keras's Masking: x with the steps whose features all equal mask_value zeroed, and
+  // masked there (samples of (steps, features)).
+  int add_masking(int x, float mask_value);
+  // Keras's RepeatVector: (features) samples repeated into (times, features).
+  int add_repeat(int x, int64_t times);
   int add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
               VariablePtr bias);
   // alpha: elu's alpha or leaky_relu's negative_slope (kDefaultAlpha: Keras's default).

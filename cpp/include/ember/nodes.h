@@ -187,6 +187,38 @@ class ShiftWindowNode : public Node {
   int64_t h_, w_, oh_, ow_, c_, oy_, ox_;
 };
 
+// Keras's Masking, in two nodes. MaskIdsNode: per step of (steps, features) samples, 1
+// where some feature differs from mask_value, else 0 (a value that masks like token
+// ids; no gradient). MaskApplyNode: x with the masked steps zeroed (inputs x, ids).
+class MaskIdsNode : public Node {
+ public:
+  explicit MaskIdsNode(float mask_value) : value_(mask_value) {}
+  const char* kind() const override { return "MaskIds"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx&, const float* const*, const float*, float*, float* const*,
+                int64_t, bool) override {}
+
+ private:
+  float value_;
+};
+
+class MaskApplyNode : public Node {
+ public:
+  const char* kind() const override { return "Masking"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+};
+
+// Keras's RepeatVector: a (features) sample repeated `times` times, (times, features).
+class RepeatNode : public Node {
+ public:
+  const char* kind() const override { return "RepeatVector"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+};
+
 // Keras's Permute: out axis i is in axis perm[i] of each sample.
 class PermuteNode : public Node {
  public:

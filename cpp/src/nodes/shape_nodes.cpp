@@ -120,4 +120,47 @@ void PReLUNode::backward(const StepCtx&, const float* const* x, const float*, fl
     }
 }
 
+void MaskIdsNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t steps = out_size, f = in_sizes[0] / steps;
+  for (int64_t r = 0; r < n * steps; ++r) {
+    const float* row = x[0] + r * f;
+    float kept = 0.f;
+    for (int64_t j = 0; j < f; ++j) kept = row[j] != value_ ? 1.f : kept;
+    y[r] = kept;
+  }
+}
+
+void MaskApplyNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t steps = in_sizes[1], f = out_size / steps;
+  for (int64_t r = 0; r < n * steps; ++r)
+    for (int64_t j = 0; j < f; ++j) y[r * f + j] = x[1][r] != 0.f ? x[0][r * f + j] : 0.f;
+}
+
+void MaskApplyNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
+                             float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  const int64_t steps = in_sizes[1], f = out_size / steps;
+  for (int64_t r = 0; r < n * steps; ++r)
+    for (int64_t j = 0; j < f; ++j) dx[0][r * f + j] = x[1][r] != 0.f ? dy[r * f + j] : 0.f;
+}
+
+void RepeatNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const int64_t f = in_sizes[0], times = out_size / f;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t t = 0; t < times; ++t)
+      std::memcpy(y + (b * times + t) * f, x[0] + b * f, sizeof(float) * f);
+}
+
+void RepeatNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
+                          float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  const int64_t f = in_sizes[0], times = out_size / f;
+  for (int64_t b = 0; b < n; ++b) {
+    float* d = dx[0] + b * f;
+    std::memcpy(d, dy + b * times * f, sizeof(float) * f);
+    for (int64_t t = 1; t < times; ++t)
+      for (int64_t j = 0; j < f; ++j) d[j] += dy[(b * times + t) * f + j];
+  }
+}
+
 }  // namespace ember

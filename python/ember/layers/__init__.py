@@ -8,15 +8,15 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
                             GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                             MaxPooling1D, MaxPooling2D)
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
-                   LeakyReLU, PReLU, ReLU, Reshape, Softmax)
+                   LeakyReLU, Masking, PReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
-from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .regularization import (GaussianDropout, GaussianNoise, SpatialDropout1D,
                              SpatialDropout2D)
-from .reshaping import (Cropping1D, Cropping2D, Permute, UpSampling1D, UpSampling2D,
+from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name not in (

@@ -423,3 +423,31 @@ class Reshape(Layer):
         c = super().get_config()
         c["target_shape"] = self.target_shape
         return c
+
+
+class Masking(Layer):
+    """Masks the steps of (steps, features) samples whose features all equal
+    `mask_value` (Keras's Masking): those steps are zeroed and the layers after it that
+    take masks (recurrent layers, global average pooling, ...) skip them.
+    """
+
+    def __init__(self, mask_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float, np.number)):
+            raise ValueError(f"Masking: mask_value must be a number. Received: "
+                             f"mask_value={mask_value!r}")
+        self.mask_value = float(mask_value)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"Masking '{self.name}' expects an input of rank 3 (batch, steps, "
+                             f"features). Received: input_shape={(None,) + tuple(input_shape)}")
+        self.built = True
+
+    def _lower(self, graph, x):
+        return graph.add_masking(x, self.mask_value)
+
+    def get_config(self):
+        c = super().get_config()
+        c["mask_value"] = self.mask_value
+        return c

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import _random, activations, constraints, initializers, regularizers
 from .base import Layer
 from .core import _unsupported
 
@@ -47,12 +47,14 @@ class _RNN(Layer):
                              f"integer. Received: units={units!r}")
         _unsupported(self, activity_regularizer=activity_regularizer)
         for what, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                    not 0 <= value < 1:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what} must be in "
                                  f"[0, 1). Received: {what}={value!r}")
-            if value:
-                raise ValueError(f"{type(self).__name__} '{self.name}': {what} is not "
-                                 f"supported by ember yet. Received: {what}={value!r}")
+        if recurrent_dropout:
+            raise ValueError(f"{type(self).__name__} '{self.name}': recurrent_dropout is not "
+                             f"supported by ember yet. Received: recurrent_dropout="
+                             f"{recurrent_dropout!r}")
         for what, value in (("return_state", return_state), ("stateful", stateful)):
             if value:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what}=True is not "
@@ -71,7 +73,10 @@ class _RNN(Layer):
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.recurrent_constraint = constraints.get(recurrent_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout, self.recurrent_dropout, self.seed = 0.0, 0.0, seed
+        # Keras's input dropout: one mask per sample and feature, shared by every step
+        # (ember's spatial dropout over the sequence, drawn from the layer's seed).
+        self.dropout, self.recurrent_dropout, self.seed = float(dropout), 0.0, seed
+        self._seed = _random.resolve(seed)
         self.return_sequences = bool(return_sequences)
         self.return_state = False
         self.go_backwards = bool(go_backwards)
@@ -119,6 +124,8 @@ class _RNN(Layer):
 
     def _lower(self, graph, x, reverse_output=False, zero_output_for_mask=None):
         zero = self.zero_output_for_mask if zero_output_for_mask is None else zero_output_for_mask
+        if self.dropout:
+            x = graph.add_dropout(x, self.dropout, self._seed, "spatial")
         return graph.add_rnn(x, self._cell, self.units, self.activation,
                              self.recurrent_activation, self.return_sequences,
                              self.go_backwards, reverse_output, zero,
@@ -142,7 +149,7 @@ class _RNN(Layer):
                  kernel_constraint=constraints.serialize(self.kernel_constraint),
                  recurrent_constraint=constraints.serialize(self.recurrent_constraint),
                  bias_constraint=constraints.serialize(self.bias_constraint),
-                 dropout=0.0, recurrent_dropout=0.0, seed=self.seed)
+                 dropout=self.dropout, recurrent_dropout=0.0, seed=self.seed)
         return c
 
 
@@ -328,4 +335,62 @@ class Bidirectional(Layer):
         return bi
 
 
-__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+class TimeDistributed(Layer):
+    """Applies a layer to every step of (steps, ...) samples (Keras's TimeDistributed).
+    ember runs the layers that already act step by step on the last axis: Dense,
+    Activation, Dropout and the other element-wise layers, whose weights are then
+    exactly Keras's (the kernel of a Dense over the per-step features)."""
+
+    _PER_STEP = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax",
+                 "GaussianNoise", "GaussianDropout", "LayerNormalization")
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, Layer) or type(layer).__name__ not in self._PER_STEP:
+            raise ValueError(f"TimeDistributed: ember supports the per-step layers "
+                             f"{', '.join(self._PER_STEP)} only. Received: layer={layer!r}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    @property
+    def _weights(self):
+        return self.layer._weights
+
+    @_weights.setter
+    def _weights(self, value):
+        pass  # the weights live in the wrapped layer
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(f"TimeDistributed '{self.name}' expects an input of rank >= 3 "
+                             f"(batch, steps, ...). Received: input_shape="
+                             f"{(None,) + tuple(input_shape)}")
+        self.layer._maybe_build(tuple(input_shape[1:]))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(self.layer.compute_output_shape(tuple(input_shape[1:])))
+
+    def _lower(self, graph, x):
+        return self.layer._lower(graph, x)
+
+    def _keras_state(self):
+        state = getattr(self.layer, "_keras_state", None)
+        inner = state() if state else [("", self.layer.name, list(self.layer._weights))]
+        return [("", self.name, [])] + [(f"layer/{p}" if p else "layer", n, v)
+                                        for p, n, v in inner]
+
+    def get_config(self):
+        from ..saving.serialization import serialize_layer
+        c = super().get_config()
+        c["layer"] = serialize_layer(self.layer, build_config=False)
+        return c
+
+    @classmethod
+    def from_config(cls, config):
+        from ..saving.serialization import deserialize_layer, layer_arguments
+        config = dict(config)
+        layer = deserialize_layer(config.pop("layer"))
+        return cls(layer, **layer_arguments(cls, config))
+
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]

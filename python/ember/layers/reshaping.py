@@ -198,3 +198,30 @@ class Permute(Layer):
         c = super().get_config()
         c["dims"] = self.dims
         return c
+
+
+class RepeatVector(Layer):
+    """Repeats each (features) sample n times: (batch, features) -> (batch, n, features)."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"RepeatVector: n must be a positive integer. Received: n={n!r}")
+        self.n = int(n)
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"RepeatVector '{self.name}' expects an input of rank 2 (batch, "
+                             f"features). Received: input_shape={(None,) + tuple(input_shape)}")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return (self.n, input_shape[0])
+
+    def _lower(self, graph, x):
+        return graph.add_repeat(x, self.n)
+
+    def get_config(self):
+        c = super().get_config()
+        c["n"] = self.n
+        return c

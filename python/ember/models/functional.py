@@ -205,10 +205,13 @@ class Functional(Model):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("A functional model config needs a list of 'layers'")
         made, tensors = {}, {}
+        unused_ops = _unused_ops(config)
         for entry in config["layers"]:
             if not isinstance(entry, dict):
                 raise ValueError(f"Each layer of a functional config must be a dict. "
                                  f"Received: {entry!r:.80}")
+            if entry.get("name") in unused_ops:
+                continue
             layer = deserialize_layer(entry)
             name = entry.get("name", layer.name)
             made[name] = layer
@@ -241,6 +244,26 @@ class Functional(Model):
             return out[0] if single else out
         return cls(ends(config.get("input_layers") or []), ends(config.get("output_layers") or []),
                    name=config.get("name"), trainable=config.get("trainable", True))
+
+
+def _unused_ops(config):
+    """Names of the Keras ops (module keras.src.ops...) in a functional config that no
+    layer reads: Keras 3 records the ops of a mask computation (Masking's NotEqual and
+    Any) beside the layers; they compute nothing the model uses."""
+    entries = [e for e in config["layers"] if isinstance(e, dict)]
+    ops = {e.get("name") for e in entries if str(e.get("module", "")).startswith("keras.src.ops")}
+    used = set()
+    for e in entries:
+        if e.get("name") in ops:
+            continue
+        for node in e.get("inbound_nodes") or []:
+            try:
+                used.update(r[0] for r in _node_refs(node, e.get("name"))[0])
+            except (ValueError, TypeError, IndexError, AttributeError):
+                pass  # reported when the layer itself is read
+    outs = config.get("output_layers") or []
+    used.update(r[0] for r in ([outs] if outs and not isinstance(outs[0], list) else outs))
+    return ops - used
 
 
 def _node_refs(node, name):
