@@ -17,15 +17,16 @@ def sig(v):
     return 1 / (1 + np.exp(-v))
 
 
-def rnn_ref(kind, x, W, Rk, b, mask, go_backwards, return_sequences):
-    """Keras's recurrences in float64: masked steps carry the state (and output it)."""
+def rnn_ref(kind, x, W, Rk, b, mask, go_backwards, return_sequences, rmask=None):
+    """Keras's recurrences in float64: masked steps carry the state (and output it);
+    rmask (recurrent dropout) scales the state entering the recurrent product."""
     n, T, _ = x.shape
     U = Rk.shape[0]
     h, c, outs = np.zeros((n, U)), np.zeros((n, U)), []
     for t in (range(T - 1, -1, -1) if go_backwards else range(T)):
         m = mask[:, t][:, None] if mask is not None else np.ones((n, 1), bool)
         xw = x[:, t] @ W + (b[0] if kind == "GRU" else b)
-        rec = h @ Rk + (b[1] if kind == "GRU" else 0)
+        rec = (h if rmask is None else h * rmask) @ Rk + (b[1] if kind == "GRU" else 0)
         if kind == "SimpleRNN":
             hn = np.tanh(xw + rec)
         elif kind == "LSTM":
@@ -237,8 +238,8 @@ def test_bad_input_names_the_layer_and_the_value():
         layers.Bidirectional(layers.Dense(2))
     with pytest.raises(ValueError, match="return_state=True is not supported"):
         layers.LSTM(2, return_state=True)
-    with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
-        layers.LSTM(2, recurrent_dropout=0.2)
+    with pytest.raises(ValueError, match="recurrent_dropout must be in \\[0, 1\\)"):
+        layers.LSTM(2, recurrent_dropout=1.5)
     with pytest.raises(ValueError, match="activations tanh, sigmoid"):
         layers.SimpleRNN(2, activation="softmax")
     m = ember.Sequential([ember.Input((5,)), layers.Dense(3)])
@@ -333,3 +334,33 @@ def test_input_dropout_is_one_mask_per_sample_and_feature():
     assert m.train_on_batch(x, y) != pytest.approx(plain.train_on_batch(x, y), abs=1e-6)
     with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\)"):
         layers.LSTM(2, dropout=1.0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recurrent_dropout_gradients_with_the_drawn_mask(kind):
+    """Training multiplies the state entering the recurrent product by one mask per
+    (sample, unit) for the whole sequence, drawn from the layer's seed and the step;
+    inference does not. Finite differences of the float64 model with that mask."""
+    from gradcheck import assert_close, numeric_grad
+    from ember import _core
+    rate = 0.4
+    m = ember.Sequential([ember.Input((5, 3)), getattr(layers, kind)(4, recurrent_dropout=rate),
+                          layers.Dense(1)])
+    plain = ember.Sequential([ember.Input((5, 3)), getattr(layers, kind)(4), layers.Dense(1)])
+    plain.set_weights(m.get_weights())
+    x = R.normal(size=(6, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(m.predict(x, verbose=0), plain.predict(x, verbose=0))
+    u = np.empty((6, 4), dtype=np.float32)
+    _core.fill_uniform(u, 0.0, 1.0, m.layers[0]._seed ^ 0x5DEECE66D, 1)  # the first step
+    rmask = np.where(u >= np.float32(rate), np.float32(1 / (1 - rate)), np.float32(0))
+    assert 0 < (rmask == 0).sum() < rmask.size
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    y = R.normal(size=(6, 1))
+
+    def loss():
+        h = rnn_ref(kind, x.astype(np.float64), w[0], w[1], w[2], None, False, False, rmask)
+        return ((h @ w[3] + w[4] - y) ** 2).mean()
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    assert m.train_on_batch(x, y.astype(np.float32)) == pytest.approx(loss(), rel=1e-5)
+    for k, after in enumerate(m.get_weights()):
+        assert_close(w[k] - after, numeric_grad(loss, w[k]), tol=2e-5, what=f"weight {k}")

@@ -603,8 +603,11 @@ PYBIND11_MODULE(_core, m) {
                          bool return_sequences, bool go_backwards, bool reverse_output,
                          bool zero_output_for_mask, std::shared_ptr<Variable> kernel,
                          std::shared_ptr<Variable> recurrent_kernel,
-                         std::shared_ptr<Variable> bias) {
+                         std::shared_ptr<Variable> bias, float recurrent_dropout,
+                         uint64_t seed) {
         RnnSpec s;
+        s.recurrent_dropout = recurrent_dropout;
+        s.seed = seed;
         if (cell == "simple_rnn") s.cell = RnnCell::Simple;
         else if (cell == "lstm") s.cell = RnnCell::LSTM;
         else if (cell == "gru") s.cell = RnnCell::GRU;
@@ -620,7 +623,8 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("x"), py::arg("cell"), py::arg("units"), py::arg("activation"),
          py::arg("recurrent_activation"), py::arg("return_sequences"), py::arg("go_backwards"),
          py::arg("reverse_output"), py::arg("zero_output_for_mask"), py::arg("kernel"),
-         py::arg("recurrent_kernel"), py::arg("bias"))
+         py::arg("recurrent_kernel"), py::arg("bias"), py::arg("recurrent_dropout") = 0.f,
+         py::arg("seed") = 0)
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
                             std::array<int64_t, 2> strides, const std::string& padding) {
         return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],

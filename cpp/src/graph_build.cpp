@@ -302,6 +302,9 @@ int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurren
   if (spec.units <= 0)
     throw std::invalid_argument(std::string(who) + ": units must be positive. Received: " +
                                 std::to_string(spec.units));
+  if (!(spec.recurrent_dropout >= 0.f && spec.recurrent_dropout < 1.f))
+    throw std::invalid_argument(std::string(who) + ": recurrent_dropout must be in [0, 1). "
+                                "Received: " + std::to_string(spec.recurrent_dropout));
   spec.steps = in[0];
   spec.features = in[1];
   const int64_t gu = spec.gates() * spec.units;

@@ -462,6 +462,10 @@ struct RnnSpec {
   bool go_backwards = false;          // read the steps last to first
   bool reverse_output = false;        // sequences in input order (Bidirectional's backward)
   bool zero_output_for_mask = false;
+  // Keras's recurrent_dropout: in training, the state entering h W_rec is multiplied by
+  // one mask per (sample, unit) for the whole sequence, drawn from (seed, step).
+  float recurrent_dropout = 0.f;
+  uint64_t seed = 0;
   int64_t gates() const { return cell == RnnCell::LSTM ? 4 : cell == RnnCell::GRU ? 3 : 1; }
 };
 
@@ -487,6 +491,8 @@ class RnnNode : public Node {
  private:
   RnnSpec s_;
   FloatBuffer xw_, rec_, hbuf_, cbuf_, gbuf_, rhbuf_, dh_, dc_, drec_, dbias_, tmp_;
+  FloatBuffer rmask_, hm_;  // recurrent dropout: the mask, the masked state
+  bool rdrop_ = false;      // the last forward dropped (so backward does)
 };
 
 }  // namespace ember

@@ -5,6 +5,7 @@
 #include <cstring>
 #include "ember/gemm.h"
 #include "ember/nodes.h"
+#include "ember/random.h"
 
 namespace ember {
 
@@ -136,6 +137,10 @@ void RnnNode::plan(int64_t n) {
   tmp_.resize(n * U);
   drec_.resize(n * GU);
   dbias_.resize(GU);
+  if (s_.recurrent_dropout > 0.f) {
+    rmask_.resize(n * U);
+    hm_.resize(n * U);
+  }
 }
 
 bool RnnNode::plan_inference(int64_t n) {
@@ -184,6 +189,12 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     if (lstm) std::memset(c_at(0) + b * ldh, 0, sizeof(float) * U);
   }
   const Act a = s_.act, ra = s_.rec_act;
+  rdrop_ = keep && s_.recurrent_dropout > 0.f;
+  if (rdrop_) {
+    const float rate = s_.recurrent_dropout, scale = 1.f / (1.f - rate);
+    fill_uniform(rmask_.data(), n * U, 0.f, 1.f, s_.seed, ctx.step);
+    for (int64_t i = 0; i < n * U; ++i) rmask_[i] = rmask_[i] >= rate ? scale : 0.f;
+  }
   // A step this small runs faster on one thread than split over several.
   const bool small = n * U * GU < (int64_t(1) << 20);
   for (int64_t s = 0; s < T; ++s) {
@@ -201,7 +212,15 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       Epilogue rep;
       rep.bias = rbias;
       SerialGemm serial(small);
-      sgemm(Trans::N, Trans::N, n, GU, U, 1.f, hp, ldh, R, GU, 0.f, rec_.data(), GU, &rep);
+      const float* hr = hp;
+      int64_t ldr = ldh;
+      if (rdrop_) {  // the state as the recurrent product sees it
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
+        hr = hm_.data();
+        ldr = U;
+      }
+      sgemm(Trans::N, Trans::N, n, GU, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU, &rep);
     }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
     for (int64_t b = 0; b < n; ++b) {
@@ -349,10 +368,22 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     }
     // The previous state's gradient: its direct part (above) plus drec R^T; the
     // recurrent kernel's gradient: h0^T drec, summed over the steps last to first.
-    sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 1.f, dh_.data(), U);
+    const float* hr = saved + s * U;  // the state the recurrent product read
+    int64_t ldh = S;
+    if (rdrop_) {
+      sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 0.f, tmp_.data(), U);
+      for (int64_t i = 0; i < n * U; ++i) dh_[i] += tmp_[i] * rmask_[i];
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t j = 0; j < U; ++j)
+          hm_[b * U + j] = saved[b * S + s * U + j] * rmask_[b * U + j];
+      hr = hm_.data();
+      ldh = U;
+    } else {
+      sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 1.f, dh_.data(), U);
+    }
     if (dR)
-      sgemm(Trans::T, Trans::N, U, GU, n, 1.f, saved + s * U, S, drec, ldr,
-            s == T - 1 ? 0.f : 1.f, dR, GU);
+      sgemm(Trans::T, Trans::N, U, GU, n, 1.f, hr, ldh, drec, ldr, s == T - 1 ? 0.f : 1.f,
+            dR, GU);
     if (gru && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
   }
   if (dW) sgemm(Trans::T, Trans::N, F, GU, n * T, 1.f, x[0], F, dxw, GU, 0.f, dW, GU);

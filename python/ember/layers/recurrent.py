@@ -51,10 +51,6 @@ class _RNN(Layer):
                     not 0 <= value < 1:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what} must be in "
                                  f"[0, 1). Received: {what}={value!r}")
-        if recurrent_dropout:
-            raise ValueError(f"{type(self).__name__} '{self.name}': recurrent_dropout is not "
-                             f"supported by ember yet. Received: recurrent_dropout="
-                             f"{recurrent_dropout!r}")
         for what, value in (("return_state", return_state), ("stateful", stateful)):
             if value:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what}=True is not "
@@ -75,7 +71,10 @@ class _RNN(Layer):
         self.bias_constraint = constraints.get(bias_constraint)
         # Keras's input dropout: one mask per sample and feature, shared by every step
         # (ember's spatial dropout over the sequence, drawn from the layer's seed).
-        self.dropout, self.recurrent_dropout, self.seed = float(dropout), 0.0, seed
+        # recurrent_dropout: one mask per sample and unit on the state entering the
+        # recurrent product, for the whole sequence (Keras's rule), in the core.
+        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
+        self.seed = seed
         self._seed = _random.resolve(seed)
         self.return_sequences = bool(return_sequences)
         self.return_state = False
@@ -130,7 +129,8 @@ class _RNN(Layer):
                              self.recurrent_activation, self.return_sequences,
                              self.go_backwards, reverse_output, zero,
                              self.kernel._storage, self.recurrent_kernel._storage,
-                             self.bias._storage if self.bias is not None else None)
+                             self.bias._storage if self.bias is not None else None,
+                             self.recurrent_dropout, self._seed ^ 0x5DEECE66D)
 
     def get_config(self):
         c = super().get_config()
@@ -149,7 +149,8 @@ class _RNN(Layer):
                  kernel_constraint=constraints.serialize(self.kernel_constraint),
                  recurrent_constraint=constraints.serialize(self.recurrent_constraint),
                  bias_constraint=constraints.serialize(self.bias_constraint),
-                 dropout=self.dropout, recurrent_dropout=0.0, seed=self.seed)
+                 dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
+                 seed=self.seed)
         return c
 
 
