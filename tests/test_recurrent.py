@@ -72,6 +72,20 @@ def model_ref(kind, weights, ids, return_sequences, go_backwards, mask_zero):
     return h @ Wd + bd
 
 
+def same_as_keras(keras, k, e, x, y):
+    """e, given k's weights, predicts as k does, and one Adam step on (x, y) leaves the
+    same weights (within 1e-5)."""
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
+                               atol=1e-5)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    k.train_on_batch(x, y)
+    e.train_on_batch(x, y)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+
+
 CASES = [(k, rs, gb, mz) for k in KINDS for rs in (False, True) for gb in (False, True)
          for mz in (False, True)]
 
@@ -101,17 +115,7 @@ def test_matches_keras_outputs_and_one_adam_step(kind, rs, gb, mz):
     k = text_model(keras, kind, rs, gb, mz)
     e = text_model(ember, kind, rs, gb, mz)
     assert [tuple(w.shape) for w in e.weights] == [tuple(w.shape) for w in k.weights]
-    e.set_weights([np.asarray(w) for w in k.get_weights()])
-    ids = ids_with_padding(6, 7, 12)
-    np.testing.assert_allclose(e.predict(ids, verbose=0), np.asarray(k.predict(ids, verbose=0)),
-                               atol=1e-5)
-    y = R.random((6, 1)).astype(np.float32)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    k.train_on_batch(ids, y)
-    e.train_on_batch(ids, y)
-    for a, b in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    same_as_keras(keras, k, e, ids_with_padding(6, 7, 12), R.random((6, 1)).astype(np.float32))
 
 
 def bidirectional_model(lib, kind, mode, rs):
@@ -131,17 +135,7 @@ def test_bidirectional_matches_keras(kind, mode, rs):
     from oracles import keras_or_skip
     keras = keras_or_skip()
     k, e = bidirectional_model(keras, kind, mode, rs), bidirectional_model(ember, kind, mode, rs)
-    e.set_weights([np.asarray(w) for w in k.get_weights()])
-    ids = ids_with_padding(6, 7, 12)
-    np.testing.assert_allclose(e.predict(ids, verbose=0), np.asarray(k.predict(ids, verbose=0)),
-                               atol=1e-5)
-    y = R.random((6, 1)).astype(np.float32)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    k.train_on_batch(ids, y)
-    e.train_on_batch(ids, y)
-    for a, b in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    same_as_keras(keras, k, e, ids_with_padding(6, 7, 12), R.random((6, 1)).astype(np.float32))
 
 
 def test_bidirectional_is_two_reference_layers():
@@ -288,16 +282,8 @@ def test_masking_repeat_vector_time_distributed_match_keras(tmp_path):
     from oracles import keras_or_skip
     keras = keras_or_skip()
     k, e = seq2seq(keras), seq2seq(ember)
-    e.set_weights([np.asarray(w) for w in k.get_weights()])
     x, y = padded_sequences(5), R.normal(size=(5, 4, 2)).astype(np.float32)
-    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
-                               atol=1e-5)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    k.train_on_batch(x, y)
-    e.train_on_batch(x, y)
-    for a, b in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    same_as_keras(keras, k, e, x, y)
     for a, b in zip(e.layers, k.layers):
         assert set(a.get_config()) == set(b.get_config()), type(a).__name__
     k.save(tmp_path / "k.keras")

@@ -284,14 +284,24 @@ void optimizer_step(Opt kind, float* w, const float* g, float* s0, float* s1, in
   }
 }
 
-double add_penalty(const float* w, float* g, int64_t n, float l1, float l2) {
+// The sum over [0, n) of part(lo, hi) (each a double sum over a chunk): chunk boundaries
+// depend on n alone and chunks are added in order, so the bits do not depend on the
+// thread count; the partials live on the stack (no allocation).
+template <class Part>
+static double chunked_sum(int64_t n, Part part) {
   constexpr int64_t kMaxChunks = 256;
   const int64_t chunk = std::max(kNormChunk, (n + kMaxChunks - 1) / kMaxChunks);
   const int64_t chunks = (n + chunk - 1) / chunk;
-  double part[kMaxChunks];
+  double partial[kMaxChunks];
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
+  for (int64_t c = 0; c < chunks; ++c) partial[c] = part(c * chunk, std::min(n, (c + 1) * chunk));
+  double s = 0;
+  for (int64_t c = 0; c < chunks; ++c) s += partial[c];
+  return s;
+}
+
+double add_penalty(const float* w, float* g, int64_t n, float l1, float l2) {
+  return chunked_sum(n, [&](int64_t lo, int64_t hi) {
     double s = 0;
     for (int64_t i = lo; i < hi; ++i) {
       const float v = w[i];
@@ -299,11 +309,8 @@ double add_penalty(const float* w, float* g, int64_t n, float l1, float l2) {
       // |w|'s slope at 0 taken as +1, as Keras on JAX takes it (TensorFlow's is 0).
       if (g) g[i] += (v >= 0.f ? l1 : -l1) + 2.f * l2 * v;
     }
-    part[c] = s;
-  }
-  double s = 0;
-  for (int64_t c = 0; c < chunks; ++c) s += part[c];
-  return s;
+    return s;
+  });
 }
 
 void apply_constraint(const Constraint& c, float* w, int64_t n) {
@@ -331,21 +338,11 @@ void apply_constraint(const Constraint& c, float* w, int64_t n) {
 }
 
 double sum_squares(const float* x, int64_t n) {
-  // Chunk boundaries depend on n alone; partials live on the stack (no allocation).
-  constexpr int64_t kMaxChunks = 256;
-  const int64_t chunk = std::max(kNormChunk, (n + kMaxChunks - 1) / kMaxChunks);
-  const int64_t chunks = (n + chunk - 1) / chunk;
-  double part[kMaxChunks];
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t lo = c * chunk, hi = std::min(n, lo + chunk);
+  return chunked_sum(n, [&](int64_t lo, int64_t hi) {
     double s = 0;
     for (int64_t i = lo; i < hi; ++i) s += static_cast<double>(x[i]) * x[i];
-    part[c] = s;
-  }
-  double s = 0;
-  for (int64_t c = 0; c < chunks; ++c) s += part[c];
-  return s;
+    return s;
+  });
 }
 
 // A variable's squared gradient norm, from its sparse rows when it has them.

@@ -250,7 +250,7 @@ class Bidirectional(Layer):
     """
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
-                 **kwargs):
+                 _forward_layer=None, **kwargs):
         if not isinstance(layer, _RNN):
             raise ValueError(f"Bidirectional takes a SimpleRNN, LSTM or GRU layer. Received: "
                              f"layer={layer!r}")
@@ -263,9 +263,8 @@ class Bidirectional(Layer):
                              f"None}}")
         _unsupported(self, weights=weights)
         super().__init__(**kwargs)
-        config = layer.get_config()
-        config["name"] = "forward_" + layer.name
-        self.forward_layer = type(layer).from_config(config)
+        self.forward_layer = _forward_layer if _forward_layer is not None else \
+            type(layer).from_config(dict(layer.get_config(), name="forward_" + layer.name))
         if backward_layer is None:
             config = dict(layer.get_config(), name="backward_" + layer.name,
                           go_backwards=not layer.go_backwards)
@@ -331,9 +330,9 @@ class Bidirectional(Layer):
         backward = config.pop("backward_layer", None)
         if backward is not None:
             backward = deserialize_layer(backward)
-        bi = cls(layer, backward_layer=backward, **layer_arguments(cls, config))
-        bi.forward_layer = layer  # keep its name (forward_<name>) as the file has it
-        return bi
+        # The file's layer is the forward layer itself (named forward_<name>).
+        return cls(layer, backward_layer=backward, _forward_layer=layer,
+                   **layer_arguments(cls, config))
 
 
 class TimeDistributed(Layer):

@@ -208,8 +208,10 @@ class Optimizer:
     def _has_lr_variable(self):
         return not callable(self._learning_rate)
 
+    _extra_count = 0  # scalars Keras keeps after the slots
+
     def _extra_state(self):
-        """Scalars Keras keeps after the slots (Nadam's momentum product)."""
+        """Those scalars' values (Nadam's momentum product)."""
         return []
 
     def _state_built(self):
@@ -242,7 +244,7 @@ class Optimizer:
         first."""
         base = self._base_state()
         full = len(base) + sum(len(b) for b in self._slot_blocks()) * len(variables) + \
-            len(self._extra_state())
+            self._extra_count
         if len(arrays) not in (len(base), full):
             warnings.warn(f"{where}: skipping the optimizer's state: optimizer "
                           f"'{self.name}' has {full} variables for this model, the file "
@@ -251,7 +253,7 @@ class Optimizer:
         expected = [()] * len(base)
         if len(arrays) == full:
             expected += [tuple(v.shape) for b in self._slot_blocks() for v in variables
-                         for _ in b] + [()] * len(self._extra_state())
+                         for _ in b] + [()] * self._extra_count
         arrays = [np.asarray(a) for a in arrays]
         for i, (a, shape) in enumerate(zip(arrays, expected)):
             if a.shape != shape or a.dtype.kind not in "fiu" or \
@@ -464,12 +466,13 @@ class Nadam(_Betas):
                  name="nadam", **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name=name, **kwargs)
 
+    _extra_count = 1
+
     def _extra_state(self):
         # Keras's u_product (ember recomputes it from the iteration count on loading).
-        b1, u = np.float32(self.beta_1), np.float32(1)
-        for t in range(1, int(self.iterations) + 1):
-            u *= b1 * (np.float32(1) - np.float32(0.5) * np.float32(0.96) ** np.float32(t))
-        return [np.array(u, dtype=np.float32)]
+        t = np.arange(1, int(self.iterations) + 1, dtype=np.float32)
+        mu = np.float32(self.beta_1) * (1 - np.float32(0.5) * np.float32(0.96) ** t)
+        return [np.prod(mu, dtype=np.float32).reshape(())]
 
 
 class Lion(Optimizer):

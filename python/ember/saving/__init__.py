@@ -109,8 +109,14 @@ def _archive_weights(z, filepath, model):
 
 
 def _apply_h5(data, filepath, model, skip_mismatch=False):
+    """Loads the weights of an HDF5 file (bytes or a path) in Keras 3's layout or the
+    legacy one, after checking all of them."""
     with keras_format.open_h5(data, filepath) as f:
-        assign = keras_format.plan_weights(f, model, filepath, skip_mismatch)
+        if "model_weights" in f or "layer_names" in f.attrs:
+            assign = legacy_h5.plan_weights(legacy_h5.weights_group(f, filepath), model,
+                                            filepath, skip_mismatch)
+        else:
+            assign = keras_format.plan_weights(f, model, filepath, skip_mismatch)
     assign()
 
 
@@ -144,13 +150,7 @@ def load_weights(model, filepath, skip_mismatch=False):
         if not magic.startswith(_HDF5_MAGIC):
             raise ValueError(f"{filepath} is neither an HDF5 weights file nor a .keras "
                              f"archive (it starts with {magic!r})")
-        with keras_format.open_h5(filepath, filepath) as f:
-            if "model_weights" in f or "layer_names" in f.attrs:
-                assign = legacy_h5.plan_weights(legacy_h5.weights_group(f, filepath), model,
-                                                filepath, skip_mismatch)
-            else:
-                assign = keras_format.plan_weights(f, model, filepath, skip_mismatch)
-        assign()
+        _apply_h5(filepath, filepath, model, skip_mismatch)
     except (KeyError, OSError, RecursionError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{filepath}: could not read weights ({type(e).__name__}: {e})") \
             from None
