@@ -667,6 +667,57 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("add_concatenate", &Graph::add_concatenate, py::arg("xs"), py::arg("axis"))
       .def("add_dot", &Graph::add_dot, py::arg("a"), py::arg("b"), py::arg("normalize"))
+      .def("add_unary", [](Graph& g, int x, const std::string& op, float a, float b) {
+        static const std::pair<const char*, UnaryOp> names[] = {
+            {"affine", UnaryOp::Affine}, {"exp", UnaryOp::Exp}, {"log", UnaryOp::Log},
+            {"sqrt", UnaryOp::Sqrt}, {"square", UnaryOp::Square}, {"abs", UnaryOp::Abs},
+            {"sign", UnaryOp::Sign}, {"clip", UnaryOp::Clip}, {"pow", UnaryOp::Pow},
+            {"rdiv", UnaryOp::RDiv}, {"floor", UnaryOp::Floor}, {"round", UnaryOp::Round},
+            {"trunc", UnaryOp::Trunc}, {"log1p", UnaryOp::Log1p}, {"expm1", UnaryOp::Expm1},
+            {"sin", UnaryOp::Sin}, {"cos", UnaryOp::Cos}};
+        for (const auto& [name, code] : names)
+          if (op == name) return g.add_unary(x, code, a, b);
+        throw std::invalid_argument("Unknown unary op: '" + op + "'");
+      }, py::arg("x"), py::arg("op"), py::arg("a") = 0.f, py::arg("b") = 0.f)
+      .def("add_binary", [](Graph& g, const std::string& op, const py::object& a,
+                            std::vector<int32_t> a_map, const py::object& b,
+                            std::vector<int32_t> b_map, std::vector<int64_t> out_shape) {
+        static const std::pair<const char*, BinaryOp> names[] = {
+            {"add", BinaryOp::Add}, {"subtract", BinaryOp::Subtract},
+            {"multiply", BinaryOp::Multiply}, {"divide", BinaryOp::Divide},
+            {"power", BinaryOp::Power}, {"maximum", BinaryOp::Maximum},
+            {"minimum", BinaryOp::Minimum}, {"greater", BinaryOp::Greater},
+            {"greater_equal", BinaryOp::GreaterEqual}, {"less", BinaryOp::Less},
+            {"less_equal", BinaryOp::LessEqual}, {"equal", BinaryOp::Equal},
+            {"not_equal", BinaryOp::NotEqual}};
+        // Each side: a value id or a Variable.
+        auto side = [](const py::object& o, int& v, std::shared_ptr<Variable>& var) {
+          if (py::isinstance<Variable>(o)) var = o.cast<std::shared_ptr<Variable>>();
+          else v = o.cast<int>();
+        };
+        int av = -1, bv = -1;
+        std::shared_ptr<Variable> avar, bvar;
+        side(a, av, avar);
+        side(b, bv, bvar);
+        for (const auto& [name, code] : names)
+          if (op == name)
+            return g.add_binary(code, av, avar, std::move(a_map), bv, bvar, std::move(b_map),
+                                std::move(out_shape));
+        throw std::invalid_argument("Unknown binary op: '" + op + "'");
+      }, py::arg("op"), py::arg("a"), py::arg("a_map"), py::arg("b"), py::arg("b_map"),
+         py::arg("out_shape"))
+      .def("add_reduce", [](Graph& g, int x, const std::string& op, std::vector<int32_t> map,
+                            std::vector<int32_t> pos, std::vector<int64_t> out_shape) {
+        static const std::pair<const char*, ReduceOp> names[] = {
+            {"sum", ReduceOp::Sum}, {"mean", ReduceOp::Mean}, {"max", ReduceOp::Max},
+            {"min", ReduceOp::Min}, {"argmax", ReduceOp::ArgMax}, {"argmin", ReduceOp::ArgMin}};
+        for (const auto& [name, code] : names)
+          if (op == name)
+            return g.add_reduce(x, code, std::move(map), std::move(pos), std::move(out_shape));
+        throw std::invalid_argument("Unknown reduction: '" + op + "'");
+      }, py::arg("x"), py::arg("op"), py::arg("map"), py::arg("pos"), py::arg("out_shape"))
+      .def("add_gather", &Graph::add_gather, py::arg("x"), py::arg("map"), py::arg("out_shape"))
+      .def("add_matmul", &Graph::add_matmul, py::arg("a"), py::arg("b"))
       .def("set_outputs", &Graph::set_outputs)
       .def("set_inference_only", &Graph::set_inference_only)
       .def("value_shape", &Graph::value_shape)

@@ -154,6 +154,7 @@ void Graph::finalize() {
   if (finalized_) return;
   if (outputs_.empty()) throw std::logic_error("Graph: set_outputs was never called");
   fuse_embedding_max_pool();
+  fuse_bias_into_dense();
   fuse_activation_into_producer();
   fuse_relu_into_pool();
   find_dense_chains();

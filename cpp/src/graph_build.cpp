@@ -547,4 +547,92 @@ int Graph::add_dot(int a, int b, bool normalize) {
   return add_node(std::make_unique<DotNode>(normalize), {a, b}, {1}, {});
 }
 
+// ---- ember.ops ---------------------------------------------------------------------
+
+static void check_map(const std::vector<int32_t>& map, int64_t expect_len, int64_t bound,
+                      const char* who) {
+  if (!map.empty() && static_cast<int64_t>(map.size()) != expect_len)
+    throw std::invalid_argument(std::string(who) + ": an index map of " +
+                                std::to_string(map.size()) + " entries for " +
+                                std::to_string(expect_len) + " elements");
+  for (int32_t e : map)
+    if (e < 0 || e >= bound)
+      throw std::invalid_argument(std::string(who) + ": index " + std::to_string(e) +
+                                  " out of range for " + std::to_string(bound) + " elements");
+}
+
+int Graph::add_unary(int x, UnaryOp op, float a, float b) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Unary")).shape;
+  return add_node(std::make_unique<UnaryNode>(op, a, b), {x}, in, {});
+}
+
+int Graph::add_binary(BinaryOp op, int a, VariablePtr a_var, std::vector<int32_t> a_map, int b,
+                      VariablePtr b_var, std::vector<int32_t> b_map,
+                      std::vector<int64_t> out_shape) {
+  if (a_var && b_var) throw std::invalid_argument("Binary: at least one side must be a value");
+  const int64_t out = product(out_shape);
+  std::vector<int> inputs;
+  std::vector<VariablePtr> vars;
+  auto side = [&](int v, const VariablePtr& var, std::vector<int32_t> map) {
+    Operand o;
+    if (var) {
+      o.var = static_cast<int>(vars.size());
+      o.size = var->size();
+      vars.push_back(var);
+    } else {
+      check_value(v, "Binary");
+      o.input = static_cast<int>(inputs.size());
+      o.size = values_[v].size;
+      inputs.push_back(v);
+    }
+    if (map.empty() && o.size != out)
+      throw std::invalid_argument("Binary: an operand of " + std::to_string(o.size) +
+                                  " elements needs an index map for an output of shape " +
+                                  shape_str(out_shape));
+    check_map(map, out, o.size, "Binary");
+    o.map = std::move(map);
+    return o;
+  };
+  Operand A = side(a, a_var, std::move(a_map));
+  Operand B = side(b, b_var, std::move(b_map));
+  return add_node(std::make_unique<BinaryNode>(op, std::move(A), std::move(B)), inputs,
+                  std::move(out_shape), vars);
+}
+
+int Graph::add_reduce(int x, ReduceOp op, std::vector<int32_t> map, std::vector<int32_t> pos,
+                      std::vector<int64_t> out_shape) {
+  const int64_t in = values_.at(check_value(x, "Reduce")).size, out = product(out_shape);
+  if (static_cast<int64_t>(map.size()) != in || static_cast<int64_t>(pos.size()) != in)
+    throw std::invalid_argument("Reduce: the maps must have one entry per input element");
+  check_map(map, in, out, "Reduce");
+  std::vector<bool> hit(out, false);
+  for (int32_t o : map) hit[o] = true;
+  if (std::find(hit.begin(), hit.end(), false) != hit.end())
+    throw std::invalid_argument("Reduce: an output element reduces no input element");
+  return add_node(std::make_unique<ReduceNode>(op, std::move(map), std::move(pos), out), {x},
+                  std::move(out_shape), {});
+}
+
+int Graph::add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_shape) {
+  const int64_t in = values_.at(check_value(x, "Gather")).size;
+  if (static_cast<int64_t>(map.size()) != product(out_shape))
+    throw std::invalid_argument("Gather: the map must have one entry per output element");
+  check_map(map, product(out_shape), in, "Gather");
+  return add_node(std::make_unique<GatherNode>(std::move(map)), {x}, std::move(out_shape), {});
+}
+
+int Graph::add_matmul(int a, int b) {
+  const std::vector<int64_t> sa = values_.at(check_value(a, "MatMul")).shape;
+  const std::vector<int64_t> sb = values_.at(check_value(b, "MatMul")).shape;
+  if (sa.size() < 2 || sa.size() != sb.size() ||
+      !std::equal(sa.begin(), sa.end() - 2, sb.begin()) || sa[sa.size() - 1] != sb[sb.size() - 2])
+    throw std::invalid_argument("MatMul: cannot multiply samples of shapes " + shape_str(sa) +
+                                " and " + shape_str(sb));
+  const int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
+  std::vector<int64_t> out(sa.begin(), sa.end() - 1);
+  out.push_back(n);
+  const int64_t batch = product(out) / (m * n);
+  return add_node(std::make_unique<MatMulNode>(batch, m, k, n), {a, b}, std::move(out), {});
+}
+
 }  // namespace ember

@@ -43,6 +43,38 @@ void Graph::fuse_embedding_max_pool() {
   }
 }
 
+// A traced `matmul(x, w) + b`: a Dense node without a bias, read only by an Add of a
+// variable broadcast along its last axis. The variable becomes the Dense's bias (the
+// GEMM's epilogue) and the Add a view.
+void Graph::fuse_bias_into_dense() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto* add = dynamic_cast<BinaryNode*>(nodes_[i].get());
+    if (!add || add->op() != BinaryOp::Add || add->inputs.size() != 1) continue;
+    const int side = add->operand(0).var >= 0 ? 1 : 0;
+    const Operand& val = add->operand(side);
+    const Operand& bias = add->operand(1 - side);
+    const int x = add->inputs[0], p = values_[x].producer;
+    auto* dense = p >= 0 ? dynamic_cast<DenseNode*>(nodes_[p].get()) : nullptr;
+    if (!dense || dense->vars.size() != 1 || dense->act != Act::Linear || !val.map.empty() ||
+        !only_reader(x, static_cast<int>(i)))
+      continue;
+    const int64_t units = dense->out_shape.back();
+    bool along_last = bias.size == units;
+    for (int64_t e = 0; along_last && e < static_cast<int64_t>(bias.map.size()); ++e)
+      along_last = bias.map[e] == e % units;
+    if (!along_last || (bias.map.empty() && dense->out_size != units)) continue;
+    dense->vars.push_back(add->vars[bias.var]);
+    auto view = std::make_unique<ReshapeNode>();
+    view->inputs = add->inputs;
+    view->in_sizes = add->in_sizes;
+    view->output = add->output;
+    view->out_shape = add->out_shape;
+    view->out_size = add->out_size;
+    nodes_[i] = std::move(view);
+    fusions_.push_back("bias add into dense at node " + std::to_string(p));
+  }
+}
+
 // An Activation layer after a Dense, Conv2D, Conv2DTranspose or BatchNormalization
 // without one, the only reader of its output: the activation moves into the producer
 // (the GEMM epilogue for relu) and the Activation node becomes a view.
@@ -50,8 +82,15 @@ void Graph::fuse_activation_into_producer() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto* act = dynamic_cast<ActivationNode*>(nodes_[i].get());
     if (!act || act_needs_input(act->act) || !std::isnan(act->alpha)) continue;
-    const int x = act->inputs[0], p = values_[x].producer;
-    if (p < 0 || nodes_[p]->act != Act::Linear || !only_reader(x, static_cast<int>(i))) continue;
+    const int x = act->inputs[0];
+    if (!only_reader(x, static_cast<int>(i))) continue;
+    // Through views of the same shape that alone read their input (a fused bias add).
+    int p = values_[x].producer;
+    while (p >= 0 && nodes_[p]->is_view() && nodes_[p]->out_shape == act->out_shape &&
+           values_[nodes_[p]->inputs[0]].shape == act->out_shape &&
+           only_reader(nodes_[p]->inputs[0], p))
+      p = values_[nodes_[p]->inputs[0]].producer;
+    if (p < 0 || nodes_[p]->act != Act::Linear) continue;
     if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()) &&
         !dynamic_cast<Conv2DTransposeNode*>(nodes_[p].get()) &&
         !dynamic_cast<DepthwiseNode*>(nodes_[p].get()) &&

@@ -15,8 +15,8 @@ from . import _threads
 _threads.set_wait_policy()  # before the core loads libgomp
 
 from . import (activations, backend, callbacks, config, constraints, datasets,  # noqa: E402
-               initializers, layers, losses, metrics, models, optimizers, preprocessing,
-               regularizers, saving, utils)
+               initializers, layers, losses, metrics, models, ops, optimizers,
+               preprocessing, regularizers, saving, utils)
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
@@ -27,5 +27,5 @@ if "OMP_NUM_THREADS" not in _os.environ:
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "config",
-           "datasets", "initializers", "layers", "losses", "metrics", "models", "optimizers",
+           "datasets", "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
            "preprocessing", "saving", "set_random_seed", "utils"]

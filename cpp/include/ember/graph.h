@@ -109,6 +109,18 @@ class Graph {
   // Along `axis` of the per-sample shapes (0 is the first axis after the batch).
   int add_concatenate(const std::vector<int>& xs, int64_t axis);
   int add_dot(int a, int b, bool normalize);
+  // ember.ops. Maps are per sample (see op nodes in nodes.h); each checks that its
+  // entries index what they read.
+  int add_unary(int x, UnaryOp op, float a, float b);
+  // a and b: a value id (a_var / b_var null) or a variable, read through their maps
+  // into the output's per-sample shape; at least one side is a value.
+  int add_binary(BinaryOp op, int a, VariablePtr a_var, std::vector<int32_t> a_map, int b,
+                 VariablePtr b_var, std::vector<int32_t> b_map, std::vector<int64_t> out_shape);
+  int add_reduce(int x, ReduceOp op, std::vector<int32_t> map, std::vector<int32_t> pos,
+                 std::vector<int64_t> out_shape);
+  int add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_shape);
+  // Samples (..., m, k) and (..., k, n) with the same leading axes -> (..., m, n).
+  int add_matmul(int a, int b);
   // The model's outputs, in order (each a distinct value).
   void set_outputs(const std::vector<int>& values);
   // Runs node `value`'s producer in inference mode inside training steps too.
@@ -181,6 +193,7 @@ class Graph {
   int merged_mask(const std::vector<int>& xs, const char* who, bool all_needed) const;
   void finalize();
   void fuse_embedding_max_pool();
+  void fuse_bias_into_dense();
   void fuse_activation_into_producer();
   int producer_through_views(int v) const;
   void fuse_relu_into_pool();

@@ -495,4 +495,119 @@ class RnnNode : public Node {
   bool rdrop_ = false;      // the last forward dropped (so backward does)
 };
 
+// The nodes of ember.ops (traced custom layers). Index maps are per sample: they say,
+// for each output element, which element of an operand it reads (broadcasting, slices,
+// transposes, tiles and takes are all such maps), computed once in Python.
+
+enum class UnaryOp {
+  Affine,  // a x + b
+  Exp, Log, Sqrt, Square, Abs, Sign, Clip /* to [a, b] */, Pow /* x^a */,
+  RDiv /* a / x */, Floor, Round, Trunc, Log1p, Expm1, Sin, Cos
+};
+
+// y = op(x), element by element; ops without a derivative (sign, floor, round, trunc)
+// pass no gradient.
+class UnaryNode : public Node {
+ public:
+  UnaryNode(UnaryOp op, float a, float b) : op_(op), a_(a), b_(b) {}
+  const char* kind() const override { return "Unary"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  UnaryOp op_;
+  float a_, b_;
+};
+
+enum class BinaryOp {
+  Add, Subtract, Multiply, Divide, Power, Maximum, Minimum,
+  // 1 or 0, no gradient:
+  Greater, GreaterEqual, Less, LessEqual, Equal, NotEqual
+};
+
+// One side of a BinaryNode: a value of the graph (input index) or a variable (index
+// into vars), read through `map` (empty: element e of the output reads element e).
+struct Operand {
+  int input = -1;
+  int var = -1;
+  std::vector<int32_t> map;
+  int64_t size = 0;  // floats per sample (value) or in all (variable)
+};
+
+// y = a op b with NumPy broadcasting. Ties of maximum and minimum share the gradient
+// equally, as JAX does. A variable's gradient sums over the batch in blocks of samples
+// of a fixed size, then the blocks in order: the same bits for any thread count.
+class BinaryNode : public Node {
+ public:
+  BinaryNode(BinaryOp op, Operand a, Operand b) : op_(op), a_(std::move(a)), b_(std::move(b)) {}
+  const char* kind() const override { return "Binary"; }
+  void plan(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  BinaryOp op() const { return op_; }
+  const Operand& operand(int i) const { return i == 0 ? a_ : b_; }
+
+ private:
+  // The gradient of side `s` at output element e of sample i.
+  float grad_of(int s, float a, float b, float y, float g) const;
+  BinaryOp op_;
+  Operand a_, b_;
+  FloatBuffer partial_;  // per block of samples: a variable side's gradient
+};
+
+enum class ReduceOp { Sum, Mean, Max, Min, ArgMax, ArgMin };
+
+// Reduction of each sample over some of its axes: input element e joins output element
+// map[e] (pos[e]: its position among the elements reduced together, for arg ops), in
+// the order of e. Max and Min share the gradient equally among ties, as JAX does.
+class ReduceNode : public Node {
+ public:
+  ReduceNode(ReduceOp op, std::vector<int32_t> map, std::vector<int32_t> pos,
+             int64_t out_size);
+  const char* kind() const override { return "Reduce"; }
+  void plan(int64_t n) override;
+  bool plan_inference(int64_t n) override;
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  ReduceOp op_;
+  std::vector<int32_t> map_, pos_;
+  std::vector<float> count_;  // elements per output
+  // Per sample and output: the extremes (arg ops' forward), the ties (Max and Min's
+  // backward).
+  FloatBuffer scratch_;
+};
+
+// y[e] = x[map[e]] within each sample (slices, transposes, tiles, takes, broadcasts);
+// the backward adds each output's gradient into the element it read.
+class GatherNode : public Node {
+ public:
+  explicit GatherNode(std::vector<int32_t> map) : map_(std::move(map)) {}
+  const char* kind() const override { return "Gather"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  std::vector<int32_t> map_;
+};
+
+// Per sample, `batch` products of (m, k) by (k, n) matrices, both operands values.
+class MatMulNode : public Node {
+ public:
+  MatMulNode(int64_t batch, int64_t m, int64_t k, int64_t n)
+      : batch_(batch), m_(m), k_(k), n_(n) {}
+  const char* kind() const override { return "MatMul"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t batch_, m_, k_, n_;
+};
+
 }  // namespace ember

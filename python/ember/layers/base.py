@@ -1,5 +1,6 @@
 """Layer and Variable: a layer is a description (config, shapes, weights); its
 arithmetic runs in the core once a model lowers it into a graph."""
+import inspect
 import re
 
 import numpy as np
@@ -97,6 +98,16 @@ def assign_weights(variables, weights, owner):
         v.assign(a)
 
 
+def lower_nodes(graph, nodes, values):
+    """Adds the nodes of recorded tensors (in topological order) to a graph; values maps
+    id(tensor) -> value id for the tensors given, and gains every node's value."""
+    for t in nodes:
+        args = [values[id(p)] for p in t._inputs]
+        layer = t._layer
+        values[id(t)] = layer._lower(graph, args if layer._takes_list else args[0])
+    return values
+
+
 class Layer:
     """Base class of ember layers (Keras lifecycle: __init__ validates the config,
     build(input_shape) creates weights, compute_output_shape and get_config are
@@ -145,6 +156,43 @@ class Layer:
     @trainable.setter
     def trainable(self, value):
         self._trainable = bool(value)
+        for layer in self._sublayers():  # Keras 3: freezing a layer freezes its parts
+            layer.trainable = value
+
+    # Attributes of the base classes that hold layers or models but are not parts.
+    _NOT_PARTS = frozenset(("_eager_models", "_calls", "_input_tensor", "_output_tensor",
+                            "_traces"))
+
+    def _sublayers(self):
+        """The layers a custom layer keeps in its attributes (directly, or in lists,
+        tuples and dicts), in the order they were assigned. Built-in layers that hold
+        layers manage their weights themselves."""
+        if not self._traced:
+            return []
+        out, seen = [], set()
+
+        def visit(v):
+            if isinstance(v, Layer):
+                if id(v) not in seen and v is not self:
+                    seen.add(id(v))
+                    out.append(v)
+            elif isinstance(v, (list, tuple)):
+                for item in v:
+                    visit(item)
+            elif isinstance(v, dict):
+                for item in v.values():
+                    visit(item)
+        for k, v in self.__dict__.items():
+            if k not in self._NOT_PARTS:
+                visit(v)
+        return out
+
+    def _all_layers(self):
+        """This layer and, for a custom layer, its parts, recursively."""
+        out = [self]
+        for layer in self._sublayers():
+            out.extend(layer._all_layers())
+        return out
 
     @property
     def weights(self):
@@ -153,11 +201,20 @@ class Layer:
 
     @property
     def trainable_weights(self):
-        return [w for w in self._weights if w.trainable and self._trainable]
+        if not self._trainable:
+            return []
+        out = [w for w in self._weights if w.trainable]
+        for layer in self._sublayers():
+            out += [w for w in layer.trainable_weights if not any(w is o for o in out)]
+        return out
 
     @property
     def non_trainable_weights(self):
-        return [w for w in self._weights if not (w.trainable and self._trainable)]
+        out = [w for w in self._weights if not (w.trainable and self._trainable)]
+        for layer in self._sublayers():
+            ws = layer.weights if not self._trainable else layer.non_trainable_weights
+            out += [w for w in ws if not any(w is o for o in out)]
+        return out
 
     def get_weights(self):
         return [w.numpy() for w in self.weights]
@@ -166,7 +223,8 @@ class Layer:
         assign_weights(self.weights, weights, f"Layer '{self.name}'")
 
     def count_params(self):
-        return int(sum(int(np.prod(w.shape)) for w in self._weights))
+        ws = self.weights if self._traced else self._weights
+        return int(sum(int(np.prod(w.shape)) for w in ws))
 
     @property
     def losses(self):
@@ -181,6 +239,9 @@ class Layer:
 
     def _maybe_build(self, input_shape):
         """input_shape excludes the batch axis."""
+        if self._traced:
+            self._trace((tuple(input_shape),), False)
+            return
         if not self.built:
             self.build(input_shape)
             self.built = True
@@ -190,10 +251,71 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def _lower(self, graph):
-        """Adds this layer's node(s) to a _core.Graph; returns the node index that
-        owns this layer's weights (or None)."""
-        raise TypeError(f"{type(self).__name__} cannot be lowered")
+    def _lower(self, graph, x):
+        """Adds this layer's node(s) to a _core.Graph for the value(s) x; returns the
+        value it makes. A custom layer adds the nodes its traced call recorded."""
+        if not self._traced:
+            raise TypeError(f"{type(self).__name__} cannot be lowered")
+        xs = x if isinstance(x, list) else [x]
+        shapes = tuple(tuple(graph.value_shape(v)) for v in xs)
+        placeholders, nodes, out = self._trace(shapes, isinstance(x, list))
+        values = {id(p): v for p, v in zip(placeholders, xs)}
+        return lower_nodes(graph, nodes, values)[id(out)]
+
+    # -- custom layers: call() traced once per input signature ----------------------------
+    @property
+    def _traced(self):
+        """Whether this is a custom layer: one that defines call()."""
+        return callable(getattr(type(self), "call", None))
+
+    def _trace(self, shapes, as_list):
+        """(placeholder tensors, the nodes call() recorded, the output tensor) for inputs
+        of these per-sample shapes; builds the layer on the first trace."""
+        from .core import InputLayer, KerasTensor
+        key = (shapes, as_list)
+        traces = self.__dict__.setdefault("_traces", {})
+        if key in traces:
+            return traces[key]
+        full = [(None,) + tuple(sh) for sh in shapes]
+        if not self.built:
+            self.build(full if as_list else full[0])
+            self.built = True
+        before = [id(w) for w in self.weights]
+        placeholders = []
+        for sh in shapes:
+            layer = InputLayer(shape=sh, name=f"{self.name}_input")
+            placeholders.append(KerasTensor(layer))
+        kwargs = {}
+        try:
+            params = inspect.signature(self.call).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "training" in params:
+            kwargs["training"] = None
+        if "mask" in params:
+            kwargs["mask"] = None
+        out = self.call(placeholders if as_list else placeholders[0], **kwargs)
+        if isinstance(out, (list, tuple)) and len(out) == 1:
+            out = out[0]
+        if not isinstance(out, KerasTensor):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() must return "
+                             f"one tensor computed from its inputs with ember.ops and layers. "
+                             f"Received: {type(out).__name__}")
+        if traces and [id(w) for w in self.weights] != before:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) created weights in "
+                             f"call() on a new input shape {full}: create them in build() (or "
+                             f"__init__) so that every traced call uses the same weights")
+        from ..models.functional import _topological
+        try:
+            order, _ = _topological([out], placeholders)
+        except ValueError as e:
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returned a "
+                             f"tensor that does not come from its inputs ({e})") from None
+        nodes = [t for t in order if not any(t is p for p in placeholders)]
+        traces[key] = (placeholders, nodes, out)
+        self.input_shape = full if as_list else full[0]
+        self.output_shape = tuple(out.shape)
+        return traces[key]
 
     # -- the functional API ----------------------------------------------------------
     # Merge layers take a list of tensors; every other layer takes one.
@@ -207,6 +329,10 @@ class Layer:
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         if any(isinstance(t, KerasTensor) for t in flat):
+            # The graph runs in training or inference mode as the model does.
+            kwargs.pop("training", None)
+            if kwargs.get("mask", 0) is None:
+                kwargs.pop("mask")
             if args or kwargs:
                 raise ValueError(f"Layer '{self.name}' was called with extra arguments "
                                  f"ember does not take: {args or kwargs}")
@@ -214,6 +340,8 @@ class Layer:
             if bad:
                 raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic "
                                  f"tensors and {type(bad[0]).__name__}")
+            if self._traced:
+                return self._call_symbolic(flat, isinstance(inputs, (list, tuple, dict)))
             if self._takes_list != isinstance(inputs, (list, tuple, dict)):
                 raise ValueError(
                     f"Layer '{self.name}' ({type(self).__name__}) takes "
@@ -236,14 +364,18 @@ class Layer:
         self._maybe_build(shape)
         return tuple(self.compute_output_shape(shape))
 
-    def _call_symbolic(self, tensors):
+    def _call_symbolic(self, tensors, as_list=None):
         from .core import KerasTensor
         shapes = [tuple(t.shape[1:]) for t in tensors]
         for t in tensors:
             if any(d is None for d in t.shape[1:]):
                 raise ValueError(f"Layer '{self.name}': ember needs every per-sample "
                                  f"dimension. Received a tensor of shape {t.shape}")
-        out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
+        if self._traced:
+            self.__dict__["_takes_list"] = as_list
+            out = tuple(self._trace(tuple(shapes), as_list)[2].shape[1:])
+        else:
+            out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
         calls = self.__dict__.setdefault("_calls", [])
         tensor = KerasTensor._from_call(self, tensors, (tensors[0].shape[0],) + tuple(out),
                                         len(calls))
@@ -257,6 +389,8 @@ class Layer:
         """The layer on arrays, as a one-layer model run for inference."""
         from .core import Input
         from ..models.functional import Functional
+        if self._traced:
+            self.__dict__["_takes_list"] = isinstance(inputs, (list, tuple))
         arrays = inputs if self._takes_list else [inputs]
         if not isinstance(arrays, (list, tuple)):
             raise ValueError(f"Layer '{self.name}' takes a list of arrays. Received: "

@@ -11,6 +11,7 @@ called on a tensor like a layer. get_config writes Keras's functional layout (la
 with their inbound nodes, input_layers, output_layers).
 """
 
+from ..layers.base import lower_nodes
 from ..layers.core import InputLayer, KerasTensor
 from ..saving.serialization import custom_object_scope, deserialize_layer, serialize_layer
 from .model import Model
@@ -155,11 +156,8 @@ class Functional(Model):
         if len(xs) != len(self._input_tensors):
             raise ValueError(f"Model '{self.name}' takes {len(self._input_tensors)} inputs. "
                              f"Received: {len(xs)}")
-        values = {id(t): v for t, v in zip(self._input_tensors, xs)}
-        for t in self._nodes:
-            args = [values[id(p)] for p in t._inputs]
-            layer = t._layer
-            values[id(t)] = layer._lower(graph, args if layer._takes_list else args[0])
+        values = lower_nodes(graph, self._nodes,
+                             {id(t): v for t, v in zip(self._input_tensors, xs)})
         out = [values[id(t)] for t in self._output_tensors]
         return out if len(out) > 1 else out[0]
 

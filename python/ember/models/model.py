@@ -13,7 +13,7 @@ from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from .. import saving
 from ..callbacks import Callback, CallbackList, History, ProgbarLogger
-from ..layers.base import Layer, assign_weights
+from ..layers.base import Layer, Variable, assign_weights
 from ..utils.dataset import Prefetcher, PyDataset, is_stream, split_batch
 
 
@@ -89,6 +89,14 @@ def _ids_check_of(layer):
     return getattr(layer, "_check_ids", None)
 
 
+class _Constants:
+    """The owner of the arrays traced ops read: never trained."""
+    trainable = False
+
+
+_CONSTANTS = _Constants()
+
+
 class _Builder:
     """The core graph as layers see it while a model is lowered: every builder of
     `_core.Graph`, plus `note_mode(layer, value)` for layers whose node runs in inference
@@ -97,6 +105,13 @@ class _Builder:
     def __init__(self, graph):
         self._graph = graph
         self.modes = []
+        self.constants = {}  # id(core variable) -> (owner, Variable): arrays ops read
+
+    def constant(self, array):
+        """A frozen core variable holding an array that a traced op reads."""
+        v = Variable(array, "constant", trainable=False)
+        self.constants[id(v._storage)] = (_CONSTANTS, v)
+        return v._storage
 
     def note_mode(self, layer, value):
         self.modes.append((layer, value))
@@ -179,7 +194,7 @@ class Model(Layer):
         outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
         outs = outs if isinstance(outs, list) else [outs]
         graph.set_outputs(outs)
-        owners = {}
+        owners = dict(builder.constants)
         for layer in self._flat_layers():
             for v in layer._weights:
                 owners[id(v._storage)] = (layer, v)
@@ -208,7 +223,8 @@ class Model(Layer):
         """Every layer, nested models' layers included, each once."""
         seen, out = set(), []
         for layer in self.layers:
-            for inner in (layer._flat_layers() if isinstance(layer, Model) else [layer]):
+            for inner in (layer._flat_layers() if isinstance(layer, Model)
+                          else layer._all_layers()):
                 if id(inner) not in seen:
                     seen.add(id(inner))
                     out.append(inner)

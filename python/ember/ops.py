@@ -1,0 +1,858 @@
+"""ember.ops: NumPy-like operations for custom layers and models.
+
+On arrays (NumPy, lists, numbers, ember Variables) an op computes at once and returns
+a NumPy array. On symbolic tensors (inside a custom layer's `call`, or on the tensors of
+a functional model) it records a node of the model's C++ graph, with its forward and
+backward pass in the core:
+
+    class Linear(ember.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 32))
+            self.b = self.add_weight(shape=(32,), initializer="zeros")
+
+        def call(self, x):
+            return ops.relu(ops.matmul(x, self.w) + self.b)
+
+Symbolic tensors keep the batch axis first; ops work within a sample (broadcasting
+follows NumPy over the other axes) and may not reduce, index or reorder the batch
+axis. `matmul(x, w)` with a weight is the same GEMM a Dense layer runs, and a bias
+added after it and an activation after that fuse into it as they do for Dense.
+"""
+import numbers
+
+import numpy as np
+
+from . import activations as _activations
+from .layers.base import Layer, Variable
+from .layers.core import InputLayer, KerasTensor
+
+__all__ = [
+    "abs", "absolute", "add", "argmax", "argmin", "cast", "clip", "concatenate", "convert_to_numpy",
+    "convert_to_tensor", "cos", "divide", "dot", "einsum", "elu", "equal", "exp",
+    "expand_dims", "expm1", "floor", "gelu", "greater", "greater_equal", "hard_sigmoid",
+    "leaky_relu", "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "norm",
+    "not_equal", "one_hot", "ones", "ones_like", "power", "relu", "relu6", "reshape", "round",
+    "selu", "shape", "sigmoid", "sign", "silu", "sin", "softmax", "softplus", "softsign",
+    "split", "sqrt", "square", "squeeze", "stack", "subtract", "sum", "swish", "take", "tanh",
+    "tile", "transpose", "true_divide", "where", "zeros", "zeros_like",
+]
+
+
+# -- recording ------------------------------------------------------------------------------
+
+class _Op(Layer):
+    """One recorded op of a traced graph: a node with no weights of its own. Constant
+    operands become frozen core variables that the model's builder owns."""
+
+    _takes_list = True
+
+    def __init__(self, kind, lower):
+        super().__init__(name=f"{kind}_op")
+        self.kind = kind
+        self._lower_fn = lower
+        self.built = True
+
+    def _lower(self, graph, args):
+        return self._lower_fn(graph, args)
+
+    def get_config(self):
+        raise ValueError(f"The op '{self.kind}' was applied to the tensors of a functional "
+                         f"model: ember cannot save such a model yet. Put the op inside a "
+                         f"custom Layer's call()")
+
+
+def _symbolic(kind, tensors, sample_shape, lower):
+    """A new symbolic tensor: `lower(graph, values)` adds its nodes for the values of
+    `tensors`."""
+    for d in sample_shape:
+        if d <= 0:
+            raise ValueError(f"ops.{kind}: the result would have an empty axis "
+                             f"{(None,) + tuple(sample_shape)}")
+    return KerasTensor._from_call(_Op(kind, lower), tensors, (None,) + tuple(sample_shape), 0)
+
+
+def _is_sym(x):
+    return isinstance(x, KerasTensor)
+
+
+def _any_sym(*xs):
+    return any(_is_sym(x) for x in xs)
+
+
+def _sample(x):
+    return tuple(x.shape[1:])
+
+
+def _array(x):
+    """An eager operand as a float32 array."""
+    if isinstance(x, Variable):
+        return x.value
+    return np.asarray(x, dtype=np.float32)
+
+
+def _operand_ref(builder, x):
+    """A non-symbolic operand as the core sees it: a Variable's storage, or a constant."""
+    if isinstance(x, Variable):
+        return x._storage, x.shape
+    a = np.asarray(x, dtype=np.float32)
+    return builder.constant(a), a.shape
+
+
+def _axis(axis, rank, op):
+    """A per-sample axis (0 is the first axis after the batch) of a full-rank axis."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ValueError(f"ops.{op}: axis must be an integer. Received: axis={axis!r}")
+    a = int(axis) + rank if axis < 0 else int(axis)
+    if not 0 <= a < rank:
+        raise ValueError(f"ops.{op}: axis {axis} is out of range for a tensor of rank {rank}")
+    if a == 0:
+        raise ValueError(f"ops.{op}: the batch axis (axis 0) cannot be reduced, indexed or "
+                         f"moved inside a model; ops work within each sample. Received: "
+                         f"axis={axis}")
+    return a - 1
+
+
+def _broadcast(kind, *shapes):
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"ops.{kind}: shapes {' and '.join(str(s) for s in shapes)} do not "
+                         f"broadcast") from None
+
+
+def _index_map(shape, out):
+    """For each element of `out`, the element of an array of `shape` that broadcasting
+    reads (empty when the shapes are equal)."""
+    if tuple(shape) == tuple(out):
+        return np.zeros(0, np.int32)
+    shape = (1,) * (len(out) - len(shape)) + tuple(shape)
+    idx = np.arange(int(np.prod(shape)), dtype=np.int32).reshape(shape)
+    return np.ascontiguousarray(np.broadcast_to(idx, out)).ravel()
+
+
+def _gather(kind, x, index_fn):
+    """A symbolic op that picks elements of each sample: index_fn(per-sample array of
+    element indices) -> the indices of the output."""
+    idx = index_fn(np.arange(int(np.prod(_sample(x))), dtype=np.int32).reshape(_sample(x)))
+    idx = np.asarray(idx, dtype=np.int32)
+    shape = idx.shape
+    flat = np.ascontiguousarray(idx).ravel()
+    return _symbolic(kind, [x], shape, lambda g, v: g.add_gather(v[0], flat, list(shape)))
+
+
+# -- arithmetic -------------------------------------------------------------------------------
+
+_NUMPY_BINARY = {
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
+    "power": np.power, "maximum": np.maximum, "minimum": np.minimum, "greater": np.greater,
+    "greater_equal": np.greater_equal, "less": np.less, "less_equal": np.less_equal,
+    "equal": np.equal, "not_equal": np.not_equal,
+}
+
+
+def _binary(kind, a, b):
+    if not _any_sym(a, b):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return _NUMPY_BINARY[kind](_array(a), _array(b)).astype(np.float32)
+    # A number on one side: one unary node where the op allows.
+    if isinstance(b, numbers.Real) and _is_sym(a):
+        b = float(b)
+        if kind == "add":
+            return _unary("affine", a, 1.0, b)
+        if kind == "subtract":
+            return _unary("affine", a, 1.0, -b)
+        if kind == "multiply":
+            return _unary("affine", a, b, 0.0)
+        if kind == "divide" and b != 0:
+            return _unary("affine", a, 1.0 / b, 0.0)
+        if kind == "power":
+            return _unary("square", a) if b == 2 else _unary("pow", a, b)
+    if isinstance(a, numbers.Real) and _is_sym(b):
+        a = float(a)
+        if kind in ("add", "multiply"):
+            return _binary(kind, b, a)
+        if kind == "subtract":
+            return _unary("affine", b, -1.0, a)
+        if kind == "divide":
+            return _unary("rdiv", b, a)
+    if _is_sym(a) and _is_sym(b):
+        if len(a.shape) != len(b.shape):
+            raise ValueError(f"ops.{kind}: tensors of shapes {a.shape} and {b.shape} have "
+                             f"different ranks; inside a model both keep the batch axis "
+                             f"first, so expand one (ops.expand_dims) to the other's rank")
+        out = _broadcast(kind, _sample(a), _sample(b))
+        ma, mb = _index_map(_sample(a), out), _index_map(_sample(b), out)
+        return _symbolic(kind, [a, b], out,
+                         lambda g, v: g.add_binary(kind, v[0], ma, v[1], mb, list(out)))
+    # One symbolic side, the other a weight or a constant (no batch axis, or a batch
+    # axis of 1 as NumPy would broadcast it).
+    sym, other, sym_first = (a, b, True) if _is_sym(a) else (b, a, False)
+    oshape = np.shape(other.value if isinstance(other, Variable) else other)
+    if len(oshape) == len(sym.shape) and oshape and oshape[0] == 1:
+        oshape = oshape[1:]
+    elif len(oshape) > len(_sample(sym)):
+        raise ValueError(f"ops.{kind}: an array of shape {oshape} does not broadcast "
+                         f"against a tensor of shape {sym.shape}")
+    out = _broadcast(kind, _sample(sym), oshape)
+    ms, mo = _index_map(_sample(sym), out), _index_map(oshape, out)
+
+    def lower(g, v):
+        ref, _ = _operand_ref(g, other)  # a dropped leading 1 leaves the same storage
+        if sym_first:
+            return g.add_binary(kind, v[0], ms, ref, mo, list(out))
+        return g.add_binary(kind, ref, mo, v[0], ms, list(out))
+    return _symbolic(kind, [sym], out, lower)
+
+
+def add(x1, x2):
+    return _binary("add", x1, x2)
+
+
+def subtract(x1, x2):
+    return _binary("subtract", x1, x2)
+
+
+def multiply(x1, x2):
+    return _binary("multiply", x1, x2)
+
+
+def divide(x1, x2):
+    return _binary("divide", x1, x2)
+
+
+true_divide = divide
+
+
+def power(x1, x2):
+    return _binary("power", x1, x2)
+
+
+def maximum(x1, x2):
+    return _binary("maximum", x1, x2)
+
+
+def minimum(x1, x2):
+    return _binary("minimum", x1, x2)
+
+
+def greater(x1, x2):
+    return _binary("greater", x1, x2)
+
+
+def greater_equal(x1, x2):
+    return _binary("greater_equal", x1, x2)
+
+
+def less(x1, x2):
+    return _binary("less", x1, x2)
+
+
+def less_equal(x1, x2):
+    return _binary("less_equal", x1, x2)
+
+
+def equal(x1, x2):
+    return _binary("equal", x1, x2)
+
+
+def not_equal(x1, x2):
+    return _binary("not_equal", x1, x2)
+
+
+def negative(x):
+    return _unary("affine", x, -1.0, 0.0)
+
+
+# -- element-wise math ----------------------------------------------------------------------
+
+_NUMPY_UNARY = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "square": np.square, "abs": np.abs,
+    "sign": np.sign, "floor": np.floor, "round": np.round, "trunc": np.trunc,
+    "log1p": np.log1p, "expm1": np.expm1, "sin": np.sin, "cos": np.cos,
+}
+
+
+def _unary(kind, x, a=0.0, b=0.0):
+    if not _is_sym(x):
+        v = _array(x)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if kind == "affine":
+                return (np.float32(a) * v + np.float32(b)).astype(np.float32)
+            if kind == "clip":
+                return np.clip(v, a, b).astype(np.float32)
+            if kind == "pow":
+                return np.power(v, np.float32(a)).astype(np.float32)
+            if kind == "rdiv":
+                return (np.float32(a) / v).astype(np.float32)
+            return _NUMPY_UNARY[kind](v).astype(np.float32)
+    return _symbolic(kind, [x], _sample(x),
+                     lambda g, v: g.add_unary(v[0], kind, float(a), float(b)))
+
+
+def exp(x):
+    return _unary("exp", x)
+
+
+def log(x):
+    return _unary("log", x)
+
+
+def sqrt(x):
+    return _unary("sqrt", x)
+
+
+def square(x):
+    return _unary("square", x)
+
+
+def abs(x):  # noqa: A001 (NumPy's name)
+    return _unary("abs", x)
+
+
+absolute = abs
+
+
+def sign(x):
+    return _unary("sign", x)
+
+
+def floor(x):
+    return _unary("floor", x)
+
+
+def round(x, decimals=0):  # noqa: A001
+    if decimals:
+        raise ValueError(f"ops.round: only decimals=0 is supported. Received: {decimals!r}")
+    return _unary("round", x)
+
+
+def log1p(x):
+    return _unary("log1p", x)
+
+
+def expm1(x):
+    return _unary("expm1", x)
+
+
+def sin(x):
+    return _unary("sin", x)
+
+
+def cos(x):
+    return _unary("cos", x)
+
+
+def clip(x, x_min, x_max):
+    if not (isinstance(x_min, numbers.Real) and isinstance(x_max, numbers.Real)):
+        return minimum(maximum(x, x_min), x_max)
+    if x_min > x_max:
+        raise ValueError(f"ops.clip: x_min must not exceed x_max. Received: {x_min}, {x_max}")
+    return _unary("clip", x, float(x_min), float(x_max))
+
+
+def where(condition, x1, x2):
+    """x1 where condition is true (non-zero), else x2. Inside a model both sides are
+    computed and mixed, so each must be finite."""
+    if not _any_sym(condition, x1, x2):
+        return np.where(_array(condition) != 0, _array(x1), _array(x2)).astype(np.float32)
+    c = not_equal(condition, 0.0) if _is_sym(condition) else \
+        (_array(condition) != 0).astype(np.float32)
+    return add(multiply(c, x1), multiply(subtract(1.0, c), x2))
+
+
+def cast(x, dtype):
+    """float dtypes keep the values; integer dtypes truncate toward zero (the values
+    stay float32 inside a model)."""
+    name = np.dtype(dtype).name
+    if not _is_sym(x):
+        return np.asarray(_array(x) if not isinstance(x, np.ndarray) else x).astype(name)
+    if name.startswith("float"):
+        return x
+    if name.startswith(("int", "uint", "bool")):
+        return _unary("trunc", x) if name != "bool" else not_equal(x, 0.0)
+    raise ValueError(f"ops.cast: cannot cast to {dtype!r}")
+
+
+# -- activations ------------------------------------------------------------------------------
+
+def _activation(name, x, alpha=float("nan")):
+    if not _is_sym(x):
+        return _activations._apply(name, x, alpha)
+    return _symbolic(name, [x], _sample(x), lambda g, v: g.add_activation(v[0], name, alpha))
+
+
+def relu(x):
+    return _activation("relu", x)
+
+
+def relu6(x):
+    return _activation("relu6", x)
+
+
+def sigmoid(x):
+    return _activation("sigmoid", x)
+
+
+def tanh(x):
+    return _activation("tanh", x)
+
+
+def elu(x, alpha=1.0):
+    return _activation("elu", x, float(alpha))
+
+
+def selu(x):
+    return _activation("selu", x)
+
+
+def gelu(x, approximate=True):
+    return _activation("gelu_approximate" if approximate else "gelu", x)
+
+
+def silu(x):
+    return _activation("silu", x)
+
+
+swish = silu
+
+
+def softplus(x):
+    return _activation("softplus", x)
+
+
+def softsign(x):
+    return _activation("softsign", x)
+
+
+def hard_sigmoid(x):
+    return _activation("hard_sigmoid", x)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return _activation("leaky_relu", x, float(negative_slope))
+
+
+def softmax(x, axis=-1):
+    if axis in (-1, None) or (not _is_sym(x) and axis == np.ndim(x) - 1):
+        return _activation("softmax", x)
+    e = exp(subtract(x, max(x, axis=axis, keepdims=True)))
+    return divide(e, sum(e, axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis=-1):
+    if axis == -1:
+        return _activation("log_softmax", x)
+    return subtract(x, logsumexp(x, axis=axis, keepdims=True))
+
+
+# -- reductions -------------------------------------------------------------------------------
+
+def _reduce(kind, x, axis, keepdims):
+    if not _is_sym(x):
+        v = _array(x)
+        fn = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}.get(kind)
+        if fn is not None:
+            return np.asarray(fn(v, axis=axis, keepdims=keepdims), dtype=np.float32)
+        return np.asarray((np.argmax if kind == "argmax" else np.argmin)(v, axis=axis,
+                                                                         keepdims=keepdims))
+    rank, sample = len(x.shape), _sample(x)
+    if axis is None:
+        raise ValueError(f"ops.{kind}: axis=None would reduce over the batch too; inside a "
+                         f"model, name the per-sample axes to reduce (e.g. axis=-1)")
+    axes = sorted({_axis(a, rank, kind) for a in (axis if isinstance(axis, (list, tuple))
+                                                 else [axis])})
+    kept = tuple(1 if i in axes else d for i, d in enumerate(sample))
+    out = kept if keepdims else tuple(d for i, d in enumerate(sample) if i not in axes)
+    index = np.indices(sample, dtype=np.int64)
+    target = np.zeros(sample, np.int64)
+    for i, d in enumerate(kept):
+        target = target * d + (0 if i in axes else index[i])
+    pos = np.zeros(sample, np.int64)
+    for i in axes:
+        pos = pos * sample[i] + index[i]
+    m = target.ravel().astype(np.int32)
+    p = pos.ravel().astype(np.int32)
+    shape = out or (1,)
+
+    def lower(g, v):
+        y = g.add_reduce(v[0], kind, m, p, list(kept))
+        return y if list(shape) == list(kept) else g.add_reshape(y, list(shape))
+    if not out:  # every per-sample axis reduced: one value per sample
+        t = _symbolic(kind, [x], (1,), lower)
+        return t
+    return _symbolic(kind, [x], out, lower)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce("sum", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    return _reduce("mean", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce("max", x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce("min", x, axis, keepdims)
+
+
+def argmax(x, axis=None, keepdims=False):
+    return _reduce("argmax", x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    return _reduce("argmin", x, axis, keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    if not _is_sym(x):
+        v = _array(x)
+        m = np.max(v, axis=axis, keepdims=True)
+        r = np.log(np.sum(np.exp(v - m), axis=axis, keepdims=True)) + m
+        return (r if keepdims else np.squeeze(r, axis=axis)).astype(np.float32)
+    m = max(x, axis=axis, keepdims=True)
+    r = add(log(sum(exp(subtract(x, m)), axis=axis, keepdims=True)), m)
+    return r if keepdims else squeeze(r, axis=axis)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002
+    if ord not in (None, 2, "fro", "euclidean"):
+        raise ValueError(f"ops.norm: only the 2-norm is supported. Received: ord={ord!r}")
+    if not _is_sym(x):
+        return np.sqrt(np.sum(np.square(_array(x)), axis=axis, keepdims=keepdims))
+    return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
+
+
+# -- products ---------------------------------------------------------------------------------
+
+def matmul(x1, x2):
+    """NumPy's matmul. Inside a model: a tensor times a 2-D weight or constant (the GEMM
+    of a Dense layer, on the last axis), or two tensors of the same rank (per sample,
+    (..., m, k) by (..., k, n))."""
+    if not _any_sym(x1, x2):
+        return np.matmul(_array(x1), _array(x2)).astype(np.float32)
+    if _is_sym(x1) and _is_sym(x2):
+        sa, sb = _sample(x1), _sample(x2)
+        if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+            raise ValueError(f"ops.matmul: cannot multiply tensors of shapes {x1.shape} and "
+                             f"{x2.shape} (inside a model: the same rank, the same leading "
+                             f"axes, (..., m, k) by (..., k, n))")
+        out = sa[:-1] + sb[-1:]
+        return _symbolic("matmul", [x1, x2], out, lambda g, v: g.add_matmul(v[0], v[1]))
+    if not _is_sym(x1):
+        raise ValueError(f"ops.matmul: a weight or array times a tensor is not supported "
+                         f"inside a model; write ops.matmul(x, ops.transpose(w)) style "
+                         f"products with the tensor first. Received shapes "
+                         f"{np.shape(_array(x1))} and {x2.shape}")
+    wshape = np.shape(x2.value if isinstance(x2, Variable) else x2)
+    if len(wshape) != 2 or wshape[0] != x1.shape[-1]:
+        raise ValueError(f"ops.matmul: cannot multiply a tensor of shape {x1.shape} by an "
+                         f"array of shape {wshape} (inside a model the array must be 2-D, "
+                         f"({x1.shape[-1]}, units))")
+    out = _sample(x1)[:-1] + (wshape[1],)
+
+    def lower(g, v):
+        ref, _ = _operand_ref(g, x2)
+        return g.add_dense(v[0], ref, None, "linear")
+    return _symbolic("matmul", [x1], out, lower)
+
+
+def dot(x1, x2):
+    return matmul(x1, x2)
+
+
+def einsum(subscripts, *operands):
+    """Two-operand einsum written as a matmul: 'ij,jk->ik' style contractions of a tensor
+    with a weight over its last axis, or batched products of two tensors."""
+    if not _any_sym(*operands):
+        return np.einsum(subscripts, *[_array(o) for o in operands]).astype(np.float32)
+    spec = subscripts.replace(" ", "")
+    if "->" not in spec or len(operands) != 2 or "." in spec:
+        raise ValueError(f"ops.einsum: inside a model ember takes two operands and an "
+                         f"explicit output ('...->...'). Received: {subscripts!r}")
+    ins, out = spec.split("->")
+    a, b = ins.split(",")
+    x1, x2 = operands
+    if _is_sym(x1) and not _is_sym(x2) and len(b) == 2 and a[-1] == b[0] and \
+            out == a[:-1] + b[1]:
+        return matmul(x1, x2)
+    if _is_sym(x1) and _is_sym(x2) and len(a) == len(b) == len(out) and a[0] == b[0] == out[0]:
+        # batch axes shared, then (m, k) by (k, n), with transposes as the letters say
+        lead = [c for c in a[:-2]]
+        contracted = [c for c in a if c in b and c not in out]
+        if len(contracted) == 1:
+            k = contracted[0]
+            m = [c for c in a if c not in b][:1]
+            n = [c for c in b if c not in a][:1]
+            if m and n and a[:-2] == b[:-2] == out[:-2] and \
+                    sorted(a[-2:]) == sorted(m + [k]) and sorted(b[-2:]) == sorted([k] + n):
+                lhs = x1 if a[-2:] == m[0] + k else swapaxes(x1, -1, -2)
+                rhs = x2 if b[-2:] == k + n[0] else swapaxes(x2, -1, -2)
+                r = matmul(lhs, rhs)
+                return r if out[-2:] == m[0] + n[0] else swapaxes(r, -1, -2)
+        del lead
+    raise ValueError(f"ops.einsum: ember cannot yet write {subscripts!r} as a matrix product "
+                     f"inside a model")
+
+
+# -- shapes -----------------------------------------------------------------------------------
+
+def shape(x):
+    """The shape; inside a model the batch axis is None."""
+    if _is_sym(x):
+        return tuple(x.shape)
+    return tuple(np.shape(_array(x)))
+
+
+def _sample_shape_of(x, new_shape, op):
+    """The per-sample shape of a reshape target given with its batch axis."""
+    new_shape = list(new_shape)
+    if not new_shape or new_shape[0] not in (-1, None):
+        raise ValueError(f"ops.{op}: inside a model the first axis is the batch; give it as -1 "
+                         f"or None. Received: {tuple(new_shape)}")
+    rest = [int(d) for d in new_shape[1:]]
+    size = int(np.prod(_sample(x)))
+    if rest.count(-1) > 1:
+        raise ValueError(f"ops.{op}: at most one -1 besides the batch. Received: {new_shape}")
+    if -1 in rest:
+        known = int(np.prod([d for d in rest if d != -1]))
+        if known <= 0 or size % known:
+            raise ValueError(f"ops.{op}: cannot reshape {x.shape} to {tuple(new_shape)}")
+        rest[rest.index(-1)] = size // known
+    if int(np.prod(rest)) != size:
+        raise ValueError(f"ops.{op}: cannot reshape {x.shape} to {tuple(new_shape)}")
+    return tuple(rest)
+
+
+def reshape(x, newshape):
+    if not _is_sym(x):
+        return np.reshape(_array(x), newshape)
+    out = _sample_shape_of(x, newshape, "reshape")
+    return _symbolic("reshape", [x], out, lambda g, v: g.add_reshape(v[0], list(out)))
+
+
+def _reshaped(x, out, kind):
+    return _symbolic(kind, [x], out, lambda g, v: g.add_reshape(v[0], list(out)))
+
+
+def expand_dims(x, axis):
+    if not _is_sym(x):
+        return np.expand_dims(_array(x), axis)
+    rank = len(x.shape) + 1
+    a = int(axis) + rank if axis < 0 else int(axis)
+    if not 1 <= a < rank:
+        raise ValueError(f"ops.expand_dims: axis {axis} is out of range, or the batch axis, "
+                         f"for a tensor of shape {x.shape}")
+    s = list(_sample(x))
+    s.insert(a - 1, 1)
+    return _reshaped(x, tuple(s), "expand_dims")
+
+
+def squeeze(x, axis=None):
+    if not _is_sym(x):
+        return np.squeeze(_array(x), axis=axis)
+    s = _sample(x)
+    axes = [i for i, d in enumerate(s) if d == 1] if axis is None else \
+        [_axis(a, len(x.shape), "squeeze") for a in (axis if isinstance(axis, (list, tuple))
+                                                    else [axis])]
+    for a in axes:
+        if s[a] != 1:
+            raise ValueError(f"ops.squeeze: axis {a + 1} of a tensor of shape {x.shape} is not 1")
+    out = tuple(d for i, d in enumerate(s) if i not in axes) or (1,)
+    return _reshaped(x, out, "squeeze")
+
+
+def transpose(x, axes=None):
+    if not _is_sym(x):
+        return np.transpose(_array(x), axes)
+    rank = len(x.shape)
+    if axes is None:
+        raise ValueError(f"ops.transpose: inside a model give the axes, keeping the batch axis "
+                         f"first (e.g. (0, 2, 1)); reversing all axes would move it")
+    axes = [int(a) + rank if a < 0 else int(a) for a in axes]
+    if sorted(axes) != list(range(rank)) or axes[0] != 0:
+        raise ValueError(f"ops.transpose: axes must permute {rank} axes and keep the batch "
+                         f"axis first. Received: {tuple(axes)}")
+    perm = [a - 1 for a in axes[1:]]
+    return _gather("transpose", x, lambda idx: np.transpose(idx, perm))
+
+
+def swapaxes(x, axis1, axis2):
+    if not _is_sym(x):
+        return np.swapaxes(_array(x), axis1, axis2)
+    rank = len(x.shape)
+    axes = list(range(rank))
+    a, b = _axis(axis1, rank, "swapaxes") + 1, _axis(axis2, rank, "swapaxes") + 1
+    axes[a], axes[b] = axes[b], axes[a]
+    return transpose(x, axes)
+
+
+def concatenate(xs, axis=0):
+    xs = list(xs)
+    if not _any_sym(*xs):
+        return np.concatenate([_array(x) for x in xs], axis=axis)
+    if not all(_is_sym(x) for x in xs):
+        raise ValueError("ops.concatenate: inside a model every piece must be a tensor")
+    rank = len(xs[0].shape)
+    a = _axis(axis, rank, "concatenate")
+    for x in xs:
+        s, s0 = _sample(x), _sample(xs[0])
+        if len(s) != len(s0) or any(d != e for i, (d, e) in enumerate(zip(s, s0)) if i != a):
+            raise ValueError(f"ops.concatenate: shapes {[t.shape for t in xs]} differ off "
+                             f"axis {axis}")
+    out = list(_sample(xs[0]))
+    out[a] = int(np.sum([_sample(x)[a] for x in xs]))
+    return _symbolic("concatenate", xs, tuple(out),
+                     lambda g, v: g.add_concatenate(list(v), a))
+
+
+def stack(xs, axis=0):
+    xs = list(xs)
+    if not _any_sym(*xs):
+        return np.stack([_array(x) for x in xs], axis=axis)
+    rank = len(xs[0].shape) + 1
+    a = int(axis) + rank if axis < 0 else int(axis)
+    return concatenate([expand_dims(x, a) for x in xs], axis=a)
+
+
+def split(x, indices_or_sections, axis=0):
+    if not _is_sym(x):
+        return np.split(_array(x), indices_or_sections, axis=axis)
+    a = _axis(axis, len(x.shape), "split")
+    idx = np.arange(int(np.prod(_sample(x)))).reshape(_sample(x))
+    try:
+        pieces = np.split(idx, indices_or_sections, axis=a)
+    except ValueError as e:
+        raise ValueError(f"ops.split: {e} (tensor of shape {x.shape})") from None
+    return [_gather("split", x, lambda _, p=p: p) for p in pieces]
+
+
+def tile(x, repeats):
+    if not _is_sym(x):
+        return np.tile(_array(x), repeats)
+    reps = list(repeats) if isinstance(repeats, (list, tuple)) else [repeats]
+    if len(reps) == len(x.shape):
+        if reps[0] != 1:
+            raise ValueError(f"ops.tile: the batch axis cannot be repeated inside a model. "
+                             f"Received: repeats={repeats!r}")
+        reps = reps[1:]
+    if len(reps) > len(_sample(x)):
+        raise ValueError(f"ops.tile: repeats {repeats!r} has more axes than {x.shape}")
+    return _gather("tile", x, lambda idx: np.tile(idx, reps))
+
+
+def take(x, indices, axis=None):
+    """Elements at constant indices along a per-sample axis."""
+    if not _is_sym(x):
+        return np.take(_array(x), np.asarray(indices), axis=axis)
+    if _is_sym(indices):
+        raise ValueError("ops.take: indices computed inside a model are not supported yet; "
+                         "use an Embedding layer to look rows up by id")
+    if axis is None:
+        raise ValueError("ops.take: inside a model give the axis (axis=None would flatten "
+                         "the batch)")
+    a = _axis(axis, len(x.shape), "take")
+    ind = np.asarray(indices, dtype=np.int64)
+    size = _sample(x)[a]
+    if ind.size and (ind.min() < -size or ind.max() >= size):
+        raise ValueError(f"ops.take: indices {ind.min()}..{ind.max()} out of range for axis "
+                         f"{axis} of size {size}")
+    return _gather("take", x, lambda idx: np.take(idx, ind % size, axis=a))
+
+
+def _getitem(x, key):
+    """Indexing a symbolic tensor: the batch axis stays whole (`x[:, 1:3]`, `x[..., 0]`)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if key and key[0] is Ellipsis:
+        per = key
+    elif key and isinstance(key[0], slice) and key[0] == slice(None):
+        per = key[1:]
+    else:
+        raise ValueError(f"Indexing a tensor inside a model must keep the batch axis whole "
+                         f"(x[:, ...] or x[..., i]). Received: {key!r}")
+    if any(k is None for k in per) or any(_is_sym(k) for k in per):
+        raise ValueError(f"Indexing a tensor inside a model takes integers, slices and "
+                         f"Ellipsis. Received: {key!r}")
+    try:
+        probe = np.arange(int(np.prod(_sample(x)))).reshape(_sample(x))[per]
+    except IndexError as e:
+        raise ValueError(f"Index {key!r} out of range for a tensor of shape {x.shape}: {e}") \
+            from None
+    if probe.ndim == 0:
+        probe = probe.reshape(1)
+        return _gather("getitem", x, lambda idx: idx[per].reshape(1))
+    return _gather("getitem", x, lambda idx: idx[per])
+
+
+# -- constructors -------------------------------------------------------------------------------
+
+def zeros(shape, dtype="float32"):
+    return np.zeros(shape, dtype=dtype)
+
+
+def ones(shape, dtype="float32"):
+    return np.ones(shape, dtype=dtype)
+
+
+def zeros_like(x, dtype=None):
+    if _is_sym(x):
+        return _unary("affine", x, 0.0, 0.0)
+    return np.zeros_like(_array(x), dtype=dtype)
+
+
+def ones_like(x, dtype=None):
+    if _is_sym(x):
+        return _unary("affine", x, 0.0, 1.0)
+    return np.ones_like(_array(x), dtype=dtype)
+
+
+def one_hot(x, num_classes, axis=-1, dtype="float32"):
+    if axis != -1:
+        raise ValueError(f"ops.one_hot: only axis=-1 is supported. Received: axis={axis!r}")
+    if not _is_sym(x):
+        v = np.asarray(x).astype(np.int64)
+        return (v[..., None] == np.arange(num_classes)).astype(dtype)
+    return equal(expand_dims(x, -1), np.arange(num_classes, dtype=np.float32))
+
+
+def convert_to_tensor(x, dtype=None):
+    if _is_sym(x):
+        return x
+    return np.asarray(x.value if isinstance(x, Variable) else x,
+                      dtype=dtype or np.float32)
+
+
+def convert_to_numpy(x):
+    if _is_sym(x):
+        raise ValueError("convert_to_numpy: a symbolic tensor has no value until the model "
+                         "runs")
+    return np.array(x.value if isinstance(x, Variable) else x)
+
+
+# Python's operators on symbolic tensors and Variables.
+def _install_operators():
+    def binary(fn):
+        return (lambda self, other: fn(self, other), lambda self, other: fn(other, self))
+    for name, fn in (("add", add), ("sub", subtract), ("mul", multiply),
+                     ("truediv", divide), ("pow", power), ("matmul", matmul)):
+        fwd, rev = binary(fn)
+        for cls in (KerasTensor, Variable):
+            setattr(cls, f"__{name}__", fwd)
+            setattr(cls, f"__r{name}__", rev)
+    for name, fn in (("gt", greater), ("ge", greater_equal), ("lt", less), ("le", less_equal)):
+        setattr(KerasTensor, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+    for cls in (KerasTensor, Variable):
+        cls.__neg__ = lambda self: negative(self)
+        cls.__abs__ = lambda self: abs(self)
+    KerasTensor.__getitem__ = _getitem
+    KerasTensor.ndim = property(lambda self: len(self.shape))
+    KerasTensor.__array_priority__ = 1000  # NumPy defers to the tensor's operators
+    Variable.__array_priority__ = 1000
+
+
+_install_operators()
+del InputLayer
