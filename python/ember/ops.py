@@ -84,9 +84,19 @@ def _sample(x):
     return tuple(x.shape[1:])
 
 
+# Depth of custom-layer traces in progress (Layer._trace).
+_tracing = [0]
+
+
 def _array(x):
     """An eager operand as a float32 array."""
     if isinstance(x, Variable):
+        if _tracing[0]:
+            raise ValueError(
+                f"An op on the weight '{x.path}' alone, inside a traced call(): ember would "
+                f"freeze its value at trace time. Combine weights with the input first "
+                f"(x * w * 2.0 rather than x * (w * 2.0)); ops on weights alone are not "
+                f"supported inside a model yet")
         return x.value
     return np.asarray(x, dtype=np.float32)
 

@@ -139,6 +139,13 @@ class Layer:
     # -- weights ---------------------------------------------------------------
     def add_weight(self, shape, initializer="glorot_uniform", name=None, trainable=True,
                    core_shape=None, regularizer=None, constraint=None):
+        try:
+            shape = _check_shape(shape, "shape")
+        except ValueError as e:
+            raise ValueError(f"Layer '{self.name}': add_weight({name or ''!r}): {e}") from None
+        if None in shape:
+            raise ValueError(f"Layer '{self.name}': add_weight({name or ''!r}) needs every "
+                             f"dimension. Received: shape={shape}")
         init = initializers.get(initializer)
         constraint = constraints.get(constraint)
         if constraint is not None:
@@ -294,7 +301,12 @@ class Layer:
             kwargs["training"] = None
         if "mask" in params:
             kwargs["mask"] = None
-        out = self.call(placeholders if as_list else placeholders[0], **kwargs)
+        from .. import ops
+        ops._tracing[0] += 1
+        try:
+            out = self.call(placeholders if as_list else placeholders[0], **kwargs)
+        finally:
+            ops._tracing[0] -= 1
         if isinstance(out, (list, tuple)) and len(out) == 1:
             out = out[0]
         if not isinstance(out, KerasTensor):

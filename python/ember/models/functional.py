@@ -95,7 +95,9 @@ class Functional(Model):
         if len({id(t) for t in ins}) != len(ins):
             raise ValueError("The same Input is listed twice among the model's inputs")
         nodes, first_seen = _topological(outs, ins)
-        layers = _layers_by_depth(nodes, first_seen, ins)
+        from ..ops import _Op
+        layers = [layer for layer in _layers_by_depth(nodes, first_seen, ins)
+                  if not isinstance(layer, _Op)]
         super().__init__(name=name, trainable=trainable)
         self._input_tensors, self._output_tensors = ins, outs
         self._input_keys = in_keys
@@ -163,6 +165,10 @@ class Functional(Model):
 
     def get_config(self):
         """Keras's functional layout: each layer with the calls it was part of."""
+        from ..ops import _Op
+        for t in self._nodes:
+            if isinstance(t._layer, _Op):
+                t._layer.get_config()  # raises: ops between layers are not saved yet
         node_ids = {}
         for t in self._nodes:
             node_ids.setdefault(id(t._layer), []).append(t)

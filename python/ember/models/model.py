@@ -237,7 +237,10 @@ class Model(Layer):
         for layer in self.layers:
             layer._maybe_build(shape)
             x = layer._lower(graph, x)
-            shape = tuple(layer.compute_output_shape(shape))
+            if layer._traced:  # its output shape is what its trace made
+                shape = tuple(graph.value_shape(x))
+            else:
+                shape = tuple(layer.compute_output_shape(shape))
             if tuple(graph.value_shape(x)) != shape:
                 raise ValueError(f"Layer '{layer.name}' lowered to output shape "
                                  f"{tuple(graph.value_shape(x))}, expected {shape}")

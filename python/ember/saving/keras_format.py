@@ -81,6 +81,8 @@ def saveables(model):
                        for rel, name, variables in obj._keras_state())
         else:
             out.append((path, obj.name, _own_variables(obj)))
+        if getattr(obj, "_traced", False) and not isinstance(obj, Model):
+            _visit_parts(obj, path, visit)
         if isinstance(obj, Model):
             used = {}
             for layer in obj.layers:
@@ -91,6 +93,32 @@ def saveables(model):
                 visit(layer, f"{path}/layers/{name}" if path else f"layers/{name}")
     visit(model, "")
     return out
+
+
+def _visit_parts(layer, path, visit):
+    """A custom layer's parts as Keras walks them: its attributes by name (private ones
+    last), a layer at <path>/<attribute>, a list, tuple or dict of layers at
+    <path>/<attribute>/<class in snake case>[_N]."""
+    from ..layers.base import Layer
+
+    def key(name):
+        return "~" + name if name.startswith("_") else name
+    for attr in sorted(vars(layer), key=key):
+        if attr.startswith("__") or attr in Layer._NOT_PARTS:
+            continue
+        value = vars(layer)[attr]
+        if isinstance(value, Layer):
+            visit(value, f"{path}/{attr}")
+        elif isinstance(value, (list, tuple, dict)):
+            items = list(value.values()) if isinstance(value, dict) else list(value)
+            used = {}
+            for item in items:
+                if not isinstance(item, Layer):
+                    continue
+                base = _snake_case(type(item).__name__)
+                n = used.get(base, -1) + 1
+                used[base] = n
+                visit(item, f"{path}/{attr}/{base if n == 0 else f'{base}_{n}'}")
 
 
 def _compiled_optimizer(model):

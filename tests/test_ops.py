@@ -1,0 +1,560 @@
+"""ember.ops and custom layers: each op's forward and backward in the core against a
+float64 NumPy reference (gradients by central differences), custom layers in every way
+of building a model, Keras 3 parity, and the errors bad code gets."""
+import numpy as np
+import pytest
+
+import ember
+from ember import layers, ops
+
+from oracles import keras_or_skip
+
+
+def _softmax(v, axis=-1):
+    e = np.exp(v - v.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _logsumexp(v, axis=None, keepdims=False):
+    m = v.max(axis=axis, keepdims=True)
+    r = np.log(np.exp(v - m).sum(axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis)
+
+
+def _gelu_tanh(v):
+    return 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))
+
+
+class N:
+    """The ops as float64 NumPy, for the reference."""
+    exp, log, sqrt, square, abs, sign = np.exp, np.log, np.sqrt, np.square, np.abs, np.sign
+    log1p, expm1, sin, cos, negative = np.log1p, np.expm1, np.sin, np.cos, np.negative
+    add, subtract, multiply, divide, power = np.add, np.subtract, np.multiply, np.divide, np.power
+    maximum, minimum, clip, matmul, einsum = np.maximum, np.minimum, np.clip, np.matmul, np.einsum
+    reshape, transpose, expand_dims, squeeze = np.reshape, np.transpose, np.expand_dims, np.squeeze
+    concatenate, stack, split, tile, swapaxes = np.concatenate, np.stack, np.split, np.tile, \
+        np.swapaxes
+    sum, mean, max, min = np.sum, np.mean, np.max, np.min
+    greater = staticmethod(lambda a, b: (a > b).astype(np.float64))
+    where = staticmethod(lambda c, a, b: np.where(c != 0, a, b))
+    take = staticmethod(lambda v, i, axis: np.take(v, i, axis=axis))
+    relu = staticmethod(lambda v: np.maximum(v, 0))
+    sigmoid = staticmethod(lambda v: 1 / (1 + np.exp(-v)))
+    tanh = np.tanh
+    softmax = staticmethod(_softmax)
+    log_softmax = staticmethod(lambda v, axis=-1: v - _logsumexp(v, axis, True))
+    logsumexp = staticmethod(_logsumexp)
+    norm = staticmethod(lambda v, axis=None, keepdims=False:
+                        np.sqrt(np.sum(v * v, axis=axis, keepdims=keepdims)))
+    elu = staticmethod(lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0))))
+    silu = staticmethod(lambda v: v / (1 + np.exp(-v)))
+    softplus = staticmethod(lambda v: np.log1p(np.exp(v)))
+    leaky_relu = staticmethod(lambda v, negative_slope=0.2: np.where(v > 0, v,
+                                                                     negative_slope * v))
+    gelu = staticmethod(_gelu_tanh)
+
+
+# (name, per-sample x shape, weight shape, fn(m, x, w)); x is drawn in [0.5, 1.5) and w
+# in [-0.25, 0.25), so that h = x + w stays in the domain of log, sqrt and 1 / h.
+def H(m, x, w):
+    return x + w
+
+
+CASES = [
+    ("exp", (5,), (5,), lambda m, x, w: m.exp(H(m, x, w))),
+    ("log", (5,), (5,), lambda m, x, w: m.log(H(m, x, w))),
+    ("sqrt", (5,), (5,), lambda m, x, w: m.sqrt(H(m, x, w))),
+    ("square", (5,), (5,), lambda m, x, w: m.square(x - w)),
+    ("abs", (5,), (5,), lambda m, x, w: m.abs(x * 2.0 - w - 1.0)),
+    ("clip", (6,), (6,), lambda m, x, w: m.clip(H(m, x, w), 0.8, 1.2)),
+    ("pow", (5,), (5,), lambda m, x, w: H(m, x, w) ** 3),
+    ("rdiv", (5,), (5,), lambda m, x, w: 2.0 / H(m, x, w)),
+    ("affine", (5,), (5,), lambda m, x, w: 3.0 - H(m, x, w) / 4.0),
+    ("log1p", (5,), (5,), lambda m, x, w: m.log1p(H(m, x, w))),
+    ("expm1", (5,), (5,), lambda m, x, w: m.expm1(H(m, x, w))),
+    ("sin_cos", (5,), (5,), lambda m, x, w: m.sin(H(m, x, w)) * m.cos(x * w)),
+    ("negative", (5,), (5,), lambda m, x, w: m.negative(x * w)),
+    ("multiply_var_broadcast", (4, 3), (3,), lambda m, x, w: x * w),
+    ("add_var_column", (4, 3), (4, 1), lambda m, x, w: m.square(x + w)),
+    ("divide_var", (4, 3), (4, 3), lambda m, x, w: (x - 1.0) / w),
+    ("power_var", (2, 3), (3,), lambda m, x, w: m.power(x, w)),
+    ("tensor_broadcast", (4, 3), (4, 3),
+     lambda m, x, w: H(m, x, w) / m.sum(H(m, x, w), axis=-1, keepdims=True)),
+    ("subtract_broadcast", (4, 3), (4, 3),
+     lambda m, x, w: m.square(H(m, x, w) - m.mean(H(m, x, w) * x, axis=1, keepdims=True))),
+    ("maximum", (6,), (6,), lambda m, x, w: m.maximum(x * w, x - 1.0)),
+    ("minimum", (6,), (6,), lambda m, x, w: m.minimum(x * w, 0.1 * x)),
+    ("power_tensors", (4,), (4,), lambda m, x, w: m.power(H(m, x, w), x * w)),
+    ("where", (6,), (6,), lambda m, x, w: m.where(m.greater(x * w, 0.0), x * w, x * w * 0.1)),
+    ("sum", (3, 4), (3, 4), lambda m, x, w: m.sum(x * w, axis=-1)),
+    ("mean_axes", (2, 3, 4), (2, 3, 4), lambda m, x, w: m.mean(x * w, axis=(1, 3))),
+    ("max", (3, 4), (3, 4), lambda m, x, w: m.max(x * w, axis=1)),
+    ("min_keepdims", (3, 4), (3, 4), lambda m, x, w: m.min(x * w, axis=2, keepdims=True)),
+    ("logsumexp", (3, 4), (3, 4), lambda m, x, w: m.logsumexp(x * w, axis=-1)),
+    ("norm", (3, 4), (3, 4), lambda m, x, w: m.norm(x * w, axis=-1)),
+    ("transpose", (2, 3, 4), (2, 3, 4),
+     lambda m, x, w: m.transpose(x * w, (0, 3, 1, 2)) * np.arange(24.0).reshape(4, 2, 3)),
+    ("reshape", (3, 4), (3, 4), lambda m, x, w: m.reshape(x * w, (-1, 2, 6)) * np.arange(12.0).reshape(2, 6)),
+    ("expand_squeeze", (3, 4), (3, 4),
+     lambda m, x, w: m.squeeze(m.expand_dims(x * w, 1), 1) * np.arange(12.0).reshape(3, 4)),
+    ("concatenate", (3, 2), (3, 2), lambda m, x, w: m.concatenate([x * w, m.square(w + x)], axis=-1)),
+    ("stack", (3, 2), (3, 2), lambda m, x, w: m.stack([x * w, m.exp(w * x)], axis=1)),
+    ("split", (3, 4), (3, 4), lambda m, x, w: m.split(x * w, 2, axis=-1)[1] * 3.0),
+    ("tile", (2, 3), (2, 3), lambda m, x, w: m.tile(x * w, (1, 2, 2)) * np.arange(24.0).reshape(4, 6)),
+    ("take", (5, 2), (5, 2), lambda m, x, w: m.take(x * w, [4, 0, 4, 1], axis=1)),
+    ("getitem", (4, 5), (4, 5), lambda m, x, w: (x * w)[:, 1:3, ::2] * 2.0 + (x * w)[:, 1:3, 0:1]),
+    ("matmul_weight", (3, 4), (4, 2), lambda m, x, w: m.matmul(x, w)),
+    ("matmul_tensors", (3, 4), (3, 4),
+     lambda m, x, w: m.matmul(x * w, m.swapaxes(m.exp(x * w), -1, -2))),
+    ("einsum", (3, 4), (3, 4), lambda m, x, w: m.einsum("bij,bkj->bik", x * w, x + w)),
+    ("relu", (6,), (6,), lambda m, x, w: m.relu(x * w)),
+    ("sigmoid_tanh", (6,), (6,), lambda m, x, w: m.sigmoid(x * w) * m.tanh(x + w)),
+    ("softmax", (3, 4), (3, 4), lambda m, x, w: m.softmax(x * w * 4.0)),
+    ("softmax_axis1", (3, 4), (3, 4), lambda m, x, w: m.softmax(x * w * 4.0, axis=1)),
+    ("log_softmax", (3, 4), (3, 4), lambda m, x, w: m.log_softmax(x * w * 4.0)),
+    ("elu_silu", (6,), (6,), lambda m, x, w: m.elu(x * w) + m.silu(x + w)),
+    ("softplus_gelu", (6,), (6,), lambda m, x, w: m.softplus(x * w) - m.gelu(x * w)),
+    ("leaky_relu", (6,), (6,), lambda m, x, w: m.leaky_relu(x * w)),
+]
+
+
+class Probe(layers.Layer):
+    """One weight w and call(x) = fn(ops, x, w)."""
+
+    def __init__(self, fn, wshape, w0, **kw):
+        super().__init__(**kw)
+        self.fn, self.wshape, self.w0 = fn, wshape, w0
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=self.wshape, initializer="zeros", name="w")
+        self.w.assign(self.w0)
+
+    def call(self, x):
+        return self.fn(ops, x, self.w)
+
+
+def _reference_loss(fn, x, w, t):
+    z = np.asarray(fn(N, x, w), dtype=np.float64).reshape(len(x), -1)
+    return np.mean(np.mean((z - t) ** 2, axis=-1))
+
+
+@pytest.mark.parametrize("name,xshape,wshape,fn", CASES, ids=[c[0] for c in CASES])
+def test_op_forward_and_gradient(name, xshape, wshape, fn):
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    n = 3
+    x = (rng.random((n,) + xshape) + 0.5).astype(np.float32)
+    w0 = ((rng.random(wshape) - 0.5) * 0.5).astype(np.float32)
+    if name == "divide_var":  # away from 0
+        w0 = np.where(w0 < 0, w0 - 0.5, w0 + 0.5).astype(np.float32)
+    inp = ember.Input(xshape)
+    out = layers.Flatten()(Probe(fn, wshape, w0)(inp))
+    model = ember.Model(inp, out)
+    z = model.predict(x, verbose=0)
+    ref = np.asarray(fn(N, x.astype(np.float64), w0.astype(np.float64))).reshape(n, -1)
+    np.testing.assert_allclose(z, ref, rtol=2e-5, atol=2e-6)
+
+    t = rng.standard_normal(ref.shape).astype(np.float32)
+    model.compile(ember.optimizers.SGD(learning_rate=1.0), "mse")
+    model.train_on_batch(x, t)
+    grad = w0.astype(np.float64) - model.weights[0].numpy()
+    x64, w64 = x.astype(np.float64), w0.astype(np.float64)
+    num = np.zeros_like(w64)
+    eps = 1e-6
+    for i in np.ndindex(w64.shape):
+        wp, wm = w64.copy(), w64.copy()
+        wp[i] += eps
+        wm[i] -= eps
+        num[i] = (_reference_loss(fn, x64, wp, t) - _reference_loss(fn, x64, wm, t)) / (2 * eps)
+    scale = max(np.abs(num).max(), 1e-3)
+    np.testing.assert_allclose(grad, num, rtol=2e-3, atol=2e-4 * scale)
+
+
+def test_eager_ops_match_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    b = rng.standard_normal((4,)).astype(np.float32)
+    np.testing.assert_allclose(ops.add(a, b), a + b)
+    np.testing.assert_allclose(ops.matmul(a, a.T), a @ a.T, rtol=1e-6)
+    np.testing.assert_allclose(ops.softmax(a), _softmax(a.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(ops.logsumexp(a, axis=1), _logsumexp(a.astype(np.float64), 1),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(ops.argmax(a, axis=-1), np.argmax(a, axis=-1))
+    np.testing.assert_array_equal(ops.one_hot(np.array([0, 2]), 3), np.eye(3)[[0, 2]])
+    np.testing.assert_allclose(ops.where(a > 0, a, 0.0), np.maximum(a, 0))
+    v = ember.layers.base.Variable(b, "v")
+    np.testing.assert_allclose(v * 2.0, b * 2.0)
+    np.testing.assert_allclose(a + v, a + b)
+    assert ops.shape(a) == (3, 4)
+
+
+def test_arg_reductions_and_comparisons_in_a_model():
+    x = np.array([[[1, 5, 5], [7, 2, 7]], [[0, 0, -1], [3, 9, 1]]], np.float32)
+    inp = ember.Input((2, 3))
+    m = ember.Model(inp, layers.Concatenate()([ops.argmax(inp, axis=-1),
+                                               ops.argmin(inp, axis=2),
+                                               ops.cast(ops.greater(inp[..., 0], 2.0),
+                                                        "float32")]))
+    got = m.predict(x, verbose=0)
+    want = np.concatenate([np.argmax(x, -1), np.argmin(x, -1), (x[..., 0] > 2)], axis=1)
+    np.testing.assert_array_equal(got, want)
+    onehot = ember.Model(inp, layers.Flatten()(ops.one_hot(inp[:, 0, 0:1], 4)))
+    np.testing.assert_array_equal(onehot.predict(x, verbose=0), [[0, 1, 0, 0], [1, 0, 0, 0]])
+
+
+# -- custom layers ---------------------------------------------------------------------------
+
+class Linear(layers.Layer):
+    """The Keras guide's example layer."""
+
+    def __init__(self, units=32, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = activation
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                 initializer="random_normal", trainable=True, name="kernel")
+        self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True,
+                                 name="bias")
+
+    def call(self, inputs):
+        y = ops.matmul(inputs, self.w) + self.b
+        return ops.relu(y) if self.activation == "relu" else y
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation}
+
+
+def _mlp(first, seed=3):
+    ember.set_random_seed(seed)
+    return ember.Sequential([ember.Input((12,)), first, layers.Dense(4, activation="softmax")])
+
+
+def test_custom_linear_gives_the_bits_of_dense():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 12)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    custom = _mlp(Linear(16, activation="relu"))
+    builtin = _mlp(layers.Dense(16, activation="relu"))
+    builtin.set_weights(custom.get_weights())
+    assert [w.shape for w in custom.weights] == [w.shape for w in builtin.weights]
+    np.testing.assert_array_equal(custom.predict(x, verbose=0), builtin.predict(x, verbose=0))
+    assert "bias add into dense at node 0" in custom._graph.fusions
+    assert "activation into node 0" in custom._graph.fusions
+    for m in (custom, builtin):
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(custom.get_weights(), builtin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+class Block(layers.Layer):
+    """A custom layer made of layers and a weight of its own."""
+
+    def __init__(self, units, **kw):
+        super().__init__(**kw)
+        self.units = units
+        self.inner = Linear(units)
+        self.norm = layers.LayerNormalization()
+        self.drop = layers.Dropout(0.0)
+
+    def build(self, input_shape):
+        self.gate = self.add_weight(shape=(self.units,), initializer="ones", name="gate")
+
+    def call(self, x, training=None):
+        h = self.drop(ops.tanh(self.inner(x)), training=training)
+        return self.norm(x + h * self.gate)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_custom_layer_with_parts_weights_and_freezing():
+    block = Block(6)
+    model = ember.Sequential([ember.Input((6,)), block, layers.Dense(1)])
+    names = [w.path for w in block.weights]
+    assert names == [f"{block.name}/gate", f"{block.inner.name}/kernel",
+                     f"{block.inner.name}/bias", f"{block.norm.name}/gamma",
+                     f"{block.norm.name}/beta"]
+    assert block.count_params() == 6 + 36 + 6 + 12
+    x = np.random.default_rng(2).standard_normal((32, 6)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    model.compile("adam", "mse")
+    before = [w.numpy() for w in block.weights]
+    model.fit(x, y, epochs=2, verbose=0)
+    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(before, block.weights))
+    block.trainable = False
+    assert block.inner.trainable is False and block.trainable_weights == []
+    model.compile("adam", "mse")
+    frozen = [w.numpy() for w in block.weights]
+    model.fit(x, y, epochs=1, verbose=0)
+    for a, w in zip(frozen, block.weights):
+        np.testing.assert_array_equal(a, w.numpy())
+
+
+@pytest.mark.parametrize("style", ["input", "input_shape", "add", "lazy", "build", "functional"])
+def test_custom_layer_in_every_construction_style(style):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((20, 5)).astype(np.float32)
+    if style == "input":
+        model = ember.Sequential([ember.Input((5,)), Linear(3)])
+    elif style == "input_shape":
+        model = ember.Sequential([Linear(3, input_shape=(5,))])
+    elif style == "add":
+        model = ember.Sequential()
+        model.add(ember.Input((5,)))
+        model.add(Linear(3))
+    elif style == "lazy":
+        model = ember.Sequential([Linear(3)])
+    elif style == "build":
+        model = ember.Sequential([Linear(3)])
+        model.build((None, 5))
+    else:
+        inp = ember.Input((5,))
+        model = ember.Model(inp, Linear(3)(inp))
+    lin = [layer for layer in model.layers if isinstance(layer, Linear)][0]
+    out = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out, x @ lin.w.numpy() + lin.b.numpy(), rtol=1e-5, atol=1e-6)
+    eager = lin(x[:3])
+    np.testing.assert_allclose(eager, out[:3], rtol=1e-6)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((20, 3), np.float32), epochs=1, verbose=0)
+
+
+def test_custom_layers_train_bit_identically_at_one_and_two_threads():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((96, 6)).astype(np.float32)
+    y = rng.standard_normal((96, 1)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        ember.config.set_num_threads(threads)
+        ember.set_random_seed(7)
+        model = ember.Sequential([ember.Input((6,)), Block(6), layers.Dense(1)])
+        model.compile("adam", "mse")
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+        results.append(model.get_weights())
+    ember.config.set_num_threads(2)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ops_on_functional_tensors():
+    inp = ember.Input((4,))
+    h = layers.Dense(8)(inp)
+    out = layers.Dense(1)(ops.relu(h) * 2.0 + ops.sigmoid(h))
+    model = ember.Model(inp, out)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense"]
+    x = np.random.default_rng(6).standard_normal((5, 4)).astype(np.float32)
+    d1, d2 = model.layers[1], model.layers[2]
+    hv = x @ d1.kernel.numpy() + d1.bias.numpy()
+    want = (np.maximum(hv, 0) * 2 + 1 / (1 + np.exp(-hv))) @ d2.kernel.numpy() + d2.bias.numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot save such a model"):
+        model.get_config()
+
+
+# -- errors ------------------------------------------------------------------------------
+
+def test_bad_code_gets_clear_errors():
+    inp = ember.Input((3, 4))
+    with pytest.raises(ValueError, match=r"ops.add: shapes \(3, 4\) and \(3,\) do not broadcast"):
+        ops.add(inp, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="different ranks"):
+        ops.multiply(inp, ember.Input((4,)))
+    with pytest.raises(ValueError, match="batch axis"):
+        ops.sum(inp, axis=0)
+    with pytest.raises(ValueError, match="axis=None would reduce over the batch"):
+        ops.mean(inp)
+    with pytest.raises(ValueError, match="ops.matmul: cannot multiply"):
+        ops.matmul(inp, np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match="keep the batch axis whole"):
+        inp[0]
+    with pytest.raises(ValueError, match="out of range"):
+        inp[:, 5]
+    with pytest.raises(ValueError, match="cannot reshape"):
+        ops.reshape(inp, (-1, 5))
+
+    class WeightsAlone(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(4,), name="w")
+
+        def call(self, x):
+            return x * ops.exp(self.w)
+    with pytest.raises(ValueError, match="op on the weight .*/w' alone"):
+        WeightsAlone()(inp)
+
+    class NoTensor(layers.Layer):
+        def call(self, x):
+            return np.zeros(3)
+    with pytest.raises(ValueError, match="call\\(\\) must return one tensor.*Received: ndarray"):
+        NoTensor()(ember.Input((3,)))
+
+    class LateWeights(layers.Layer):
+        def call(self, x):
+            w = self.add_weight(shape=(x.shape[-1],), initializer="ones")
+            return x * w
+    late = LateWeights()
+    late(ember.Input((3,)))
+    with pytest.raises(ValueError, match="created weights in call\\(\\)"):
+        late(ember.Input((4,)))
+
+    class BadWeight(layers.Layer):
+        def build(self, input_shape):
+            self.add_weight(shape=(0, 3))
+
+        def call(self, x):
+            return x
+    with pytest.raises(ValueError, match="shape"):
+        BadWeight()(ember.Input((3,)))
+
+    class BadInit(layers.Layer):
+        def build(self, input_shape):
+            self.add_weight(shape=(3,), initializer="no_such_initializer")
+
+        def call(self, x):
+            return x
+    with pytest.raises(ValueError, match="no_such_initializer"):
+        BadInit()(ember.Input((3,)))
+
+
+# -- Keras parity -------------------------------------------------------------------------
+
+def test_same_custom_layer_in_keras_and_ember():
+    keras = keras_or_skip()
+
+    class KLinear(keras.layers.Layer):
+        def __init__(self, units, **kw):
+            super().__init__(**kw)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="random_normal")
+            self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
+            self.s = self.add_weight(shape=(self.units,), initializer="ones")
+
+        def call(self, x):
+            kops = keras.ops
+            h = kops.matmul(x, self.w) + self.b
+            h = kops.tanh(h) * self.s + kops.square(h) / 4.0
+            return h - kops.logsumexp(h, axis=-1, keepdims=True)
+
+    class ELinear(layers.Layer):
+        def __init__(self, units, **kw):
+            super().__init__(**kw)
+            self.units = units
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="random_normal")
+            self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
+            self.s = self.add_weight(shape=(self.units,), initializer="ones")
+
+        def call(self, x):
+            h = ops.matmul(x, self.w) + self.b
+            h = ops.tanh(h) * self.s + ops.square(h) / 4.0
+            return h - ops.logsumexp(h, axis=-1, keepdims=True)
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 7)).astype(np.float32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    k = keras.Sequential([keras.Input((7,)), KLinear(5), keras.layers.Dense(1)])
+    e = ember.Sequential([ember.Input((7,)), ELinear(5), layers.Dense(1)])
+    e.set_weights(k.get_weights())
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    lk = k.train_on_batch(x, y)
+    le = e.train_on_batch(x, y)
+    assert abs(float(lk) - float(le)) < 1e-5 * max(1.0, abs(float(lk)))
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# -- files ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".keras", ".weights.h5", ".h5"])
+def test_custom_layers_save_and_load(tmp_path, suffix):
+    ember.set_random_seed(11)
+    model = ember.Sequential([ember.Input((6,)), Block(6, name="block"), Linear(3),
+                              layers.Dense(2)])
+    x = np.random.default_rng(9).standard_normal((8, 6)).astype(np.float32)
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((8, 2), np.float32), epochs=1, verbose=0)
+    want = model.predict(x, verbose=0)
+    path = str(tmp_path / f"m{suffix}")
+    if suffix == ".weights.h5":
+        model.save_weights(path)
+        ember.set_random_seed(12)
+        other = ember.Sequential([ember.Input((6,)), Block(6), Linear(3), layers.Dense(2)])
+        other.load_weights(path)
+    else:
+        with pytest.warns(UserWarning) if suffix == ".h5" else _no_warning():
+            model.save(path)
+        with pytest.raises(ValueError, match="Unknown layer class 'Block'"):
+            ember.saving.load_model(path)
+        other = ember.saving.load_model(path, custom_objects={"Block": Block, "Linear": Linear})
+        assert [type(layer).__name__ for layer in other.layers] == ["Block", "Linear", "Dense"]
+    np.testing.assert_array_equal(other.predict(x, verbose=0), want)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_registered_custom_layer_loads_without_custom_objects(tmp_path):
+    @ember.saving.register_keras_serializable(package="tests")
+    class Scale(layers.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="s")
+
+        def call(self, x):
+            return x * self.s
+
+    model = ember.Sequential([ember.Input((3,)), Scale(), layers.Dense(1)])
+    model.layers[0].s.assign([1.0, 2.0, 3.0])
+    path = str(tmp_path / "scale.keras")
+    model.save(path)
+    loaded = ember.saving.load_model(path)
+    np.testing.assert_array_equal(loaded.layers[0].s.numpy(), [1.0, 2.0, 3.0])
+
+
+def test_custom_layer_files_cross_to_and_from_keras(tmp_path):
+    keras = keras_or_skip()
+
+    class Linear(keras.layers.Layer):  # noqa: F811 (the same class name on both sides)
+        def __init__(self, units=32, activation=None, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.activation = units, activation
+
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                     initializer="random_normal", name="kernel")
+            self.b = self.add_weight(shape=(self.units,), initializer="random_normal",
+                                     name="bias")
+
+        def call(self, inputs):
+            y = keras.ops.matmul(inputs, self.w) + self.b
+            return keras.ops.relu(y) if self.activation == "relu" else y
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units, "activation": self.activation}
+
+    x = np.random.default_rng(10).standard_normal((5, 4)).astype(np.float32)
+    k = keras.Sequential([keras.Input((4,)), Linear(3, activation="relu"), keras.layers.Dense(2)])
+    kpath = str(tmp_path / "k.keras")
+    k.save(kpath)
+    e = ember.saving.load_model(kpath, custom_objects={"Linear": globals()["Linear"]})
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    epath = str(tmp_path / "e.keras")
+    e.save(epath)
+    back = keras.saving.load_model(epath, custom_objects={"Linear": Linear})
+    np.testing.assert_allclose(back.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-6)
