@@ -168,7 +168,7 @@ class Layer:
 
     # Attributes of the base classes that hold layers or models but are not parts.
     _NOT_PARTS = frozenset(("_eager_models", "_calls", "_input_tensor", "_output_tensor",
-                            "_traces"))
+                            "_traces", "_init_arguments", "_graph_vars", "_mode_nodes"))
 
     def _sublayers(self):
         """The layers a custom layer keeps in its attributes (directly, or in lists,
@@ -275,6 +275,15 @@ class Layer:
         """Whether this is a custom layer: one that defines call()."""
         return callable(getattr(type(self), "call", None))
 
+    def _build_parts(self, input_shape):
+        """Runs the user's build() (with the batch axis in input_shape), once."""
+        from ..models.model import Model
+        if type(self).build not in (Layer.build, Model.build):
+            self.build(input_shape)
+        self._parts_built = True
+        if not isinstance(self, Model):
+            self.built = True
+
     def _trace(self, shapes, as_list):
         """(placeholder tensors, the nodes call() recorded, the output tensor) for inputs
         of these per-sample shapes; builds the layer on the first trace."""
@@ -284,9 +293,8 @@ class Layer:
         if key in traces:
             return traces[key]
         full = [(None,) + tuple(sh) for sh in shapes]
-        if not self.built:
-            self.build(full if as_list else full[0])
-            self.built = True
+        if not self.__dict__.get("_parts_built"):
+            self._build_parts(full if as_list else full[0])
         before = [id(w) for w in self.weights]
         placeholders = []
         for sh in shapes:
@@ -442,10 +450,49 @@ class Layer:
                              f"defined output.")
         return self._output_tensor
 
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        # A custom class's constructor arguments: its config when it defines no
+        # get_config (Keras's automatic config).
+        obj._init_arguments = (args, kwargs)
+        return obj
+
     # -- config --------------------------------------------------------------------
     def get_config(self):
         from ..saving.serialization import dtype_policy
-        return {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy()}
+        config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy()}
+        if self._traced and type(self).get_config is Layer.get_config:
+            config.update(self._auto_config())
+        return config
+
+    def _auto_config(self):
+        """The constructor arguments of a custom layer or model, when all are plain
+        values (numbers, strings, lists, dicts, None)."""
+        import json
+        args, kwargs = self.__dict__.get("_init_arguments", ((), {}))
+        try:
+            bound = inspect.signature(type(self).__init__).bind(self, *args, **kwargs)
+        except TypeError:
+            bound = None
+        values = {}
+        if bound is not None:
+            bound.apply_defaults()
+            for name, value in list(bound.arguments.items())[1:]:
+                param = inspect.signature(type(self).__init__).parameters[name]
+                if param.kind == param.VAR_KEYWORD:
+                    values.update(value)
+                elif param.kind != param.VAR_POSITIONAL:
+                    values[name] = value
+        for key in ("name", "trainable", "dtype"):
+            values.pop(key, None)
+        try:
+            json.dumps(values)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Layer '{self.name}' ({type(self).__name__}) takes constructor arguments "
+                f"that are not plain values, so its config cannot be written automatically: "
+                f"define get_config() (and from_config() if needed)") from None
+        return values
 
     @classmethod
     def from_config(cls, config):

@@ -152,14 +152,15 @@ class Model(Layer):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
             from .functional import Functional
             return Functional.__new__(Functional)
-        return super().__new__(cls)
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(self, *args, **kwargs):
         if args or "inputs" in kwargs or "outputs" in kwargs:
             # Model(inputs, outputs) itself became a Functional in __new__; this is a
             # Model subclass handing inputs and outputs to its base.
-            raise ValueError("Model subclasses are not supported yet; use "
-                             "ember.Model(inputs, outputs) or Sequential")
+            raise ValueError("A Model subclass passing inputs and outputs to Model.__init__ "
+                             "is not supported yet; define call() instead, or use "
+                             "ember.Model(inputs, outputs)")
         super().__init__(**kwargs)
         # Building, compiling and adding layers happen under _lock, once, whichever
         # thread calls first; _users counts the calls running in each thread, so that a
@@ -222,7 +223,11 @@ class Model(Layer):
     def _flat_layers(self):
         """Every layer, nested models' layers included, each once."""
         seen, out = set(), []
-        for layer in self.layers:
+        for layer in ([self] if self._traced else []) + self.layers:
+            if layer is self:
+                seen.add(id(self))
+                out.append(self)
+                continue
             for inner in (layer._flat_layers() if isinstance(layer, Model)
                           else layer._all_layers()):
                 if id(inner) not in seen:
@@ -230,9 +235,16 @@ class Model(Layer):
                     out.append(inner)
         return out
 
+    @property
+    def layers(self):
+        """A subclassed model's layers: those its attributes hold, in assignment order."""
+        return self._sublayers()
+
     def _lower(self, graph, x):
         """Adds the model's nodes to `graph` (inlined when the model is used as a layer);
         returns the output value(s)."""
+        if self._traced:  # a subclassed model: what its call() records
+            return Layer._lower(self, graph, x)
         shape = tuple(graph.value_shape(x))
         for layer in self.layers:
             layer._maybe_build(shape)
@@ -312,6 +324,10 @@ class Model(Layer):
             yield
 
     def _sample_input_shape(self):
+        # A subclassed model knows its input shape once built (from data or build()).
+        if self._traced and self._graph is not None:
+            shapes = [s[1:] for s in self._input_shapes]
+            return shapes[0] if len(shapes) == 1 else shapes
         return None
 
     # -- compile ----------------------------------------------------------------------
@@ -1130,6 +1146,8 @@ class Model(Layer):
 
     @property
     def weights(self):
+        if self._traced:
+            return Layer.weights.fget(self)
         return self._unique("weights")
 
     @property
@@ -1139,10 +1157,14 @@ class Model(Layer):
 
     @property
     def trainable_weights(self):
+        if self._traced:
+            return Layer.trainable_weights.fget(self)
         return self._unique("trainable_weights")
 
     @property
     def non_trainable_weights(self):
+        if self._traced:
+            return Layer.non_trainable_weights.fget(self)
         return self._unique("non_trainable_weights")
 
     def get_weights(self):

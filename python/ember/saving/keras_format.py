@@ -81,9 +81,9 @@ def saveables(model):
                        for rel, name, variables in obj._keras_state())
         else:
             out.append((path, obj.name, _own_variables(obj)))
-        if getattr(obj, "_traced", False) and not isinstance(obj, Model):
+        if getattr(obj, "_traced", False):
             _visit_parts(obj, path, visit)
-        if isinstance(obj, Model):
+        elif isinstance(obj, Model):
             used = {}
             for layer in obj.layers:
                 base = _snake_case(type(layer).__name__)
@@ -96,19 +96,24 @@ def saveables(model):
 
 
 def _visit_parts(layer, path, visit):
-    """A custom layer's parts as Keras walks them: its attributes by name (private ones
-    last), a layer at <path>/<attribute>, a list, tuple or dict of layers at
+    """A custom layer's or subclassed model's parts as Keras walks them: its attributes
+    by name (private ones last; a model's `layers` among them), a layer at
+    <path>/<attribute>, a list, tuple or dict of layers at
     <path>/<attribute>/<class in snake case>[_N]."""
     from ..layers.base import Layer
+    from ..models.model import Model
 
     def key(name):
         return "~" + name if name.startswith("_") else name
-    for attr in sorted(vars(layer), key=key):
+    attrs = dict(vars(layer))
+    if isinstance(layer, Model):
+        attrs["layers"] = layer.layers
+    for attr in sorted(attrs, key=key):
         if attr.startswith("__") or attr in Layer._NOT_PARTS:
             continue
-        value = vars(layer)[attr]
+        value = attrs[attr]
         if isinstance(value, Layer):
-            visit(value, f"{path}/{attr}")
+            visit(value, f"{path}/{attr}".lstrip("/"))
         elif isinstance(value, (list, tuple, dict)):
             items = list(value.values()) if isinstance(value, dict) else list(value)
             used = {}
@@ -118,7 +123,7 @@ def _visit_parts(layer, path, visit):
                 base = _snake_case(type(item).__name__)
                 n = used.get(base, -1) + 1
                 used[base] = n
-                visit(item, f"{path}/{attr}/{base if n == 0 else f'{base}_{n}'}")
+                visit(item, f"{path}/{attr}/{base if n == 0 else f'{base}_{n}'}".lstrip("/"))
 
 
 def _compiled_optimizer(model):
