@@ -650,3 +650,43 @@ def test_subclassed_model_files_cross_to_and_from_keras(tmp_path):
     e.save(epath)
     back = keras.saving.load_model(epath, custom_objects={"ETiny": Tiny})
     np.testing.assert_allclose(back.predict(x, verbose=0), want, rtol=1e-6, atol=1e-7)
+
+
+# -- Lambda -------------------------------------------------------------------------------
+
+def _double_plus_one(x):
+    return x * 2.0 + 1.0
+
+
+def test_lambda_layers_train_save_and_load(tmp_path):
+    x = np.random.default_rng(14).standard_normal((10, 4)).astype(np.float32)
+    model = ember.Sequential([ember.Input((4,)),
+                              layers.Lambda(lambda t, k=0.5: ops.square(t) * k),
+                              layers.Lambda(_double_plus_one), layers.Dense(2)])
+    d = model.layers[2]
+    want = (np.square(x) * 0.5 * 2 + 1) @ d.kernel.numpy() + d.bias.numpy()
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((10, 2), np.float32), epochs=1, verbose=0)
+    path = str(tmp_path / "lam.keras")
+    model.save(path)
+    with pytest.raises(ValueError, match="Python lambda.*safe mode"):
+        ember.saving.load_model(path)
+    with pytest.raises(ValueError, match="'_double_plus_one': pass it in custom_objects"):
+        ember.saving.load_model(path, safe_mode=False)
+    loaded = ember.saving.load_model(path, safe_mode=False,
+                                     custom_objects={"_double_plus_one": _double_plus_one})
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_keras_lambda_file_loads_with_safe_mode_off(tmp_path):
+    keras = keras_or_skip()
+    # As a script writes it: `keras` a global the lambda reads.
+    fn = eval("lambda t: keras.ops.tanh(t) * 3.0", {"keras": keras})
+    k = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(fn), keras.layers.Dense(2)])
+    path = str(tmp_path / "klam.keras")
+    k.save(path)
+    x = np.random.default_rng(15).standard_normal((4, 3)).astype(np.float32)
+    e = ember.saving.load_model(path, safe_mode=False)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)

@@ -8,7 +8,7 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
                             GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPool1D, MaxPool2D,
                             MaxPooling1D, MaxPooling2D)
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
-                   LeakyReLU, Masking, PReLU, ReLU, Reshape, Softmax)
+                   Lambda, LeakyReLU, Masking, PReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)

@@ -451,3 +451,104 @@ class Masking(Layer):
         c = super().get_config()
         c["mask_value"] = self.mask_value
         return c
+
+
+class Lambda(Layer):
+    """Wraps a function of tensors written with ember.ops as a layer:
+    `Lambda(lambda x: ops.square(x))`, traced once per input shape like any custom layer.
+
+    A Python lambda is saved as Keras saves it (its marshalled bytecode), and loading it
+    runs that code, so a file holding one loads only with `safe_mode=False`, and only
+    under the Python version that wrote it. A named function is saved by name and found
+    through `custom_objects` or `register_keras_serializable` when loading.
+    """
+
+    def __init__(self, function, output_shape=None, mask=None, arguments=None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise ValueError(f"Lambda needs a callable. Received: function={function!r}")
+        if mask is not None:
+            raise ValueError("Lambda: mask= is not supported by ember yet. Received: "
+                             f"mask={mask!r}")
+        self.function = function
+        self._output_shape = output_shape
+        self.arguments = dict(arguments or {})
+
+    def call(self, inputs):
+        return self.function(inputs, **self.arguments)
+
+    def get_config(self):
+        config = {**super().get_config(), "function": _function_config(self.function)}
+        if self._output_shape is not None:
+            config["output_shape"] = (_function_config(self._output_shape)
+                                      if callable(self._output_shape)
+                                      else list(self._output_shape))
+        config["arguments"] = self.arguments
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["function"] = _function_from_config(config.get("function"),
+                                                   config.get("name", "lambda"))
+        shape = config.get("output_shape")
+        if isinstance(shape, dict):
+            config["output_shape"] = _function_from_config(shape, config.get("name"))
+        return super().from_config(config)
+
+
+def _function_config(fn):
+    """Keras's form: a Python lambda as its bytecode, a named function by name."""
+    import codecs
+    import marshal
+    if getattr(fn, "__name__", None) == "<lambda>":
+        code = codecs.encode(marshal.dumps(fn.__code__), "base64").decode("ascii")
+        closure = tuple(c.cell_contents for c in fn.__closure__) if fn.__closure__ else None
+        return {"class_name": "__lambda__",
+                "config": {"code": code, "defaults": fn.__defaults__, "closure": closure}}
+    name = getattr(fn, "__name__", None)
+    if name is None:
+        raise ValueError(f"Lambda: cannot save the function {fn!r}")
+    return {"module": getattr(fn, "__module__", None), "class_name": "function",
+            "config": name, "registered_name": name}
+
+
+def _function_from_config(entry, layer_name):
+    import codecs
+    import marshal
+    import types
+    from ..saving import serialization
+    if not isinstance(entry, dict):
+        raise ValueError(f"Lambda '{layer_name}': its function entry must be a dict. "
+                         f"Received: {entry!r:.80}")
+    if entry.get("class_name") == "__lambda__":
+        if serialization.safe_mode():
+            raise ValueError(
+                f"Lambda '{layer_name}' holds a Python lambda, whose bytecode ember would "
+                f"have to run: refused in safe mode. Pass safe_mode=False only for a file "
+                f"you trust")
+        cfg = entry.get("config") or {}
+        try:
+            code = marshal.loads(codecs.decode(cfg["code"].encode("ascii"), "base64"))
+        except (KeyError, ValueError, TypeError, EOFError) as e:
+            raise ValueError(f"Lambda '{layer_name}': its function's bytecode cannot be read "
+                             f"by this Python ({type(e).__name__}: {e})") from None
+        from .. import ops
+        import ember
+        defaults = cfg.get("defaults")
+        closure = cfg.get("closure")
+        cells = None
+        if closure is not None:
+            cells = tuple(types.CellType(v) for v in closure)
+        # The names a Keras lambda's code reads: keras.ops runs as ember.ops.
+        names = {"ops": ops, "ember": ember, "np": np,
+                 "keras": types.SimpleNamespace(ops=ops, layers=ember.layers)}
+        return types.FunctionType(code, names, None, tuple(defaults) if defaults else None,
+                                  cells)
+    name = entry.get("registered_name") or entry.get("config")
+    fn = serialization.custom_object(name)
+    if fn is None:
+        raise ValueError(f"Lambda '{layer_name}' calls the function {name!r}: pass it in "
+                         f"custom_objects or register it with "
+                         f"@ember.saving.register_keras_serializable()")
+    return fn

@@ -12,8 +12,8 @@ float32 dtype policy, ...); any other value raises ValueError naming the key.
 
 Classes are looked up, never imported: ember's own layers and models, the user's
 `custom_objects`, and classes registered with `register_keras_serializable`. A module
-named in a file is never imported and no code in a file is ever run; a `Lambda` layer
-is refused unless `safe_mode=False` (and ember has no Lambda layer to run it anyway).
+named in a file is never imported and no code in a file is ever run, except a `Lambda`
+layer's Python lambda when the caller passes `safe_mode=False`.
 """
 import contextlib
 import inspect
@@ -72,6 +72,18 @@ def custom_object_scope(custom_objects=None, safe_mode=None):
 CustomObjectScope = custom_object_scope
 
 
+def safe_mode():
+    """Whether deserialization now refuses to run code from a file (the default)."""
+    return getattr(_scope, "safe_mode", True)
+
+
+def custom_object(name):
+    """A registered class or function, or one the current custom_objects name."""
+    if not isinstance(name, str):
+        return None
+    return {**_REGISTERED, **getattr(_scope, "custom", {})}.get(name)
+
+
 def _builtin_layers():
     from .. import layers, models
     from ..models.functional import Functional
@@ -94,15 +106,6 @@ def resolve_layer_class(entry):
     for key in (registered, class_name):
         if isinstance(key, str) and key in custom:
             return custom[key]
-    if class_name == "Lambda":
-        if getattr(_scope, "safe_mode", True):
-            raise ValueError(
-                "The file holds a `Lambda` layer, whose Python code ember will not run "
-                "from a file: deserializing it is refused in safe mode. Pass "
-                "safe_mode=False only for a file you trust (and note that ember has no "
-                "Lambda layer yet: write the function as a custom layer class).")
-        raise ValueError("ember has no Lambda layer: write the function as a custom "
-                         "layer class and pass it in custom_objects")
     builtin = _builtin_layers()
     if _is_keras_module(entry.get("module")) and class_name in builtin:
         return builtin[class_name]
