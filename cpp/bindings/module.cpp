@@ -544,6 +544,30 @@ PYBIND11_MODULE(_core, m) {
          py::arg("epsilon") = 1e-7f, py::arg("rho") = 0.9f, py::arg("centered") = false,
          py::arg("initial_accumulator_value") = 0.1f, py::arg("weight_decay") = 0.f,
          py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f)
+      // One update of the given variables by the given dense gradients (the
+      // optimizer's apply_gradients), as a training step applies them.
+      .def("apply_dense", [](Optimizer& opt, const std::vector<std::shared_ptr<Variable>>& vars,
+                             const std::vector<py::object>& grads,
+                             const std::vector<bool>& decay, float lr) {
+        if (grads.size() != vars.size() || decay.size() != vars.size())
+          throw std::invalid_argument("apply_dense: one gradient and flag per variable");
+        std::vector<F32> keep;
+        std::vector<OptVar> ov;
+        for (size_t k = 0; k < vars.size(); ++k) {
+          auto g = strict<float>(grads[k], "gradient");
+          if (g.size() != vars[k]->size())
+            throw std::invalid_argument("apply_dense: a gradient does not match its variable");
+          OptVar v;
+          v.var = vars[k].get();
+          v.grad = g.data();
+          v.decay = decay[k];
+          v.slots = &opt.slots_for(vars[k]);
+          ov.push_back(v);
+          keep.push_back(g);
+        }
+        py::gil_scoped_release nogil;
+        opt.apply(ov, lr);
+      }, py::arg("variables"), py::arg("gradients"), py::arg("decay"), py::arg("lr"))
       .def_readwrite("iterations", &Optimizer::iterations)
       .def_property_readonly("num_slots", &Optimizer::num_slots)
       // Views of v's slots (ember's order), empty before v's first update unless
@@ -738,7 +762,9 @@ PYBIND11_MODULE(_core, m) {
         OutputSpec s;
         if (!loss.is_none()) {
           s.has_loss = true;
-          s.loss = loss_from_string(loss.cast<std::string>());
+          const std::string name = loss.cast<std::string>();
+          if (name == "external") s.external = true;  // gradient taping
+          else s.loss = loss_from_string(name);
         }
         s.from_logits = from_logits;
         s.param = param;
@@ -806,6 +832,60 @@ PYBIND11_MODULE(_core, m) {
          py::arg("indices") = py::none(), py::arg("start") = 0, py::arg("n") = 0)
       // Writes rows [start, start+n) of the predictions into out[o][start:start+n] for
       // each output (x and out: an array, or a list of them).
+      // Gradient taping: (token, outputs) of a forward in the training plan.
+      .def("tape_forward", [](Graph& g, py::object x, bool training, uint64_t step) {
+        Batch b = make_batch(g, x, py::none(), py::none(), py::none(), 0, 0, false);
+        b.n = b.rows;
+        py::list outs;
+        std::vector<float*> dst;
+        for (int o = 0; o < g.num_outputs(); ++o) {
+          std::vector<int64_t> shape{b.n};
+          for (int64_t d : g.output_shape(o)) shape.push_back(d);
+          F32 a(shape);
+          dst.push_back(a.mutable_data());
+          outs.append(a);
+        }
+        uint64_t token;
+        {
+          py::gil_scoped_release nogil;
+          token = g.tape_forward(b, training, step, dst);
+        }
+        return py::make_tuple(token, outs);
+      }, py::arg("x"), py::arg("training"), py::arg("step"))
+      // The inputs' gradients (None where not wanted) for the outputs' gradients dy.
+      .def("tape_backward", [](Graph& g, py::object x, py::object dy, bool training,
+                               uint64_t step, uint64_t token, const std::vector<bool>& wanted) {
+        Batch b = make_batch(g, x, dy, py::none(), py::none(), 0, 0, true);
+        b.n = b.rows;
+        py::list grads;
+        std::vector<float*> dst;
+        for (int i = 0; i < g.num_inputs(); ++i) {
+          if (i < static_cast<int>(wanted.size()) && wanted[i]) {
+            std::vector<int64_t> shape{b.n};
+            for (int64_t d : g.input_shape(i)) shape.push_back(d);
+            F32 a(shape);
+            dst.push_back(a.mutable_data());
+            grads.append(a);
+          } else {
+            dst.push_back(nullptr);
+            grads.append(py::none());
+          }
+        }
+        {
+          py::gil_scoped_release nogil;
+          g.tape_backward(b, training, step, token, dst);
+        }
+        return grads;
+      }, py::arg("x"), py::arg("dy"), py::arg("training"), py::arg("step"), py::arg("token"),
+         py::arg("wanted"))
+      .def("variable_gradient", [](const Graph& g, int k) -> py::object {
+        const FloatBuffer* f = g.variable_gradient(k);
+        if (!f) return py::none();
+        F32 a(g.variables().at(k)->shape());
+        std::memcpy(a.mutable_data(), f->data(), sizeof(float) * f->size());
+        return std::move(a);
+      }, py::arg("k"))
+      .def("set_input_gradients", &Graph::set_input_gradients, py::arg("wanted"))
       .def("predict", [](Graph& g, py::object x, py::object out, int64_t start, int64_t n) {
         Batch b = make_batch(g, x, py::none(), py::none(), py::none(), start, n, false);
         py::list ol = as_list(out);

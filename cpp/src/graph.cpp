@@ -256,6 +256,7 @@ void Graph::plan_training() {
   const int V = static_cast<int>(values_.size()), N = static_cast<int>(nodes_.size());
   // Which values need a gradient: those a trainable variable lies upstream of.
   std::vector<bool> needs(V, false);
+  for (int v = 0; v < V; ++v) needs[v] = input_wants_grad(v);
   for (int i = 0; i < N; ++i) {
     const Node& node = *nodes_[i];
     bool need = false;
@@ -433,7 +434,9 @@ float* Graph::buffer_of(int v, bool training) {
 // -- steps ------------------------------------------------------------------------------
 
 void Graph::forward(int64_t n, bool training) {
+  ++forwards_;
   StepCtx ctx{training, step_};
+  ctx.replay = replaying_;
   const int N = static_cast<int>(nodes_.size());
   for (int i = 0; i < N; ++i) {
     Node& node = *nodes_[i];
@@ -464,7 +467,7 @@ void Graph::forward(int64_t n, bool training) {
       i = c.last;
       continue;
     }
-    ctx.training = training && !node.inference_only;
+    ctx.training = training && nodes_training_ && !node.inference_only;
     for (size_t j = 0; j < node.inputs.size(); ++j) node_in_[j] = val_[node.inputs[j]];
     float* y = buffer_of(out, training);
     node.forward(ctx, node_in_.data(), y, n);
@@ -475,7 +478,7 @@ void Graph::forward(int64_t n, bool training) {
 bool Graph::fused_loss(int o) const {
   const OutputSpec& s = specs_[o];
   int v = outputs_[o];
-  if (!s.has_loss || !values_[v].readers.empty()) return false;
+  if (!s.has_loss || s.external || !values_[v].readers.empty()) return false;
   int p = values_[v].producer;
   while (p >= 0 && nodes_[p]->is_view()) {
     v = nodes_[p]->inputs[0];
@@ -527,6 +530,10 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
     if (wanted) gbuf_[v] = alloc();
     if (dry) continue;
     const int64_t c = values_[v].size;
+    if (s.external) {
+      if (wanted) std::memcpy(pool(gbuf_[v]), y_ptr_[o], sizeof(float) * n * c);
+      continue;
+    }
     double sum;
     if (wanted)
       sum = loss_forward_backward<float>(s.loss, s.from_logits, loss_act_[o], val_[v],
@@ -549,7 +556,8 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
     gbuf_[out] = -1;
     auto wants = [&](int j) {
       const int u = node.inputs[j];
-      return j < node.data_inputs && needs_grad_[u] && values_[u].producer >= 0;
+      return j < node.data_inputs && needs_grad_[u] &&
+             (values_[u].producer >= 0 || input_wants_grad(u));
     };
     if (!needs_grad_[out]) {
       drop(b);
@@ -697,6 +705,87 @@ void Graph::predict(const Batch& b, const std::vector<float*>& out) {
       std::memcpy(out[o] + s * c, val_[outputs_[o]], sizeof(float) * part.n * c);
     }
   }
+}
+
+bool Graph::input_wants_grad(int v) const {
+  for (size_t i = 0; i < inputs_.size(); ++i)
+    if (inputs_[i] == v) return i < input_grads_.size() && input_grads_[i];
+  return false;
+}
+
+void Graph::set_input_gradients(const std::vector<bool>& wanted) {
+  if (finalized_) throw std::logic_error("Graph: set_input_gradients after the first step");
+  input_grads_ = wanted;
+}
+
+void Graph::tape_run_forward(const Batch& b, bool training, uint64_t step) {
+  plan(b.n, true);
+  gather_inputs(b);
+  step_ = step;
+  nodes_training_ = training;
+  try {
+    forward(b.n, true);
+  } catch (...) {
+    nodes_training_ = true;
+    throw;
+  }
+  nodes_training_ = true;
+}
+
+uint64_t Graph::tape_forward(const Batch& b, bool training, uint64_t step,
+                             const std::vector<float*>& out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  OpenMPUse openmp(true);
+  check_batch(b, false);
+  if (out.size() != outputs_.size())
+    throw std::invalid_argument("tape_forward: expected one output array per model output");
+  tape_run_forward(b, training, step);
+  for (size_t o = 0; o < outputs_.size(); ++o)
+    std::memcpy(out[o], val_[outputs_[o]], sizeof(float) * b.n * values_[outputs_[o]].size);
+  return forwards_;
+}
+
+void Graph::tape_backward(const Batch& b, bool training, uint64_t step, uint64_t token,
+                          const std::vector<float*>& dx) {
+  std::lock_guard<std::mutex> lock(mu_);
+  OpenMPUse openmp(true);
+  check_batch(b, true);
+  for (const OutputSpec& s : specs_)
+    if (!s.external) throw std::logic_error("tape_backward: every output must be external");
+  if (dx.size() != inputs_.size())
+    throw std::invalid_argument("tape_backward: expected one gradient array per input");
+  if (token != forwards_ || !training_planned_) {
+    replaying_ = true;
+    try {
+      tape_run_forward(b, training, step);
+    } catch (...) {
+      replaying_ = false;
+      throw;
+    }
+    replaying_ = false;
+  }
+  gather_targets(b);
+  StepResult r;
+  r.output_loss_sums.assign(outputs_.size(), 0.0);
+  for (int k : zeroed_grads_) var_grads_[k].zero();
+  step_ = step;
+  run_backward(b.n, false, &r);
+  for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (!dx[i]) continue;
+    const int v = inputs_[i];
+    const int64_t c = values_[v].size;
+    if (gbuf_[v] >= 0)
+      std::memcpy(dx[i], grad_pool_[gbuf_[v]].data(), sizeof(float) * b.n * c);
+    else
+      std::fill(dx[i], dx[i] + b.n * c, 0.f);
+  }
+}
+
+const FloatBuffer* Graph::variable_gradient(int k) const {
+  if (k < 0 || k >= static_cast<int>(var_grads_.size()) || var_grads_[k].size() == 0)
+    return nullptr;
+  return &var_grads_[k];
 }
 
 }  // namespace ember

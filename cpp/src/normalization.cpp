@@ -88,6 +88,7 @@ void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
     const double g = gamma ? gamma[j] : 1.0;
     scale[j] = static_cast<float>(is * g);
     shift[j] = static_cast<float>((beta ? beta[j] : 0.0) - m * is * g);
+    if (!moving_mean) continue;  // a replayed forward: the statistics moved already
     moving_mean[j] = moving_mean[j] * momentum + static_cast<float>(m) * (1.f - momentum);
     moving_var[j] = moving_var[j] * momentum + static_cast<float>(var) * (1.f - momentum);
   }

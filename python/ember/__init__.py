@@ -16,7 +16,8 @@ _threads.set_wait_policy()  # before the core loads libgomp
 
 from . import (activations, backend, callbacks, config, constraints, datasets,  # noqa: E402
                initializers, layers, losses, metrics, models, ops, optimizers,
-               preprocessing, regularizers, saving, utils)
+               preprocessing, random, regularizers, saving, utils)
+from .tape import GradientTape, Tensor  # noqa: E402
 from .layers import Input  # noqa: E402
 from .models import Model, Sequential  # noqa: E402
 from .utils import set_random_seed  # noqa: E402
@@ -26,6 +27,6 @@ if "OMP_NUM_THREADS" not in _os.environ:
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "activations", "backend", "callbacks", "config",
+__all__ = ["GradientTape", "Input", "Model", "Sequential", "Tensor", "activations", "backend", "callbacks", "config",
            "datasets", "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
-           "preprocessing", "saving", "set_random_seed", "utils"]
+           "preprocessing", "random", "saving", "set_random_seed", "utils"]

@@ -64,6 +64,9 @@ class Loss:
         return per.reshape(shape.shape[:-1])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        from . import tape
+        if isinstance(y_pred, tape.Tensor) or isinstance(y_true, tape.Tensor):
+            return self._taped(y_true, y_pred, sample_weight)
         per = self.call(y_true, y_pred)
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=np.float32)
@@ -79,6 +82,31 @@ class Loss:
         if self.reduction == "sum":
             return total
         return np.float32(total / max(per.size, 1))
+
+    def _taped(self, y_true, y_pred, sample_weight):
+        """The loss of a Tensor, with its gradient computed by the core in the same
+        pass, for a GradientTape."""
+        from . import tape
+        if self.reduction in ("none", None):
+            raise ValueError("A loss with reduction='none' on a GradientTape is not "
+                             "supported yet: use 'sum_over_batch_size' or 'sum'")
+        pred = np.asarray(tape.value_of(y_pred), dtype=np.float32)
+        shape, out = _rows(pred)
+        target = _targets(tape.value_of(y_true), out, self._sparse)
+        rows = out.shape[0]
+        sw = None
+        if sample_weight is not None:
+            sw = np.ascontiguousarray(np.asarray(tape.value_of(sample_weight),
+                                                 dtype=np.float32).reshape(-1))
+            if sw.size != rows:
+                raise ValueError(f"sample_weight must have one value per sample ({rows}). "
+                                 f"Received shape {np.shape(sample_weight)}")
+        scale = 1.0 / max(rows, 1) if self.reduction == "sum_over_batch_size" else 1.0
+        total, grad = _core.loss(self._core_name, out, target, self.from_logits, "linear",
+                                 scale, sw, self._param)
+        grad = grad.reshape(pred.shape)
+        return tape.record(np.float32(total * scale), [y_pred],
+                           lambda g: [grad * np.float32(g)])
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}

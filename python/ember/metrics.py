@@ -134,6 +134,73 @@ class MeanSquaredError(Metric):
     _core_name = "mean_squared_error"
 
 
+class Mean:
+    """The (weighted) mean of the values it is given: Keras's `Mean`, e.g. a loss
+    tracker in a custom train_step (`update_state(loss)`, `result()`)."""
+
+    def __init__(self, name="mean", dtype=None):
+        self.name = name
+        self.reset_state()
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None):
+        from .tape import value_of
+        v = np.asarray(value_of(values), dtype=np.float64)
+        if not np.isfinite(v).all():
+            raise ValueError(f"Metric '{self.name}' received a value that is not finite: "
+                             f"{v.ravel()[~np.isfinite(v.ravel())][0]}")
+        if sample_weight is None:
+            self._total += float(v.sum())
+            self._count += v.size
+        else:
+            w = np.broadcast_to(np.asarray(value_of(sample_weight), np.float64), v.shape)
+            self._total += float((v * w).sum())
+            self._count += float(w.sum())
+
+    def result(self):
+        return np.float32(self._total / self._count if self._count else 0.0)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class Sum(Mean):
+    """The (weighted) sum of the values it is given."""
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name, dtype)
+
+    def result(self):
+        return np.float32(self._total)
+
+
+def instance(identifier, loss, sparse):
+    """A metric object for a compile() entry, resolved as get() resolves it (for
+    'accuracy', from the loss: binary crossentropy means binary accuracy)."""
+    if isinstance(identifier, (Metric, Mean)):
+        return identifier
+    if isinstance(identifier, str) and identifier in _ACCURACY:
+        core = getattr(loss, "_core_name", None)
+        cls = (BinaryAccuracy if core == "binary_crossentropy" else
+               SparseCategoricalAccuracy if sparse else CategoricalAccuracy)
+        m = cls()
+        m.name = identifier
+        return m
+    if isinstance(identifier, str) and identifier in _NAMES:
+        m = _NAMES[identifier]()
+        m.name = identifier
+        return m
+    if callable(identifier) and hasattr(identifier, "_metric_class"):
+        return identifier._metric_class()
+    raise ValueError(f"Unknown metric: {identifier!r}")
+
+
 _NAMES = {
     "binary_accuracy": BinaryAccuracy,
     "categorical_accuracy": CategoricalAccuracy,

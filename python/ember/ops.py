@@ -18,11 +18,13 @@ follows NumPy over the other axes) and may not reduce, index or reorder the batc
 axis. `matmul(x, w)` with a weight is the same GEMM a Dense layer runs, and a bias
 added after it and an activation after that fuse into it as they do for Dense.
 """
+import builtins as _builtins
 import numbers
 
 import numpy as np
 
 from . import activations as _activations
+from . import tape as _tape
 from .layers.base import Layer, Variable
 from .layers.core import InputLayer, KerasTensor
 
@@ -843,6 +845,171 @@ def convert_to_numpy(x):
     return np.array(x.value if isinstance(x, Variable) else x)
 
 
+# -- gradients of eager ops (ember.GradientTape) ----------------------------------------------
+# Each takes (g, out, *args, **kwargs) with the args as arrays and returns one gradient
+# (or None) per argument, a list argument's items counted one by one.
+
+def _sum_like(g, axis, keepdims, shape):
+    if axis is None:
+        return np.broadcast_to(g, shape)
+    axes = [a % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+    if not keepdims:
+        for a in sorted(axes):
+            g = np.expand_dims(g, a)
+    return np.broadcast_to(g, shape)
+
+
+def _extreme_vjp(g, out, x, axis=None, keepdims=False):
+    full = _sum_like(out, axis, keepdims, x.shape)
+    hit = (x == full).astype(np.float32)
+    ties = _sum_like(np.sum(hit, axis=axis, keepdims=keepdims), axis, keepdims, x.shape)
+    return [_sum_like(g, axis, keepdims, x.shape) * hit / ties]
+
+
+def _softmax_np(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _matmul_vjp(g, out, a, b):
+    a2 = a if a.ndim > 1 else a[None, :]
+    b2 = b if b.ndim > 1 else b[:, None]
+    g2 = g.reshape(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1]))
+    ga = g2 @ np.swapaxes(b2, -1, -2)
+    gb = np.swapaxes(a2, -1, -2) @ g2
+    return [ga.reshape(a.shape) if ga.size == a.size else ga,
+            gb.reshape(b.shape) if gb.size == b.size else gb]
+
+
+def _getitem_vjp(g, out, x, key):
+    gx = np.zeros(x.shape, np.float32)
+    np.add.at(gx, key, g)
+    return [gx]
+
+
+_VJPS = {
+    "add": lambda g, out, a, b: [g, g],
+    "subtract": lambda g, out, a, b: [g, -g],
+    "multiply": lambda g, out, a, b: [g * b, g * a],
+    "divide": lambda g, out, a, b: [g / b, -g * a / (b * b)],
+    "power": lambda g, out, a, b: [g * b * np.power(a, b - 1),
+                                   g * out * np.log(np.where(a > 0, a, 1.0))],
+    "maximum": lambda g, out, a, b: [g * np.where(a == b, 0.5, a > b),
+                                     g * np.where(a == b, 0.5, b > a)],
+    "minimum": lambda g, out, a, b: [g * np.where(a == b, 0.5, a < b),
+                                     g * np.where(a == b, 0.5, b < a)],
+    "negative": lambda g, out, x: [-g],
+    "exp": lambda g, out, x: [g * out],
+    "log": lambda g, out, x: [g / x],
+    "sqrt": lambda g, out, x: [g * 0.5 / out],
+    "square": lambda g, out, x: [2.0 * x * g],
+    "abs": lambda g, out, x: [g * np.sign(x)],
+    "log1p": lambda g, out, x: [g / (1.0 + x)],
+    "expm1": lambda g, out, x: [g * (out + 1.0)],
+    "sin": lambda g, out, x: [g * np.cos(x)],
+    "cos": lambda g, out, x: [-g * np.sin(x)],
+    "clip": lambda g, out, x, lo, hi: [g * ((x >= lo) & (x <= hi))],
+    "relu": lambda g, out, x: [g * (x > 0)],
+    "relu6": lambda g, out, x: [g * ((x > 0) & (x < 6))],
+    "sigmoid": lambda g, out, x: [g * out * (1.0 - out)],
+    "tanh": lambda g, out, x: [g * (1.0 - out * out)],
+    "softplus": lambda g, out, x: [g / (1.0 + np.exp(-x))],
+    "softsign": lambda g, out, x: [g / np.square(1.0 + np.abs(x))],
+    "silu": lambda g, out, x: [g * (1 / (1 + np.exp(-x))) * (1 + x * (1 - 1 / (1 + np.exp(-x))))],
+    "elu": lambda g, out, x, alpha=1.0: [g * np.where(x > 0, 1.0, out + alpha)],
+    "leaky_relu": lambda g, out, x, negative_slope=0.2: [g * np.where(x > 0, 1.0,
+                                                                      negative_slope)],
+    "softmax": lambda g, out, x, axis=-1: [out * (g - np.sum(g * out, axis=axis,
+                                                             keepdims=True))],
+    "log_softmax": lambda g, out, x, axis=-1: [
+        g - _softmax_np(x, axis) * np.sum(g, axis=axis, keepdims=True)],
+    "logsumexp": lambda g, out, x, axis=None, keepdims=False: [
+        _sum_like(g, axis, keepdims, x.shape) * np.exp(x - _sum_like(out, axis, keepdims,
+                                                                     x.shape))],
+    "sum": lambda g, out, x, axis=None, keepdims=False: [_sum_like(g, axis, keepdims,
+                                                                   x.shape)],
+    "mean": lambda g, out, x, axis=None, keepdims=False: [
+        _sum_like(g, axis, keepdims, x.shape) * (out.size / _builtins.max(x.size, 1))],
+    "max": _extreme_vjp,
+    "min": _extreme_vjp,
+    "norm": lambda g, out, x, ord=None, axis=None, keepdims=False: [
+        _sum_like(g / np.where(out == 0, 1, out), axis, keepdims, x.shape) * x],
+    "matmul": _matmul_vjp,
+    "dot": _matmul_vjp,
+    "reshape": lambda g, out, x, newshape: [g.reshape(x.shape)],
+    "expand_dims": lambda g, out, x, axis: [g.reshape(x.shape)],
+    "squeeze": lambda g, out, x, axis=None: [g.reshape(x.shape)],
+    "transpose": lambda g, out, x, axes=None: [np.transpose(
+        g, None if axes is None else np.argsort(axes))],
+    "swapaxes": lambda g, out, x, a1, a2: [np.swapaxes(g, a1, a2)],
+    "concatenate": lambda g, out, xs, axis=0: np.split(
+        g, np.cumsum([np.shape(x)[axis] for x in xs])[:-1], axis=axis),
+    "stack": lambda g, out, xs, axis=0: [np.take(g, i, axis=axis) for i in range(len(xs))],
+    "where": lambda g, out, c, a, b: [None, g * (np.asarray(c) != 0),
+                                      g * (np.asarray(c) == 0)],
+    "cast": lambda g, out, x, dtype: [g if np.issubdtype(out.dtype, np.floating) else None],
+    "convert_to_tensor": lambda g, out, x, dtype=None: [g],
+    "getitem": _getitem_vjp,
+}
+# Ops whose value has no gradient (comparisons, rounding, indices, constants).
+_NO_GRADIENT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+                "sign", "floor", "round", "argmax", "argmin", "one_hot", "zeros_like",
+                "ones_like", "shape"}
+
+
+def _flat(args):
+    out = []
+    for a in args:
+        out.extend(a if isinstance(a, (list, tuple)) else [a])
+    return out
+
+
+def _taping(name, fn):
+    """fn on ember Tensors (and, while a tape records, trainable Variables): computed on
+    their values, the result a Tensor that the tape can send a gradient back through."""
+    from . import tape
+
+    def op(*args, **kwargs):
+        items = _flat(args)
+        has_tensor = any(isinstance(a, tape.Tensor) for a in items)
+        if not has_tensor and not (tape.recording() and
+                                   any(isinstance(a, Variable) and a.trainable for a in items)):
+            return fn(*args, **kwargs)
+        if any(_is_sym(a) for a in items):
+            raise ValueError(f"ops.{name}: cannot mix symbolic tensors and eager Tensors")
+        vals = [[tape.value_of(v) for v in a] if isinstance(a, (list, tuple))
+                else tape.value_of(a) for a in args]
+        out = np.asarray(fn(*vals, **kwargs))
+        if name in _NO_GRADIENT:
+            return tape.Tensor(out)
+        vjp = _VJPS.get(name)
+        if vjp is None:
+            if tape.recording() and any(tape._tracked(a) for a in items):
+                raise ValueError(f"ops.{name} has no gradient on a GradientTape yet")
+            return tape.Tensor(out)
+        arrays = [[np.asarray(v, np.float32) for v in a] if isinstance(a, list) else
+                  np.asarray(a, np.float32) if isinstance(a, (np.ndarray, numbers.Number))
+                  else a for a in vals]
+        return tape.record(out.astype(np.float32) if out.dtype == np.float64 else out, items,
+                           lambda g: vjp(g, out, *arrays, **kwargs))
+    op.__name__, op.__doc__ = fn.__name__, fn.__doc__
+    return op
+
+
+def _tensor_getitem(t, key):
+    from . import tape
+    out = np.asarray(t.value[key])
+    return tape.record(out, [t], lambda g: _getitem_vjp(g, out, t.value, key))
+
+
+for _name in list(__all__) + ["swapaxes"]:
+    _fn = globals().get(_name)
+    if callable(_fn) and _name not in ("zeros", "ones", "convert_to_numpy"):
+        globals()[_name] = _taping(_fn.__name__ if _fn.__name__ in _VJPS or
+                                   _fn.__name__ in _NO_GRADIENT else _name, _fn)
+del _name, _fn
+
+
 # Python's operators on symbolic tensors and Variables.
 def _install_operators():
     def binary(fn):
@@ -850,15 +1017,17 @@ def _install_operators():
     for name, fn in (("add", add), ("sub", subtract), ("mul", multiply),
                      ("truediv", divide), ("pow", power), ("matmul", matmul)):
         fwd, rev = binary(fn)
-        for cls in (KerasTensor, Variable):
+        for cls in (KerasTensor, Variable, _tape.Tensor):
             setattr(cls, f"__{name}__", fwd)
             setattr(cls, f"__r{name}__", rev)
     for name, fn in (("gt", greater), ("ge", greater_equal), ("lt", less), ("le", less_equal)):
-        setattr(KerasTensor, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
-    for cls in (KerasTensor, Variable):
+        for cls in (KerasTensor, _tape.Tensor):
+            setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
+    for cls in (KerasTensor, Variable, _tape.Tensor):
         cls.__neg__ = lambda self: negative(self)
         cls.__abs__ = lambda self: abs(self)
     KerasTensor.__getitem__ = _getitem
+    _tape.Tensor.__getitem__ = _tensor_getitem
     KerasTensor.ndim = property(lambda self: len(self.shape))
     KerasTensor.__array_priority__ = 1000  # NumPy defers to the tensor's operators
     Variable.__array_priority__ = 1000

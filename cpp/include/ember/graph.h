@@ -39,6 +39,9 @@ struct Batch {
 // What an output is trained and judged with.
 struct OutputSpec {
   bool has_loss = false;
+  // The gradient at this output is given (the batch's dense targets) rather than
+  // computed from a loss: gradient taping (tape_backward).
+  bool external = false;
   Loss loss = Loss::MeanSquaredError;
   bool from_logits = false;
   float param = 1.f;
@@ -164,6 +167,22 @@ class Graph {
   // forward (inference mode) of rows of b.x into out[o] (n, output_size(o)) per output.
   void predict(const Batch& b, const std::vector<float*>& out);
 
+  // Gradient taping (ember.GradientTape). tape_forward runs the training plan with the
+  // nodes in training mode or not, dropout drawn at `step`, and writes the outputs;
+  // it returns a token naming that forward. tape_backward runs the backward from the
+  // gradients b.y gives at the outputs (every output's spec external), re-running the
+  // forward unless `token` is still the last one, and writes each wanted input's
+  // gradient into dx[i] (null: not wanted) and each variable's into
+  // variable_gradient(k). No variable changes.
+  uint64_t tape_forward(const Batch& b, bool training, uint64_t step,
+                        const std::vector<float*>& out);
+  void tape_backward(const Batch& b, bool training, uint64_t step, uint64_t token,
+                     const std::vector<float*>& dx);
+  // The gradient of variable k from the last tape_backward (null if none was taken).
+  const FloatBuffer* variable_gradient(int k) const;
+  // Which inputs take a gradient in tape_backward (set before the first step).
+  void set_input_gradients(const std::vector<bool>& wanted);
+
   // Number of times any buffer has been (re)allocated: steady state leaves it unchanged.
   int64_t allocations() const { return allocations_; }
   // Rows the activation buffers hold (the largest batch or inference chunk run).
@@ -206,6 +225,8 @@ class Graph {
   void check_batch(const Batch& b, bool need_targets) const;
   void gather_inputs(const Batch& b);
   void forward(int64_t n, bool training);
+  void tape_run_forward(const Batch& b, bool training, uint64_t step);
+  bool input_wants_grad(int v) const;
   float* buffer_of(int v, bool training);
   // Runs backward over the nodes; dry: only counts the gradient buffers it needs.
   int run_backward(int64_t n, bool dry, StepResult* r);
@@ -276,6 +297,10 @@ class Graph {
   std::vector<std::pair<int, int>> pending_adds_;
 
   uint64_t step_ = 0;
+  bool nodes_training_ = true;  // false: a tape forward with the nodes in inference mode
+  bool replaying_ = false;      // tape_backward re-running a forward
+  std::vector<bool> input_grads_;  // per input: tape_backward computes its gradient
+  uint64_t forwards_ = 0;          // forwards run, naming each tape_forward
   std::mutex mu_;
 };
 

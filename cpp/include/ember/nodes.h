@@ -17,6 +17,9 @@ namespace ember {
 struct StepCtx {
   bool training = false;  // this node's mode (a node may run in inference mode in training)
   uint64_t step = 0;      // counter for dropout masks
+  // The forward is run again for a backward (gradient taping): state it updates (the
+  // moving statistics) has moved already.
+  bool replay = false;
 };
 
 // A variable as one node uses it; grad is null when the variable is frozen (no

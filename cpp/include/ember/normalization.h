@@ -12,8 +12,9 @@ int64_t batchnorm_scratch(int64_t rows, int64_t c);
 // x, y (rows, c); gamma, beta (c) or null (scale 1, shift 0). Per channel:
 // mean = sum x / rows, var = sum (x - mean)^2 / rows (biased, as Keras),
 // y = (x - mean) / sqrt(var + eps) * gamma + beta; mean and inv_std (c) are kept for
-// backward; moving = moving * momentum + batch * (1 - momentum). Sums run over fixed
-// blocks of rows, added in block order: the bits do not depend on the thread count.
+// backward; moving = moving * momentum + batch * (1 - momentum) (null moving arrays:
+// left alone). Sums run over fixed blocks of rows, added in block order: the bits do
+// not depend on the thread count.
 void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
                              const float* gamma, const float* beta, float eps, float momentum,
                              float* moving_mean, float* moving_var, float* mean,

@@ -19,8 +19,10 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
   const float* b = center_ ? beta()->var->data() : nullptr;
   trained_ = ctx.training;
   if (ctx.training)
-    batchnorm_forward_train(x[0], y, rows, c_, g, b, eps_, momentum_, moving_mean(),
-                            moving_var(), mean_.data(), inv_std_.data(), scratch_.data());
+    batchnorm_forward_train(x[0], y, rows, c_, g, b, eps_, momentum_,
+                            ctx.replay ? nullptr : moving_mean(),
+                            ctx.replay ? nullptr : moving_var(), mean_.data(), inv_std_.data(),
+                            scratch_.data());
   else
     batchnorm_forward_infer(x[0], y, rows, c_, g, b, moving_mean(), moving_var(), eps_,
                             work_.data());

@@ -368,10 +368,7 @@ class Layer:
                     f"{'a list of tensors' if self._takes_list else 'a single tensor'}. "
                     f"Received: {inputs!r}")
             return self._call_symbolic(flat)
-        if kwargs.get("training"):
-            raise ValueError(f"ember: calling layer '{self.name}' with training=True is not "
-                             f"supported; train it inside a model")
-        return self._call_eager(inputs)
+        return self._call_eager(inputs, kwargs.get("training"))
 
     def _symbolic_output_shape(self, shapes):
         """The per-sample output shape for per-sample input shapes (builds the layer on
@@ -405,8 +402,10 @@ class Layer:
             self._output_tensor = tensor
         return tensor
 
-    def _call_eager(self, inputs):
-        """The layer on arrays, as a one-layer model run for inference."""
+    def _call_eager(self, inputs, training=None):
+        """The layer on arrays, as a one-layer model run for inference (or, in training
+        mode or under a GradientTape, as one forward the tape can differentiate)."""
+        from .. import tape
         from .core import Input
         from ..models.functional import Functional
         if self._traced:
@@ -415,6 +414,7 @@ class Layer:
         if not isinstance(arrays, (list, tuple)):
             raise ValueError(f"Layer '{self.name}' takes a list of arrays. Received: "
                              f"{type(inputs).__name__}")
+        given = arrays
         arrays = [np.asarray(a) for a in arrays]
         if any(a.ndim < 2 for a in arrays):
             raise ValueError(f"Layer '{self.name}' expects a batch (an array of rank >= 2). "
@@ -432,6 +432,10 @@ class Layer:
             if self._calls is None:
                 del self._calls
             model = cache[key] = Functional(ins if self._takes_list else ins[0], out)
+        if training or tape.recording() or any(isinstance(a, tape.Tensor) for a in given):
+            from ..models import stepping
+            return stepping.call(model, list(given) if self._takes_list else given[0],
+                                 training)
         return model.predict(arrays if self._takes_list else arrays[0], verbose=0)
 
     @property

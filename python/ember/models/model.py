@@ -15,6 +15,7 @@ from .. import saving
 from ..callbacks import Callback, CallbackList, History, ProgbarLogger
 from ..layers.base import Layer, Variable, assign_weights
 from ..utils.dataset import Prefetcher, PyDataset, is_stream, split_batch
+from . import stepping
 
 
 _F32 = np.dtype(np.float32)
@@ -45,6 +46,12 @@ def _uses_model(method):
         with self._in_use():
             return method(self, *args, **kwargs)
     return wrapper
+
+
+def _check_epochs(epochs):
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+    return int(epochs)
 
 
 def _steps(steps, name="steps_per_epoch"):
@@ -195,16 +202,7 @@ class Model(Layer):
         outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
         outs = outs if isinstance(outs, list) else [outs]
         graph.set_outputs(outs)
-        owners = dict(builder.constants)
-        for layer in self._flat_layers():
-            for v in layer._weights:
-                owners[id(v._storage)] = (layer, v)
-        self._graph_vars = []
-        for core in graph.variables:
-            if id(core) not in owners:
-                raise ValueError(f"Model '{self.name}': the graph uses a variable no layer "
-                                 f"of the model owns")
-            self._graph_vars.append(owners[id(core)])
+        self._graph_vars = self._owners(graph, builder)
         self._graph = graph
         self._mode_nodes = builder.modes
         self.built = True
@@ -217,8 +215,23 @@ class Model(Layer):
         # dtype, contiguity and finiteness (token ids need their range checked too).
         self._ready_shape = (shapes[0] if len(shapes) == 1 and len(outs) == 1 and
                              self._id_checker(0) is None else None)
-        if self.compiled:
+        if self.compiled and self.loss is not None:
             self._attach_training()
+
+    def _owners(self, graph, builder):
+        """(owning layer, Variable) for each variable of a graph lowered from this
+        model, in the graph's order."""
+        owners = dict(builder.constants)
+        for layer in self._flat_layers():
+            for v in layer._weights:
+                owners[id(v._storage)] = (layer, v)
+        out = []
+        for core in graph.variables:
+            if id(core) not in owners:
+                raise ValueError(f"Model '{self.name}': the graph uses a variable no layer "
+                                 f"of the model owns")
+            out.append(owners[id(core)])
+        return out
 
     def _flat_layers(self):
         """Every layer, nested models' layers included, each once."""
@@ -339,7 +352,7 @@ class Model(Layer):
             self._compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
 
     def _compile(self, optimizer, loss, metrics, loss_weights, weighted_metrics):
-        if loss is None:
+        if loss is None and not self._custom_step:
             raise ValueError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer = optimizers_mod.get(optimizer)
         self._loss_arg = loss
@@ -365,8 +378,9 @@ class Model(Layer):
             raise ValueError(f"compile() needs a loss with reduction='sum_over_batch_size'. "
                              f"Received: reduction={single.reduction!r}")
         self._metric_names = []
+        self._compiled_metric_objects = None
         self.compiled = True
-        if self._graph is not None:
+        if self._graph is not None and loss is not None:
             self._attach_training()
         elif single is not None:
             # Check the names now (shapes decide 'accuracy' later).
@@ -698,6 +712,14 @@ class Model(Layer):
         PyDataset or a generator yielding (x, y) or (x, y, sample_weight) batches."""
         self._require_compiled("fit")
         stream = is_stream(x)
+        if self._custom_step:
+            if stream or validation_data is not None or validation_split or class_weight:
+                raise ValueError("fit over a custom train_step takes arrays (x, and y and "
+                                 "sample_weight if the step reads them); validation, "
+                                 "class_weight and data sets are not supported with it yet")
+            return stepping.fit(self, x, y, _batch_size(batch_size), _check_epochs(epochs),
+                                _verbose(verbose), callbacks, shuffle, sample_weight,
+                                initial_epoch)
         if not stream:
             _unsupported(steps_per_epoch=steps_per_epoch)
             if not is_stream(validation_data):
@@ -705,8 +727,7 @@ class Model(Layer):
         verbose = _verbose(verbose)
         bs = _batch_size(batch_size)
         vbs = _batch_size(validation_batch_size or bs, "validation_batch_size")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer. Received: epochs={epochs!r}")
+        _check_epochs(epochs)
         if not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative integer. Received: "
                              f"{initial_epoch!r}")
@@ -1066,14 +1087,12 @@ class Model(Layer):
                 raise ValueError(f"Model '{self.name}' called on a tensor takes no training= "
                                  f"or mask= arguments in ember")
             return super().__call__(inputs)
-        if training:
-            raise ValueError(
-                "ember: model(x, training=True) is not supported (a forward pass with "
-                "dropout active and no update); use train_on_batch or fit to train, "
-                f"model(x) for inference. Received: training={training!r}")
         if mask is not None:
             raise ValueError(f"ember: model(x, mask=...) is not supported. Received: mask of "
                              f"type {type(mask).__name__}")
+        from .. import tape
+        if training or tape.recording() or any(isinstance(t, tape.Tensor) for t in flat):
+            return stepping.call(self, inputs, training)
         return self.predict_on_batch(inputs)
 
     def _new_outputs(self, n):
@@ -1133,6 +1152,93 @@ class Model(Layer):
         import json
         from ..saving.keras_format import model_json
         return json.dumps(model_json(self), **kwargs)
+
+    # -- custom training steps (Keras's train_step API) ------------------------------------
+    @property
+    def _custom_step(self):
+        """Whether a subclass overrides train_step: fit then runs it batch by batch."""
+        return type(self).train_step is not Model.train_step
+
+    def train_step(self, data):
+        """Keras's default step, for subclasses that extend it (super().train_step):
+        the forward under a GradientTape, compute_loss, the gradients, the optimizer's
+        update, then the metrics. fit runs the same step in one C++ call when no
+        subclass overrides this method."""
+        from ..tape import GradientTape
+        x, y, sw = stepping.unpack(data)
+        with GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw)
+        variables = self.trainable_weights
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        return self.compute_metrics(x, y, y_pred, sw, loss=loss)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of (y, y_pred) plus the weights' regularization penalties,
+        as a Tensor a GradientTape differentiates."""
+        from .. import ops
+        if self.loss is None or isinstance(self.loss, (list, tuple, dict)):
+            raise ValueError("compute_loss needs compile(loss=...) with one loss")
+        total = self.loss(y, y_pred, sample_weight=sample_weight)
+        for w in self.trainable_weights:
+            r = getattr(w, "regularizer", None)
+            if r is not None:
+                if r.l1:
+                    total = total + ops.sum(ops.abs(w)) * r.l1
+                if r.l2:
+                    total = total + ops.sum(ops.square(w)) * r.l2
+        return total
+
+    @property
+    def metrics(self):
+        """Keras 3's list: the loss tracker (a Mean named 'loss'), then the compiled
+        metrics as one CompileMetrics object."""
+        if not self.compiled:
+            return []
+        if self.__dict__.get("_compiled_metric_objects") is None:
+            from .. import metrics as metrics_mod
+            objs = []
+            loss = self.loss if isinstance(self.loss, losses_mod.Loss) else None
+            sparse = bool(loss is not None and loss._sparse)
+            for m in (self._metric_ids if isinstance(self._metric_ids, list) else []):
+                objs.append(metrics_mod.instance(m, loss, sparse))
+            tracker = metrics_mod.Mean(name="loss")
+            self._compiled_metric_objects = [tracker] + (
+                [stepping.CompileMetrics(objs)] if objs else [])
+        return list(self._compiled_metric_objects)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None, loss=None):
+        """Updates self.metrics (the loss tracker with `loss`, the others with y and
+        y_pred) and returns their results as a dict."""
+        for m in self.metrics:
+            if m.name == "loss":
+                if loss is not None:
+                    m.update_state(loss)
+            else:
+                m.update_state(y, y_pred, sample_weight)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        out = {}
+        for m in self.metrics:
+            r = m.result()
+            if isinstance(r, dict):
+                out.update(r)
+            else:
+                out[m.name] = r
+        return out
+
+    @property
+    def trainable_variables(self):
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self):
+        return self.non_trainable_weights
+
+    @property
+    def variables(self):
+        return self.weights
 
     # -- weights ----------------------------------------------------------------------------
     def _unique(self, attr):

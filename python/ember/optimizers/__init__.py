@@ -196,6 +196,52 @@ class Optimizer:
         every model compiled with this optimizer shares them, as in Keras)."""
         graph.set_optimizer(self._ensure_core())
 
+    # -- custom training steps ------------------------------------------------------------
+    def apply_gradients(self, grads_and_vars):
+        """One update from (gradient, variable) pairs, as tf.GradientTape code writes it:
+        `optimizer.apply_gradients(zip(grads, model.trainable_weights))`."""
+        pairs = list(grads_and_vars)
+        for p in pairs:
+            if not isinstance(p, (tuple, list)) or len(p) != 2:
+                raise ValueError(f"apply_gradients takes (gradient, variable) pairs. "
+                                 f"Received: {p!r:.80}")
+        return self.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    def apply(self, grads, trainable_variables=None):
+        """One update of trainable_variables by grads (Keras 3's `apply`). A None
+        gradient (a variable the loss does not reach) leaves its variable unchanged."""
+        from ..layers.base import Variable
+        from ..tape import value_of
+        grads = list(grads)
+        if trainable_variables is None:
+            raise ValueError("apply() needs the variables the gradients belong to: "
+                             "optimizer.apply(grads, model.trainable_weights)")
+        variables = list(trainable_variables)
+        if len(grads) != len(variables):
+            raise ValueError(f"apply() received {len(grads)} gradients for {len(variables)} "
+                             f"variables")
+        keep_v, keep_g = [], []
+        for g, v in zip(grads, variables):
+            if not isinstance(v, Variable):
+                raise ValueError(f"apply() updates ember Variables. Received: "
+                                 f"{type(v).__name__}")
+            if g is None:
+                continue
+            a = np.ascontiguousarray(value_of(g), dtype=np.float32)
+            if a.shape != v.shape:
+                raise ValueError(f"The gradient for '{v.path}' has shape {a.shape}; the "
+                                 f"variable has shape {v.shape}")
+            keep_v.append(v)
+            keep_g.append(a)
+        if not keep_v:
+            return
+        lr = self._current_learning_rate()
+        self._ensure_core().apply_dense([v._storage for v in keep_v], keep_g,
+                                        [self._use_weight_decay(v) for v in keep_v], lr)
+        for v in keep_v:  # Keras: constraints after the update
+            if getattr(v, "constraint", None) is not None:
+                v.assign(v.constraint(v.value))
+
     # -- state, in Keras's layout ---------------------------------------------------------
     # Keras's optimizer variables: the iteration count, the learning rate (unless it is a
     # schedule or a callable), then per trainable variable the slots. Slots Keras creates

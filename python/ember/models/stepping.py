@@ -1,0 +1,193 @@
+"""Models called eagerly under a GradientTape, and fit() over a user's train_step.
+
+A model called on arrays while a tape records runs one C++ forward in a graph of its
+own (the model's layers and weights, every output's gradient given from outside), and
+its backward is one C++ call giving the inputs' and the weights' gradients.
+"""
+import math
+
+import numpy as np
+
+from .. import _core, _random, tape as tape_mod
+from ..callbacks import CallbackList, History, ProgbarLogger
+
+
+def tape_graph(model, shapes):
+    """(graph, [(owner, Variable)] per graph variable, which inputs take gradients) of
+    the model for these per-sample input shapes, built once."""
+    from .model import _Builder
+    key = tuple(tuple(s) for s in shapes)
+    cache = model.__dict__.setdefault("_tape_graphs", {})
+    if key in cache:
+        return cache[key]
+    graph = _core.Graph()
+    builder = _Builder(graph)
+    ins = [graph.add_input(list(s)) for s in key]
+    outs = model._lower(builder, ins if len(ins) > 1 else ins[0])
+    outs = outs if isinstance(outs, list) else [outs]
+    graph.set_outputs(outs)
+    graph_vars = model._owners(graph, builder)
+    graph.set_variable_flags([bool(v.trainable) or owner is not None and
+                              getattr(owner, "trainable", False) for owner, v in graph_vars],
+                             [False] * len(graph_vars))
+    for o in range(len(outs)):
+        graph.set_output(o, "external", False, 1.0, 1.0, [])
+    wanted = [model._id_checker(i) is None for i in range(len(ins))]
+    graph.set_input_gradients(wanted)
+    for layer, value in builder.modes:
+        graph.set_inference_only(value, not layer.trainable)
+    cache[key] = (graph, graph_vars, wanted)
+    return cache[key]
+
+
+def call(model, inputs, training):
+    """model(inputs) on arrays or Tensors: a Tensor per output that a recording tape can
+    take the gradient through (plain arrays when no tape records and none came in)."""
+    many = isinstance(inputs, (list, tuple))
+    items = list(inputs) if many else [inputs]
+    arrays = [np.ascontiguousarray(tape_mod.value_of(x), dtype=np.float32) for x in items]
+    for a in arrays:
+        if a.ndim < 1 or not np.isfinite(a).all():
+            raise ValueError(f"Model '{model.name}': inputs must be finite arrays with a batch "
+                             f"axis. Received shape {a.shape}")
+    model._ensure_graph(arrays[0].shape[1:] if len(arrays) == 1 else
+                        [a.shape[1:] for a in arrays])
+    graph, graph_vars, wanted = tape_graph(model, [a.shape[1:] for a in arrays])
+    step = model.__dict__.get("_tape_steps", 0) + 1
+    model._tape_steps = step
+    training = bool(training)
+    token, outs = graph.tape_forward(arrays, training, step)
+    taped = tape_mod.recording() or any(isinstance(x, tape_mod.Tensor) for x in items)
+    if not taped:
+        return outs[0] if len(outs) == 1 else outs
+    variables = [v for _, v in graph_vars]
+    results = []
+    for o, out in enumerate(outs):
+        def vjp(g, o=o):
+            dys = [np.zeros_like(y) for y in outs]
+            dys[o] = np.ascontiguousarray(g, dtype=np.float32).reshape(outs[o].shape)
+            dxs = graph.tape_backward(arrays, dys, training, step, token, wanted)
+            return list(dxs) + [graph.variable_gradient(k) for k in range(len(variables))]
+        results.append(tape_mod.record(out, items + variables, vjp))
+    return results[0] if len(results) == 1 else results
+
+
+def unpack(data):
+    """(x, y, sample_weight) of what fit hands train_step."""
+    if isinstance(data, tuple):
+        if len(data) == 1:
+            return data[0], None, None
+        if len(data) == 2:
+            return data[0], data[1], None
+        if len(data) == 3:
+            return data
+        raise ValueError(f"A batch must be x, (x,), (x, y) or (x, y, sample_weight). "
+                         f"Received a tuple of {len(data)}")
+    return data, None, None
+
+
+def _log_value(v):
+    v = tape_mod.value_of(v)
+    if hasattr(v, "result") and callable(v.result):
+        v = v.result()
+    return float(np.asarray(v))
+
+
+def flat_logs(logs):
+    """train_step's returned dict as floats; nested dicts (a CompileMetrics result)
+    are merged in."""
+    if not isinstance(logs, dict):
+        raise ValueError(f"train_step must return a dict of values for the logs. Received: "
+                         f"{type(logs).__name__}")
+    out = {}
+    for k, v in logs.items():
+        if isinstance(v, dict):
+            out.update(flat_logs(v))
+        else:
+            out[k] = _log_value(v)
+    return out
+
+
+def _rows(x, idx):
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(a)[idx] for a in x]
+    if isinstance(x, dict):
+        return {k: np.asarray(a)[idx] for k, a in x.items()}
+    return np.asarray(x)[idx]
+
+
+def _count(x):
+    if isinstance(x, (list, tuple)):
+        return len(x[0])
+    if isinstance(x, dict):
+        return len(next(iter(x.values())))
+    return len(x)
+
+
+def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_weight,
+        initial_epoch):
+    """Keras's fit loop over a user's train_step(data), one batch at a time; data is x,
+    (x, y) or (x, y, sample_weight) as given. The metrics reset at each epoch's start."""
+    from .model import _callback_list
+    n = _count(x)
+    if n == 0:
+        raise ValueError("fit received no samples")
+    steps = math.ceil(n / batch_size)
+    history = History()
+    cb_list = _callback_list(callbacks) + [history]
+    if verbose:
+        cb_list.append(ProgbarLogger(verbose))
+    cbs = CallbackList(cb_list, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
+    rng = _random.numpy_generator()
+    model.stop_training = False
+    epoch_logs = {}
+    cbs.on_train_begin()
+    for epoch in range(int(initial_epoch), epochs):
+        for m in model.metrics:
+            m.reset_state()
+        cbs.on_epoch_begin(epoch)
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        logs = {}
+        for step in range(steps):
+            cbs.on_train_batch_begin(step)
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            parts = [_rows(x, idx)]
+            if y is not None:
+                parts.append(_rows(y, idx))
+            if sample_weight is not None:
+                parts.append(np.asarray(sample_weight)[idx])
+            data = parts[0] if len(parts) == 1 else tuple(parts)
+            logs = flat_logs(model.train_step(data))
+            cbs.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        epoch_logs = dict(logs)
+        cbs.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    cbs.on_train_end(epoch_logs)
+    model.history = history
+    return history
+
+
+class CompileMetrics:
+    """The metrics given to compile(), as one object (Keras 3's `compile_metrics`):
+    update_state(y, y_pred) updates each; result() is a dict of their values."""
+
+    name = "compile_metrics"
+
+    def __init__(self, metrics):
+        self.metrics = list(metrics)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = tape_mod.value_of(y_true)
+        y_pred = tape_mod.value_of(y_pred)
+        for m in self.metrics:
+            m.update_state(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return {m.name: m.result() for m in self.metrics}
+
+    def reset_state(self):
+        for m in self.metrics:
+            m.reset_state()
