@@ -79,6 +79,14 @@ def test_dcgan_samples_move_toward_the_data():
     assert after < 0.5 * before, out
 
 
+def test_dcgan_train_step_samples_move_toward_the_data():
+    out = run_example("dcgan_train_step.py", "--dataset", "digits", "--epochs", "15",
+                      "--verbose", "0")
+    line = [l for l in out.splitlines() if "distance to the data" in l][0]
+    before, after = (float(v) for v in line.split("data ")[1].split(" -> "))
+    assert after < 0.5 * before, out
+
+
 def test_dcgan_builds_the_28x28_mnist_models():
     import importlib.util
 

@@ -832,10 +832,13 @@ def one_hot(x, num_classes, axis=-1, dtype="float32"):
 
 
 def convert_to_tensor(x, dtype=None):
+    """x as a tensor: symbolic tensors as they are; arrays as NumPy arrays, or as an
+    ember Tensor (that a tape can watch) while a GradientTape records."""
     if _is_sym(x):
         return x
-    return np.asarray(x.value if isinstance(x, Variable) else x,
-                      dtype=dtype or np.float32)
+    value = np.asarray(x.value if isinstance(x, (Variable, _tape.Tensor)) else x,
+                       dtype=dtype or np.float32)
+    return _tape.Tensor(value) if _tape.recording() else value
 
 
 def convert_to_numpy(x):

@@ -372,7 +372,8 @@ class Model(Layer):
                       loss if isinstance(loss, (list, tuple)) else [loss]):
             if value is not None:
                 losses_mod.get(value)
-        single = losses_mod.get(loss) if not isinstance(loss, (list, tuple, dict)) else None
+        single = losses_mod.get(loss) if loss is not None and \
+            not isinstance(loss, (list, tuple, dict)) else None
         self.loss = single if single is not None else loss
         if single is not None and single.reduction != "sum_over_batch_size":
             raise ValueError(f"compile() needs a loss with reduction='sum_over_batch_size'. "

@@ -1,0 +1,270 @@
+"""GradientTape and custom training steps: tape gradients against the C++ training
+step and float64 finite differences, train_step overrides driven by fit (Keras's
+guide's CustomModel and the DCGAN pattern), and the errors misuse gets."""
+import numpy as np
+import pytest
+
+import ember
+from ember import layers, ops
+
+
+def _mlp(seed=0, dropout=0.0, bn=False):
+    ember.set_random_seed(seed)
+    stack = [ember.Input((6,)), layers.Dense(8, activation="tanh")]
+    if bn:
+        stack.append(layers.BatchNormalization())
+    if dropout:
+        stack.append(layers.Dropout(dropout))
+    return ember.Sequential(stack + [layers.Dense(3, activation="softmax")])
+
+
+def _data(n=16, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)).astype(np.float32), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("bn", [False, True])
+def test_tape_gradients_are_those_of_the_training_step(bn):
+    x, y = _data()
+    model = _mlp(bn=bn)
+    loss_fn = ember.losses.SparseCategoricalCrossentropy()
+    moving = [w.numpy() for w in model.non_trainable_weights]
+    with ember.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    # The C++ step with SGD(1.0): the update is the gradient.
+    ref = _mlp(bn=bn)
+    ref.set_weights([w.numpy() for w in model.weights])
+    for w, m in zip(ref.non_trainable_weights, moving):
+        w.assign(m)
+    ref.compile(ember.optimizers.SGD(1.0), "sparse_categorical_crossentropy")
+    before = [w.numpy() for w in ref.trainable_weights]
+    ref_loss = ref.train_on_batch(x, y)
+    assert abs(float(loss) - float(ref_loss)) < 1e-6
+    for g, b, w in zip(grads, before, ref.trainable_weights):
+        np.testing.assert_allclose(g, b - w.numpy(), rtol=1e-5, atol=1e-7)
+    if bn:  # the moving statistics moved once, as in the C++ step
+        for a, b in zip(model.non_trainable_weights, ref.non_trainable_weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def _central_difference(f, w, eps=1e-3):
+    g = np.zeros(w.shape)
+    base = w.numpy().astype(np.float64)
+    for i in np.ndindex(w.shape):
+        for sign in (1, -1):
+            v = base.copy()
+            v[i] += sign * eps
+            w.assign(v)
+            g[i] += sign * f() / (2 * eps)
+    w.assign(base)
+    return g
+
+
+def test_tape_through_two_models_and_ops_matches_finite_differences():
+    ember.set_random_seed(3)
+    gen = ember.Sequential([ember.Input((2,)), layers.Dense(4, activation="tanh")])
+    disc = ember.Sequential([ember.Input((4,)), layers.Dense(1)])
+    z = np.random.default_rng(2).standard_normal((5, 2)).astype(np.float32)
+
+    def loss_of(tape=None):
+        h = gen(z)
+        both = ops.concatenate([h, ops.square(h) * 0.5], axis=0)
+        mixed = ops.where(both > 0, both, both * 0.1)
+        p = disc(mixed[:5] + ops.softmax(mixed[5:], axis=-1))
+        return ops.mean(ops.square(p - 1.0)) + ops.max(ops.abs(p)) * 0.1
+
+    with ember.GradientTape() as tape:
+        loss = loss_of()
+    variables = gen.trainable_weights + disc.trainable_weights
+    grads = tape.gradient(loss, variables)
+    for g, w in zip(grads, variables):
+        num = _central_difference(lambda: float(np.asarray(loss_of(), np.float64)), w)
+        np.testing.assert_allclose(g, num, rtol=2e-2, atol=2e-3)
+
+
+def test_tape_rules():
+    model = _mlp()
+    other = layers.Dense(2)
+    other.build((6,))
+    x, y = _data()
+    with ember.GradientTape() as tape:
+        loss = ember.losses.SparseCategoricalCrossentropy()(y, model(x))
+    assert tape.gradient(loss, other.kernel) is None  # the loss does not reach it
+    with pytest.raises(RuntimeError, match="non-persistent"):
+        tape.gradient(loss, model.trainable_weights)
+    with ember.GradientTape(persistent=True) as tape:
+        t = ops.convert_to_tensor(np.array([1.0, 2.0, 3.0], np.float32))
+        tape.watch(t)
+        s = ops.sum(t * t)
+    np.testing.assert_allclose(tape.gradient(s, t), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(tape.gradient(s, [t])[0], [2.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match="watch takes ember Tensors"):
+        with ember.GradientTape() as tape:
+            tape.watch(np.ones(3))
+    with pytest.raises(ValueError, match="gradient for 'dense.*/kernel' has shape"):
+        ember.optimizers.SGD().apply([np.ones((2, 2))], [model.trainable_weights[0]])
+    with pytest.raises(ValueError, match="received 1 gradients for 2 variables"):
+        ember.optimizers.SGD().apply([None], model.trainable_weights[:2])
+
+
+# -- train_step overrides -------------------------------------------------------------------
+
+class CustomModel(ember.Model):
+    """Keras's guide "Customizing what happens in fit()": a train_step over the compiled
+    loss and metrics."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.hidden = layers.Dense(16, activation="relu")
+        self.out = layers.Dense(1)
+
+    def call(self, x, training=None):
+        return self.out(self.hidden(x))
+
+    def train_step(self, data):
+        x, y = data
+        with ember.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(y=y, y_pred=y_pred)
+        trainable_vars = self.trainable_variables
+        gradients = tape.gradient(loss, trainable_vars)
+        self.optimizer.apply(gradients, trainable_vars)
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+            else:
+                metric.update_state(y, y_pred)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def test_guide_custom_train_step_matches_the_built_in_step():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = (x @ rng.standard_normal((5, 1))).astype(np.float32)
+
+    class Plain(CustomModel):
+        train_step = ember.Model.train_step
+
+    custom, plain = CustomModel(), Plain()
+    for m in (custom, plain):
+        m.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    custom.build((None, 5))
+    plain.build((None, 5))
+    plain.set_weights(custom.get_weights())
+    assert custom._custom_step and not plain._custom_step
+    h1 = custom.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    h2 = plain.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    assert set(h1.history) == {"loss", "mae"}
+    for a, b in zip(custom.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # Logs: means over the epoch's batches, as Keras's trackers give them.
+    np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-4)
+    np.testing.assert_allclose(h1.history["mae"], h2.history["mae"], rtol=1e-4)
+
+
+def test_super_train_step_and_metric_logs():
+    class Logged(CustomModel):
+        def train_step(self, data):
+            logs = super().train_step(data)
+            logs["extra"] = 1.5
+            return logs
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((32, 5)).astype(np.float32)
+    y = rng.standard_normal((32, 1)).astype(np.float32)
+    m = Logged()
+    m.compile("adam", "mse", metrics=["mae"])
+    seen = []
+    cb = ember.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(logs))
+    hist = m.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[cb])
+    assert set(hist.history) == {"loss", "mae", "extra"}
+    assert len(seen) == 8 and all(isinstance(v, float) for v in seen[0].values())
+
+
+class GAN(ember.Model):
+    """The DCGAN-overriding-train_step pattern of Keras's examples."""
+
+    def __init__(self, discriminator, generator, latent_dim):
+        super().__init__()
+        self.discriminator = discriminator
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.seed_generator = ember.random.SeedGenerator(1337)
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn):
+        super().compile()
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_fn = loss_fn
+        self.d_loss_metric = ember.metrics.Mean(name="d_loss")
+        self.g_loss_metric = ember.metrics.Mean(name="g_loss")
+
+    @property
+    def metrics(self):
+        return [self.d_loss_metric, self.g_loss_metric]
+
+    def train_step(self, real_images):
+        batch_size = ops.shape(real_images)[0]
+        noise = ember.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        generated = self.generator(noise)
+        combined = ops.concatenate([generated, real_images], axis=0)
+        labels = ops.concatenate([ops.ones((batch_size, 1)), ops.zeros((batch_size, 1))],
+                                 axis=0)
+        labels = labels + 0.05 * ember.random.uniform(ops.shape(labels),
+                                                       seed=self.seed_generator)
+        with ember.GradientTape() as tape:
+            predictions = self.discriminator(combined)
+            d_loss = self.loss_fn(labels, predictions)
+        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
+        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+        noise = ember.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        misleading = ops.zeros((batch_size, 1))
+        with ember.GradientTape() as tape:
+            predictions = self.discriminator(self.generator(noise))
+            g_loss = self.loss_fn(misleading, predictions)
+        grads = tape.gradient(g_loss, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        self.d_loss_metric.update_state(d_loss)
+        self.g_loss_metric.update_state(g_loss)
+        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
+
+
+def test_gan_train_step_moves_samples_toward_the_data():
+    ember.set_random_seed(6)
+    (x, _), _ = ember.datasets.digits.load_data()
+    real = (x.reshape(-1, 64).astype(np.float32) / 16.0)[:512]
+    latent = 8
+    disc = ember.Sequential([ember.Input((64,)), layers.Dense(32), layers.LeakyReLU(0.2),
+                             layers.Dense(1)])
+    gen = ember.Sequential([ember.Input((latent,)), layers.Dense(32), layers.LeakyReLU(0.2),
+                            layers.Dense(64, activation="sigmoid")])
+    gan = GAN(disc, gen, latent)
+    gan.compile(ember.optimizers.Adam(2e-3, beta_1=0.5), ember.optimizers.Adam(2e-3, beta_1=0.5),
+                ember.losses.BinaryCrossentropy(from_logits=True))
+    probe = ember.random.normal((256, latent), seed=7)
+    gap = lambda: float(np.abs(gen.predict(probe, verbose=0).mean(0) - real.mean(0)).mean())
+    before = gap()
+    disc_before = [w.numpy() for w in disc.weights]
+    hist = gan.fit(real, batch_size=64, epochs=10, verbose=0)
+    assert set(hist.history) == {"d_loss", "g_loss"} and len(hist.history["d_loss"]) == 10
+    assert all(np.isfinite(hist.history["g_loss"]))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(disc_before, disc.weights))
+    after = gap()
+    assert after < 0.5 * before, (before, after)
+
+
+def test_custom_step_fit_refuses_what_it_cannot_honour():
+    m = CustomModel()
+    m.compile("adam", "mse")
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="validation"):
+        m.fit(x, np.zeros((4, 1), np.float32), validation_split=0.5, verbose=0)
+
+    class Bad(CustomModel):
+        def train_step(self, data):
+            return 3.0
+    b = Bad()
+    b.compile("adam", "mse")
+    with pytest.raises(ValueError, match="must return a dict"):
+        b.fit(x, np.zeros((4, 1), np.float32), verbose=0)
