@@ -71,8 +71,14 @@ def test_calling_the_model_is_inference():
     m = make_model()
     np.testing.assert_array_equal(m(x), m.predict(x, verbose=0))
     np.testing.assert_array_equal(m(x[:1], training=False), m.predict_on_batch(x[:1]))
-    with pytest.raises(ValueError, match="training=True"):
-        m(x, training=True)
+    # training=True: a forward in training mode (dropout, batch statistics); no update.
+    before = m.get_weights()
+    out = m(x, training=True)
+    assert out.shape == m.predict(x, verbose=0).shape and np.isfinite(out).all()
+    for a, b in zip(before, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="expected shape"):
+        m(x[:, :5], training=True)
     with pytest.raises(ValueError, match="mask"):
         m(x, mask=np.ones(len(x)))
     with pytest.raises(ValueError):

@@ -374,6 +374,21 @@ def test_bad_code_gets_clear_errors():
     with pytest.raises(ValueError, match="cannot reshape"):
         ops.reshape(inp, (-1, 5))
 
+    class Branchy(layers.Layer):
+        def call(self, x):
+            if ops.sum(x, axis=-1) > 0:
+                return x
+            return -x
+    with pytest.raises(ValueError, match="Layer 'branchy.*Python `if`.*ops.where"):
+        Branchy()(ember.Input((3,)))
+
+    class Mismatch(layers.Layer):
+        def call(self, x):
+            return x + ops.ones((2,))
+    with pytest.raises(ValueError, match=r"Layer 'mismatch.*\(None, 3\).*ops.add: shapes "
+                                         r"\(3,\) and \(2,\) do not broadcast"):
+        Mismatch()(ember.Input((3,)))
+
     class WeightsAlone(layers.Layer):
         def build(self, input_shape):
             self.w = self.add_weight(shape=(4,), name="w")

@@ -313,6 +313,11 @@ class Layer:
         ops._tracing[0] += 1
         try:
             out = self.call(placeholders if as_list else placeholders[0], **kwargs)
+        except ValueError as e:
+            if str(e).startswith(f"Layer '{self.name}'"):
+                raise
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}), traced on inputs "
+                             f"of shape {full if as_list else full[0]}: {e}") from None
         finally:
             ops._tracing[0] -= 1
         if isinstance(out, (list, tuple)) and len(out) == 1:

@@ -100,6 +100,24 @@ class KerasTensor:
     def _is_input(self):
         return not self._inputs and isinstance(self._layer, InputLayer)
 
+    def __bool__(self):
+        raise ValueError(
+            "A symbolic tensor has no value while call() is traced: ember runs call() once "
+            "per input shape to build the model's graph, so a Python `if` (or `and`, `or`, "
+            "`not`) on a tensor cannot pick a branch per batch. Compute both sides and "
+            "choose with ops.where(condition, a, b), or branch on a Python value such as "
+            "the `training` argument")
+
+    def __float__(self):
+        raise ValueError("A symbolic tensor has no value while call() is traced; use ember.ops "
+                         "on it instead of float()")
+
+    __int__ = __index__ = __float__
+
+    def __iter__(self):
+        raise ValueError("A symbolic tensor cannot be iterated while call() is traced (the "
+                         "batch size is unknown); index per-sample axes, e.g. x[:, i]")
+
     def __repr__(self):
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 

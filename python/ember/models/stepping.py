@@ -52,6 +52,11 @@ def call(model, inputs, training):
                              f"axis. Received shape {a.shape}")
     model._ensure_graph(arrays[0].shape[1:] if len(arrays) == 1 else
                         [a.shape[1:] for a in arrays])
+    expected = [tuple(s[1:]) for s in model._input_shapes]
+    got = [tuple(a.shape[1:]) for a in arrays]
+    if got != expected:
+        raise ValueError(f"Model '{model.name}': inputs of per-sample shape {got}; expected "
+                         f"shape {expected}")
     graph, graph_vars, wanted = tape_graph(model, [a.shape[1:] for a in arrays])
     step = model.__dict__.get("_tape_steps", 0) + 1
     model._tape_steps = step
