@@ -383,10 +383,12 @@ PYBIND11_MODULE(_core, m) {
     const int64_t n = o.shape(0), c = o.shape(1);
     py::array_t<int32_t, py::array::c_style> labels;
     F32 t, w;
-    if (metric_sparse(spec.kind)) {
+    const bool sparse = metric_sparse(spec.kind) ||
+                        (metric_takes_either(spec.kind) && target.dtype().kind() == 'i');
+    if (sparse) {
       labels = strict<int32_t>(target, "labels");
       if (labels.size() != n) throw std::invalid_argument("metric: one label per row");
-      for (int64_t i = 0; i < n; ++i)
+      for (int64_t i = 0; i < n && !metric_takes_either(spec.kind); ++i)
         if (labels.data()[i] < 0 || labels.data()[i] >= c)
           throw std::invalid_argument("metric: label " + std::to_string(labels.data()[i]) +
                                       " outside [0, " + std::to_string(c) + ")");
@@ -398,9 +400,21 @@ PYBIND11_MODULE(_core, m) {
       w = strict<float>(sample_weight, "sample_weight");
       if (w.size() != n) throw std::invalid_argument("metric: one sample weight per row");
     }
-    const int32_t* lp = metric_sparse(spec.kind) ? labels.data() : nullptr;
-    const float* tp = metric_sparse(spec.kind) ? nullptr : t.data();
+    const int32_t* lp = sparse ? labels.data() : nullptr;
+    const float* tp = sparse ? nullptr : t.data();
     const float* wp = sample_weight.is_none() ? nullptr : w.data();
+    const int64_t width = metric_width(spec, c);
+    if (width > 1) {  // the sums a metric's result is computed from
+      if (per_row) throw std::invalid_argument("metric: per_row needs a mean metric");
+      std::vector<double> sums(width, 0.0);
+      {
+        py::gil_scoped_release nogil;
+        metric_add(spec, o.data(), lp, tp, wp, n, c, sums.data());
+      }
+      py::array_t<double> a(width);
+      std::copy(sums.begin(), sums.end(), a.mutable_data());
+      return std::move(a);
+    }
     if (!per_row) return py::float_(metric_sum(spec, o.data(), lp, tp, wp, n, c));
     F32 values({n});
     for (int64_t i = 0; i < n; ++i)
@@ -411,6 +425,10 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("name"), py::arg("k"), py::arg("out"), py::arg("target"),
      py::arg("sample_weight") = py::none(), py::arg("per_row") = false,
      py::arg("threshold") = 0.5f);
+
+  m.def("metric_width", [](const std::string& name, int64_t k, int64_t c) {
+    return metric_width(MetricSpec{metric_from_string(name), k, false, 0.5f}, c);
+  }, py::arg("name"), py::arg("k"), py::arg("c"));
 
   // Kernels, for tests: float32 runs the fast kernel, float64 the direct reference.
   m.def("conv2d_forward", [](py::array x, py::array w, py::object b, std::array<int64_t, 2> strides,

@@ -619,9 +619,12 @@ void Graph::gather_targets(const Batch& b) {
 void Graph::add_metrics(StepResult& r, int64_t n) const {
   for (size_t o = 0; o < outputs_.size(); ++o) {
     const int64_t c = values_[outputs_[o]].size;
-    for (const MetricSpec& m : specs_[o].metrics)
-      r.metric_sums.push_back(
-          metric_sum(m, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], sw_ptr_, n, c));
+    for (const MetricSpec& m : specs_[o].metrics) {
+      const size_t at = r.metric_sums.size();
+      r.metric_sums.resize(at + metric_width(m, c), 0.0);
+      metric_add(m, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], sw_ptr_, n, c,
+                 r.metric_sums.data() + at);
+    }
   }
 }
 
@@ -660,7 +663,9 @@ StepResult Graph::test_step(const Batch& b) {
   StepResult r;
   r.output_loss_sums.assign(outputs_.size(), 0.0);
   size_t metrics = 0;
-  for (const OutputSpec& s : specs_) metrics += s.metrics.size();
+  for (size_t o = 0; o < specs_.size(); ++o)
+    for (const MetricSpec& m : specs_[o].metrics)
+      metrics += metric_width(m, values_[outputs_[o]].size);
   r.metric_sums.assign(metrics, 0.0);
   StepResult part_r;
   for (int64_t s = 0; s < b.n; s += rows) {

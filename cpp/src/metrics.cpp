@@ -14,6 +14,14 @@ Metric metric_from_string(const std::string& name) {
   if (name == "sparse_top_k_categorical_accuracy") return Metric::SparseTopKCategoricalAccuracy;
   if (name == "mean_absolute_error") return Metric::MeanAbsoluteError;
   if (name == "mean_squared_error") return Metric::MeanSquaredError;
+  if (name == "mean_absolute_percentage_error") return Metric::MeanAbsolutePercentageError;
+  if (name == "log_cosh_error") return Metric::LogCoshError;
+  if (name == "cosine_similarity") return Metric::CosineSimilarity;
+  if (name == "confusion") return Metric::Confusion;
+  if (name == "buckets") return Metric::Buckets;
+  if (name == "class_confusion") return Metric::ClassConfusion;
+  if (name == "confusion_matrix") return Metric::ConfusionMatrix;
+  if (name == "moments") return Metric::Moments;
   throw std::invalid_argument("Unknown metric: '" + name + "'");
 }
 
@@ -35,41 +43,161 @@ inline bool in_top_k(const float* v, int64_t c, int64_t target, int64_t k) {
 }
 }  // namespace
 
-double metric_sum(const MetricSpec& spec, const float* out, const int32_t* labels,
-                  const float* y, const float* sw, int64_t n, int64_t c) {
+int64_t metric_width(const MetricSpec& m, int64_t c) {
+  switch (m.kind) {
+    case Metric::Confusion: return 4;
+    case Metric::Buckets: return 2 * m.k + 2;
+    case Metric::ClassConfusion: return 4 * c;
+    case Metric::ConfusionMatrix: return m.k * m.k;
+    case Metric::Moments: return 4 * c;
+    default: return 1;
+  }
+}
+
+namespace {
+// The class a row names: the argmax of several columns, else the value itself.
+int64_t class_of(const float* v, int64_t c, int64_t classes, const char* what) {
+  const double x = c > 1 ? static_cast<double>(argmax(v, c)) : static_cast<double>(v[0]);
+  if (!(x >= 0 && x < static_cast<double>(classes)) || x != std::floor(x))
+    throw std::invalid_argument(std::string("MeanIoU: ") + what + " class " +
+                                std::to_string(x) + " outside [0, " + std::to_string(classes) +
+                                ")");
+  return static_cast<int64_t>(x);
+}
+
+double mean_value(const MetricSpec& spec, const float* o, const int32_t* labels,
+                  const float* t, int64_t i, int64_t c) {
+  double v = 0;
+  switch (spec.kind) {
+    case Metric::BinaryAccuracy: {
+      int64_t hits = 0;
+      for (int64_t j = 0; j < c; ++j) hits += (o[j] > spec.threshold ? 1.f : 0.f) == t[j];
+      return static_cast<double>(hits) / static_cast<double>(c);
+    }
+    case Metric::CategoricalAccuracy: return argmax(o, c) == argmax(t, c);
+    case Metric::SparseCategoricalAccuracy: return argmax(o, c) == labels[i];
+    case Metric::TopKCategoricalAccuracy: return in_top_k(o, c, argmax(t, c), spec.k);
+    case Metric::SparseTopKCategoricalAccuracy: return in_top_k(o, c, labels[i], spec.k);
+    case Metric::MeanAbsoluteError:
+      for (int64_t j = 0; j < c; ++j) v += std::fabs(static_cast<double>(o[j]) - t[j]);
+      return v / static_cast<double>(c);
+    case Metric::MeanSquaredError:
+      for (int64_t j = 0; j < c; ++j) {
+        const double d = static_cast<double>(o[j]) - t[j];
+        v += d * d;
+      }
+      return v / static_cast<double>(c);
+    case Metric::MeanAbsolutePercentageError:
+      for (int64_t j = 0; j < c; ++j)
+        v += 100.0 * std::fabs(static_cast<double>(t[j]) - o[j]) /
+             std::max(std::fabs(static_cast<double>(t[j])), 1e-7);
+      return v / static_cast<double>(c);
+    case Metric::LogCoshError:
+      for (int64_t j = 0; j < c; ++j) {
+        const double d = static_cast<double>(o[j]) - t[j];
+        // log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, stable for large |d|
+        v += std::fabs(d) + std::log1p(std::exp(-2.0 * std::fabs(d))) - std::log(2.0);
+      }
+      return v / static_cast<double>(c);
+    case Metric::CosineSimilarity: {
+      double yy = 0, oo = 0;
+      for (int64_t j = 0; j < c; ++j) {
+        v += static_cast<double>(t[j]) * o[j];
+        yy += static_cast<double>(t[j]) * t[j];
+        oo += static_cast<double>(o[j]) * o[j];
+      }
+      return v / (std::sqrt(std::max(yy, 1e-12)) * std::sqrt(std::max(oo, 1e-12)));
+    }
+    default: return 0;
+  }
+}
+}  // namespace
+
+void metric_add(const MetricSpec& spec, const float* out, const int32_t* labels,
+                const float* y, const float* sw, int64_t n, int64_t c, double* dst) {
   const Metric m = spec.kind;
-  if (metric_sparse(m) ? !labels : !y)
+  const bool targets_ok = metric_takes_either(m) ? (labels || y)
+                                                 : (metric_sparse(m) ? labels != nullptr
+                                                                     : y != nullptr);
+  if (!targets_ok)
     throw std::invalid_argument("metric: targets of the wrong kind for this metric");
-  double total = 0;
+  if ((m == Metric::Buckets || m == Metric::ConfusionMatrix) && spec.k < 1)
+    throw std::invalid_argument("metric: k must be >= 1");
+  const int64_t T = spec.k;
   for (int64_t i = 0; i < n; ++i) {
     const float* o = out + i * c;
     const float* t = y ? y + i * c : nullptr;
-    double v = 0;
+    const double w = (spec.weighted && sw) ? static_cast<double>(sw[i]) : 1.0;
     switch (m) {
-      case Metric::BinaryAccuracy: {
-        int64_t hits = 0;
-        for (int64_t j = 0; j < c; ++j) hits += (o[j] > spec.threshold ? 1.f : 0.f) == t[j];
-        v = static_cast<double>(hits) / static_cast<double>(c);
+      case Metric::Confusion:
+        for (int64_t j = 0; j < c; ++j) {
+          const bool pos = t[j] != 0.f, pred = o[j] > spec.threshold;
+          dst[pos ? (pred ? 0 : 3) : (pred ? 1 : 2)] += w;
+        }
+        break;
+      case Metric::Buckets:
+        for (int64_t j = 0; j < c; ++j) {
+          const bool pos = t[j] != 0.f;
+          dst[2 * T + (pos ? 0 : 1)] += w;
+          const float p = std::min(std::max(o[j], 0.f), 1.f);
+          const float b = std::ceil(p * static_cast<float>(T - 1)) - 1.f;
+          // Bucket -1 (a prediction of 0 exactly) joins bucket 0 when the thresholds
+          // start below 0 (threshold > 0), else it lies under every threshold.
+          if (!(b >= 0.f) && !(spec.threshold > 0.f)) continue;
+          const int64_t k = b > 0.f ? std::min(static_cast<int64_t>(b), T - 1) : 0;
+          dst[(pos ? 0 : T) + k] += w;
+        }
+        break;
+      case Metric::ClassConfusion: {
+        float top = -INFINITY;
+        if (std::isnan(spec.threshold)) {
+          for (int64_t j = 0; j < c; ++j) top = std::max(top, o[j]);
+          top = std::max(top, 1e-7f);
+        }
+        for (int64_t j = 0; j < c; ++j) {
+          const double pred = std::isnan(spec.threshold) ? (o[j] >= top) : (o[j] > spec.threshold);
+          const double truth = t[j];
+          dst[4 * j] += w * pred * truth;
+          dst[4 * j + 1] += w * pred * (1.0 - truth);
+          dst[4 * j + 2] += w * (1.0 - pred) * truth;
+          dst[4 * j + 3] += w * truth;
+        }
         break;
       }
-      case Metric::CategoricalAccuracy: v = argmax(o, c) == argmax(t, c); break;
-      case Metric::SparseCategoricalAccuracy: v = argmax(o, c) == labels[i]; break;
-      case Metric::TopKCategoricalAccuracy: v = in_top_k(o, c, argmax(t, c), spec.k); break;
-      case Metric::SparseTopKCategoricalAccuracy: v = in_top_k(o, c, labels[i], spec.k); break;
-      case Metric::MeanAbsoluteError:
-        for (int64_t j = 0; j < c; ++j) v += std::fabs(static_cast<double>(o[j]) - t[j]);
-        v /= static_cast<double>(c);
-        break;
-      case Metric::MeanSquaredError:
-        for (int64_t j = 0; j < c; ++j) {
-          const double d = static_cast<double>(o[j]) - t[j];
-          v += d * d;
+      case Metric::ConfusionMatrix: {
+        int64_t tc;
+        if (labels) {
+          if (labels[i] < 0 || labels[i] >= T)
+            throw std::invalid_argument("MeanIoU: true class " + std::to_string(labels[i]) +
+                                        " outside [0, " + std::to_string(T) + ")");
+          tc = labels[i];
+        } else {
+          tc = class_of(t, c, T, "true");
         }
-        v /= static_cast<double>(c);
+        dst[tc * T + class_of(o, c, T, "predicted")] += w;
         break;
+      }
+      case Metric::Moments:
+        for (int64_t j = 0; j < c; ++j) {
+          const double yt = t[j], d = yt - o[j];
+          dst[j] += w * yt;
+          dst[c + j] += w * yt * yt;
+          dst[2 * c + j] += w * d * d;
+          dst[3 * c + j] += w;
+        }
+        break;
+      default:
+        dst[0] += w * mean_value(spec, o, labels, t, i, c);
     }
-    total += (spec.weighted && sw) ? v * sw[i] : v;
   }
+}
+
+double metric_sum(const MetricSpec& spec, const float* out, const int32_t* labels,
+                  const float* y, const float* sw, int64_t n, int64_t c) {
+  if (metric_width(spec, c) != 1)
+    throw std::invalid_argument("metric_sum: this metric keeps several sums");
+  double total = 0;
+  metric_add(spec, out, labels, y, sw, n, c, &total);
   return total;
 }
 

@@ -108,6 +108,8 @@ def _interactive(stream):
 
 
 def _fmt_value(v):
+    if np.ndim(v):  # a per-class metric (F1Score(average=None))
+        return "[" + ", ".join(_fmt_value(float(x)) for x in np.ravel(v)) + "]"
     return f"{v:.4f}" if abs(v) > 1e-3 or v == 0 else f"{v:.4e}"
 
 

@@ -180,6 +180,8 @@ class Model(Layer):
         self.loss = None
         self._metric_names = []
         self._metric_weighted = []
+        self._metric_objs = []
+        self._metric_widths = []
         self._metric_ids = []
         self._weighted_ids = []
         self.compiled = False
@@ -444,6 +446,7 @@ class Model(Layer):
         metric_lists = per_output(self._metric_ids, "metrics")
         weighted_lists = per_output(self._weighted_ids, "weighted_metrics")
         all_names, cores, flags, self._output_losses = [], [], [], []
+        objs, widths = [], []
         for o, (name, loss) in enumerate(zip(names, losses)):
             out_shape = tuple(g.output_shapes[o])
             if loss is not None and loss.reduction != "sum_over_batch_size":
@@ -460,7 +463,7 @@ class Model(Layer):
             for weighted, ids in ((False, metric_lists[o]), (True, weighted_lists[o])):
                 ids = ids if isinstance(ids, (list, tuple)) else [ids]
                 for m in ids:
-                    mname, spec = metrics_mod.get(m, out_shape, sparse, weighted)
+                    mname, spec, obj = metrics_mod.get(m, out_shape, sparse, weighted)
                     if len(out_shape) > 1 and spec[0] in self._LAST_AXIS_ONLY:
                         raise ValueError(f"ember does not yet support the metric {mname!r} "
                                          f"on outputs of more than one axis per sample. The "
@@ -473,6 +476,9 @@ class Model(Layer):
                     cores.append(spec[0])
                     flags.append(spec[2])
                     specs.append(spec)
+                    objs.append(obj)
+                    widths.append(_core.metric_width(spec[0], spec[1],
+                                                     int(np.prod(out_shape))))
             g.set_output(o, None if loss is None else loss._core_name,
                          loss.from_logits if loss is not None else False,
                          loss._param if loss is not None else 1.0, float(weights[o]), specs)
@@ -481,6 +487,8 @@ class Model(Layer):
         self._metric_names = all_names
         self._metric_weighted = flags
         self._metric_core = cores
+        self._metric_objs = objs
+        self._metric_widths = widths
         self.optimizer._attach(g)
         self._synced_trainable = None
         self._sync_trainable()
@@ -687,7 +695,7 @@ class Model(Layer):
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
 
     def _totals(self):
-        return _Totals(len(self._metric_names), len(self._output_loss_names))
+        return _Totals(sum(getattr(self, "_metric_widths", [])), len(self._output_loss_names))
 
     # -- logs -----------------------------------------------------------------------------
     def _logs(self, t):
@@ -698,9 +706,12 @@ class Model(Layer):
         logs = {"loss": float(t.loss / t.count)}
         for name, s in zip(self._output_loss_names, t.outputs):
             logs[name] = float(s / t.count)
-        for name, weighted, s in zip(self._metric_names, self._metric_weighted, t.metrics):
-            den = t.weight if weighted else t.count
-            logs[name] = float(s / den) if den > 0 else 0.0
+        at = 0
+        for name, weighted, obj, w in zip(self._metric_names, self._metric_weighted,
+                                          self._metric_objs, self._metric_widths):
+            v = obj._result_from(t.metrics[at:at + w], t.count, t.weight, weighted)
+            logs[name] = float(v) if np.ndim(v) == 0 else np.asarray(v, np.float32)
+            at += w
         return dict(sorted(logs.items()))
 
     # -- training -------------------------------------------------------------------------
@@ -1322,10 +1333,14 @@ class Model(Layer):
     def _metric_direction(self, name):
         """'up' for accuracies, 'down' for errors, None for unknown names (used by
         callbacks in mode='auto')."""
-        for n, spec_name in zip(self._metric_names, getattr(self, "_metric_core", [])):
+        from ..metrics import FalseNegatives, FalsePositives
+        for n, spec_name, obj in zip(self._metric_names, getattr(self, "_metric_core", []),
+                                     getattr(self, "_metric_objs", [])):
             if n == name:
-                return "down" if spec_name in ("mean_absolute_error",
-                                               "mean_squared_error") else "up"
+                down = spec_name in ("mean_absolute_error", "mean_squared_error",
+                                     "mean_absolute_percentage_error", "log_cosh_error") or \
+                    isinstance(obj, (FalseNegatives, FalsePositives))
+                return "down" if down else "up"
         return None
 
     # -- saving ------------------------------------------------------------------------
