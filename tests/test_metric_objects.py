@@ -81,13 +81,13 @@ def test_standalone_metric_matches_keras(make, keras_spec, y, p):
 
 def test_hand_worked_values():
     y = np.array([[1], [1], [0], [0], [1]], np.float32)
-    p = np.array([[0.9], [0.2], [0.8], [0.1], [0.6]], np.float32)
+    p = np.array([[0.9], [0.2], [0.8], [0.7], [0.6]], np.float32)
     pr, rc, tp = metrics.Precision(), metrics.Recall(), metrics.TruePositives()
     for m in (pr, rc, tp):
         m.update_state(y, p)
     assert float(tp.result()) == 2.0
-    assert float(pr.result()) == pytest.approx(2 / 3)
-    assert float(rc.result()) == pytest.approx(2 / 3)
+    assert float(pr.result()) == pytest.approx(2 / 4)  # tp 2, fp 2
+    assert float(rc.result()) == pytest.approx(2 / 3)  # tp 2, fn 1
     auc = metrics.AUC()
     auc.update_state([[0], [0], [1], [1]], [[0.1], [0.2], [0.8], [0.9]])
     assert float(auc.result()) == pytest.approx(1.0, abs=1e-6)
