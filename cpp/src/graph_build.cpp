@@ -635,4 +635,14 @@ int Graph::add_matmul(int a, int b) {
   return add_node(std::make_unique<MatMulNode>(batch, m, k, n), {a, b}, std::move(out), {});
 }
 
+int Graph::add_normalize(int x, VariablePtr mean, VariablePtr variance, bool invert) {
+  const Value& in = values_.at(check_value(x, "Normalization"));
+  if (!mean || !variance || mean->size() != variance->size() || mean->size() < 1 ||
+      in.size % mean->size() != 0)
+    throw std::invalid_argument("Normalization: mean and variance must have the same size, "
+                                "dividing the sample's " + std::to_string(in.size));
+  const std::vector<int64_t> shape = in.shape;
+  return add_node(std::make_unique<NormalizeNode>(invert), {x}, shape, {mean, variance});
+}
+
 }  // namespace ember

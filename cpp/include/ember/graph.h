@@ -99,6 +99,9 @@ class Graph {
   // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
   int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
                      VariablePtr moving_variance, float epsilon, float momentum);
+  // Keras's Normalization: mean and variance (c), c dividing the sample's size, over
+  // its trailing c elements.
+  int add_normalize(int x, VariablePtr mean, VariablePtr variance, bool invert);
   // Over the last axis: gamma, beta (c) or null.
   int add_layer_norm(int x, VariablePtr gamma, VariablePtr beta, float epsilon);
   // Channels (the last axis) in `groups` groups; gamma, beta (c) or null.

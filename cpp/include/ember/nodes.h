@@ -613,4 +613,20 @@ class MatMulNode : public Node {
   int64_t batch_, m_, k_, n_;
 };
 
+// Keras's Normalization: y = (x - mean) / max(sqrt(variance), 1e-7), or with invert
+// y = mean + x max(sqrt(variance), 1e-7); mean and variance (c) broadcast over the
+// trailing c elements of each sample, read at every step (adapt() or a load changes
+// them without rebuilding).
+class NormalizeNode : public Node {
+ public:
+  explicit NormalizeNode(bool invert) : invert_(invert) {}
+  const char* kind() const override { return "Normalization"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  bool invert_;
+};
+
 }  // namespace ember

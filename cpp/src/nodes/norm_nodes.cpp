@@ -1,6 +1,10 @@
-// norm_nodes.cpp: the BatchNormalization node.
-#include "ember/normalization.h"
+// norm_nodes.cpp: the normalization nodes (BatchNormalization, LayerNormalization,
+// GroupNormalization, Normalization).
+#include <algorithm>
+#include <cmath>
+
 #include "ember/nodes.h"
+#include "ember/normalization.h"
 
 namespace ember {
 
@@ -82,6 +86,36 @@ void GroupNormNode::backward(const StepCtx&, const float* const* x, const float*
   float* db = center_ ? vars[scale_ ? 1 : 0].grad : nullptr;
   groupnorm_backward(x[0], dy, dx[0], n, out_size / c_, c_, groups_, g, saved,
                      saved + n * groups_, dg, db, scratch_.data());
+}
+
+static inline float normalize_scale(float variance) {
+  return std::max(std::sqrt(variance), 1e-7f);
+}
+
+void NormalizeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
+  const float* mean = vars[0].var->data();
+  const float* var = vars[1].var->data();
+  const int64_t c = vars[0].var->size(), m = n * out_size;
+  const bool invert = invert_;
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+  for (int64_t e = 0; e < m; ++e) {
+    const int64_t j = e % c;
+    const float s = normalize_scale(var[j]);
+    y[e] = invert ? mean[j] + x[0][e] * s : (x[0][e] - mean[j]) / s;
+  }
+}
+
+void NormalizeNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
+                             float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  const float* var = vars[1].var->data();
+  const int64_t c = vars[0].var->size(), m = n * out_size;
+  const bool invert = invert_;
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+  for (int64_t e = 0; e < m; ++e) {
+    const float s = normalize_scale(var[e % c]);
+    dx[0][e] = invert ? dy[e] * s : dy[e] / s;
+  }
 }
 
 }  // namespace ember

@@ -14,6 +14,7 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
+from .preprocessing import Normalization, Rescaling
 from .regularization import (GaussianDropout, GaussianNoise, SpatialDropout1D,
                              SpatialDropout2D)
 from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, UpSampling1D, UpSampling2D,

@@ -140,7 +140,10 @@ def weights_h5_bytes(model, include_optimizer=True):
             g = f.create_group(f"{path}/vars" if path else "vars")
             g.attrs["name"] = name
             for i, v in enumerate(variables):
-                g.create_dataset(str(i), data=v.numpy())
+                value = v.numpy()
+                if getattr(v, "_file_dtype", None) is not None:  # Keras's integer variables
+                    value = value.astype(v._file_dtype)
+                g.create_dataset(str(i), data=value)
         opt = _compiled_optimizer(model) if include_optimizer else None
         if opt is not None:
             g = f.create_group("optimizer/vars")
@@ -252,9 +255,10 @@ def plan_weights(f, model, where, skip_mismatch=False, include_optimizer=True):
             warnings.warn(f"Skipping {label}: {e}", stacklevel=3)
             continue
         for v, a in zip(variables, arrays):
-            if a.dtype.kind != "f":
+            integer = getattr(v, "_file_dtype", None) is not None
+            if a.dtype.kind != "f" and not (integer and a.dtype.kind in "iu"):
                 raise ValueError(f"{where}: weight '{v.path}' has dtype {a.dtype}; expected "
-                                 f"floats")
+                                 f"{'integers' if integer else 'floats'}")
             assignments.append((v, a))
     opt = _compiled_optimizer(model) if include_optimizer else None
     opt_assign = None
