@@ -111,8 +111,10 @@ def test_config_round_trip_and_bad_arguments():
         layers.BatchNormalization(epsilon=-1)
     with pytest.raises(ValueError, match="gamma_regularizer is not supported"):
         layers.BatchNormalization(gamma_regularizer="l2")
-    with pytest.raises(ValueError, match="last axis only"):
-        ember.Sequential([ember.Input((4, 4, 2)), layers.BatchNormalization(axis=1)])
+    with pytest.raises(ValueError, match="batch axis or out of range"):
+        ember.Sequential([ember.Input((4, 4, 2)), layers.BatchNormalization(axis=0)])
+    with pytest.raises(ValueError, match="batch axis or out of range"):
+        ember.Sequential([ember.Input((4, 4, 2)), layers.BatchNormalization(axis=4)])
 
 
 def test_layer_normalization_matches_keras_on_sequences():

@@ -269,6 +269,18 @@ class Layer:
         values = {id(p): v for p, v in zip(placeholders, xs)}
         return lower_nodes(graph, nodes, values)[id(out)]
 
+    def _lower_ops(self, graph, x, fn):
+        """Adds the nodes of fn(tensor) written with ember.ops, for a built-in layer whose
+        arithmetic the ops express (Softmax over another axis, ReLU with a threshold)."""
+        from .core import InputLayer, KerasTensor
+        from ..models.functional import _topological
+        placeholder = KerasTensor(InputLayer(shape=tuple(graph.value_shape(x)),
+                                             name=f"{self.name}_input"))
+        out = fn(placeholder)
+        order, _ = _topological([out], [placeholder])
+        nodes = [t for t in order if t is not placeholder]
+        return lower_nodes(graph, nodes, {id(placeholder): x})[id(out)]
+
     # -- custom layers: call() traced once per input signature ----------------------------
     @property
     def _traced(self):

@@ -1,4 +1,7 @@
 """Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape."""
+import math
+import numbers
+
 import numpy as np
 
 from .. import _random, activations, constraints, initializers, regularizers
@@ -217,17 +220,28 @@ class Softmax(Layer):
     probability model).
 
     Args:
-        axis: -1 (ember normalises the last axis).
+        axis: the axis normalised (-1, the last, by default; not the batch axis).
     """
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
-        if axis != -1:
-            raise ValueError(f"ember's Softmax normalises the last axis. Received: axis={axis!r}")
-        self.axis = axis
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"Softmax: axis must be an integer. Received: axis={axis!r}")
+        self.axis = int(axis)
+
+    def build(self, input_shape):
+        rank = len(input_shape) + 1
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"Softmax '{self.name}': axis {self.axis} is the batch axis or out "
+                             f"of range for inputs of rank {rank}")
+        self.built = True
 
     def _lower(self, graph, x):
-        return graph.add_activation(x, "softmax")
+        rank = len(graph.value_shape(x)) + 1
+        if self.axis % rank == rank - 1:
+            return graph.add_activation(x, "softmax")
+        from .. import ops
+        return self._lower_ops(graph, x, lambda t: ops.softmax(t, axis=self.axis))
 
     def get_config(self):
         c = super().get_config()
@@ -236,21 +250,26 @@ class Softmax(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0); with negative_slope, that slope below 0 (leaky); with max_value=6, relu6.
+    """Keras's ReLU: x above `threshold` (else 0), clipped to `max_value`, minus
+    negative_slope * max(threshold - x, 0); with the defaults max(x, 0).
 
     Args:
-        max_value: None, or 6 (ember's relu6).
-        negative_slope: slope below zero (with max_value None).
-        threshold: 0 only.
+        max_value: None or a non-negative number (6: relu6).
+        negative_slope: the slope below the threshold (>= 0).
+        threshold: the value below which the output leaves x.
     """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        if threshold or (max_value is not None and (max_value != 6 or negative_slope)):
-            raise ValueError(f"ember's ReLU takes max_value None or 6 (with no "
-                             f"negative_slope) and threshold 0. Received: max_value="
-                             f"{max_value}, negative_slope={negative_slope}, "
-                             f"threshold={threshold}")
+        for name, v in (("max_value", max_value), ("negative_slope", negative_slope),
+                        ("threshold", threshold)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                  or not math.isfinite(v)):
+                raise ValueError(f"ReLU: {name} must be a finite number. Received: "
+                                 f"{name}={v!r}")
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"max_value of a ReLU layer cannot be a negative value. "
+                             f"Received: max_value={max_value}")
         if not negative_slope >= 0:
             raise ValueError(f"negative_slope must be >= 0. Received: "
                              f"negative_slope={negative_slope}")
@@ -259,11 +278,22 @@ class ReLU(Layer):
         self.threshold = float(threshold)
 
     def _lower(self, graph, x):
-        if self.max_value is not None:
+        ns, top, thr = self.negative_slope, self.max_value, self.threshold
+        if not thr and top == 6 and not ns:
             return graph.add_activation(x, "relu6")
-        if self.negative_slope:
-            return graph.add_activation(x, "leaky_relu", self.negative_slope)
-        return graph.add_activation(x, "relu")
+        if not thr and top is None:
+            return graph.add_activation(x, "leaky_relu", ns) if ns else \
+                graph.add_activation(x, "relu")
+        from .. import ops
+
+        def relu(t):  # Keras's activations.relu, term by term
+            y = t * ops.greater(t, thr) if thr else ops.relu(t)
+            if top is not None:
+                y = ops.clip(y, 0.0, top)
+            if ns:
+                y = y - ops.relu(thr - t) * ns
+            return y
+        return self._lower_ops(graph, x, relu)
 
     def get_config(self):
         c = super().get_config()

@@ -1,6 +1,8 @@
 """BatchNormalization, LayerNormalization and GroupNormalization."""
 import numbers
 
+import numpy as np
+
 from .. import initializers
 from .base import Layer
 from .core import _unsupported
@@ -26,7 +28,8 @@ class BatchNormalization(_Normalization):
     gamma + beta.
 
     Args:
-        axis: -1 (the channels of channels_last data; the only axis ember normalizes).
+        axis: the channel axis: -1 (channels_last, the default) or another (1 for
+            channels_first data: moved last and back around the normalization).
         momentum: of the moving statistics: moving = moving * momentum + batch * (1 -
             momentum).
         epsilon: added to the variance.
@@ -77,12 +80,12 @@ class BatchNormalization(_Normalization):
 
     def build(self, input_shape):
         rank = len(input_shape) + 1  # with the batch axis
-        if self.axis not in (-1, rank - 1):
-            raise ValueError(f"BatchNormalization '{self.name}': ember normalizes the last "
-                             f"axis only (axis=-1, channels_last). Received: axis={self.axis} "
-                             f"for inputs of rank {rank}")
-        c = (input_shape[-1],)
-        self._add_gamma_beta(input_shape[-1])
+        if not -rank <= self.axis < rank or self.axis % rank == 0:
+            raise ValueError(f"BatchNormalization '{self.name}': axis {self.axis} is the batch "
+                             f"axis or out of range for inputs of rank {rank}")
+        self._channel = self.axis % rank - 1  # the per-sample axis normalized
+        c = (input_shape[self._channel],)
+        self._add_gamma_beta(c[0])
         self.moving_mean = self.add_weight(c, self.moving_mean_initializer, "moving_mean",
                                            trainable=False)
         self.moving_variance = self.add_weight(c, self.moving_variance_initializer,
@@ -90,9 +93,16 @@ class BatchNormalization(_Normalization):
         self.built = True
 
     def _lower(self, graph, x):
-        y = graph.add_batch_norm(x, *self._gamma_beta_storage(), self.moving_mean._storage, self.moving_variance._storage,
-                                 self.epsilon, self.momentum)
+        rank = len(graph.value_shape(x))
+        last = self._channel == rank - 1
+        if not last:  # channels_first and the like: the channel axis moved last and back
+            perm = [a for a in range(rank) if a != self._channel] + [self._channel]
+            x = graph.add_permute(x, perm)
+        y = graph.add_batch_norm(x, *self._gamma_beta_storage(), self.moving_mean._storage,
+                                 self.moving_variance._storage, self.epsilon, self.momentum)
         graph.note_mode(self, y)  # frozen: inference mode inside training steps
+        if not last:
+            y = graph.add_permute(y, [int(i) for i in np.argsort(perm)])
         return y
 
     def get_config(self):
