@@ -373,3 +373,45 @@ def test_binary_accuracy_function_matches_keras():
         np.testing.assert_array_equal(
             metrics.binary_accuracy(y, p, threshold=threshold),
             np.asarray(keras.metrics.binary_accuracy(y, p, threshold=threshold)))
+
+
+@pytest.mark.parametrize("name,from_logits", [("CategoricalCrossentropy", False),
+                                              ("CategoricalCrossentropy", True),
+                                              ("BinaryCrossentropy", False),
+                                              ("BinaryCrossentropy", True)])
+def test_label_smoothing(name, from_logits):
+    rng = np.random.default_rng(3)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 12)]
+    z = rng.standard_normal((12, 4)).astype(np.float32)
+    p = z if from_logits else (np.exp(z) / np.exp(z).sum(1, keepdims=True) if
+                               name.startswith("Cat") else 1 / (1 + np.exp(-z)))
+    ls = 0.2
+    smooth = y * (1 - ls) + (ls / 4 if name.startswith("Cat") else ls / 2)
+    plain = getattr(losses, name)(from_logits=from_logits)
+    np.testing.assert_allclose(getattr(losses, name)(from_logits=from_logits,
+                                                     label_smoothing=ls)(y, p),
+                               plain(smooth, p), rtol=1e-6)
+    with pytest.raises(ValueError, match="label_smoothing must be a number in"):
+        getattr(losses, name)(label_smoothing=1.5)
+    # In a model: the same step as training on the smoothed targets (metrics see the
+    # targets as given).
+    last = "softmax" if name.startswith("Cat") and not from_logits else \
+        ("sigmoid" if not from_logits else None)
+    models = []
+    for loss, target in ((getattr(losses, name)(from_logits=from_logits, label_smoothing=ls),
+                          y), (plain, smooth)):
+        ember.set_random_seed(5)
+        m = ember.Sequential([ember.Input((3,)), ember.layers.Dense(4, activation=last)])
+        m.compile(ember.optimizers.SGD(0.5), loss)
+        m.train_on_batch(z[:, :3], target)
+        models.append(m)
+    for a, b in zip(*(m.get_weights() for m in models)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    try:
+        keras = keras_or_skip()
+    except pytest.skip.Exception:  # the checks above ran; only Keras's is missing
+        return
+    k = getattr(keras.losses, name)(from_logits=from_logits, label_smoothing=ls)
+    np.testing.assert_allclose(getattr(losses, name)(from_logits=from_logits,
+                                                     label_smoothing=ls)(y, p),
+                               float(k(y, p)), rtol=1e-5)

@@ -90,15 +90,18 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
       return -std::log(clip(qy));
     }
     case Loss::CategoricalCrossentropy: {
+      // param keeps 1 - label_smoothing of the target: y (1 - ls) + ls / c.
+      const T keep = param, spread = (T(1) - param) / T(c);
+      auto Y = [&](int64_t j) { return y[j] * keep + spread; };
       if (from_logits) {
         const T lse = log_sum_exp(p, c);
         T ysum = 0, L = 0;
         for (int64_t j = 0; j < c; ++j) {
-          ysum += y[j];
-          L += y[j] * (lse - p[j]);
+          ysum += Y(j);
+          L += Y(j) * (lse - p[j]);
         }
         if (g)
-          for (int64_t j = 0; j < c; ++j) g[j] = s * (std::exp(p[j] - lse) * ysum - y[j]);
+          for (int64_t j = 0; j < c; ++j) g[j] = s * (std::exp(p[j] - lse) * ysum - Y(j));
         return L;
       }
       T sum = 0;
@@ -106,15 +109,15 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
       T L = 0, ym = 0;  // ym = sum_j y_j m_j
       for (int64_t j = 0; j < c; ++j) {
         const T q = p[j] / sum;
-        L -= y[j] * std::log(clip(q));
-        ym += y[j] * inside(q);
+        L -= Y(j) * std::log(clip(q));
+        ym += Y(j) * inside(q);
       }
       if (g) {
         for (int64_t j = 0; j < c; ++j) {
           const T q = p[j] / sum, m = inside(q);
           // fused through softmax: p_k ym - y_k m_k; else (ym - y_k m_k / q_k) / sum
-          g[j] = fused ? s * (p[j] * ym - y[j] * m)
-                       : s * (ym - (m != T(0) ? y[j] * m / q : T(0))) / sum;
+          g[j] = fused ? s * (p[j] * ym - Y(j) * m)
+                       : s * (ym - (m != T(0) ? Y(j) * m / q : T(0))) / sum;
         }
       }
       return L;
@@ -123,17 +126,19 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
       T L = 0;
       const T inv_c = T(1) / T(c);
       for (int64_t j = 0; j < c; ++j) {
+        // param keeps 1 - label_smoothing of the target: y (1 - ls) + ls / 2.
+        const T t = y[j] * param + (T(1) - param) / T(2);
         if (from_logits) {
           const T z = p[j];
-          L += (z > 0 ? z : T(0)) - z * y[j] + std::log1p(std::exp(-std::fabs(z)));
-          if (g) g[j] = s * inv_c * (T(1) / (T(1) + std::exp(-z)) - y[j]);
+          L += (z > 0 ? z : T(0)) - z * t + std::log1p(std::exp(-std::fabs(z)));
+          if (g) g[j] = s * inv_c * (T(1) / (T(1) + std::exp(-z)) - t);
         } else {
           const T pc = clip(p[j]);
-          L -= y[j] * std::log(pc) + (T(1) - y[j]) * std::log(T(1) - pc);
+          L -= t * std::log(pc) + (T(1) - t) * std::log(T(1) - pc);
           if (g) {
             const T m = inside(p[j]);
-            g[j] = fused ? s * inv_c * m * (p[j] - y[j])
-                         : (m != T(0) ? s * inv_c * (-y[j] / p[j] + (T(1) - y[j]) / (T(1) - p[j]))
+            g[j] = fused ? s * inv_c * m * (p[j] - t)
+                         : (m != T(0) ? s * inv_c * (-t / p[j] + (T(1) - t) / (T(1) - p[j]))
                                       : T(0));
           }
         }

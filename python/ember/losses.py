@@ -122,17 +122,23 @@ class _ProbabilisticLoss(Loss):
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, name=None,
                  reduction="sum_over_batch_size", dtype=None):
         super().__init__(name, reduction, dtype)
-        if label_smoothing:
-            raise ValueError(f"ember does not implement label_smoothing yet. Received: "
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0 <= label_smoothing <= 1:
+            raise ValueError(f"label_smoothing must be a number in [0, 1]. Received: "
                              f"label_smoothing={label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         if axis != -1:
             raise ValueError(f"ember reduces losses over the last axis only. Received: "
                              f"axis={axis!r}")
         self.from_logits = bool(from_logits)
 
+    @property
+    def _param(self):
+        return 1.0 - self.label_smoothing  # the share of each target the core keeps
+
     def get_config(self):
         c = super().get_config()
-        c.update(from_logits=self.from_logits, label_smoothing=0.0, axis=-1)
+        c.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing, axis=-1)
         return c
 
 

@@ -40,7 +40,8 @@ bool loss_fuses(Loss l, bool from_logits, Act act);
 // Keras semantics: probabilities are renormalised and clipped to [1e-7, 1 - 1e-7]
 // (the clip zeroes the gradient where it bites); per-sample losses average over
 // the last axis for binary crossentropy, mean squared/absolute error, Huber and
-// hinge. `param` is Huber's delta.
+// hinge. `param` is Huber's delta, and for the categorical and binary crossentropies
+// 1 - label_smoothing (the share of the target kept; the rest spread evenly).
 // Throws std::invalid_argument for a label outside [0, c).
 template <class T>
 double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
