@@ -401,15 +401,21 @@ class Layer:
     def _call_symbolic(self, tensors, as_list=None):
         from .core import KerasTensor
         shapes = [tuple(t.shape[1:]) for t in tensors]
-        for t in tensors:
-            if any(d is None for d in t.shape[1:]):
-                raise ValueError(f"Layer '{self.name}': ember needs every per-sample "
-                                 f"dimension. Received a tensor of shape {t.shape}")
-        if self._traced:
-            self.__dict__["_takes_list"] = as_list
-            out = tuple(self._trace(tuple(shapes), as_list)[2].shape[1:])
-        else:
-            out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
+        unknown = any(d is None for sh in shapes for d in sh)
+        try:
+            if self._traced:
+                if unknown:
+                    raise TypeError("traced")
+                self.__dict__["_takes_list"] = as_list
+                out = tuple(self._trace(tuple(shapes), as_list)[2].shape[1:])
+            else:
+                out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
+        except TypeError:
+            if not unknown:
+                raise
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) cannot take inputs "
+                             f"with a dimension of unknown size yet. Received a tensor of "
+                             f"shape {tensors[0].shape}") from None
         calls = self.__dict__.setdefault("_calls", [])
         tensor = KerasTensor._from_call(self, tensors, (tensors[0].shape[0],) + tuple(out),
                                         len(calls))

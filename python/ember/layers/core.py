@@ -48,10 +48,7 @@ class InputLayer(Layer):
                              f"Received: batch_size={batch_size!r}")
         super().__init__(name=name, **kwargs)
         self.input_dtype = name_of
-        self.shape = _check_shape(shape)
-        if any(d is None for d in self.shape):
-            raise ValueError("ember needs every per-sample dimension of the input. "
-                             f"Received: shape={self.shape}")
+        self.shape = _check_shape(shape)  # None: any size (sequences of any length)
         self.batch_size = batch_size
         self.input_shape = self.output_shape = (batch_size,) + self.shape
         self.built = True

@@ -105,8 +105,17 @@ class Functional(Model):
         self._nodes = [t for t in nodes if not t._is_input]
         self._layer_list = layers
         self._single_output = len(outs) == 1
-        with self._changing("build()"):
-            self._build_graph([t.shape[1:] for t in ins])
+        shapes = [tuple(t.shape[1:]) for t in ins]
+        self._input_shapes = [(None,) + s for s in shapes]
+        if any(d is None for s in shapes for d in s):
+            # Inputs of any length: a graph per length, built when data comes.
+            self.built = True
+            self.input_shape = self._input_shapes[0] if len(ins) == 1 else self._input_shapes
+            self.output_shape = (tuple(outs[0].shape) if len(outs) == 1 else
+                                 [tuple(t.shape) for t in outs])
+        else:
+            with self._changing("build()"):
+                self._build_graph(shapes)
 
     @property
     def layers(self):

@@ -219,6 +219,66 @@ class Model(Layer):
                              self._id_checker(0) is None else None)
         if self.compiled and self.loss is not None:
             self._attach_training()
+        declared = self._declared_shapes()
+        if declared is not None:  # inputs of any length: one graph per length seen
+            self.input_shape = ((None,) + declared[0] if len(declared) == 1 else
+                                [(None,) + d for d in declared])
+            self._remember_graph(tuple(shapes))
+
+    # -- inputs of unknown length (Input(shape=(None, ...))) ------------------------------
+    _MAX_GRAPHS = 8  # graphs kept, one per input shape, the least recently used dropped
+
+    def _declared_shapes(self):
+        """The per-sample input shapes the model declares when some dimension is None
+        (sequences of any length), else None."""
+        known = self._sample_input_shape()
+        if known is None:
+            return None
+        shapes = known if isinstance(known, list) else [known]
+        shapes = [tuple(s) for s in shapes]
+        return shapes if any(d is None for s in shapes for d in s) else None
+
+    def _remember_graph(self, key):
+        cache = self.__dict__.setdefault("_graphs", {})
+        cache.pop(key, None)
+        cache[key] = {k: getattr(self, k) for k in (
+            "_graph", "_graph_vars", "_mode_nodes", "_input_shapes", "_output_shapes",
+            "_ready_shape", "output_shape")}
+        cache[key]["compile_count"] = self.__dict__.get("_compile_count", 0)
+        while len(cache) > self._MAX_GRAPHS:
+            del cache[next(iter(cache))]
+
+    def _use_graph_for(self, shapes, name="x"):
+        """Makes the graph for these concrete per-sample input shapes the current one
+        (built on first use) when the model takes inputs of any length."""
+        declared = self._declared_shapes()
+        if declared is None:
+            return
+        shapes = [tuple(s) for s in shapes]
+        if len(shapes) != len(declared) or any(
+                len(s) != len(d) or any(a is not None and a != b for a, b in zip(d, s))
+                for s, d in zip(shapes, declared)):
+            want = [(None,) + d for d in declared]
+            raise ValueError(f"Input of model '{self.name}' is incompatible: expected shape="
+                             f"{want[0] if len(want) == 1 else want}, found per-sample "
+                             f"shape {shapes[0] if len(shapes) == 1 else shapes}")
+        key = tuple(shapes)
+        if self._graph is not None and tuple(s[1:] for s in self._input_shapes) == key:
+            return
+        with self._changing(f"running on inputs of another shape ({name})"):
+            cache = self.__dict__.setdefault("_graphs", {})
+            if key in cache:
+                entry = cache.pop(key)
+                cache[key] = entry
+                for k, v in entry.items():
+                    if k != "compile_count":
+                        setattr(self, k, v)
+                if entry["compile_count"] != self.__dict__.get("_compile_count", 0) and \
+                        self.compiled and self.loss is not None:
+                    self._attach_training()
+                    entry["compile_count"] = self._compile_count
+            else:
+                self._build_graph(list(shapes) if len(shapes) > 1 else shapes[0])
 
     def _owners(self, graph, builder):
         """(owning layer, Variable) for each variable of a graph lowered from this
@@ -308,6 +368,10 @@ class Model(Layer):
         if self._graph is None:
             with self._lock:  # the first caller builds; the others find it built
                 if self._graph is None:
+                    if self._declared_shapes() is not None:
+                        self._use_graph_for(sample_shape if isinstance(sample_shape, list)
+                                            else [sample_shape])
+                        return
                     known = self._sample_input_shape()
                     self._build_graph(known if known is not None else sample_shape)
 
@@ -383,8 +447,11 @@ class Model(Layer):
         self._metric_names = []
         self._compiled_metric_objects = None
         self.compiled = True
+        self._compile_count = self.__dict__.get("_compile_count", 0) + 1
         if self._graph is not None and loss is not None:
             self._attach_training()
+            if self._declared_shapes() is not None:
+                self._remember_graph(tuple(s[1:] for s in self._input_shapes))
         elif single is not None:
             # Check the names now (shapes decide 'accuracy' later).
             for m in list(self._flat_metric_ids()):
@@ -543,10 +610,14 @@ class Model(Layer):
             return [x]  # already what the engine takes (predict's fast path)
         if x is None:
             raise ValueError(f"{name} is required")
-        if self._graph is None and not isinstance(x, (list, tuple, dict)):
+        declared = self._declared_shapes()
+        if self._graph is None and declared is None and not isinstance(x, (list, tuple, dict)):
             arr = np.asarray(x)
             self._ensure_graph(arr.shape[1:] if arr.ndim > 1 else (1,))
         xs = self._as_inputs(x, name)
+        if declared is not None:  # inputs of any length: the graph for these
+            self._use_graph_for([np.shape(a)[1:] if np.ndim(a) > 1 else (1,) for a in xs],
+                                name)
         out, n = [], None
         for i, xi in enumerate(xs):
             label = name if len(xs) == 1 else f"{name}[{self.input_names[i]!r}]"

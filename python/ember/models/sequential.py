@@ -47,8 +47,26 @@ class Sequential(Model):
         self._graph = None
         self._ready_shape = None
         self.built = False
-        if self._sample_input_shape() is not None:
-            self._build_graph(self._sample_input_shape())
+        self.__dict__.pop("_graphs", None)
+        shape = self._sample_input_shape()
+        if shape is None:
+            return
+        if any(d is None for d in shape):
+            # Inputs of any length: the layers are built now, a graph per length later.
+            self._input_shapes = [(None,) + tuple(shape)]
+            for layer in self._layers:
+                try:
+                    layer._maybe_build(tuple(shape))
+                    shape = tuple(layer.compute_output_shape(tuple(shape)))
+                except TypeError:
+                    raise ValueError(f"Layer '{layer.name}' ({type(layer).__name__}) cannot "
+                                     f"take inputs with a dimension of unknown size yet. "
+                                     f"Received shape {(None,) + tuple(shape)}") from None
+            self.built = True
+            self.input_shape = self._input_shapes[0]
+            self.output_shape = (None,) + tuple(shape)
+            return
+        self._build_graph(shape)
 
     def pop(self):
         if not self._layers:
