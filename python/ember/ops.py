@@ -485,15 +485,12 @@ def _reduce(kind, x, axis, keepdims):
         pos = pos * sample[i] + index[i]
     m = target.ravel().astype(np.int32)
     p = pos.ravel().astype(np.int32)
-    shape = out or (1,)
+    shape = out or (1,)  # every per-sample axis reduced: one value per sample, kept (1,)
 
     def lower(g, v):
         y = g.add_reduce(v[0], kind, m, p, list(kept))
         return y if list(shape) == list(kept) else g.add_reshape(y, list(shape))
-    if not out:  # every per-sample axis reduced: one value per sample
-        t = _symbolic(kind, [x], (1,), lower)
-        return t
-    return _symbolic(kind, [x], out, lower)
+    return _symbolic(kind, [x], shape, lower)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001
@@ -594,7 +591,6 @@ def einsum(subscripts, *operands):
         return matmul(x1, x2)
     if _is_sym(x1) and _is_sym(x2) and len(a) == len(b) == len(out) and a[0] == b[0] == out[0]:
         # batch axes shared, then (m, k) by (k, n), with transposes as the letters say
-        lead = [c for c in a[:-2]]
         contracted = [c for c in a if c in b and c not in out]
         if len(contracted) == 1:
             k = contracted[0]
@@ -606,7 +602,6 @@ def einsum(subscripts, *operands):
                 rhs = x2 if b[-2:] == k + n[0] else swapaxes(x2, -1, -2)
                 r = matmul(lhs, rhs)
                 return r if out[-2:] == m[0] + n[0] else swapaxes(r, -1, -2)
-        del lead
     raise ValueError(f"ops.einsum: ember cannot yet write {subscripts!r} as a matrix product "
                      f"inside a model")
 

@@ -104,7 +104,8 @@ def _tracked(x):
     if isinstance(x, Tensor):
         return x._node is not None or any(id(x) in t._watched for t in _tapes)
     if isinstance(x, Variable):
-        return x.trainable or any(id(x) in t._watched for t in _tapes)
+        return any((t._watch_variables and x.trainable) or id(x) in t._watched
+                   for t in _tapes)
     if isinstance(x, (list, tuple)):
         return any(_tracked(v) for v in x)
     return False
@@ -121,10 +122,12 @@ def record(value, inputs, vjp):
 
 class GradientTape:
     """Records eager computations for `gradient()`. `persistent=True` allows several
-    gradient calls; `watch(tensor)` follows a Tensor that no op made."""
+    gradient calls; `watch(tensor)` follows a Tensor that no op made (or a Variable when
+    `watch_accessed_variables=False`, which otherwise follows every trainable one)."""
 
     def __init__(self, persistent=False, watch_accessed_variables=True):
         self._persistent = bool(persistent)
+        self._watch_variables = bool(watch_accessed_variables)  # else only watch()ed ones
         self._watched = set()
         self._recording = False
         self._used = False
