@@ -70,5 +70,58 @@ def test_configs_and_bad_input():
         regularizers.L2(-1)
     with pytest.raises(ValueError, match="Could not interpret regularizer identifier: 'l3'"):
         layers.Dense(3, kernel_regularizer="l3")
-    with pytest.raises(ValueError, match="activity_regularizer is not supported"):
-        layers.Dense(3, activity_regularizer="l2")
+    with pytest.raises(ValueError, match="Could not interpret regularizer identifier: 'l3'"):
+        layers.Dense(3, activity_regularizer="l3")
+
+
+def test_activity_regularization_against_a_float64_reference():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((12, 5)).astype(np.float32)
+    y = rng.standard_normal((12, 2)).astype(np.float32)
+    ember.set_random_seed(3)
+    m = ember.Sequential([ember.Input((5,)),
+                          ember.layers.Dense(4, activity_regularizer=ember.regularizers.L1L2(
+                              0.01, 0.02)),
+                          ember.layers.ActivityRegularization(l2=0.05), ember.layers.Dense(2)])
+    w1, b1, w2, b2 = (w.astype(np.float64) for w in m.get_weights())
+
+    def loss(w1_):
+        h = x @ w1_ + b1
+        pen = (0.01 * np.abs(h).sum() + 0.02 * (h ** 2).sum() + 0.05 * (h ** 2).sum()) / len(x)
+        return np.mean(np.mean((h @ w2 + b2 - y) ** 2, axis=1)) + pen
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(loss(w1), rel=1e-5)
+    m.train_on_batch(x, y)
+    grad = w1 - m.get_weights()[0]
+    num = np.zeros_like(w1)
+    for i in np.ndindex(w1.shape):
+        d = np.zeros_like(w1)
+        d[i] = 1e-6
+        num[i] = (loss(w1 + d) - loss(w1 - d)) / 2e-6
+    np.testing.assert_allclose(grad, num, rtol=1e-3, atol=1e-5)
+    assert m.layers[0].get_config()["activity_regularizer"]["config"] == {"l1": 0.01,
+                                                                          "l2": 0.02}
+    with pytest.raises(ValueError, match="non-negative"):
+        ember.layers.ActivityRegularization(l1=-1.0)
+
+
+def test_activity_regularization_matches_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((16, 5)).astype(np.float32)
+    y = rng.standard_normal((16, 2)).astype(np.float32)
+
+    def build(K):
+        return K.Sequential([K.Input((5,)), K.layers.Dense(
+            4, activation="relu", activity_regularizer=K.regularizers.L1L2(0.01, 0.02)),
+            K.layers.ActivityRegularization(l1=0.0, l2=0.05), K.layers.Dense(2)])
+    k, e = build(keras), build(ember)
+    e.set_weights(k.get_weights())
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    assert e.evaluate(x, y, verbose=0) == pytest.approx(k.evaluate(x, y, verbose=0), rel=1e-5)
+    assert float(e.train_on_batch(x, y)) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                          rel=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

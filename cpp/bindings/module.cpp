@@ -694,6 +694,8 @@ PYBIND11_MODULE(_core, m) {
       .def("add_upsample", &Graph::add_upsample, py::arg("x"), py::arg("sh"), py::arg("sw"))
       .def("add_pad_crop", &Graph::add_pad_crop, py::arg("x"), py::arg("top"),
            py::arg("bottom"), py::arg("left"), py::arg("right"))
+      .def("add_activity_penalty", &Graph::add_activity_penalty, py::arg("x"), py::arg("l1"),
+           py::arg("l2"))
       .def("add_normalize", &Graph::add_normalize, py::arg("x"), py::arg("mean"),
            py::arg("variance"), py::arg("invert"))
       .def("add_layer_norm", &Graph::add_layer_norm, py::arg("x"), py::arg("gamma").none(true),

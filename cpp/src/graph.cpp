@@ -646,8 +646,9 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   for (int k : zeroed_grads_) var_grads_[k].zero();
   run_backward(n, false, &r);
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
-  // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum.
-  r.loss_sum += penalty(true) * static_cast<double>(n);
+  // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum;
+  // the activity penalties divided by n: once.
+  r.loss_sum += penalty(true) * static_cast<double>(n) + activity_penalty();
   opt_->apply(opt_vars_, lr);
   for (size_t k = 0; k < constraints_.size(); ++k)  // Keras: after the update
     if (trainable_[k]) apply_constraint(constraints_[k], vars_[k]->data(), vars_[k]->size());
@@ -668,6 +669,7 @@ StepResult Graph::test_step(const Batch& b) {
       metrics += metric_width(m, values_[outputs_[o]].size);
   r.metric_sums.assign(metrics, 0.0);
   StepResult part_r;
+  double activity = 0;  // the activity penalties, summed over the chunks of the batch
   for (int64_t s = 0; s < b.n; s += rows) {
     const Batch part = sub_batch(b, s, std::min(rows, b.n - s));
     const int64_t n = part.n;
@@ -684,11 +686,12 @@ StepResult Graph::test_step(const Batch& b) {
       r.output_loss_sums[o] += sum;
       r.loss_sum += sp.weight * sum;
     }
+    activity += activity_penalty();
     part_r.metric_sums.clear();
     add_metrics(part_r, n);
     for (size_t m = 0; m < metrics; ++m) r.metric_sums[m] += part_r.metric_sums[m];
   }
-  r.loss_sum += penalty(false) * static_cast<double>(b.n);
+  r.loss_sum += penalty(false) * static_cast<double>(b.n) + activity;
   return r;
 }
 
@@ -791,6 +794,12 @@ const FloatBuffer* Graph::variable_gradient(int k) const {
   if (k < 0 || k >= static_cast<int>(var_grads_.size()) || var_grads_[k].size() == 0)
     return nullptr;
   return &var_grads_[k];
+}
+
+double Graph::activity_penalty() const {
+  double total = 0;
+  for (const auto& node : nodes_) total += node->penalty();
+  return total;
 }
 
 }  // namespace ember

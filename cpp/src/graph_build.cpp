@@ -645,4 +645,14 @@ int Graph::add_normalize(int x, VariablePtr mean, VariablePtr variance, bool inv
   return add_node(std::make_unique<NormalizeNode>(invert), {x}, shape, {mean, variance});
 }
 
+int Graph::add_activity_penalty(int x, float l1, float l2) {
+  const Value& in = values_.at(check_value(x, "ActivityRegularization"));
+  if (!(l1 >= 0.f) || !(l2 >= 0.f))
+    throw std::invalid_argument("ActivityRegularization: l1 and l2 must be >= 0");
+  const std::vector<int64_t> shape = in.shape;
+  const int y = add_node(std::make_unique<ActivityPenaltyNode>(l1, l2), {x}, shape, {});
+  values_[y].mask = values_[x].mask;
+  return y;
+}
+
 }  // namespace ember

@@ -99,6 +99,8 @@ class Graph {
   // Over the last axis: gamma, beta (c) or null; moving mean and variance (c).
   int add_batch_norm(int x, VariablePtr gamma, VariablePtr beta, VariablePtr moving_mean,
                      VariablePtr moving_variance, float epsilon, float momentum);
+  // Keras's activity regularization of x (see ActivityPenaltyNode).
+  int add_activity_penalty(int x, float l1, float l2);
   // Keras's Normalization: mean and variance (c), c dividing the sample's size, over
   // its trailing c elements.
   int add_normalize(int x, VariablePtr mean, VariablePtr variance, bool invert);
@@ -162,6 +164,8 @@ class Graph {
   // The regularizers' penalty at the current weights, adding its gradient to the
   // trainable variables' gradients when `grads`.
   double penalty(bool grads);
+  // The activity penalties of the last forward (summed over its rows).
+  double activity_penalty() const;
 
   // forward, losses, backward, update at learning rate lr, metrics.
   StepResult train_step(const Batch& b, float lr);

@@ -52,6 +52,9 @@ class Node {
                         float* const* dx, int64_t n, bool preact) = 0;
   // This node can take over the relu backward of the node producing its input.
   virtual bool absorbs_relu_backward() const { return false; }
+  // The activity penalty of the last forward, summed over its rows (the batch's mean
+  // loss gains it divided by the batch size).
+  virtual double penalty() const { return 0.0; }
 
   std::vector<int> inputs;  // value ids: the data inputs, then side inputs (mask ids)
   int data_inputs = 1;      // the inputs that take gradients
@@ -627,6 +630,23 @@ class NormalizeNode : public Node {
 
  private:
   bool invert_;
+};
+
+// Keras's activity regularization: y = x, and the penalty (l1 sum |x| + l2 sum x^2) / n
+// over a batch of n joins the batch's mean loss (its gradient joins dx), in training and
+// evaluation alike. Summed per sample, then over the samples in order.
+class ActivityPenaltyNode : public Node {
+ public:
+  ActivityPenaltyNode(float l1, float l2) : l1_(l1), l2_(l2) {}
+  const char* kind() const override { return "ActivityRegularization"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  double penalty() const override { return penalty_; }
+
+ private:
+  float l1_, l2_;
+  double penalty_ = 0;  // of the last forward: l1 sum |x| + l2 sum x^2, not divided by n
 };
 
 }  // namespace ember

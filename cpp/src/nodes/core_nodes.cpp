@@ -113,4 +113,34 @@ void DropoutNode::backward(const StepCtx&, const float* const*, const float*, fl
     std::memcpy(dx[0], dy, sizeof(float) * n * out_size);
 }
 
+void ActivityPenaltyNode::forward(const StepCtx&, const float* const* x, float* y,
+                                  int64_t n) {
+  const int64_t per = out_size;
+  std::memcpy(y, x[0], sizeof(float) * n * per);
+  // One partial per sample (each summed in order), then the samples in order.
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0;
+    const float* v = x[0] + i * per;
+    for (int64_t e = 0; e < per; ++e)
+      s += l1_ * std::fabs(static_cast<double>(v[e])) +
+           l2_ * static_cast<double>(v[e]) * v[e];
+    total += s;
+  }
+  penalty_ = total;
+}
+
+void ActivityPenaltyNode::backward(const StepCtx&, const float* const* x, const float*,
+                                   float* dy, float* const* dx, int64_t n, bool) {
+  if (!dx[0]) return;
+  const int64_t m = n * out_size;
+  // Keras divides the penalty by the batch size.
+  const float l1 = l1_ / static_cast<float>(n), l2 = 2.f * l2_ / static_cast<float>(n);
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+  for (int64_t e = 0; e < m; ++e) {
+    const float v = x[0][e];
+    dx[0][e] = dy[e] + l1 * static_cast<float>((v > 0.f) - (v < 0.f)) + l2 * v;
+  }
+}
+
 }  // namespace ember

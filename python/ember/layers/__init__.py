@@ -15,8 +15,8 @@ from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .preprocessing import Normalization, Rescaling
-from .regularization import (GaussianDropout, GaussianNoise, SpatialDropout1D,
-                             SpatialDropout2D)
+from .regularization import (ActivityRegularization, GaussianDropout, GaussianNoise,
+                             SpatialDropout1D, SpatialDropout2D)
 from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, UpSampling1D, UpSampling2D,
                         ZeroPadding1D, ZeroPadding2D)
 

@@ -98,13 +98,22 @@ def assign_weights(variables, weights, owner):
         v.assign(a)
 
 
+def lower_layer(layer, graph, x):
+    """layer._lower, then the layer's activity penalty on its output when it has one."""
+    y = layer._lower(graph, x)
+    r = layer.activity_regularizer
+    if r is not None and (r.l1 or r.l2):
+        y = graph.add_activity_penalty(y, float(r.l1), float(r.l2))
+    return y
+
+
 def lower_nodes(graph, nodes, values):
     """Adds the nodes of recorded tensors (in topological order) to a graph; values maps
     id(tensor) -> value id for the tensors given, and gains every node's value."""
     for t in nodes:
         args = [values[id(p)] for p in t._inputs]
         layer = t._layer
-        values[id(t)] = layer._lower(graph, args if layer._takes_list else args[0])
+        values[id(t)] = lower_layer(layer, graph, args if layer._takes_list else args[0])
     return values
 
 
@@ -485,9 +494,15 @@ class Layer:
         return obj
 
     # -- config --------------------------------------------------------------------
+    # Keras's activity_regularizer: a penalty on the layer's output (Dense, the
+    # convolutions and the recurrent layers take it).
+    activity_regularizer = None
+
     def get_config(self):
         from ..saving.serialization import dtype_policy
         config = {"name": self.name, "trainable": self.trainable, "dtype": dtype_policy()}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if self._traced and type(self).get_config is Layer.get_config:
             config.update(self._auto_config())
         return config

@@ -83,7 +83,7 @@ class _Conv(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
         self.bias_constraint = constraints.get(bias_constraint)
-        _unsupported(self, activity_regularizer=activity_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         r = self.rank
         self.filters = int(filters)
         self.kernel_size = _int_tuple(kernel_size, r, "kernel_size")
@@ -155,7 +155,7 @@ class _Conv(Layer):
                  bias_initializer=initializers.serialize(self.bias_initializer),
                  kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                 activity_regularizer=None,
+                 activity_regularizer=regularizers.serialize(self.activity_regularizer),
                  kernel_constraint=constraints.serialize(self.kernel_constraint),
                  bias_constraint=constraints.serialize(self.bias_constraint))
         return c
@@ -262,7 +262,7 @@ class _DepthwiseBase(Layer):
                 depth_multiplier <= 0:
             raise ValueError(f"depth_multiplier must be a positive integer. Received: "
                              f"depth_multiplier={depth_multiplier!r}")
-        _unsupported(self, activity_regularizer=activity_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.kernel_size = _int_tuple(kernel_size, 2, "kernel_size")
         self.strides = _int_tuple(strides, 2, "strides")
         self.padding = _padding(padding)
@@ -302,7 +302,7 @@ class _DepthwiseBase(Layer):
                  bias_initializer=initializers.serialize(self.bias_initializer),
                  depthwise_regularizer=regularizers.serialize(self.depthwise_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                 activity_regularizer=None,
+                 activity_regularizer=regularizers.serialize(self.activity_regularizer),
                  depthwise_constraint=constraints.serialize(self.depthwise_constraint),
                  bias_constraint=constraints.serialize(self.bias_constraint))
         return c

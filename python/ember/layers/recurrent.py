@@ -45,7 +45,7 @@ class _RNN(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{type(self).__name__} '{self.name}': units must be a positive "
                              f"integer. Received: units={units!r}")
-        _unsupported(self, activity_regularizer=activity_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         for what, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
                     not 0 <= value < 1:
@@ -145,7 +145,7 @@ class _RNN(Layer):
                  kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                  recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
                  bias_regularizer=regularizers.serialize(self.bias_regularizer),
-                 activity_regularizer=None,
+                 activity_regularizer=regularizers.serialize(self.activity_regularizer),
                  kernel_constraint=constraints.serialize(self.kernel_constraint),
                  recurrent_constraint=constraints.serialize(self.recurrent_constraint),
                  bias_constraint=constraints.serialize(self.bias_constraint),

@@ -1,5 +1,7 @@
 """Noise layers, active in training and the identity at inference: SpatialDropout1D/2D,
-GaussianDropout, GaussianNoise. Draws come from (seed, step, index), as Dropout's."""
+GaussianDropout, GaussianNoise (draws come from (seed, step, index), as Dropout's); and
+ActivityRegularization."""
+import math
 import numbers
 
 from .. import _random
@@ -95,3 +97,23 @@ class GaussianNoise(_Noise):
         del c["rate"]
         c["stddev"] = self.stddev
         return c
+
+
+class ActivityRegularization(Layer):
+    """The identity, adding (l1 sum |x| + l2 sum x^2) / batch size to the loss (Keras's
+    ActivityRegularization)."""
+
+    def __init__(self, l1=0.0, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        for name, v in (("l1", l1), ("l2", l2)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0 or \
+                    not math.isfinite(v):
+                raise ValueError(f"ActivityRegularization: {name} must be a non-negative "
+                                 f"number. Received: {name}={v!r}")
+        self.l1, self.l2 = float(l1), float(l2)
+
+    def _lower(self, graph, x):
+        return graph.add_activity_penalty(x, self.l1, self.l2) if (self.l1 or self.l2) else x
+
+    def get_config(self):
+        return {**super().get_config(), "l1": self.l1, "l2": self.l2}

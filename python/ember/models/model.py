@@ -13,7 +13,7 @@ from .. import _core, _random, losses as losses_mod, metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from .. import saving
 from ..callbacks import Callback, CallbackList, History, ProgbarLogger
-from ..layers.base import Layer, Variable, assign_weights
+from ..layers.base import Layer, Variable, assign_weights, lower_layer
 from ..utils.dataset import Prefetcher, PyDataset, is_stream, split_batch
 from . import stepping
 
@@ -323,7 +323,7 @@ class Model(Layer):
         shape = tuple(graph.value_shape(x))
         for layer in self.layers:
             layer._maybe_build(shape)
-            x = layer._lower(graph, x)
+            x = lower_layer(layer, graph, x)
             if layer._traced:  # its output shape is what its trace made
                 shape = tuple(graph.value_shape(x))
             else:
