@@ -101,3 +101,17 @@ def test_same_as_keras_at_several_lengths():
         assert abs(float(k.train_on_batch(x, y)) - float(e.train_on_batch(x, y))) < 1e-5
     for a, b in zip(e.get_weights(), k.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_graphs_built_before_compile_train_after_it():
+    m = text_model()
+    for steps in (5, 7):
+        m.predict(rng.integers(1, 50, (2, steps)), verbose=0)  # two graphs, no loss yet
+    m.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
+    for steps in (5, 7, 5):
+        loss, acc = m.train_on_batch(rng.integers(1, 50, (4, steps)), rng.integers(0, 2, 4))
+        assert np.isfinite(loss) and 0 <= acc <= 1
+    m.compile("adam", "mse")  # recompiled: every cached length takes the new loss
+    for steps in (5, 7):
+        assert np.isfinite(m.train_on_batch(rng.integers(1, 50, (4, steps)),
+                                            rng.random((4, 1))))
