@@ -215,14 +215,16 @@ def test_resume_is_bit_identical(tmp_path, threads, fmt):
 
 
 @pytest.mark.parametrize("opt", ["sgd_momentum", "rmsprop_centered_momentum", "adagrad",
-                                 "adamax", "nadam", "lion", "adadelta", "adamw"])
+                                 "adamax", "nadam", "lion", "adadelta", "adamw", "ftrl"])
 def test_every_optimizers_state_matches_keras_layout(tmp_path, opt):
     keras = keras_or_skip()
     args = {"sgd_momentum": ("SGD", {"momentum": 0.9, "nesterov": True}),
             "rmsprop_centered_momentum": ("RMSprop", {"momentum": 0.5, "centered": True}),
             "adagrad": ("Adagrad", {}), "adamax": ("Adamax", {}), "nadam": ("Nadam", {}),
             "lion": ("Lion", {}), "adadelta": ("Adadelta", {"learning_rate": 1.0}),
-            "adamw": ("AdamW", {})}[opt]
+            "adamw": ("AdamW", {}),
+            "ftrl": ("Ftrl", {"learning_rate": 0.1, "l1_regularization_strength": 0.01,
+                              "l2_shrinkage_regularization_strength": 0.02})}[opt]
     x, y = DATA["mlp"]
 
     def make(lib):

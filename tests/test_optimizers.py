@@ -236,7 +236,7 @@ def test_learning_rate_and_iterations_read_and_write_like_keras_variables():
         opt.learning_rate.assign(0.3)
 
 
-@pytest.mark.parametrize("name", ["adamax", "nadam", "lion", "adadelta"])
+@pytest.mark.parametrize("name", ["adamax", "nadam", "lion", "adadelta", "ftrl"])
 def test_new_optimizers_train_and_round_trip(name):
     o = opt.get(name)
     assert type(o).__name__.lower() == name and o.get_config()["name"] == name
@@ -248,10 +248,35 @@ def test_new_optimizers_train_and_round_trip(name):
     y = (x[:, 0] > 0).astype(np.int64)
     m = ember.Sequential([ember.Input((5,)), ember.layers.Dense(8, activation="relu"),
                           ember.layers.Dense(2, activation="softmax")])
-    lr = 1.0 if name == "adadelta" else 0.01
+    lr = {"adadelta": 1.0, "ftrl": 0.5}.get(name, 0.01)
     m.compile(type(o)(learning_rate=lr), "sparse_categorical_crossentropy")
     h = m.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert h.history["loss"][-1] < 0.8 * h.history["loss"][0]
     assert m.optimizer._core.num_slots == (1 if name == "lion" else 2)
     kernel = m.layers[0].kernel._storage
     assert len(m.optimizer._core.slots(kernel)) == m.optimizer._core.num_slots
+
+
+def test_ftrl_matches_keras_training():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    r = np.random.default_rng(1)
+    x = r.normal(size=(32, 5)).astype(np.float32)
+    y = r.normal(size=(32, 2)).astype(np.float32)
+    kw = dict(learning_rate=0.1, l1_regularization_strength=0.01, l2_regularization_strength=0.02,
+              l2_shrinkage_regularization_strength=0.03, beta=0.5, learning_rate_power=-0.7)
+    k = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh"),
+                          keras.layers.Dense(2)])
+    e = ember.Sequential([ember.Input((5,)), ember.layers.Dense(4, activation="tanh"),
+                          ember.layers.Dense(2)])
+    e.set_weights(k.get_weights())
+    k.compile(keras.optimizers.Ftrl(**kw), "mse")
+    e.compile(ember.optimizers.Ftrl(**kw), "mse")
+    for _ in range(3):
+        assert float(e.train_on_batch(x, y)) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                              rel=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert e.optimizer.get_config().keys() == k.optimizer.get_config().keys()
+    with pytest.raises(ValueError, match="learning_rate_power"):
+        ember.optimizers.Ftrl(learning_rate_power=0.5)

@@ -539,7 +539,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](const std::string& kind, float momentum, bool nesterov, float beta_1,
                        float beta_2, bool amsgrad, float epsilon, float rho, bool centered,
                        float initial_accumulator_value, float weight_decay, float clipnorm,
-                       float clipvalue, float global_clipnorm) {
+                       float clipvalue, float global_clipnorm, float lr_power, float l1,
+                       float l2, float l2_shrinkage, float ftrl_beta) {
         OptimizerConfig c;
         if (kind == "sgd") c.kind = Opt::SGD;
         else if (kind == "adam") c.kind = Opt::Adam;
@@ -549,6 +550,7 @@ PYBIND11_MODULE(_core, m) {
         else if (kind == "nadam") c.kind = Opt::Nadam;
         else if (kind == "lion") c.kind = Opt::Lion;
         else if (kind == "adadelta") c.kind = Opt::Adadelta;
+        else if (kind == "ftrl") c.kind = Opt::Ftrl;
         else throw std::invalid_argument("Unknown optimizer kind: '" + kind + "'");
         c.momentum = momentum; c.nesterov = nesterov;
         c.beta_1 = beta_1; c.beta_2 = beta_2; c.amsgrad = amsgrad; c.epsilon = epsilon;
@@ -556,12 +558,16 @@ PYBIND11_MODULE(_core, m) {
         c.initial_accumulator_value = initial_accumulator_value;
         c.weight_decay = weight_decay; c.clipnorm = clipnorm; c.clipvalue = clipvalue;
         c.global_clipnorm = global_clipnorm;
+        c.lr_power = lr_power; c.l1 = l1; c.l2 = l2; c.l2_shrinkage = l2_shrinkage;
+        c.ftrl_beta = ftrl_beta;
         return std::make_shared<Optimizer>(c);
       }), py::arg("kind"), py::arg("momentum") = 0.f, py::arg("nesterov") = false,
          py::arg("beta_1") = 0.9f, py::arg("beta_2") = 0.999f, py::arg("amsgrad") = false,
          py::arg("epsilon") = 1e-7f, py::arg("rho") = 0.9f, py::arg("centered") = false,
          py::arg("initial_accumulator_value") = 0.1f, py::arg("weight_decay") = 0.f,
-         py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f)
+         py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f,
+         py::arg("lr_power") = -0.5f, py::arg("l1") = 0.f, py::arg("l2") = 0.f,
+         py::arg("l2_shrinkage") = 0.f, py::arg("ftrl_beta") = 0.f)
       // One update of the given variables by the given dense gradients (the
       // optimizer's apply_gradients), as a training step applies them.
       .def("apply_dense", [](Optimizer& opt, const std::vector<std::shared_ptr<Variable>>& vars,

@@ -195,6 +195,25 @@ struct AdadeltaRule {
   }
 };
 
+// Keras's Ftrl: n' = n + g^2; z += g + 2 l2s w - (n'^-p - n^-p) / lr w;
+// w = (clip(z, -l1, l1) - z) / (n'^-p / lr + 2 (l2 + beta / (2 lr))); p = lr_power.
+struct FtrlRule {
+  float *w, *accum, *linear;
+  float lr, neg_power, l1, l2_total, l2_shrinkage;
+  GradPrep p;
+  void operator()(int64_t i, float graw) const {
+    const float gi = prep_grad(graw, p);
+    const float wi = decayed(w[i], p);
+    const float n0 = accum[i], n1 = n0 + gi * gi;
+    const float s1 = std::pow(n1, neg_power), s0 = std::pow(n0, neg_power);
+    linear[i] += gi + 2.f * l2_shrinkage * wi - (s1 - s0) / lr * wi;
+    const float quadratic = s1 / lr + 2.f * l2_total;
+    const float clipped = std::min(std::max(linear[i], -l1), l1);
+    w[i] = (clipped - linear[i]) / quadratic;
+    accum[i] = n1;
+  }
+};
+
 // Nadam's momentum factor of step s (Keras computes it in float32).
 inline float nadam_mu(float beta_1, int64_t s) {
   return beta_1 * (1.f - 0.5f * std::pow(0.96f, static_cast<float>(s)));
@@ -366,7 +385,7 @@ int Optimizer::num_slots() const {
     case Opt::Adam: return cfg_.amsgrad ? 3 : 2;
     case Opt::RMSprop: return 1 + (cfg_.momentum > 0.f) + cfg_.centered;
     case Opt::Adagrad: case Opt::Lion: return 1;
-    case Opt::Adamax: case Opt::Nadam: case Opt::Adadelta: return 2;
+    case Opt::Adamax: case Opt::Nadam: case Opt::Adadelta: case Opt::Ftrl: return 2;
   }
   return 0;
 }
@@ -375,10 +394,12 @@ std::vector<FloatBuffer>& Optimizer::slots_for(const VariablePtr& v) {
   auto it = slots_.find(v.get());
   if (it != slots_.end()) return it->second;
   std::vector<FloatBuffer> slots(num_slots());
-  const float init = cfg_.kind == Opt::Adagrad ? cfg_.initial_accumulator_value : 0.f;
-  for (auto& s : slots) {
-    s.resize(v->size());
-    std::fill(s.data(), s.data() + v->size(), init);
+  // Adagrad's and Ftrl's accumulator (slot 0) starts at initial_accumulator_value.
+  const bool accumulates = cfg_.kind == Opt::Adagrad || cfg_.kind == Opt::Ftrl;
+  for (size_t k = 0; k < slots.size(); ++k) {
+    slots[k].resize(v->size());
+    const float init = accumulates && k == 0 ? cfg_.initial_accumulator_value : 0.f;
+    std::fill(slots[k].data(), slots[k].data() + v->size(), init);
   }
   order_.reserve(order_.size() + 1);
   auto& placed = slots_.emplace(v.get(), std::move(slots)).first->second;
@@ -425,6 +446,10 @@ void Optimizer::update(float* w, const float* g, float* const* slot, int64_t n, 
       break;
     case Opt::Adadelta:
       run(AdadeltaRule{w, slot[0], slot[1], lr, cfg_.rho, cfg_.epsilon, p});
+      break;
+    case Opt::Ftrl:
+      run(FtrlRule{w, slot[0], slot[1], lr, -cfg_.lr_power, cfg_.l1,
+                   cfg_.l2 + cfg_.ftrl_beta / (2.f * lr), cfg_.l2_shrinkage, p});
       break;
   }
 }

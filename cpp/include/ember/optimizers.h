@@ -12,7 +12,7 @@
 
 namespace ember {
 
-enum class Opt { SGD, Adam, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta };
+enum class Opt { SGD, Adam, RMSprop, Adagrad, Adamax, Nadam, Lion, Adadelta, Ftrl };
 
 struct OptimizerConfig {
   Opt kind = Opt::Adam;
@@ -23,7 +23,8 @@ struct OptimizerConfig {
   float epsilon = 1e-7f;                 // Adam, RMSprop, Adagrad, Adamax, Nadam, Adadelta
   float rho = 0.9f;                      // RMSprop, Adadelta
   bool centered = false;                 // RMSprop
-  float initial_accumulator_value = 0.1f;  // Adagrad
+  float initial_accumulator_value = 0.1f;  // Adagrad, Ftrl
+  float lr_power = -0.5f, l1 = 0.f, l2 = 0.f, l2_shrinkage = 0.f, ftrl_beta = 0.f;  // Ftrl
   // Keras's base-optimizer options; 0 means off. At most one clip is set.
   float weight_decay = 0.f, clipnorm = 0.f, clipvalue = 0.f, global_clipnorm = 0.f;
 };

@@ -565,8 +565,55 @@ class Adadelta(Optimizer):
         return c
 
 
+class Ftrl(Optimizer):
+    """FTRL-Proximal, Keras's rule: n' = n + g^2;
+    z += g + 2 l2_shrinkage w - (n'^-p - n^-p) / lr * w;
+    w = (clip(z, -l1, l1) - z) / (n'^-p / lr + 2 (l2 + beta / (2 lr))), p = learning_rate_power."""
+
+    _kind = "ftrl"
+
+    def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0, name="ftrl", **kwargs):
+        super().__init__(learning_rate, name=name, **kwargs)
+        if not isinstance(learning_rate_power, numbers.Real) or learning_rate_power > 0:
+            raise ValueError(f"`learning_rate_power` needs to be negative or zero. Received: "
+                             f"learning_rate_power={learning_rate_power!r}")
+        self.learning_rate_power = float(learning_rate_power)
+        self.initial_accumulator_value = _number(initial_accumulator_value,
+                                                 "initial_accumulator_value", 0)
+        self.l1_regularization_strength = _number(l1_regularization_strength,
+                                                  "l1_regularization_strength", 0)
+        self.l2_regularization_strength = _number(l2_regularization_strength,
+                                                  "l2_regularization_strength", 0)
+        self.l2_shrinkage_regularization_strength = _number(
+            l2_shrinkage_regularization_strength, "l2_shrinkage_regularization_strength", 0)
+        self.beta = _number(beta, "beta", 0)
+
+    def _core_args(self):
+        return {"lr_power": self.learning_rate_power,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "l1": self.l1_regularization_strength, "l2": self.l2_regularization_strength,
+                "l2_shrinkage": self.l2_shrinkage_regularization_strength,
+                "ftrl_beta": self.beta}
+
+    def _slot_blocks(self):
+        return [(0, 1)]
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(learning_rate_power=self.learning_rate_power,
+                 initial_accumulator_value=self.initial_accumulator_value,
+                 l1_regularization_strength=self.l1_regularization_strength,
+                 l2_regularization_strength=self.l2_regularization_strength,
+                 l2_shrinkage_regularization_strength=self.l2_shrinkage_regularization_strength,
+                 beta=self.beta)
+        return c
+
+
 _ALIASES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
-            "adamax": Adamax, "nadam": Nadam, "lion": Lion, "adadelta": Adadelta}
+            "adamax": Adamax, "nadam": Nadam, "lion": Lion, "adadelta": Adadelta, "ftrl": Ftrl}
 
 
 def serialize(optimizer):
