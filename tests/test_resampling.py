@@ -67,8 +67,9 @@ def test_unet_style_model_trains():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="interpolation='nearest' only"):
-        layers.UpSampling2D(interpolation="bilinear")
+    with pytest.raises(ValueError, match="'nearest' or 'bilinear'. Received: "
+                                         "interpolation='area'"):
+        layers.UpSampling2D(interpolation="area")
     with pytest.raises(ValueError, match="`padding` must be"):
         layers.ZeroPadding2D(padding=((1, 2, 3), (0, 0)))
     with pytest.raises(ValueError, match="`cropping` must be"):
@@ -77,3 +78,51 @@ def test_bad_arguments():
         ember.Sequential([ember.Input((4, 4, 1)), layers.Cropping2D(2)])
     with pytest.raises(ValueError, match="size"):
         layers.UpSampling2D(size=0)
+
+
+def _bilinear_reference(x, sy, sx):
+    """Half-pixel centres, edges extended, in float64."""
+    n, h, w, c = x.shape
+
+    def taps(size, s):
+        src = (np.arange(size * s) + 0.5) / s - 0.5
+        lo = np.floor(src)
+        return (np.clip(lo, 0, size - 1).astype(int), np.clip(lo + 1, 0, size - 1).astype(int),
+                src - lo)
+    y0, y1, fy = taps(h, sy)
+    x0, x1, fx = taps(w, sx)
+    x = x.astype(np.float64)
+    top = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
+    return top[:, :, x0] * (1 - fx)[None, None, :, None] + top[:, :, x1] * fx[None, None, :, None]
+
+
+def test_bilinear_upsampling():
+    r = np.random.default_rng(5)
+    x = r.standard_normal((2, 3, 4, 2)).astype(np.float32)
+    for size in ((2, 2), (3, 1), (1, 4)):
+        got = layers.UpSampling2D(size, interpolation="bilinear")(x)
+        np.testing.assert_allclose(got, _bilinear_reference(x, *size), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'nearest' or 'bilinear'"):
+        layers.UpSampling2D(interpolation="bicubic")
+
+
+def test_bilinear_upsampling_trains_like_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    r = np.random.default_rng(6)
+    x = r.standard_normal((4, 5, 5, 2)).astype(np.float32)
+    y = r.standard_normal((4, 10, 10, 3)).astype(np.float32)
+
+    def build(K):
+        return K.Sequential([K.Input((5, 5, 2)), K.layers.Conv2D(3, 3, padding="same"),
+                             K.layers.UpSampling2D(interpolation="bilinear")])
+    k, e = build(keras), build(ember)
+    e.set_weights(k.get_weights())
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    assert float(e.train_on_batch(x, y)) == pytest.approx(float(k.train_on_batch(x, y)),
+                                                          rel=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

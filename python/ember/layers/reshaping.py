@@ -1,4 +1,4 @@
-"""Resampling layers: UpSampling1D/2D (nearest), ZeroPadding1D/2D, Cropping1D/2D. The
+"""Resampling layers: UpSampling1D/2D (nearest; bilinear for 2-D), ZeroPadding1D/2D, Cropping1D/2D. The
 1-D layers run as the 2-D ones on samples of height 1."""
 import numpy as np
 
@@ -49,19 +49,21 @@ class _Resample(Layer):
 
 
 class UpSampling2D(_Resample):
-    """Repeats each row sy times and each column sx times (nearest neighbour).
+    """Repeats each row sy times and each column sx times ('nearest'), or interpolates
+    linearly between the nearest input pixels ('bilinear': half-pixel centres, the edge
+    pixels extended, as Keras's image.resize computes it).
 
     Args:
         size: int or (sy, sx), default (2, 2).
-        interpolation: 'nearest' ('bilinear' is not supported yet).
+        interpolation: 'nearest' or 'bilinear'.
     """
 
     def __init__(self, size=(2, 2), data_format=None, interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = _int_tuple(size, 2, "size")
         self.data_format = _data_format(data_format)
-        if interpolation != "nearest":
-            raise ValueError(f"UpSampling2D: ember supports interpolation='nearest' only. "
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"UpSampling2D: interpolation must be 'nearest' or 'bilinear'. "
                              f"Received: interpolation={interpolation!r}")
         self.interpolation = interpolation
 
@@ -70,7 +72,9 @@ class UpSampling2D(_Resample):
         return (h * self.size[0], w * self.size[1], c)
 
     def _lower_2d(self, graph, x):
-        return graph.add_upsample(x, self.size[0], self.size[1])
+        if self.interpolation == "nearest":
+            return graph.add_upsample(x, self.size[0], self.size[1])
+        return _bilinear(graph, x, self.size)
 
     def get_config(self):
         c = super().get_config()
@@ -225,3 +229,37 @@ class RepeatVector(Layer):
         c = super().get_config()
         c["n"] = self.n
         return c
+
+
+def _taps(n, scale):
+    """For each of n * scale output positions: the two input positions it lies between
+    (half-pixel centres, clamped to the edges) and the weight of the second."""
+    src = (np.arange(n * scale) + 0.5) / scale - 0.5
+    lo = np.floor(src)
+    frac = src - lo
+    return (np.clip(lo, 0, n - 1).astype(np.int64), np.clip(lo + 1, 0, n - 1).astype(np.int64),
+            frac)
+
+
+def _bilinear(graph, x, size):
+    """Bilinear upsampling of (h, w, c) samples from the core's gather and element-wise
+    nodes: the four neighbours of each output pixel, weighted and summed."""
+    h, w, c = graph.value_shape(x)
+    out = (h * size[0], w * size[1], c)
+    y0, y1, fy = _taps(h, size[0])
+    x0, x1, fx = _taps(w, size[1])
+    index = np.arange(h * w * c, dtype=np.int64).reshape(h, w, c)
+    total = None
+    for rows, wy in ((y0, 1 - fy), (y1, fy)):
+        for cols, wx in ((x0, 1 - fx), (x1, fx)):
+            weight = np.outer(wy, wx).astype(np.float32)
+            if not weight.any():
+                continue
+            picked = index[rows][:, cols].astype(np.int32).ravel()
+            term = graph.add_gather(x, picked, list(out))
+            term = graph.add_binary("multiply", term, np.zeros(0, np.int32),
+                                    graph.constant(weight), np.repeat(
+                                        np.arange(weight.size, dtype=np.int32), c), list(out))
+            total = term if total is None else graph.add_binary(
+                "add", total, np.zeros(0, np.int32), term, np.zeros(0, np.int32), list(out))
+    return total
