@@ -27,8 +27,9 @@ def tape_graph(model, shapes):
     outs = outs if isinstance(outs, list) else [outs]
     graph.set_outputs(outs)
     graph_vars = model._owners(graph, builder)
-    graph.set_variable_flags([bool(v.trainable) or owner is not None and
-                              getattr(owner, "trainable", False) for owner, v in graph_vars],
+    # Every weight made trainable takes a gradient (the tape decides which it returns);
+    # moving statistics and the constants ops read take none.
+    graph.set_variable_flags([bool(v.trainable) for _, v in graph_vars],
                              [False] * len(graph_vars))
     for o in range(len(outs)):
         graph.set_output(o, "external", False, 1.0, 1.0, [])
