@@ -182,52 +182,23 @@ def test_super_train_step_and_metric_logs():
     assert len(seen) == 8 and all(isinstance(v, float) for v in seen[0].values())
 
 
-class GAN(ember.Model):
-    """The DCGAN-overriding-train_step pattern of Keras's examples."""
-
-    def __init__(self, discriminator, generator, latent_dim):
-        super().__init__()
-        self.discriminator = discriminator
-        self.generator = generator
-        self.latent_dim = latent_dim
-        self.seed_generator = ember.random.SeedGenerator(1337)
-
-    def compile(self, d_optimizer, g_optimizer, loss_fn):
-        super().compile()
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-        self.loss_fn = loss_fn
-        self.d_loss_metric = ember.metrics.Mean(name="d_loss")
-        self.g_loss_metric = ember.metrics.Mean(name="g_loss")
-
-    @property
-    def metrics(self):
-        return [self.d_loss_metric, self.g_loss_metric]
-
-    def train_step(self, real_images):
-        batch_size = ops.shape(real_images)[0]
-        noise = ember.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
-        generated = self.generator(noise)
-        combined = ops.concatenate([generated, real_images], axis=0)
-        labels = ops.concatenate([ops.ones((batch_size, 1)), ops.zeros((batch_size, 1))],
-                                 axis=0)
-        labels = labels + 0.05 * ember.random.uniform(ops.shape(labels),
-                                                       seed=self.seed_generator)
-        with ember.GradientTape() as tape:
-            predictions = self.discriminator(combined)
-            d_loss = self.loss_fn(labels, predictions)
-        grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
-        self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
-        noise = ember.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
-        misleading = ops.zeros((batch_size, 1))
-        with ember.GradientTape() as tape:
-            predictions = self.discriminator(self.generator(noise))
-            g_loss = self.loss_fn(misleading, predictions)
-        grads = tape.gradient(g_loss, self.generator.trainable_weights)
-        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
-        self.d_loss_metric.update_state(d_loss)
-        self.g_loss_metric.update_state(g_loss)
-        return {"d_loss": self.d_loss_metric.result(), "g_loss": self.g_loss_metric.result()}
+def _example_gan():
+    """The GAN class of examples/dcgan_train_step.py (Keras's DCGAN-overriding-train_step
+    pattern), imported from the example itself."""
+    import importlib.util
+    import os
+    import sys
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples")
+    sys.path.insert(0, examples)  # the example imports dcgan.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "dcgan_train_step", os.path.join(examples, "dcgan_train_step.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(examples)
+    return module.GAN
 
 
 def test_gan_train_step_moves_samples_toward_the_data():
@@ -239,7 +210,7 @@ def test_gan_train_step_moves_samples_toward_the_data():
                              layers.Dense(1)])
     gen = ember.Sequential([ember.Input((latent,)), layers.Dense(32), layers.LeakyReLU(0.2),
                             layers.Dense(64, activation="sigmoid")])
-    gan = GAN(disc, gen, latent)
+    gan = _example_gan()(disc, gen, latent)
     gan.compile(ember.optimizers.Adam(2e-3, beta_1=0.5), ember.optimizers.Adam(2e-3, beta_1=0.5),
                 ember.losses.BinaryCrossentropy(from_logits=True))
     probe = ember.random.normal((256, latent), seed=7)

@@ -437,38 +437,26 @@ def test_bad_code_gets_clear_errors():
 def test_same_custom_layer_in_keras_and_ember():
     keras = keras_or_skip()
 
-    class KLinear(keras.layers.Layer):
-        def __init__(self, units, **kw):
-            super().__init__(**kw)
-            self.units = units
+    def linear(base, o):
+        """The same custom layer on either library: base Layer class, ops module."""
+        class Linear(base):
+            def __init__(self, units, **kw):
+                super().__init__(**kw)
+                self.units = units
 
-        def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], self.units),
-                                     initializer="random_normal")
-            self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
-            self.s = self.add_weight(shape=(self.units,), initializer="ones")
+            def build(self, input_shape):
+                self.w = self.add_weight(shape=(input_shape[-1], self.units),
+                                         initializer="random_normal")
+                self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
+                self.s = self.add_weight(shape=(self.units,), initializer="ones")
 
-        def call(self, x):
-            kops = keras.ops
-            h = kops.matmul(x, self.w) + self.b
-            h = kops.tanh(h) * self.s + kops.square(h) / 4.0
-            return h - kops.logsumexp(h, axis=-1, keepdims=True)
+            def call(self, x):
+                h = o.matmul(x, self.w) + self.b
+                h = o.tanh(h) * self.s + o.square(h) / 4.0
+                return h - o.logsumexp(h, axis=-1, keepdims=True)
+        return Linear
 
-    class ELinear(layers.Layer):
-        def __init__(self, units, **kw):
-            super().__init__(**kw)
-            self.units = units
-
-        def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], self.units),
-                                     initializer="random_normal")
-            self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
-            self.s = self.add_weight(shape=(self.units,), initializer="ones")
-
-        def call(self, x):
-            h = ops.matmul(x, self.w) + self.b
-            h = ops.tanh(h) * self.s + ops.square(h) / 4.0
-            return h - ops.logsumexp(h, axis=-1, keepdims=True)
+    KLinear, ELinear = linear(keras.layers.Layer, keras.ops), linear(layers.Layer, ops)
 
     rng = np.random.default_rng(8)
     x = rng.standard_normal((16, 7)).astype(np.float32)

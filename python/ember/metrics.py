@@ -196,32 +196,28 @@ class _Confusion(Metric):
         return self._combine(tp, fp, tn, fn)
 
 
-class TruePositives(_Confusion):
-    _default = "true_positives"
+class _Count(_Confusion):
+    """One of the four counts: sums[_which] (0 tp, 1 fp, 2 tn, 3 fn)."""
+    _which = 0
 
     def _combine(self, tp, fp, tn, fn):
-        return tp
+        return (tp, fp, tn, fn)[self._which]
 
 
-class FalsePositives(_Confusion):
-    _default = "false_positives"
-
-    def _combine(self, tp, fp, tn, fn):
-        return fp
+class TruePositives(_Count):
+    _default, _which = "true_positives", 0
 
 
-class TrueNegatives(_Confusion):
-    _default = "true_negatives"
-
-    def _combine(self, tp, fp, tn, fn):
-        return tn
+class FalsePositives(_Count):
+    _default, _which = "false_positives", 1
 
 
-class FalseNegatives(_Confusion):
-    _default = "false_negatives"
+class TrueNegatives(_Count):
+    _default, _which = "true_negatives", 2
 
-    def _combine(self, tp, fp, tn, fn):
-        return fn
+
+class FalseNegatives(_Count):
+    _default, _which = "false_negatives", 3
 
 
 class Precision(_Confusion):

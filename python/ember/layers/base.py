@@ -107,6 +107,13 @@ def lower_layer(layer, graph, x):
     return y
 
 
+def _recorded_nodes(out, placeholders):
+    """The tensors recorded between placeholders and out, each after those it reads."""
+    from ..models.functional import _topological
+    order, _ = _topological([out], placeholders)
+    return [t for t in order if not any(t is p for p in placeholders)]
+
+
 def lower_nodes(graph, nodes, values):
     """Adds the nodes of recorded tensors (in topological order) to a graph; values maps
     id(tensor) -> value id for the tensors given, and gains every node's value."""
@@ -282,12 +289,10 @@ class Layer:
         """Adds the nodes of fn(tensor) written with ember.ops, for a built-in layer whose
         arithmetic the ops express (Softmax over another axis, ReLU with a threshold)."""
         from .core import InputLayer, KerasTensor
-        from ..models.functional import _topological
         placeholder = KerasTensor(InputLayer(shape=tuple(graph.value_shape(x)),
                                              name=f"{self.name}_input"))
         out = fn(placeholder)
-        order, _ = _topological([out], [placeholder])
-        nodes = [t for t in order if t is not placeholder]
+        nodes = _recorded_nodes(out, [placeholder])
         return lower_nodes(graph, nodes, {id(placeholder): x})[id(out)]
 
     # -- custom layers: call() traced once per input signature ----------------------------
@@ -351,13 +356,11 @@ class Layer:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) created weights in "
                              f"call() on a new input shape {full}: create them in build() (or "
                              f"__init__) so that every traced call uses the same weights")
-        from ..models.functional import _topological
         try:
-            order, _ = _topological([out], placeholders)
+            nodes = _recorded_nodes(out, placeholders)
         except ValueError as e:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returned a "
                              f"tensor that does not come from its inputs ({e})") from None
-        nodes = [t for t in order if not any(t is p for p in placeholders)]
         traces[key] = (placeholders, nodes, out)
         self.input_shape = full if as_list else full[0]
         self.output_shape = tuple(out.shape)

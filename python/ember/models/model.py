@@ -198,12 +198,7 @@ class Model(Layer):
         a list for several inputs). The graph refers to the layers' variables."""
         shapes = sample_shape if isinstance(sample_shape, list) else [sample_shape]
         shapes = [tuple(s) for s in shapes]
-        graph = _core.Graph()
-        builder = _Builder(graph)
-        ins = [graph.add_input(list(s)) for s in shapes]
-        outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
-        outs = outs if isinstance(outs, list) else [outs]
-        graph.set_outputs(outs)
+        graph, builder, outs = self._lowered(shapes)
         self._graph_vars = self._owners(graph, builder)
         self._graph = graph
         self._mode_nodes = builder.modes
@@ -279,6 +274,17 @@ class Model(Layer):
                     entry["compile_count"] = self._compile_count
             else:
                 self._build_graph(list(shapes) if len(shapes) > 1 else shapes[0])
+
+    def _lowered(self, shapes):
+        """(graph, builder, output values) of the model lowered for these per-sample
+        input shapes, its outputs set."""
+        graph = _core.Graph()
+        builder = _Builder(graph)
+        ins = [graph.add_input(list(s)) for s in shapes]
+        outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
+        outs = outs if isinstance(outs, list) else [outs]
+        graph.set_outputs(outs)
+        return graph, builder, outs
 
     def _owners(self, graph, builder):
         """(owning layer, Variable) for each variable of a graph lowered from this
@@ -861,14 +867,7 @@ class Model(Layer):
             n = split
 
         steps = math.ceil(n / bs)
-        # Keras's order: the user's callbacks, then History, then the progress bar (so
-        # History records what callbacks add to the logs, e.g. learning_rate).
-        history = History()
-        cb_list = _callback_list(callbacks) + [history]
-        if verbose:
-            cb_list.append(ProgbarLogger(verbose))
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        cbs = CallbackList(cb_list, self, params)
+        history, cbs = self._fit_callbacks(callbacks, verbose, epochs, steps)
         self._optimizer_built = True
         g = self._graph
         rng = _random.numpy_generator()
@@ -905,6 +904,17 @@ class Model(Layer):
         self.history = history
         return history
 
+    def _fit_callbacks(self, callbacks, verbose, epochs, steps):
+        """(History, CallbackList) of a fit, in Keras's order: the user's callbacks, then
+        History, then the progress bar (so History records what callbacks add to the
+        logs, e.g. learning_rate)."""
+        history = History()
+        cb_list = _callback_list(callbacks) + [history]
+        if verbose:
+            cb_list.append(ProgbarLogger(verbose))
+        return history, CallbackList(cb_list, self, {"epochs": epochs, "steps": steps,
+                                                     "verbose": verbose})
+
     def _evaluate_arrays(self, x, y, sw, bs, cbs):
         g = self._graph
         n = x[0].shape[0]
@@ -935,14 +945,9 @@ class Model(Layer):
                     initial_epoch, steps, validation_steps, validation_freq):
         """fit over a PyDataset or a generator: the next batch is fetched on another
         thread while this one trains (the step runs with the GIL released)."""
-        history = History()
-        cb_list = _callback_list(callbacks) + [history]
-        if verbose:
-            cb_list.append(ProgbarLogger(verbose))
         known = min(len(data), steps) if isinstance(data, PyDataset) and steps else (
             len(data) if isinstance(data, PyDataset) else steps)
-        cbs = CallbackList(cb_list, self, {"epochs": epochs, "steps": known,
-                                           "verbose": verbose})
+        history, cbs = self._fit_callbacks(callbacks, verbose, epochs, known)
         val = validation_data
         if val is not None and not is_stream(val):  # arrays: prepared once
             val = self._stream_batch(tuple(val), "validation_data")

@@ -8,24 +8,17 @@ import math
 
 import numpy as np
 
-from .. import _core, _random, tape as tape_mod
-from ..callbacks import CallbackList, History, ProgbarLogger
+from .. import _random, tape as tape_mod
 
 
 def tape_graph(model, shapes):
     """(graph, [(owner, Variable)] per graph variable, which inputs take gradients) of
     the model for these per-sample input shapes, built once."""
-    from .model import _Builder
     key = tuple(tuple(s) for s in shapes)
     cache = model.__dict__.setdefault("_tape_graphs", {})
     if key in cache:
         return cache[key]
-    graph = _core.Graph()
-    builder = _Builder(graph)
-    ins = [graph.add_input(list(s)) for s in key]
-    outs = model._lower(builder, ins if len(ins) > 1 else ins[0])
-    outs = outs if isinstance(outs, list) else [outs]
-    graph.set_outputs(outs)
+    graph, builder, outs = model._lowered(list(key))
     graph_vars = model._owners(graph, builder)
     # Every weight made trainable takes a gradient (the tape decides which it returns);
     # moving statistics and the constants ops read take none.
@@ -33,7 +26,7 @@ def tape_graph(model, shapes):
                              [False] * len(graph_vars))
     for o in range(len(outs)):
         graph.set_output(o, "external", False, 1.0, 1.0, [])
-    wanted = [model._id_checker(i) is None for i in range(len(ins))]
+    wanted = [model._id_checker(i) is None for i in range(len(key))]
     graph.set_input_gradients(wanted)
     for layer, value in builder.modes:
         graph.set_inference_only(value, not layer.trainable)
@@ -134,16 +127,11 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
         initial_epoch):
     """Keras's fit loop over a user's train_step(data), one batch at a time; data is x,
     (x, y) or (x, y, sample_weight) as given. The metrics reset at each epoch's start."""
-    from .model import _callback_list
     n = _count(x)
     if n == 0:
         raise ValueError("fit received no samples")
     steps = math.ceil(n / batch_size)
-    history = History()
-    cb_list = _callback_list(callbacks) + [history]
-    if verbose:
-        cb_list.append(ProgbarLogger(verbose))
-    cbs = CallbackList(cb_list, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
+    history, cbs = model._fit_callbacks(callbacks, verbose, epochs, steps)
     rng = _random.numpy_generator()
     model.stop_training = False
     epoch_logs = {}
