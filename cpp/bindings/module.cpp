@@ -652,7 +652,8 @@ PYBIND11_MODULE(_core, m) {
                          bool zero_output_for_mask, std::shared_ptr<Variable> kernel,
                          std::shared_ptr<Variable> recurrent_kernel,
                          std::shared_ptr<Variable> bias, float recurrent_dropout,
-                         uint64_t seed) {
+                         uint64_t seed, std::vector<int> initial_state, bool return_state,
+                         bool reset_after) {
         RnnSpec s;
         s.recurrent_dropout = recurrent_dropout;
         s.seed = seed;
@@ -667,12 +668,15 @@ PYBIND11_MODULE(_core, m) {
         s.go_backwards = go_backwards;
         s.reverse_output = reverse_output;
         s.zero_output_for_mask = zero_output_for_mask;
-        return g.add_rnn(x, s, kernel, recurrent_kernel, bias);
+        s.return_state = return_state;
+        s.reset_after = reset_after;
+        return g.add_rnn(x, s, kernel, recurrent_kernel, bias, initial_state);
       }, py::arg("x"), py::arg("cell"), py::arg("units"), py::arg("activation"),
          py::arg("recurrent_activation"), py::arg("return_sequences"), py::arg("go_backwards"),
          py::arg("reverse_output"), py::arg("zero_output_for_mask"), py::arg("kernel"),
          py::arg("recurrent_kernel"), py::arg("bias"), py::arg("recurrent_dropout") = 0.f,
-         py::arg("seed") = 0)
+         py::arg("seed") = 0, py::arg("initial_state") = std::vector<int>{},
+         py::arg("return_state") = false, py::arg("reset_after") = true)
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
                             std::array<int64_t, 2> strides, const std::string& padding) {
         return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],

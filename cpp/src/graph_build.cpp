@@ -284,8 +284,9 @@ int Graph::add_repeat(int x, int64_t times) {
   return add_node(std::make_unique<RepeatNode>(), {x}, {times, in[0]}, {});
 }
 
-int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
-                   VariablePtr bias) {
+std::vector<int> Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel,
+                                VariablePtr recurrent_kernel, VariablePtr bias,
+                                const std::vector<int>& states) {
   static const char* names[] = {"SimpleRNN", "LSTM", "GRU"};
   const char* who = names[static_cast<int>(spec.cell)];
   const std::vector<int64_t> in = values_.at(check_value(x, who)).shape;
@@ -305,15 +306,33 @@ int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurren
   if (!(spec.recurrent_dropout >= 0.f && spec.recurrent_dropout < 1.f))
     throw std::invalid_argument(std::string(who) + ": recurrent_dropout must be in [0, 1). "
                                 "Received: " + std::to_string(spec.recurrent_dropout));
+  if (!spec.reset_after && spec.cell != RnnCell::GRU) spec.reset_after = true;
   spec.steps = in[0];
   spec.features = in[1];
   const int64_t gu = spec.gates() * spec.units;
   check_var(kernel, {spec.features, gu}, who, "kernel");
   check_var(recurrent_kernel, {spec.units, gu}, who, "recurrent_kernel");
-  if (bias)
-    check_var(bias, spec.cell == RnnCell::GRU ? std::vector<int64_t>{2, gu}
-                                              : std::vector<int64_t>{gu}, who, "bias");
+  if (bias) {
+    const bool two = spec.cell == RnnCell::GRU && spec.reset_after;
+    check_var(bias, two ? std::vector<int64_t>{2, gu} : std::vector<int64_t>{gu}, who, "bias");
+  }
   std::vector<int> inputs{x};
+  if (!states.empty()) {
+    if (static_cast<int64_t>(states.size()) != spec.states())
+      throw std::invalid_argument(std::string(who) + ": initial_state must hold " +
+                                  std::to_string(spec.states()) + " tensor(s). Received: " +
+                                  std::to_string(states.size()));
+    for (int v : states) {
+      const Value& st = values_.at(check_value(v, who));
+      if (st.shape != std::vector<int64_t>{spec.units})
+        throw std::invalid_argument(std::string(who) + ": each initial state must have shape "
+                                    "(batch, " + std::to_string(spec.units) + "). Received "
+                                    "per-sample shape " + shape_str(st.shape));
+      inputs.push_back(v);
+    }
+    spec.initial_state = true;
+  }
+  const int data_inputs = static_cast<int>(inputs.size());
   const int mask = values_[x].mask;
   if (mask >= 0) {
     if (values_[mask].size != spec.steps)
@@ -322,12 +341,29 @@ int Graph::add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurren
                                   std::to_string(spec.steps));
     inputs.push_back(mask);  // a side input
   }
+  const int64_t main = spec.return_sequences ? spec.steps * spec.units : spec.units;
   std::vector<int64_t> out{spec.units};
   if (spec.return_sequences) out = {spec.steps, spec.units};
+  if (spec.return_state) out = {main + spec.states() * spec.units};
   const int y = add_node(std::make_unique<RnnNode>(spec), inputs, out,
-                         {kernel, recurrent_kernel, bias}, 1);
-  if (spec.return_sequences) values_[y].mask = mask;
-  return y;
+                         {kernel, recurrent_kernel, bias}, data_inputs);
+  if (!spec.return_state) {
+    if (spec.return_sequences) values_[y].mask = mask;
+    return {y};
+  }
+  // The output and the final states, sliced out of the node's rows.
+  auto slice = [&](int64_t from, std::vector<int64_t> shape) {
+    std::vector<int32_t> map(static_cast<size_t>(product(shape)));
+    for (size_t i = 0; i < map.size(); ++i) map[i] = static_cast<int32_t>(from + i);
+    return add_gather(y, std::move(map), std::move(shape));
+  };
+  std::vector<int> outs{slice(0, spec.return_sequences
+                                     ? std::vector<int64_t>{spec.steps, spec.units}
+                                     : std::vector<int64_t>{spec.units})};
+  if (spec.return_sequences) values_[outs[0]].mask = mask;
+  for (int64_t k = 0; k < spec.states(); ++k)
+    outs.push_back(slice(main + k * spec.units, {spec.units}));
+  return outs;
 }
 
 int Graph::add_embedding(int ids, VariablePtr table, bool mask_zero) {

@@ -83,15 +83,17 @@ class Graph {
   // Samples (steps,) of token ids as floats -> (steps, dim); table (input_dim, dim).
   // With mask_zero the output carries the mask (ids equal to 0).
   int add_embedding(int ids, VariablePtr table, bool mask_zero);
-  // A recurrent layer (spec.steps and spec.features are taken from x); the output
-  // keeps x's mask when it returns sequences.
   // Keras's Masking: x with the steps whose features all equal mask_value zeroed, and
   // masked there (samples of (steps, features)).
   int add_masking(int x, float mask_value);
   // Keras's RepeatVector: (features) samples repeated into (times, features).
   int add_repeat(int x, int64_t times);
-  int add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
-              VariablePtr bias);
+  // A recurrent layer (spec.steps and spec.features are taken from x); the output
+  // keeps x's mask when it returns sequences. states: the initial states (h, and LSTM's
+  // c; (units) each) or none for zeros. Returns the output, then with
+  // spec.return_state the final states.
+  std::vector<int> add_rnn(int x, RnnSpec spec, VariablePtr kernel, VariablePtr recurrent_kernel,
+                           VariablePtr bias, const std::vector<int>& states = {});
   // alpha: elu's alpha or leaky_relu's negative_slope (kDefaultAlpha: Keras's default).
   int add_activation(int x, Act act, float alpha = kDefaultAlpha);
   // Dropout and the other noise layers (NoiseKind); rate is GaussianNoise's stddev.

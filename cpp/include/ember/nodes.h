@@ -472,14 +472,24 @@ struct RnnSpec {
   // one mask per (sample, unit) for the whole sequence, drawn from (seed, step).
   float recurrent_dropout = 0.f;
   uint64_t seed = 0;
+  // Keras's initial_state: the node reads the first state (h, and LSTM's c) from data
+  // inputs after x instead of starting from zeros, and passes them gradients.
+  bool initial_state = false;
+  // Keras's return_state: the final states (h, and LSTM's c) follow the output in each
+  // sample's row (the builder slices them into values of their own).
+  bool return_state = false;
+  // GRU only: Keras's reset_after (the reset gate scales h W_rec_h + its bias); false
+  // applies it to the state before the product: h~ = act(x W_h + (r h) W_rec_h + b_h).
+  bool reset_after = true;
   int64_t gates() const { return cell == RnnCell::LSTM ? 4 : cell == RnnCell::GRU ? 3 : 1; }
+  int64_t states() const { return cell == RnnCell::LSTM ? 2 : 1; }
 };
 
 // Forward: x W (+ input bias) for every step in one GEMM, then per step h W_rec as a
 // GEMM and the gate arithmetic in one pass. Backward through time keeps, per sample:
 // the state h after every step (and before the first), LSTM's cell state c likewise,
 // the gates after their activations, and GRU's recurrent candidate term (h W_rec_h +
-// its bias); it recomputes nothing else. The recurrent kernel's gradient sums the steps
+// its bias with reset_after, else r h); it recomputes nothing else. The recurrent kernel's gradient sums the steps
 // last to first and the other gradients are single GEMMs and column sums over fixed
 // orders, so the bits do not depend on the thread count.
 class RnnNode : public Node {

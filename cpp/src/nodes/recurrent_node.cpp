@@ -157,12 +157,15 @@ bool RnnNode::plan_inference(int64_t n) {
 void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   const int64_t T = s_.steps, F = s_.features, U = s_.units, G = s_.gates(), GU = G * U;
   const bool lstm = s_.cell == RnnCell::LSTM, gru = s_.cell == RnnCell::GRU;
+  // GRU without reset_after: the reset gate is needed before the candidate's product.
+  const bool split = gru && !s_.reset_after;
   const float* W = vars[0].var->data();
   const float* R = vars[1].var->data();
   const float* bias = vars.size() > 2 ? vars[2].var->data() : nullptr;
-  const float* rbias = gru && bias ? bias + GU : nullptr;
-  const float* ids = inputs.size() > 1 ? x[1] : nullptr;
+  const float* rbias = gru && s_.reset_after && bias ? bias + GU : nullptr;
+  const float* ids = static_cast<int>(inputs.size()) > data_inputs ? x[data_inputs] : nullptr;
   const bool keep = ctx.training && saved != nullptr;
+  const int64_t ldy = out_size, main = s_.return_sequences ? T * U : U;
 
   Epilogue ep;
   ep.bias = bias;
@@ -183,10 +186,15 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   auto g_at = [&](int64_t s) -> float* { return keep ? saved + off_g + s * GU : gbuf_.data(); };
   auto rh_at = [&](int64_t s) -> float* { return keep ? saved + off_rh + s * U : rhbuf_.data(); };
 
-  // Slot 0: the zero initial state.
+  // Slot 0: the initial state, given or zeros.
   for (int64_t b = 0; b < n; ++b) {
-    std::memset(h_at(0) + b * ldh, 0, sizeof(float) * U);
-    if (lstm) std::memset(c_at(0) + b * ldh, 0, sizeof(float) * U);
+    for (int64_t k = 0; k < (lstm ? 2 : 1); ++k) {
+      float* dst = (k == 0 ? h_at(0) : c_at(0)) + b * ldh;
+      if (s_.initial_state)
+        std::memcpy(dst, x[1 + k] + b * U, sizeof(float) * U);
+      else
+        std::memset(dst, 0, sizeof(float) * U);
+    }
   }
   const Act a = s_.act, ra = s_.rec_act;
   rdrop_ = keep && s_.recurrent_dropout > 0.f;
@@ -205,22 +213,39 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     float* cn = lstm ? c_at(s + 1) : nullptr;
     float* g = g_at(s);
     float* rh = gru ? rh_at(s) : nullptr;
-    if (s == 0) {
+    // The recurrent product of a zero state is its bias alone.
+    const bool from_zero = s == 0 && !s_.initial_state;
+    SerialGemm serial(small);
+    const float* hr = hp;  // the state as the recurrent product sees it
+    int64_t ldr = ldh;
+    if (rdrop_ && !from_zero) {
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
+      hr = hm_.data();
+      ldr = U;
+    }
+    const int64_t rec_cols = split ? 2 * U : GU;
+    if (from_zero) {
       for (int64_t b = 0; b < n; ++b)
         for (int64_t j = 0; j < GU; ++j) rec_[b * GU + j] = rbias ? rbias[j] : 0.f;
     } else {
       Epilogue rep;
       rep.bias = rbias;
-      SerialGemm serial(small);
-      const float* hr = hp;
-      int64_t ldr = ldh;
-      if (rdrop_) {  // the state as the recurrent product sees it
-        for (int64_t b = 0; b < n; ++b)
-          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
-        hr = hm_.data();
-        ldr = U;
+      sgemm(Trans::N, Trans::N, n, rec_cols, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU, &rep);
+    }
+    if (split) {  // z and r first, then the candidate's product over r h
+#pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
+      for (int64_t b = 0; b < n; ++b) {
+        const float* xr = xw_.data() + (b * T + t) * GU;
+        const float* rr = rec_.data() + b * GU;
+        float* gb = g + b * ldg;
+        for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
+        act_inplace(ra, gb, 2 * U);
+        for (int64_t j = 0; j < U; ++j) rh[b * ldh + j] = gb[U + j] * hr[b * ldr + j];
       }
-      sgemm(Trans::N, Trans::N, n, GU, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU, &rep);
+      if (!from_zero)
+        sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, ldh, R + 2 * U, GU, 0.f, rec_.data() + 2 * U,
+              GU);
     }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
     for (int64_t b = 0; b < n; ++b) {
@@ -247,22 +272,26 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         for (int64_t j = 0; j < U; ++j) c1[j] = masked ? c0[j] : h1[j];
         act_inplace(a, h1, U);
         for (int64_t j = 0; j < U; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
-      } else {  // GRU, reset_after: the reset gate scales the recurrent candidate term
-        float* rhb = rh + b * ldh;
-        for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
-        act_inplace(ra, gb, 2 * U);
-        const float *gz = gb, *gr = gb + U;
+      } else {  // GRU
         float* gh = gb + 2 * U;
-        for (int64_t j = 0; j < U; ++j) {
-          rhb[j] = rr[2 * U + j];
-          gh[j] = xr[2 * U + j] + gr[j] * rr[2 * U + j];
+        if (split) {
+          for (int64_t j = 0; j < U; ++j) gh[j] = xr[2 * U + j] + rr[2 * U + j];
+        } else {  // reset_after: the reset gate scales the recurrent candidate term
+          float* rhb = rh + b * ldh;
+          for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
+          act_inplace(ra, gb, 2 * U);
+          for (int64_t j = 0; j < U; ++j) {
+            rhb[j] = rr[2 * U + j];
+            gh[j] = xr[2 * U + j] + gb[U + j] * rr[2 * U + j];
+          }
         }
         act_inplace(a, gh, U);
+        const float* gz = gb;
         for (int64_t j = 0; j < U; ++j)
           h1[j] = masked ? h0[j] : gz[j] * h0[j] + (1.f - gz[j]) * gh[j];
       }
       if (s_.return_sequences) {
-        float* out = y + (b * T + (s_.reverse_output ? t : s)) * U;
+        float* out = y + b * ldy + (s_.reverse_output ? t : s) * U;
         if (masked && s_.zero_output_for_mask)
           std::memset(out, 0, sizeof(float) * U);
         else
@@ -270,35 +299,62 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       }
     }
   }
-  if (!s_.return_sequences)
-    for (int64_t b = 0; b < n; ++b)
-      std::memcpy(y + b * U, h_at(T) + b * ldh, sizeof(float) * U);
+  for (int64_t b = 0; b < n; ++b) {
+    float* row = y + b * ldy;
+    if (!s_.return_sequences) std::memcpy(row, h_at(T) + b * ldh, sizeof(float) * U);
+    if (s_.return_state) {
+      std::memcpy(row + main, h_at(T) + b * ldh, sizeof(float) * U);
+      if (lstm) std::memcpy(row + main + U, c_at(T) + b * ldh, sizeof(float) * U);
+    }
+  }
 }
 
 void RnnNode::backward(const StepCtx&, const float* const* x, const float*, float* dy,
                        float* const* dx, int64_t n, bool) {
   const int64_t T = s_.steps, F = s_.features, U = s_.units, G = s_.gates(), GU = G * U;
   const bool lstm = s_.cell == RnnCell::LSTM, gru = s_.cell == RnnCell::GRU;
+  const bool split = gru && !s_.reset_after;
   const float* W = vars[0].var->data();
   const float* R = vars[1].var->data();
   float* dW = vars[0].grad;
   float* dR = vars[1].grad;
   float* dB = vars.size() > 2 ? vars[2].grad : nullptr;
-  const float* ids = inputs.size() > 1 ? x[1] : nullptr;
+  const float* ids = static_cast<int>(inputs.size()) > data_inputs ? x[data_inputs] : nullptr;
   const int64_t S = saved_per_sample();
   const int64_t HU = (T + 1) * U, off_c = HU, off_g = HU * (lstm ? 2 : 1),
                 off_rh = off_g + T * GU;
+  const int64_t ldy = out_size, main = s_.return_sequences ? T * U : U;
   float* dxw = xw_.data();  // (n, T, GU): the gradient at each step's gate inputs
   const Act a = s_.act, ra = s_.rec_act;
-  std::fill(dh_.data(), dh_.data() + n * U, 0.f);
-  std::fill(dc_.data(), dc_.data() + n * U, 0.f);
+  // The final states' own gradients (return_state), else zeros.
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t k = 0; k < (lstm ? 2 : 1); ++k) {
+      float* d = (k == 0 ? dh_.data() : dc_.data()) + b * U;
+      if (s_.return_state)
+        std::memcpy(d, dy + b * ldy + main + k * U, sizeof(float) * U);
+      else
+        std::fill(d, d + U, 0.f);
+    }
+  }
 
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = s_.go_backwards ? T - 1 - s : s;
-    // The gradient at the recurrent GEMM's output: the gates' own for LSTM and
-    // SimpleRNN (read in place, row stride T GU), a separate row for GRU.
-    float* drec = gru ? drec_.data() : dxw + t * GU;
-    const int64_t ldr = gru ? GU : T * GU;
+    // The gradient at the recurrent GEMM's output: the gates' own for LSTM, SimpleRNN
+    // and GRU without reset_after (read in place, row stride T GU), a separate row for
+    // GRU with it.
+    const bool own_drec = gru && s_.reset_after;
+    float* drec = own_drec ? drec_.data() : dxw + t * GU;
+    const int64_t ldr = own_drec ? GU : T * GU;
+    // The state the recurrent product read.
+    const float* hr = saved + s * U;
+    int64_t ldh = S;
+    if (rdrop_) {
+      for (int64_t b = 0; b < n; ++b)
+        for (int64_t j = 0; j < U; ++j)
+          hm_[b * U + j] = saved[b * S + s * U + j] * rmask_[b * U + j];
+      hr = hm_.data();
+      ldh = U;
+    }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
     for (int64_t b = 0; b < n; ++b) {
       const float* sb = saved + b * S;
@@ -309,14 +365,14 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
       float* dr = drec + b * ldr;
       const bool masked = ids && ids[b * T + t] == 0.f;
       if (s_.return_sequences && !(masked && s_.zero_output_for_mask)) {
-        const float* d = dy + (b * T + (s_.reverse_output ? t : s)) * U;
+        const float* d = dy + b * ldy + (s_.reverse_output ? t : s) * U;
         for (int64_t j = 0; j < U; ++j) dh[j] += d[j];
       } else if (!s_.return_sequences && s == T - 1) {
-        for (int64_t j = 0; j < U; ++j) dh[j] += dy[b * U + j];
+        for (int64_t j = 0; j < U; ++j) dh[j] += dy[b * ldy + j];
       }
       if (masked) {  // the state passed through: its gradients carry on unchanged
         std::fill(dg, dg + GU, 0.f);
-        if (gru) std::fill(dr, dr + GU, 0.f);
+        if (own_drec) std::fill(dr, dr + GU, 0.f);
         continue;
       }
       if (s_.cell == RnnCell::Simple) {
@@ -355,41 +411,68 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
           dh[j] *= gz[j];  // h1 = z h0 + ...: the direct path to the previous state
         }
         dact_inplace(a, gh, dg + 2 * U, U);
-        for (int64_t j = 0; j < U; ++j) dg[U + j] = dg[2 * U + j] * rh[j];
-        dact_inplace(ra, gb, dg, 2 * U);
-        for (int64_t j = 0; j < 2 * U; ++j) dr[j] = dg[j];
-        for (int64_t j = 0; j < U; ++j) dr[2 * U + j] = dg[2 * U + j] * gr[j];
+        if (split) {
+          dact_inplace(ra, gz, dg, U);  // r's gradient needs d(r h) first (below)
+          std::fill(dg + U, dg + 2 * U, 0.f);
+        } else {
+          for (int64_t j = 0; j < U; ++j) dg[U + j] = dg[2 * U + j] * rh[j];
+          dact_inplace(ra, gb, dg, 2 * U);
+          for (int64_t j = 0; j < 2 * U; ++j) dr[j] = dg[j];
+          for (int64_t j = 0; j < U; ++j) dr[2 * U + j] = dg[2 * U + j] * gr[j];
+        }
       }
     }
-    if (s == 0) {
-      if (gru && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
+    if (split) {
+      // d(r h) = dh~ W_rec_h^T; then r's gradient d(r h) h and the state's d(r h) r.
+      sgemm(Trans::N, Trans::T, n, U, U, 1.f, dxw + t * GU + 2 * U, T * GU, R + 2 * U, GU, 0.f,
+            tmp_.data(), U);
+#pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
+      for (int64_t b = 0; b < n; ++b) {
+        const float* gr = saved + b * S + off_g + s * GU + U;
+        float* dg = dxw + (b * T + t) * GU;
+        float* d = tmp_.data() + b * U;
+        for (int64_t j = 0; j < U; ++j) {
+          dg[U + j] = d[j] * hr[b * ldh + j];
+          d[j] *= gr[j];
+        }
+        dact_inplace(ra, gr, dg + U, U);
+      }
+    }
+    if (s == 0 && !s_.initial_state) {
+      if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
       if (dR && T == 1) std::fill(dR, dR + U * GU, 0.f);
       break;  // the initial state is a constant: nothing flows further back
     }
     // The previous state's gradient: its direct part (above) plus drec R^T; the
-    // recurrent kernel's gradient: h0^T drec, summed over the steps last to first.
-    const float* hr = saved + s * U;  // the state the recurrent product read
-    int64_t ldh = S;
-    if (rdrop_) {
-      sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 0.f, tmp_.data(), U);
-      for (int64_t i = 0; i < n * U; ++i) dh_[i] += tmp_[i] * rmask_[i];
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t j = 0; j < U; ++j)
-          hm_[b * U + j] = saved[b * S + s * U + j] * rmask_[b * U + j];
-      hr = hm_.data();
-      ldh = U;
+    // recurrent kernel's gradient: hr^T drec, summed over the steps last to first.
+    const float beta = s == T - 1 ? 0.f : 1.f;
+    if (split) {
+      sgemm(Trans::N, Trans::T, n, U, 2 * U, 1.f, drec, ldr, R, GU, 1.f, tmp_.data(), U);
+      for (int64_t i = 0; i < n * U; ++i) dh_[i] += rdrop_ ? tmp_[i] * rmask_[i] : tmp_[i];
+      if (dR) {
+        sgemm(Trans::T, Trans::N, U, 2 * U, n, 1.f, hr, ldh, drec, ldr, beta, dR, GU);
+        sgemm(Trans::T, Trans::N, U, U, n, 1.f, saved + off_rh + s * U, S, drec + 2 * U, ldr,
+              beta, dR + 2 * U, GU);
+      }
     } else {
-      sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 1.f, dh_.data(), U);
+      if (rdrop_) {
+        sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 0.f, tmp_.data(), U);
+        for (int64_t i = 0; i < n * U; ++i) dh_[i] += tmp_[i] * rmask_[i];
+      } else {
+        sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 1.f, dh_.data(), U);
+      }
+      if (dR) sgemm(Trans::T, Trans::N, U, GU, n, 1.f, hr, ldh, drec, ldr, beta, dR, GU);
     }
-    if (dR)
-      sgemm(Trans::T, Trans::N, U, GU, n, 1.f, hr, ldh, drec, ldr, s == T - 1 ? 0.f : 1.f,
-            dR, GU);
-    if (gru && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
+    if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
+  }
+  if (s_.initial_state) {
+    if (dx[1]) std::memcpy(dx[1], dh_.data(), sizeof(float) * n * U);
+    if (lstm && dx[2]) std::memcpy(dx[2], dc_.data(), sizeof(float) * n * U);
   }
   if (dW) sgemm(Trans::T, Trans::N, F, GU, n * T, 1.f, x[0], F, dxw, GU, 0.f, dW, GU);
   if (dB) {
     column_sums(dxw, n * T, GU, GU, dB, false);
-    if (gru) std::memcpy(dB + GU, dbias_.data(), sizeof(float) * GU);
+    if (gru && s_.reset_after) std::memcpy(dB + GU, dbias_.data(), sizeof(float) * GU);
   }
   if (dx[0]) sgemm(Trans::N, Trans::T, n * T, F, GU, 1.f, dxw, GU, W, GU, 0.f, dx[0], F);
 }

@@ -98,11 +98,13 @@ def assign_weights(variables, weights, owner):
         v.assign(a)
 
 
-def lower_layer(layer, graph, x):
-    """layer._lower, then the layer's activity penalty on its output when it has one."""
-    y = layer._lower(graph, x)
+def lower_layer(layer, graph, x, **kwargs):
+    """layer._lower, then the layer's activity penalty on each output when it has one."""
+    y = layer._lower(graph, x, **kwargs)
     r = layer.activity_regularizer
     if r is not None and (r.l1 or r.l2):
+        if isinstance(y, list):
+            return [graph.add_activity_penalty(v, float(r.l1), float(r.l2)) for v in y]
         y = graph.add_activity_penalty(y, float(r.l1), float(r.l2))
     return y
 
@@ -116,11 +118,22 @@ def _recorded_nodes(out, placeholders):
 
 def lower_nodes(graph, nodes, values):
     """Adds the nodes of recorded tensors (in topological order) to a graph; values maps
-    id(tensor) -> value id for the tensors given, and gains every node's value."""
+    id(tensor) -> value id for the tensors given, and gains every node's value. The
+    outputs of one call (a recurrent layer's states) are lowered once."""
+    calls = {}
     for t in nodes:
-        args = [values[id(p)] for p in t._inputs]
         layer = t._layer
-        values[id(t)] = lower_layer(layer, graph, args if layer._takes_list else args[0])
+        key = (id(layer), t._node_index)
+        if key not in calls:
+            args = [values[id(p)] for p in t._inputs]
+            kwargs = {}
+            if t._state_inputs:
+                kwargs["initial_state"] = args[len(args) - t._state_inputs:]
+                args = args[:len(args) - t._state_inputs]
+            calls[key] = lower_layer(layer, graph, args if layer._takes_list else args[0],
+                                     **kwargs)
+        out = calls[key]
+        values[id(t)] = out[t._tensor_index] if isinstance(out, list) else out
     return values
 
 
@@ -269,7 +282,9 @@ class Layer:
             self.build(input_shape)
             self.built = True
         self.input_shape = (None,) + tuple(input_shape)
-        self.output_shape = (None,) + tuple(self.compute_output_shape(input_shape))
+        out = self.compute_output_shape(input_shape)
+        self.output_shape = ([(None,) + tuple(o) for o in out] if isinstance(out, list) else
+                             (None,) + tuple(out))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -370,6 +385,11 @@ class Layer:
     # Merge layers take a list of tensors; every other layer takes one.
     _takes_list = False
 
+    # Recurrent layers take initial_state=[tensors] in a call, and may return several
+    # tensors (their states).
+    _takes_initial_state = False
+    _several_outputs = False
+
     def __call__(self, inputs, *args, **kwargs):
         """On symbolic tensors (from `ember.Input`), records this call in the graph and
         returns the symbolic output: `x = Dense(64)(inputs)`. On arrays, runs the layer
@@ -377,7 +397,13 @@ class Layer:
         from .core import KerasTensor
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
-        if any(isinstance(t, KerasTensor) for t in flat):
+        states = []
+        if self._takes_initial_state and kwargs.get("initial_state") is not None:
+            states = kwargs.pop("initial_state")
+            states = list(states) if isinstance(states, (list, tuple)) else [states]
+        else:
+            kwargs.pop("initial_state", None) if self._takes_initial_state else None
+        if any(isinstance(t, KerasTensor) for t in flat + states):
             # The graph runs in training or inference mode as the model does.
             kwargs.pop("training", None)
             if kwargs.get("mask", 0) is None:
@@ -385,7 +411,7 @@ class Layer:
             if args or kwargs:
                 raise ValueError(f"Layer '{self.name}' was called with extra arguments "
                                  f"ember does not take: {args or kwargs}")
-            bad = [t for t in flat if not isinstance(t, KerasTensor)]
+            bad = [t for t in flat + states if not isinstance(t, KerasTensor)]
             if bad:
                 raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic "
                                  f"tensors and {type(bad[0]).__name__}")
@@ -396,8 +422,8 @@ class Layer:
                     f"Layer '{self.name}' ({type(self).__name__}) takes "
                     f"{'a list of tensors' if self._takes_list else 'a single tensor'}. "
                     f"Received: {inputs!r}")
-            return self._call_symbolic(flat)
-        return self._call_eager(inputs, kwargs.get("training"))
+            return self._call_symbolic(flat + states, states=len(states))
+        return self._call_eager(inputs, kwargs.get("training"), states)
 
     def _symbolic_output_shape(self, shapes):
         """The per-sample output shape for per-sample input shapes (builds the layer on
@@ -408,9 +434,10 @@ class Layer:
                              f"{self.input_shape}; it cannot be called on a tensor of shape "
                              f"{(None,) + tuple(shape)}")
         self._maybe_build(shape)
-        return tuple(self.compute_output_shape(shape))
+        out = self.compute_output_shape(shape)
+        return [tuple(o) for o in out] if isinstance(out, list) else tuple(out)
 
-    def _call_symbolic(self, tensors, as_list=None):
+    def _call_symbolic(self, tensors, as_list=None, states=0):
         from .core import KerasTensor
         shapes = [tuple(t.shape[1:]) for t in tensors]
         unknown = any(d is None for sh in shapes for d in sh)
@@ -421,7 +448,10 @@ class Layer:
                 self.__dict__["_takes_list"] = as_list
                 out = tuple(self._trace(tuple(shapes), as_list)[2].shape[1:])
             else:
-                out = self._symbolic_output_shape(shapes if self._takes_list else shapes[:1])
+                if states:
+                    self._check_states(shapes[:1], shapes[len(shapes) - states:])
+                ins = shapes[:len(shapes) - states]
+                out = self._symbolic_output_shape(ins if self._takes_list else ins[:1])
         except TypeError:
             if not unknown:
                 raise
@@ -429,15 +459,21 @@ class Layer:
                              f"with a dimension of unknown size yet. Received a tensor of "
                              f"shape {tensors[0].shape}") from None
         calls = self.__dict__.setdefault("_calls", [])
-        tensor = KerasTensor._from_call(self, tensors, (tensors[0].shape[0],) + tuple(out),
-                                        len(calls))
+        batch = tensors[0].shape[0]
+        if isinstance(out, list):  # several outputs (a recurrent layer's states)
+            tensor = [KerasTensor._from_call(self, tensors, (batch,) + tuple(o), len(calls), k,
+                                             states) for k, o in enumerate(out)]
+        else:
+            tensor = KerasTensor._from_call(self, tensors, (batch,) + tuple(out), len(calls),
+                                            0, states)
         calls.append(tensor)
         if len(calls) == 1:
-            self._input_tensor = tensors if self._takes_list else tensors[0]
+            ins = tensors[:len(tensors) - states]
+            self._input_tensor = ins if self._takes_list else ins[0]
             self._output_tensor = tensor
         return tensor
 
-    def _call_eager(self, inputs, training=None):
+    def _call_eager(self, inputs, training=None, states=()):
         """The layer on arrays, as a one-layer model run for inference (or, in training
         mode or under a GradientTape, as one forward the tape can differentiate)."""
         from .. import tape
@@ -449,29 +485,31 @@ class Layer:
         if not isinstance(arrays, (list, tuple)):
             raise ValueError(f"Layer '{self.name}' takes a list of arrays. Received: "
                              f"{type(inputs).__name__}")
-        given = arrays
-        arrays = [np.asarray(a) for a in arrays]
+        given = list(arrays) + list(states)
+        arrays = [np.asarray(a) for a in given]
         if any(a.ndim < 2 for a in arrays):
             raise ValueError(f"Layer '{self.name}' expects a batch (an array of rank >= 2). "
                              f"Received shapes {[a.shape for a in arrays]}")
-        key = tuple(a.shape[1:] for a in arrays)
+        key = (tuple(a.shape[1:] for a in arrays), len(states))
         cache = self.__dict__.setdefault("_eager_models", {})
         model = cache.get(key)
         if model is None:
-            ins = [Input(shape=k) for k in key]
+            ins = [Input(shape=k) for k in key[0]]
+            main = ins[:len(ins) - len(states)]
             saved = self.__dict__.get("_calls"), self.__dict__.get("_input_tensor"), \
                 self.__dict__.get("_output_tensor")
-            out = self(ins if self._takes_list else ins[0])
+            kwargs = {"initial_state": ins[len(main):]} if states else {}
+            out = self(main if self._takes_list else main[0], **kwargs)
             # A helper call: not one of the layer's recorded uses.
             self._calls, self._input_tensor, self._output_tensor = saved
             if self._calls is None:
                 del self._calls
-            model = cache[key] = Functional(ins if self._takes_list else ins[0], out)
+            model = cache[key] = Functional(ins if self._takes_list or states else ins[0], out)
+        one = not (self._takes_list or states)
         if training or tape.recording() or any(isinstance(a, tape.Tensor) for a in given):
             from ..models import stepping
-            return stepping.call(model, list(given) if self._takes_list else given[0],
-                                 training)
-        return model.predict(arrays if self._takes_list else arrays[0], verbose=0)
+            return stepping.call(model, given[0] if one else given, training)
+        return model.predict(arrays[0] if one else arrays, verbose=0)
 
     @property
     def input(self):

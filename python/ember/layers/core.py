@@ -79,7 +79,12 @@ class KerasTensor:
     """A symbolic tensor of shape (batch, *shape): what Input() returns, and what a
     layer called on symbolic tensors returns. It remembers the layer that made it and
     the tensors that layer was called on (`_inputs`), which is how a functional Model
-    finds its graph; `_node_index` counts the layer's calls (Keras's keras_history)."""
+    finds its graph; `_node_index` counts the layer's calls and `_tensor_index` says
+    which of the call's outputs this is (Keras's keras_history). The last
+    `_state_inputs` of `_inputs` were passed as the call's initial_state."""
+
+    _tensor_index = 0
+    _state_inputs = 0
 
     def __init__(self, layer):
         self._layer = layer
@@ -90,9 +95,10 @@ class KerasTensor:
         self.name = layer.name
 
     @classmethod
-    def _from_call(cls, layer, inputs, shape, node_index):
+    def _from_call(cls, layer, inputs, shape, node_index, tensor_index=0, state_inputs=0):
         t = cls.__new__(cls)
         t._layer, t._inputs, t._node_index = layer, list(inputs), node_index
+        t._tensor_index, t._state_inputs = tensor_index, state_inputs
         t.shape, t.dtype, t.name = tuple(shape), "float32", layer.name
         return t
 

@@ -28,10 +28,15 @@ def _activation(value, what, layer):
 
 
 class _RNN(Layer):
-    """What SimpleRNN, LSTM and GRU share (Keras's RNN arguments)."""
+    """What SimpleRNN, LSTM and GRU share (Keras's RNN arguments). A call takes
+    `initial_state=[h]` (LSTM: `[h, c]`), tensors of shape (batch, units), in place of
+    the zero state; with `return_state=True` it returns `[output, h]` (LSTM:
+    `[output, h, c]`), the states after the last step."""
 
     _cell = None
     _gates = 1
+    _states = 1
+    _takes_initial_state = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -51,10 +56,9 @@ class _RNN(Layer):
                     not 0 <= value < 1:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what} must be in "
                                  f"[0, 1). Received: {what}={value!r}")
-        for what, value in (("return_state", return_state), ("stateful", stateful)):
-            if value:
-                raise ValueError(f"{type(self).__name__} '{self.name}': {what}=True is not "
-                                 f"supported by ember yet")
+        if stateful:
+            raise ValueError(f"{type(self).__name__} '{self.name}': stateful=True is not "
+                             f"supported by ember yet")
         self.units = int(units)
         self.activation = _activation(activation, "activation", self)
         self.recurrent_activation = _activation(recurrent_activation, "recurrent_activation",
@@ -77,7 +81,7 @@ class _RNN(Layer):
         self.seed = seed
         self._seed = _random.resolve(seed)
         self.return_sequences = bool(return_sequences)
-        self.return_state = False
+        self.return_state = self._several_outputs = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = False
         self.unroll = bool(unroll)
@@ -117,24 +121,38 @@ class _RNN(Layer):
 
     # -- graph ---------------------------------------------------------------------------
     def compute_output_shape(self, input_shape):
-        if self.return_sequences:
-            return (input_shape[0], self.units)
-        return (self.units,)
+        out = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        if self.return_state:
+            return [out] + [(self.units,)] * self._states
+        return out
 
-    def _lower(self, graph, x, reverse_output=False, zero_output_for_mask=None):
+    def _check_states(self, input_shapes, state_shapes):
+        """Refuses an initial_state of the wrong number or shape of tensors."""
+        if len(state_shapes) != self._states or \
+                any(tuple(sh) != (self.units,) for sh in state_shapes):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': initial_state must be "
+                f"{self._states} tensor(s) of shape (batch, {self.units}). Received shapes "
+                f"{[(None,) + tuple(sh) for sh in state_shapes]}")
+
+    def _lower(self, graph, x, initial_state=None, reverse_output=False,
+               zero_output_for_mask=None):
         zero = self.zero_output_for_mask if zero_output_for_mask is None else zero_output_for_mask
         if self.dropout:
             x = graph.add_dropout(x, self.dropout, self._seed, "spatial")
-        return graph.add_rnn(x, self._cell, self.units, self.activation,
-                             self.recurrent_activation, self.return_sequences,
-                             self.go_backwards, reverse_output, zero,
-                             self.kernel._storage, self.recurrent_kernel._storage,
-                             self.bias._storage if self.bias is not None else None,
-                             self.recurrent_dropout, self._seed ^ 0x5DEECE66D)
+        out = graph.add_rnn(x, self._cell, self.units, self.activation,
+                            self.recurrent_activation, self.return_sequences,
+                            self.go_backwards, reverse_output, zero,
+                            self.kernel._storage, self.recurrent_kernel._storage,
+                            self.bias._storage if self.bias is not None else None,
+                            self.recurrent_dropout, self._seed ^ 0x5DEECE66D,
+                            list(initial_state or []), self.return_state,
+                            getattr(self, "reset_after", True))
+        return out if self.return_state else out[0]
 
     def get_config(self):
         c = super().get_config()
-        c.update(return_sequences=self.return_sequences, return_state=False,
+        c.update(return_sequences=self.return_sequences, return_state=self.return_state,
                  go_backwards=self.go_backwards, stateful=False, unroll=self.unroll,
                  zero_output_for_mask=self.zero_output_for_mask, units=self.units,
                  activation=self.activation, recurrent_activation=self.recurrent_activation,
@@ -185,6 +203,7 @@ class LSTM(_RNN):
 
     _cell = "lstm"
     _gates = 4
+    _states = 2
 
     def __init__(self, units, unit_forget_bias=True, **kwargs):
         super().__init__(units, **kwargs)
@@ -210,6 +229,8 @@ class GRU(_RNN):
     z, r = recurrent_activation(x W + b + h W_rec + b_rec) per gate,
     h~ = activation(x W_h + b_h + r (h W_rec_h + b_rec_h)), h_t = z h_{t-1} + (1 - z) h~.
     Gates in the order z, r, h; the bias is (2, 3 units): input bias, recurrent bias.
+    With reset_after=False (the original GRU): h~ = activation(x W_h + b_h + (r h) W_rec_h)
+    and one bias of (3 units).
     """
 
     _cell = "gru"
@@ -217,29 +238,30 @@ class GRU(_RNN):
 
     def __init__(self, units, reset_after=True, **kwargs):
         super().__init__(units, **kwargs)
-        if not reset_after:
-            raise ValueError(f"GRU '{self.name}': ember supports reset_after=True (Keras's "
-                             f"default) only. Received: reset_after={reset_after!r}")
-        self.reset_after = True
+        self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
+        if not self.reset_after:
+            return (self._gates * self.units,)
         return (2, self._gates * self.units)
 
     def get_config(self):
         c = super().get_config()
         seed = c.pop("seed")
-        c.update(reset_after=True, seed=seed)
+        c.update(reset_after=self.reset_after, seed=seed)
         return c
 
 
-_MERGE_MODES = ("concat", "sum", "mul", "ave")
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class Bidirectional(Layer):
     """Runs a recurrent layer over the sequence forwards and a copy of it backwards and
-    merges their outputs (merge_mode 'concat', 'sum', 'mul' or 'ave'). With
-    return_sequences the backward outputs are put back in input order, and masked
-    steps output zeros, as in Keras.
+    merges their outputs (merge_mode 'concat', 'sum', 'mul' or 'ave'; None returns the
+    two outputs). With return_sequences the backward outputs are put back in input
+    order, and masked steps output zeros, as in Keras. A layer with return_state
+    returns the forward layer's final states, then the backward layer's, after the
+    output(s); initial_state takes the forward layer's states, then the backward's.
 
     Args:
         layer: a SimpleRNN, LSTM or GRU (its configuration is copied; the forward and
@@ -255,9 +277,6 @@ class Bidirectional(Layer):
             raise ValueError(f"Bidirectional takes a SimpleRNN, LSTM or GRU layer. Received: "
                              f"layer={layer!r}")
         if merge_mode not in _MERGE_MODES:
-            if merge_mode is None:
-                raise ValueError("Bidirectional: merge_mode=None (two separate outputs) is "
-                                 "not supported by ember yet")
             raise ValueError(f"Invalid merge mode. Received: merge_mode={merge_mode!r}. "
                              f"Merge mode should be one of {{'sum', 'mul', 'ave', 'concat', "
                              f"None}}")
@@ -271,12 +290,27 @@ class Bidirectional(Layer):
             backward_layer = type(layer).from_config(config)
         elif not isinstance(backward_layer, _RNN) or \
                 backward_layer.go_backwards == layer.go_backwards or \
-                backward_layer.return_sequences != layer.return_sequences:
+                backward_layer.return_sequences != layer.return_sequences or \
+                backward_layer.return_state != layer.return_state:
             raise ValueError("Bidirectional: backward_layer must be a recurrent layer with the "
-                             "opposite go_backwards and the same return_sequences as layer")
+                             "opposite go_backwards and the same return_sequences and "
+                             "return_state as layer")
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        self._several_outputs = self.return_state or merge_mode is None
+
+    _takes_initial_state = True
+
+    def _check_states(self, input_shapes, state_shapes):
+        half = len(state_shapes) // 2
+        if len(state_shapes) % 2:
+            raise ValueError(f"Bidirectional '{self.name}': initial_state must hold the forward "
+                             f"layer's states, then the backward layer's. Received "
+                             f"{len(state_shapes)} tensors")
+        self.forward_layer._check_states(input_shapes, state_shapes[:half])
+        self.backward_layer._check_states(input_shapes, state_shapes[half:])
 
     @property
     def _weights(self):
@@ -300,19 +334,35 @@ class Bidirectional(Layer):
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)
+        states = []
+        if self.return_state:
+            shape, states = shape[0], shape[1:]
         if self.merge_mode == "concat":
             shape = shape[:-1] + (2 * shape[-1],)
-        return shape
+        out = [shape, shape] if self.merge_mode is None else [shape]
+        out += states + states
+        return out if len(out) > 1 else out[0]
 
-    def _lower(self, graph, x):
+    def _lower(self, graph, x, initial_state=None):
         zero = self.return_sequences  # Keras forces zero outputs at masked steps
-        f = self.forward_layer._lower(graph, x, zero_output_for_mask=zero)
-        b = self.backward_layer._lower(graph, x, reverse_output=self.return_sequences,
+        half = len(initial_state or []) // 2
+        f = self.forward_layer._lower(graph, x, initial_state and initial_state[:half],
+                                      zero_output_for_mask=zero)
+        b = self.backward_layer._lower(graph, x, initial_state and initial_state[half:],
+                                       reverse_output=self.return_sequences,
                                        zero_output_for_mask=zero)
+        states = []
+        if self.return_state:
+            (f, *fs), (b, *bs) = f, b
+            states = fs + bs
+        if self.merge_mode is None:
+            return [f, b] + states
         if self.merge_mode == "concat":
-            return graph.add_concatenate([f, b], len(graph.value_shape(f)) - 1)
-        op = {"sum": "add", "mul": "multiply", "ave": "average"}[self.merge_mode]
-        return graph.add_merge(op, [f, b])
+            out = graph.add_concatenate([f, b], len(graph.value_shape(f)) - 1)
+        else:
+            op = {"sum": "add", "mul": "multiply", "ave": "average"}[self.merge_mode]
+            out = graph.add_merge(op, [f, b])
+        return [out] + states if states else out
 
     def get_config(self):
         from ..saving.serialization import serialize_layer

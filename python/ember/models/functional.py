@@ -185,21 +185,28 @@ class Functional(Model):
         def history(t):
             return {"class_name": "__keras_tensor__",
                     "config": {"shape": tuple(t.shape), "dtype": t.dtype,
-                               "keras_history": [t._layer.name, t._node_index, 0]}}
+                               "keras_history": [t._layer.name, t._node_index,
+                                                 t._tensor_index]}}
 
         layers = []
         for layer in self.layers:
             entry = serialize_layer(layer)
             entry.update(name=layer.name, inbound_nodes=[])
-            calls = node_ids.get(id(layer), [])
-            for t in calls:
+            calls = {}  # one inbound node per call, whatever its number of outputs
+            for t in node_ids.get(id(layer), []):
+                calls.setdefault(t._node_index, t)
+            for t in calls.values():
                 args = [history(p) for p in t._inputs]
+                kwargs = {}
+                if t._state_inputs:
+                    kwargs["initial_state"] = args[len(args) - t._state_inputs:]
+                    args = args[:len(args) - t._state_inputs]
                 entry["inbound_nodes"].append(
-                    {"args": [args] if layer._takes_list else args, "kwargs": {}})
+                    {"args": [args] if layer._takes_list else args, "kwargs": kwargs})
             layers.append(entry)
 
         def ends(tensors):
-            refs = [[t._layer.name, t._node_index, 0] for t in tensors]
+            refs = [[t._layer.name, t._node_index, t._tensor_index] for t in tensors]
             return refs[0] if len(refs) == 1 else refs
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
                 "input_layers": ends(self._input_tensors),
@@ -233,27 +240,23 @@ class Functional(Model):
                 layer._output_tensor = tensors[(name, 0)]
                 continue
             for k, node in enumerate(entry.get("inbound_nodes") or []):
-                refs, as_list = _node_refs(node, name)
-                ins = []
-                for hist in refs:
-                    key = (hist[0], hist[1])
-                    if key not in tensors:
-                        raise ValueError(f"Layer '{name}' is called on '{hist[0]}' (call "
-                                         f"{hist[1]}), which no earlier layer of this config "
-                                         f"makes")
-                    ins.append(tensors[key])
+                refs, as_list, state_refs = _node_refs(node, name)
+                ins, states = ([_tensor_of(tensors, hist, name) for hist in group]
+                               for group in (refs, state_refs))
                 if as_list is None:
                     as_list = layer._takes_list
-                tensors[(name, k)] = layer(ins if as_list else ins[0])
+                kwargs = {"initial_state": states} if states else {}
+                tensors[(name, k)] = layer(ins if as_list else ins[0], **kwargs)
 
         def ends(refs):
-            single = refs and not isinstance(refs[0], list)
+            single = refs and not isinstance(refs[0], (list, tuple))
             refs = [refs] if single else refs
             out = []
             for r in refs:
-                if (r[0], r[1]) not in tensors:
+                if not isinstance(r, (list, tuple)) or len(r) < 2 or \
+                        (r[0], r[1]) not in tensors:
                     raise ValueError(f"The config's model ends name an unknown tensor {r!r}")
-                out.append(tensors[(r[0], r[1])])
+                out.append(_tensor_of(tensors, r, "the model's ends"))
             return out[0] if single else out
         return cls(ends(config.get("input_layers") or []), ends(config.get("output_layers") or []),
                    name=config.get("name"), trainable=config.get("trainable", True))
@@ -271,7 +274,8 @@ def _unused_ops(config):
             continue
         for node in e.get("inbound_nodes") or []:
             try:
-                used.update(r[0] for r in _node_refs(node, e.get("name"))[0])
+                refs, _, states = _node_refs(node, e.get("name"))
+                used.update(r[0] for r in refs + states)
             except (ValueError, TypeError, IndexError, AttributeError):
                 pass  # reported when the layer itself is read
     outs = config.get("output_layers") or []
@@ -279,11 +283,31 @@ def _unused_ops(config):
     return ops - used
 
 
+def _tensor_of(tensors, hist, name):
+    """The tensor a keras_history [layer name, node index, tensor index] names."""
+    key = (hist[0], hist[1])
+    if key not in tensors:
+        raise ValueError(f"Layer '{name}' is called on '{hist[0]}' (call {hist[1]}), which no "
+                         f"earlier layer of this config makes")
+    out = tensors[key]
+    index = hist[2] if len(hist) > 2 else 0
+    if isinstance(out, list):
+        if not isinstance(index, int) or not 0 <= index < len(out):
+            raise ValueError(f"Layer '{name}' reads output {index!r} of '{hist[0]}', which has "
+                             f"{len(out)} outputs")
+        return out[index]
+    return out
+
+
 def _node_refs(node, name):
     """([[layer name, node index, tensor index], ...], whether the call passed a list,
-    None where Keras 2's form leaves it to the layer) of one inbound node, Keras 3's
-    form ({"args": [...], "kwargs": {}}) or Keras 2's ([[name, node, tensor, kwargs],
-    ...])."""
+    None where Keras 2's form leaves it to the layer; the refs of its initial_state) of
+    one inbound node, Keras 3's form ({"args": [...], "kwargs": {}}) or Keras 2's
+    ([[name, node, tensor, kwargs], ...])."""
+    def history(r):
+        return (r.get("config", {}).get("keras_history", [None, 0, 0])
+                if isinstance(r, dict) else [None, 0, 0])
+
     if isinstance(node, dict):
         args = node.get("args", [])
         if len(args) != 1:
@@ -291,14 +315,16 @@ def _node_refs(node, name):
                              f"tensors. Received {len(args)} arguments")
         as_list = isinstance(args[0], list)
         refs = args[0] if as_list else [args[0]]
-        return [r.get("config", {}).get("keras_history", [None, 0, 0])
-                if isinstance(r, dict) else [None, 0, 0] for r in refs], as_list
+        kwargs = node.get("kwargs") or {}
+        states = kwargs.get("initial_state") if isinstance(kwargs, dict) else None
+        states = [] if states is None else states if isinstance(states, list) else [states]
+        return [history(r) for r in refs], as_list, [history(r) for r in states]
     if isinstance(node, list) and node and all(isinstance(r, list) and len(r) >= 3
                                                for r in node):
         for r in node:
             if len(r) > 3 and r[3]:
                 raise ValueError(f"Layer '{name}' is called with keyword arguments {r[3]!r}, "
                                  f"which ember does not take")
-        return [r[:3] for r in node], None
+        return [r[:3] for r in node], None, []
     raise ValueError(f"Layer '{name}' has an inbound node ember cannot read: {node!r:.80}")
 

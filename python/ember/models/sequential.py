@@ -32,6 +32,10 @@ class Sequential(Model):
                              f"Received: {layer!r}")
         if any(existing is layer for existing in self._layers):
             raise ValueError(f"Layer '{layer.name}' is already in this model")
+        if layer._several_outputs:
+            raise ValueError(f"All layers in a Sequential model should have a single output "
+                             f"tensor; layer '{layer.name}' returns several (return_state or "
+                             f"merge_mode=None). Use the functional API for it")
         with self._changing("add()"):
             self._layers.append(layer)
             try:

@@ -37,15 +37,19 @@ def _fit(text, width, align):
 def _shape(shape):
     if shape is None:
         return "?"
+    if isinstance(shape, list):  # several outputs
+        return "[" + ", ".join(_shape(s) for s in shape) + "]"
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _connections(model):
-    """{id(layer): "name[node][0], ..."} for a functional model whose graph is not a plain
+    """{id(layer): "name[node][tensor], ..."} for a functional model whose graph is not a plain
     chain (several inputs, a merge, a fan-out or a shared layer: Keras's test), else None."""
     nodes = getattr(model, "_nodes", None)
     if nodes is None:
         return None
+    # One entry per call (a call with several outputs has a tensor for each).
+    nodes = list({(id(t._layer), t._node_index): t for t in nodes}.values())
     reads, calls = {}, {}
     for t in nodes:
         calls[id(t._layer)] = calls.get(id(t._layer), 0) + 1
@@ -57,7 +61,7 @@ def _connections(model):
         return None
     out = {}
     for t in nodes:
-        text = ", ".join(f"{p._layer.name}[{p._node_index}][0]" for p in t._inputs)
+        text = ", ".join(f"{p._layer.name}[{p._node_index}][{p._tensor_index}]" for p in t._inputs)
         key = id(t._layer)
         out[key] = f"{out[key]}, {text}" if key in out else text
     return out
