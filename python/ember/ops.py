@@ -678,8 +678,8 @@ def transpose(x, axes=None):
         return np.transpose(_array(x), axes)
     rank = len(x.shape)
     if axes is None:
-        raise ValueError(f"ops.transpose: inside a model give the axes, keeping the batch axis "
-                         f"first (e.g. (0, 2, 1)); reversing all axes would move it")
+        raise ValueError("ops.transpose: inside a model give the axes, keeping the batch axis "
+                         "first (e.g. (0, 2, 1)); reversing all axes would move it")
     axes = [int(a) + rank if a < 0 else int(a) for a in axes]
     if sorted(axes) != list(range(rank)) or axes[0] != 0:
         raise ValueError(f"ops.transpose: axes must permute {rank} axes and keep the batch "
