@@ -702,6 +702,44 @@ PYBIND11_MODULE(_core, m) {
       .def("add_permute", &Graph::add_permute, py::arg("x"), py::arg("perm"))
       .def("add_prelu", &Graph::add_prelu, py::arg("x"), py::arg("alpha"))
       .def("add_upsample", &Graph::add_upsample, py::arg("x"), py::arg("sh"), py::arg("sw"))
+      .def("add_resize", &Graph::add_resize, py::arg("x"), py::arg("height"), py::arg("width"),
+           py::arg("nearest"), py::arg("crop_to_aspect"))
+      .def("add_augment", [](Graph& g, int x, const std::string& kind, bool horizontal,
+                             bool vertical, std::array<float, 4> ranges, bool same,
+                             const std::string& fill, float fill_value, bool nearest,
+                             std::array<float, 2> value_range, uint64_t seed) {
+        AugmentSpec s;
+        if (kind == "flip") s.kind = AugmentKind::Flip;
+        else if (kind == "rotation") s.kind = AugmentKind::Rotation;
+        else if (kind == "zoom") s.kind = AugmentKind::Zoom;
+        else if (kind == "translation") s.kind = AugmentKind::Translation;
+        else if (kind == "contrast") s.kind = AugmentKind::Contrast;
+        else throw std::invalid_argument("Unknown augmentation '" + kind + "'");
+        if (fill == "reflect") s.fill = FillMode::Reflect;
+        else if (fill == "wrap") s.fill = FillMode::Wrap;
+        else if (fill == "constant") s.fill = FillMode::Constant;
+        else if (fill == "nearest") s.fill = FillMode::Nearest;
+        else throw std::invalid_argument("Unknown fill_mode '" + fill + "'");
+        s.horizontal = horizontal;
+        s.vertical = vertical;
+        s.a0 = ranges[0];
+        s.a1 = ranges[1];
+        s.b0 = ranges[2];
+        s.b1 = ranges[3];
+        s.b_same = same;
+        s.fill_value = fill_value;
+        s.nearest = nearest;
+        s.lo = value_range[0];
+        s.hi = value_range[1];
+        s.seed = seed;
+        return g.add_augment(x, s);
+      }, py::arg("x"), py::arg("kind"), py::arg("horizontal") = true, py::arg("vertical") = true,
+         py::arg("ranges") = std::array<float, 4>{0.f, 0.f, 0.f, 0.f}, py::arg("same") = false,
+         py::arg("fill_mode") = "reflect", py::arg("fill_value") = 0.f,
+         py::arg("nearest") = false, py::arg("value_range") = std::array<float, 2>{0.f, 255.f},
+         py::arg("seed") = 0)
+      .def("add_random_crop", &Graph::add_random_crop, py::arg("x"), py::arg("height"),
+           py::arg("width"), py::arg("seed"))
       .def("add_pad_crop", &Graph::add_pad_crop, py::arg("x"), py::arg("top"),
            py::arg("bottom"), py::arg("left"), py::arg("right"))
       .def("add_activity_penalty", &Graph::add_activity_penalty, py::arg("x"), py::arg("l1"),

@@ -215,6 +215,55 @@ int Graph::add_upsample(int x, int64_t sh, int64_t sw) {
                   {in[0] * sh, in[1] * sw, in[2]}, {});
 }
 
+namespace {
+
+std::vector<int64_t> image_shape(const std::vector<int64_t>& in, const char* who) {
+  if (in.size() != 3)
+    throw std::invalid_argument(std::string(who) + " expects samples of shape (height, width, "
+                                "channels). Received per-sample shape " + shape_str(in));
+  return in;
+}
+
+void check_size(int64_t oh, int64_t ow, const char* who) {
+  if (oh <= 0 || ow <= 0)
+    throw std::invalid_argument(std::string(who) + ": height and width must be positive. "
+                                "Received: (" + std::to_string(oh) + ", " +
+                                std::to_string(ow) + ")");
+}
+
+}  // namespace
+
+int Graph::add_resize(int x, int64_t oh, int64_t ow, bool nearest, bool crop_to_aspect) {
+  const auto in = image_shape(values_.at(check_value(x, "Resizing")).shape, "Resizing");
+  check_size(oh, ow, "Resizing");
+  int64_t top = 0, left = 0, wh = in[0], ww = in[1];
+  if (crop_to_aspect) {
+    wh = std::max<int64_t>(1, std::min(in[0], static_cast<int64_t>(double(in[1]) * oh / ow)));
+    ww = std::max<int64_t>(1, std::min(in[1], static_cast<int64_t>(double(in[0]) * ow / oh)));
+    top = (in[0] - wh) / 2;
+    left = (in[1] - ww) / 2;
+  }
+  return add_node(std::make_unique<ResizeNode>(in[0], in[1], in[2], oh, ow, top, left, wh, ww,
+                                               nearest),
+                  {x}, {oh, ow, in[2]}, {});
+}
+
+int Graph::add_augment(int x, AugmentSpec spec) {
+  const char* who = AugmentNode(spec).kind();
+  const auto in = image_shape(values_.at(check_value(x, who)).shape, who);
+  spec.h = in[0];
+  spec.w = in[1];
+  spec.c = in[2];
+  return add_node(std::make_unique<AugmentNode>(spec), {x}, in, {});
+}
+
+int Graph::add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed) {
+  const auto in = image_shape(values_.at(check_value(x, "RandomCrop")).shape, "RandomCrop");
+  check_size(oh, ow, "RandomCrop");
+  return add_node(std::make_unique<RandomCropNode>(in[0], in[1], in[2], oh, ow, seed), {x},
+                  {oh, ow, in[2]}, {});
+}
+
 int Graph::add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right) {
   const std::vector<int64_t> in = values_.at(check_value(x, "ZeroPadding/Cropping")).shape;
   if (in.size() != 3)

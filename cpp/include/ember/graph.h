@@ -68,6 +68,13 @@ class Graph {
                            int64_t dh, int64_t dw, bool same, Act act);
   // Nearest-neighbour upsampling of (h, w, c) samples by (sh, sw).
   int add_upsample(int x, int64_t sh, int64_t sw);
+  // Keras's Resizing of (h, w, c) samples to (oh, ow, c), bilinear or nearest; with
+  // crop_to_aspect from the largest centred window of the output's aspect ratio.
+  int add_resize(int x, int64_t oh, int64_t ow, bool nearest, bool crop_to_aspect);
+  // A random image layer (spec.h, w, c are taken from x); the identity at inference.
+  int add_augment(int x, AugmentSpec spec);
+  // Keras's RandomCrop to (oh, ow).
+  int add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed);
   // Zero padding (all >= 0) or cropping (all <= 0) of (h, w, c) samples: top, bottom,
   // left and right rows/columns added (negative: removed).
   int add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_t right);

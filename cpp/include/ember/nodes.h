@@ -193,6 +193,92 @@ class ShiftWindowNode : public Node {
   int64_t h_, w_, oh_, ow_, c_, oy_, ox_;
 };
 
+// Resizing of (h, w, c) samples to (oh, ow, c), read from the window (top, left, wh,
+// ww) of each image: bilinear (half-pixel centres, the edge pixels extended: Keras's
+// image.resize without antialiasing) or nearest. Backward scatters each output's
+// gradient onto the pixels it read, image by image.
+class ResizeNode : public Node {
+ public:
+  ResizeNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t top,
+             int64_t left, int64_t wh, int64_t ww, bool nearest);
+  const char* kind() const override { return "Resizing"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+  // One image: x (h, w, c) -> y (oh, ow, c); dx (+)= the adjoint of dy.
+  void resize_one(const float* x, float* y) const;
+  void adjoint_one(const float* dy, float* dx) const;
+
+ private:
+  struct Tap {
+    int64_t lo, hi;
+    float frac;  // the weight of hi
+  };
+  int64_t h_, w_, c_, oh_, ow_;
+  std::vector<Tap> rows_, cols_;
+};
+
+// Keras's random image layers, active in training and the identity at inference. Each
+// image draws its own parameters from (seed, step, image), so the bits do not depend on
+// the thread count. Flip: both axes the mode names, or none (Keras 3 flips both
+// together), each with probability 1/2. Rotation, Zoom, Translation: an affine map of
+// output to input pixel coordinates, sampled bilinearly (or nearest) with Keras's fill
+// modes. Contrast: (x - channel mean) f + channel mean, clipped to [lo, hi].
+enum class AugmentKind { Flip, Rotation, Zoom, Translation, Contrast };
+enum class FillMode { Reflect, Wrap, Constant, Nearest };
+
+struct AugmentSpec {
+  AugmentKind kind = AugmentKind::Flip;
+  int64_t h = 0, w = 0, c = 0;
+  bool horizontal = true, vertical = true;  // Flip
+  // Rotation: angle in [a0, a1] turns; Zoom: 1 + [a0, a1] vertically and 1 + [b0, b1]
+  // horizontally (b_same: one draw for both); Translation: [a0, a1] of the height and
+  // [b0, b1] of the width; Contrast: f in [a0, a1].
+  float a0 = 0.f, a1 = 0.f, b0 = 0.f, b1 = 0.f;
+  bool b_same = false;
+  FillMode fill = FillMode::Reflect;
+  float fill_value = 0.f;
+  bool nearest = false;
+  float lo = 0.f, hi = 255.f;  // Contrast's value range
+  uint64_t seed = 0;
+};
+
+class AugmentNode : public Node {
+ public:
+  explicit AugmentNode(const AugmentSpec& spec) : s_(spec) {}
+  const char* kind() const override;
+  // Flip: the flag; Contrast: the factor; affine kinds: the map (6 floats).
+  int64_t saved_per_sample() const override;
+  bool identity_in_inference() const override { return true; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  AugmentSpec s_;
+  bool active_ = false;
+};
+
+// Keras's RandomCrop: in training a random (oh, ow) window of each image (when the
+// image is larger both ways; its corner drawn from (seed, step, image)); otherwise, and
+// at inference, as Keras documents it: the largest centred window of the output's
+// aspect ratio resized to (oh, ow) (Keras's smart_resize).
+class RandomCropNode : public Node {
+ public:
+  RandomCropNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, uint64_t seed);
+  const char* kind() const override { return "RandomCrop"; }
+  int64_t saved_per_sample() const override { return 2; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  int64_t h_, w_, c_, oh_, ow_;
+  uint64_t seed_;
+  ResizeNode resize_;
+  bool cropped_ = false;  // the last forward cut random windows
+};
+
 // Keras's Masking, in two nodes. MaskIdsNode: per step of (steps, features) samples, 1
 // where some feature differs from mask_value, else 0 (a value that masks like token
 // ids; no gradient). MaskApplyNode: x with the masked steps zeroed (inputs x, ids).

@@ -10,6 +10,8 @@ from .convolutional import (AveragePooling1D, AveragePooling2D, AvgPool1D, AvgPo
 from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, KerasTensor,
                    Lambda, LeakyReLU, Masking, PReLU, ReLU, Reshape, Softmax)
 from .embedding import Embedding
+from .image_preprocessing import (CenterCrop, RandomContrast, RandomCrop, RandomFlip,
+                                  RandomRotation, RandomTranslation, RandomZoom, Resizing)
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
@@ -21,7 +23,8 @@ from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, UpSamplin
                         ZeroPadding1D, ZeroPadding2D)
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name not in (
-    "base", "convolutional", "core", "embedding", "merging", "normalization", "recurrent", "regularization", "reshaping"))
+    "base", "convolutional", "core", "embedding", "image_preprocessing", "merging",
+    "normalization", "preprocessing", "recurrent", "regularization", "reshaping"))
 
 
 def serialize(layer):
