@@ -35,6 +35,38 @@ def test_matches_keras_forward_and_an_adam_step(padding, kernel, stride):
         np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
 
 
+PADDED = [("same", 3, 2, 1), ("same", 4, 2, 1), ("same", 3, 2, 0), ("valid", 3, 2, 1),
+          ("valid", 2, 3, 2), ("same", 5, 3, 2), ("valid", 1, 2, 1)]
+
+
+@pytest.mark.parametrize("padding,kernel,stride,extra", PADDED)
+def test_output_padding_matches_keras(padding, kernel, stride, extra):
+    """Both layers padded, so the first one's input gradient is checked too (through
+    the second's)."""
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+
+    def build(K, L):
+        return K.Sequential([K.Input((4, 3, 2)),
+                             L.Conv2DTranspose(3, kernel, strides=stride, padding=padding,
+                                               output_padding=extra),
+                             L.Conv2DTranspose(2, 3, strides=2, padding="same",
+                                               output_padding=(1, 0)),
+                             L.Flatten(), L.Dense(2)])
+    k, e = build(keras, keras.layers), build(ember, layers)
+    assert e.output_shape == k.output_shape
+    e.set_weights(k.get_weights())
+    x = R.normal(size=(6, 4, 3, 2)).astype(np.float32)
+    y = R.normal(size=(6, 2)).astype(np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=2e-5,
+                               rtol=1e-5)
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
+    for p, q in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+
+
 def transpose_ref(x, w, b, stride):
     """'valid' transposed convolution by scattering each input pixel, float64."""
     n, h, wd, c = x.shape
@@ -80,8 +112,13 @@ def test_config_and_bad_input():
     again = layers.Conv2DTranspose.from_config(layer.get_config())
     assert again.get_config() == {**layer.get_config(), "name": again.name}
     assert "groups" not in layer.get_config() and layer.get_config()["output_padding"] is None
-    with pytest.raises(ValueError, match="output_padding=None only"):
-        layers.Conv2DTranspose(4, 3, output_padding=1)
+    padded = layers.Conv2DTranspose(4, 3, strides=2, output_padding=1)
+    assert padded.get_config()["output_padding"] == (1, 1)
+    assert padded.compute_output_shape((5, 6, 2)) == (12, 14, 4)  # (in - 1) 2 + 3 + 1
+    for bad in (2, (1, 3), -1, "1"):
+        with pytest.raises(ValueError, match=r"'ct'.*output_padding must be non-negative "
+                                             r"and smaller than the strides \(2, 2\)"):
+            layers.Conv2DTranspose(4, 3, strides=2, output_padding=bad, name="ct")
     with pytest.raises(ValueError, match="padding"):
         layers.Conv2DTranspose(4, 3, padding="full")
     with pytest.raises(ValueError, match="expected ndim=4"):

@@ -363,12 +363,17 @@ def test_mask_passes_through_dense_and_merges_to_the_pooling():
     np.testing.assert_allclose(m.predict(ids, verbose=0), want, rtol=1e-5, atol=1e-6)
 
 
-def test_masked_output_with_a_loss_is_refused():
+def test_masked_output_loss_averages_the_unmasked_steps():
     ids_in = ember.Input((6,), dtype="int32")
     out = layers.Dense(1)(layers.Embedding(20, 4, mask_zero=True)(ids_in))
     m = ember.Model(ids_in, out)
-    with pytest.raises(ValueError, match="does not apply masks to losses"):
-        m.compile("adam", "mse")
+    m.compile("adam", "mse")
+    ids = np.array([[1, 2, 0, 0, 0, 0], [3, 4, 5, 6, 7, 0]])
+    y = np.arange(12, dtype=np.float32).reshape(2, 6, 1)
+    mask = ids != 0
+    err = (m.predict(ids, verbose=0)[..., 0] - y[..., 0]) ** 2
+    np.testing.assert_allclose(m.evaluate(ids, y, verbose=0), (err * mask).sum() / mask.sum(),
+                               rtol=1e-6)
 
 
 def siamese_text(K, L):

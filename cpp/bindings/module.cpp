@@ -96,7 +96,8 @@ Batch make_batch(Graph& g, const py::object& xs, const py::object& ys, const py:
       if (yl[o].is_none()) continue;
       if (g.output_is_sparse(o)) {
         auto la = strict<int32_t>(yl[o], "labels");
-        if (la.size() != b.rows) throw std::invalid_argument("labels must have one entry per row");
+        if (la.size() != b.rows * g.output_rows(o))
+          throw std::invalid_argument("labels must have one entry per row and position");
         b.labels[o] = la.data();
       } else {
         auto ya = strict<float>(yl[o], "y");
@@ -629,11 +630,14 @@ PYBIND11_MODULE(_core, m) {
                                       std::shared_ptr<Variable> bias,
                                       std::array<int64_t, 2> strides,
                                       std::array<int64_t, 2> dilation,
-                                      const std::string& padding, const std::string& act) {
+                                      const std::string& padding, const std::string& act,
+                                      std::array<int64_t, 2> output_padding) {
         return g.add_conv2d_transpose(x, kernel, bias, strides[0], strides[1], dilation[0],
-                                      dilation[1], parse_padding(padding), act_from_string(act));
+                                      dilation[1], parse_padding(padding), act_from_string(act),
+                                      output_padding[0], output_padding[1]);
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
-         py::arg("dilation"), py::arg("padding"), py::arg("act"))
+         py::arg("dilation"), py::arg("padding"), py::arg("act"),
+         py::arg("output_padding") = std::array<int64_t, 2>{-1, -1})
       .def("add_depthwise", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                                std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
                                std::array<int64_t, 2> dilation, const std::string& padding,
@@ -828,8 +832,10 @@ PYBIND11_MODULE(_core, m) {
       // The loss (or None) and metrics [(name, k, weighted, threshold)] of output o.
       .def("set_output", [](Graph& g, int o, const py::object& loss, bool from_logits,
                             float param, float weight,
-                            const std::vector<std::tuple<std::string, int64_t, bool, float>>& metrics) {
+                            const std::vector<std::tuple<std::string, int64_t, bool, float>>& metrics,
+                            bool per_position) {
         OutputSpec s;
+        s.per_position = per_position;
         if (!loss.is_none()) {
           s.has_loss = true;
           const std::string name = loss.cast<std::string>();
@@ -846,7 +852,9 @@ PYBIND11_MODULE(_core, m) {
         }
         g.set_output_spec(o, s);
       }, py::arg("o"), py::arg("loss"), py::arg("from_logits") = false, py::arg("param") = 1.f,
-         py::arg("weight") = 1.f, py::arg("metrics") = std::vector<std::tuple<std::string, int64_t, bool, float>>{})
+         py::arg("weight") = 1.f, py::arg("metrics") = std::vector<std::tuple<std::string, int64_t, bool, float>>{},
+         py::arg("per_position") = false)
+      .def("output_has_mask", &Graph::output_has_mask)
       .def("set_optimizer", &Graph::set_optimizer)
       .def_property_readonly("variables", &Graph::variables)
       .def("set_variable_flags", &Graph::set_variable_flags, py::arg("trainable"),

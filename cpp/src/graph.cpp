@@ -39,6 +39,12 @@ const T* rows_of(const T* src, int64_t size, const Batch& b, T* dst) {
   return dst;
 }
 
+// n times the batch's loss, a weighted sum over rows averaged over count of them (the
+// sum itself where count is n: one row per sample, no mask).
+double batch_loss_sum(double sum, int64_t n, double count) {
+  return count == static_cast<double>(n) ? sum : sum * static_cast<double>(n) / count;
+}
+
 // Rows [s, s + m) of the batch b.
 Batch sub_batch(const Batch& b, int64_t s, int64_t m) {
   Batch c = b;
@@ -77,17 +83,31 @@ void Graph::set_output_spec(int o, const OutputSpec& spec) {
   if (spec.has_loss && spec.loss == Loss::Huber && !(spec.param > 0.f))
     throw std::invalid_argument("Huber: delta must be positive. Received: delta=" +
                                 std::to_string(spec.param));
-  if (spec.has_loss && values_[outputs_[o]].mask >= 0)
-    throw std::invalid_argument(
-        "Output " + std::to_string(o) + " carries the mask of an Embedding(mask_zero=True): "
-        "ember does not apply masks to losses yet (Keras weights each step by the mask). "
-        "Pool the steps first (e.g. GlobalAveragePooling1D), or drop mask_zero");
+  const Value& out = values_[outputs_[o]];
+  const bool judged = spec.has_loss || !spec.metrics.empty();
+  if (spec.per_position && out.shape.size() < 2)
+    throw std::invalid_argument("Output " + std::to_string(o) + ": a loss per position needs "
+                                "samples of more than one axis. Received per-sample shape " +
+                                shape_str(out.shape));
+  if (judged && out.mask >= 0) {
+    const int64_t rows = out.size / out.shape.back();
+    if (!spec.per_position || values_[out.mask].size != rows)
+      throw std::invalid_argument(
+          "Output " + std::to_string(o) + " of per-sample shape " + shape_str(out.shape) +
+          " carries a mask of " + std::to_string(values_[out.mask].size) + " steps, which "
+          "does not weigh its rows: pool the steps first (e.g. GlobalAveragePooling1D)");
+  }
   if (!(spec.weight >= 0.f))
     throw std::invalid_argument("loss_weights must be non-negative. Received: " +
                                 std::to_string(spec.weight));
   std::lock_guard<std::mutex> lock(mu_);  // waits for a step running in another thread
   specs_[o] = spec;
   training_planned_ = false;
+}
+
+int64_t Graph::output_rows(int o) const {
+  const Value& out = values_.at(outputs_.at(o));
+  return specs_.at(o).per_position ? out.size / out.shape.back() : 1;
 }
 
 bool Graph::output_is_sparse(int o) const {
@@ -167,6 +187,8 @@ void Graph::finalize() {
   input_bufs_.resize(inputs_.size());
   y_.resize(outputs_.size());
   labels_.resize(outputs_.size());
+  row_w_.resize(outputs_.size());
+  row_m_.resize(outputs_.size());
   labels_ptr_.assign(outputs_.size(), nullptr);
   y_ptr_.assign(outputs_.size(), nullptr);
   size_t widest_inputs = 1;
@@ -521,7 +543,6 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
   std::fill(gbuf_.begin(), gbuf_.end(), -1);
 
   // The losses' gradients at the outputs (or at the pre-activation when fused).
-  const float scale = 1.f / static_cast<float>(std::max<int64_t>(n, 1));
   for (size_t o = 0; o < outputs_.size(); ++o) {
     const OutputSpec& s = specs_[o];
     if (!s.has_loss) continue;
@@ -534,16 +555,12 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
       if (wanted) std::memcpy(pool(gbuf_[v]), y_ptr_[o], sizeof(float) * n * c);
       continue;
     }
-    double sum;
-    if (wanted)
-      sum = loss_forward_backward<float>(s.loss, s.from_logits, loss_act_[o], val_[v],
-                                         labels_ptr_[o], y_ptr_[o], sw_ptr_, pool(gbuf_[v]), n,
-                                         c, scale * s.weight, s.param);
-    else
-      sum = loss_forward<float>(s.loss, s.from_logits, val_[v], labels_ptr_[o], y_ptr_[o],
-                                sw_ptr_, n, c, s.param);
-    r->output_loss_sums[o] = sum;
-    r->loss_sum += s.weight * sum;
+    double count;
+    const double sum = output_loss(static_cast<int>(o), n, wanted ? pool(gbuf_[v]) : nullptr,
+                                   &count);
+    // The batch's loss (the weighted sum over the count), n times: what Python divides.
+    r->output_loss_sums[o] = batch_loss_sum(sum, n, count);
+    r->loss_sum += s.weight * r->output_loss_sums[o];
   }
 
   StepCtx ctx{true, step_};
@@ -609,21 +626,87 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
 void Graph::gather_targets(const Batch& b) {
   for (size_t o = 0; o < outputs_.size(); ++o) {
     const int64_t c = values_[outputs_[o]].size;
-    labels_ptr_[o] = rows_of(o < b.labels.size() ? b.labels[o] : nullptr, int64_t(1), b,
+    const int64_t rows = output_rows(static_cast<int>(o));
+    labels_[o].resize(rows_times(b.n, rows));
+    labels_ptr_[o] = rows_of(o < b.labels.size() ? b.labels[o] : nullptr, rows, b,
                              labels_[o].data());
     y_ptr_[o] = rows_of(o < b.y.size() ? b.y[o] : nullptr, c, b, y_[o].data());
   }
   sw_ptr_ = rows_of(b.sw, int64_t(1), b, sw_.data());
 }
 
-void Graph::add_metrics(StepResult& r, int64_t n) const {
+const float* Graph::row_weights(int o, int64_t n, double* count) {
+  const int64_t rows = output_rows(o);
+  const int mask = values_[outputs_[o]].mask;
+  if (rows == 1 && mask < 0) {
+    *count = static_cast<double>(n);
+    return sw_ptr_;
+  }
+  FloatBuffer& w = row_w_[o];
+  w.resize(rows_times(n, rows));
+  const float* m = mask >= 0 ? val_[mask] : nullptr;
+  int64_t valid = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < rows; ++t) {
+      const bool on = !m || m[i * rows + t] != 0.f;
+      valid += on;
+      w[i * rows + t] = on ? (sw_ptr_ ? sw_ptr_[i] : 1.f) : 0.f;
+    }
+  // Keras: the mean over the unmasked rows (none: a loss of 0).
+  *count = static_cast<double>(std::max<int64_t>(valid, 1));
+  return w.data();
+}
+
+double Graph::output_loss(int o, int64_t n, float* grad, double* count) {
+  const OutputSpec& s = specs_[o];
+  const int v = outputs_[o];
+  const int64_t rows = output_rows(o), c = values_[v].size / rows;
+  const float* w = row_weights(o, n, count);
+  if (grad)
+    return loss_forward_backward<float>(s.loss, s.from_logits, loss_act_[o], val_[v],
+                                        labels_ptr_[o], y_ptr_[o], w, grad, n * rows, c,
+                                        static_cast<float>(s.weight / *count), s.param);
+  return loss_forward<float>(s.loss, s.from_logits, val_[v], labels_ptr_[o], y_ptr_[o], w,
+                             n * rows, c, s.param);
+}
+
+void Graph::add_metrics(StepResult& r, int64_t n) {
   for (size_t o = 0; o < outputs_.size(); ++o) {
-    const int64_t c = values_[outputs_[o]].size;
-    for (const MetricSpec& m : specs_[o].metrics) {
+    const auto& metrics = specs_[o].metrics;
+    if (metrics.empty()) continue;
+    const int oi = static_cast<int>(o);
+    const int64_t rows = output_rows(oi), c = values_[outputs_[o]].size / rows;
+    double count;
+    const float* w = row_weights(oi, n, &count);
+    // Unweighted metrics still skip the masked rows: weighted by the mask alone.
+    const int mask = values_[outputs_[o]].mask;
+    const float* m = nullptr;
+    if (mask >= 0) {
+      FloatBuffer& mb = row_m_[o];
+      mb.resize(rows_times(n, rows));
+      for (int64_t i = 0; i < n * rows; ++i) mb[i] = val_[mask][i] != 0.f ? 1.f : 0.f;
+      m = mb.data();
+    }
+    for (const MetricSpec& spec : metrics) {
       const size_t at = r.metric_sums.size();
-      r.metric_sums.resize(at + metric_width(m, c), 0.0);
-      metric_add(m, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], sw_ptr_, n, c,
+      r.metric_sums.resize(at + metric_width(spec, c), 0.0);
+      MetricSpec use = spec;
+      const float* weights = w;
+      if (!spec.weighted && m) {
+        use.weighted = true;
+        weights = m;
+      }
+      metric_add(use, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], weights, n * rows, c,
                  r.metric_sums.data() + at);
+    }
+    if (specs_[o].per_position) {  // the denominators: rows counted, their total weight
+      double counted = 0, weight = 0;
+      for (int64_t i = 0; i < n * rows; ++i) {
+        counted += m ? m[i] : 1.0;
+        weight += w ? w[i] : 1.0;
+      }
+      r.metric_sums.push_back(counted);
+      r.metric_sums.push_back(weight);
     }
   }
 }
@@ -664,9 +747,13 @@ StepResult Graph::test_step(const Batch& b) {
   StepResult r;
   r.output_loss_sums.assign(outputs_.size(), 0.0);
   size_t metrics = 0;
-  for (size_t o = 0; o < specs_.size(); ++o)
+  for (size_t o = 0; o < specs_.size(); ++o) {
     for (const MetricSpec& m : specs_[o].metrics)
-      metrics += metric_width(m, values_[outputs_[o]].size);
+      metrics += metric_width(m, output_columns(static_cast<int>(o)));
+    if (!specs_[o].metrics.empty() && specs_[o].per_position) metrics += 2;  // denominators
+  }
+  // Per output: the weighted loss sum and the count it is averaged over, over chunks.
+  std::vector<double> sums(outputs_.size(), 0.0), counts(outputs_.size(), 0.0);
   r.metric_sums.assign(metrics, 0.0);
   StepResult part_r;
   double activity = 0;  // the activity penalties, summed over the chunks of the batch
@@ -678,18 +765,20 @@ StepResult Graph::test_step(const Batch& b) {
     gather_targets(part);
     forward(n, false);
     for (size_t o = 0; o < outputs_.size(); ++o) {
-      const OutputSpec& sp = specs_[o];
-      if (!sp.has_loss) continue;
-      const int v = outputs_[o];
-      const double sum = loss_forward<float>(sp.loss, sp.from_logits, val_[v], labels_ptr_[o],
-                                             y_ptr_[o], sw_ptr_, n, values_[v].size, sp.param);
-      r.output_loss_sums[o] += sum;
-      r.loss_sum += sp.weight * sum;
+      if (!specs_[o].has_loss) continue;
+      double count;
+      sums[o] += output_loss(static_cast<int>(o), n, nullptr, &count);
+      counts[o] += count;
     }
     activity += activity_penalty();
     part_r.metric_sums.clear();
     add_metrics(part_r, n);
     for (size_t m = 0; m < metrics; ++m) r.metric_sums[m] += part_r.metric_sums[m];
+  }
+  for (size_t o = 0; o < outputs_.size(); ++o) {
+    if (!specs_[o].has_loss) continue;
+    r.output_loss_sums[o] = batch_loss_sum(sums[o], b.n, counts[o]);
+    r.loss_sum += specs_[o].weight * r.output_loss_sums[o];
   }
   r.loss_sum += penalty(false) * static_cast<double>(b.n) + activity;
   return r;

@@ -19,13 +19,13 @@ int64_t product(const std::vector<int64_t>& s) {
   return p;
 }
 
+}  // namespace
+
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "(";
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + (s.size() == 1 ? ",)" : ")");
 }
-
-}  // namespace
 
 // -- building ------------------------------------------------------------------------
 
@@ -158,7 +158,8 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
 }
 
 int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
-                                int64_t sw, int64_t dh, int64_t dw, bool same, Act act) {
+                                int64_t sw, int64_t dh, int64_t dw, bool same, Act act,
+                                int64_t oph, int64_t opw) {
   const std::vector<int64_t> in = values_.at(check_value(x, "Conv2DTranspose")).shape;
   if (in.size() != 3)
     throw std::invalid_argument("Conv2DTranspose expects samples of shape (height, width, "
@@ -175,6 +176,47 @@ int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int
     const int64_t eff = kk + (kk - 1) * (d - 1);
     return same ? size * st : size * st + std::max<int64_t>(eff - st, 0);
   };
+  if ((oph >= 0) != (opw >= 0) || (oph >= 0 && (oph >= sh || opw >= sw)))
+    throw std::invalid_argument("Conv2DTranspose: output_padding must be smaller than the "
+                                "strides along each axis. Received: output_padding=(" +
+                                std::to_string(oph) + ", " + std::to_string(opw) +
+                                "), strides=(" + std::to_string(sh) + ", " +
+                                std::to_string(sw) + ")");
+  if (oph >= 0) {
+    // The output length and the convolution's padding before the data along one axis:
+    // Keras's arithmetic, and the left padding its JAX backend gives the dilated input
+    // (k_eff - 1 - that).
+    auto axis = [&](int64_t size, int64_t kk, int64_t st, int64_t d, int64_t op,
+                    int64_t* len, int64_t* before) {
+      const int64_t eff = kk + (kk - 1) * (d - 1);
+      *len = (size - 1) * st + eff - 2 * (same ? eff / 2 : 0) + op;
+      int64_t left = eff - 1;
+      if (same) {
+        const int64_t pad_len = eff + eff % 2 - 2 + op;
+        left = std::min(pad_len / 2 + pad_len % 2, eff - 1);
+      }
+      *before = eff - 1 - left;
+    };
+    int64_t oh, ow, top, left;
+    axis(in[0], k[0], sh, dh, oph, &oh, &top);
+    axis(in[1], k[1], sw, dw, opw, &ow, &left);
+    if (oh <= 0 || ow <= 0)
+      throw std::invalid_argument("Conv2DTranspose: output_padding gives an empty output " +
+                                  shape_str({oh, ow, k[2]}));
+    Conv2DShape s = conv2d_shape(1, oh, ow, k[2], 1, 1, in[2], 1, 1, 1, 1, false);
+    s.kh = k[0];
+    s.kw = k[1];
+    s.sh = sh;
+    s.sw = sw;
+    s.dh = dh;
+    s.dw = dw;
+    s.pad_top = top;
+    s.pad_left = left;
+    s.oh = in[0];
+    s.ow = in[1];
+    return add_weighted(std::make_unique<Conv2DTransposeNode>(s), x, {oh, ow, k[2]},
+                        {kernel, bias}, act);
+  }
   const int64_t oh = length(in[0], k[0], sh, dh), ow = length(in[1], k[1], sw, dw);
   // The convolution whose input gradient this is: input (oh, ow, filters), output in.
   const Conv2DShape s = conv2d_shape(1, oh, ow, k[2], k[0], k[1], in[2], sh, sw, dh, dw, same);

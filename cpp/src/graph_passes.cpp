@@ -184,14 +184,17 @@ void Graph::find_dense_chains() {
 // Inference buffers by liveness: walking the nodes in order, a value takes the buffer
 // of a value whose last reader has run (the smallest that fits), or its own. A buffer
 // is never grown for another value, so inference never holds more than training.
-// Outputs are never given up.
+// Outputs (and their masks) are never given up.
 void Graph::plan_inference_buffers() {
   const int V = static_cast<int>(values_.size());
   infer_home_.assign(V, -1);
   buf_floats_.assign(V, 0);
   std::vector<int> refs(V, 0), free;
+  // Outputs, and the masks that weigh their losses, live to the end.
   auto is_output = [&](int v) {
-    return std::find(outputs_.begin(), outputs_.end(), v) != outputs_.end();
+    for (int o : outputs_)
+      if (o == v || values_[o].mask == v) return true;
+    return false;
   };
   for (int v : inputs_) infer_home_[v] = v;
   for (size_t i = 0; i < nodes_.size(); ++i) {

@@ -36,6 +36,9 @@ struct Batch {
   int64_t rows = 0;  // rows in the whole arrays, for bounds checks
 };
 
+// A per-sample shape as Python writes it: (3, 4), (5,).
+std::string shape_str(const std::vector<int64_t>& s);
+
 // What an output is trained and judged with.
 struct OutputSpec {
   bool has_loss = false;
@@ -47,6 +50,11 @@ struct OutputSpec {
   float param = 1.f;
   float weight = 1.f;
   std::vector<MetricSpec> metrics;
+  // One loss (and metric) term per position of the last axis's rows (a class per time
+  // step), averaged over the rows, as Keras does for outputs of more than one axis; an
+  // output carrying a mask weights each row by it (Keras: the mean over the unmasked
+  // rows). Without it, an output's whole sample is one row.
+  bool per_position = false;
 };
 
 class Graph {
@@ -63,9 +71,12 @@ class Graph {
   int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                  int64_t dh, int64_t dw, bool same, Act act, bool causal = false);
   // Keras's Conv2DTranspose: kernel (kh, kw, filters, channels); the output size is
-  // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid').
+  // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid'); with an
+  // output padding (oph, opw >= 0; -1: none) (in - 1) * stride + k_eff - 2 pad + op,
+  // pad = k_eff / 2 ('same') or 0, as Keras (and its JAX backend's padding) computes it.
   int add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
-                           int64_t dh, int64_t dw, bool same, Act act);
+                           int64_t dh, int64_t dw, bool same, Act act, int64_t oph = -1,
+                           int64_t opw = -1);
   // Nearest-neighbour upsampling of (h, w, c) samples by (sh, sw).
   int add_upsample(int x, int64_t sh, int64_t sw);
   // Keras's Resizing of (h, w, c) samples to (oh, ow, c), bilinear or nearest; with
@@ -170,6 +181,10 @@ class Graph {
   Optimizer* optimizer() { return opt_.get(); }
   bool output_is_sparse(int o) const;
   bool output_has_loss(int o) const { return specs_.at(o).has_loss; }
+  bool output_has_mask(int o) const { return values_.at(outputs_.at(o)).mask >= 0; }
+  // The rows of output o a loss and metrics see per sample, and their width.
+  int64_t output_rows(int o) const;
+  int64_t output_columns(int o) const { return output_size(o) / output_rows(o); }
   // The regularizers' penalty at the current weights, adding its gradient to the
   // trainable variables' gradients when `grads`.
   double penalty(bool grads);
@@ -249,7 +264,15 @@ class Graph {
   bool fused_loss(int o) const;
   size_t var_index(const Variable* v) const;
   void gather_targets(const Batch& b);
-  void add_metrics(StepResult& r, int64_t n) const;
+  // The weight of each of output o's n * rows rows (sample weight times mask; null when
+  // they are the sample weights alone) and the count its loss is averaged over.
+  const float* row_weights(int o, int64_t n, double* count);
+  // Output o's loss over the batch: its weighted sum over rows (the gradient, scaled,
+  // into grad unless null); *count as row_weights.
+  double output_loss(int o, int64_t n, float* grad, double* count);
+  // Each output's metric sums; a per-position output's followed by its denominators:
+  // the rows counted (masked rows out) and their total weight.
+  void add_metrics(StepResult& r, int64_t n);
   static constexpr int64_t kInferenceFloats = int64_t(1) << 22;
 
   std::vector<Value> values_;
@@ -298,6 +321,8 @@ class Graph {
   std::vector<FloatBuffer> y_;  // per output: gathered dense targets
   std::vector<AlignedBuffer<int32_t>> labels_;
   FloatBuffer sw_;
+  std::vector<FloatBuffer> row_w_;  // per output: the rows' weights
+  std::vector<FloatBuffer> row_m_;  // per output: its mask over the rows, as 0 and 1
   // The gradient sums a shared variable needs, and the tables to zero each step.
   struct GradSum { float* dst; const float* src; int64_t size; };
   std::vector<GradSum> grad_sums_;

@@ -193,7 +193,9 @@ class Conv2DTranspose(_Conv):
     Args:
         filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
         kernel_initializer, bias_initializer: as for Conv2D.
-        output_padding: None (Keras's default) only.
+        output_padding: None (Keras's default), or an int or pair below the strides:
+            the output grows to (in - 1) * stride + kernel - 2 * pad + output_padding
+            (pad = kernel // 2 with 'same', else 0), as Keras computes it.
 
     Input shape: (batch, height, width, channels).
     Output shape: (batch, height * sy, width * sx, filters) with padding='same'; with
@@ -208,9 +210,18 @@ class Conv2DTranspose(_Conv):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          1, activation, use_bias, **kwargs)
         if output_padding is not None:
-            raise ValueError(f"Conv2DTranspose: ember supports output_padding=None only. "
-                             f"Received: output_padding={output_padding!r}")
-        self.output_padding = None
+            pair = ((output_padding,) * 2 if isinstance(output_padding, (int, np.integer))
+                    else output_padding)
+            try:
+                pair = tuple(int(p) for p in pair if int(p) == p and not isinstance(p, bool))
+            except (TypeError, ValueError):
+                pair = ()
+            if len(pair) != 2 or any(p < 0 or p >= s for p, s in zip(pair, self.strides)):
+                raise ValueError(f"Conv2DTranspose '{self.name}': output_padding must be "
+                                 f"non-negative and smaller than the strides {self.strides}. "
+                                 f"Received: output_padding={output_padding!r}")
+            output_padding = pair
+        self.output_padding = output_padding
 
     def build(self, input_shape):
         _check_image(self, input_shape, 2)
@@ -234,6 +245,11 @@ class Conv2DTranspose(_Conv):
         out = []
         for i in range(2):
             k = self.kernel_size[i] + (self.kernel_size[i] - 1) * (self.dilation_rate[i] - 1)
+            if self.output_padding is not None:
+                pad = k // 2 if self.padding == "same" else 0
+                out.append((input_shape[i] - 1) * self.strides[i] + k - 2 * pad +
+                           self.output_padding[i])
+                continue
             size = input_shape[i] * self.strides[i]
             out.append(size if self.padding == "same" else size + max(k - self.strides[i], 0))
         return tuple(out) + (self.filters,)
@@ -241,12 +257,13 @@ class Conv2DTranspose(_Conv):
     def _lower(self, graph, x):
         return graph.add_conv2d_transpose(
             x, self.kernel._storage, self.bias._storage if self.bias is not None else None,
-            self.strides, self.dilation_rate, self.padding, self.activation)
+            self.strides, self.dilation_rate, self.padding, self.activation,
+            self.output_padding if self.output_padding is not None else (-1, -1))
 
     def get_config(self):
         c = super().get_config()
         c.pop("groups", None)
-        c["output_padding"] = None
+        c["output_padding"] = self.output_padding
         return c
 
 

@@ -182,6 +182,9 @@ class Model(Layer):
         self._metric_weighted = []
         self._metric_objs = []
         self._metric_widths = []
+        self._metric_at = []
+        self._metric_dens = []
+        self._metric_total = 0
         self._metric_ids = []
         self._weighted_ids = []
         self.compiled = False
@@ -491,9 +494,9 @@ class Model(Layer):
             return list(value)
         return [value] * len(names)
 
-    # Losses and metrics that reduce the last axis other than by a mean: on an output of
-    # rank > 1 per sample (a Dense on sequences) they would need one value per position.
-    _LAST_AXIS_ONLY = ("sparse_categorical_crossentropy", "categorical_crossentropy",
+    # Losses and metrics that classify along the last axis: on an output of rank > 1 per
+    # sample (a Dense on sequences) they take one term per position, as Keras does.
+    _PER_POSITION = ("sparse_categorical_crossentropy", "categorical_crossentropy",
                        "kl_divergence", "categorical_accuracy", "sparse_categorical_accuracy",
                        "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
 
@@ -519,28 +522,18 @@ class Model(Layer):
         metric_lists = per_output(self._metric_ids, "metrics")
         weighted_lists = per_output(self._weighted_ids, "weighted_metrics")
         all_names, cores, flags, self._output_losses = [], [], [], []
-        objs, widths = [], []
+        objs, widths, dens, offsets, total, self._per_position = [], [], [], [], 0, []
         for o, (name, loss) in enumerate(zip(names, losses)):
             out_shape = tuple(g.output_shapes[o])
             if loss is not None and loss.reduction != "sum_over_batch_size":
                 raise ValueError(f"compile() needs losses with reduction="
                                  f"'sum_over_batch_size'. Received: {loss.reduction!r}")
-            if loss is not None and len(out_shape) > 1 and \
-                    loss._core_name in self._LAST_AXIS_ONLY:
-                raise ValueError(f"ember does not yet support {loss.name} on outputs of "
-                                 f"more than one axis per sample (a class per position). The "
-                                 f"model outputs shape {(None,) + out_shape}; add a Flatten or "
-                                 f"a global pooling layer before the classifier")
             sparse = loss._sparse if loss is not None else False
             specs = []
             for weighted, ids in ((False, metric_lists[o]), (True, weighted_lists[o])):
                 ids = ids if isinstance(ids, (list, tuple)) else [ids]
                 for m in ids:
                     mname, spec, obj = metrics_mod.get(m, out_shape, sparse, weighted)
-                    if len(out_shape) > 1 and spec[0] in self._LAST_AXIS_ONLY:
-                        raise ValueError(f"ember does not yet support the metric {mname!r} "
-                                         f"on outputs of more than one axis per sample. The "
-                                         f"model outputs shape {(None,) + out_shape}")
                     if multi:
                         mname = f"{name}_{mname}"
                     if mname in all_names or mname == "loss":  # Keras prefixes the clash
@@ -550,11 +543,27 @@ class Model(Layer):
                     flags.append(spec[2])
                     specs.append(spec)
                     objs.append(obj)
-                    widths.append(_core.metric_width(spec[0], spec[1],
-                                                     int(np.prod(out_shape))))
+            # A term per position of the last axis (a class per time step; or a mask
+            # weighing each step), else one per sample.
+            per_position = len(out_shape) > 1 and (
+                g.output_has_mask(o) or
+                (loss is not None and loss._core_name in self._PER_POSITION) or
+                any(spec[0] in self._PER_POSITION for spec in specs))
+            columns = out_shape[-1] if per_position else int(np.prod(out_shape))
+            for spec in specs:
+                widths.append(_core.metric_width(spec[0], spec[1], columns))
+                offsets.append(total)
+                total += widths[-1]
+            # Per position, the core follows the output's metric sums with the rows counted
+            # (masked rows out) and their total weight: the metrics' denominators.
+            den = total if per_position and specs else None
+            dens += [den] * len(specs)
+            total += 2 if den is not None else 0
             g.set_output(o, None if loss is None else loss._core_name,
                          loss.from_logits if loss is not None else False,
-                         loss._param if loss is not None else 1.0, float(weights[o]), specs)
+                         loss._param if loss is not None else 1.0, float(weights[o]), specs,
+                         per_position)
+            self._per_position.append(per_position)
             self._output_losses.append(loss)
         self._output_loss_names = [f"{n}_loss" for n in names] if multi else []
         self._metric_names = all_names
@@ -562,6 +571,9 @@ class Model(Layer):
         self._metric_core = cores
         self._metric_objs = objs
         self._metric_widths = widths
+        self._metric_at = offsets
+        self._metric_dens = dens
+        self._metric_total = total
         self.optimizer._attach(g)
         self._synced_trainable = None
         self._sync_trainable()
@@ -699,12 +711,17 @@ class Model(Layer):
                              f"x has {n}, {name} has {y.shape[0] if y.ndim else 'a scalar'}")
         out_shape = tuple(self._graph.output_shapes[o])
         if loss._sparse:
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y[:, 0]
-            if y.ndim != 1:
-                raise ValueError(f"{loss.name} expects integer class ids of shape (n,) or "
-                                 f"(n, 1). Received {name} of shape {y.shape} (use "
-                                 f"categorical_crossentropy for one-hot targets)")
+            # One class id per sample, or per position when the output has more axes.
+            ids_shape = out_shape[:-1] if self._per_position[o] else ()
+            if y.shape[1:] == ids_shape + (1,):
+                y = y[..., 0]
+            if y.shape[1:] != ids_shape:
+                expected = ", ".join(["n"] + [str(d) for d in ids_shape])
+                raise ValueError(f"{loss.name} expects integer class ids of shape "
+                                 f"({expected}) or ({expected}, 1). Received {name} of shape "
+                                 f"{y.shape} (use categorical_crossentropy for one-hot "
+                                 f"targets)")
+            y = y.reshape(len(y), -1) if ids_shape else y
             if not np.issubdtype(y.dtype, np.integer):
                 if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or \
                         not np.all(y == np.floor(y)):
@@ -713,8 +730,9 @@ class Model(Layer):
             classes = out_shape[-1]
             bad = (y < 0) | (y >= classes)
             if bad.any():
-                i = int(np.argmax(bad))
-                raise ValueError(f"Received a label value of {y[i]} (sample {i}) which is "
+                k = int(np.argmax(bad.ravel()))
+                i, value = k // max(1, y[0].size), y.ravel()[k]
+                raise ValueError(f"Received a label value of {value} (sample {i}) which is "
                                  f"outside the valid range of [0, {classes}) for a model "
                                  f"with {classes} outputs")
             return np.ascontiguousarray(y, dtype=np.int32)
@@ -748,6 +766,10 @@ class Model(Layer):
                 raise ValueError(f"class_weight must be a dict. Received: {class_weight!r}")
             if len(self.output_names) > 1:
                 raise ValueError("class_weight is only supported for models with one output")
+            if self._per_position[0]:
+                raise ValueError("class_weight is not supported for outputs with a class per "
+                                 "position (targets of more than one axis per sample); pass "
+                                 "sample_weight instead")
             classes = self._graph.output_shapes[0][-1]
             table = np.ones(max(classes, 2), dtype=np.float32)
             for k, v in class_weight.items():
@@ -772,7 +794,7 @@ class Model(Layer):
         return None if sw is None else np.ascontiguousarray(sw, dtype=np.float32)
 
     def _totals(self):
-        return _Totals(sum(getattr(self, "_metric_widths", [])), len(self._output_loss_names))
+        return _Totals(getattr(self, "_metric_total", 0), len(self._output_loss_names))
 
     # -- logs -----------------------------------------------------------------------------
     def _logs(self, t):
@@ -783,12 +805,12 @@ class Model(Layer):
         logs = {"loss": float(t.loss / t.count)}
         for name, s in zip(self._output_loss_names, t.outputs):
             logs[name] = float(s / t.count)
-        at = 0
-        for name, weighted, obj, w in zip(self._metric_names, self._metric_weighted,
-                                          self._metric_objs, self._metric_widths):
-            v = obj._result_from(t.metrics[at:at + w], t.count, t.weight, weighted)
+        for name, weighted, obj, w, at, den in zip(
+                self._metric_names, self._metric_weighted, self._metric_objs,
+                self._metric_widths, self._metric_at, self._metric_dens):
+            count, weight = (t.count, t.weight) if den is None else t.metrics[den:den + 2]
+            v = obj._result_from(t.metrics[at:at + w], count, weight, weighted)
             logs[name] = float(v) if np.ndim(v) == 0 else np.asarray(v, np.float32)
-            at += w
         return dict(sorted(logs.items()))
 
     # -- training -------------------------------------------------------------------------
