@@ -143,3 +143,55 @@ def test_bad_targets_name_the_shape_and_the_value():
         m.fit(ids, y, class_weight={0: 1.0, 1: 2.0, 2: 1.0}, verbose=0)
     np.testing.assert_allclose(m.evaluate(ids, y[..., None], verbose=0),
                                m.evaluate(ids, y, verbose=0))
+
+
+def test_ignore_class_leaves_positions_out_of_loss_and_metrics():
+    """Keras's ignore_class: the loss is the mean over the labels that are not it;
+    ember's metrics leave those positions out too (Keras 3 counts them as misses)."""
+    x = R.normal(size=(6, 5, 4)).astype(np.float32)
+    y = R.integers(0, 3, (6, 5))
+    y[1, 3:] = -1
+    y[4, 0] = -1
+    m = ember.Sequential([ember.Input((5, 4)), layers.Dense(3, activation="softmax")])
+    loss = ember.losses.SparseCategoricalCrossentropy(ignore_class=-1)
+    m.compile("adam", loss, metrics=["accuracy"])
+    p = m.predict(x, verbose=0).astype(np.float64)
+    keep = y != -1
+    nll = -np.log(np.take_along_axis(p, np.where(keep, y, 0)[..., None], -1)[..., 0])
+    right = p.argmax(-1) == y
+    np.testing.assert_allclose(m.evaluate(x, y, verbose=0),
+                               [(nll * keep).sum() / keep.sum(), right[keep].mean()],
+                               rtol=1e-5)
+    np.testing.assert_allclose(loss(y, p), (nll * keep).sum() / keep.sum(), rtol=1e-5)
+    np.testing.assert_allclose(loss.call(y, p), nll * keep, rtol=1e-5)
+    assert loss.get_config()["ignore_class"] == -1
+    bad = y.copy()
+    bad[2, 2] = -2
+    with pytest.raises(ValueError, match=r"label value of -2 \(sample 2\)"):
+        m.evaluate(x, bad, verbose=0)
+    with pytest.raises(ValueError, match="ignore_class must be an integer"):
+        ember.losses.SparseCategoricalCrossentropy(ignore_class=0.5)
+
+
+def test_ignore_class_trains_as_keras():
+    from oracles import keras_or_skip
+    keras = keras_or_skip()
+    x = R.normal(size=(6, 5, 4)).astype(np.float32)
+    y = R.integers(0, 3, (6, 5))
+    y[1, 3:] = 2
+    y[4, 0] = 2
+
+    def make(lib):
+        m = lib.Sequential([lib.Input((5, 4)), lib.layers.Dense(3, activation="softmax")])
+        m.compile(lib.optimizers.Adam(0.05),
+                  lib.losses.SparseCategoricalCrossentropy(ignore_class=2))
+        return m
+    k, e = make(keras), make(ember)
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    np.testing.assert_allclose(e.evaluate(x, y, verbose=0), k.evaluate(x, y, verbose=0),
+                               rtol=1e-5)
+    hk = k.fit(x, y, batch_size=3, epochs=2, verbose=0, shuffle=False).history
+    he = e.fit(x, y, batch_size=3, epochs=2, verbose=0, shuffle=False).history
+    np.testing.assert_allclose(he["loss"], hk["loss"], rtol=1e-5)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)

@@ -833,9 +833,13 @@ PYBIND11_MODULE(_core, m) {
       .def("set_output", [](Graph& g, int o, const py::object& loss, bool from_logits,
                             float param, float weight,
                             const std::vector<std::tuple<std::string, int64_t, bool, float>>& metrics,
-                            bool per_position) {
+                            bool per_position, const py::object& ignore_class) {
         OutputSpec s;
         s.per_position = per_position;
+        if (!ignore_class.is_none()) {
+          s.ignore = true;
+          s.ignore_class = ignore_class.cast<int32_t>();
+        }
         if (!loss.is_none()) {
           s.has_loss = true;
           const std::string name = loss.cast<std::string>();
@@ -853,7 +857,7 @@ PYBIND11_MODULE(_core, m) {
         g.set_output_spec(o, s);
       }, py::arg("o"), py::arg("loss"), py::arg("from_logits") = false, py::arg("param") = 1.f,
          py::arg("weight") = 1.f, py::arg("metrics") = std::vector<std::tuple<std::string, int64_t, bool, float>>{},
-         py::arg("per_position") = false)
+         py::arg("per_position") = false, py::arg("ignore_class") = py::none())
       .def("output_has_mask", &Graph::output_has_mask)
       .def("set_optimizer", &Graph::set_optimizer)
       .def_property_readonly("variables", &Graph::variables)

@@ -189,6 +189,7 @@ void Graph::finalize() {
   labels_.resize(outputs_.size());
   row_w_.resize(outputs_.size());
   row_m_.resize(outputs_.size());
+  kept_.resize(outputs_.size());
   labels_ptr_.assign(outputs_.size(), nullptr);
   y_ptr_.assign(outputs_.size(), nullptr);
   size_t widest_inputs = 1;
@@ -630,30 +631,49 @@ void Graph::gather_targets(const Batch& b) {
     labels_[o].resize(rows_times(b.n, rows));
     labels_ptr_[o] = rows_of(o < b.labels.size() ? b.labels[o] : nullptr, rows, b,
                              labels_[o].data());
+    if (specs_[o].ignore && labels_ptr_[o]) {  // ignored labels: class 0, weight 0
+      const int64_t m = b.n * rows;
+      const int32_t* src = labels_ptr_[o];
+      int32_t* dst = labels_[o].data();
+      kept_[o].resize(m);
+      for (int64_t i = 0; i < m; ++i) {
+        const bool keep = src[i] != specs_[o].ignore_class;
+        kept_[o][i] = keep ? 1.f : 0.f;
+        dst[i] = keep ? src[i] : 0;
+      }
+      labels_ptr_[o] = dst;
+    }
     y_ptr_[o] = rows_of(o < b.y.size() ? b.y[o] : nullptr, c, b, y_[o].data());
   }
   sw_ptr_ = rows_of(b.sw, int64_t(1), b, sw_.data());
 }
 
-const float* Graph::row_weights(int o, int64_t n, double* count) {
+const float* Graph::row_weights(int o, int64_t n, double* count, const float** counted) {
   const int64_t rows = output_rows(o);
   const int mask = values_[outputs_[o]].mask;
-  if (rows == 1 && mask < 0) {
+  const float* m = mask >= 0 ? val_[mask] : nullptr;
+  const float* kept = specs_[o].ignore && labels_ptr_[o] ? kept_[o].data() : nullptr;
+  if (counted) *counted = nullptr;
+  if (rows == 1 && !m && !kept) {
     *count = static_cast<double>(n);
     return sw_ptr_;
   }
   FloatBuffer& w = row_w_[o];
+  FloatBuffer& on = row_m_[o];
   w.resize(rows_times(n, rows));
-  const float* m = mask >= 0 ? val_[mask] : nullptr;
+  on.resize(rows_times(n, rows));
   int64_t valid = 0;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t t = 0; t < rows; ++t) {
-      const bool on = !m || m[i * rows + t] != 0.f;
-      valid += on;
-      w[i * rows + t] = on ? (sw_ptr_ ? sw_ptr_[i] : 1.f) : 0.f;
+      const int64_t r = i * rows + t;
+      const bool counts = (!m || m[r] != 0.f) && (!kept || kept[r] != 0.f);
+      valid += counts;
+      on[r] = counts ? 1.f : 0.f;
+      w[r] = counts ? (sw_ptr_ ? sw_ptr_[i] : 1.f) : 0.f;
     }
-  // Keras: the mean over the unmasked rows (none: a loss of 0).
-  *count = static_cast<double>(std::max<int64_t>(valid, 1));
+  if (counted && (m || kept)) *counted = on.data();
+  // Keras: the mean over the rows that count (none: a loss of 0).
+  *count = static_cast<double>(m || kept ? std::max<int64_t>(valid, 1) : n * rows);
   return w.data();
 }
 
@@ -677,16 +697,8 @@ void Graph::add_metrics(StepResult& r, int64_t n) {
     const int oi = static_cast<int>(o);
     const int64_t rows = output_rows(oi), c = values_[outputs_[o]].size / rows;
     double count;
-    const float* w = row_weights(oi, n, &count);
-    // Unweighted metrics still skip the masked rows: weighted by the mask alone.
-    const int mask = values_[outputs_[o]].mask;
-    const float* m = nullptr;
-    if (mask >= 0) {
-      FloatBuffer& mb = row_m_[o];
-      mb.resize(rows_times(n, rows));
-      for (int64_t i = 0; i < n * rows; ++i) mb[i] = val_[mask][i] != 0.f ? 1.f : 0.f;
-      m = mb.data();
-    }
+    const float* m;  // unweighted metrics still skip the rows left out: weighted by this
+    const float* w = row_weights(oi, n, &count, &m);
     for (const MetricSpec& spec : metrics) {
       const size_t at = r.metric_sums.size();
       r.metric_sums.resize(at + metric_width(spec, c), 0.0);
@@ -699,7 +711,7 @@ void Graph::add_metrics(StepResult& r, int64_t n) {
       metric_add(use, val_[outputs_[o]], labels_ptr_[o], y_ptr_[o], weights, n * rows, c,
                  r.metric_sums.data() + at);
     }
-    if (specs_[o].per_position) {  // the denominators: rows counted, their total weight
+    if (specs_[o].per_position || specs_[o].ignore) {  // denominators: rows counted, weight
       double counted = 0, weight = 0;
       for (int64_t i = 0; i < n * rows; ++i) {
         counted += m ? m[i] : 1.0;
@@ -750,7 +762,8 @@ StepResult Graph::test_step(const Batch& b) {
   for (size_t o = 0; o < specs_.size(); ++o) {
     for (const MetricSpec& m : specs_[o].metrics)
       metrics += metric_width(m, output_columns(static_cast<int>(o)));
-    if (!specs_[o].metrics.empty() && specs_[o].per_position) metrics += 2;  // denominators
+    if (!specs_[o].metrics.empty() && (specs_[o].per_position || specs_[o].ignore))
+      metrics += 2;  // denominators
   }
   // Per output: the weighted loss sum and the count it is averaged over, over chunks.
   std::vector<double> sums(outputs_.size(), 0.0), counts(outputs_.size(), 0.0);

@@ -83,9 +83,10 @@ class Loss:
             return total
         return np.float32(total / max(per.size, 1))
 
-    def _taped(self, y_true, y_pred, sample_weight):
+    def _taped(self, y_true, y_pred, sample_weight, count=None):
         """The loss of a Tensor, with its gradient computed by the core in the same
-        pass, for a GradientTape."""
+        pass, for a GradientTape; 'sum_over_batch_size' divides by count (default: the
+        rows)."""
         from . import tape
         if self.reduction in ("none", None):
             raise ValueError("A loss with reduction='none' on a GradientTape is not "
@@ -101,7 +102,8 @@ class Loss:
             if sw.size != rows:
                 raise ValueError(f"sample_weight must have one value per sample ({rows}). "
                                  f"Received shape {np.shape(sample_weight)}")
-        scale = 1.0 / max(rows, 1) if self.reduction == "sum_over_batch_size" else 1.0
+        count = rows if count is None else count
+        scale = 1.0 / max(count, 1) if self.reduction == "sum_over_batch_size" else 1.0
         total, grad = _core.loss(self._core_name, out, target, self.from_logits, "linear",
                                  scale, sw, self._param)
         grad = grad.reshape(pred.shape)
@@ -149,14 +151,53 @@ class SparseCategoricalCrossentropy(_ProbabilisticLoss):
 
     def __init__(self, from_logits=False, ignore_class=None, axis=-1, name=None,
                  reduction="sum_over_batch_size", dtype=None):
-        if ignore_class is not None:
-            raise ValueError(f"ember does not implement ignore_class yet. Received: "
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError(f"ignore_class must be an integer class id or None. Received: "
                              f"ignore_class={ignore_class!r}")
         super().__init__(from_logits, 0.0, axis, name, reduction, dtype)
+        # Keras's ignore_class: positions labelled with it take no part in the loss,
+        # which averages over the others.
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def _valid(self, y_true):
+        """(labels with the ignored ones as 0, 1.0 where a label counts), or (labels,
+        None) without ignore_class."""
+        t = np.asarray(y_true)
+        if self.ignore_class is None:
+            return t, None
+        valid = t != self.ignore_class
+        return np.where(valid, t, 0), valid.astype(np.float32)
+
+    def call(self, y_true, y_pred):
+        t, valid = self._valid(y_true)
+        per = super().call(t, y_pred)
+        return per if valid is None else per * valid.reshape(per.shape)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        from . import tape
+        if self.ignore_class is None or isinstance(y_pred, tape.Tensor) or \
+                isinstance(y_true, tape.Tensor):
+            return super().__call__(y_true, y_pred, sample_weight)
+        total = Loss.__call__(self, y_true, y_pred, sample_weight)
+        if self.reduction != "sum_over_batch_size":
+            return total
+        valid = self._valid(y_true)[1]
+        return np.float32(total * valid.size / max(valid.sum(), 1.0))
+
+    def _taped(self, y_true, y_pred, sample_weight, count=None):
+        from . import tape
+        if self.ignore_class is None:
+            return super()._taped(y_true, y_pred, sample_weight, count)
+        t, valid = self._valid(tape.value_of(y_true))
+        sw = valid.reshape(-1)
+        if sample_weight is not None:
+            sw = sw * np.asarray(tape.value_of(sample_weight), np.float32).reshape(-1)
+        return super()._taped(t, y_pred, sw, float(valid.sum()))
 
     def get_config(self):
         c = Loss.get_config(self)
-        c.update(from_logits=self.from_logits, ignore_class=None, axis=-1)
+        c.update(from_logits=self.from_logits, ignore_class=self.ignore_class, axis=-1)
         return c
 
 

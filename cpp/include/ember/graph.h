@@ -55,6 +55,10 @@ struct OutputSpec {
   // output carrying a mask weights each row by it (Keras: the mean over the unmasked
   // rows). Without it, an output's whole sample is one row.
   bool per_position = false;
+  // Keras's ignore_class (sparse targets): rows labelled with it take no part in the
+  // loss or the metrics, which average over the others.
+  bool ignore = false;
+  int32_t ignore_class = 0;
 };
 
 class Graph {
@@ -264,9 +268,11 @@ class Graph {
   bool fused_loss(int o) const;
   size_t var_index(const Variable* v) const;
   void gather_targets(const Batch& b);
-  // The weight of each of output o's n * rows rows (sample weight times mask; null when
-  // they are the sample weights alone) and the count its loss is averaged over.
-  const float* row_weights(int o, int64_t n, double* count);
+  // The weight of each of output o's n * rows rows (sample weight times mask and
+  // ignore_class; the sample weights themselves, or null, when nothing is left out or
+  // split), the count its loss is averaged over, and in *counted 1 for each row that
+  // counts (null: all).
+  const float* row_weights(int o, int64_t n, double* count, const float** counted = nullptr);
   // Output o's loss over the batch: its weighted sum over rows (the gradient, scaled,
   // into grad unless null); *count as row_weights.
   double output_loss(int o, int64_t n, float* grad, double* count);
@@ -322,7 +328,8 @@ class Graph {
   std::vector<AlignedBuffer<int32_t>> labels_;
   FloatBuffer sw_;
   std::vector<FloatBuffer> row_w_;  // per output: the rows' weights
-  std::vector<FloatBuffer> row_m_;  // per output: its mask over the rows, as 0 and 1
+  std::vector<FloatBuffer> row_m_;  // per output: the rows that count (mask, ignore_class)
+  std::vector<FloatBuffer> kept_;   // per output: 0 where a label is ignore_class, else 1
   // The gradient sums a shared variable needs, and the tables to zero each step.
   struct GradSum { float* dst; const float* src; int64_t size; };
   std::vector<GradSum> grad_sums_;

@@ -555,14 +555,15 @@ class Model(Layer):
                 offsets.append(total)
                 total += widths[-1]
             # Per position, the core follows the output's metric sums with the rows counted
-            # (masked rows out) and their total weight: the metrics' denominators.
-            den = total if per_position and specs else None
+            # (masked and ignored rows out) and their total weight: the denominators.
+            ignore = getattr(loss, "ignore_class", None)
+            den = total if (per_position or ignore is not None) and specs else None
             dens += [den] * len(specs)
             total += 2 if den is not None else 0
             g.set_output(o, None if loss is None else loss._core_name,
                          loss.from_logits if loss is not None else False,
                          loss._param if loss is not None else 1.0, float(weights[o]), specs,
-                         per_position)
+                         per_position, ignore)
             self._per_position.append(per_position)
             self._output_losses.append(loss)
         self._output_loss_names = [f"{n}_loss" for n in names] if multi else []
@@ -729,6 +730,8 @@ class Model(Layer):
                                      f"{y.dtype} with non-integer values")
             classes = out_shape[-1]
             bad = (y < 0) | (y >= classes)
+            if getattr(loss, "ignore_class", None) is not None:
+                bad &= y != loss.ignore_class
             if bad.any():
                 k = int(np.argmax(bad.ravel()))
                 i, value = k // max(1, y[0].size), y.ravel()[k]
