@@ -79,6 +79,14 @@ def test_dcgan_samples_move_toward_the_data():
     assert after < 0.5 * before, out
 
 
+def test_seq2seq_reverses_new_strings():
+    """Keras's seq2seq recipe: return_state, initial_state, a softmax per step, and the
+    layers reused in step-by-step inference models on inputs of any length."""
+    out = run_example("seq2seq_reverse.py", "--verbose", "0")
+    line = [l for l in out.splitlines() if "reversed correctly" in l][0]
+    assert float(line.split("correctly: ")[1].split()[0]) >= 0.85, out
+
+
 def test_dcgan_train_step_samples_move_toward_the_data():
     out = run_example("dcgan_train_step.py", "--dataset", "digits", "--epochs", "15",
                       "--verbose", "0")
