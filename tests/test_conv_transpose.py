@@ -67,6 +67,49 @@ def test_output_padding_matches_keras(padding, kernel, stride, extra):
         np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
 
 
+def padded_ref(x, w, b, stride, padding, extra):
+    """Keras's Conv2DTranspose with output_padding, float64: the full scatter of each
+    input pixel, then the window Keras's sizes and its JAX padding give."""
+    n, h, wd, _ = x.shape
+    k = w.shape[0]
+    full = np.zeros((n, (h - 1) * stride + k + stride, (wd - 1) * stride + k + stride,
+                     w.shape[2]))
+    for i in range(h):
+        for j in range(wd):
+            full[:, i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum(
+                "nc,abfc->nabf", x[:, i, j], w)
+
+    def window(size):
+        pad = k // 2 if padding == "same" else 0
+        length = (size - 1) * stride + k - 2 * pad + extra
+        left = k - 1
+        if padding == "same":
+            pad_len = k + k % 2 - 2 + extra
+            left = min(pad_len // 2 + pad_len % 2, k - 1)
+        return k - 1 - left, length
+    (top, oh), (lft, ow) = window(h), window(wd)
+    return full[:, top:top + oh, lft:lft + ow] + b
+
+
+@pytest.mark.parametrize("padding,kernel,stride,extra", PADDED)
+def test_output_padding_matches_the_float64_reference(padding, kernel, stride, extra):
+    from gradcheck import assert_close, numeric_grad
+    m = ember.Sequential([ember.Input((3, 4, 2)),
+                          layers.Conv2DTranspose(2, kernel, strides=stride, padding=padding,
+                                                 output_padding=extra)])
+    x = R.normal(size=(2, 3, 4, 2))
+    w = [v.astype(np.float64) for v in m.get_weights()]
+    ref = padded_ref(x, w[0], w[1], stride, padding, extra)
+    assert m.output_shape[1:] == ref.shape[1:]
+    np.testing.assert_allclose(m.predict(x.astype(np.float32), verbose=0), ref, atol=1e-5)
+    y = R.normal(size=ref.shape)
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.train_on_batch(x.astype(np.float32), y.astype(np.float32))
+    num = numeric_grad(lambda: ((padded_ref(x, w[0], w[1], stride, padding, extra) - y) ** 2)
+                       .mean(), w[0])
+    assert_close(w[0] - m.get_weights()[0], num, tol=1e-5, what="kernel")
+
+
 def transpose_ref(x, w, b, stride):
     """'valid' transposed convolution by scattering each input pixel, float64."""
     n, h, wd, c = x.shape

@@ -12,6 +12,8 @@ from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, 
 from .embedding import Embedding
 from .image_preprocessing import (CenterCrop, RandomContrast, RandomCrop, RandomFlip,
                                   RandomRotation, RandomTranslation, RandomZoom, Resizing)
+from .lookup import (CategoryEncoding, Discretization, IntegerLookup, StringLookup,
+                     TextVectorization)
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization
@@ -23,7 +25,7 @@ from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, UpSamplin
                         ZeroPadding1D, ZeroPadding2D)
 
 __all__ = sorted(name for name in dir() if not name.startswith("_") and name not in (
-    "base", "convolutional", "core", "embedding", "image_preprocessing", "merging",
+    "base", "convolutional", "core", "embedding", "image_preprocessing", "lookup", "merging",
     "normalization", "preprocessing", "recurrent", "regularization", "reshaping"))
 
 

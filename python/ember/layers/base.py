@@ -397,12 +397,9 @@ class Layer:
         from .core import KerasTensor
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
-        states = []
-        if self._takes_initial_state and kwargs.get("initial_state") is not None:
-            states = kwargs.pop("initial_state")
-            states = list(states) if isinstance(states, (list, tuple)) else [states]
-        else:
-            kwargs.pop("initial_state", None) if self._takes_initial_state else None
+        states = kwargs.pop("initial_state", None) if self._takes_initial_state else None
+        states = ([] if states is None else
+                  list(states) if isinstance(states, (list, tuple)) else [states])
         if any(isinstance(t, KerasTensor) for t in flat + states):
             # The graph runs in training or inference mode as the model does.
             kwargs.pop("training", None)

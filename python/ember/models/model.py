@@ -497,8 +497,8 @@ class Model(Layer):
     # Losses and metrics that classify along the last axis: on an output of rank > 1 per
     # sample (a Dense on sequences) they take one term per position, as Keras does.
     _PER_POSITION = ("sparse_categorical_crossentropy", "categorical_crossentropy",
-                       "kl_divergence", "categorical_accuracy", "sparse_categorical_accuracy",
-                       "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
+                     "kl_divergence", "categorical_accuracy", "sparse_categorical_accuracy",
+                     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy")
 
     def _attach_training(self):
         g = self._graph
