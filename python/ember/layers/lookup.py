@@ -26,19 +26,30 @@ def _check_mode(layer, output_mode, modes=_OUTPUT_MODES):
     return output_mode
 
 
-class _Preprocessing(Layer):
-    """A layer that computes on arrays before the model."""
+class _OnArrays(Layer):
+    """A layer that computes on arrays in NumPy (`_apply`); called on a symbolic tensor
+    it joins the model."""
+
+    def __call__(self, inputs, *args, **kwargs):
+        from .core import KerasTensor
+        if isinstance(inputs, KerasTensor):
+            return self._call_in_model(inputs, *args, **kwargs)
+        return self._apply(inputs)
+
+    def _call_in_model(self, inputs, *args, **kwargs):
+        return super().__call__(inputs, *args, **kwargs)
+
+
+class _Preprocessing(_OnArrays):
+    """A layer that computes on arrays before the model only."""
 
     def _lower(self, graph, x):
         raise ValueError(f"{type(self).__name__} '{self.name}' runs on NumPy arrays before "
                          f"the model (strings cannot enter ember's compiled graph): apply it "
                          f"to the data (`x = layer(data)`) and give the model its output")
 
-    def __call__(self, inputs, *args, **kwargs):
-        from .core import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            self._lower(None, None)
-        return self._apply(inputs)
+    def _call_in_model(self, inputs, *args, **kwargs):
+        self._lower(None, None)
 
 
 class _IndexLookup(_Preprocessing):
@@ -423,7 +434,7 @@ class TextVectorization(_Preprocessing):
         return c
 
 
-class CategoryEncoding(Layer):
+class CategoryEncoding(_OnArrays):
     """Integer ids in [0, num_tokens) to vectors of num_tokens: 'one_hot' (one id per
     sample), 'multi_hot' (default) or 'count' (ids along the last axis); inside a model
     it runs in the core."""
@@ -475,19 +486,13 @@ class CategoryEncoding(Layer):
         hot = np.eye(self.num_tokens, dtype=np.float32)[a]
         return hot.sum(-2) if self.output_mode == "count" else hot.max(-2)
 
-    def __call__(self, inputs, *args, **kwargs):
-        from .core import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            return super().__call__(inputs, *args, **kwargs)
-        return self._apply(inputs)
-
     def get_config(self):
         c = super().get_config()
         c.update(num_tokens=self.num_tokens, output_mode=self.output_mode, sparse=False)
         return c
 
 
-class Discretization(Layer):
+class Discretization(_OnArrays):
     """Buckets numbers by bin_boundaries: bucket i holds boundaries[i-1] <= x <
     boundaries[i] (ids 0 .. len(boundaries)); `adapt(data)` with num_bins sets the
     boundaries at the data's quantiles (exact ones; Keras approximates them within
@@ -549,12 +554,6 @@ class Discretization(Layer):
         self._require()
         return np.searchsorted(np.asarray(self.bin_boundaries), np.asarray(inputs),
                                side="right").astype(np.int64)
-
-    def __call__(self, inputs, *args, **kwargs):
-        from .core import KerasTensor
-        if isinstance(inputs, KerasTensor):
-            return super().__call__(inputs, *args, **kwargs)
-        return self._apply(inputs)
 
     def get_config(self):
         c = super().get_config()

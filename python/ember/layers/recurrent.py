@@ -271,6 +271,8 @@ class Bidirectional(Layer):
             the opposite of layer's).
     """
 
+    _takes_initial_state = True
+
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None,
                  _forward_layer=None, **kwargs):
         if not isinstance(layer, _RNN):
@@ -300,8 +302,6 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self._several_outputs = self.return_state or merge_mode is None
-
-    _takes_initial_state = True
 
     def _check_states(self, input_shapes, state_shapes):
         half = len(state_shapes) // 2
