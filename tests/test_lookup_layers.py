@@ -141,6 +141,10 @@ def test_bad_input_names_the_layer_and_the_value():
         layers.TextVectorization(output_mode="multi_hot", output_sequence_length=4)
     with pytest.raises(ValueError, match=r"ids must be integers in \[0, 3\).*5"):
         layers.CategoryEncoding(3)([[0, 5]])
+    with pytest.raises(ValueError, match="adapt needs texts"):
+        layers.TextVectorization().adapt([])
+    with pytest.raises(ValueError, match="adapt needs data"):
+        layers.StringLookup().adapt(np.array([], dtype=object))
     with pytest.raises(ValueError, match="bin_boundaries must increase"):
         layers.Discretization(bin_boundaries=[1.0, 0.0])
     with pytest.raises(ValueError, match="IntegerLookup .* takes integers.*'x'"):

@@ -165,6 +165,9 @@ class _IndexLookup(_Preprocessing):
     def adapt(self, data, batch_size=None, steps=None):
         """Learns the vocabulary: the tokens by falling count, ties by falling token, up
         to max_tokens entries with the special ones (and their idf for tf_idf)."""
+        if np.size(np.asarray(data, dtype=object)) == 0:
+            raise ValueError(f"{type(self).__name__} '{self.name}': adapt needs data. "
+                             f"Received an empty array")
         counts, documents, n_docs = {}, {}, 0
         for row in self._rows(data):
             n_docs += 1
@@ -388,9 +391,12 @@ class TextVectorization(_Preprocessing):
     def adapt(self, data, batch_size=None, steps=None):
         """Learns the vocabulary (and idf weights for tf_idf) from strings."""
         rows = self._texts(data)
-        width = max((len(r) for r in rows), default=0)
+        if not rows:
+            raise ValueError(f"TextVectorization '{self.name}': adapt needs texts. Received "
+                             f"an empty array")
+        width = max(max(len(r) for r in rows), 1)
         padded = np.array([r + [""] * (width - len(r)) for r in rows], dtype=object)
-        self._lookup.adapt(padded.reshape(len(rows), -1) if width else np.zeros((0, 1)))
+        self._lookup.adapt(padded.reshape(len(rows), width))
 
     def _apply(self, inputs):
         rows = self._texts(inputs)
