@@ -619,13 +619,14 @@ PYBIND11_MODULE(_core, m) {
       .def("add_conv2d", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                             std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
                             std::array<int64_t, 2> dilation, const std::string& padding,
-                            const std::string& act) {
+                            const std::string& act, int64_t groups) {
         // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
         const bool causal = padding == "causal";
         return g.add_conv2d(x, kernel, bias, strides[0], strides[1], dilation[0], dilation[1],
-                            !causal && parse_padding(padding), act_from_string(act), causal);
+                            !causal && parse_padding(padding), act_from_string(act), causal,
+                            groups);
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
-         py::arg("dilation"), py::arg("padding"), py::arg("act"))
+         py::arg("dilation"), py::arg("padding"), py::arg("act"), py::arg("groups") = 1)
       .def("add_conv2d_transpose", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                                       std::shared_ptr<Variable> bias,
                                       std::array<int64_t, 2> strides,

@@ -138,7 +138,7 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
 }
 
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, bool same, Act act, bool causal) {
+                      int64_t dh, int64_t dw, bool same, Act act, bool causal, int64_t groups) {
   const std::vector<int64_t> in = values_.at(check_value(x, "Conv2D")).shape;
   if (in.size() != 3)
     throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
@@ -146,15 +146,20 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
   if (!kernel || kernel->shape().size() != 4)
     throw std::invalid_argument("Conv2D: the kernel must be 4-D (kh, kw, channels, filters)");
   const auto& k = kernel->shape();
-  check_var(kernel, {k[0], k[1], in[2], k[3]}, "Conv2D", "kernel");
+  if (groups < 1 || in[2] % groups || k[3] % groups)
+    throw std::invalid_argument("Conv2D: the channels (" + std::to_string(in[2]) + ") and "
+                                "filters (" + std::to_string(k[3]) + ") must be divisible by "
+                                "groups. Received: groups=" + std::to_string(groups));
+  check_var(kernel, {k[0], k[1], in[2] / groups, k[3]}, "Conv2D", "kernel");
   if (bias) check_var(bias, {k[3]}, "Conv2D", "bias");
   const int64_t causal_pad = causal ? (k[1] - 1) * dw : 0;
-  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2], k[0], k[1], k[3], sh, sw,
-                               dh, dw, same && !causal);
+  // One group's geometry (all of it when groups is 1).
+  Conv2DShape s = conv2d_shape(1, in[0], in[1] + causal_pad, in[2] / groups, k[0], k[1],
+                               k[3] / groups, sh, sw, dh, dw, same && !causal);
   s.w = in[1];
   s.pad_left += causal_pad;
-  return add_weighted(std::make_unique<Conv2DNode>(s), x, {s.oh, s.ow, k[3]}, {kernel, bias},
-                      act);
+  return add_weighted(std::make_unique<Conv2DNode>(s, groups), x, {s.oh, s.ow, k[3]},
+                      {kernel, bias}, act);
 }
 
 int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,

@@ -72,8 +72,10 @@ class Graph {
   int add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act);
   // NHWC (h, w, c) samples; kernel (kh, kw, c, filters). causal: Keras's Conv1D
   // 'causal' padding along the width ((kw - 1) * dw zeros before, none after).
+  // groups: Keras's grouped convolution, kernel (kh, kw, channels / groups, filters).
   int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
-                 int64_t dh, int64_t dw, bool same, Act act, bool causal = false);
+                 int64_t dh, int64_t dw, bool same, Act act, bool causal = false,
+                 int64_t groups = 1);
   // Keras's Conv2DTranspose: kernel (kh, kw, filters, channels); the output size is
   // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid'); with an
   // output padding (oph, opw >= 0; -1: none) (in - 1) * stride + k_eff - 2 pad + op,

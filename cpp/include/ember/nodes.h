@@ -134,17 +134,27 @@ class ReshapeNode : public Node {
                 int64_t, bool) override {}
 };
 
-// kernel (kh, kw, c, f) then bias (f); `shape` is the geometry of one image.
+// kernel (kh, kw, c, f) then bias (f); `shape` is the geometry of one image. With
+// groups > 1 (Keras's groups) `shape` is one group's (c and f per group) and the kernel
+// is (kh, kw, c, groups f): group g maps channels [g c, (g + 1) c) to filters
+// [g f, (g + 1) f) as a plain convolution of its gathered channels, its kernel columns
+// and outputs gathered into scratch and scattered back.
 class Conv2DNode : public Node {
  public:
-  explicit Conv2DNode(const Conv2DShape& shape) : shape_(shape) {}
+  explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1)
+      : shape_(shape), groups_(groups) {}
   const char* kind() const override { return "Conv2D"; }
+  void plan(int64_t n) override;
+  bool plan_inference(int64_t n) override;
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
 
  private:
   Conv2DShape shape_;
+  int64_t groups_;
+  // Groups: one group's input, output, kernel, and in backward their gradients.
+  FloatBuffer xg_, yg_, wg_, dxg_, dwg_;
 };
 
 // The transpose of a convolution (Keras's Conv2DTranspose): its forward is the input

@@ -1,4 +1,5 @@
 // conv_nodes.cpp: Conv2D, 2-D pooling and global pooling nodes.
+#include <cstring>
 #include "ember/nodes.h"
 
 namespace ember {
@@ -22,17 +23,82 @@ static void bias_and_activation(const Node& node, float* y, int64_t rows, int64_
   if (node.act != Act::Linear) act_forward(node.act, y, y, rows, f);
 }
 
+// packed[r, :] = src[r * stride + offset, :width], `rows` rows (one group's columns).
+static void pack_columns(const float* src, int64_t rows, int64_t width, int64_t stride,
+                         int64_t offset, float* packed) {
+#pragma omp parallel for schedule(static) if (rows * width > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(packed + r * width, src + r * stride + offset, sizeof(float) * width);
+}
+
+// The reverse: dst[r * stride + offset, :width] = packed[r, :].
+static void unpack_columns(const float* packed, int64_t rows, int64_t width, int64_t stride,
+                           int64_t offset, float* dst) {
+#pragma omp parallel for schedule(static) if (rows * width > (1 << 15))
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst + r * stride + offset, packed + r * width, sizeof(float) * width);
+}
+
+void Conv2DNode::plan(int64_t n) {
+  if (groups_ == 1) return;
+  const Conv2DShape& s = shape_;
+  xg_.resize(n * s.h * s.w * s.c);
+  yg_.resize(n * s.oh * s.ow * s.f);
+  wg_.resize(s.k() * s.f);
+  dxg_.resize(n * s.h * s.w * s.c);
+  dwg_.resize(s.k() * s.f);
+}
+
+bool Conv2DNode::plan_inference(int64_t n) {
+  if (groups_ == 1) return false;
+  const Conv2DShape& s = shape_;
+  const bool grew = xg_.size() < n * s.h * s.w * s.c || yg_.size() < n * s.oh * s.ow * s.f;
+  xg_.resize(n * s.h * s.w * s.c);
+  yg_.resize(n * s.oh * s.ow * s.f);
+  wg_.resize(s.k() * s.f);
+  return grew;
+}
+
 void Conv2DNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const float* b = vars.size() > 1 ? vars[1].var->data() : nullptr;
-  conv2d_forward(with_batch(shape_, n), x[0], vars[0].var->data(), b, y, act);
+  const Conv2DShape s = with_batch(shape_, n);
+  if (groups_ == 1) {
+    conv2d_forward(s, x[0], vars[0].var->data(), b, y, act);
+    return;
+  }
+  const int64_t C = s.c * groups_, F = s.f * groups_;
+  const float* w = vars[0].var->data();
+  for (int64_t g = 0; g < groups_; ++g) {
+    pack_columns(w, s.k(), s.f, F, g * s.f, wg_.data());
+    pack_columns(x[0], n * s.h * s.w, s.c, C, g * s.c, xg_.data());
+    conv2d_forward(s, xg_.data(), wg_.data(), b ? b + g * s.f : nullptr, yg_.data(), act);
+    unpack_columns(yg_.data(), n * s.oh * s.ow, s.f, F, g * s.f, y);
+  }
 }
 
 void Conv2DNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
                           float* const* dx, int64_t n, bool preact) {
+  const int64_t F = shape_.f * groups_;
   if (!preact && act != Act::Linear && !act_backward_done_by_next)
-    act_backward(act, y, dy, dy, n * out_size / shape_.f, shape_.f);
-  conv2d_backward(with_batch(shape_, n), x[0], vars[0].var->data(), dy, dx[0], vars[0].grad,
-                  vars.size() > 1 ? vars[1].grad : nullptr);
+    act_backward(act, y, dy, dy, n * out_size / F, F);
+  const Conv2DShape s = with_batch(shape_, n);
+  float* dw = vars[0].grad;
+  float* db = vars.size() > 1 ? vars[1].grad : nullptr;
+  if (groups_ == 1) {
+    conv2d_backward(s, x[0], vars[0].var->data(), dy, dx[0], dw, db);
+    return;
+  }
+  const int64_t C = s.c * groups_;
+  const float* w = vars[0].var->data();
+  for (int64_t g = 0; g < groups_; ++g) {
+    pack_columns(w, s.k(), s.f, F, g * s.f, wg_.data());
+    pack_columns(x[0], n * s.h * s.w, s.c, C, g * s.c, xg_.data());
+    pack_columns(dy, n * s.oh * s.ow, s.f, F, g * s.f, yg_.data());
+    conv2d_backward(s, xg_.data(), wg_.data(), yg_.data(), dx[0] ? dxg_.data() : nullptr,
+                    dw ? dwg_.data() : nullptr, db ? db + g * s.f : nullptr);
+    if (dw) unpack_columns(dwg_.data(), s.k(), s.f, F, g * s.f, dw);
+    if (dx[0]) unpack_columns(dxg_.data(), n * s.h * s.w, s.c, C, g * s.c, dx[0]);
+  }
 }
 
 void Conv2DTransposeNode::forward(const StepCtx&, const float* const* x, float* y,

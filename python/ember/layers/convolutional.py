@@ -76,9 +76,11 @@ class _Conv(Layer):
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"Invalid value for argument `filters`. Expected a strictly "
                              f"positive value. Received filters={filters!r}.")
-        if groups != 1:
-            raise ValueError(f"ember's {type(self).__name__} supports groups=1 only. Received: "
-                             f"groups={groups!r}")
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or \
+                groups < 1 or filters % groups:
+            raise ValueError(f"The number of filters must be evenly divisible by the number of "
+                             f"groups, a positive integer. Received: groups={groups!r}, "
+                             f"filters={filters}")
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
@@ -95,7 +97,7 @@ class _Conv(Layer):
             raise ValueError(f"`strides > 1` not supported in conjunction with "
                              f"`dilation_rate > 1`. Received: strides={self.strides} and "
                              f"dilation_rate={self.dilation_rate}")
-        self.groups = 1
+        self.groups = int(groups)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -103,7 +105,12 @@ class _Conv(Layer):
 
     def build(self, input_shape):
         _check_image(self, input_shape, self.rank)
-        shape = self.kernel_size + (input_shape[-1], self.filters)
+        if input_shape[-1] % self.groups:
+            raise ValueError(f"The number of input channels must be evenly divisible by the "
+                             f"number of groups. Received groups={self.groups}, but the input "
+                             f"has {input_shape[-1]} channels (full input shape is "
+                             f"{(None,) + tuple(input_shape)})")
+        shape = self.kernel_size + (input_shape[-1] // self.groups, self.filters)
         self.kernel = self.add_weight(shape, self.kernel_initializer, "kernel",
                                       core_shape=(1,) * (2 - self.rank) + shape,
                                       regularizer=self.kernel_regularizer,
@@ -117,11 +124,11 @@ class _Conv(Layer):
     def compute_output_shape(self, input_shape):
         r = self.rank
         _check_image(self, input_shape, r)
-        if self.built and input_shape[-1] != self.kernel.shape[-2]:
+        if self.built and input_shape[-1] != self.kernel.shape[-2] * self.groups:
             raise ValueError(f"Input 0 of layer '{self.name}' is incompatible with the layer: "
                              f"expected axis -1 of input shape to have value "
-                             f"{self.kernel.shape[-2]}, but received input with shape "
-                             f"{(None,) + tuple(input_shape)}")
+                             f"{self.kernel.shape[-2] * self.groups}, but received input with "
+                             f"shape {(None,) + tuple(input_shape)}")
         out = tuple(output_length(input_shape[i], self.kernel_size[i], self.strides[i],
                                   self.dilation_rate[i], self.padding) for i in range(r))
         if min(out) <= 0:
@@ -140,7 +147,7 @@ class _Conv(Layer):
                              self.bias._storage if self.bias is not None else None,
                              _as_2d(self.strides, self.rank),
                              _as_2d(self.dilation_rate, self.rank), self.padding,
-                             self.activation)
+                             self.activation, self.groups)
         if self.rank == 1:
             x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
         return x
