@@ -252,7 +252,7 @@ void AugmentNode::forward(const StepCtx& ctx, const float* const* x, float* y, i
   }
 }
 
-void AugmentNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
+void AugmentNode::backward(const StepCtx&, const float* const*, const float* y, float* dy,
                            float* const* dx, int64_t n, bool) {
   if (!dx[0]) return;
   const int64_t H = s_.h, W = s_.w, C = s_.c, per = H * W * C;
@@ -298,7 +298,6 @@ void AugmentNode::backward(const StepCtx&, const float* const* x, const float* y
       });
     }
   }
-  (void)x;
 }
 
 RandomCropNode::RandomCropNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
