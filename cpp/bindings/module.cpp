@@ -619,14 +619,15 @@ PYBIND11_MODULE(_core, m) {
       .def("add_conv2d", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                             std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
                             std::array<int64_t, 2> dilation, const std::string& padding,
-                            const std::string& act, int64_t groups) {
+                            const std::string& act, int64_t groups, bool frames) {
         // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
         const bool causal = padding == "causal";
         return g.add_conv2d(x, kernel, bias, strides[0], strides[1], dilation[0], dilation[1],
                             !causal && parse_padding(padding), act_from_string(act), causal,
-                            groups);
+                            groups, frames);
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
-         py::arg("dilation"), py::arg("padding"), py::arg("act"), py::arg("groups") = 1)
+         py::arg("dilation"), py::arg("padding"), py::arg("act"), py::arg("groups") = 1,
+         py::arg("frames") = false)
       .def("add_conv2d_transpose", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                                       std::shared_ptr<Variable> bias,
                                       std::array<int64_t, 2> strides,
@@ -683,10 +684,12 @@ PYBIND11_MODULE(_core, m) {
          py::arg("seed") = 0, py::arg("initial_state") = std::vector<int>{},
          py::arg("return_state") = false, py::arg("reset_after") = true)
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
-                            std::array<int64_t, 2> strides, const std::string& padding) {
+                            std::array<int64_t, 2> strides, const std::string& padding,
+                            bool frames) {
         return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],
-                            parse_padding(padding));
-      })
+                            parse_padding(padding), frames);
+      }, py::arg("x"), py::arg("max"), py::arg("pool"), py::arg("strides"), py::arg("padding"),
+         py::arg("frames") = false)
       .def("add_global_pool", &Graph::add_global_pool, py::arg("x"), py::arg("max"),
            py::arg("spatial_dims"), py::arg("keepdims"))
       .def("add_dropout", [](Graph& g, int x, float rate, uint64_t seed, const std::string& kind) {

@@ -137,12 +137,36 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   return add_weighted(std::make_unique<DenseNode>(), x, out, {kernel, bias}, act, true);
 }
 
+namespace {
+
+// The image shape of samples of (h, w, c), or with frames of (frames, h, w, c); the
+// frame count in *count.
+std::vector<int64_t> frames_of(std::vector<int64_t> in, bool frames, const std::string& who,
+                               int64_t* count) {
+  if (in.size() != (frames ? 4u : 3u))
+    throw std::invalid_argument(who + " expects samples of shape " +
+                                (frames ? "(frames, height, width, channels)"
+                                        : "(height, width, channels)") +
+                                ". Received per-sample shape " + shape_str(in));
+  *count = frames ? in[0] : 1;
+  if (frames) in.erase(in.begin());
+  return in;
+}
+
+// out with the frame axis first when there are frames.
+std::vector<int64_t> with_frames(std::vector<int64_t> out, bool frames, int64_t count) {
+  if (frames) out.insert(out.begin(), count);
+  return out;
+}
+
+}  // namespace
+
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, bool same, Act act, bool causal, int64_t groups) {
-  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2D")).shape;
-  if (in.size() != 3)
-    throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
-                                "Received per-sample shape " + shape_str(in));
+                      int64_t dh, int64_t dw, bool same, Act act, bool causal, int64_t groups,
+                      bool frames) {
+  int64_t count;
+  const std::vector<int64_t> in =
+      frames_of(values_.at(check_value(x, "Conv2D")).shape, frames, "Conv2D", &count);
   if (!kernel || kernel->shape().size() != 4)
     throw std::invalid_argument("Conv2D: the kernel must be 4-D (kh, kw, channels, filters)");
   const auto& k = kernel->shape();
@@ -158,8 +182,8 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
                                k[3] / groups, sh, sw, dh, dw, same && !causal);
   s.w = in[1];
   s.pad_left += causal_pad;
-  return add_weighted(std::make_unique<Conv2DNode>(s, groups), x, {s.oh, s.ow, k[3]},
-                      {kernel, bias}, act);
+  return add_weighted(std::make_unique<Conv2DNode>(s, groups, count), x,
+                      with_frames({s.oh, s.ow, k[3]}, frames, count), {kernel, bias}, act);
 }
 
 int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
@@ -330,14 +354,14 @@ int Graph::add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_
 }
 
 int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
-                      bool same) {
-  const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;
-  if (in.size() != 3)
-    throw std::invalid_argument(std::string(max ? "MaxPooling2D" : "AveragePooling2D") +
-                                " expects samples of shape (height, width, channels). "
-                                "Received per-sample shape " + shape_str(in));
+                      bool same, bool frames) {
+  int64_t count;
+  const std::vector<int64_t> in =
+      frames_of(values_.at(check_value(x, "Pooling")).shape, frames,
+                max ? "MaxPooling2D" : "AveragePooling2D", &count);
   const Pool2DShape s = pool2d_shape(1, in[0], in[1], in[2], ph, pw, sh, sw, same);
-  return add_node(std::make_unique<Pool2DNode>(s, max), {x}, {s.oh, s.ow, in[2]}, {});
+  return add_node(std::make_unique<Pool2DNode>(s, max, count), {x},
+                  with_frames({s.oh, s.ow, in[2]}, frames, count), {});
 }
 
 int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims) {

@@ -73,9 +73,10 @@ class Graph {
   // NHWC (h, w, c) samples; kernel (kh, kw, c, filters). causal: Keras's Conv1D
   // 'causal' padding along the width ((kw - 1) * dw zeros before, none after).
   // groups: Keras's grouped convolution, kernel (kh, kw, channels / groups, filters).
+  // frames: samples of (frames, h, w, c), each image convolved alike (TimeDistributed).
   int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                  int64_t dh, int64_t dw, bool same, Act act, bool causal = false,
-                 int64_t groups = 1);
+                 int64_t groups = 1, bool frames = false);
   // Keras's Conv2DTranspose: kernel (kh, kw, filters, channels); the output size is
   // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid'); with an
   // output padding (oph, opw >= 0; -1: none) (in - 1) * stride + k_eff - 2 pad + op,
@@ -98,7 +99,8 @@ class Graph {
   // Keras's DepthwiseConv2D: kernel (kh, kw, channels, depth_multiplier).
   int add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                     int64_t dh, int64_t dw, bool same, Act act);
-  int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
+  int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same,
+                 bool frames = false);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
   // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an
   // Embedding with mask_zero and pass through Dense, Activation, Dropout and the merges,

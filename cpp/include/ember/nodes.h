@@ -141,8 +141,9 @@ class ReshapeNode : public Node {
 // and outputs gathered into scratch and scattered back.
 class Conv2DNode : public Node {
  public:
-  explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1)
-      : shape_(shape), groups_(groups) {}
+  // frames: samples of several images (Keras's TimeDistributed), each convolved alike.
+  explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1, int64_t frames = 1)
+      : shape_(shape), groups_(groups), frames_(frames) {}
   const char* kind() const override { return "Conv2D"; }
   void plan(int64_t n) override;
   bool plan_inference(int64_t n) override;
@@ -152,7 +153,7 @@ class Conv2DNode : public Node {
 
  private:
   Conv2DShape shape_;
-  int64_t groups_;
+  int64_t groups_, frames_;
   // Groups: one group's input, output, kernel, and in backward their gradients.
   FloatBuffer xg_, yg_, wg_, dxg_, dwg_;
 };
@@ -374,7 +375,9 @@ class DepthwiseNode : public Node {
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:
-  Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
+  // frames: samples of several images (Keras's TimeDistributed), each pooled alike.
+  Pool2DNode(const Pool2DShape& shape, bool max, int64_t frames = 1)
+      : shape_(shape), max_(max), frames_(frames) {}
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
   int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
   bool absorbs_relu_backward() const override { return max_; }
@@ -386,6 +389,7 @@ class Pool2DNode : public Node {
   int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
   Pool2DShape shape_;
   bool max_;
+  int64_t frames_;
 };
 
 // Global max/average over every position of a (..., c) sample: (hw, c) -> (c). With a

@@ -387,17 +387,22 @@ class Bidirectional(Layer):
 
 class TimeDistributed(Layer):
     """Applies a layer to every step of (steps, ...) samples (Keras's TimeDistributed).
-    ember runs the layers that already act step by step on the last axis: Dense,
-    Activation, Dropout and the other element-wise layers, whose weights are then
-    exactly Keras's (the kernel of a Dense over the per-step features)."""
+    ember runs the layers that already act step by step on the last axis (Dense,
+    Activation, Dropout and the other element-wise layers), and the 2-D image layers
+    (Conv2D, MaxPooling2D, AveragePooling2D, Flatten) over every frame of (frames,
+    height, width, channels) samples, the frames treated as more images in one call;
+    the weights are exactly Keras's."""
 
     _PER_STEP = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax",
                  "GaussianNoise", "GaussianDropout", "LayerNormalization")
+    _PER_FRAME = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten")
 
     def __init__(self, layer, **kwargs):
-        if not isinstance(layer, Layer) or type(layer).__name__ not in self._PER_STEP:
-            raise ValueError(f"TimeDistributed: ember supports the per-step layers "
-                             f"{', '.join(self._PER_STEP)} only. Received: layer={layer!r}")
+        if not isinstance(layer, Layer) or \
+                type(layer).__name__ not in self._PER_STEP + self._PER_FRAME:
+            raise ValueError(f"TimeDistributed: ember supports the layers "
+                             f"{', '.join(self._PER_STEP + self._PER_FRAME)} only. Received: "
+                             f"layer={layer!r}")
         super().__init__(**kwargs)
         self.layer = layer
 
@@ -421,6 +426,12 @@ class TimeDistributed(Layer):
         return (input_shape[0],) + tuple(self.layer.compute_output_shape(tuple(input_shape[1:])))
 
     def _lower(self, graph, x):
+        kind = type(self.layer).__name__
+        if kind == "Flatten":
+            shape = graph.value_shape(x)
+            return graph.add_reshape(x, [shape[0], int(np.prod(shape[1:]))])
+        if kind in self._PER_FRAME:
+            return self.layer._lower(graph, x, frames=True)
         return self.layer._lower(graph, x)
 
     def _keras_state(self):
