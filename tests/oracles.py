@@ -46,3 +46,29 @@ def keras_or_skip(seed=0):
 def torch_or_skip():
     """PyTorch (CPU)."""
     return _import("torch")
+
+
+def adam_step_like_keras(keras, k, e, x, y):
+    """One Adam(0.01) step on the mean squared error for Keras model k and ember model e,
+    which hold the same weights: the weights after it agree within 1e-5. Returns
+    (ember's loss, Keras's loss)."""
+    import numpy as np
+
+    import ember
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    e.compile(ember.optimizers.Adam(0.01), "mse")
+    keras_loss = float(k.train_on_batch(x, y))
+    ember_loss = e.train_on_batch(x, y)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    return ember_loss, keras_loss
+
+
+def same_as_keras(keras, k, e, x, y):
+    """e, given k's weights, predicts as k does, and one Adam step on (x, y) leaves the
+    same weights (within 1e-5)."""
+    import numpy as np
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
+                               atol=1e-5)
+    adam_step_like_keras(keras, k, e, x, y)

@@ -11,6 +11,21 @@ CASES = [("same", 3, 2), ("same", 4, 2), ("same", 5, 1), ("same", 2, 3), ("valid
          ("valid", 4, 2), ("valid", 2, 3), ("valid", 1, 1)]
 
 
+def matches_keras(keras, build, sample_shape):
+    """The model build(K, L) makes from Keras and from ember: the same output shape,
+    predictions from the same weights, and an Adam step (loss and weights)."""
+    from oracles import adam_step_like_keras
+    k, e = build(keras, keras.layers), build(ember, layers)
+    assert e.output_shape == k.output_shape
+    e.set_weights(k.get_weights())
+    x = R.normal(size=(6,) + sample_shape).astype(np.float32)
+    y = R.normal(size=(6, 2)).astype(np.float32)
+    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=2e-5,
+                               rtol=1e-5)
+    ember_loss, keras_loss = adam_step_like_keras(keras, k, e, x, y)
+    assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+
+
 @pytest.mark.parametrize("padding,kernel,stride", CASES)
 def test_matches_keras_forward_and_an_adam_step(padding, kernel, stride):
     from oracles import keras_or_skip
@@ -21,18 +36,7 @@ def test_matches_keras_forward_and_an_adam_step(padding, kernel, stride):
                              L.Conv2DTranspose(3, kernel, strides=stride, padding=padding,
                                                activation="relu"),
                              L.Conv2DTranspose(2, 3, padding="same"), L.Flatten(), L.Dense(2)])
-    k, e = build(keras, keras.layers), build(ember, layers)
-    assert e.output_shape == k.output_shape
-    e.set_weights(k.get_weights())
-    x = R.normal(size=(6, 5, 4, 2)).astype(np.float32)
-    y = R.normal(size=(6, 2)).astype(np.float32)
-    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=2e-5,
-                               rtol=1e-5)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
-    for p, q in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+    matches_keras(keras, build, (5, 4, 2))
 
 
 PADDED = [("same", 3, 2, 1), ("same", 4, 2, 1), ("same", 3, 2, 0), ("valid", 3, 2, 1),
@@ -53,18 +57,7 @@ def test_output_padding_matches_keras(padding, kernel, stride, extra):
                              L.Conv2DTranspose(2, 3, strides=2, padding="same",
                                                output_padding=(1, 0)),
                              L.Flatten(), L.Dense(2)])
-    k, e = build(keras, keras.layers), build(ember, layers)
-    assert e.output_shape == k.output_shape
-    e.set_weights(k.get_weights())
-    x = R.normal(size=(6, 4, 3, 2)).astype(np.float32)
-    y = R.normal(size=(6, 2)).astype(np.float32)
-    np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), atol=2e-5,
-                               rtol=1e-5)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    assert e.train_on_batch(x, y) == pytest.approx(float(k.train_on_batch(x, y)), rel=1e-5)
-    for p, q in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
+    matches_keras(keras, build, (4, 3, 2))
 
 
 def padded_ref(x, w, b, stride, padding, extra):

@@ -70,23 +70,18 @@ def test_gradients_match_finite_differences():
 def test_bits_do_not_depend_on_the_thread_count():
     x = R.random((64, 12, 12, 8), dtype=np.float32)
     y = R.random((64, 2), dtype=np.float32)
-    saved = ember.config.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            ember.config.set_num_threads(threads)
-            ember.set_random_seed(4)
-            m = ember.Sequential([ember.Input((12, 12, 8)),
-                                  layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
-                                  layers.SeparableConv2D(8, 3, strides=1), layers.Flatten(),
-                                  layers.Dense(2)])
-            m.compile("adam", "mse")
-            m.fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
-            results.append(m.get_weights())
-    finally:
-        ember.config.set_num_threads(saved)
-    for p, q in zip(*results):
-        np.testing.assert_array_equal(p, q)
+    from threads import assert_same_weights_at_thread_counts
+
+    def train():
+        ember.set_random_seed(4)
+        m = ember.Sequential([ember.Input((12, 12, 8)),
+                              layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+                              layers.SeparableConv2D(8, 3, strides=1), layers.Flatten(),
+                              layers.Dense(2)])
+        m.compile("adam", "mse")
+        m.fit(x, y, epochs=1, batch_size=32, verbose=0, shuffle=False)
+        return m.get_weights()
+    assert_same_weights_at_thread_counts(train)
 
 
 def test_bad_arguments():

@@ -172,21 +172,18 @@ def test_random_layers_act_in_training_only_and_draw_per_image():
 def test_seeded_training_is_reproducible_and_thread_independent(tmp_path):
     x = R.random((128, 16, 16, 3)).astype(np.float32)
     y = R.integers(0, 3, 128)
-    saved = ember.config.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 2):
-            ember.config.set_num_threads(threads)
-            ember.utils.set_random_seed(11)
-            m = augmenting_model(seed=20)
-            m.compile("adam", "sparse_categorical_crossentropy")
-            m.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
-            results.append(m.get_weights())
-    finally:
-        ember.config.set_num_threads(saved)
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            np.testing.assert_array_equal(a, b)
+    from threads import assert_same_weights_at_thread_counts
+    models = []
+
+    def train():
+        ember.utils.set_random_seed(11)
+        m = augmenting_model(seed=20)
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        models.append(m)
+        return m.get_weights()
+    assert_same_weights_at_thread_counts(train, (1, 2, 2))
+    m = models[-1]
     m.save(tmp_path / "aug.keras")
     loaded = ember.saving.load_model(tmp_path / "aug.keras")
     assert [type(a).__name__ for a in loaded.layers] == [type(a).__name__ for a in m.layers]

@@ -72,20 +72,6 @@ def model_ref(kind, weights, ids, return_sequences, go_backwards, mask_zero):
     return h @ Wd + bd
 
 
-def same_as_keras(keras, k, e, x, y):
-    """e, given k's weights, predicts as k does, and one Adam step on (x, y) leaves the
-    same weights (within 1e-5)."""
-    e.set_weights([np.asarray(w) for w in k.get_weights()])
-    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
-                               atol=1e-5)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    k.train_on_batch(x, y)
-    e.train_on_batch(x, y)
-    for a, b in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
-
-
 CASES = [(k, rs, gb, mz) for k in KINDS for rs in (False, True) for gb in (False, True)
          for mz in (False, True)]
 
@@ -110,7 +96,7 @@ def test_matches_the_float64_reference_and_its_gradients(kind, rs, gb, mz):
 
 @pytest.mark.parametrize("kind,rs,gb,mz", CASES)
 def test_matches_keras_outputs_and_one_adam_step(kind, rs, gb, mz):
-    from oracles import keras_or_skip
+    from oracles import keras_or_skip, same_as_keras
     keras = keras_or_skip()
     k = text_model(keras, kind, rs, gb, mz)
     e = text_model(ember, kind, rs, gb, mz)
@@ -132,7 +118,7 @@ def bidirectional_model(lib, kind, mode, rs):
 @pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave"])
 @pytest.mark.parametrize("rs", [False, True])
 def test_bidirectional_matches_keras(kind, mode, rs):
-    from oracles import keras_or_skip
+    from oracles import keras_or_skip, same_as_keras
     keras = keras_or_skip()
     k, e = bidirectional_model(keras, kind, mode, rs), bidirectional_model(ember, kind, mode, rs)
     same_as_keras(keras, k, e, ids_with_padding(6, 7, 12), R.random((6, 1)).astype(np.float32))
@@ -191,23 +177,18 @@ def test_stacked_layers_and_the_keras_file_layout(tmp_path):
 def test_bits_do_not_depend_on_the_thread_count():
     ids = R.integers(0, 50, (64, 12)).astype(np.int32)
     y = R.random((64, 1)).astype(np.float32)
-    saved = ember.config.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            ember.config.set_num_threads(threads)
-            ember.utils.set_random_seed(4)
-            m = ember.Sequential([ember.Input((12,), dtype="int32"),
-                                  layers.Embedding(50, 16, mask_zero=True),
-                                  layers.Bidirectional(layers.LSTM(80, return_sequences=True)),
-                                  layers.GRU(70), layers.Dense(1)])
-            m.compile("adam", "mse")
-            m.fit(ids, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
-            results.append(m.get_weights())
-    finally:
-        ember.config.set_num_threads(saved)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+    from threads import assert_same_weights_at_thread_counts
+
+    def train():
+        ember.utils.set_random_seed(4)
+        m = ember.Sequential([ember.Input((12,), dtype="int32"),
+                              layers.Embedding(50, 16, mask_zero=True),
+                              layers.Bidirectional(layers.LSTM(80, return_sequences=True)),
+                              layers.GRU(70), layers.Dense(1)])
+        m.compile("adam", "mse")
+        m.fit(ids, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        return m.get_weights()
+    assert_same_weights_at_thread_counts(train)
 
 
 def test_dense_inputs_and_training_reduce_the_loss():
@@ -279,7 +260,7 @@ def padded_sequences(n):
 
 
 def test_masking_repeat_vector_time_distributed_match_keras(tmp_path):
-    from oracles import keras_or_skip
+    from oracles import keras_or_skip, same_as_keras
     keras = keras_or_skip()
     k, e = seq2seq(keras), seq2seq(ember)
     x, y = padded_sequences(5), R.normal(size=(5, 4, 2)).astype(np.float32)

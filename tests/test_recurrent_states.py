@@ -104,7 +104,7 @@ def test_states_match_the_float64_reference_and_its_gradients(cls, extra, kind, 
 
 @pytest.mark.parametrize("cls,extra,kind", CELLS, ids=IDS)
 def test_seq2seq_matches_keras_and_files_cross(cls, extra, kind, tmp_path):
-    from oracles import keras_or_skip
+    from oracles import adam_step_like_keras, keras_or_skip
     keras = keras_or_skip()
     k, e = seq2seq(keras, cls, extra, masked=True), seq2seq(ember, cls, extra, masked=True)
     assert [tuple(w.shape) for w in e.weights] == [tuple(w.shape) for w in k.weights]
@@ -120,12 +120,7 @@ def test_seq2seq_matches_keras_and_files_cross(cls, extra, kind, tmp_path):
                                atol=1e-6)
     np.testing.assert_allclose(np.asarray(from_ember.predict(x, verbose=0)),
                                e.predict(x, verbose=0), atol=1e-5)
-    k.compile(keras.optimizers.Adam(0.01), "mse")
-    e.compile(ember.optimizers.Adam(0.01), "mse")
-    k.train_on_batch(x, y)
-    e.train_on_batch(x, y)
-    for a, b in zip(e.get_weights(), k.get_weights()):
-        np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
+    adam_step_like_keras(keras, k, e, x, y)
 
 
 @pytest.mark.parametrize("cls,extra,kind", CELLS, ids=IDS)
@@ -172,8 +167,8 @@ def bidirectional(lib, kind, mode, rs, with_states):
 @pytest.mark.parametrize("mode,rs,with_states", [(None, True, False), (None, False, True),
                                                  ("concat", True, True), ("sum", False, True)])
 def test_bidirectional_outputs_and_states_match_keras(kind, mode, rs, with_states):
-    from oracles import keras_or_skip
-    from test_recurrent import ids_with_padding, same_as_keras
+    from oracles import keras_or_skip, same_as_keras
+    from test_recurrent import ids_with_padding
     keras = keras_or_skip()
     k = bidirectional(keras, kind, mode, rs, with_states)
     e = bidirectional(ember, kind, mode, rs, with_states)
@@ -196,8 +191,8 @@ def test_bidirectional_initial_state_is_forward_then_backward():
 
 
 def test_gru_without_reset_after_matches_keras_on_text():
-    from oracles import keras_or_skip
-    from test_recurrent import ids_with_padding, same_as_keras
+    from oracles import keras_or_skip, same_as_keras
+    from test_recurrent import ids_with_padding
     keras = keras_or_skip()
 
     def make(lib):
@@ -214,20 +209,15 @@ def test_gru_without_reset_after_matches_keras_on_text():
 def test_bits_do_not_depend_on_the_thread_count():
     """Big enough for the steps' arithmetic and products to split over the threads."""
     x, y = seq2seq_data(64), R.random((64, 4, 1)).astype(np.float32)
-    saved = ember.config.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            ember.config.set_num_threads(threads)
-            ember.utils.set_random_seed(3)
-            m = seq2seq(ember, "GRU", {"reset_after": False}, masked=True, U=96)
-            m.compile("adam", "mse")
-            m.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
-            results.append(m.get_weights())
-    finally:
-        ember.config.set_num_threads(saved)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
+    from threads import assert_same_weights_at_thread_counts
+
+    def train():
+        ember.utils.set_random_seed(3)
+        m = seq2seq(ember, "GRU", {"reset_after": False}, masked=True, U=96)
+        m.compile("adam", "mse")
+        m.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        return m.get_weights()
+    assert_same_weights_at_thread_counts(train)
 
 
 def test_bad_states_name_the_layer_and_the_value():

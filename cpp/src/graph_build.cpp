@@ -232,17 +232,11 @@ int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int
     if (oh <= 0 || ow <= 0)
       throw std::invalid_argument("Conv2DTranspose: output_padding gives an empty output " +
                                   shape_str({oh, ow, k[2]}));
-    Conv2DShape s = conv2d_shape(1, oh, ow, k[2], 1, 1, in[2], 1, 1, 1, 1, false);
-    s.kh = k[0];
-    s.kw = k[1];
-    s.sh = sh;
-    s.sw = sw;
-    s.dh = dh;
-    s.dw = dw;
-    s.pad_top = top;
-    s.pad_left = left;
-    s.oh = in[0];
-    s.ow = in[1];
+    // The convolution whose input gradient this is, its padding given outright.
+    const Conv2DShape s{1,    oh,   ow,    k[2],    // n, h, w, c
+                        k[0], k[1], in[2],          // kh, kw, f
+                        sh,   sw,   dh,    dw,      // strides, dilation
+                        top,  left, in[0], in[1]};  // padding before, output
     return add_weighted(std::make_unique<Conv2DTransposeNode>(s), x, {oh, ow, k[2]},
                         {kernel, bias}, act);
   }

@@ -355,9 +355,13 @@ class _AtConstraint(Metric):
         feasible = constrained >= self.value
         return float(max(np.max(np.where(feasible, dependent, 0.0)), 0.0))
 
+    def get_config(self):
+        return {"name": self.name, "dtype": "float32", "num_thresholds": self.num_thresholds,
+                "class_id": None, self._value_key: self.value}
+
 
 class PrecisionAtRecall(_AtConstraint):
-    _default = "precision_at_recall"
+    _default, _value_key = "precision_at_recall", "recall"
 
     def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(recall, num_thresholds, class_id, name, dtype)
@@ -365,23 +369,15 @@ class PrecisionAtRecall(_AtConstraint):
     def _curves(self, tp, fp, tn, fn):
         return _div(tp, tp + fn), _div(tp, tp + fp)
 
-    def get_config(self):
-        return {"name": self.name, "dtype": "float32", "num_thresholds": self.num_thresholds,
-                "class_id": None, "recall": self.value}
-
 
 class RecallAtPrecision(_AtConstraint):
-    _default = "recall_at_precision"
+    _default, _value_key = "recall_at_precision", "precision"
 
     def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
         super().__init__(precision, num_thresholds, class_id, name, dtype)
 
     def _curves(self, tp, fp, tn, fn):
         return _div(tp, tp + fp), _div(tp, tp + fn)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": "float32", "num_thresholds": self.num_thresholds,
-                "class_id": None, "precision": self.value}
 
 
 class FBetaScore(Metric):

@@ -225,6 +225,10 @@ class ResizeNode : public Node {
     int64_t lo, hi;
     float frac;  // the weight of hi
   };
+  // f(output offset, the offsets of the four input pixels it reads, their weights)
+  // for each output pixel of one image.
+  template <class F>
+  void each_pixel(F f) const;
   int64_t h_, w_, c_, oh_, ow_;
   std::vector<Tap> rows_, cols_;
 };

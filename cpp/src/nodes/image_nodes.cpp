@@ -131,45 +131,35 @@ ResizeNode::ResizeNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, 
   cols_ = taps(left, ww, ow);
 }
 
-void ResizeNode::resize_one(const float* x, float* y) const {
+template <class F>
+void ResizeNode::each_pixel(F f) const {
   for (int64_t oy = 0; oy < oh_; ++oy) {
     const Tap& r = rows_[oy];
     for (int64_t ox = 0; ox < ow_; ++ox) {
       const Tap& q = cols_[ox];
-      const float w00 = (1.f - r.frac) * (1.f - q.frac), w01 = (1.f - r.frac) * q.frac;
-      const float w10 = r.frac * (1.f - q.frac), w11 = r.frac * q.frac;
-      const float* p00 = x + (r.lo * w_ + q.lo) * c_;
-      const float* p01 = x + (r.lo * w_ + q.hi) * c_;
-      const float* p10 = x + (r.hi * w_ + q.lo) * c_;
-      const float* p11 = x + (r.hi * w_ + q.hi) * c_;
-      float* o = y + (oy * ow_ + ox) * c_;
-      for (int64_t ch = 0; ch < c_; ++ch)
-        o[ch] = w00 * p00[ch] + w01 * p01[ch] + w10 * p10[ch] + w11 * p11[ch];
+      const int64_t at[4] = {(r.lo * w_ + q.lo) * c_, (r.lo * w_ + q.hi) * c_,
+                             (r.hi * w_ + q.lo) * c_, (r.hi * w_ + q.hi) * c_};
+      const float wt[4] = {(1.f - r.frac) * (1.f - q.frac), (1.f - r.frac) * q.frac,
+                           r.frac * (1.f - q.frac), r.frac * q.frac};
+      f((oy * ow_ + ox) * c_, at, wt);
     }
   }
 }
 
+void ResizeNode::resize_one(const float* x, float* y) const {
+  each_pixel([&](int64_t o, const int64_t* at, const float* wt) {
+    for (int64_t ch = 0; ch < c_; ++ch)
+      y[o + ch] = wt[0] * x[at[0] + ch] + wt[1] * x[at[1] + ch] + wt[2] * x[at[2] + ch] +
+                  wt[3] * x[at[3] + ch];
+  });
+}
+
 void ResizeNode::adjoint_one(const float* dy, float* dx) const {
   std::memset(dx, 0, sizeof(float) * h_ * w_ * c_);
-  for (int64_t oy = 0; oy < oh_; ++oy) {
-    const Tap& r = rows_[oy];
-    for (int64_t ox = 0; ox < ow_; ++ox) {
-      const Tap& q = cols_[ox];
-      const float w00 = (1.f - r.frac) * (1.f - q.frac), w01 = (1.f - r.frac) * q.frac;
-      const float w10 = r.frac * (1.f - q.frac), w11 = r.frac * q.frac;
-      const float* g = dy + (oy * ow_ + ox) * c_;
-      float* p00 = dx + (r.lo * w_ + q.lo) * c_;
-      float* p01 = dx + (r.lo * w_ + q.hi) * c_;
-      float* p10 = dx + (r.hi * w_ + q.lo) * c_;
-      float* p11 = dx + (r.hi * w_ + q.hi) * c_;
-      for (int64_t ch = 0; ch < c_; ++ch) {
-        p00[ch] += w00 * g[ch];
-        p01[ch] += w01 * g[ch];
-        p10[ch] += w10 * g[ch];
-        p11[ch] += w11 * g[ch];
-      }
-    }
-  }
+  each_pixel([&](int64_t o, const int64_t* at, const float* wt) {
+    for (int k = 0; k < 4; ++k)
+      for (int64_t ch = 0; ch < c_; ++ch) dx[at[k] + ch] += wt[k] * dy[o + ch];
+  });
 }
 
 void ResizeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
