@@ -565,17 +565,7 @@ class Mean:
         self.reset_state()
 
     def reset_state(self):
-        self._total, self._count, self._rows = 0.0, 0.0, 0
-        self._sums = None
-
-    def _width(self, c):
-        return _core.metric_width(self._core_name, self._k, c)
-
-    def _result_from(self, sums, count, weight, weighted):
-        """The value from the pass's sums (those of _core.metric_width), the samples
-        seen and their total weight. A mean metric divides its one sum."""
-        den = weight if weighted else count
-        return float(sums[0] / den) if den > 0 else 0.0
+        self._total, self._count = 0.0, 0.0
 
     def update_state(self, values, sample_weight=None):
         from .tape import value_of
