@@ -306,7 +306,7 @@ PYBIND11_MODULE(_core, m) {
   // (loss_sum, grad): grad at out, or at the pre-activation when fused with `act`.
   m.def("loss", [](const std::string& name, py::array out, py::array target, bool from_logits,
                    const std::string& act, double scale, py::object sample_weight,
-                   double param) -> py::tuple {
+                   double param, double param2) -> py::tuple {
     const Loss l = loss_from_string(name);
     const Act a = act_from_string(act);
     if (out.ndim() != 2) throw std::invalid_argument("loss: out must be 2-D");
@@ -331,7 +331,8 @@ PYBIND11_MODULE(_core, m) {
       double s = loss_forward_backward<double>(l, from_logits, a, o.data(), lp,
                                                loss_sparse(l) ? nullptr : t.data(),
                                                sample_weight.is_none() ? nullptr : w.data(),
-                                               g.mutable_data(), n, c, scale, param);
+                                               g.mutable_data(), n, c, scale, param,
+                                               param2);
       return py::make_tuple(s, g);
     }
     auto o = strict<float>(out, "out");
@@ -343,15 +344,16 @@ PYBIND11_MODULE(_core, m) {
                                             loss_sparse(l) ? nullptr : t.data(),
                                             sample_weight.is_none() ? nullptr : w.data(),
                                             g.mutable_data(), n, c, static_cast<float>(scale),
-                                            static_cast<float>(param));
+                                            static_cast<float>(param),
+                                            static_cast<float>(param2));
     return py::make_tuple(s, g);
   }, py::arg("name"), py::arg("out"), py::arg("target"), py::arg("from_logits") = false,
      py::arg("act") = "linear", py::arg("scale") = 1.0, py::arg("sample_weight") = py::none(),
-     py::arg("param") = 1.0);
+     py::arg("param") = 1.0, py::arg("param2") = 0.0);
 
   // Per-sample float32 losses (n,) of out (n, c) against labels (n) or targets (n, c).
   m.def("loss_per_sample", [](const std::string& name, py::array out, py::array target,
-                              bool from_logits, double param) {
+                              bool from_logits, double param, double param2) {
     const Loss l = loss_from_string(name);
     auto o = strict<float>(out, "out");
     if (o.ndim() != 2) throw std::invalid_argument("loss: out must be 2-D");
@@ -368,10 +370,11 @@ PYBIND11_MODULE(_core, m) {
     F32 per({n});
     loss_forward<float>(l, from_logits, o.data(), loss_sparse(l) ? labels.data() : nullptr,
                         loss_sparse(l) ? nullptr : t.data(), nullptr, n, c,
-                        static_cast<float>(param), per.mutable_data());
+                        static_cast<float>(param), per.mutable_data(),
+                        static_cast<float>(param2));
     return per;
   }, py::arg("name"), py::arg("out"), py::arg("target"), py::arg("from_logits") = false,
-     py::arg("param") = 1.0);
+     py::arg("param") = 1.0, py::arg("param2") = 0.0);
 
   // Sum over rows of a metric of out (n, c) against labels (n) or targets (n, c);
   // sample weights (n) apply when given. per_row: the n values instead of their sum.
@@ -837,9 +840,12 @@ PYBIND11_MODULE(_core, m) {
       .def("set_output", [](Graph& g, int o, const py::object& loss, bool from_logits,
                             float param, float weight,
                             const std::vector<std::tuple<std::string, int64_t, bool, float>>& metrics,
-                            bool per_position, const py::object& ignore_class) {
+                            bool per_position, const py::object& ignore_class, float param2,
+                            bool whole_batch) {
         OutputSpec s;
         s.per_position = per_position;
+        s.param2 = param2;
+        s.whole_batch = whole_batch;
         if (!ignore_class.is_none()) {
           s.ignore = true;
           s.ignore_class = ignore_class.cast<int32_t>();
@@ -861,7 +867,8 @@ PYBIND11_MODULE(_core, m) {
         g.set_output_spec(o, s);
       }, py::arg("o"), py::arg("loss"), py::arg("from_logits") = false, py::arg("param") = 1.f,
          py::arg("weight") = 1.f, py::arg("metrics") = std::vector<std::tuple<std::string, int64_t, bool, float>>{},
-         py::arg("per_position") = false, py::arg("ignore_class") = py::none())
+         py::arg("per_position") = false, py::arg("ignore_class") = py::none(),
+         py::arg("param2") = 0.f, py::arg("whole_batch") = false)
       .def("output_has_mask", &Graph::output_has_mask)
       .def("set_optimizer", &Graph::set_optimizer)
       .def_property_readonly("variables", &Graph::variables)

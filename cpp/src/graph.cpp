@@ -682,12 +682,23 @@ double Graph::output_loss(int o, int64_t n, float* grad, double* count) {
   const int v = outputs_[o];
   const int64_t rows = output_rows(o), c = values_[v].size / rows;
   const float* w = row_weights(o, n, count);
+  int64_t groups = n * rows, width = c;
+  float total_weight;
+  if (s.whole_batch) {  // one row of every element, weighted by the rows' total weight
+    double sum = 0;
+    for (int64_t i = 0; i < groups; ++i) sum += w ? w[i] : 1.f;
+    total_weight = static_cast<float>(sum);
+    w = &total_weight;
+    width *= groups;
+    groups = 1;
+  }
   if (grad)
     return loss_forward_backward<float>(s.loss, s.from_logits, loss_act_[o], val_[v],
-                                        labels_ptr_[o], y_ptr_[o], w, grad, n * rows, c,
-                                        static_cast<float>(s.weight / *count), s.param);
+                                        labels_ptr_[o], y_ptr_[o], w, grad, groups, width,
+                                        static_cast<float>(s.weight / *count), s.param,
+                                        s.param2);
   return loss_forward<float>(s.loss, s.from_logits, val_[v], labels_ptr_[o], y_ptr_[o], w,
-                             n * rows, c, s.param);
+                             groups, width, s.param, nullptr, s.param2);
 }
 
 void Graph::add_metrics(StepResult& r, int64_t n) {

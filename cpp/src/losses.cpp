@@ -26,6 +26,8 @@ Loss loss_from_string(const std::string& name) {
   if (name == "squared_hinge") return Loss::SquaredHinge;
   if (name == "categorical_hinge") return Loss::CategoricalHinge;
   if (name == "cosine_similarity") return Loss::CosineSimilarity;
+  if (name == "dice") return Loss::Dice;
+  if (name == "tversky") return Loss::Tversky;
   throw std::invalid_argument("Unknown loss: '" + name + "'");
 }
 
@@ -62,11 +64,36 @@ T log_sum_exp(const T* z, int64_t c) {
   return mx + std::log(s);
 }
 
+// Dice and Tversky in one form: L = 1 - a tp / (b tp + cy Sy + cp Sp + eps), whose
+// gradient is dL/dp_j = -(a y_j D - N (b y_j + cp)) / D^2 with N = a tp, D the
+// denominator. The sums run in double, in order.
+template <class T>
+T overlap_loss(const T* p, const T* y, T* g, int64_t c, T s, double a, double b, double cy,
+               double cp) {
+  double tp = 0, sy = 0, sp = 0;
+  for (int64_t j = 0; j < c; ++j) {
+    tp += double(y[j]) * double(p[j]);
+    sy += y[j];
+    sp += p[j];
+  }
+  const double num = a * tp, den = b * tp + cy * sy + cp * sp + double(kEps<float>);
+  if (g)
+    for (int64_t j = 0; j < c; ++j)
+      g[j] = static_cast<T>(-double(s) * (a * y[j] * den - num * (b * y[j] + cp)) /
+                            (den * den));
+  return static_cast<T>(1.0 - num / den);
+}
+
 // One sample: returns L_i and, when g is non-null, writes g = s * dL_i/d(input).
 template <class T>
 T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
-              const T* y, T* g, int64_t c, T s, T param) {
+              const T* y, T* g, int64_t c, T s, T param, T param2) {
   switch (l) {
+    case Loss::Dice:
+      return overlap_loss(p, y, g, c, s, 2.0, 0.0, 1.0, 1.0);
+    case Loss::Tversky:  // tp + alpha (Sy - tp) + beta (Sp - tp)
+      return overlap_loss(p, y, g, c, s, 1.0, 1.0 - double(param) - double(param2),
+                          double(param), double(param2));
     case Loss::SparseCategoricalCrossentropy: {
       if (from_logits) {
         const T lse = log_sum_exp(p, c);
@@ -293,7 +320,7 @@ T sample_loss(Loss l, bool from_logits, bool fused, const T* p, int32_t label,
 template <class T>
 double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* labels,
            const T* y, const T* sw, T* grad, int64_t n, int64_t c, T scale, T param,
-           T* per_sample = nullptr) {
+           T param2, T* per_sample = nullptr) {
   if (n < 0 || c < 1) throw std::invalid_argument("loss: bad shape");
   const bool sparse = loss_sparse(l);
   if (sparse) {
@@ -324,7 +351,7 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
     const T w = sw ? sw[i] : T(1);
     const T L = sample_loss<T>(l, from_logits, fused, out + i * c, sparse ? labels[i] : 0,
                                sparse ? nullptr : y + i * c, grad ? grad + i * c : nullptr,
-                               c, scale * w, param);
+                               c, scale * w, param, param2);
     if (per_sample) per_sample[i] = L;
     total += static_cast<double>(w) * static_cast<double>(L);
   }
@@ -336,27 +363,29 @@ double run(Loss l, bool from_logits, Act act, const T* out, const int32_t* label
 template <class T>
 double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
                              const int32_t* labels, const T* y, const T* sw, T* grad,
-                             int64_t n, int64_t c, T scale, T param) {
-  return run<T>(l, from_logits, act, out, labels, y, sw, grad, n, c, scale, param);
+                             int64_t n, int64_t c, T scale, T param, T param2) {
+  return run<T>(l, from_logits, act, out, labels, y, sw, grad, n, c, scale, param, param2);
 }
 
 template <class T>
 double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
-                    const T* y, const T* sw, int64_t n, int64_t c, T param, T* per_sample) {
+                    const T* y, const T* sw, int64_t n, int64_t c, T param, T* per_sample,
+                    T param2) {
   return run<T>(l, from_logits, Act::Linear, out, labels, y, sw, nullptr, n, c, T(1), param,
-                per_sample);
+                param2, per_sample);
 }
 
 template double loss_forward_backward<float>(Loss, bool, Act, const float*, const int32_t*,
                                              const float*, const float*, float*, int64_t,
-                                             int64_t, float, float);
+                                             int64_t, float, float, float);
 template double loss_forward_backward<double>(Loss, bool, Act, const double*,
                                               const int32_t*, const double*, const double*,
-                                              double*, int64_t, int64_t, double, double);
+                                              double*, int64_t, int64_t, double, double,
+                                              double);
 template double loss_forward<float>(Loss, bool, const float*, const int32_t*, const float*,
-                                    const float*, int64_t, int64_t, float, float*);
+                                    const float*, int64_t, int64_t, float, float*, float);
 template double loss_forward<double>(Loss, bool, const double*, const int32_t*,
                                      const double*, const double*, int64_t, int64_t,
-                                     double, double*);
+                                     double, double*, double);
 
 }  // namespace ember

@@ -52,9 +52,19 @@ class Loss:
         self.reduction = reduction
         self.from_logits = False
 
+    _param2 = 0.0
+
     @property
     def _param(self):
         return 1.0
+
+    def _whole_batch(self, rank):
+        """True when the loss is one value for the whole batch (ranks: y_pred's)."""
+        return False
+
+    def _loss_rows(self, pred):
+        """pred as the 2-D rows the core takes a loss of, one value per row."""
+        return _rows(pred)[1]
 
     def call(self, y_true, y_pred):
         """Per-sample losses, shape y_pred.shape[:-1]."""
@@ -71,11 +81,16 @@ class Loss:
         if sample_weight is not None:
             sw = np.asarray(sample_weight, dtype=np.float32)
             try:
-                sw = np.broadcast_to(sw.reshape(sw.shape + (1,) * (per.ndim - sw.ndim)), per.shape)
+                if per.ndim:
+                    sw = np.broadcast_to(sw.reshape(sw.shape + (1,) * (per.ndim - sw.ndim)),
+                                         per.shape)
             except ValueError:
                 raise ValueError(f"sample_weight of shape {sw.shape} does not match the "
                                  f"per-sample losses of shape {per.shape}") from None
-            per = per * sw
+            if per.ndim == 0:  # a loss of the whole batch, weighted by each sample's
+                per = per * sw.reshape(-1)
+            else:
+                per = per * sw
         if self.reduction in ("none", None):
             return per
         total = np.float32(per.astype(np.float64).sum())
@@ -92,9 +107,10 @@ class Loss:
             raise ValueError("A loss with reduction='none' on a GradientTape is not "
                              "supported yet: use 'sum_over_batch_size' or 'sum'")
         pred = np.asarray(tape.value_of(y_pred), dtype=np.float32)
-        shape, out = _rows(pred)
+        out = self._loss_rows(pred)
         target = _targets(tape.value_of(y_true), out, self._sparse)
-        rows = out.shape[0]
+        whole = self._whole_batch(max(pred.ndim, 2))
+        rows = (pred.shape[0] if pred.ndim else 1) if whole else out.shape[0]
         sw = None
         if sample_weight is not None:
             sw = np.ascontiguousarray(np.asarray(tape.value_of(sample_weight),
@@ -102,10 +118,13 @@ class Loss:
             if sw.size != rows:
                 raise ValueError(f"sample_weight must have one value per sample ({rows}). "
                                  f"Received shape {np.shape(sample_weight)}")
+        if whole:  # one value, weighted by the batch's total weight
+            sw = None if sw is None else np.array([sw.astype(np.float64).sum()], np.float32)
+            count = (1 if sw is None else rows) if count is None else count
         count = rows if count is None else count
         scale = 1.0 / max(count, 1) if self.reduction == "sum_over_batch_size" else 1.0
         total, grad = _core.loss(self._core_name, out, target, self.from_logits, "linear",
-                                 scale, sw, self._param)
+                                 scale, sw, self._param, self._param2)
         grad = grad.reshape(pred.shape)
         return tape.record(np.float32(total * scale), [y_pred],
                            lambda g: [grad * np.float32(g)])
@@ -304,6 +323,82 @@ class CosineSimilarity(Loss):
         return c
 
 
+class Dice(Loss):
+    """1 - 2 sum(y_true y_pred) / (sum(y_true) + sum(y_pred) + eps), over the whole batch
+    (axis=None, Keras's default: one value per batch) or over each sample (axis naming
+    every axis but the batch's, e.g. (1, 2, 3) for images)."""
+    _core_name = "dice"
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(name, reduction, dtype)
+        if axis is not None:
+            axes = axis if isinstance(axis, (list, tuple)) else [axis]
+            if not axes or not all(isinstance(a, numbers.Integral) and
+                                   not isinstance(a, bool) for a in axes):
+                raise ValueError(f"`axis` must be None, an integer or a tuple of integers. "
+                                 f"Received: axis={axis!r}")
+            axis = tuple(int(a) for a in axes) if isinstance(axis, (list, tuple)) else int(axis)
+        self.axis = axis
+
+    def _whole_batch(self, rank):
+        if self.axis is None:
+            return True
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        if rank < 2 or sorted(a % rank for a in axes) != list(range(1, rank)) \
+                or len(set(a % rank for a in axes)) != len(axes):
+            raise ValueError(f"{type(self).__name__} takes axis=None (the whole batch) or "
+                             f"every axis but the batch's ({tuple(range(1, rank))} for "
+                             f"y_pred of rank {rank}). Received: axis={self.axis!r}")
+        return False
+
+    def _loss_rows(self, pred):
+        pred = np.asarray(pred, dtype=np.float32)
+        if self._whole_batch(max(pred.ndim, 2)):
+            return np.ascontiguousarray(pred.reshape(1, -1))
+        return np.ascontiguousarray(pred.reshape(pred.shape[0], -1))
+
+    def call(self, y_true, y_pred):
+        """The loss of the batch (axis=None) or of each sample."""
+        out = self._loss_rows(y_pred)
+        target = _targets(y_true, out, False)
+        per = _core.loss_per_sample(self._core_name, out, target, False, self._param,
+                                    self._param2)
+        return per.reshape(()) if self._whole_batch(max(np.ndim(y_pred), 2)) else per
+
+    def get_config(self):
+        c = super().get_config()
+        c["axis"] = list(self.axis) if isinstance(self.axis, tuple) else self.axis
+        return c
+
+
+class Tversky(Dice):
+    """1 - tp / (tp + alpha fp + beta fn + eps) with Keras's terms tp = sum(y_true y_pred),
+    fp = sum((1 - y_pred) y_true), fn = sum(y_pred (1 - y_true)); alpha = beta = 0.5 is
+    Dice. Over the whole batch (axis=None) or each sample, as Dice."""
+    _core_name = "tversky"
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky",
+                 axis=None, dtype=None):
+        super().__init__(reduction, name, axis, dtype)
+        for key, v in (("alpha", alpha), ("beta", beta)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ValueError(f"`{key}` must be a finite number. Received: {key}={v!r}")
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    @property
+    def _param(self):
+        return self.alpha
+
+    @property
+    def _param2(self):
+        return self.beta
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(alpha=self.alpha, beta=self.beta)
+        return c
+
+
 def _function(cls, doc, **fixed):
     def fn(y_true, y_pred, **kwargs):
         return cls(**fixed, **kwargs).call(y_true, y_pred)
@@ -332,6 +427,8 @@ poisson = _function(Poisson, "Per-sample Poisson loss.")
 squared_hinge = _function(SquaredHinge, "Per-sample squared hinge loss.")
 categorical_hinge = _function(CategoricalHinge, "Per-sample categorical hinge loss.")
 cosine_similarity = _function(CosineSimilarity, "Per-sample negative cosine similarity.")
+dice = _function(Dice, "Dice loss of the batch (axis=None) or of each sample.")
+tversky = _function(Tversky, "Tversky loss of the batch (axis=None) or of each sample.")
 msle = MSLE = mean_squared_logarithmic_error
 mape = MAPE = mean_absolute_percentage_error
 logcosh = log_cosh
@@ -359,12 +456,15 @@ _ALIASES = {
     "squared_hinge": SquaredHinge,
     "categorical_hinge": CategoricalHinge,
     "cosine_similarity": CosineSimilarity,
+    "dice": Dice,
+    "tversky": Tversky,
 }
 _CLASSES = {c.__name__: c for c in (SparseCategoricalCrossentropy, CategoricalCrossentropy,
                                     BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError,
                                     Huber, Hinge, KLDivergence, MeanSquaredLogarithmicError,
                                     MeanAbsolutePercentageError, LogCosh, Poisson,
-                                    SquaredHinge, CategoricalHinge, CosineSimilarity)}
+                                    SquaredHinge, CategoricalHinge, CosineSimilarity, Dice,
+                                    Tversky)}
 
 
 def serialize(loss):

@@ -47,8 +47,11 @@ struct OutputSpec {
   bool external = false;
   Loss loss = Loss::MeanSquaredError;
   bool from_logits = false;
-  float param = 1.f;
+  float param = 1.f, param2 = 0.f;  // the loss's parameters (losses.h)
   float weight = 1.f;
+  // The loss is one value for the whole batch (Keras's Dice and Tversky with
+  // axis=None), weighted by the batch's total sample weight.
+  bool whole_batch = false;
   std::vector<MetricSpec> metrics;
   // One loss (and metric) term per position of the last axis's rows (a class per time
   // step), averaged over the rows, as Keras does for outputs of more than one axis; an

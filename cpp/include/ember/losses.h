@@ -22,6 +22,10 @@ enum class Loss {
   SquaredHinge,                 // mean max(1 - t p, 0)^2, t as for Hinge
   CategoricalHinge,             // max(max_j (1 - y_j) p_j - sum_j y_j p_j + 1, 0)
   CosineSimilarity,             // -sum normalize(y) normalize(p), norms at least eps
+  // Overlap losses: one value per row of c elements (a whole batch is passed as one
+  // row). tp = sum y p, Sy = sum y, Sp = sum p.
+  Dice,     // 1 - 2 tp / (Sy + Sp + eps)
+  Tversky,  // 1 - tp / (tp + param (Sy - tp) + param2 (Sp - tp) + eps): alpha, beta
 };
 
 // Parses Keras names and aliases; throws std::invalid_argument.
@@ -41,18 +45,20 @@ bool loss_fuses(Loss l, bool from_logits, Act act);
 // (the clip zeroes the gradient where it bites); per-sample losses average over
 // the last axis for binary crossentropy, mean squared/absolute error, Huber and
 // hinge. `param` is Huber's delta, and for the categorical and binary crossentropies
-// 1 - label_smoothing (the share of the target kept; the rest spread evenly).
+// 1 - label_smoothing (the share of the target kept; the rest spread evenly);
+// Tversky's alpha and beta are `param` and `param2`.
 // Throws std::invalid_argument for a label outside [0, c).
 template <class T>
 double loss_forward_backward(Loss l, bool from_logits, Act act, const T* out,
                              const int32_t* labels, const T* y, const T* sw, T* grad,
-                             int64_t n, int64_t c, T scale, T param = T(1));
+                             int64_t n, int64_t c, T scale, T param = T(1),
+                             T param2 = T(0));
 
 // The per-sample losses only (grad not computed); returns their weighted sum and,
 // when per_sample is non-null, writes each unweighted L_i there.
 template <class T>
 double loss_forward(Loss l, bool from_logits, const T* out, const int32_t* labels,
                     const T* y, const T* sw, int64_t n, int64_t c, T param = T(1),
-                    T* per_sample = nullptr);
+                    T* per_sample = nullptr, T param2 = T(0));
 
 }  // namespace ember

@@ -549,6 +549,12 @@ class Model(Layer):
                 g.output_has_mask(o) or
                 (loss is not None and loss._core_name in self._PER_POSITION) or
                 any(spec[0] in self._PER_POSITION for spec in specs))
+            whole_batch = loss is not None and loss._whole_batch(len(out_shape) + 1)
+            if loss is not None and loss._core_name in ("dice", "tversky") and \
+                    not whole_batch and per_position:
+                raise ValueError(f"{type(loss).__name__} over each sample cannot take an "
+                                 f"output with a mask or per-position metrics; use "
+                                 f"axis=None (the whole batch)")
             columns = out_shape[-1] if per_position else int(np.prod(out_shape))
             for spec in specs:
                 widths.append(_core.metric_width(spec[0], spec[1], columns))
@@ -563,7 +569,8 @@ class Model(Layer):
             g.set_output(o, None if loss is None else loss._core_name,
                          loss.from_logits if loss is not None else False,
                          loss._param if loss is not None else 1.0, float(weights[o]), specs,
-                         per_position, ignore)
+                         per_position, ignore, loss._param2 if loss is not None else 0.0,
+                         whole_batch)
             self._per_position.append(per_position)
             self._output_losses.append(loss)
         self._output_loss_names = [f"{n}_loss" for n in names] if multi else []
