@@ -544,8 +544,14 @@ PYBIND11_MODULE(_core, m) {
                        float beta_2, bool amsgrad, float epsilon, float rho, bool centered,
                        float initial_accumulator_value, float weight_decay, float clipnorm,
                        float clipvalue, float global_clipnorm, float lr_power, float l1,
-                       float l2, float l2_shrinkage, float ftrl_beta) {
+                       float l2, float l2_shrinkage, float ftrl_beta,
+                       int64_t accumulation_steps, bool use_ema, float ema_momentum,
+                       int64_t ema_overwrite_frequency) {
         OptimizerConfig c;
+        c.accumulation_steps = accumulation_steps;
+        c.use_ema = use_ema;
+        c.ema_momentum = ema_momentum;
+        c.ema_overwrite_frequency = ema_overwrite_frequency;
         if (kind == "sgd") c.kind = Opt::SGD;
         else if (kind == "adam") c.kind = Opt::Adam;
         else if (kind == "rmsprop") c.kind = Opt::RMSprop;
@@ -571,7 +577,9 @@ PYBIND11_MODULE(_core, m) {
          py::arg("initial_accumulator_value") = 0.1f, py::arg("weight_decay") = 0.f,
          py::arg("clipnorm") = 0.f, py::arg("clipvalue") = 0.f, py::arg("global_clipnorm") = 0.f,
          py::arg("lr_power") = -0.5f, py::arg("l1") = 0.f, py::arg("l2") = 0.f,
-         py::arg("l2_shrinkage") = 0.f, py::arg("ftrl_beta") = 0.f)
+         py::arg("l2_shrinkage") = 0.f, py::arg("ftrl_beta") = 0.f,
+         py::arg("accumulation_steps") = 0, py::arg("use_ema") = false,
+         py::arg("ema_momentum") = 0.99f, py::arg("ema_overwrite_frequency") = 0)
       // One update of the given variables by the given dense gradients (the
       // optimizer's apply_gradients), as a training step applies them.
       .def("apply_dense", [](Optimizer& opt, const std::vector<std::shared_ptr<Variable>>& vars,
@@ -597,7 +605,11 @@ PYBIND11_MODULE(_core, m) {
         opt.apply(ov, lr);
       }, py::arg("variables"), py::arg("gradients"), py::arg("decay"), py::arg("lr"))
       .def_readwrite("iterations", &Optimizer::iterations)
+      .def_property_readonly("updates", &Optimizer::updates)
       .def_property_readonly("num_slots", &Optimizer::num_slots)
+      .def_property_readonly("rule_slots", &Optimizer::rule_slots)
+      .def_property_readonly("ema_slot", &Optimizer::ema_slot)
+      .def_property_readonly("accumulator_slot", &Optimizer::accumulator_slot)
       // Views of v's slots (ember's order), empty before v's first update unless
       // create is true (then they are made at their initial value).
       .def("slots", [](py::object self, const std::shared_ptr<Variable>& v, bool create) {

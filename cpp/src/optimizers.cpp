@@ -377,9 +377,18 @@ Optimizer::Optimizer(const OptimizerConfig& cfg) : cfg_(cfg) {
         "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set");
   if (cfg.clipnorm < 0 || cfg.clipvalue < 0 || cfg.global_clipnorm < 0 || cfg.weight_decay < 0)
     throw std::invalid_argument("clipping thresholds and weight_decay must be >= 0");
+  if (cfg.accumulation_steps < 0 || cfg.accumulation_steps == 1 ||
+      cfg.ema_overwrite_frequency < 0 || !(cfg.ema_momentum >= 0.f && cfg.ema_momentum <= 1.f))
+    throw std::invalid_argument(
+        "accumulation_steps must be 0 or >= 2, ema_overwrite_frequency >= 0 and "
+        "ema_momentum in [0, 1]");
 }
 
 int Optimizer::num_slots() const {
+  return rule_slots() + cfg_.use_ema + (cfg_.accumulation_steps > 1);
+}
+
+int Optimizer::rule_slots() const {
   switch (cfg_.kind) {
     case Opt::SGD: return cfg_.momentum != 0.f;
     case Opt::Adam: return cfg_.amsgrad ? 3 : 2;
@@ -421,7 +430,7 @@ void Optimizer::update(float* w, const float* g, float* const* slot, int64_t n, 
       break;
     case Opt::Adam:
       run(adam_rule(w, slot[0], slot[1], slot[2], lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
-                    iterations + 1, p));
+                    updates() + 1, p));
       break;
     case Opt::RMSprop: {
       const bool mom = cfg_.momentum > 0.f;
@@ -435,11 +444,11 @@ void Optimizer::update(float* w, const float* g, float* const* slot, int64_t n, 
       break;
     case Opt::Adamax:
       run(AdamaxRule{w, slot[0], slot[1], lr, 1.f - cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
-                     1.f - std::pow(cfg_.beta_1, static_cast<float>(iterations + 1)), p});
+                     1.f - std::pow(cfg_.beta_1, static_cast<float>(updates() + 1)), p});
       break;
     case Opt::Nadam:  // apply() has brought nadam_product_ to this step
       run(nadam_rule(w, slot[0], slot[1], lr, cfg_.beta_1, cfg_.beta_2, cfg_.epsilon,
-                     iterations + 1, nadam_product_, p));
+                     updates() + 1, nadam_product_, p));
       break;
     case Opt::Lion:
       run(LionRule{w, slot[0], lr, cfg_.beta_1, cfg_.beta_2, p});
@@ -455,6 +464,69 @@ void Optimizer::update(float* w, const float* g, float* const* slot, int64_t n, 
 }
 
 void Optimizer::apply(const std::vector<OptVar>& vars, float lr) {
+  const int64_t steps = cfg_.accumulation_steps;
+  const bool update_now = steps < 2 || (iterations + 1) % steps == 0;
+  if (steps < 2)
+    update_all(vars, lr);
+  else if (const std::vector<OptVar>* mean = accumulate(vars, update_now))
+    update_all(*mean, lr);
+  if (update_now && steps >= 2)  // Keras: the accumulators restart after an update
+    for (const OptVar& v : vars) (*v.slots)[accumulator_slot()].zero();
+  if (cfg_.use_ema) update_averages(vars);
+  ++iterations;
+}
+
+const std::vector<OptVar>* Optimizer::accumulate(const std::vector<OptVar>& vars,
+                                                 bool update_now) {
+  // Keras: acc + g on every call; (acc + g) / steps on an update call.
+  const float steps = static_cast<float>(cfg_.accumulation_steps);
+  if (update_now) accumulated_.clear();
+  for (const OptVar& v : vars) {
+    float* acc = (*v.slots)[accumulator_slot()].data();
+    const int64_t n = v.var->size();
+    if (v.sparse) {
+      const SparseRows& sp = *v.sparse;
+      const int64_t rows = n / sp.cols;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t k = sp.slot[r];
+        if (k < 0) continue;
+        const float* g = sp.values + static_cast<int64_t>(k) * sp.cols;
+        for (int64_t j = 0; j < sp.cols; ++j) acc[r * sp.cols + j] += g[j];
+      }
+    } else {
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+      for (int64_t i = 0; i < n; ++i) acc[i] += v.grad[i];
+    }
+    if (!update_now) continue;
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) acc[i] /= steps;
+    OptVar mean = v;
+    mean.grad = acc;
+    mean.sparse = nullptr;
+    accumulated_.push_back(mean);
+  }
+  return update_now ? &accumulated_ : nullptr;
+}
+
+void Optimizer::update_averages(const std::vector<OptVar>& vars) {
+  // Keras: momentum 0 while `iterations` (the updates made before this call) is 0.
+  const float m = updates() != 0 ? cfg_.ema_momentum : 0.f, rest = 1.f - m;
+  const int64_t every = cfg_.ema_overwrite_frequency;
+  const bool overwrite = every > 0 && (updates() + 1) % every == 0;
+  for (const OptVar& v : vars) {
+    float* avg = (*v.slots)[ema_slot()].data();
+    float* w = v.var->data();
+    const int64_t n = v.var->size();
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      avg[i] = m * avg[i] + rest * w[i];
+      if (overwrite) w[i] = avg[i];
+    }
+  }
+}
+
+void Optimizer::update_all(const std::vector<OptVar>& vars, float lr) {
   // Keras: clipnorm scales each variable's gradient by clipnorm / max(norm, clipnorm);
   // global_clipnorm scales all by clip * min(1/norm, 1/clip), NaN when the norm is not
   // finite; clipvalue clamps each element.
@@ -468,12 +540,13 @@ void Optimizer::apply(const std::vector<OptVar>& vars, float lr) {
                        : std::numeric_limits<float>::quiet_NaN();
   }
   if (cfg_.kind == Opt::Nadam) {  // Keras: the product takes this step's factor first
-    if (nadam_at_ != iterations) {
+    const int64_t t = updates();
+    if (nadam_at_ != t) {
       nadam_product_ = 1.f;
-      for (int64_t s = 1; s <= iterations; ++s) nadam_product_ *= nadam_mu(cfg_.beta_1, s);
+      for (int64_t s = 1; s <= t; ++s) nadam_product_ *= nadam_mu(cfg_.beta_1, s);
     }
-    nadam_product_ *= nadam_mu(cfg_.beta_1, iterations + 1);
-    nadam_at_ = iterations + 1;
+    nadam_product_ *= nadam_mu(cfg_.beta_1, t + 1);
+    nadam_at_ = t + 1;
   }
   const float decay = cfg_.weight_decay * lr;
   for (const OptVar& v : vars) {
@@ -488,10 +561,9 @@ void Optimizer::apply(const std::vector<OptVar>& vars, float lr) {
                                  : static_cast<float>(c / std::max(norm, c));
     }
     float* slot[3] = {nullptr, nullptr, nullptr};
-    for (size_t i = 0; i < v.slots->size() && i < 3; ++i) slot[i] = (*v.slots)[i].data();
+    for (int i = 0; i < rule_slots(); ++i) slot[i] = (*v.slots)[i].data();
     update(v.var->data(), v.grad, slot, v.var->size(), lr, p, v.sparse);
   }
-  ++iterations;
 }
 
 }  // namespace ember

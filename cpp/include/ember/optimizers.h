@@ -27,6 +27,15 @@ struct OptimizerConfig {
   float lr_power = -0.5f, l1 = 0.f, l2 = 0.f, l2_shrinkage = 0.f, ftrl_beta = 0.f;  // Ftrl
   // Keras's base-optimizer options; 0 means off. At most one clip is set.
   float weight_decay = 0.f, clipnorm = 0.f, clipvalue = 0.f, global_clipnorm = 0.f;
+  // Keras's gradient_accumulation_steps (0: off): each call adds its gradients to an
+  // accumulator; every steps-th call updates with (accumulated + g) / steps.
+  int64_t accumulation_steps = 0;
+  // Keras's use_ema: after each call, average = m average + (1 - m) w with m =
+  // ema_momentum (0 while no update has been made); every ema_overwrite_frequency
+  // updates (0: never) the weights take their averages.
+  bool use_ema = false;
+  float ema_momentum = 0.99f;
+  int64_t ema_overwrite_frequency = 0;
 };
 
 // How the raw gradient is turned into the one the rule sees, per variable (Keras's
@@ -112,8 +121,9 @@ struct OptVar {
 // An optimizer and its slot variables, keyed by variable as in Keras, each slot as
 // long as its variable (Keras order: SGD momentum; Adam m, v[, vhat]; RMSprop
 // velocity[, momentum][, average_gradient]; Adagrad accumulator; Adamax m, u; Nadam m,
-// v; Lion m; Adadelta accumulated gradient, accumulated delta). Models compiled with
-// one optimizer share it; a frozen variable never gets slots.
+// v; Lion m; Adadelta accumulated gradient, accumulated delta), then the moving
+// average (use_ema) and the gradient accumulator (accumulation_steps). Models compiled
+// with one optimizer share it; a frozen variable never gets slots.
 class Optimizer {
  public:
   explicit Optimizer(const OptimizerConfig& cfg);
@@ -125,11 +135,22 @@ class Optimizer {
     auto it = slots_.find(v);
     return it == slots_.end() ? nullptr : &it->second;
   }
-  // Slots per variable of this optimizer's kind and settings.
+  // Slots per variable of this optimizer's kind and settings: the rule's, then the
+  // moving average's (ema_slot(), or -1) and the accumulator's (accumulator_slot()).
   int num_slots() const;
-  // One update of every variable at learning rate lr; iterations counts updates.
+  int rule_slots() const;
+  int ema_slot() const { return cfg_.use_ema ? rule_slots() : -1; }
+  int accumulator_slot() const {
+    return cfg_.accumulation_steps > 1 ? rule_slots() + cfg_.use_ema : -1;
+  }
+  // One call at learning rate lr: an update of every variable (or, accumulating, its
+  // gradients added up). iterations counts the calls (Keras's _iterations).
   void apply(const std::vector<OptVar>& vars, float lr);
   int64_t iterations = 0;
+  // The updates made (Keras's `iterations`: the calls over the accumulation steps).
+  int64_t updates() const {
+    return cfg_.accumulation_steps > 1 ? iterations / cfg_.accumulation_steps : iterations;
+  }
   const OptimizerConfig& config() const { return cfg_; }
   // The variables with slots, in the order they got them.
   const std::vector<VariablePtr>& tracked() const { return order_; }
@@ -137,7 +158,13 @@ class Optimizer {
  private:
   void update(float* w, const float* g, float* const* slot, int64_t n, float lr,
               const GradPrep& p, const SparseRows* sparse);
+  void update_all(const std::vector<OptVar>& vars, float lr);
+  // Adds each gradient to its accumulator; on an update call, turns the accumulators
+  // into the mean gradients and returns the variables reading them (else null).
+  const std::vector<OptVar>* accumulate(const std::vector<OptVar>& vars, bool update_now);
+  void update_averages(const std::vector<OptVar>& vars);
   OptimizerConfig cfg_;
+  std::vector<OptVar> accumulated_;
   std::unordered_map<const Variable*, std::vector<FloatBuffer>> slots_;
   std::vector<VariablePtr> order_;  // keeps the tracked variables alive
   // Nadam's product of momentum factors mu_1 .. mu_t (Keras's u_product), valid at

@@ -932,6 +932,8 @@ class Model(Layer):
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        if epochs > 0:  # Keras: with use_ema the weights take their moving averages
+            self.optimizer._finalize(self.trainable_weights)
         cbs.on_train_end(epoch_logs)
         self.history = history
         return history
@@ -1019,6 +1021,8 @@ class Model(Layer):
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
                 break
+        if epochs > 0:  # Keras: with use_ema the weights take their moving averages
+            self.optimizer._finalize(self.trainable_weights)
         cbs.on_train_end(epoch_logs)
         self.history = history
         return history

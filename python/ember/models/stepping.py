@@ -159,6 +159,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
         cbs.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
+    if epochs > 0 and model.optimizer is not None:
+        model.optimizer._finalize(model.trainable_weights)
     cbs.on_train_end(epoch_logs)
     model.history = history
     return history

@@ -94,12 +94,19 @@ class Optimizer:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.")
         if kwargs:
             raise ValueError(f"Argument(s) not recognized: {kwargs}")
-        for k, v in (("use_ema", use_ema or None), ("loss_scale_factor", loss_scale_factor),
-                     ("gradient_accumulation_steps", gradient_accumulation_steps),
-                     ("ema_overwrite_frequency", ema_overwrite_frequency)):
-            if v is not None:
-                raise ValueError(f"ember's optimizers do not support `{k}` yet. "
-                                 f"Received: {k}={v!r}")
+        if loss_scale_factor is not None:
+            raise ValueError(f"ember trains in float32 and takes no `loss_scale_factor`. "
+                             f"Received: loss_scale_factor={loss_scale_factor!r}")
+        steps = gradient_accumulation_steps
+        if steps is not None and (isinstance(steps, bool) or
+                                  not isinstance(steps, numbers.Integral) or steps < 2):
+            raise ValueError(f"`gradient_accumulation_steps` must be an integer >= 2. "
+                             f"Received: gradient_accumulation_steps={steps!r}")
+        every = ema_overwrite_frequency
+        if every is not None and (isinstance(every, bool) or
+                                  not isinstance(every, numbers.Integral) or every < 1):
+            raise ValueError(f"`ema_overwrite_frequency` must be an integer >= 1 or None. "
+                             f"Received: ema_overwrite_frequency={every!r}")
         if sum(a is not None for a in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError(f"Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can "
                              f"be set. Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
@@ -114,8 +121,10 @@ class Optimizer:
         self.clipnorm = None if clipnorm is None else float(clipnorm)
         self.clipvalue = None if clipvalue is None else float(clipvalue)
         self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
-        self.use_ema = False
-        self.ema_momentum = ema_momentum
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = _number(ema_momentum, "ema_momentum", 0, 1)
+        self.ema_overwrite_frequency = None if every is None else int(every)
+        self.gradient_accumulation_steps = None if steps is None else int(steps)
         self._core = None
         self._iterations = 0
         self._exclude_names = None
@@ -131,8 +140,8 @@ class Optimizer:
 
     def _current_learning_rate(self):
         lr = self._learning_rate
-        if isinstance(lr, LearningRateSchedule):
-            lr = lr(self.iterations)
+        if isinstance(lr, LearningRateSchedule):  # Keras: at the calls made, not updates
+            lr = lr(self._calls())
         elif callable(lr):
             lr = lr()
         lr = float(lr)
@@ -156,15 +165,23 @@ class Optimizer:
 
     @property
     def iterations(self):
-        """Number of updates applied so far (an int with Keras's `.numpy()`)."""
-        n = self._core.iterations if self._core is not None else self._iterations
-        return _scalar_variable(n, self, "iterations", int)
+        """Number of updates applied so far (an int with Keras's `.numpy()`); with
+        gradient accumulation, the calls over the accumulation steps."""
+        return _scalar_variable(self._calls() // (self.gradient_accumulation_steps or 1),
+                                self, "iterations", int)
 
     @iterations.setter
     def iterations(self, value):
+        self._set_calls(int(value) * (self.gradient_accumulation_steps or 1))
+
+    def _calls(self):
+        """The calls made (Keras's `_iterations`, the count its files hold)."""
+        return self._core.iterations if self._core is not None else self._iterations
+
+    def _set_calls(self, n):
         if self._core is not None:
-            self._core.iterations = int(value)
-        self._iterations = int(value)
+            self._core.iterations = n
+        self._iterations = n
 
     # -- weight decay ---------------------------------------------------------------
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
@@ -187,7 +204,11 @@ class Optimizer:
             self._core = _core.Optimizer(
                 self._kind, weight_decay=self.weight_decay or 0.0,
                 clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
-                global_clipnorm=self.global_clipnorm or 0.0, **self._core_args())
+                global_clipnorm=self.global_clipnorm or 0.0,
+                accumulation_steps=self.gradient_accumulation_steps or 0,
+                use_ema=self.use_ema, ema_momentum=self.ema_momentum,
+                ema_overwrite_frequency=self.ema_overwrite_frequency or 0,
+                **self._core_args())
             self._core.iterations = self._iterations
         return self._core
 
@@ -246,10 +267,26 @@ class Optimizer:
     # Keras's optimizer variables: the iteration count, the learning rate (unless it is a
     # schedule or a callable), then per trainable variable the slots. Slots Keras creates
     # in one call are interleaved per variable (Adam: m0, v0, m1, v1, ...); separate
-    # calls follow one another (Adam's velocity_hat block after them). _slot_blocks gives
-    # ember's slot indices in that layout.
+    # calls follow one another (Adam's velocity_hat block after them). The moving
+    # averages (use_ema) and the gradient accumulators come first, each a block of their
+    # own. _slot_blocks gives ember's slot indices in that layout.
     def _slot_blocks(self):
-        return [(0,)] if self._ensure_core().num_slots else []
+        core = self._ensure_core()
+        extra = [(k,) for k in (core.ema_slot, core.accumulator_slot) if k >= 0]
+        return extra + self._rule_slot_blocks()
+
+    def _rule_slot_blocks(self):
+        return [(0,)] if self._ensure_core().rule_slots else []
+
+    def _finalize(self, variables):
+        """Keras's finalize_variable_values, at the end of fit: with use_ema the
+        variables take their moving averages."""
+        if not self.use_ema or self._core is None:
+            return
+        for v in variables:
+            slots = self._core.slots(v._storage)
+            if slots:
+                v.assign(np.array(slots[self._core.ema_slot]))
 
     def _has_lr_variable(self):
         return not callable(self._learning_rate)
@@ -265,7 +302,7 @@ class Optimizer:
         return self._core is not None and self._core.iterations > 0
 
     def _base_state(self):
-        out = [np.array(int(self.iterations), dtype=np.int32)]
+        out = [np.array(self._calls(), dtype=np.int32)]
         if self._has_lr_variable():
             out.append(np.array(self._current_learning_rate(), dtype=np.float32))
         return out
@@ -311,7 +348,7 @@ class Optimizer:
                              f"non-negative integer. Received: {arrays[0]!r}")
 
         def assign():
-            self.iterations = int(arrays[0])
+            self._set_calls(int(arrays[0]))
             if self._has_lr_variable():
                 self._learning_rate = _check_lr(float(arrays[1]))
             if len(arrays) == len(base):
@@ -335,9 +372,11 @@ class Optimizer:
             lr = schedules.serialize(lr)
         return {"name": self.name, "learning_rate": lr, "weight_decay": self.weight_decay,
                 "clipnorm": self.clipnorm, "global_clipnorm": self.global_clipnorm,
-                "clipvalue": self.clipvalue, "use_ema": False, "ema_momentum": self.ema_momentum,
-                "ema_overwrite_frequency": None, "loss_scale_factor": None,
-                "gradient_accumulation_steps": None}
+                "clipvalue": self.clipvalue, "use_ema": self.use_ema,
+                "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "loss_scale_factor": None,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
 
     @classmethod
     def from_config(cls, config):
@@ -394,7 +433,7 @@ class Adam(Optimizer):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
 
-    def _slot_blocks(self):
+    def _rule_slot_blocks(self):
         return [(0, 1), (2,)] if self.amsgrad else [(0, 1)]
 
     def get_config(self):
@@ -436,7 +475,7 @@ class RMSprop(Optimizer):
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
                 "centered": self.centered}
 
-    def _slot_blocks(self):
+    def _rule_slot_blocks(self):
         return [(k,) for k in range(self._ensure_core().num_slots)]
 
     def get_config(self):
@@ -482,7 +521,7 @@ class _Betas(Optimizer):
     def _core_args(self):
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
-    def _slot_blocks(self):
+    def _rule_slot_blocks(self):
         return [(0, 1)]
 
     def get_config(self):
@@ -556,7 +595,7 @@ class Adadelta(Optimizer):
     def _core_args(self):
         return {"rho": self.rho, "epsilon": self.epsilon}
 
-    def _slot_blocks(self):
+    def _rule_slot_blocks(self):
         return [(0, 1)]
 
     def get_config(self):
@@ -598,7 +637,7 @@ class Ftrl(Optimizer):
                 "l2_shrinkage": self.l2_shrinkage_regularization_strength,
                 "ftrl_beta": self.beta}
 
-    def _slot_blocks(self):
+    def _rule_slot_blocks(self):
         return [(0, 1)]
 
     def get_config(self):
