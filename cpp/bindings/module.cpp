@@ -16,6 +16,7 @@
 #include "ember/graph.h"
 #include "ember/losses.h"
 #include "ember/metrics.h"
+#include "ember/nodes.h"
 #include "ember/optimizers.h"
 #include "ember/parallel.h"
 #include "ember/pooling.h"
@@ -303,6 +304,25 @@ PYBIND11_MODULE(_core, m) {
                    db.mutable_data(), n, in, out);
     return py::make_tuple(dx, dw, db);
   });
+  // One image (h, w, c) resized to (height, width, c) as the Resizing layer does it.
+  m.def("resize_image", [](py::array image, int64_t height, int64_t width, bool nearest,
+                           bool crop_to_aspect) {
+    auto x = strict<float>(image, "image");
+    if (x.ndim() != 3 || x.size() == 0)
+      throw std::invalid_argument("resize_image: expected one non-empty (h, w, c) image");
+    if (height < 1 || width < 1)
+      throw std::invalid_argument("resize_image: the size must be positive");
+    const ResizeNode node = ResizeNode::of_image(x.shape(0), x.shape(1), x.shape(2), height,
+                                                 width, nearest, crop_to_aspect);
+    F32 y({height, width, static_cast<int64_t>(x.shape(2))});
+    {
+      py::gil_scoped_release nogil;
+      node.resize_one(x.data(), y.mutable_data());
+    }
+    return y;
+  }, py::arg("image"), py::arg("height"), py::arg("width"), py::arg("nearest") = false,
+     py::arg("crop_to_aspect") = false);
+
   // (loss_sum, grad): grad at out, or at the pre-activation when fused with `act`.
   m.def("loss", [](const std::string& name, py::array out, py::array target, bool from_logits,
                    const std::string& act, double scale, py::object sample_weight,

@@ -301,15 +301,8 @@ void check_size(int64_t oh, int64_t ow, const char* who) {
 int Graph::add_resize(int x, int64_t oh, int64_t ow, bool nearest, bool crop_to_aspect) {
   const auto in = image_shape(values_.at(check_value(x, "Resizing")).shape, "Resizing");
   check_size(oh, ow, "Resizing");
-  int64_t top = 0, left = 0, wh = in[0], ww = in[1];
-  if (crop_to_aspect) {
-    wh = std::max<int64_t>(1, std::min(in[0], static_cast<int64_t>(double(in[1]) * oh / ow)));
-    ww = std::max<int64_t>(1, std::min(in[1], static_cast<int64_t>(double(in[0]) * ow / oh)));
-    top = (in[0] - wh) / 2;
-    left = (in[1] - ww) / 2;
-  }
-  return add_node(std::make_unique<ResizeNode>(in[0], in[1], in[2], oh, ow, top, left, wh, ww,
-                                               nearest),
+  return add_node(std::make_unique<ResizeNode>(ResizeNode::of_image(in[0], in[1], in[2], oh, ow,
+                                                                   nearest, crop_to_aspect)),
                   {x}, {oh, ow, in[2]}, {});
 }
 

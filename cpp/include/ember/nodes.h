@@ -212,6 +212,10 @@ class ResizeNode : public Node {
  public:
   ResizeNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, int64_t top,
              int64_t left, int64_t wh, int64_t ww, bool nearest);
+  // The whole image, or with crop_to_aspect the largest centred window of oh:ow's
+  // aspect ratio (Keras's smart_resize).
+  static ResizeNode of_image(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
+                             bool nearest, bool crop_to_aspect);
   const char* kind() const override { return "Resizing"; }
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,

@@ -131,6 +131,13 @@ ResizeNode::ResizeNode(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow, 
   cols_ = taps(left, ww, ow);
 }
 
+ResizeNode ResizeNode::of_image(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
+                                bool nearest, bool crop_to_aspect) {
+  int64_t top = 0, left = 0, wh = h, ww = w;
+  if (crop_to_aspect) aspect_window(h, w, oh, ow, &top, &left, &wh, &ww);
+  return ResizeNode(h, w, c, oh, ow, top, left, wh, ww, nearest);
+}
+
 template <class F>
 void ResizeNode::each_pixel(F f) const {
   for (int64_t oy = 0; oy < oh_; ++oy) {

@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from ..utils.dataset import adapt_data
 from .base import Layer
 
 _PUNCTUATION = re.compile(r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']')
@@ -165,6 +166,7 @@ class _IndexLookup(_Preprocessing):
     def adapt(self, data, batch_size=None, steps=None):
         """Learns the vocabulary: the tokens by falling count, ties by falling token, up
         to max_tokens entries with the special ones (and their idf for tf_idf)."""
+        data = adapt_data(data, steps)
         if np.size(np.asarray(data, dtype=object)) == 0:
             raise ValueError(f"{type(self).__name__} '{self.name}': adapt needs data. "
                              f"Received an empty array")
@@ -390,6 +392,7 @@ class TextVectorization(_Preprocessing):
 
     def adapt(self, data, batch_size=None, steps=None):
         """Learns the vocabulary (and idf weights for tf_idf) from strings."""
+        data = adapt_data(data, steps)
         rows = self._texts(data)
         if not rows:
             raise ValueError(f"TextVectorization '{self.name}': adapt needs texts. Received "
@@ -532,6 +535,7 @@ class Discretization(_OnArrays):
             self.bin_boundaries = b
 
     def adapt(self, data, batch_size=None, steps=None):
+        data = adapt_data(data, steps)
         a = np.asarray(data, dtype=np.float64).reshape(-1)
         a = a[np.isfinite(a)]
         if not a.size:

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from ..utils.dataset import adapt_data
 from .base import Layer
 
 
@@ -80,6 +81,7 @@ class Normalization(Layer):
     def adapt(self, data, batch_size=None, steps=None):
         """Computes the mean and variance of `data` (an array of samples) along the
         axes that do not keep statistics."""
+        data = adapt_data(data, steps)
         if self.input_mean is not None:
             raise ValueError("Normalization: mean and variance were given; adapt() would "
                              "replace them. Create the layer without them to adapt it")

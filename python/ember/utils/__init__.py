@@ -1,11 +1,16 @@
 """Utilities Keras users reach for: to_categorical, set_random_seed, get_file,
-pad_sequences, PyDataset, normalize, split_dataset, timeseries_dataset_from_array."""
+pad_sequences, PyDataset, normalize, split_dataset, timeseries_dataset_from_array,
+text_dataset_from_directory, image_dataset_from_directory, load_img, img_to_array,
+plot_model."""
 import numpy as np
 
 from .. import _random
 from ..preprocessing.sequence import pad_sequences
 from .dataset import PyDataset
+from .directory import (image_dataset_from_directory, img_to_array, load_img,
+                        text_dataset_from_directory)
 from .file_utils import get_file
+from .plot import model_to_dot, plot_model
 
 
 def set_random_seed(seed):
@@ -155,14 +160,3 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     tail = None if targets is None else targets[start:]
     return _Timeseries(window, tail, starts, int(sequence_length), int(sampling_rate),
                        batch_size)
-
-
-def plot_model(model, to_file="model.png", **kwargs):
-    """Keras's plot_model needs pydot and graphviz, which ember does not bundle."""
-    try:
-        import pydot  # noqa: F401
-    except ImportError:
-        raise ImportError("plot_model needs the pydot package and the graphviz program: "
-                          "`pip install pydot` and install graphviz; model.summary() prints "
-                          "the same structure as text") from None
-    raise NotImplementedError("ember's plot_model is not written yet; use model.summary()")

@@ -66,6 +66,27 @@ def is_stream(x):
     return hasattr(x, "__next__") and not isinstance(x, (np.ndarray, list, tuple, dict))
 
 
+def adapt_data(data, steps=None):
+    """What a preprocessing layer's adapt() reads: an array as it is, or the inputs of
+    the batches of a PyDataset or generator (at most `steps` batches) joined."""
+    if not is_stream(data):
+        return data
+    if steps is not None and (isinstance(steps, bool) or
+                              not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise ValueError(f"adapt(): `steps` must be a positive integer. Received: {steps!r}")
+    batches = iter(data) if isinstance(data, PyDataset) else data
+    parts = []
+    for batch in batches:
+        if steps is not None and len(parts) >= steps:
+            break
+        x = batch[0] if isinstance(batch, tuple) else batch
+        parts.append(np.asarray(x, dtype=object if np.asarray(x).dtype.kind in "OUS"
+                                else None))
+    if not parts:
+        raise ValueError("adapt() received a data set with no batches")
+    return np.concatenate(parts)
+
+
 def split_batch(batch, what):
     """(x, y, sample_weight) of one batch as a data set yields it."""
     if isinstance(batch, tuple):
