@@ -117,3 +117,10 @@ def test_dcgan_builds_the_28x28_mnist_models():
     gan.train_on_batch(z, np.ones(8))
     assert any(not np.array_equal(p, q) for p, q in zip(before, generator.get_weights()))
     assert all(np.array_equal(p, q) for p, q in zip(frozen, discriminator.get_weights()))
+
+
+def test_tabular_csv_reaches_080_with_pandas_and_numpy():
+    for reader in ("pandas", "numpy"):
+        out = run_example("tabular_csv.py", "--reader", reader, "--verbose", "0")
+        line = [l for l in out.splitlines() if l.startswith("test accuracy")][0]
+        assert float(line.split()[2]) >= 0.8, out
