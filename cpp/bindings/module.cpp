@@ -14,6 +14,7 @@
 #include "ember/dense.h"
 #include "ember/gemm.h"
 #include "ember/graph.h"
+#include "ember/hashing.h"
 #include "ember/losses.h"
 #include "ember/metrics.h"
 #include "ember/nodes.h"
@@ -304,6 +305,24 @@ PYBIND11_MODULE(_core, m) {
                    db.mutable_data(), n, in, out);
     return py::make_tuple(dx, dw, db);
   });
+  // Each string's bucket: Fingerprint64 mod bins, or SipHash-2-4 under salt (k0, k1).
+  m.def("hash_buckets", [](const std::vector<std::string>& strings, int64_t bins,
+                           const py::object& salt) {
+    const bool salted = !salt.is_none();
+    uint64_t k0 = 0, k1 = 0;
+    if (salted) {
+      auto key = salt.cast<std::pair<uint64_t, uint64_t>>();
+      k0 = key.first;
+      k1 = key.second;
+    }
+    py::array_t<int64_t> out(static_cast<py::ssize_t>(strings.size()));
+    {
+      py::gil_scoped_release nogil;
+      hash_buckets(strings, bins, salted, k0, k1, out.mutable_data());
+    }
+    return out;
+  }, py::arg("strings"), py::arg("bins"), py::arg("salt") = py::none());
+
   // One image (h, w, c) resized to (height, width, c) as the Resizing layer does it.
   m.def("resize_image", [](py::array image, int64_t height, int64_t width, bool nearest,
                            bool crop_to_aspect) {

@@ -12,8 +12,8 @@ from .core import (ELU, Activation, Dense, Dropout, Flatten, Input, InputLayer, 
 from .embedding import Embedding
 from .image_preprocessing import (CenterCrop, RandomContrast, RandomCrop, RandomFlip,
                                   RandomRotation, RandomTranslation, RandomZoom, Resizing)
-from .lookup import (CategoryEncoding, Discretization, IntegerLookup, StringLookup,
-                     TextVectorization)
+from .lookup import (CategoryEncoding, Discretization, Hashing, IntegerLookup,
+                     StringLookup, TextVectorization)
 from .merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, dot, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization, GroupNormalization, LayerNormalization

@@ -1,6 +1,6 @@
 """Keras's lookup and text preprocessing layers on NumPy arrays: StringLookup,
-IntegerLookup, TextVectorization (strings in, token ids or token vectors out), and
-CategoryEncoding and Discretization, which also run inside a model.
+IntegerLookup, TextVectorization (strings in, token ids or token vectors out), Hashing,
+and CategoryEncoding and Discretization, which also run inside a model.
 
 Strings cannot enter ember's compiled graph, so StringLookup, IntegerLookup and
 TextVectorization work as Keras 3 lets them work outside TensorFlow: on arrays, before
@@ -13,11 +13,32 @@ import re
 
 import numpy as np
 
+from .. import _core
 from ..utils.dataset import adapt_data
 from .base import Layer
 
 _PUNCTUATION = re.compile(r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']')
 _OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
+
+
+def _salt(layer, salt):
+    """Keras's salt: None, an integer (used twice) or two integers, each in [0, 2^64)."""
+    if salt is None:
+        return None
+    pair = [salt, salt] if isinstance(salt, (int, np.integer)) and not isinstance(salt, bool) \
+        else list(salt) if isinstance(salt, (list, tuple)) and len(salt) == 2 else None
+    if pair is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                               and 0 <= v < 2 ** 64 for v in pair):
+        raise ValueError(f"The `salt` argument for `{type(layer).__name__}` can only be a "
+                         f"tuple of 2 integers, or a single integer. Received: salt={salt!r}.")
+    return [int(v) for v in pair]
+
+
+def _hash(values, bins, salt=None):
+    """TensorFlow's to_hash_bucket_fast (Fingerprint64) or, salted, to_hash_bucket_strong
+    (SipHash-2-4) of each value's string: numbers as their decimal digits."""
+    strings = [v if isinstance(v, (str, bytes)) else str(v) for v in values]
+    return _core.hash_buckets(strings, int(bins), None if salt is None else tuple(salt))
 
 
 def _check_mode(layer, output_mode, modes=_OUTPUT_MODES):
@@ -61,20 +82,28 @@ class _IndexLookup(_Preprocessing):
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=None,
                  vocabulary=None, idf_weights=None, invert=False, output_mode="int",
-                 pad_to_max_tokens=False, sparse=False, name=None, **kwargs):
+                 pad_to_max_tokens=False, sparse=False, name=None, oov_method="floormod",
+                 salt=None, **kwargs):
         kwargs.pop("vocabulary_dtype", None)
         kwargs.pop("encoding", None)
         super().__init__(name=name, **kwargs)
+        if oov_method not in ("floormod", "farmhash"):
+            raise ValueError(f"{type(self).__name__} '{self.name}': oov_method must be "
+                             f"'floormod' or 'farmhash'. Received: oov_method={oov_method!r}")
+        if salt is not None and self._integers and oov_method != "farmhash":
+            raise ValueError(f"`salt` can only be used when `oov_method='farmhash'`. "
+                             f"Received: oov_method={oov_method}")
+        self.oov_method = oov_method
+        self.salt = _salt(self, salt)
         if max_tokens is not None and (isinstance(max_tokens, bool) or
                                        not isinstance(max_tokens, (int, np.integer)) or
                                        max_tokens <= 1):
             raise ValueError(f"{type(self).__name__} '{self.name}': max_tokens must be None or "
                              f"an integer greater than 1. Received: max_tokens={max_tokens!r}")
-        if num_oov_indices not in (0, 1):
-            raise ValueError(f"{type(self).__name__} '{self.name}': ember supports "
-                             f"num_oov_indices 0 or 1 (more would hash OOV tokens with "
-                             f"TensorFlow's FarmHash). Received: "
-                             f"num_oov_indices={num_oov_indices!r}")
+        if isinstance(num_oov_indices, bool) or \
+                not isinstance(num_oov_indices, (int, np.integer)) or num_oov_indices < 0:
+            raise ValueError(f"`num_oov_indices` must be greater than or equal to 0. "
+                             f"Received: num_oov_indices={num_oov_indices!r}")
         if sparse:
             raise ValueError(f"{type(self).__name__} '{self.name}': sparse=True needs "
                              f"TensorFlow; ember returns dense arrays")
@@ -198,16 +227,41 @@ class _IndexLookup(_Preprocessing):
         return [self._convert(r) for r in rows]
 
     # -- lookup -------------------------------------------------------------------------
+    _integers = False
+
     def _lookup(self, token):
-        if self.mask_token is not None and token == self.mask_token:
-            return 0 if self._mask_in_vocab() else -1
-        i = self._index.get(token)
-        if i is not None:
-            return i
-        if self.num_oov_indices == 0:
-            raise ValueError(f"{type(self).__name__} '{self.name}': the token {token!r} is "
-                             f"not in the vocabulary and num_oov_indices=0")
-        return 1 if self._mask_in_vocab() else 0
+        return int(self._lookup_all([token])[0])
+
+    def _lookup_all(self, tokens):
+        """The indices of tokens (a list): the mask token's, a vocabulary entry's, or an
+        OOV index (with several, Keras's bucket of the token: token % n for integers
+        under oov_method='floormod', else its FarmHash, or SipHash under a salt)."""
+        out = np.empty(len(tokens), np.int64)
+        oov = []
+        for k, token in enumerate(tokens):
+            if self.mask_token is not None and token == self.mask_token:
+                out[k] = 0 if self._mask_in_vocab() else -1
+                continue
+            i = self._index.get(token)
+            if i is None:
+                if self.num_oov_indices == 0:
+                    raise ValueError(f"{type(self).__name__} '{self.name}': the token "
+                                     f"{token!r} is not in the vocabulary and "
+                                     f"num_oov_indices=0")
+                oov.append(k)
+            else:
+                out[k] = i
+        if oov:
+            start, n = (1 if self._mask_in_vocab() else 0), self.num_oov_indices
+            missing = [tokens[k] for k in oov]
+            if n == 1:
+                buckets = np.zeros(len(oov), np.int64)
+            elif self._integers and self.oov_method == "floormod":
+                buckets = np.array([t % n for t in missing], np.int64)
+            else:
+                buckets = _hash(missing, n, self.salt)
+            out[oov] = start + buckets
+        return out
 
     def _require_vocabulary(self):
         if self._tokens is None:
@@ -219,8 +273,7 @@ class _IndexLookup(_Preprocessing):
         if self.invert:
             return self._invert(inputs)
         a = np.asarray(inputs, dtype=object)
-        ids = np.array([self._lookup(self._token(v)) for v in a.reshape(-1)],
-                       dtype=np.int64).reshape(a.shape)
+        ids = self._lookup_all([self._token(v) for v in a.reshape(-1)]).reshape(a.shape)
         if self.output_mode == "int":
             return ids
         return self._encode(ids.reshape(ids.shape[0], -1) if ids.ndim > 1 else ids[:, None],
@@ -264,7 +317,8 @@ class _IndexLookup(_Preprocessing):
                  vocabulary=self.get_vocabulary(include_special_tokens=False)
                  if self._tokens is not None else None,
                  idf_weights=None if self._idf is None else
-                 [float(v) for v in self._idf[self.num_oov_indices:]])
+                 [float(v) for v in self._idf[self.num_oov_indices:]],
+                 oov_method=self.oov_method, salt=self.salt)
         return c
 
 
@@ -276,10 +330,11 @@ class StringLookup(_IndexLookup):
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token="[UNK]",
                  vocabulary=None, idf_weights=None, invert=False, output_mode="int",
-                 pad_to_max_tokens=False, sparse=False, encoding="utf-8", name=None, **kwargs):
+                 pad_to_max_tokens=False, sparse=False, encoding="utf-8", name=None,
+                 salt=None, **kwargs):
         super().__init__(max_tokens, num_oov_indices, mask_token, oov_token, vocabulary,
                          idf_weights, invert, output_mode, pad_to_max_tokens, sparse, name,
-                         **kwargs)
+                         salt=salt, **kwargs)
         self.encoding = encoding
 
     def _token(self, v):
@@ -291,13 +346,15 @@ class IntegerLookup(_IndexLookup):
     token is -1 and there is no mask token unless one is given."""
 
     _default_oov = -1
+    _integers = True
 
     def __init__(self, max_tokens=None, num_oov_indices=1, mask_token=None, oov_token=-1,
                  output_mode="int", sparse=False, vocabulary=None, vocabulary_dtype="int64",
-                 idf_weights=None, invert=False, name=None, **kwargs):
+                 idf_weights=None, invert=False, name=None, oov_method="floormod", salt=None,
+                 **kwargs):
         super().__init__(max_tokens, num_oov_indices, mask_token, oov_token, vocabulary,
                          idf_weights, invert, output_mode, kwargs.pop("pad_to_max_tokens", False),
-                         sparse, name, **kwargs)
+                         sparse, name, oov_method, salt, **kwargs)
 
     def _token(self, v):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
@@ -440,6 +497,57 @@ class TextVectorization(_Preprocessing):
                  pad_to_max_tokens=inner["pad_to_max_tokens"], sparse=False, ragged=False,
                  vocabulary=inner["vocabulary"], idf_weights=inner["idf_weights"],
                  encoding=self.encoding)
+        return c
+
+
+class Hashing(_Preprocessing):
+    """Hashes values into num_bins bins as Keras does: each value's string (integers
+    and floats, cast to integers, by their decimal digits) by FarmHash's Fingerprint64,
+    or by SipHash-2-4 under a salt; with mask_value, bin 0 holds it and the others hash
+    into 1 .. num_bins - 1. output_mode 'int' (default), 'one_hot', 'multi_hot' or
+    'count'. It runs on arrays before the model."""
+
+    def __init__(self, num_bins, mask_value=None, salt=None, output_mode="int", sparse=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or \
+                num_bins <= 0:
+            raise ValueError(f"The `num_bins` for `Hashing` cannot be `None` or non-positive "
+                             f"values. Received: num_bins={num_bins!r}.")
+        self.num_bins = int(num_bins)
+        self.mask_value = mask_value
+        self.salt = _salt(self, salt)
+        self.output_mode = _check_mode(self, output_mode, ("int", "one_hot", "multi_hot",
+                                                            "count"))
+        if sparse:
+            raise ValueError(f"Hashing '{self.name}': sparse=True needs TensorFlow; ember "
+                             f"returns dense arrays")
+        self.sparse = False
+
+    def _apply(self, inputs):
+        a = np.asarray(inputs)
+        if a.dtype.kind == "f":  # Keras casts floats to int64 before hashing
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"Hashing '{self.name}': cannot hash NaN or infinite values")
+            a = a.astype(np.int64)
+        flat = a.reshape(-1).tolist()
+        bins = self.num_bins
+        masked = None
+        if self.mask_value is not None and bins > 1:
+            masked = np.array([v == self.mask_value for v in flat], bool)
+            bins -= 1
+        ids = _hash(flat, bins, self.salt)
+        if masked is not None:
+            ids = np.where(masked, 0, ids + 1)
+        ids = ids.reshape(a.shape)
+        if self.output_mode == "int":
+            return ids
+        return CategoryEncoding(self.num_bins, self.output_mode)._apply(ids)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(num_bins=self.num_bins, salt=self.salt, mask_value=self.mask_value,
+                 output_mode=self.output_mode, sparse=False)
         return c
 
 
