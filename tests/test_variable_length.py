@@ -115,3 +115,20 @@ def test_graphs_built_before_compile_train_after_it():
     for steps in (5, 7):
         assert np.isfinite(m.train_on_batch(rng.integers(1, 50, (4, steps)),
                                             rng.random((4, 1))))
+
+
+def test_a_data_set_of_varying_lengths_reports_metrics():
+    """The graph (and so the metrics' layout) is made at the first batch of the epoch."""
+    m = ember.Sequential([ember.Input((None,)), layers.Embedding(20, 8, mask_zero=True),
+                          layers.GlobalAveragePooling1D(), layers.Dense(1, activation="sigmoid")])
+
+    class Batches(ember.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return np.ones((4, 3 + i)), np.ones((4, 1))
+    m.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    h = m.fit(Batches(), epochs=2, verbose=0).history
+    assert set(h) == {"accuracy", "loss"} and len(h["accuracy"]) == 2
+    assert 0 <= h["accuracy"][1] <= 1

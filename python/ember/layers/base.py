@@ -122,6 +122,8 @@ def lower_nodes(graph, nodes, values):
     outputs of one call (a recurrent layer's states) are lowered once."""
     calls = {}
     for t in nodes:
+        if id(t) in values:  # given: a graph input (a preprocessing layer's output)
+            continue
         layer = t._layer
         key = (id(layer), t._node_index)
         if key not in calls:
@@ -389,6 +391,9 @@ class Layer:
     # tensors (their states).
     _takes_initial_state = False
     _several_outputs = False
+
+    # Preprocessing layers on strings run on each batch before a model's compiled graph.
+    _before_graph = False
 
     def __call__(self, inputs, *args, **kwargs):
         """On symbolic tensors (from `ember.Input`), records this call in the graph and

@@ -10,7 +10,7 @@ from .base import Layer, _check_shape
 
 # Input dtypes: floats are computed in float32; integer inputs (token ids for an
 # Embedding, as every Keras 3 text model declares them) are taken as they are.
-_INPUT_DTYPES = ("float32", "int32", "int64")
+_INPUT_DTYPES = ("float32", "int32", "int64", "string")
 
 
 def _unsupported(layer, **arguments):
@@ -26,7 +26,8 @@ class InputLayer(Layer):
     Args:
         shape: the per-sample shape, e.g. (784,) or (200,) for 200 token ids.
         batch_size: optional fixed batch size (recorded; any batch size runs).
-        dtype: 'float32' (default), 'int32' or 'int64'.
+        dtype: 'float32' (default), 'int32', 'int64', or 'string' (strings go through a
+            preprocessing layer applied to this Input before the compiled graph).
     """
 
     def __init__(self, shape=None, batch_size=None, dtype=None, name=None, **kwargs):
@@ -35,7 +36,8 @@ class InputLayer(Layer):
         if shape is None:
             raise ValueError("Input needs a shape, e.g. Input(shape=(784,))")
         try:
-            name_of = np.dtype(dtype).name if dtype is not None else "float32"
+            name_of = ("float32" if dtype is None else "string" if dtype in ("string", str)
+                       else np.dtype(dtype).name)
         except TypeError:
             name_of = None
         if name_of not in _INPUT_DTYPES:

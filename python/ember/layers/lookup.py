@@ -63,15 +63,30 @@ class _OnArrays(Layer):
 
 
 class _Preprocessing(_OnArrays):
-    """A layer that computes on arrays before the model only."""
+    """A layer that computes on arrays before the compiled graph: on the data (`x =
+    layer(data)`), or in a model as the first layer on an Input (a Sequential's leading
+    layers; in a functional model called on an Input directly), where the model applies
+    it to each batch before its graph runs and saves it with the model."""
+
+    _before_graph = True
 
     def _lower(self, graph, x):
         raise ValueError(f"{type(self).__name__} '{self.name}' runs on NumPy arrays before "
-                         f"the model (strings cannot enter ember's compiled graph): apply it "
-                         f"to the data (`x = layer(data)`) and give the model its output")
+                         f"the model's compiled graph (strings cannot enter it): apply it "
+                         f"to the data (`x = layer(data)`), or put it first in the model, "
+                         f"on an Input")
 
     def _call_in_model(self, inputs, *args, **kwargs):
-        self._lower(None, None)
+        if args or kwargs or not getattr(inputs, "_is_input", False):
+            self._lower(None, None)
+        out = Layer.__call__(self, inputs)
+        out._preprocessed = True
+        if self.output_mode == "int":
+            out.dtype = "int64"
+        return out
+
+    def build(self, input_shape):
+        self.built = True
 
 
 class _IndexLookup(_Preprocessing):
@@ -191,6 +206,17 @@ class _IndexLookup(_Preprocessing):
 
     def vocabulary_size(self):
         return len(self.get_vocabulary())
+
+    def _encoded_size(self):
+        if self.pad_to_max_tokens and self.max_tokens:
+            return self.max_tokens
+        self._require_vocabulary()
+        return self.vocabulary_size()
+
+    def compute_output_shape(self, input_shape):
+        if self.output_mode == "int":
+            return tuple(input_shape)
+        return (self._encoded_size(),)
 
     def adapt(self, data, batch_size=None, steps=None):
         """Learns the vocabulary: the tokens by falling count, ties by falling token, up
@@ -436,6 +462,11 @@ class TextVectorization(_Preprocessing):
                       for i in range(len(tokens) - n + 1)]
         return tokens
 
+    def compute_output_shape(self, input_shape):
+        if self.output_mode == "int":
+            return (self.output_sequence_length,)
+        return (self._lookup._encoded_size(),)
+
     def _texts(self, data):
         a = np.asarray(data, dtype=object)
         if a.ndim == 2 and a.shape[1] == 1:
@@ -523,6 +554,9 @@ class Hashing(_Preprocessing):
             raise ValueError(f"Hashing '{self.name}': sparse=True needs TensorFlow; ember "
                              f"returns dense arrays")
         self.sparse = False
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) if self.output_mode == "int" else (self.num_bins,)
 
     def _apply(self, inputs):
         a = np.asarray(inputs)

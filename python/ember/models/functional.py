@@ -105,7 +105,8 @@ class Functional(Model):
         self._nodes = [t for t in nodes if not t._is_input]
         self._layer_list = layers
         self._single_output = len(outs) == 1
-        shapes = [tuple(t.shape[1:]) for t in ins]
+        self._graph_inputs, self._chains = self._split_preprocessing(ins)
+        shapes = [tuple(t.shape[1:]) for t in self._graph_inputs]
         self._input_shapes = [(None,) + s for s in shapes]
         if any(d is None for s in shapes for d in s):
             # Inputs of any length: a graph per length, built when data comes.
@@ -117,6 +118,36 @@ class Functional(Model):
             with self._changing("build()"):
                 self._build_graph(shapes)
 
+    def _split_preprocessing(self, ins):
+        """(the graph's input tensors, per input the preprocessing layers before them):
+        an Input read by a preprocessing layer (strings in) enters the graph as that
+        layer's output, which the model computes on each batch before the graph."""
+        readers = {}
+        for t in self._nodes:
+            for p in t._inputs:
+                readers.setdefault(id(p), {})[(id(t._layer), t._node_index)] = t
+        graph_inputs, chains = [], []
+        for i in ins:
+            calls = list(readers.get(id(i), {}).values())
+            pre = [t for t in calls if getattr(t, "_preprocessed", False)]
+            if not pre:
+                graph_inputs.append(i)
+                chains.append([])
+                continue
+            if len(calls) != 1:
+                raise ValueError(f"Input '{i.name}' feeds the preprocessing layer "
+                                 f"'{pre[0]._layer.name}', which must be its only reader "
+                                 f"(it reads {len(calls)} layer calls)")
+            graph_inputs.append(pre[0])
+            chains.append([pre[0]._layer])
+        return graph_inputs, chains
+
+    def _prefixes(self):
+        return self._chains if any(self._chains) else []
+
+    def _raw_input_shapes(self):
+        return [tuple(t.shape) for t in self._input_tensors] if any(self._chains) else None
+
     @property
     def layers(self):
         """Every layer once (the InputLayers included), in Keras's order: by depth from
@@ -124,7 +155,7 @@ class Functional(Model):
         return list(self._layer_list)
 
     def _sample_input_shape(self):
-        shapes = [tuple(t.shape[1:]) for t in self._input_tensors]
+        shapes = [tuple(t.shape[1:]) for t in self._graph_inputs]
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
@@ -156,7 +187,7 @@ class Functional(Model):
     def _id_checker(self, i):
         """The token-id check of the first layer that reads input i, or None."""
         from .model import _ids_check_of
-        target = self._input_tensors[i]
+        target = self._graph_inputs[i]
         for t in self._nodes:
             if any(p is target for p in t._inputs):
                 return _ids_check_of(t._layer)
@@ -168,7 +199,7 @@ class Functional(Model):
             raise ValueError(f"Model '{self.name}' takes {len(self._input_tensors)} inputs. "
                              f"Received: {len(xs)}")
         values = lower_nodes(graph, self._nodes,
-                             {id(t): v for t, v in zip(self._input_tensors, xs)})
+                             {id(t): v for t, v in zip(self._graph_inputs, xs)})
         out = [values[id(t)] for t in self._output_tensors]
         return out if len(out) > 1 else out[0]
 

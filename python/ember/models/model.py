@@ -142,6 +142,10 @@ class _Totals:
         self.loss += res[0]
         self.count += n
         self.weight += weight
+        # A model of inputs of any length builds its graph (and learns its metrics'
+        # widths and its outputs) at its first batch, after the sums were made.
+        self.metrics += [0.0] * (len(res[1]) - len(self.metrics))
+        self.outputs += [0.0] * (len(res[2]) - len(self.outputs))
         for i, v in enumerate(res[1]):
             self.metrics[i] += v
         for i in range(len(self.outputs)):
@@ -210,11 +214,15 @@ class Model(Layer):
         self._input_shapes = [(None,) + s for s in shapes]
         self._output_shapes = [(None,) + s for s in out_shapes]
         self.input_shape = self._input_shapes[0] if len(shapes) == 1 else self._input_shapes
+        raw = self._raw_input_shapes()
+        if raw is not None:  # strings before the preprocessing layers
+            self.input_shape = raw[0] if len(raw) == 1 else raw
         self.output_shape = self._output_shapes[0] if len(outs) == 1 else self._output_shapes
         # Input shape that _prepare_x may accept after checking only the type, the
         # dtype, contiguity and finiteness (token ids need their range checked too).
         self._ready_shape = (shapes[0] if len(shapes) == 1 and len(outs) == 1 and
-                             self._id_checker(0) is None else None)
+                             self._id_checker(0) is None and not any(self._prefixes())
+                             else None)
         if self.compiled and self.loss is not None:
             self._attach_training()
         declared = self._declared_shapes()
@@ -330,7 +338,7 @@ class Model(Layer):
         if self._traced:  # a subclassed model: what its call() records
             return Layer._lower(self, graph, x)
         shape = tuple(graph.value_shape(x))
-        for layer in self.layers:
+        for layer in self._graph_layers():
             layer._maybe_build(shape)
             x = lower_layer(layer, graph, x)
             if layer._traced:  # its output shape is what its trace made
@@ -345,8 +353,41 @@ class Model(Layer):
     def _id_checker(self, i):
         """The token-id check of the Embedding that reads input i first, or None (the
         core still refuses a bad id, with a plainer message)."""
-        first = self.layers[0] if self.layers else None
-        return _ids_check_of(first) if i == 0 else None
+        layers = self._graph_layers()
+        return _ids_check_of(layers[0]) if i == 0 and layers else None
+
+    # -- preprocessing before the graph (string layers first in the model) ----------------
+    def _graph_layers(self):
+        """The layers the compiled graph runs (a chain)."""
+        return self.layers
+
+    def _prefixes(self):
+        """Per input, the preprocessing layers applied to it before the graph (empty
+        lists when there are none; an empty list for a model without any)."""
+        return []
+
+    def _raw_input_shapes(self):
+        """The model's input shapes before its preprocessing layers, or None."""
+        return None
+
+    def _preprocess(self, x, name):
+        """x with each input's preprocessing layers applied (the raw shape and dtype of
+        input 0 remembered, for the model's config)."""
+        prefixes = self._prefixes()
+        if not any(prefixes) or x is None:
+            return x
+        xs = self._as_inputs(x, name) if len(prefixes) > 1 or isinstance(x, dict) else [x]
+        out = []
+        for i, (chain, xi) in enumerate(zip(prefixes, xs)):
+            if chain:
+                a = np.asarray(xi)
+                if i == 0:
+                    self._raw_input = (a.shape[1:] or (1,), "string" if a.dtype.kind in "OUS"
+                                       else a.dtype.name)
+                for layer in chain:
+                    xi = layer._apply(xi)
+            out.append(xi)
+        return out if len(out) > 1 else out[0]
 
     # A model used as a layer (nested in a Sequential, or called on a tensor).
     def _maybe_build(self, input_shape):
@@ -631,6 +672,7 @@ class Model(Layer):
 
     def _prepare_x(self, x, name="x"):
         """The inputs as a list of float32 C-contiguous arrays, checked."""
+        x = self._preprocess(x, name)
         if type(x) is np.ndarray and x.dtype == _F32 and x.shape[1:] == self._ready_shape \
                 and x.shape[0] and x.flags.c_contiguous and _core.first_nonfinite(x) < 0:
             return [x]  # already what the engine takes (predict's fast path)

@@ -58,7 +58,7 @@ class Sequential(Model):
         if any(d is None for d in shape):
             # Inputs of any length: the layers are built now, a graph per length later.
             self._input_shapes = [(None,) + tuple(shape)]
-            for layer in self._layers:
+            for layer in self._graph_layers():
                 try:
                     layer._maybe_build(tuple(shape))
                     shape = tuple(layer.compute_output_shape(tuple(shape)))
@@ -84,7 +84,25 @@ class Sequential(Model):
     def layers(self):
         return list(self._layers)
 
-    def _sample_input_shape(self):
+    def _leading(self):
+        """The leading preprocessing layers (strings in), which run before the graph."""
+        n = 0
+        while n < len(self._layers) and self._layers[n]._before_graph:
+            n += 1
+        return self._layers[:n]
+
+    def _prefixes(self):
+        chain = self._leading()
+        return [chain] if chain else []
+
+    def _graph_layers(self):
+        return self._layers[len(self._leading()):]
+
+    def _raw_input_shapes(self):
+        raw = self._raw_input_shape() if self._leading() else None
+        return None if raw is None else [(None,) + tuple(raw)]
+
+    def _raw_input_shape(self):
         if self._input is not None:
             return self._input.shape
         first = self._layers[0] if self._layers else None
@@ -92,7 +110,20 @@ class Sequential(Model):
             return first._input_shape_arg
         if isinstance(first, Model):  # a nested model knows its input
             return first._sample_input_shape()
+        if self._leading() and getattr(self, "_raw_input", None) is not None:
+            return self._raw_input[0]  # the strings seen first
         return None
+
+    def _sample_input_shape(self):
+        """The graph's per-sample input shape: the model's input after its leading
+        preprocessing layers."""
+        shape = self._raw_input_shape()
+        if shape is None:
+            return None
+        for layer in self._leading():
+            layer._maybe_build(tuple(shape))
+            shape = tuple(layer.compute_output_shape(tuple(shape)))
+        return shape
 
     def get_config(self):
         """Keras's layout: the layers, led by an InputLayer whenever the input shape is
@@ -100,7 +131,11 @@ class Sequential(Model):
         or the first fit/predict), so that from_config rebuilds the same weights."""
         layers = []
         inp = self._input
-        if inp is None and self.built and self.input_shape is not None:
+        if inp is None and self._leading() and self._raw_input_shape() is not None:
+            raw = getattr(self, "_raw_input", None)
+            inp = InputLayer(shape=tuple(self._raw_input_shape()), name=f"{self.name}_input",
+                             dtype=raw[1] if raw else "string")
+        elif inp is None and self.built and self.input_shape is not None:
             inp = InputLayer(shape=tuple(self.input_shape[1:]), name=f"{self.name}_input")
         if inp is not None:
             layers.append(serialize_layer(inp))

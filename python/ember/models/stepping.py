@@ -39,6 +39,10 @@ def call(model, inputs, training):
     take the gradient through (plain arrays when no tape records and none came in)."""
     many = isinstance(inputs, (list, tuple))
     items = list(inputs) if many else [inputs]
+    if model._prefixes() and not any(isinstance(x, tape_mod.Tensor) for x in items):
+        inputs = model._preprocess(inputs, "inputs")  # strings through the first layers
+        many = isinstance(inputs, (list, tuple))
+        items = list(inputs) if many else [inputs]
     arrays = [np.ascontiguousarray(tape_mod.value_of(x), dtype=np.float32) for x in items]
     for a in arrays:
         if a.ndim < 1 or not np.isfinite(a).all():
