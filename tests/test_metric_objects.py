@@ -45,6 +45,9 @@ CASES = [
     (lambda: metrics.MeanIoU(3, sparse_y_true=False, sparse_y_pred=False),
      ("MeanIoU", {"num_classes": 3, "sparse_y_true": False, "sparse_y_pred": False}), Y_HOT,
      P_CLS),
+    (lambda: metrics.MeanIoU(3, ignore_class=1, sparse_y_true=False, sparse_y_pred=False),
+     ("MeanIoU", {"num_classes": 3, "ignore_class": 1, "sparse_y_true": False,
+                  "sparse_y_pred": False}), Y_HOT, P_CLS),
     (lambda: metrics.R2Score(), ("R2Score", {}), Y_REG, P_REG),
     (lambda: metrics.R2Score(class_aggregation="variance_weighted_average", num_regressors=2),
      ("R2Score", {"class_aggregation": "variance_weighted_average", "num_regressors": 2}),
@@ -184,3 +187,28 @@ def test_mean_iou_and_r2_in_compile():
     assert logs["r2_score"] == pytest.approx(float(r2.result()), rel=1e-5)
     assert logs["root_mean_squared_error"] == pytest.approx(
         float(np.sqrt(np.mean((pred - yr) ** 2))), rel=1e-5)
+
+
+def test_mean_iou_ignores_a_void_class_as_keras():
+    """Segmentation maps mark unlabelled pixels with a void class (255 here, outside
+    the classes): ignore_class leaves those pixels out, standalone and in compile."""
+    keras = keras_or_skip()
+    labels = rng.integers(0, 3, 80)
+    labels[::7] = 255
+    pred = rng.random((80, 3)).astype(np.float32)
+    ours = metrics.MeanIoU(3, ignore_class=255, sparse_y_pred=False)
+    theirs = keras.metrics.MeanIoU(3, ignore_class=255, sparse_y_pred=False)
+    ours.update_state(labels, pred)
+    theirs.update_state(labels, pred)
+    assert float(ours.result()) == pytest.approx(float(theirs.result()), rel=1e-6)
+    assert ours.get_config()["ignore_class"] == 255
+    with pytest.raises(ValueError, match="outside"):
+        metrics.MeanIoU(3).update_state(labels, pred.argmax(1))
+    x = rng.standard_normal((80, 5)).astype(np.float32)
+    m = ember.Sequential([ember.Input((5,)), layers.Dense(3, activation="softmax")])
+    m.compile("adam", ember.losses.SparseCategoricalCrossentropy(ignore_class=255),
+              metrics=[metrics.MeanIoU(3, ignore_class=255, sparse_y_pred=False)])
+    logs = m.evaluate(x, labels, return_dict=True, verbose=0, batch_size=16)
+    ref = metrics.MeanIoU(3, ignore_class=255, sparse_y_pred=False)
+    ref.update_state(labels, m.predict(x, verbose=0))
+    assert logs["mean_io_u"] == pytest.approx(float(ref.result()), rel=1e-6)

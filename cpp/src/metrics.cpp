@@ -164,15 +164,19 @@ void metric_add(const MetricSpec& spec, const float* out, const int32_t* labels,
         }
         break;
       }
-      case Metric::ConfusionMatrix: {
+      case Metric::ConfusionMatrix: {  // Keras's ignore_class: that true class is left out
         int64_t tc;
+        const bool ignoring = spec.threshold == spec.threshold;  // not NaN
         if (labels) {
+          if (ignoring && labels[i] == static_cast<int64_t>(spec.threshold)) break;
           if (labels[i] < 0 || labels[i] >= T)
             throw std::invalid_argument("MeanIoU: true class " + std::to_string(labels[i]) +
                                         " outside [0, " + std::to_string(T) + ")");
           tc = labels[i];
         } else {
+          if (ignoring && c == 1 && t[0] == spec.threshold) break;
           tc = class_of(t, c, T, "true");
+          if (ignoring && tc == static_cast<int64_t>(spec.threshold)) break;
         }
         dst[tc * T + class_of(o, c, T, "predicted")] += w;
         break;

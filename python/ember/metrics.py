@@ -445,8 +445,14 @@ class MeanIoU(Metric):
                 num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer. Received: "
                              f"{num_classes!r}")
-        if ignore_class is not None or axis != -1:
-            raise ValueError("MeanIoU: ignore_class and axis are not supported by ember yet")
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError(f"ignore_class must be an integer class id or None. Received: "
+                             f"ignore_class={ignore_class!r}")
+        if axis != -1:
+            raise ValueError(f"MeanIoU: ember takes the classes along the last axis. "
+                             f"Received: axis={axis!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
         self.num_classes = int(num_classes)
         self.sparse_y_true, self.sparse_y_pred = bool(sparse_y_true), bool(sparse_y_pred)
         super().__init__(name or "mean_io_u", dtype)
@@ -454,6 +460,10 @@ class MeanIoU(Metric):
     @property
     def _k(self):
         return self.num_classes
+
+    @property
+    def _threshold(self):  # the core's slot for the class left out
+        return float("nan") if self.ignore_class is None else float(self.ignore_class)
 
     def _targets(self, y_true, p):
         p = p.reshape(-1, p.shape[-1]) if p.ndim > 1 and not self.sparse_y_pred else \
@@ -465,7 +475,7 @@ class MeanIoU(Metric):
 
     def get_config(self):
         return {"name": self.name, "dtype": "float32", "num_classes": self.num_classes,
-                "ignore_class": None, "sparse_y_true": self.sparse_y_true,
+                "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
                 "sparse_y_pred": self.sparse_y_pred, "axis": -1}
 
     def _result_from(self, sums, count, weight, weighted):

@@ -38,7 +38,7 @@ struct MetricSpec {
   Metric kind = Metric::SparseCategoricalAccuracy;
   int64_t k = 5;
   bool weighted = false;
-  float threshold = 0.5f;  // BinaryAccuracy
+  float threshold = 0.5f;  // BinaryAccuracy; ConfusionMatrix: a true class left out (NaN: none)
 };
 
 Metric metric_from_string(const std::string& name);
