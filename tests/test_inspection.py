@@ -5,6 +5,7 @@ import pytest
 
 import ember
 from ember import layers
+from oracles import keras_or_skip
 
 KERAS_SUMMARY = """\
 Model: "sequential"
@@ -177,3 +178,29 @@ def test_functional_summary_has_keras_connected_to_column(monkeypatch):
     lines = []
     m.summary(print_fn=lines.append)
     assert "\n".join(lines) == KERAS_FUNCTIONAL_SUMMARY
+
+
+def test_summary_layer_range_prints_the_rows_keras_prints(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    keras = keras_or_skip()
+
+    def rows(model, layer_range):
+        lines = []
+        model.summary(print_fn=lambda line, **kw: lines.append(line), layer_range=layer_range)
+        text = "\n".join(lines)
+        return [l.split("\u2502")[1].strip().split(" (")[0] for l in text.splitlines()
+                if l.startswith("\u2502")]
+
+    def build(lib):
+        return lib.Sequential([lib.Input((4,)), lib.layers.Dense(3, name="first"),
+                               lib.layers.Dense(3, name="hidden_a"),
+                               lib.layers.Dense(3, name="hidden_b"),
+                               lib.layers.Dense(1, name="last")])
+    e, k = build(ember), build(keras)
+    for layer_range in (["first", "last"], ["hidden_a", "hidden_b"], ["hidden.*", "hidden.*"]):
+        assert rows(e, layer_range) == rows(k, layer_range)
+    assert rows(e, ["hidden.*", "hidden.*"]) == ["hidden_a", "hidden_b"]
+    with pytest.raises(ValueError, match="does not match"):
+        e.summary(layer_range=["last", "first"])
+    with pytest.raises(ValueError, match="2 strings"):
+        e.summary(layer_range=["first"])

@@ -1468,10 +1468,8 @@ class Model(Layer):
         """Prints Keras's table of layers, output shapes and parameter counts, with the
         Total / Trainable / Non-trainable (and, once training ran, Optimizer) footer."""
         from .summary import summary_lines
-        if layer_range is not None:
-            raise ValueError("ember's summary() does not support layer_range yet")
         print_fn = print_fn or print
-        for line in summary_lines(self, line_length, positions, show_trainable):
+        for line in summary_lines(self, line_length, positions, show_trainable, layer_range):
             print_fn(line)
 
     def _optimizer_param_count(self):

@@ -1,5 +1,6 @@
 """model.summary(): Keras 3's table (box drawing, column widths and footer) as plain
 text, so the output reads the same as Keras's on a terminal or in a log."""
+import re
 import shutil
 
 
@@ -80,7 +81,25 @@ def _wrap(text, width):
     return lines + [line]
 
 
-def summary_lines(model, line_length=None, positions=None, show_trainable=False):
+def _in_range(layers, layer_range):
+    """The layers from the first whose name matches layer_range[0] (a name or a regular
+    expression) to the last whose name matches layer_range[1], as Keras picks them."""
+    if layer_range is None:
+        return layers
+    if not isinstance(layer_range, (list, tuple)) or len(layer_range) != 2 or \
+            not all(isinstance(p, str) for p in layer_range):
+        raise ValueError(f"layer_range must be a list or tuple of 2 strings (layer names or "
+                         f"patterns). Received: layer_range={layer_range!r}")
+    first = [i for i, layer in enumerate(layers) if re.match(layer_range[0], layer.name)]
+    last = [i for i, layer in enumerate(layers) if re.match(layer_range[1], layer.name)]
+    if not first or not last or first[0] > last[-1]:
+        raise ValueError(f"Passed layer_range {list(layer_range)} does not match any layer "
+                         f"range of the model's layers {[layer.name for layer in layers]}")
+    return layers[first[0]:last[-1] + 1]
+
+
+def summary_lines(model, line_length=None, positions=None, show_trainable=False,
+                  layer_range=None):
     header = ["Layer (type)", "Output Shape", "Param #"]
     align = ["left", "left", "right"]
     default = 88
@@ -119,7 +138,7 @@ def summary_lines(model, line_length=None, positions=None, show_trainable=False)
     lines = [f'Model: "{model.name}"', rule("\u250f", "\u2533", "\u2513", "\u2501"),
              row(header, "\u2503", "\u2503", "\u2503"),
              rule("\u2521", "\u2547", "\u2529", "\u2501")]
-    layers = model.layers
+    layers = _in_range(model.layers, layer_range)
     for i, layer in enumerate(layers):
         built = model.built and layer.built
         params = f"{layer.count_params():,}" if built else "0 (unbuilt)"
