@@ -66,8 +66,8 @@ def test_hashing_config_and_bad_arguments():
         layers.Hashing(2, output_mode="tf_idf")
     with pytest.raises(ValueError, match="NaN"):
         layers.Hashing(2)([1.0, float("nan")])
-    with pytest.raises(ValueError, match="before the model"):
-        ember.Sequential([ember.Input((1,)), layers.Hashing(3)])
+    with pytest.raises(ValueError, match="on an Input"):
+        ember.Sequential([ember.Input((1,)), layers.Dense(2), layers.Hashing(3)])
 
 
 def test_lookups_with_several_oov_indices_as_keras_documents():

@@ -46,7 +46,7 @@ def test_threads_config():
     ember.config.set_num_threads(n)
     with pytest.raises(ValueError, match="n=0"):
         ember.config.set_num_threads(0)
-    assert ember.config.gemm_kernel() in ("avx2_fma_6x16", "generic")
+    assert ember.config.gemm_kernel() in ("avx512_6x32", "avx2_fma_6x16", "generic")
 
 
 def test_backend_helpers_match_keras_names():

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -124,10 +125,14 @@ void pack_a(Trans ta, const float* A, int64_t lda, int64_t i0, int64_t mc, int64
 void pack_b_rows(const float* src, int64_t ldb, int64_t rows, int64_t nc, int nr, int64_t kc,
                  float* dst) {
   int64_t j = 0;
-  if (nr == 16)  // fixed-size copies: inline moves
-    for (; j + 16 <= nc; j += 16, dst += kc * 16)
+  auto whole = [&](auto width) {  // fixed-size copies: inline moves
+    constexpr int64_t w = decltype(width)::value;
+    for (; j + w <= nc; j += w, dst += kc * w)
       for (int64_t k = 0; k < rows; ++k)
-        std::memcpy(dst + k * 16, src + k * ldb + j, sizeof(float) * 16);
+        std::memcpy(dst + k * w, src + k * ldb + j, sizeof(float) * w);
+  };
+  if (nr == 16) whole(std::integral_constant<int64_t, 16>());
+  if (nr == 32) whole(std::integral_constant<int64_t, 32>());
   for (; j < nc; j += nr, dst += kc * nr) {
     const int64_t cols = std::min<int64_t>(nr, nc - j);
     for (int64_t k = 0; k < rows; ++k) {
@@ -226,9 +231,11 @@ void check_args(const char* who, int64_t M, int64_t N, int64_t K, int64_t lda,
     throw std::invalid_argument(std::string(who) + ": leading dimension too small");
 }
 
-bool use_generic_from_env() {
+// EMBER_GEMM_KERNEL: "generic", "avx2" or "avx512" forces that kernel (tests compare
+// them); unset or anything else picks the widest the CPU runs.
+std::string kernel_from_env() {
   const char* v = std::getenv("EMBER_GEMM_KERNEL");
-  return v && std::string(v) == "generic";
+  return v ? std::string(v) : std::string();
 }
 
 // 0, 1, ..., K - 1 (valid until the next call on this thread that needs a longer list).
@@ -394,14 +401,19 @@ class SpinBarrier {
 
 }  // namespace
 
-const GemmKernel* gemm_kernel_avx2();  // defined where the AVX2 kernel is compiled
+// Defined where each kernel is compiled; null where the CPU lacks its instructions.
+const GemmKernel* gemm_kernel_avx2();
+const GemmKernel* gemm_kernel_avx512(const GemmKernel* avx2);
 
 const GemmKernel& gemm_kernel() {
   static const GemmKernel* k = [] {
-    if (!use_generic_from_env()) {
-      if (const GemmKernel* fast = gemm_kernel_avx2()) return fast;
-    }
-    return &gemm_kernel_generic();
+    const std::string want = kernel_from_env();
+    const GemmKernel* avx2 = gemm_kernel_avx2();
+    const GemmKernel* avx512 = gemm_kernel_avx512(avx2);
+    if (want == "generic") return &gemm_kernel_generic();
+    if (want == "avx2" && avx2) return avx2;
+    if (avx512 && want != "avx2") return avx512;
+    return avx2 ? avx2 : &gemm_kernel_generic();
   }();
   return *k;
 }
