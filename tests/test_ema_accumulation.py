@@ -166,3 +166,32 @@ def test_same_bits_at_one_and_two_threads():
         m.fit(x, y, batch_size=16, epochs=2, verbose=0)
         return m.get_weights()
     assert_same_weights_at_thread_counts(train)
+
+
+def test_moving_average_by_hand():
+    """The average starts as the weights after the first update (momentum 0 then), then
+    follows m * average + (1 - m) * weights; fit ends on it, train_on_batch does not."""
+    m = mlp(ember)
+    m.compile(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.75), "mse")
+    opt = m.optimizer
+
+    def averages():
+        return [np.array(opt._core.slots(v._storage)[opt._core.ema_slot])
+                for v in m.trainable_weights]
+    m.train_on_batch(X[:4], Y[:4])
+    first = m.get_weights()
+    for a, w in zip(averages(), first):
+        np.testing.assert_array_equal(a, w)
+    m.train_on_batch(X[4:8], Y[4:8])
+    second = m.get_weights()
+    for a, w1, w2 in zip(averages(), first, second):
+        np.testing.assert_allclose(a, np.float32(0.75) * w1 + np.float32(0.25) * w2, rtol=1e-6)
+    want = averages()
+    m.fit(X[:4], Y[:4], epochs=0, verbose=0)  # no epoch run: nothing to finalize
+    for w, w2 in zip(m.get_weights(), second):
+        np.testing.assert_array_equal(w, w2)
+    m.fit(X[:4], Y[:4], batch_size=4, epochs=1, verbose=0)
+    last = averages()
+    for w, a in zip(m.get_weights(), last):
+        np.testing.assert_array_equal(w, a)
+    assert not all(np.array_equal(a, b) for a, b in zip(last, want))
