@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gemm.py                 # squares at 1 and 2 threads, MLP and CNN shapes
     python benchmarks/bench_gemm.py --json out.json
-    python benchmarks/bench_gemm.py --training      # MLP training, portable vs AVX2 kernel
+    python benchmarks/bench_gemm.py --training      # training with each GEMM kernel
 
 Each library runs in processes of its own, alternating (ember, numpy, numpy, ember,
 ...), with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to the same thread count: in
@@ -97,43 +97,55 @@ def compare(t, args):
 
 
 def training(args):
-    """Samples/s training two MLPs with the portable kernel and with the AVX2 one."""
+    """Samples/s training MLPs and a CNN with each GEMM kernel the CPU runs (portable,
+    AVX2, AVX-512), the kernels alternating repeat by repeat."""
     code = r"""
 import time, numpy as np, ember
 from ember import layers
+print("kernel", ember.config.gemm_kernel())
 ember.set_random_seed(0)
-def run(name, x, y, hidden, epochs, bs, drop):
-    m = ember.Sequential([layers.Input((x.shape[1],))] + [layers.Dense(h, activation="relu") for h in hidden[:1]]
-        + ([layers.Dropout(drop)] if drop else []) + [layers.Dense(h, activation="relu") for h in hidden[1:]]
-        + [layers.Dense(10, activation="softmax")])
+def timed(name, m, x, y, epochs, bs):
     m.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x[:bs * 4], y[:bs * 4], batch_size=bs, epochs=1, verbose=0)
     t = time.perf_counter(); m.fit(x, y, batch_size=bs, epochs=epochs, verbose=0)
     print(name, len(x) * epochs / (time.perf_counter() - t))
+def mlp(n_in, hidden, drop):
+    return ember.Sequential([layers.Input((n_in,))] + [layers.Dense(h, activation="relu") for h in hidden[:1]]
+        + ([layers.Dropout(drop)] if drop else []) + [layers.Dense(h, activation="relu") for h in hidden[1:]]
+        + [layers.Dense(10, activation="softmax")])
 from sklearn.datasets import load_digits
 d = load_digits()
-run("digits-mlp", (d.data / 16).astype("float32"), d.target, [256, 128], 20, 32, 0.2)
+timed("digits-mlp", mlp(64, [256, 128], 0.2), (d.data / 16).astype("float32"), d.target, 20, 32)
 r = np.random.default_rng(0)
-run("bench-mlp", r.random((20000, 784), dtype=np.float32), r.integers(0, 10, 20000), [512, 256], 1, 128, 0.2)
+timed("bench-mlp", mlp(784, [512, 256], 0.2), r.random((20000, 784), dtype=np.float32), r.integers(0, 10, 20000), 1, 128)
+cnn = ember.Sequential([layers.Input((32, 32, 3)), layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+    layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(), layers.Conv2D(64, 3, activation="relu"),
+    layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+timed("bench-cnn", cnn, r.random((2560, 32, 32, 3), dtype=np.float32), r.integers(0, 10, 2560), 1, 64)
 """
-    results = {}
-    for kernel in ("generic", "auto"):
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        if kernel == "generic":
-            env["EMBER_GEMM_KERNEL"] = "generic"
-        else:
-            env.pop("EMBER_GEMM_KERNEL", None)
-        for _ in range(args.repeats):
+    kernels = ("generic", "avx2", "avx512")
+    results, names = {}, {}
+    for _ in range(args.repeats):
+        for kernel in kernels:
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), EMBER_GEMM_KERNEL=kernel)
             out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, check=True).stdout
             for line in out.splitlines():
                 name, v = line.split()
-                results.setdefault((name, kernel), []).append(float(v))
-    print(f"MLP training, samples/s (median of {args.repeats}), {args.threads} threads, {cpu_name()}")
-    print("| model | portable kernel | AVX2 kernel | speed-up |\n|---|---|---|---|")
-    for name in ("digits-mlp", "bench-mlp"):
-        a, b = np.median(results[(name, "generic")]), np.median(results[(name, "auto")])
-        print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f}x |")
+                if name == "kernel":
+                    names[kernel] = v
+                else:
+                    results.setdefault((name, kernel), []).append(float(v))
+    ran = [k for k in kernels if names.get(k) == {"generic": "generic", "avx2": "avx2_fma_6x16",
+                                                      "avx512": "avx512_6x32"}[k]]
+    print(f"Training, samples/s (median of {args.repeats}), {args.threads} threads, {cpu_name()}")
+    print("| model | " + " | ".join(f"{names[k]} kernel" for k in ran) + " | " +
+          " | ".join(f"{names[k]} / {names[ran[0]]}" for k in ran[1:]) + " |")
+    print("|---" * (2 * len(ran)) + "|")
+    for name in ("digits-mlp", "bench-mlp", "bench-cnn"):
+        med = [float(np.median(results[(name, k)])) for k in ran]
+        print(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in med) + " | " +
+              " | ".join(f"{v / med[0]:.2f}x" for v in med[1:]) + " |")
 
 
 def main():

@@ -44,7 +44,8 @@ def test_against_the_formulas(alpha, beta, axis):
     np.testing.assert_allclose(loss(Y, P, sample_weight=sw), np.mean(ref * sw), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name,alpha,beta", [("dice", 1.0, 0.0), ("tversky", 0.3, 0.7)])
+@pytest.mark.parametrize("name,alpha,beta", [("dice", 1.0, 0.0), ("tversky", 0.3, 0.7),
+                                             ("tversky", 0.2, 0.5), ("tversky", 0.9, 0.6)])
 def test_gradients_in_float64(name, alpha, beta):
     y = Y.reshape(1, -1).astype(np.float64)
     p = P.reshape(1, -1).astype(np.float64)
@@ -118,7 +119,8 @@ def test_saved_with_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("make", [lambda k: k.losses.Dice(), lambda k: k.losses.Dice(axis=(1, 2, 3)),
-                                  lambda k: k.losses.Tversky(0.3, 0.7)])
+                                  lambda k: k.losses.Tversky(0.3, 0.7),
+                                  lambda k: k.losses.Tversky(0.2, 0.5, axis=(1, 2, 3))])
 def test_training_matches_keras(make):
     keras = keras_or_skip()
     x = rng.normal(size=(4, 5, 5, 3)).astype(np.float32)

@@ -14,7 +14,7 @@
 // Bits: each element of a K block is one chain of FMAs from zero over k ascending, then
 // added to C, the bias added and relu applied, exactly as in the AVX2 and generic
 // kernels; sgemm's K blocking depends on K alone. So every kernel gives the same bits.
-// The unpacked paths (few rows, narrow C) are the AVX2 kernel's.
+// The narrow paths (C of at most 12 columns) are the AVX2 kernel's.
 #include "ember/gemm.h"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512VL__) && \
@@ -135,6 +135,108 @@ void kernel_segs_avx512(int64_t nseg, int64_t seglen, const float* const* rows,
                        bias, relu);
 }
 
+// The small-M path (batch-1 inference, a recurrent step at batch 1): C[r, 0:N) (+)=
+// alpha * sum_q A[r, ks[q]] B[ks[q], 0:N) for the MM rows of A, 16 columns a vector.
+// Each C element gets one FMA per listed k, in ascending order, from C's value (or
+// zero): the AVX2 path's chain, so the same bits. A short list keeps the MM x 32 block
+// of C in registers for the whole list; a long one streams four rows of B at a time
+// through C in L1 (the caller tiles N).
+constexpr int64_t kRegK = 16;
+
+template <int MM>
+void small_rows(int64_t N, int64_t nk, const int32_t* ks, float alpha, const float* A,
+                int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                bool accumulate) {
+  auto masked = [](int64_t j, int64_t N) { return low_lanes(static_cast<int>(N - j)); };
+  if (nk <= kRegK) {
+    float av[kRegK][MM];
+    for (int64_t q = 0; q < nk; ++q)
+      for (int r = 0; r < MM; ++r) av[q][r] = alpha * A[r * lda + ks[q]];
+    for (int64_t j = 0; j < N; j += 32) {
+      const __mmask16 m0 = masked(j, N), m1 = masked(j + 16, N);
+      __m512 acc[MM][2];
+      for (int r = 0; r < MM; ++r) {
+        acc[r][0] = accumulate ? _mm512_maskz_loadu_ps(m0, C + r * ldc + j) : _mm512_setzero_ps();
+        acc[r][1] = accumulate ? _mm512_maskz_loadu_ps(m1, C + r * ldc + j + 16)
+                               : _mm512_setzero_ps();
+      }
+      for (int64_t q = 0; q < nk; ++q) {
+        const float* b = B + ks[q] * ldb + j;
+        const __m512 w0 = _mm512_maskz_loadu_ps(m0, b), w1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        for (int r = 0; r < MM; ++r) {
+          const __m512 a = _mm512_set1_ps(av[q][r]);
+          acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+        }
+      }
+      for (int r = 0; r < MM; ++r) {
+        _mm512_mask_storeu_ps(C + r * ldc + j, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(C + r * ldc + j + 16, m1, acc[r][1]);
+      }
+    }
+    return;
+  }
+  if (!accumulate)
+    for (int r = 0; r < MM; ++r)
+      for (int64_t j = 0; j < N; ++j) C[r * ldc + j] = 0.f;
+  const int64_t nv = N / 16 * 16;
+  const __mmask16 tail = masked(nv, N);
+  int64_t q = 0;
+  for (; q + 4 <= nk; q += 4) {
+    const int64_t k0 = ks[q], k1 = ks[q + 1], k2 = ks[q + 2], k3 = ks[q + 3];
+    __m512 a[MM][4];
+    for (int r = 0; r < MM; ++r) {
+      a[r][0] = _mm512_set1_ps(alpha * A[r * lda + k0]);
+      a[r][1] = _mm512_set1_ps(alpha * A[r * lda + k1]);
+      a[r][2] = _mm512_set1_ps(alpha * A[r * lda + k2]);
+      a[r][3] = _mm512_set1_ps(alpha * A[r * lda + k3]);
+    }
+    const float *b0 = B + k0 * ldb, *b1 = B + k1 * ldb, *b2 = B + k2 * ldb, *b3 = B + k3 * ldb;
+    auto columns = [&](int64_t j, __mmask16 m) {
+      const __m512 w0 = _mm512_maskz_loadu_ps(m, b0 + j), w1 = _mm512_maskz_loadu_ps(m, b1 + j);
+      const __m512 w2 = _mm512_maskz_loadu_ps(m, b2 + j), w3 = _mm512_maskz_loadu_ps(m, b3 + j);
+      for (int r = 0; r < MM; ++r) {
+        float* c = C + r * ldc + j;
+        __m512 acc = _mm512_maskz_loadu_ps(m, c);
+        acc = _mm512_fmadd_ps(a[r][0], w0, acc);
+        acc = _mm512_fmadd_ps(a[r][1], w1, acc);
+        acc = _mm512_fmadd_ps(a[r][2], w2, acc);
+        acc = _mm512_fmadd_ps(a[r][3], w3, acc);
+        _mm512_mask_storeu_ps(c, m, acc);
+      }
+    };
+    for (int64_t j = 0; j < nv; j += 16) columns(j, static_cast<__mmask16>(0xffff));
+    if (nv < N) columns(nv, tail);
+  }
+  for (; q < nk; ++q) {
+    const float* b = B + ks[q] * ldb;
+    for (int r = 0; r < MM; ++r) {
+      const __m512 a = _mm512_set1_ps(alpha * A[r * lda + ks[q]]);
+      float* c = C + r * ldc;
+      for (int64_t j = 0; j < N; j += 16) {
+        const __mmask16 m = j < nv ? static_cast<__mmask16>(0xffff) : tail;
+        _mm512_mask_storeu_ps(c + j, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, b + j),
+                                                        _mm512_maskz_loadu_ps(m, c + j)));
+      }
+    }
+  }
+}
+
+void small_nn_avx512(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                     int64_t ldc, bool accumulate) {
+  for (int64_t i = 0; i < M; i += 4) {
+    const float* a = A + i * lda;
+    float* c = C + i * ldc;
+    switch (M - i) {
+      case 1: small_rows<1>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 2: small_rows<2>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 3: small_rows<3>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      default: small_rows<4>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel* gemm_kernel_avx512(const GemmKernel* avx2) {
@@ -142,9 +244,10 @@ const GemmKernel* gemm_kernel_avx512(const GemmKernel* avx2) {
   if (!avx2 || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vl") ||
       !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512dq"))
     return nullptr;
-  // The unpacked paths read A and B where they lie and sum as the AVX2 ones do.
+  // The narrow paths are the AVX2 kernel's (narrow_nn's partial sums are eight lanes
+  // wide: sixteen would change its bits).
   static const GemmKernel k{"avx512_6x32", kMR, kNR, kernel_packed_avx512, kernel_segs_avx512,
-                            avx2->small_nn, avx2->narrow_tn, avx2->narrow_nn, nullptr};
+                            small_nn_avx512, avx2->narrow_tn, avx2->narrow_nn, nullptr};
   return &k;
 }
 
