@@ -7,12 +7,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 SCRIPT = r"""
 import json, sys
-import numpy as np
 import ember
 from ember import _core, layers
 out = {"kernel": ember.config.gemm_kernel()}

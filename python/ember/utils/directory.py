@@ -111,11 +111,14 @@ def _check_common(labels, label_mode, class_names, batch_size):
     if label_mode not in _LABEL_MODES:
         raise ValueError(f"`label_mode` argument must be one of \"int\", \"categorical\", "
                          f"\"binary\", or None. Received: label_mode={label_mode!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or
-                                   not isinstance(batch_size, (int, np.integer)) or
-                                   batch_size < 1):
-        raise ValueError(f"`batch_size` must be a positive integer or None. Received: "
-                         f"batch_size={batch_size!r}")
+    _positive_or_none("batch_size", batch_size)
+
+
+def _positive_or_none(name, value):
+    if value is not None and (isinstance(value, bool) or
+                              not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"`{name}` must be a positive integer or None. Received: "
+                         f"{name}={value!r}")
 
 
 class DirectoryDataset(PyDataset):
@@ -226,11 +229,7 @@ def text_dataset_from_directory(directory, labels="inferred", label_mode="int",
     float32 ('categorical') or float32 (n, 1) ('binary'). max_length keeps the first
     max_length characters of each text. subset='both' returns [training, validation]."""
     _check_common(labels, label_mode, class_names, batch_size)
-    if max_length is not None and (isinstance(max_length, bool) or
-                                   not isinstance(max_length, (int, np.integer)) or
-                                   max_length < 1):
-        raise ValueError(f"`max_length` must be a positive integer or None. Received: "
-                         f"max_length={max_length!r}")
+    _positive_or_none("max_length", max_length)
 
     def load(path):
         with open(path, "rb") as f:
@@ -249,12 +248,18 @@ def _pillow():
     return Image
 
 
-def _decode(path, channels):
+def _open(path, channels):
+    """The image file as a Pillow image of 1 (grayscale: 8, 16 or 32-bit), 3 or 4
+    channels, as Keras converts it."""
     image = _pillow().open(path)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
     if image.mode != mode and not (channels == 1 and image.mode in ("I;16", "I")):
         image = image.convert(mode)
-    array = np.asarray(image, dtype=np.float32)
+    return image
+
+
+def _decode(path, channels):
+    array = np.asarray(_open(path, channels), dtype=np.float32)
     return array[..., None] if array.ndim == 2 else array
 
 
@@ -326,11 +331,7 @@ def load_img(path, color_mode="rgb", target_size=None, interpolation="nearest",
     """An image file as a Pillow image (Keras's load_img): converted to color_mode and,
     given target_size (height, width), resized by Pillow."""
     Image = _pillow()
-    channels = _color_channels(color_mode)
-    image = Image.open(path)
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    if image.mode != mode and not (channels == 1 and image.mode in ("I;16", "I")):
-        image = image.convert(mode)
+    image = _open(path, _color_channels(color_mode))
     if target_size is not None:
         height, width = _image_size(target_size, "target_size")
         methods = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR,
