@@ -134,6 +134,9 @@ def test_variable_length_vectorization_and_a_data_set(tmp_path):
 
 
 def test_other_preprocessing_layers_and_modes():
+    lazy = ember.Sequential([layers.Hashing(8, output_mode="one_hot"), layers.Dense(1)])
+    assert lazy.predict(np.array([[1.5], [7.0]]), verbose=0).shape == (2, 1)
+    assert lazy.get_config()["layers"][0]["config"]["dtype"] == "float32"
     hashed = ember.Sequential([ember.Input((1,), dtype="string"),
                                layers.Hashing(8, output_mode="one_hot"), layers.Dense(1)])
     assert hashed.predict(np.array([["a"], ["b"]]), verbose=0).shape == (2, 1)

@@ -382,8 +382,9 @@ class Model(Layer):
             if chain:
                 a = np.asarray(xi)
                 if i == 0:
-                    self._raw_input = (a.shape[1:] or (1,), "string" if a.dtype.kind in "OUS"
-                                       else a.dtype.name)
+                    kind = ("string" if a.dtype.kind in "OUS" else
+                            "int64" if a.dtype.kind in "iub" else "float32")
+                    self._raw_input = (a.shape[1:] or (1,), kind)
                 for layer in chain:
                     xi = layer._apply(xi)
             out.append(xi)
