@@ -11,6 +11,7 @@ import pytest
 
 SCRIPT = r"""
 import json, sys
+import numpy as np
 import ember
 from ember import _core, layers
 out = {"kernel": ember.config.gemm_kernel()}
