@@ -114,7 +114,7 @@ Lines patch_lines(const Patches& pt) {
 // The adjoint of im2col, as a gather so each thread owns the dx rows it writes:
 // dx[img, iy, ix, :] = sum of the dcol entries whose patch read it there, in
 // (i, j) order.
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, float* dx) {
   const int64_t K = s.k(), c = s.c;
 #pragma omp parallel for schedule(static) if (ni * s.h * s.w * K > (1 << 15))
@@ -147,7 +147,7 @@ void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, f
 
 // db[j] = sum over rows of dz (rows, f), in fixed blocks of rows whose partial sums
 // are added in block order: deterministic, and parallel without strided column walks.
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void bias_grad(const float* dz, int64_t rows, int64_t f, float* db) {
   constexpr int64_t kRows = 256;
   const int64_t blocks = (rows + kRows - 1) / kRows;

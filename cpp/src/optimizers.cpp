@@ -46,7 +46,7 @@ struct SgdRule {
 // Its square roots and divisions bound it: the AVX2 clone does eight at a time (a
 // training step of the benchmarks' MLP 12% faster), and as they are exact operations
 // both clones give the same bits.
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void adam_loop(float* __restrict w, float* __restrict m, float* __restrict v,
                const float* __restrict g, int64_t n, float alpha, float c1, float c2,
                float epsilon, float decay) {

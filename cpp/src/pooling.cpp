@@ -73,7 +73,7 @@ Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph,
   return s;
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* argmax) {
   const int64_t c = s.c;
 #pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 12))
@@ -111,7 +111,7 @@ void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* 
   }
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
                         float* dx, const float* relu_y) {
   const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
@@ -133,7 +133,7 @@ void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* ar
   }
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y) {
   const int64_t c = s.c;
 #pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 14))
@@ -156,7 +156,7 @@ void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y) {
 }
 
 // Each output spreads dy / count evenly over the inputs of its window.
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
   const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
 #pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
@@ -177,7 +177,7 @@ void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
   }
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
                             int64_t c, const float* mask_ids) {
   if (!mask_ids) {
@@ -219,7 +219,7 @@ void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, 
   }
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c,
                             const float* mask_ids) {
 #pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
@@ -237,7 +237,7 @@ void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int
   }
 }
 
-EMBER_AVX2_CLONE
+EMBER_VECTOR_CLONES
 void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c,
                              const float* mask_ids) {
 #pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
