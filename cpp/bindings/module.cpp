@@ -713,8 +713,10 @@ PYBIND11_MODULE(_core, m) {
                          std::shared_ptr<Variable> recurrent_kernel,
                          std::shared_ptr<Variable> bias, float recurrent_dropout,
                          uint64_t seed, std::vector<int> initial_state, bool return_state,
-                         bool reset_after) {
+                         bool reset_after, bool stateful, uint64_t state_key) {
         RnnSpec s;
+        s.stateful = stateful;
+        s.state_key = state_key;
         s.recurrent_dropout = recurrent_dropout;
         s.seed = seed;
         if (cell == "simple_rnn") s.cell = RnnCell::Simple;
@@ -736,7 +738,9 @@ PYBIND11_MODULE(_core, m) {
          py::arg("reverse_output"), py::arg("zero_output_for_mask"), py::arg("kernel"),
          py::arg("recurrent_kernel"), py::arg("bias"), py::arg("recurrent_dropout") = 0.f,
          py::arg("seed") = 0, py::arg("initial_state") = std::vector<int>{},
-         py::arg("return_state") = false, py::arg("reset_after") = true)
+         py::arg("return_state") = false, py::arg("reset_after") = true,
+         py::arg("stateful") = false, py::arg("state_key") = 0)
+      .def("reset_rnn_states", &Graph::reset_rnn_states, py::arg("key") = 0)
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
                             std::array<int64_t, 2> strides, const std::string& padding,
                             bool frames) {

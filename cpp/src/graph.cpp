@@ -70,6 +70,18 @@ void Graph::set_outputs(const std::vector<int>& values) {
   specs_.assign(values.size(), OutputSpec{});
 }
 
+int Graph::reset_rnn_states(uint64_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int count = 0;
+  for (auto& node : nodes_)
+    if (auto* rnn = dynamic_cast<RnnNode*>(node.get()))
+      if (rnn->spec().stateful && (key == 0 || rnn->spec().state_key == key)) {
+        rnn->reset_state();
+        ++count;
+      }
+  return count;
+}
+
 void Graph::set_inference_only(int value, bool on) {
   const int p = values_.at(check_value(value, "set_inference_only")).producer;
   if (p < 0) throw std::invalid_argument("set_inference_only: a model input has no node");

@@ -164,6 +164,9 @@ class Graph {
   void set_outputs(const std::vector<int>& values);
   // Runs node `value`'s producer in inference mode inside training steps too.
   void set_inference_only(int value, bool on);
+  // Stateful recurrent nodes of the layer `key` (0: all) start their next batch from
+  // zeros. Returns how many were reset.
+  int reset_rnn_states(uint64_t key);
 
   int num_inputs() const { return static_cast<int>(inputs_.size()); }
   int num_outputs() const { return static_cast<int>(outputs_.size()); }

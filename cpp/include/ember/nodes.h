@@ -589,6 +589,12 @@ struct RnnSpec {
   // GRU only: Keras's reset_after (the reset gate scales h W_rec_h + its bias); false
   // applies it to the state before the product: h~ = act(x W_h + (r h) W_rec_h + b_h).
   bool reset_after = true;
+  // Keras's stateful: each batch starts from the final states of the batch before (row i
+  // from row i), kept in the node from one forward to the next, training or not; the
+  // first batch (and the first after reset_state) starts from zeros. Every batch must
+  // have as many rows as the first. state_key names the layer for resets.
+  bool stateful = false;
+  uint64_t state_key = 0;
   int64_t gates() const { return cell == RnnCell::LSTM ? 4 : cell == RnnCell::GRU ? 3 : 1; }
   int64_t states() const { return cell == RnnCell::LSTM ? 2 : 1; }
 };
@@ -611,9 +617,13 @@ class RnnNode : public Node {
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
   const RnnSpec& spec() const { return s_; }
+  // Stateful: the next batch starts from zeros.
+  void reset_state() { state_rows_ = -1; }
 
  private:
   RnnSpec s_;
+  FloatBuffer state_[2];     // stateful: h (and LSTM's c) after the last batch, (rows, U)
+  int64_t state_rows_ = -1;  // their rows; -1: none yet (zeros)
   FloatBuffer xw_, rec_, hbuf_, cbuf_, gbuf_, rhbuf_, dh_, dc_, drec_, dbias_, tmp_;
   FloatBuffer rmask_, hm_;  // recurrent dropout: the mask, the masked state
   bool rdrop_ = false;      // the last forward dropped (so backward does)

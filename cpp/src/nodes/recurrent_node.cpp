@@ -186,12 +186,21 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   auto g_at = [&](int64_t s) -> float* { return keep ? saved + off_g + s * GU : gbuf_.data(); };
   auto rh_at = [&](int64_t s) -> float* { return keep ? saved + off_rh + s * U : rhbuf_.data(); };
 
-  // Slot 0: the initial state, given or zeros.
+  // Slot 0: the initial state: given, carried from the last batch (stateful), or zeros.
+  const bool carried = s_.stateful && !s_.initial_state && state_rows_ >= 0;
+  if (s_.stateful && carried && state_rows_ != n)
+    throw std::invalid_argument(
+        std::string(kind()) + " (stateful=True) keeps a state per row of the batch: every "
+        "batch must have " + std::to_string(state_rows_) + " samples, as the first one had "
+        "(pass batch_size=" + std::to_string(state_rows_) + " and a sample count it divides). "
+        "Received a batch of " + std::to_string(n));
   for (int64_t b = 0; b < n; ++b) {
     for (int64_t k = 0; k < (lstm ? 2 : 1); ++k) {
       float* dst = (k == 0 ? h_at(0) : c_at(0)) + b * ldh;
       if (s_.initial_state)
         std::memcpy(dst, x[1 + k] + b * U, sizeof(float) * U);
+      else if (carried)
+        std::memcpy(dst, state_[k].data() + b * U, sizeof(float) * U);
       else
         std::memset(dst, 0, sizeof(float) * U);
     }
@@ -214,7 +223,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     float* g = g_at(s);
     float* rh = gru ? rh_at(s) : nullptr;
     // The recurrent product of a zero state is its bias alone.
-    const bool from_zero = s == 0 && !s_.initial_state;
+    const bool from_zero = s == 0 && !s_.initial_state && !carried;
     SerialGemm serial(small);
     const float* hr = hp;  // the state as the recurrent product sees it
     int64_t ldr = ldh;
@@ -298,6 +307,15 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
           std::memcpy(out, h1, sizeof(float) * U);
       }
     }
+  }
+  if (s_.stateful && !s_.initial_state) {  // the next batch starts here
+    for (int k = 0; k < (lstm ? 2 : 1); ++k) {
+      state_[k].resize(n * U);
+      for (int64_t b = 0; b < n; ++b)
+        std::memcpy(state_[k].data() + b * U, (k == 0 ? h_at(T) : c_at(T)) + b * ldh,
+                    sizeof(float) * U);
+    }
+    state_rows_ = n;
   }
   for (int64_t b = 0; b < n; ++b) {
     float* row = y + b * ldy;
@@ -438,10 +456,10 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         dact_inplace(ra, gr, dg + U, U);
       }
     }
-    if (s == 0 && !s_.initial_state) {
+    if (s == 0 && !s_.initial_state && !s_.stateful) {
       if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
       if (dR && T == 1) std::fill(dR, dR + U * GU, 0.f);
-      break;  // the initial state is a constant: nothing flows further back
+      break;  // the initial state is zero: nothing flows further back
     }
     // The previous state's gradient: its direct part (above) plus drec R^T; the
     // recurrent kernel's gradient: hr^T drec, summed over the steps last to first.

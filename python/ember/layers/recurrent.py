@@ -9,6 +9,7 @@ in Keras: a layer returning sequences outputs the carried state there (zeros ins
 Bidirectional, which Keras sets so).
 """
 import numbers
+import weakref
 
 import numpy as np
 
@@ -56,9 +57,6 @@ class _RNN(Layer):
                     not 0 <= value < 1:
                 raise ValueError(f"{type(self).__name__} '{self.name}': {what} must be in "
                                  f"[0, 1). Received: {what}={value!r}")
-        if stateful:
-            raise ValueError(f"{type(self).__name__} '{self.name}': stateful=True is not "
-                             f"supported by ember yet")
         self.units = int(units)
         self.activation = _activation(activation, "activation", self)
         self.recurrent_activation = _activation(recurrent_activation, "recurrent_activation",
@@ -83,7 +81,8 @@ class _RNN(Layer):
         self.return_sequences = bool(return_sequences)
         self.return_state = self._several_outputs = bool(return_state)
         self.go_backwards = bool(go_backwards)
-        self.stateful = False
+        self.stateful = bool(stateful)
+        self._state_graphs = []  # weak references to the graphs whose nodes keep states
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
 
@@ -147,13 +146,32 @@ class _RNN(Layer):
                             self.bias._storage if self.bias is not None else None,
                             self.recurrent_dropout, self._seed ^ 0x5DEECE66D,
                             list(initial_state or []), self.return_state,
-                            getattr(self, "reset_after", True))
+                            getattr(self, "reset_after", True), self.stateful,
+                            self._state_key)
+        if self.stateful:
+            core = getattr(graph, "_graph", graph)
+            self._state_graphs = [r for r in self._state_graphs if r() is not None]
+            if not any(r() is core for r in self._state_graphs):
+                self._state_graphs.append(weakref.ref(core))
         return out if self.return_state else out[0]
+
+    @property
+    def _state_key(self):
+        return id(self) & 0xFFFFFFFFFFFFFFFF
+
+    def reset_states(self):
+        """stateful=True: the next batch starts from zero states (Keras's reset_state)."""
+        for ref in self._state_graphs:
+            core = ref()
+            if core is not None:
+                core.reset_rnn_states(self._state_key)
+
+    reset_state = reset_states
 
     def get_config(self):
         c = super().get_config()
         c.update(return_sequences=self.return_sequences, return_state=self.return_state,
-                 go_backwards=self.go_backwards, stateful=False, unroll=self.unroll,
+                 go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
                  zero_output_for_mask=self.zero_output_for_mask, units=self.units,
                  activation=self.activation, recurrent_activation=self.recurrent_activation,
                  use_bias=self.use_bias,
@@ -342,6 +360,12 @@ class Bidirectional(Layer):
         out = [shape, shape] if self.merge_mode is None else [shape]
         out += states + states
         return out if len(out) > 1 else out[0]
+
+    def reset_states(self):
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+    reset_state = reset_states
 
     def _lower(self, graph, x, initial_state=None):
         zero = self.return_sequences  # Keras forces zero outputs at masked steps

@@ -1284,6 +1284,13 @@ class Model(Layer):
         return values[0] if len(values) == 1 else values
 
     # -- layers -------------------------------------------------------------------------------
+    def reset_states(self):
+        """Zeroes the states of the model's stateful recurrent layers (Keras 2's
+        model.reset_states; Keras 3 resets each layer with layer.reset_state())."""
+        for layer in self._flat_layers():
+            if getattr(layer, "stateful", False) or hasattr(layer, "forward_layer"):
+                layer.reset_states()  # (a Bidirectional resets its two layers)
+
     def get_layer(self, name=None, index=None):
         """A layer by name or by position in `model.layers` (Keras's rules)."""
         if name is not None and index is not None:
