@@ -211,8 +211,6 @@ def test_bad_input_names_the_layer_and_the_value():
         layers.Bidirectional(layers.LSTM(2), merge_mode="max")
     with pytest.raises(ValueError, match="Bidirectional takes a SimpleRNN, LSTM or GRU"):
         layers.Bidirectional(layers.Dense(2))
-    with pytest.raises(ValueError, match="stateful=True is not supported"):
-        layers.LSTM(2, stateful=True)
     with pytest.raises(ValueError, match="recurrent_dropout must be in \\[0, 1\\)"):
         layers.LSTM(2, recurrent_dropout=1.5)
     with pytest.raises(ValueError, match="activations tanh, sigmoid"):

@@ -230,8 +230,6 @@ def test_bad_states_name_the_layer_and_the_value():
         layers.Bidirectional(layers.GRU(4))(i, initial_state=[h, h, h])
     with pytest.raises(ValueError, match="Invalid merge mode.*'max'"):
         layers.Bidirectional(layers.GRU(4), merge_mode="max")
-    with pytest.raises(ValueError, match="stateful=True"):
-        layers.LSTM(4, stateful=True)
     x = np.zeros((2, 5, 3), np.float32)
     with pytest.raises(ValueError, match=r"SimpleRNN .*Received shapes \[\(None, 5\)\]"):
         layers.SimpleRNN(4)(x, initial_state=np.zeros((2, 5), np.float32))
