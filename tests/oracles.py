@@ -72,3 +72,18 @@ def same_as_keras(keras, k, e, x, y):
     np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
                                atol=1e-5)
     adam_step_like_keras(keras, k, e, x, y)
+
+
+def same_as_keras_through_a_file(keras, k, e, x, y, path, atol=1e-5):
+    """k and e have weights of the same shapes; e, given k's weights, predicts as k does,
+    Keras reads e's file (saved at path) and predicts the same, and one Adam step leaves
+    the same weights. Returns (ember's loss, Keras's loss) of that step."""
+    import numpy as np
+    assert [w.shape for w in e.get_weights()] == [tuple(w.shape) for w in k.get_weights()]
+    e.set_weights([np.asarray(w) for w in k.get_weights()])
+    np.testing.assert_allclose(e.predict(x, verbose=0), np.asarray(k.predict(x, verbose=0)),
+                               atol=atol)
+    e.save(path)
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(path).predict(x, verbose=0)),
+                               e.predict(x, verbose=0), atol=atol)
+    return adam_step_like_keras(keras, k, e, x, y)

@@ -353,9 +353,8 @@ class Dice(Loss):
 
     def _loss_rows(self, pred):
         pred = np.asarray(pred, dtype=np.float32)
-        if self._whole_batch(max(pred.ndim, 2)):
-            return np.ascontiguousarray(pred.reshape(1, -1))
-        return np.ascontiguousarray(pred.reshape(pred.shape[0], -1))
+        rows = 1 if self._whole_batch(max(pred.ndim, 2)) else pred.shape[0]
+        return np.ascontiguousarray(pred.reshape(rows, -1))
 
     def call(self, y_true, y_pred):
         """The loss of the batch (axis=None) or of each sample."""
@@ -363,7 +362,7 @@ class Dice(Loss):
         target = _targets(y_true, out, False)
         per = _core.loss_per_sample(self._core_name, out, target, False, self._param,
                                     self._param2)
-        return per.reshape(()) if self._whole_batch(max(np.ndim(y_pred), 2)) else per
+        return per.reshape(()) if self.axis is None else per
 
     def get_config(self):
         c = super().get_config()
