@@ -10,6 +10,12 @@ one process the idle threads of the other library would keep spinning after its 
 (OpenBLAS's for about 0.1 s) and take a core from the one being timed. Each process
 times every shape (the median of three call groups after a warm-up group).
 Reported: median GFLOP/s over the repeats, and ember / numpy.
+
+numpy's processes run without OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some machines
+set and which hide OpenBLAS's own best kernel (its AVX-512 one, for instance): OpenBLAS is
+measured at its best, and the kernel it picked (threadpoolctl's `architecture`) is
+printed beside ember's. Where g++ is at hand, fma_peak.cpp is built and run first: the
+machine's measured FMA peak at the width of ember's kernel, and each figure's share of it.
 """
 import argparse
 import json
@@ -18,9 +24,13 @@ import subprocess
 import sys
 import time
 
+import tempfile
+
 import numpy as np
 
 from common import cpu_name
+
+HIDE_OPENBLAS_KERNEL = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 SQUARES = [128, 256, 512, 1024, 2048]
 # (label, M, N, K, trans_a, trans_b): C(M,N) = op(A) op(B)
@@ -69,23 +79,55 @@ def measure(lib, shapes, groups, min_time):
 
 
 def worker(args):
-    import ember
     shapes = [(f"square {s}", s, s, s, False, False) for s in SQUARES] + MLP + CNN
     rows = measure(args.lib, shapes, 3, args.min_time)
-    print(json.dumps({"threads": ember.config.get_num_threads(),
-                      "kernel": ember.config.gemm_kernel(), "rows": rows}))
+    if args.lib == "ember":
+        import ember
+        kernel = ember.config.gemm_kernel()
+    else:
+        kernel = "OpenBLAS " + openblas_kernel()
+    print(json.dumps({"kernel": kernel, "rows": rows}))
+
+
+def openblas_kernel():
+    """The kernel numpy's OpenBLAS picked for this CPU, as threadpoolctl reports it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "(kernel unknown: pip install threadpoolctl)"
+    for lib in threadpool_info():
+        if lib.get("internal_api") == "openblas":
+            return f"{lib.get('version')} {lib.get('architecture')}"
+    return "(not OpenBLAS)"
+
+
+def fma_peak(threads):
+    """The measured FMA peak in GFLOP/s by "width/threads" (fma_peak.cpp), or {} without g++."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.cpp")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            subprocess.run(["g++", "-O2", "-fopenmp", src, "-o", exe], check=True,
+                           capture_output=True)
+            out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"no FMA peak probe: {e}")
+            return {}
+    return json.loads(out.stdout)
 
 
 def compare(t, args):
     """ember and numpy at t threads, each run in its own processes, alternating."""
     env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
                MKL_NUM_THREADS=str(t))
+    numpy_env = {k: v for k, v in env.items() if k not in HIDE_OPENBLAS_KERNEL}
     runs = {"ember": [], "numpy": []}
     for r in range(args.repeats):
         for lib in ("ember", "numpy") if r % 2 == 0 else ("numpy", "ember"):
             cmd = [sys.executable, __file__, "--worker", lib, "--threads", str(t),
                    "--min-time", str(args.min_time)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            out = subprocess.run(cmd, env=numpy_env if lib == "numpy" else env,
+                                 capture_output=True, text=True, check=True)
             runs[lib].append(json.loads(out.stdout))
     rows = []
     for i, row in enumerate(runs["ember"][0]["rows"]):
@@ -93,7 +135,8 @@ def compare(t, args):
         n = float(np.median([run["rows"][i]["gflops"] for run in runs["numpy"]]))
         rows.append({"shape": row["shape"], "M": row["M"], "N": row["N"], "K": row["K"],
                      "ember_gflops": e, "numpy_gflops": n, "ratio": e / n})
-    return {"threads": t, "kernel": runs["ember"][0]["kernel"], "rows": rows}
+    return {"threads": t, "kernel": runs["ember"][0]["kernel"],
+            "numpy_kernel": runs["numpy"][0]["kernel"], "rows": rows}
 
 
 def training(args):
@@ -163,13 +206,27 @@ def main():
     if args.worker:
         args.lib = args.worker
         return worker(args)
+    peak = fma_peak(max(args.thread_list))
     results = [compare(t, args) for t in args.thread_list]
-    print(f"CPU: {cpu_name()}; numpy {np.__version__}; ember kernel {results[0]['kernel']}")
-    print("| shape | threads | ember GFLOP/s | numpy GFLOP/s | ember/numpy |\n|---|---|---|---|---|")
+    width = "512" if results[0]["kernel"].startswith("avx512") else "256"
+    print(f"CPU: {cpu_name()}; numpy {np.__version__} with {results[0]['numpy_kernel']}; "
+          f"ember kernel {results[0]['kernel']}")
+    if peak:
+        print("measured FMA peak, GFLOP/s: " + ", ".join(
+            f"{k.split('/')[0]}-bit {k.split('/')[1]} thread(s) {v:.0f}" for k, v in peak.items()))
+    share = bool(peak)
+    print("| shape | threads | ember GFLOP/s | numpy GFLOP/s | ember/numpy |"
+          + (f" ember % of {width}-bit peak | numpy % of it |" if share else "")
+          + "\n|---|---|---|---|---|" + ("---|---|" if share else ""))
     for res in results:
+        p = peak.get(f"{width}/{res['threads']}")
         for r in res["rows"]:
-            print(f"| {r['shape']} ({r['M']}x{r['N']}x{r['K']}) | {res['threads']} | "
-                  f"{r['ember_gflops']:.1f} | {r['numpy_gflops']:.1f} | {r['ratio']:.2f} |")
+            line = (f"| {r['shape']} ({r['M']}x{r['N']}x{r['K']}) | {res['threads']} | "
+                    f"{r['ember_gflops']:.1f} | {r['numpy_gflops']:.1f} | {r['ratio']:.2f} |")
+            if share:
+                line += (f" {100 * r['ember_gflops'] / p:.0f}% | {100 * r['numpy_gflops'] / p:.0f}% |"
+                         if p else " - | - |")
+            print(line)
     if len(results) == 2:
         s1 = {r["shape"]: r["ember_gflops"] for r in results[0]["rows"]}
         s2 = {r["shape"]: r["ember_gflops"] for r in results[1]["rows"]}
@@ -177,7 +234,7 @@ def main():
               f"{s2['square 1024'] / s1['square 1024']:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_name(), "results": results}, f, indent=1)
+            json.dump({"cpu": cpu_name(), "fma_peak": peak, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
