@@ -486,151 +486,147 @@ __attribute__((noinline)) void run_edge(const GemmKernel& kern, int64_t kc, cons
             accumulate, bias, relu);
 }
 
+// One product, C = alpha op(A) op(B) + beta C then the epilogue, and the paths that
+// compute it (gemm_impl picks one; each is defined below). beta is 0 or 1 by then:
+// gemm_impl scales C first otherwise.
+struct Product {
+  ASource a;
+  Trans tb;
+  int64_t M, N, K;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+  const Epilogue* epilogue;
+
+  void small_m(const GemmKernel& kern) const;
+  void split_k() const;
+  void narrow(const GemmKernel& kern, bool narrow_tn, int threads) const;
+  void short_k(const GemmKernel& kern, int threads) const;
+  void blocked(const GemmKernel& kern, int threads) const;
+};
+
 void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
-               int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
-  if (M == 0 || N == 0) return;
+               int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue);
 
-  // C = beta * C first when beta is neither 0 nor 1, so the kernel only ever
-  // overwrites (first K block, beta 0) or accumulates.
-  const bool scale_c = beta != 0.f && beta != 1.f;
-  if (scale_c || K == 0 || a.alpha == 0.f) {
-    for (int64_t i = 0; i < M; ++i) {
-      float* row = C + i * ldc;
-      if (beta == 0.f)
-        std::memset(row, 0, sizeof(float) * N);
-      else if (beta != 1.f)
-        for (int64_t j = 0; j < N; ++j) row[j] *= beta;
-    }
-    if (K == 0 || a.alpha == 0.f) {
-      if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
-      return;
-    }
+// A few rows of A, both operands untransposed (batch-1 inference, a recurrent step
+// at batch 1): rows of B streamed once, no packing (kern.small_nn through small_nn).
+// (It lists k as 32-bit indices: K <= INT32_MAX.)
+void Product::small_m(const GemmKernel& kern) const {
+  const float* A = a.A;
+  int64_t lda = a.lda;
+  if (a.lines) {  // a few implicit rows: form them (M x K floats), then as dense
+    static thread_local LineBuffers found;
+    static thread_local FloatBuffer rows;
+    const Lines& L = *a.lines;
+    const float** p = found.find(L, a.q0, M);
+    rows.resize(M * K);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t t = 0; t < L.nseg; ++t)
+        std::memcpy(rows.data() + i * K + t * L.seglen, p[i * L.nseg + t],
+                    sizeof(float) * L.seglen);
+    A = rows.data();
+    lda = K;
   }
+  small_nn(kern, M, N, K, a.alpha, A, lda, B, ldb, C, ldc, beta != 0.f, epilogue);
+}
 
-  const GemmKernel& kern = gemm_kernel();
-  // (The small-M path lists k as 32-bit indices.)
-  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX) {
-    const float* A = a.A;
-    int64_t lda = a.lda;
-    if (a.lines) {  // a few implicit rows: form them (M x K floats), then as dense
-      static thread_local LineBuffers found;
-      static thread_local FloatBuffer rows;
-      const Lines& L = *a.lines;
-      const float** p = found.find(L, a.q0, M);
-      rows.resize(M * K);
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t t = 0; t < L.nseg; ++t)
-          std::memcpy(rows.data() + i * K + t * L.seglen, p[i * L.nseg + t],
-                      sizeof(float) * L.seglen);
-      A = rows.data();
-      lda = K;
-    }
-    small_nn(kern, M, N, K, a.alpha, A, lda, B, ldb, C, ldc, beta != 0.f, epilogue);
-    return;
-  }
-  // A small C over a long K (the weight gradient of a first conv layer is 27 x 32
-  // summed over 57,600 rows): splitting M and N would leave threads idle, so split K
-  // into fixed chunks, one thread's each, and add their partial products in chunk
-  // order. The chunking depends on K alone: still the same sum for any thread count.
-  // (Implicit rows of A are not split along K: a chunk would cut their segments.)
-  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N)) {
-    // Equal chunks (a short last one would idle a thread), at most kSplitK long.
-    const int64_t chunks = ceil_div(K, kSplitK), klen = ceil_div(K, chunks);
-    static thread_local FloatBuffer partial;
-    partial.resize(chunks * M * N);
-    float* part = partial.data();
+// A small C over a long K (the weight gradient of a first conv layer is 27 x 32
+// summed over 57,600 rows): splitting M and N would leave threads idle, so split K
+// into fixed chunks, one thread's each, and add their partial products in chunk
+// order. The chunking depends on K alone: still the same sum for any thread count.
+// (Implicit rows of A are not split along K: a chunk would cut their segments.)
+void Product::split_k() const {
+  // Equal chunks (a short last one would idle a thread), at most kSplitK long.
+  const int64_t chunks = ceil_div(K, kSplitK), klen = ceil_div(K, chunks);
+  static thread_local FloatBuffer partial;
+  partial.resize(chunks * M * N);
+  float* part = partial.data();
 #pragma omp parallel for schedule(static)
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t k0 = ch * klen, kc = std::min(klen, K - k0);
-      ASource sub = a;
-      if (a.lines)
-        sub.q0 += k0;
-      else
-        sub.A += a.ta == Trans::N ? k0 : k0 * a.lda;
-      const float* b = tb == Trans::N ? B + k0 * ldb : B + k0;
-      // Nested inside this region, the product runs on the calling thread alone.
-      gemm_impl(sub, tb, M, N, kc, b, ldb, 0.f, part + ch * M * N, N, nullptr);
-    }
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t k0 = ch * klen, kc = std::min(klen, K - k0);
+    ASource sub = a;
+    if (a.lines)
+      sub.q0 += k0;
+    else
+      sub.A += a.ta == Trans::N ? k0 : k0 * a.lda;
+    const float* b = tb == Trans::N ? B + k0 * ldb : B + k0;
+    // Nested inside this region, the product runs on the calling thread alone.
+    gemm_impl(sub, tb, M, N, kc, b, ldb, 0.f, part + ch * M * N, N, nullptr);
+  }
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < M; ++i) {
-      float* row = C + i * ldc;
-      for (int64_t j = 0; j < N; ++j) {
-        float acc = part[i * N + j];
-        for (int64_t ch = 1; ch < chunks; ++ch) acc += part[(ch * M + i) * N + j];
-        row[j] = beta == 0.f ? acc : acc + row[j];  // beta is 0 or 1 here
-      }
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = C + i * ldc;
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = part[i * N + j];
+      for (int64_t ch = 1; ch < chunks; ++ch) acc += part[(ch * M + i) * N + j];
+      row[j] = beta == 0.f ? acc : acc + row[j];  // beta is 0 or 1 here
     }
-    if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
-    return;
   }
+  if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+}
 
-  // Nested in a parallel region (a split-K chunk), this product has one thread.
-#ifdef EMBER_OPENMP
-  const int threads = omp_in_parallel() || t_serial ? 1 : get_num_threads();
-#else
-  const int threads = 1;
-#endif
-  // A narrow C (an output layer): its own kernels, blocks of rows split over the
-  // threads; each element is one thread's sum, so the bits do not depend on the count.
-  // Aᵀ·B (the weight gradient): no packing, A's rows give i in vectors. A·B or A·Bᵀ
-  // (the forward): dot products along k, A's rows in place, B's columns as rows
-  // (transposed once when B is not already).
-  const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
-  const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
-  if (narrow_tn || narrow_nn) {
-    const float* bt = B;
-    int64_t ldbt = ldb;
-    if (narrow_nn && tb == Trans::N) {
-      static thread_local FloatBuffer b_rows;
-      b_rows.resize(N * K);
-      transpose_into(B, ldb, K, N, b_rows.data());
-      bt = b_rows.data();
-      ldbt = K;
-    }
-    const float* bias = epilogue ? epilogue->bias : nullptr;
-    const bool relu = epilogue && epilogue->relu;
-    const int64_t blocks = ceil_div(M, kNarrowRows);
-    auto block = [&](int64_t ib) {
-      const int64_t i0 = ib * kNarrowRows, rows = std::min(kNarrowRows, M - i0);
-      if (narrow_tn)
-        kern.narrow_tn(rows, N, K, a.alpha, a.A + i0, a.lda, B, ldb, C + i0 * ldc, ldc,
-                       beta != 0.f, bias, relu);
-      else
-        kern.narrow_nn(rows, N, K, a.alpha, a.A + i0 * a.lda, a.lda, bt, ldbt, C + i0 * ldc,
-                       ldc, beta != 0.f, bias, relu);
-    };
-    for_each_task(blocks, threads > 1 && blocks > 1 && M * N * K >= kNarrowSplitMacs, block);
-    return;
+// A narrow C (an output layer): its own kernels, blocks of rows split over the
+// threads; each element is one thread's sum, so the bits do not depend on the count.
+// Aᵀ·B (the weight gradient): no packing, A's rows give i in vectors. A·B or A·Bᵀ
+// (the forward): dot products along k, A's rows in place, B's columns as rows
+// (transposed once when B is not already). narrow_tn: the Aᵀ·B form.
+void Product::narrow(const GemmKernel& kern, bool narrow_tn, int threads) const {
+  const float* bt = B;
+  int64_t ldbt = ldb;
+  if (!narrow_tn && tb == Trans::N) {
+    static thread_local FloatBuffer b_rows;
+    b_rows.resize(N * K);
+    transpose_into(B, ldb, K, N, b_rows.data());
+    bt = b_rows.data();
+    ldbt = K;
   }
+  const float* bias = epilogue ? epilogue->bias : nullptr;
+  const bool relu = epilogue && epilogue->relu;
+  const int64_t blocks = ceil_div(M, kNarrowRows);
+  auto block = [&](int64_t ib) {
+    const int64_t i0 = ib * kNarrowRows, rows = std::min(kNarrowRows, M - i0);
+    if (narrow_tn)
+      kern.narrow_tn(rows, N, K, a.alpha, a.A + i0, a.lda, B, ldb, C + i0 * ldc, ldc,
+                     beta != 0.f, bias, relu);
+    else
+      kern.narrow_nn(rows, N, K, a.alpha, a.A + i0 * a.lda, a.lda, bt, ldbt, C + i0 * ldc,
+                     ldc, beta != 0.f, bias, relu);
+  };
+  for_each_task(blocks, threads > 1 && blocks > 1 && M * N * K >= kNarrowSplitMacs, block);
+}
 
-  // A short K (the input gradient of a small output layer, 128 x 256 x 10 or 128 x 64
-  // x 4): a 16-wide tile would spend longer storing C than computing it. Rows of B
-  // (transposed once when B is) stream into groups of four rows of C, as batch-1
-  // inference does, each 4 x 16 block of C in registers for the whole K: no packing,
-  // every lane used. Groups are split over the threads; each element is one thread's
-  // sum over k in order.
-  if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines) {
-    const float* bk = B;
-    int64_t ldbk = ldb;
-    if (tb == Trans::T) {
-      static thread_local FloatBuffer b_rows;
-      b_rows.resize(K * N);
-      transpose_into(B, ldb, N, K, b_rows.data());
-      bk = b_rows.data();
-      ldbk = N;
-    }
-    const int32_t* ks = every_k(K);
-    const int64_t groups = ceil_div(M, kSmallM);
-    auto group = [&](int64_t g) {
-      const int64_t i0 = g * kSmallM, rows = std::min(kSmallM, M - i0);
-      kern.small_nn(rows, N, K, ks, a.alpha, a.A + i0 * a.lda, a.lda, bk, ldbk, C + i0 * ldc,
-                    ldc, beta != 0.f);
-      if (epilogue) apply_epilogue(*epilogue, C + i0 * ldc, ldc, 0, rows, 0, N);
-    };
-    for_each_task(groups, threads > 1 && groups > 1 && M * N * K >= kNarrowSplitMacs, group);
-    return;
+// A short K (the input gradient of a small output layer, 128 x 256 x 10 or 128 x 64
+// x 4): a 16-wide tile would spend longer storing C than computing it. Rows of B
+// (transposed once when B is) stream into groups of four rows of C, as batch-1
+// inference does, each 4 x 16 block of C in registers for the whole K: no packing,
+// every lane used. Groups are split over the threads; each element is one thread's
+// sum over k in order.
+void Product::short_k(const GemmKernel& kern, int threads) const {
+  const float* bk = B;
+  int64_t ldbk = ldb;
+  if (tb == Trans::T) {
+    static thread_local FloatBuffer b_rows;
+    b_rows.resize(K * N);
+    transpose_into(B, ldb, N, K, b_rows.data());
+    bk = b_rows.data();
+    ldbk = N;
   }
+  const int32_t* ks = every_k(K);
+  const int64_t groups = ceil_div(M, kSmallM);
+  auto group = [&](int64_t g) {
+    const int64_t i0 = g * kSmallM, rows = std::min(kSmallM, M - i0);
+    kern.small_nn(rows, N, K, ks, a.alpha, a.A + i0 * a.lda, a.lda, bk, ldbk, C + i0 * ldc,
+                  ldc, beta != 0.f);
+    if (epilogue) apply_epilogue(*epilogue, C + i0 * ldc, ldc, 0, rows, 0, N);
+  };
+  for_each_task(groups, threads > 1 && groups > 1 && M * N * K >= kNarrowSplitMacs, group);
+}
 
+// Everything else: packed panels of B, blocks of rows of A (packed, or read in place),
+// the register micro-kernel over K blocks, tasks over the threads.
+void Product::blocked(const GemmKernel& kern, int threads) const {
   const int mr = kern.mr, nr = kern.nr;
   // Untransposed A with alpha 1 can be read in place: its rows already are what a
   // packed sliver would hold, k contiguous. So are implicit rows, segment by segment.
@@ -837,6 +833,54 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
       }
     }
   }
+}
+
+// Threads for one product: nested in a parallel region (a split-K chunk) or under
+// SerialGemm, it has one.
+int product_threads() {
+#ifdef EMBER_OPENMP
+  return omp_in_parallel() || t_serial ? 1 : get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// C = alpha op(A) op(B) + beta C, then the epilogue: C scaled first where beta is
+// neither 0 nor 1, nothing multiplied where K or alpha is 0, else one of the paths.
+void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
+               int64_t ldb, float beta, float* C, int64_t ldc, const Epilogue* epilogue) {
+  if (M == 0 || N == 0) return;
+
+  // C = beta * C first when beta is neither 0 nor 1, so the kernel only ever
+  // overwrites (first K block, beta 0) or accumulates.
+  const bool scale_c = beta != 0.f && beta != 1.f;
+  if (scale_c || K == 0 || a.alpha == 0.f) {
+    for (int64_t i = 0; i < M; ++i) {
+      float* row = C + i * ldc;
+      if (beta == 0.f)
+        std::memset(row, 0, sizeof(float) * N);
+      else if (beta != 1.f)
+        for (int64_t j = 0; j < N; ++j) row[j] *= beta;
+    }
+    if (K == 0 || a.alpha == 0.f) {
+      if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
+      return;
+    }
+  }
+
+  const GemmKernel& kern = gemm_kernel();
+  const Product p{a, tb, M, N, K, B, ldb, beta, C, ldc, epilogue};
+  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX)
+    return p.small_m(kern);
+  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N))
+    return p.split_k();
+  const int threads = product_threads();
+  const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
+  const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
+  if (narrow_tn || narrow_nn) return p.narrow(kern, narrow_tn, threads);
+  if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines)
+    return p.short_k(kern, threads);
+  p.blocked(kern, threads);
 }
 
 }  // namespace
