@@ -191,6 +191,51 @@ def test_bits_do_not_depend_on_the_thread_count():
     assert_same_weights_at_thread_counts(train)
 
 
+# A few rows at a time (batch-1 inference) split the units of every step over the
+# threads once a step's recurrent product is large enough; 200 units is not a multiple
+# of the 16-unit shares.
+FEW_ROWS = [("LSTM", 128, 1), ("LSTM", 64, 3), ("GRU", 200, 2), ("SimpleRNN", 200, 4)]
+
+
+@pytest.mark.parametrize("kind,units,n", FEW_ROWS)
+def test_a_few_rows_split_by_units_match_the_reference_at_any_thread_count(kind, units, n):
+    saved = ember.config.get_num_threads()
+    ids = ids_with_padding(4, 9, 12)[:n]
+    outs = {}
+    for rs in (False, True):
+        m = text_model(ember, kind, rs, True, True, T=9, units=units)
+        rng = np.random.default_rng(units + n)
+        m.set_weights([rng.normal(scale=0.2, size=w.shape).astype(np.float32)
+                       for w in m.get_weights()])
+        try:
+            for threads in (1, 2):
+                ember.config.set_num_threads(threads)
+                outs[rs, threads] = m.predict(ids, verbose=0)
+        finally:
+            ember.config.set_num_threads(saved)
+        np.testing.assert_array_equal(outs[rs, 1], outs[rs, 2])
+        w = [v.astype(np.float64) for v in m.get_weights()]
+        np.testing.assert_allclose(outs[rs, 2], model_ref(kind, w, ids, rs, True, True),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_training_a_few_rows_at_a_time_gives_the_same_bits_at_any_thread_count():
+    from threads import assert_same_weights_at_thread_counts
+    ids = ids_with_padding(4, 9, 30)
+    y = R.random((4, 1)).astype(np.float32)
+
+    def train():
+        ember.utils.set_random_seed(5)
+        m = ember.Sequential([ember.Input((9,), dtype="int32"),
+                              layers.Embedding(30, 8, mask_zero=True),
+                              layers.LSTM(96, return_sequences=True), layers.GRU(128),
+                              layers.Dense(1)])
+        m.compile("adam", "mse")
+        m.fit(ids, y, batch_size=2, epochs=2, verbose=0, shuffle=False)
+        return m.get_weights() + [m.predict(ids[:1], verbose=0)]
+    assert_same_weights_at_thread_counts(train)
+
+
 def test_dense_inputs_and_training_reduce_the_loss():
     x = R.normal(size=(64, 10, 3)).astype(np.float32)
     y = (x[:, :, 0].sum(1, keepdims=True) > 0).astype(np.float32)

@@ -371,34 +371,6 @@ void small_nn(const GemmKernel& kern, int64_t M, int64_t N, int64_t K, float alp
   if (p.chunks > 1) small_reduce(p, part, 0, N, C, ldc, accumulate, epilogue);
 }
 
-// A barrier for the threads of one parallel region. It spins, then yields should the
-// threads outnumber the cores: a cache-line handoff each way, several times cheaper
-// than an OpenMP barrier or a join and a fork.
-class SpinBarrier {
- public:
-  void wait(int threads) {
-    const int gen = gen_.load(std::memory_order_relaxed);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == threads - 1) {
-      count_.store(0, std::memory_order_relaxed);
-      gen_.store(gen + 1, std::memory_order_release);
-      return;
-    }
-    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins < (1 << 14)) {
-#if defined(__SSE2__)
-        _mm_pause();
-#endif
-      } else {
-        std::this_thread::yield();
-      }
-    }
-  }
-
- private:
-  alignas(64) std::atomic<int> count_{0};
-  alignas(64) std::atomic<int> gen_{0};
-};
-
 }  // namespace
 
 // Defined where each kernel is compiled; null where the CPU lacks its instructions.

@@ -1,6 +1,12 @@
 // parallel.h: the one OpenMP thread pool, and its settings.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <thread>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace ember {
 
@@ -33,6 +39,34 @@ bool run_on_helpers(int threads, void (*fn)(void* ctx, int t, int threads), void
 // stop spinning at once, and run_on_helpers declines for the next 10 ms, while
 // OpenMP's idle workers may still spin (GOMP_SPINCOUNT; a user may set it long).
 void note_openmp_use();
+
+// A barrier for the threads of one parallel region. It spins, then yields should the
+// threads outnumber the cores: a cache-line handoff each way, several times cheaper
+// than an OpenMP barrier or a join and a fork.
+class SpinBarrier {
+ public:
+  void wait(int threads) {
+    const int gen = gen_.load(std::memory_order_relaxed);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == threads - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
+      if (spins < (1 << 14)) {
+#if defined(__SSE2__)
+        _mm_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  alignas(64) std::atomic<int> count_{0};
+  alignas(64) std::atomic<int> gen_{0};
+};
 
 // note_openmp_use on construction and destruction, when `on`.
 struct OpenMPUse {

@@ -5,7 +5,12 @@
 #include <cstring>
 #include "ember/gemm.h"
 #include "ember/nodes.h"
+#include "ember/parallel.h"
 #include "ember/random.h"
+
+#ifdef EMBER_OPENMP
+#include <omp.h>
+#endif
 
 namespace ember {
 
@@ -91,6 +96,9 @@ void dact_inplace(Act a, const float* y, float* d, int64_t len) {
 }
 
 constexpr int64_t kParallelMin = 1 << 14;
+// A few rows split the steps' units over the threads from this much work per step
+// (multiply-adds of the recurrent product); below it the barriers cost more.
+constexpr int64_t kByUnitsMin = int64_t(1) << 15;
 
 // dst[j] (+)= the sum over rows of src[r * ld + j], rows in order (each thread a block
 // of columns, read along the rows).
@@ -212,100 +220,152 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     fill_uniform(rmask_.data(), n * U, 0.f, 1.f, s_.seed, ctx.step);
     for (int64_t i = 0; i < n * U; ++i) rmask_[i] = rmask_[i] >= rate ? scale : 0.f;
   }
-  // A step this small runs faster on one thread than split over several.
-  const bool small = n * U * GU < (int64_t(1) << 20);
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = s_.go_backwards ? T - 1 - s : s;
-    const float* hp = h_at(s);
-    float* hn = h_at(s + 1);
-    const float* cp = lstm ? c_at(s) : nullptr;
-    float* cn = lstm ? c_at(s + 1) : nullptr;
-    float* g = g_at(s);
-    float* rh = gru ? rh_at(s) : nullptr;
-    // The recurrent product of a zero state is its bias alone.
-    const bool from_zero = s == 0 && !s_.initial_state && !carried;
-    SerialGemm serial(small);
-    const float* hr = hp;  // the state as the recurrent product sees it
-    int64_t ldr = ldh;
-    if (rdrop_ && !from_zero) {
+  // The recurrent product of step s into rec_, for units [j0, j1) of every gate block
+  // (GRU without reset_after: of z and r; its candidate's product comes after r). Its
+  // input is hr, ldr apart. One product where that is every unit; each element is the
+  // same chain of multiply-adds either way.
+  const bool carried_or_given = s_.initial_state || carried;
+  auto recurrent = [&](int64_t s, const float* hr, int64_t ldr, int64_t j0, int64_t j1) {
+    if (s == 0 && !carried_or_given) {  // the product of a zero state is its bias alone
       for (int64_t b = 0; b < n; ++b)
-        for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
-      hr = hm_.data();
-      ldr = U;
+        for (int64_t k = 0; k < G; ++k)
+          for (int64_t j = k * U + j0; j < k * U + j1; ++j)
+            rec_[b * GU + j] = rbias ? rbias[j] : 0.f;
+      return;
     }
-    const int64_t rec_cols = split ? 2 * U : GU;
-    if (from_zero) {
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t j = 0; j < GU; ++j) rec_[b * GU + j] = rbias ? rbias[j] : 0.f;
-    } else {
-      Epilogue rep;
+    const int64_t blocks = split ? 2 : G;
+    Epilogue rep;
+    if (j0 == 0 && j1 == U) {
       rep.bias = rbias;
-      sgemm(Trans::N, Trans::N, n, rec_cols, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU, &rep);
+      sgemm(Trans::N, Trans::N, n, blocks * U, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU,
+            &rep);
+      return;
     }
-    if (split) {  // z and r first, then the candidate's product over r h
-#pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
-      for (int64_t b = 0; b < n; ++b) {
-        const float* xr = xw_.data() + (b * T + t) * GU;
-        const float* rr = rec_.data() + b * GU;
-        float* gb = g + b * ldg;
-        for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
-        act_inplace(ra, gb, 2 * U);
-        for (int64_t j = 0; j < U; ++j) rh[b * ldh + j] = gb[U + j] * hr[b * ldr + j];
+    for (int64_t k = 0; k < blocks; ++k) {
+      rep.bias = rbias ? rbias + k * U + j0 : nullptr;
+      sgemm(Trans::N, Trans::N, n, j1 - j0, U, 1.f, hr, ldr, R + k * U + j0, GU, 0.f,
+            rec_.data() + k * U + j0, GU, &rep);
+    }
+  };
+  // Batch row b at step s (time t), units [j0, j1): the gates' inputs, their
+  // activations block by block, then the state update and the output.
+  auto cell = [&](int64_t b, int64_t s, int64_t t, int64_t j0, int64_t j1) {
+    const float* xr = xw_.data() + (b * T + t) * GU;
+    const float* rr = rec_.data() + b * GU;
+    const float* h0 = h_at(s) + b * ldh;
+    float* h1 = h_at(s + 1) + b * ldh;
+    float* gb = g_at(s) + b * ldg;
+    const int64_t w = j1 - j0;
+    const bool masked = ids && ids[b * T + t] == 0.f;
+    auto sum_inputs = [&](int64_t k) {  // gate block k: x W + h R (+ biases)
+      for (int64_t j = k * U + j0; j < k * U + j1; ++j) gb[j] = xr[j] + rr[j];
+    };
+    if (s_.cell == RnnCell::Simple) {
+      sum_inputs(0);
+      act_inplace(a, gb + j0, w);
+      for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : gb[j];
+    } else if (lstm) {
+      const float* c0 = c_at(s) + b * ldh;
+      float* c1 = c_at(s + 1) + b * ldh;
+      for (int64_t k = 0; k < 4; ++k) sum_inputs(k);
+      const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
+      act_inplace(ra, gb + j0, w);
+      act_inplace(ra, gb + U + j0, w);
+      act_inplace(a, gb + 2 * U + j0, w);
+      act_inplace(ra, gb + 3 * U + j0, w);
+      for (int64_t j = j0; j < j1; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
+      for (int64_t j = j0; j < j1; ++j) c1[j] = masked ? c0[j] : h1[j];
+      act_inplace(a, h1 + j0, w);
+      for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
+    } else {  // GRU
+      float* gh = gb + 2 * U;
+      if (split) {  // z and r are in place already
+        for (int64_t j = j0; j < j1; ++j) gh[j] = xr[2 * U + j] + rr[2 * U + j];
+      } else {  // reset_after: the reset gate scales the recurrent candidate term
+        float* rhb = rh_at(s) + b * ldh;
+        sum_inputs(0);
+        sum_inputs(1);
+        act_inplace(ra, gb + j0, w);
+        act_inplace(ra, gb + U + j0, w);
+        for (int64_t j = j0; j < j1; ++j) {
+          rhb[j] = rr[2 * U + j];
+          gh[j] = xr[2 * U + j] + gb[U + j] * rr[2 * U + j];
+        }
       }
-      if (!from_zero)
-        sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, ldh, R + 2 * U, GU, 0.f, rec_.data() + 2 * U,
-              GU);
+      act_inplace(a, gh + j0, w);
+      const float* gz = gb;
+      for (int64_t j = j0; j < j1; ++j)
+        h1[j] = masked ? h0[j] : gz[j] * h0[j] + (1.f - gz[j]) * gh[j];
     }
+    if (s_.return_sequences) {
+      float* out = y + b * ldy + (s_.reverse_output ? t : s) * U;
+      if (masked && s_.zero_output_for_mask)
+        std::memset(out + j0, 0, sizeof(float) * w);
+      else
+        std::memcpy(out + j0, h1 + j0, sizeof(float) * w);
+    }
+  };
+  auto time_of = [&](int64_t s) { return s_.go_backwards ? T - 1 - s : s; };
+
+  // A few rows (batch-1 inference and the like): every thread takes a share of the
+  // units, the same columns of every gate block, for all the steps, with a barrier
+  // between steps. Its share of the recurrent kernel (U x GU / threads) stays in its
+  // own cache from step to step, where one thread would stream all of it every step.
+  // A product's columns are the same sums whoever computes them: the same bits.
+  const int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), U / 16));
+  if (n <= kSmallM && !split && !rdrop_ && threads > 1 && n * U * GU >= kByUnitsMin) {
+    SpinBarrier barrier;
+#pragma omp parallel num_threads(threads)
+    {
+#ifdef EMBER_OPENMP
+      const int th = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int th = 0, nth = 1;
+#endif
+      // Shares in whole vectors of 16 units.
+      const int64_t j0 = U / 16 * th / nth * 16;
+      const int64_t j1 = th + 1 == nth ? U : U / 16 * (th + 1) / nth * 16;
+      SerialGemm serial(true);
+      for (int64_t s = 0; s < T; ++s) {
+        recurrent(s, h_at(s), ldh, j0, j1);
+        for (int64_t b = 0; b < n; ++b) cell(b, s, time_of(s), j0, j1);
+        barrier.wait(nth);  // step s + 1 reads every unit of step s's state
+      }
+    }
+  } else {
+    // A step this small runs faster on one thread than split over several.
+    const bool small = n * U * GU < (int64_t(1) << 20);
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = time_of(s);
+      const float* hp = h_at(s);
+      SerialGemm serial(small);
+      const float* hr = hp;  // the state as the recurrent product sees it
+      int64_t ldr = ldh;
+      if (rdrop_ && (s > 0 || carried_or_given)) {
+        for (int64_t b = 0; b < n; ++b)
+          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
+        hr = hm_.data();
+        ldr = U;
+      }
+      recurrent(s, hr, ldr, 0, U);
+      if (split) {  // z and r first, then the candidate's product over r h
+        float* g = g_at(s);
+        float* rh = rh_at(s);
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
-    for (int64_t b = 0; b < n; ++b) {
-      const float* xr = xw_.data() + (b * T + t) * GU;
-      const float* rr = rec_.data() + b * GU;
-      const float* h0 = hp + b * ldh;
-      float* h1 = hn + b * ldh;
-      float* gb = g + b * ldg;
-      const bool masked = ids && ids[b * T + t] == 0.f;
-      // The gates' inputs, their activations block by block, then the state update.
-      if (s_.cell == RnnCell::Simple) {
-        for (int64_t j = 0; j < U; ++j) gb[j] = xr[j] + rr[j];
-        act_inplace(a, gb, U);
-        for (int64_t j = 0; j < U; ++j) h1[j] = masked ? h0[j] : gb[j];
-      } else if (lstm) {
-        const float* c0 = cp + b * ldh;
-        float* c1 = cn + b * ldh;
-        for (int64_t j = 0; j < GU; ++j) gb[j] = xr[j] + rr[j];
-        act_inplace(ra, gb, 2 * U);
-        act_inplace(a, gb + 2 * U, U);
-        act_inplace(ra, gb + 3 * U, U);
-        const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
-        for (int64_t j = 0; j < U; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
-        for (int64_t j = 0; j < U; ++j) c1[j] = masked ? c0[j] : h1[j];
-        act_inplace(a, h1, U);
-        for (int64_t j = 0; j < U; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
-      } else {  // GRU
-        float* gh = gb + 2 * U;
-        if (split) {
-          for (int64_t j = 0; j < U; ++j) gh[j] = xr[2 * U + j] + rr[2 * U + j];
-        } else {  // reset_after: the reset gate scales the recurrent candidate term
-          float* rhb = rh + b * ldh;
+        for (int64_t b = 0; b < n; ++b) {
+          const float* xr = xw_.data() + (b * T + t) * GU;
+          const float* rr = rec_.data() + b * GU;
+          float* gb = g + b * ldg;
           for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
           act_inplace(ra, gb, 2 * U);
-          for (int64_t j = 0; j < U; ++j) {
-            rhb[j] = rr[2 * U + j];
-            gh[j] = xr[2 * U + j] + gb[U + j] * rr[2 * U + j];
-          }
+          for (int64_t j = 0; j < U; ++j) rh[b * ldh + j] = gb[U + j] * hr[b * ldr + j];
         }
-        act_inplace(a, gh, U);
-        const float* gz = gb;
-        for (int64_t j = 0; j < U; ++j)
-          h1[j] = masked ? h0[j] : gz[j] * h0[j] + (1.f - gz[j]) * gh[j];
+        if (s > 0 || carried_or_given)
+          sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, ldh, R + 2 * U, GU, 0.f,
+                rec_.data() + 2 * U, GU);
       }
-      if (s_.return_sequences) {
-        float* out = y + b * ldy + (s_.reverse_output ? t : s) * U;
-        if (masked && s_.zero_output_for_mask)
-          std::memset(out, 0, sizeof(float) * U);
-        else
-          std::memcpy(out, h1, sizeof(float) * U);
-      }
+#pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
+      for (int64_t b = 0; b < n; ++b) cell(b, s, t, 0, U);
     }
   }
   if (s_.stateful && !s_.initial_state) {  // the next batch starts here
