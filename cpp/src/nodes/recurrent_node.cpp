@@ -16,53 +16,61 @@ namespace ember {
 
 namespace {
 
-// e^x on four floats at once (GCC/Clang vector extensions: SSE on x86-64, NEON on
-// ARM): x = k ln2 + r with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about
-// 1 ulp), 2^k added into the exponent bits; k rounded with the 1.5 * 2^23 trick.
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
+// e^x on sixteen floats at once (GCC/Clang vector extensions: one AVX-512 register in
+// the AVX-512 clone of the functions below, four SSE or NEON ones elsewhere; each lane
+// computes the same operations, so every clone gives the same bits): x = k ln2 + r
+// with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about 1 ulp), 2^k added
+// into the exponent bits; k rounded with the 1.5 * 2^23 trick.
+// (These helpers are always inlined into the clones: no 64-byte vector crosses a call,
+// whose convention would differ between them.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define EMBER_INLINE inline __attribute__((always_inline))
+#define EMBER_INLINE_LAMBDA __attribute__((always_inline))
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int kLanes = sizeof(vf) / sizeof(float);
 
-inline v4f exp4(v4f x) {
-  x = x < -87.f ? v4f{} - 87.f : x;
-  x = x > 88.f ? v4f{} + 88.f : x;
+EMBER_INLINE vf expv(vf x) {
+  x = x < -87.f ? vf{} - 87.f : x;
+  x = x > 88.f ? vf{} + 88.f : x;
   const float magic = 12582912.f;  // 1.5 * 2^23
-  const v4f t = x * 1.44269504088896341f + magic;
-  const v4f k = t - magic;
-  const v4i kb = (v4i)t - (v4i)(v4f{} + magic);  // k as integers
-  v4f r = x - k * 0.693359375f;
+  const vf t = x * 1.44269504088896341f + magic;
+  const vf k = t - magic;
+  const vi kb = (vi)t - (vi)(vf{} + magic);  // k as integers
+  vf r = x - k * 0.693359375f;
   r = r - k * -2.12194440e-4f;
-  v4f p = v4f{} + 1.9875691500e-4f;
+  vf p = vf{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.f;
-  return (v4f)((v4i)p + (kb << 23));
+  return (vf)((vi)p + (kb << 23));
 }
 
-inline v4f sigmoid4(v4f x) { return 1.f / (1.f + exp4(-x)); }
+EMBER_INLINE vf sigmoidv(vf x) { return 1.f / (1.f + expv(-x)); }
 
 // tanh(x) = sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
-inline v4f tanh4(v4f x) {
-  const v4f ax = x < 0.f ? -x : x;
-  const v4f e = exp4(-2.f * ax);
-  const v4f t = (1.f - e) / (1.f + e);
+EMBER_INLINE vf tanhv(vf x) {
+  const vf ax = x < 0.f ? -x : x;
+  const vf e = expv(-2.f * ax);
+  const vf t = (1.f - e) / (1.f + e);
   return x < 0.f ? -t : t;
 }
 
-// v = f(v) over len values, four at a time (the tail through a padded vector).
+// v = f(v) over len values, kLanes at a time (the tail through a padded vector).
 template <class F>
-void map4(float* v, int64_t len, F f) {
+EMBER_INLINE void mapv(float* v, int64_t len, F f) {
   int64_t j = 0;
-  for (; j + 4 <= len; j += 4) {
-    v4f x;
+  for (; j + kLanes <= len; j += kLanes) {
+    vf x;
     std::memcpy(&x, v + j, sizeof x);
     x = f(x);
     std::memcpy(v + j, &x, sizeof x);
   }
   if (j < len) {
-    v4f x{};
+    vf x{};
     std::memcpy(&x, v + j, sizeof(float) * (len - j));
     x = f(x);
     std::memcpy(v + j, &x, sizeof(float) * (len - j));
@@ -70,10 +78,11 @@ void map4(float* v, int64_t len, F f) {
 }
 
 // v = act(v) over len values.
+EMBER_VECTOR_CLONES
 void act_inplace(Act a, float* v, int64_t len) {
   switch (a) {
-    case Act::Tanh: map4(v, len, tanh4); break;
-    case Act::Sigmoid: map4(v, len, sigmoid4); break;
+    case Act::Tanh: mapv(v, len, [](vf x) EMBER_INLINE_LAMBDA { return tanhv(x); }); break;
+    case Act::Sigmoid: mapv(v, len, [](vf x) EMBER_INLINE_LAMBDA { return sigmoidv(x); }); break;
     case Act::Relu: for (int64_t j = 0; j < len; ++j) v[j] = v[j] > 0.f ? v[j] : 0.f; break;
     case Act::HardSigmoid:
       for (int64_t j = 0; j < len; ++j) v[j] = std::min(std::max(v[j] + 3.f, 0.f), 6.f) / 6.f;
@@ -83,6 +92,7 @@ void act_inplace(Act a, float* v, int64_t len) {
 }
 
 // d *= the activation's derivative, from its output y, over len values.
+EMBER_VECTOR_CLONES
 void dact_inplace(Act a, const float* y, float* d, int64_t len) {
   switch (a) {
     case Act::Tanh: for (int64_t j = 0; j < len; ++j) d[j] *= 1.f - y[j] * y[j]; break;
