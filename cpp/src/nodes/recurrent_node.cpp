@@ -105,6 +105,64 @@ void dact_inplace(Act a, const float* y, float* d, int64_t len) {
   }
 }
 
+// LSTM's step for one row, units [j0, j1) of each gate block: the gates' inputs
+// x W + h R (xr, rr), activated in gb (i, f, c~, o), then the new cell c1 and state h1
+// (a masked step carries c0 and h0 through).
+EMBER_VECTOR_CLONES
+void lstm_row_forward(int64_t U, int64_t j0, int64_t j1, Act a, Act ra,
+                      const float* __restrict xr, const float* __restrict rr,
+                      const float* __restrict c0, const float* __restrict h0,
+                      float* __restrict gb, float* __restrict c1, float* __restrict h1,
+                      bool masked) {
+  const int64_t w = j1 - j0;
+  for (int64_t j = j0; j < j1; ++j) gb[j] = xr[j] + rr[j];
+  for (int64_t j = U + j0; j < U + j1; ++j) gb[j] = xr[j] + rr[j];
+  for (int64_t j = 2 * U + j0; j < 2 * U + j1; ++j) gb[j] = xr[j] + rr[j];
+  for (int64_t j = 3 * U + j0; j < 3 * U + j1; ++j) gb[j] = xr[j] + rr[j];
+  act_inplace(ra, gb + j0, w);
+  act_inplace(ra, gb + U + j0, w);
+  act_inplace(a, gb + 2 * U + j0, w);
+  act_inplace(ra, gb + 3 * U + j0, w);
+  const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
+  for (int64_t j = j0; j < j1; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
+  for (int64_t j = j0; j < j1; ++j) c1[j] = masked ? c0[j] : h1[j];
+  act_inplace(a, h1 + j0, w);
+  for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
+}
+
+// LSTM's backward step for one row: from the gradients at its new state (dh, dc) and
+// what the forward kept (the activated gates gb = i, f, c~, o; the cells before and
+// after, c0 and c1) to the gate inputs' gradients dg (4 U) and the previous cell's
+// (dc, in place); dh is zeroed for the recurrent product to add into. tc is scratch
+// for activation(c1), recomputed.
+EMBER_VECTOR_CLONES
+void lstm_row_backward(int64_t U, Act a, Act ra, const float* __restrict gb,
+                       const float* __restrict c0, const float* __restrict c1,
+                       float* __restrict dh, float* __restrict dc, float* __restrict tc,
+                       float* __restrict dg) {
+  const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
+  std::memcpy(tc, c1, sizeof(float) * U);
+  act_inplace(a, tc, U);
+  float* __restrict dgi = dg;
+  float* __restrict dgf = dg + U;
+  float* __restrict dtc = dg + 2 * U;  // first the gradient at activation(c1)
+  float* __restrict dgo = dg + 3 * U;
+  for (int64_t j = 0; j < U; ++j) dtc[j] = dh[j] * go[j];
+  dact_inplace(a, tc, dtc, U);
+  for (int64_t j = 0; j < U; ++j) {
+    const float dcell = dc[j] + dtc[j];
+    dgo[j] = dh[j] * tc[j];
+    dgi[j] = dcell * gc[j];
+    dgf[j] = dcell * c0[j];
+    dtc[j] = dcell * gi[j];
+    dc[j] = dcell * gf[j];
+  }
+  dact_inplace(ra, gb, dg, 2 * U);
+  dact_inplace(a, gc, dg + 2 * U, U);
+  dact_inplace(ra, go, dg + 3 * U, U);
+  std::fill(dh, dh + U, 0.f);
+}
+
 constexpr int64_t kParallelMin = 1 << 14;
 // A few rows split the steps' units over the threads from this much work per step
 // (multiply-adds of the recurrent product); below it the barriers cost more.
@@ -275,18 +333,8 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       act_inplace(a, gb + j0, w);
       for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : gb[j];
     } else if (lstm) {
-      const float* c0 = c_at(s) + b * ldh;
-      float* c1 = c_at(s + 1) + b * ldh;
-      for (int64_t k = 0; k < 4; ++k) sum_inputs(k);
-      const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
-      act_inplace(ra, gb + j0, w);
-      act_inplace(ra, gb + U + j0, w);
-      act_inplace(a, gb + 2 * U + j0, w);
-      act_inplace(ra, gb + 3 * U + j0, w);
-      for (int64_t j = j0; j < j1; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
-      for (int64_t j = j0; j < j1; ++j) c1[j] = masked ? c0[j] : h1[j];
-      act_inplace(a, h1 + j0, w);
-      for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
+      lstm_row_forward(U, j0, j1, a, ra, xr, rr, c_at(s) + b * ldh, h0, gb,
+                       c_at(s + 1) + b * ldh, h1, masked);
     } else {  // GRU
       float* gh = gb + 2 * U;
       if (split) {  // z and r are in place already
@@ -468,28 +516,8 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         dact_inplace(a, gb, dg, U);
         std::fill(dh, dh + U, 0.f);
       } else if (lstm) {
-        const float* c0 = sb + off_c + s * U;
-        const float* c1 = sb + off_c + (s + 1) * U;
-        const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
-        float* dc = dc_.data() + b * U;
-        float* tc = tmp_.data() + b * U;  // activation(c1), recomputed
-        std::memcpy(tc, c1, sizeof(float) * U);
-        act_inplace(a, tc, U);
-        float* dtc = dg + 2 * U;  // first the gradient at activation(c1)
-        for (int64_t j = 0; j < U; ++j) dtc[j] = dh[j] * go[j];
-        dact_inplace(a, tc, dtc, U);
-        for (int64_t j = 0; j < U; ++j) {
-          const float dcell = dc[j] + dtc[j];
-          dg[3 * U + j] = dh[j] * tc[j];
-          dg[j] = dcell * gc[j];
-          dg[U + j] = dcell * c0[j];
-          dtc[j] = dcell * gi[j];
-          dc[j] = dcell * gf[j];
-        }
-        dact_inplace(ra, gb, dg, 2 * U);
-        dact_inplace(a, gc, dg + 2 * U, U);
-        dact_inplace(ra, go, dg + 3 * U, U);
-        std::fill(dh, dh + U, 0.f);
+        lstm_row_backward(U, a, ra, gb, sb + off_c + s * U, sb + off_c + (s + 1) * U, dh,
+                          dc_.data() + b * U, tmp_.data() + b * U, dg);
       } else {
         const float* rh = sb + off_rh + s * U;
         const float *gz = gb, *gr = gb + U, *gh = gb + 2 * U;
