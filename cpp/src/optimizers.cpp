@@ -99,9 +99,11 @@ struct AdamRule {
   }
 };
 
-// Rules without a vectorized range: element by element.
+// The other rules element by element, in clones for AVX-512 and AVX2 that vectorize
+// the loop where the rule's expressions allow (exact operations only, no contraction:
+// every clone gives the same bits).
 template <class Rule>
-void rule_range(const Rule& rule, int64_t i0, int64_t n, const float* g) {
+EMBER_VECTOR_CLONES void rule_range(const Rule& rule, int64_t i0, int64_t n, const float* g) {
   for (int64_t j = 0; j < n; ++j) rule(i0 + j, g ? g[j] : 0.f);
 }
 void rule_range(const AdamRule& rule, int64_t i0, int64_t n, const float* g) {
