@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "ember/parallel.h"
+
 namespace ember {
 namespace {
 
@@ -35,6 +37,9 @@ void embedding_forward(const float* ids, const float* table, float* y, int64_t n
                 sizeof(float) * dim);
 }
 
+// The vector loops of the two functions below are cloned for AVX-512 and AVX2
+// (selections and one addition per element: every clone gives the same bits).
+EMBER_VECTOR_CLONES
 void embedding_maxpool_forward(const float* ids, const float* table, float* __restrict y,
                                int32_t* __restrict argmax, int64_t n, int64_t steps,
                                int64_t dim, bool mask_zero) {
@@ -106,6 +111,7 @@ void clear_rows(int32_t* slot, const int32_t* rows, int64_t count) {
   for (int64_t k = 0; k < count; ++k) slot[rows[k]] = -1;
 }
 
+EMBER_VECTOR_CLONES
 void embedding_backward(const float* ids, const float* dy, int64_t n, int64_t dim,
                         const int32_t* slot, int64_t count, int64_t* offsets, int32_t* order,
                         float* values) {
