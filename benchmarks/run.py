@@ -27,7 +27,8 @@ Workloads (data is float32, synthetic, seeded):
   resnet  a small ResNet on (32, 32, 3) images: Conv2D(32, 3, no bias) + BatchNormalization
           + relu, two residual blocks of two such convs with Add at 32 channels, a strided
           conv to 64 and one block there, GlobalAveragePooling2D, Dense(10); Adam(1e-3),
-          batch 64, 2,560 samples: training samples/s, peak RSS (PyTorch channels_last).
+          batch 64, 2,560 samples: training samples/s, then latency at batch 1 and
+          throughput at batch 256, peak RSS (PyTorch channels_last).
   text    Embedding(20000, 128) over 200-token sequences, GlobalMaxPooling1D,
           Dense(64, relu), Dense(4, softmax); Adam(1e-3), batch 128, 25,000 samples:
           training samples/s (dense-Adam semantics everywhere: PyTorch's default dense
@@ -288,9 +289,12 @@ def work_resnet(fw):
     r = np.random.default_rng(0)
     x = r.random((2560, 32, 32, 3), dtype=np.float32)
     y = r.integers(0, 10, len(x)).astype(np.int64)
-    rate, loss = train_rate(fw, build_resnet(fw), x, y, 64, 5)
-    return {"resnet train samples/s": rate, "resnet final loss": loss,
-            "resnet peak RSS MB": peak_rss_mb()}
+    m = build_resnet(fw)
+    rate, loss = train_rate(fw, m, x, y, 64, 5)
+    out = {"resnet train samples/s": rate, "resnet final loss": loss}
+    out.update(predict_rates(fw, m, x[:1].copy(), x[:256], "resnet"))
+    out["resnet peak RSS MB"] = peak_rss_mb()
+    return out
 
 
 def predict_rates(fw, m, x1, xb, prefix):

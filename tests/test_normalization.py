@@ -96,6 +96,51 @@ def test_inference_uses_the_moving_statistics():
     assert [w.name for w in bn.weights] == ["moving_mean", "moving_variance"]
 
 
+def conv_bn_model(block_fold, act, bias):
+    """Conv2D > BatchNormalization (> act), twice, then a head. With block_fold a
+    Dropout(0.0) sits between each convolution and its BatchNormalization: an identity,
+    but the convolution's output is then not the BatchNormalization's input."""
+    ember.utils.set_random_seed(6)
+    L = layers
+    i = ember.Input((9, 9, 3))
+    x = i
+    for filters, strides in ((8, 1), (12, 2)):
+        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=bias)(x)
+        if block_fold:
+            x = L.Dropout(0.0)(x)
+        x = L.BatchNormalization()(x)
+        if act:
+            x = L.Activation(act)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    m = ember.Model(i, L.Dense(3)(x))
+    m.compile("adam", "mse")
+    return m
+
+
+@pytest.mark.parametrize("act,bias", [("relu", False), (None, True), ("tanh", False)])
+def test_batchnorm_folded_into_the_convolution_gives_the_same_bits(act, bias):
+    x = R.normal(size=(70, 9, 9, 3)).astype(np.float32)
+    y = R.normal(size=(70, 3)).astype(np.float32)
+    folded, plain = conv_bn_model(False, act, bias), conv_bn_model(True, act, bias)
+    plain.set_weights(folded.get_weights())
+    for m in (folded, plain):
+        m.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)  # moving stats move
+    assert sum("batch normalization" in f for f in folded._graph.fusions) == (
+        2 if act != "tanh" else 0)
+    assert not any("batch normalization" in f for f in plain._graph.fusions)
+    for a, b in zip(folded.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for batch in (1, 3, 70):
+        np.testing.assert_array_equal(folded.predict(x[:batch], verbose=0),
+                                      plain.predict(x[:batch], verbose=0))
+    np.testing.assert_array_equal(folded.evaluate(x, y, verbose=0),
+                                  plain.evaluate(x, y, verbose=0))
+    # and the folded model still trains (its BatchNormalization runs in training)
+    before = folded.evaluate(x, y, verbose=0)
+    folded.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    assert folded.evaluate(x, y, verbose=0) < before
+
+
 def test_config_round_trip_and_bad_arguments():
     bn = layers.BatchNormalization(momentum=0.9, epsilon=1e-4, center=False)
     clone = layers.BatchNormalization.from_config(bn.get_config())

@@ -222,9 +222,11 @@ Conv2DShape conv2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
 }
 
 void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const float* b,
-                    float* y, Act act) {
+                    float* y, Act act, const float* scale, const float* shift) {
   Epilogue ep;
   ep.bias = b;
+  ep.scale = scale;
+  ep.shift = shift;
   ep.relu = act == Act::Relu;
   const int64_t K = s.k(), P = s.oh * s.ow;
   if (is_pointwise(s)) {

@@ -207,12 +207,15 @@ void transpose_into(const float* src, int64_t ld, int64_t rows, int64_t cols, fl
     for (int64_t k = 0; k < rows; ++k) dst[j * rows + k] = src[k * ld + j];
 }
 
+EMBER_VECTOR_CLONES
 void apply_epilogue(const Epilogue& ep, float* C, int64_t ldc, int64_t i0, int64_t i1,
                     int64_t j0, int64_t j1) {
   for (int64_t i = i0; i < i1; ++i) {
     float* row = C + i * ldc;
     if (ep.bias)
       for (int64_t j = j0; j < j1; ++j) row[j] += ep.bias[j];
+    if (ep.scale)
+      for (int64_t j = j0; j < j1; ++j) row[j] = row[j] * ep.scale[j] + ep.shift[j];
     if (ep.relu)
       for (int64_t j = j0; j < j1; ++j) row[j] = row[j] > 0.f ? row[j] : 0.f;
   }
@@ -476,7 +479,8 @@ struct Product {
   void split_k() const;
   void narrow(const GemmKernel& kern, bool narrow_tn, int threads) const;
   void short_k(const GemmKernel& kern, int threads) const;
-  void blocked(const GemmKernel& kern, int threads) const;
+  // after: the scale, shift and relu to apply to each task's block once it is done.
+  void blocked(const GemmKernel& kern, int threads, const Epilogue* after) const;
 };
 
 void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, const float* B,
@@ -598,7 +602,7 @@ void Product::short_k(const GemmKernel& kern, int threads) const {
 
 // Everything else: packed panels of B, blocks of rows of A (packed, or read in place),
 // the register micro-kernel over K blocks, tasks over the threads.
-void Product::blocked(const GemmKernel& kern, int threads) const {
+void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after) const {
   const int mr = kern.mr, nr = kern.nr;
   // Untransposed A with alpha 1 can be read in place: its rows already are what a
   // packed sliver would hold, k contiguous. So are implicit rows, segment by segment.
@@ -784,6 +788,9 @@ void Product::blocked(const GemmKernel& kern, int threads) const {
             }
           }
         }
+        if (after)
+          apply_epilogue(*after, C, ldc, i0, i0 + mrows, jc + s0 * nr,
+                         std::min(N, jc + s1 * nr));
       };
       // Many tasks are handed out in shrinking runs to whichever thread is free (on a
       // shared machine one core can be slower for minutes: with a busy process on one
@@ -840,19 +847,33 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
     }
   }
 
+  // A folded scale and shift: the blocked path applies it block by block, while each
+  // block of C is still in cache; the other paths add the bias alone, then it follows
+  // over C.
+  const bool scaled = epilogue && epilogue->scale;
+  Epilogue bias_only, after;
+  if (scaled) {
+    bias_only.bias = epilogue->bias;
+    bias_only.b_just_written = epilogue->b_just_written;
+    after = *epilogue;
+    after.bias = nullptr;
+  }
+  auto finish = [&] {
+    if (scaled) apply_epilogue(after, C, ldc, 0, M, 0, N);
+  };
   const GemmKernel& kern = gemm_kernel();
-  const Product p{a, tb, M, N, K, B, ldb, beta, C, ldc, epilogue};
+  const Product p{a, tb, M, N, K, B, ldb, beta, C, ldc, scaled ? &bias_only : epilogue};
   if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX)
-    return p.small_m(kern);
+    return p.small_m(kern), finish();
   if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N))
-    return p.split_k();
+    return p.split_k(), finish();
   const int threads = product_threads();
   const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
   const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
-  if (narrow_tn || narrow_nn) return p.narrow(kern, narrow_tn, threads);
+  if (narrow_tn || narrow_nn) return p.narrow(kern, narrow_tn, threads), finish();
   if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines)
-    return p.short_k(kern, threads);
-  p.blocked(kern, threads);
+    return p.short_k(kern, threads), finish();
+  p.blocked(kern, threads, scaled ? &after : nullptr);
 }
 
 }  // namespace

@@ -189,6 +189,7 @@ void Graph::finalize() {
   fuse_bias_into_dense();
   fuse_activation_into_producer();
   fuse_relu_into_pool();
+  fold_batchnorm_into_conv();
   find_dense_chains();
   plan_inference_buffers();
   const size_t V = values_.size();

@@ -136,6 +136,28 @@ void Graph::fuse_relu_into_pool() {
   }
 }
 
+// A BatchNormalization (relu or no activation) whose input is a Conv2D's output (one
+// group, no activation of its own) read by nothing else: outside training the
+// convolution applies it in its GEMM's epilogue as a per-channel scale and shift, with
+// the BatchNormalization's relu, each block of the output while it is in cache, and the
+// BatchNormalization is a view. The same operations in the same order: the same bits.
+// Training runs both nodes as before.
+void Graph::fold_batchnorm_into_conv() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    auto* bn = dynamic_cast<BatchNormNode*>(nodes_[i].get());
+    if (!bn || (bn->act != Act::Linear && bn->act != Act::Relu)) continue;
+    const int x = bn->inputs[0];
+    const int p = values_[x].producer;
+    if (p < 0 || !only_reader(x, static_cast<int>(i))) continue;
+    auto* conv = dynamic_cast<Conv2DNode*>(nodes_[p].get());
+    if (!conv || !conv->can_fold(bn->channels())) continue;
+    conv->folded_bn = bn;
+    bn->fold();
+    fusions_.push_back("batch normalization " + std::to_string(i) + " into node " +
+                       std::to_string(p) + " at inference");
+  }
+}
+
 // Dense nodes on 1-D samples, consecutive in the node order with only inference views
 // (dropout, reshape) between them, each value read by the next alone, all but the last
 // ending in a ReLU or nothing: inference at a few rows runs them as one

@@ -95,18 +95,22 @@ void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
   scale_shift(x, y, rows, c, scale, shift);
 }
 
-void batchnorm_forward_infer(const float* x, float* y, int64_t rows, int64_t c,
-                             const float* gamma, const float* beta, const float* moving_mean,
-                             const float* moving_var, float eps, float* work) {
-  float* scale = work;
-  float* shift = work + c;
+void batchnorm_infer_factors(int64_t c, const float* gamma, const float* beta,
+                             const float* moving_mean, const float* moving_var, float eps,
+                             float* scale, float* shift) {
   for (int64_t j = 0; j < c; ++j) {
     const double is = 1.0 / std::sqrt(static_cast<double>(moving_var[j]) + eps);
     const double g = gamma ? gamma[j] : 1.0;
     scale[j] = static_cast<float>(is * g);
     shift[j] = static_cast<float>((beta ? beta[j] : 0.0) - moving_mean[j] * is * g);
   }
-  scale_shift(x, y, rows, c, scale, shift);
+}
+
+void batchnorm_forward_infer(const float* x, float* y, int64_t rows, int64_t c,
+                             const float* gamma, const float* beta, const float* moving_mean,
+                             const float* moving_var, float eps, float* work) {
+  batchnorm_infer_factors(c, gamma, beta, moving_mean, moving_var, eps, work, work + c);
+  scale_shift(x, y, rows, c, work, work + c);
 }
 
 void batchnorm_backward_train(const float* x, const float* dy, float* dx, int64_t rows,

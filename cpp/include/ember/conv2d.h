@@ -31,9 +31,11 @@ Conv2DShape conv2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
                          int64_t f, int64_t sh, int64_t sw, int64_t dh, int64_t dw, bool same);
 
 // x (n, h, w, c), w (kh, kw, c, f), b (f) or null, y (n, oh, ow, f):
-// y = act(conv(x, w) + b). Bias and relu are fused into the GEMM.
+// y = act((conv(x, w) + b) * scale + shift), scale and shift (f) or null (a folded
+// BatchNormalization). Bias, scale, shift and relu are fused into the GEMM.
 void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const float* b,
-                    float* y, Act act);
+                    float* y, Act act, const float* scale = nullptr,
+                    const float* shift = nullptr);
 
 // dz (n, oh, ow, f) is the gradient at the pre-activation. Writes dw (kh, kw, c, f),
 // db (f) and dx (n, h, w, c), each unless null (a frozen variable, the first layer).

@@ -11,6 +11,11 @@ enum class Trans { N, T };
 //   C[i, j] = act(C[i, j] + bias[j]).  bias may be null; act is none or relu.
 struct Epilogue {
   const float* bias = nullptr;
+  // After the bias, per column: C = C * scale[j] + shift[j] (a BatchNormalization
+  // folded in at inference; both or neither). The kernels leave it to sgemm, which
+  // applies it block by block while each block of C is still in cache.
+  const float* scale = nullptr;
+  const float* shift = nullptr;
   bool relu = false;
   // B was just written by this team of threads, split by its rows (weights right after
   // an optimizer step): a product with few rows of A then packs B by rows, each thread

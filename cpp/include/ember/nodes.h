@@ -139,6 +139,8 @@ class ReshapeNode : public Node {
 // is (kh, kw, c, groups f): group g maps channels [g c, (g + 1) c) to filters
 // [g f, (g + 1) f) as a plain convolution of its gathered channels, its kernel columns
 // and outputs gathered into scratch and scattered back.
+class BatchNormNode;
+
 class Conv2DNode : public Node {
  public:
   // frames: samples of several images (Keras's TimeDistributed), each convolved alike.
@@ -150,10 +152,15 @@ class Conv2DNode : public Node {
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
+  // A BatchNormalization over this node's c output channels can be folded in.
+  bool can_fold(int64_t c) const { return groups_ == 1 && shape_.f == c && act == Act::Linear; }
+  // The BatchNormalization folded in (see BatchNormNode::fold), or null.
+  BatchNormNode* folded_bn = nullptr;
 
  private:
   Conv2DShape shape_;
   int64_t groups_, frames_;
+  FloatBuffer bn_factors_;
   // Groups: one group's input, output, kernel, and in backward their gradients.
   FloatBuffer xg_, yg_, wg_, dxg_, dwg_;
 };
@@ -462,6 +469,13 @@ class BatchNormNode : public Node {
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
+  // Folded into the convolution producing its input: outside training that node applies
+  // this one's transform (and relu) in its GEMM's epilogue, and this one is a view.
+  bool identity_in_inference() const override { return folded_; }
+  void fold() { folded_ = true; }
+  int64_t channels() const { return c_; }
+  // The inference transform as x * scale + shift (c floats each).
+  void infer_factors(float* scale, float* shift);
 
  private:
   VarUse* gamma() { return scale_ ? &vars[0] : nullptr; }
@@ -470,7 +484,7 @@ class BatchNormNode : public Node {
   float* moving_var() { return vars[vars.size() - 1].var->data(); }
   int64_t c_;
   float eps_, momentum_;
-  bool scale_, center_, trained_ = false;
+  bool scale_, center_, trained_ = false, folded_ = false;
   FloatBuffer mean_, inv_std_, work_;
   AlignedBuffer<double> scratch_;
 };

@@ -19,7 +19,13 @@ void batchnorm_forward_train(const float* x, float* y, int64_t rows, int64_t c,
                              const float* gamma, const float* beta, float eps, float momentum,
                              float* moving_mean, float* moving_var, float* mean,
                              float* inv_std, double* scratch);
-// y = (x - moving_mean) / sqrt(moving_var + eps) * gamma + beta; work: 2 * c floats.
+// The inference transform as y = x * scale + shift per channel (scale and shift: c
+// floats each, from the moving statistics).
+void batchnorm_infer_factors(int64_t c, const float* gamma, const float* beta,
+                             const float* moving_mean, const float* moving_var, float eps,
+                             float* scale, float* shift);
+// y = (x - moving_mean) / sqrt(moving_var + eps) * gamma + beta, as x * scale + shift;
+// work: 2 * c floats.
 void batchnorm_forward_infer(const float* x, float* y, int64_t rows, int64_t c,
                              const float* gamma, const float* beta, const float* moving_mean,
                              const float* moving_var, float eps, float* work);

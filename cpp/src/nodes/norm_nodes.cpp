@@ -33,6 +33,12 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
   if (act != Act::Linear) act_forward(act, y, y, rows, c_);  // a fused Activation layer
 }
 
+void BatchNormNode::infer_factors(float* scale, float* shift) {
+  batchnorm_infer_factors(c_, scale_ ? gamma()->var->data() : nullptr,
+                          center_ ? beta()->var->data() : nullptr, moving_mean(), moving_var(),
+                          eps_, scale, shift);
+}
+
 void BatchNormNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
                              float* const* dx, int64_t n, bool preact) {
   const int64_t rows = n * (out_size / c_);
