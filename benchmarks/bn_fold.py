@@ -17,34 +17,14 @@ import numpy as np
 
 import ember
 from common import cpu_name
-from ember import layers as L
-
-
-def resnet(keep_apart):
-    ember.utils.set_random_seed(0)
-
-    def conv_bn(x, filters, strides=1, relu=True):
-        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-        if keep_apart:
-            x = L.Dropout(0.0)(x)
-        x = L.BatchNormalization()(x)
-        return L.Activation("relu")(x) if relu else x
-
-    def block(x, filters):
-        y = conv_bn(conv_bn(x, filters), filters, relu=False)
-        return L.Activation("relu")(L.Add()([x, y]))
-
-    inp = ember.Input((32, 32, 3))
-    x = block(block(conv_bn(inp, 32), 32), 32)
-    x = block(conv_bn(x, 64, strides=2), 64)
-    return ember.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+from run import build_resnet
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=21)
     args = p.parse_args()
-    folded, apart = resnet(False), resnet(True)
+    folded, apart = build_resnet("ember"), build_resnet("ember", keep_bn_apart=True)
     rng = np.random.default_rng(1)
     weights = [w if w.ndim > 1 else rng.random(w.shape).astype(np.float32) + 0.5
                for w in folded.get_weights()]

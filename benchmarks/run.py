@@ -113,15 +113,18 @@ def build_cnn(fw):
                          nn.Linear(64, 10))
 
 
-def build_resnet(fw):
+def build_resnet(fw, keep_bn_apart=False):
     """A small ResNet: conv-BN-relu stem, two residual blocks at 32 channels, a strided
-    conv to 64 and one block there, global average pooling, Dense(10) logits."""
+    conv to 64 and one block there, global average pooling, Dense(10) logits.
+    keep_bn_apart (bn_fold.py): a Dropout(0.0) between each conv and its BN."""
     if fw in ("ember", "keras-jax"):
         k = keras_api(fw)
         L = k.layers
 
         def conv_bn(x, filters, strides=1, relu=True):
             x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+            if keep_bn_apart:
+                x = L.Dropout(0.0)(x)
             x = L.BatchNormalization()(x)
             return L.Activation("relu")(x) if relu else x
 
@@ -285,16 +288,7 @@ def work_custom(fw):
 
 
 def work_resnet(fw):
-    import numpy as np
-    r = np.random.default_rng(0)
-    x = r.random((2560, 32, 32, 3), dtype=np.float32)
-    y = r.integers(0, 10, len(x)).astype(np.int64)
-    m = build_resnet(fw)
-    rate, loss = train_rate(fw, m, x, y, 64, 5)
-    out = {"resnet train samples/s": rate, "resnet final loss": loss}
-    out.update(predict_rates(fw, m, x[:1].copy(), x[:256], "resnet"))
-    out["resnet peak RSS MB"] = peak_rss_mb()
-    return out
+    return image_workload(fw, "resnet", build_resnet(fw), 2560, warm=5, predict_batch=256)
 
 
 def predict_rates(fw, m, x1, xb, prefix):
@@ -318,17 +312,22 @@ def predict_rates(fw, m, x1, xb, prefix):
     return out
 
 
-def work_cnn(fw):
+def image_workload(fw, name, m, samples, warm, predict_batch):
+    """Training on CIFAR-shaped images at batch 64, then inference at batch 1 and
+    predict_batch, and the peak RSS."""
     import numpy as np
     r = np.random.default_rng(0)
-    x = r.random((5120, 32, 32, 3), dtype=np.float32)
+    x = r.random((samples, 32, 32, 3), dtype=np.float32)
     y = r.integers(0, 10, len(x)).astype(np.int64)
-    m = build_cnn(fw)
-    rate, loss = train_rate(fw, m, x, y, 64, 10)
-    out = {"cnn train samples/s": rate, "cnn final loss": loss}
-    out.update(predict_rates(fw, m, x[:1].copy(), x[:1024], "cnn"))
-    out["cnn peak RSS MB"] = peak_rss_mb()
+    rate, loss = train_rate(fw, m, x, y, 64, warm)
+    out = {f"{name} train samples/s": rate, f"{name} final loss": loss}
+    out.update(predict_rates(fw, m, x[:1].copy(), x[:predict_batch], name))
+    out[f"{name} peak RSS MB"] = peak_rss_mb()
     return out
+
+
+def work_cnn(fw):
+    return image_workload(fw, "cnn", build_cnn(fw), 5120, warm=10, predict_batch=1024)
 
 
 def build_text(fw):
