@@ -858,22 +858,24 @@ void gemm_impl(const ASource& a, Trans tb, int64_t M, int64_t N, int64_t K, cons
     after = *epilogue;
     after.bias = nullptr;
   }
-  auto finish = [&] {
-    if (scaled) apply_epilogue(after, C, ldc, 0, M, 0, N);
-  };
   const GemmKernel& kern = gemm_kernel();
   const Product p{a, tb, M, N, K, B, ldb, beta, C, ldc, scaled ? &bias_only : epilogue};
-  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX)
-    return p.small_m(kern), finish();
-  if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N))
-    return p.split_k(), finish();
-  const int threads = product_threads();
-  const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
-  const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
-  if (narrow_tn || narrow_nn) return p.narrow(kern, narrow_tn, threads), finish();
-  if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines)
-    return p.short_k(kern, threads), finish();
-  p.blocked(kern, threads, scaled ? &after : nullptr);
+  if (M <= kSmallM && a.ta == Trans::N && tb == Trans::N && K <= INT32_MAX) {
+    p.small_m(kern);
+  } else if (M * N <= kSplitKMaxC && K >= 2 * kSplitK && !(a.lines && a.ta == Trans::N)) {
+    p.split_k();
+  } else {
+    const int threads = product_threads();
+    const bool narrow_tn = a.ta == Trans::T && tb == Trans::N && N <= kNarrowN && !a.lines;
+    const bool narrow_nn = a.ta == Trans::N && N <= kNarrowN && K >= kNarrowMinK && !a.lines;
+    if (narrow_tn || narrow_nn)
+      p.narrow(kern, narrow_tn, threads);
+    else if (a.ta == Trans::N && K <= kShortK && N >= 16 && !a.lines)
+      p.short_k(kern, threads);
+    else
+      return p.blocked(kern, threads, scaled ? &after : nullptr);
+  }
+  if (scaled) apply_epilogue(after, C, ldc, 0, M, 0, N);
 }
 
 }  // namespace
