@@ -1,6 +1,7 @@
-"""TimeDistributed over Conv2D, MaxPooling2D, AveragePooling2D and Flatten (the CNN-LSTM
-idiom for clips of frames): against a float64 per-frame reference and its finite
-differences, and Keras 3 on shared weights."""
+"""TimeDistributed over any layer or model (the CNN-LSTM idiom for clips of frames, a
+hierarchical encoder of token ids): against a float64 per-frame reference and its
+finite differences, and Keras 3 on shared weights, its per-step BatchNormalization
+included."""
 import numpy as np
 import pytest
 
@@ -57,8 +58,106 @@ def test_cnn_lstm_matches_keras(tmp_path):
     assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
 
 
+def frame_encoder(lib):
+    """A CNN of its own (BatchNormalization among its layers) for each frame. (Its first
+    convolution has no bias: the normalization would leave it a gradient of rounding
+    noise alone, which Adam's step magnifies.)"""
+    L = lib.layers
+    return lib.Sequential([L.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same", use_bias=False),
+                           L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(2),
+                           L.Conv2D(6, 3), L.GlobalAveragePooling2D(),
+                           L.Dense(5, activation="tanh")], name="frames")
+
+
+def video_model(lib):
+    L = lib.layers
+    i = lib.Input((4, 8, 8, 3))
+    x = L.TimeDistributed(frame_encoder(lib))(i)
+    x = L.LSTM(6)(x)
+    return lib.Model(i, L.Dense(2)(x))
+
+
+def test_a_whole_model_per_frame_matches_keras(tmp_path):
+    """Keras 3 calls the wrapped model once per step: BatchNormalization takes each
+    step's batch statistics and moves its moving ones once per step; the Adam step's
+    weights (moving statistics among them) agree."""
+    from oracles import keras_or_skip, same_as_keras_through_a_file
+    keras = keras_or_skip()
+    x = R.normal(size=(3, 4, 8, 8, 3)).astype(np.float32)
+    y = R.normal(size=(3, 2)).astype(np.float32)
+    ember_loss, keras_loss = same_as_keras_through_a_file(
+        keras, video_model(keras), video_model(ember), x, y, tmp_path / "video.keras")
+    assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+
+
+def hierarchical(lib):
+    """Token ids per sentence of a document: an embedding and an LSTM per sentence,
+    then per-step layers of every kind over the sentence vectors."""
+    L = lib.layers
+    i = lib.Input((3, 5))
+    x = L.TimeDistributed(L.Embedding(40, 4))(i)
+    x = L.TimeDistributed(L.LSTM(6, return_sequences=True))(x)
+    x = L.TimeDistributed(L.Conv1D(4, 2, activation="relu"))(x)
+    x = L.TimeDistributed(L.GlobalMaxPooling1D())(x)
+    x = L.TimeDistributed(L.BatchNormalization())(x)
+    x = L.TimeDistributed(L.Reshape((2, 2)))(x)
+    x = L.TimeDistributed(L.Flatten())(x)
+    x = L.GRU(3)(x)
+    return lib.Model(i, L.Dense(2)(x))
+
+
+def test_per_step_layers_of_every_kind_match_keras(tmp_path):
+    from oracles import keras_or_skip, same_as_keras_through_a_file
+    keras = keras_or_skip()
+    x = R.integers(0, 40, (4, 3, 5)).astype(np.float32)
+    y = R.normal(size=(4, 2)).astype(np.float32)
+    ember_loss, keras_loss = same_as_keras_through_a_file(
+        keras, hierarchical(keras), hierarchical(ember), x, y, tmp_path / "doc.keras")
+    assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+
+
+def test_bits_do_not_depend_on_the_thread_count():
+    from threads import assert_same_weights_at_thread_counts
+    x = R.normal(size=(6, 4, 8, 8, 3)).astype(np.float32)
+    y = R.normal(size=(6, 2)).astype(np.float32)
+
+    def train():
+        ember.set_random_seed(3)
+        m = video_model(ember)
+        m.compile("adam", "mse")
+        m.fit(x, y, batch_size=3, epochs=2, verbose=0, shuffle=False)
+        return m.get_weights() + [m.predict(x, verbose=0)]
+    assert_same_weights_at_thread_counts(train)
+
+
+class Scale(layers.Layer):
+    """A custom layer written with ember.ops."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], 3), initializer="glorot_uniform")
+
+    def call(self, x):
+        return ember.ops.relu(ember.ops.matmul(x, self.w))
+
+
+def test_a_custom_layer_per_step_equals_dense():
+    custom = ember.Sequential([ember.Input((4, 5)), layers.TimeDistributed(Scale())])
+    dense = ember.Sequential([ember.Input((4, 5)),
+                              layers.TimeDistributed(layers.Dense(3, "relu", use_bias=False))])
+    dense.set_weights(custom.get_weights())
+    x = R.normal(size=(2, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(custom.predict(x, verbose=0), dense.predict(x, verbose=0))
+
+
 def test_unsupported_layers_and_shapes_say_so():
-    with pytest.raises(ValueError, match="TimeDistributed: ember supports the layers .*Conv2D"):
-        layers.TimeDistributed(layers.GlobalAveragePooling2D())
+    with pytest.raises(ValueError, match="TimeDistributed takes a Layer instance"):
+        layers.TimeDistributed(lambda x: x)
+    with pytest.raises(ValueError, match="stateful recurrent layer 'rnn'"):
+        layers.TimeDistributed(layers.LSTM(2, stateful=True, name="rnn"))
     with pytest.raises(ValueError, match="expected ndim=4"):
         ember.Sequential([ember.Input((3, 5, 2)), layers.TimeDistributed(layers.Conv2D(2, 2))])
+    with pytest.raises(ValueError, match="TimeDistributed"):
+        ember.Sequential([ember.Input((3,)), layers.TimeDistributed(layers.Dense(2))])
+    i = ember.Input((3, 4, 2))
+    with pytest.raises(ValueError, match="returns 3 tensors"):
+        ember.Model(i, layers.TimeDistributed(layers.LSTM(2, return_state=True))(i))

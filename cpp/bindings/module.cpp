@@ -673,15 +673,14 @@ PYBIND11_MODULE(_core, m) {
       .def("add_conv2d", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                             std::shared_ptr<Variable> bias, std::array<int64_t, 2> strides,
                             std::array<int64_t, 2> dilation, const std::string& padding,
-                            const std::string& act, int64_t groups, bool frames) {
+                            const std::string& act, int64_t groups) {
         // 'causal' (Conv1D, as a 1 x k Conv2D): all the padding before the steps.
         const bool causal = padding == "causal";
         return g.add_conv2d(x, kernel, bias, strides[0], strides[1], dilation[0], dilation[1],
                             !causal && parse_padding(padding), act_from_string(act), causal,
-                            groups, frames);
+                            groups);
       }, py::arg("x"), py::arg("kernel"), py::arg("bias").none(true), py::arg("strides"),
-         py::arg("dilation"), py::arg("padding"), py::arg("act"), py::arg("groups") = 1,
-         py::arg("frames") = false)
+         py::arg("dilation"), py::arg("padding"), py::arg("act"), py::arg("groups") = 1)
       .def("add_conv2d_transpose", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
                                       std::shared_ptr<Variable> bias,
                                       std::array<int64_t, 2> strides,
@@ -742,12 +741,10 @@ PYBIND11_MODULE(_core, m) {
          py::arg("stateful") = false, py::arg("state_key") = 0)
       .def("reset_rnn_states", &Graph::reset_rnn_states, py::arg("key") = 0)
       .def("add_pool2d", [](Graph& g, int x, bool max, std::array<int64_t, 2> pool,
-                            std::array<int64_t, 2> strides, const std::string& padding,
-                            bool frames) {
+                            std::array<int64_t, 2> strides, const std::string& padding) {
         return g.add_pool2d(x, max, pool[0], pool[1], strides[0], strides[1],
-                            parse_padding(padding), frames);
-      }, py::arg("x"), py::arg("max"), py::arg("pool"), py::arg("strides"), py::arg("padding"),
-         py::arg("frames") = false)
+                            parse_padding(padding));
+      }, py::arg("x"), py::arg("max"), py::arg("pool"), py::arg("strides"), py::arg("padding"))
       .def("add_global_pool", &Graph::add_global_pool, py::arg("x"), py::arg("max"),
            py::arg("spatial_dims"), py::arg("keepdims"))
       .def("add_dropout", [](Graph& g, int x, float rate, uint64_t seed, const std::string& kind) {
@@ -763,6 +760,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
            py::arg("epsilon"), py::arg("momentum"))
       .def("add_reshape", &Graph::add_reshape)
+      .def("add_frames", &Graph::add_frames, py::arg("x"))
+      .def("add_unframes", &Graph::add_unframes, py::arg("y"), py::arg("x"))
       .def("add_group_norm", &Graph::add_group_norm, py::arg("x"), py::arg("groups"),
            py::arg("gamma").none(true), py::arg("beta").none(true), py::arg("epsilon"))
       .def("add_permute", &Graph::add_permute, py::arg("x"), py::arg("perm"))

@@ -62,6 +62,8 @@ void Graph::set_outputs(const std::vector<int>& values) {
   if (values.empty()) throw std::invalid_argument("Graph: a model needs at least one output");
   for (size_t i = 0; i < values.size(); ++i) {
     check_value(values[i], "set_outputs");
+    if (values_[values[i]].frames != 1)
+      throw std::invalid_argument("Graph: an output cannot lie inside a TimeDistributed layer");
     for (size_t j = 0; j < i; ++j)
       if (values[j] == values[i])
         throw std::invalid_argument("Graph: the same tensor is listed twice as an output");
@@ -227,7 +229,7 @@ int64_t Graph::inference_floats_per_sample() const {
 int64_t Graph::training_floats_per_sample() const {
   int64_t s = 0;
   for (const auto& node : nodes_)
-    if (!node->is_view()) s += node->out_size;
+    if (!node->is_view()) s += node->out_size * node->frames;
   return s;
 }
 
@@ -263,7 +265,7 @@ void Graph::plan(int64_t n, bool training) {
     }
   }
   if (!training && n > infer_capacity_) {
-    for (auto& node : nodes_) grew |= node->plan_inference(n);
+    for (auto& node : nodes_) grew |= node->plan_inference(n * node->frames);
     infer_capacity_ = n;
   }
   if (training && (n > train_capacity_ || !training_planned_)) {
@@ -333,8 +335,8 @@ void Graph::plan_training() {
   std::vector<FloatBuffer> saved(N);
   for (int i = 0; i < N; ++i)
     if (nodes_[i]->saved_per_sample())
-      saved[i].resize(rows_times(n, nodes_[i]->saved_per_sample()));
-  for (auto& node : nodes_) node->plan(n);
+      saved[i].resize(rows_times(n, nodes_[i]->frames * nodes_[i]->saved_per_sample()));
+  for (auto& node : nodes_) node->plan(n * node->frames);
   std::vector<OptVar> opt_vars;
   if (opt_) {
     for (size_t k = 0; k < vars_.size(); ++k) {
@@ -348,7 +350,7 @@ void Graph::plan_training() {
   }
   const int64_t widest = [&] {
     int64_t w = 1;
-    for (const Value& v : values_) w = std::max(w, v.size);
+    for (const Value& v : values_) w = std::max(w, v.floats());
     return w;
   }();
 
@@ -506,7 +508,7 @@ void Graph::forward(int64_t n, bool training) {
     ctx.training = training && nodes_training_ && !node.inference_only;
     for (size_t j = 0; j < node.inputs.size(); ++j) node_in_[j] = val_[node.inputs[j]];
     float* y = buffer_of(out, training);
-    node.forward(ctx, node_in_.data(), y, n);
+    node.forward(ctx, node_in_.data(), y, n * node.frames);
     val_[out] = y;
   }
 }
@@ -601,7 +603,7 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
           gbuf_[in] = b;
           ++refs(b);
         } else if (!dry) {
-          add_into(pool(gbuf_[in]), pool(b), n * values_[in].size);
+          add_into(pool(gbuf_[in]), pool(b), n * values_[in].floats());
         }
       }
       drop(b);
@@ -626,10 +628,11 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
     if (!dry) {
       ctx.training = !node.inference_only;
       for (size_t j = 0; j < node.inputs.size(); ++j) node_in_[j] = val_[node.inputs[j]];
-      node.backward(ctx, node_in_.data(), val_[out], pool(b), node_dx_.data(), n, preact_[i]);
+      node.backward(ctx, node_in_.data(), val_[out], pool(b), node_dx_.data(), n * node.frames,
+                    preact_[i]);
     }
     for (const auto& [s, u] : adds) {
-      if (!dry) add_into(pool(gbuf_[u]), pool(s), n * values_[u].size);
+      if (!dry) add_into(pool(gbuf_[u]), pool(s), n * values_[u].floats());
       drop(s);
     }
     drop(b);

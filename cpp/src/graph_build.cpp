@@ -69,7 +69,16 @@ int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
     if (d <= 0 || d > kMaxSampleSize)
       throw std::invalid_argument(std::string(node->kind()) + ": invalid output shape " +
                                   shape_str(out_shape));
+  int64_t frames = 1;  // every input's: a node works within one TimeDistributed's frames
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    const int64_t f = values_.at(check_value(inputs[j], node->kind())).frames;
+    if (j > 0 && f != frames)
+      throw std::invalid_argument(std::string(node->kind()) + ": its inputs lie inside and "
+                                  "outside a TimeDistributed layer");
+    frames = f;
+  }
   const int id = static_cast<int>(nodes_.size());
+  node->frames = frames;
   node->inputs = inputs;
   node->data_inputs = data_inputs < 0 ? static_cast<int>(inputs.size()) : data_inputs;
   for (int v : inputs) node->in_sizes.push_back(values_[v].size);
@@ -86,6 +95,7 @@ int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
   Value out;
   out.shape = std::move(out_shape);
   out.size = node->out_size;
+  out.frames = frames;
   out.producer = id;
   values_.reserve(values_.size() + 1);
   nodes_.reserve(nodes_.size() + 1);
@@ -137,36 +147,12 @@ int Graph::add_dense(int x, VariablePtr kernel, VariablePtr bias, Act act) {
   return add_weighted(std::make_unique<DenseNode>(), x, out, {kernel, bias}, act, true);
 }
 
-namespace {
-
-// The image shape of samples of (h, w, c), or with frames of (frames, h, w, c); the
-// frame count in *count.
-std::vector<int64_t> frames_of(std::vector<int64_t> in, bool frames, const std::string& who,
-                               int64_t* count) {
-  if (in.size() != (frames ? 4u : 3u))
-    throw std::invalid_argument(who + " expects samples of shape " +
-                                (frames ? "(frames, height, width, channels)"
-                                        : "(height, width, channels)") +
-                                ". Received per-sample shape " + shape_str(in));
-  *count = frames ? in[0] : 1;
-  if (frames) in.erase(in.begin());
-  return in;
-}
-
-// out with the frame axis first when there are frames.
-std::vector<int64_t> with_frames(std::vector<int64_t> out, bool frames, int64_t count) {
-  if (frames) out.insert(out.begin(), count);
-  return out;
-}
-
-}  // namespace
-
 int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
-                      int64_t dh, int64_t dw, bool same, Act act, bool causal, int64_t groups,
-                      bool frames) {
-  int64_t count;
-  const std::vector<int64_t> in =
-      frames_of(values_.at(check_value(x, "Conv2D")).shape, frames, "Conv2D", &count);
+                      int64_t dh, int64_t dw, bool same, Act act, bool causal, int64_t groups) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Conv2D")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument("Conv2D expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
   if (!kernel || kernel->shape().size() != 4)
     throw std::invalid_argument("Conv2D: the kernel must be 4-D (kh, kw, channels, filters)");
   const auto& k = kernel->shape();
@@ -182,8 +168,8 @@ int Graph::add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, i
                                k[3] / groups, sh, sw, dh, dw, same && !causal);
   s.w = in[1];
   s.pad_left += causal_pad;
-  return add_weighted(std::make_unique<Conv2DNode>(s, groups, count), x,
-                      with_frames({s.oh, s.ow, k[3]}, frames, count), {kernel, bias}, act);
+  return add_weighted(std::make_unique<Conv2DNode>(s, groups), x, {s.oh, s.ow, k[3]},
+                      {kernel, bias}, act);
 }
 
 int Graph::add_conv2d_transpose(int x, VariablePtr kernel, VariablePtr bias, int64_t sh,
@@ -341,14 +327,14 @@ int Graph::add_pad_crop(int x, int64_t top, int64_t bottom, int64_t left, int64_
 }
 
 int Graph::add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw,
-                      bool same, bool frames) {
-  int64_t count;
-  const std::vector<int64_t> in =
-      frames_of(values_.at(check_value(x, "Pooling")).shape, frames,
-                max ? "MaxPooling2D" : "AveragePooling2D", &count);
+                      bool same) {
+  const std::vector<int64_t> in = values_.at(check_value(x, "Pooling")).shape;
+  if (in.size() != 3)
+    throw std::invalid_argument(std::string(max ? "MaxPooling2D" : "AveragePooling2D") +
+                                " expects samples of shape (height, width, channels). "
+                                "Received per-sample shape " + shape_str(in));
   const Pool2DShape s = pool2d_shape(1, in[0], in[1], in[2], ph, pw, sh, sw, same);
-  return add_node(std::make_unique<Pool2DNode>(s, max, count), {x},
-                  with_frames({s.oh, s.ow, in[2]}, frames, count), {});
+  return add_node(std::make_unique<Pool2DNode>(s, max), {x}, {s.oh, s.ow, in[2]}, {});
 }
 
 int Graph::add_global_pool(int x, bool max, int64_t spatial_dims, bool keepdims) {
@@ -602,6 +588,34 @@ int Graph::add_reshape(int x, std::vector<int64_t> shape) {
     throw std::invalid_argument("Reshape: cannot reshape " + shape_str(in) + " to " +
                                 shape_str(shape));
   return add_node(std::make_unique<ReshapeNode>(), {x}, std::move(shape), {});
+}
+
+int Graph::add_frames(int x) {
+  const Value& v = values_.at(check_value(x, "TimeDistributed"));
+  if (v.shape.size() < 2)
+    throw std::invalid_argument("TimeDistributed expects samples of rank >= 2 (steps, ...). "
+                                "Received per-sample shape " + shape_str(v.shape));
+  const int64_t frames = v.frames * v.shape[0];
+  const int y = add_node(std::make_unique<ReshapeNode>(), {x},
+                         std::vector<int64_t>(v.shape.begin() + 1, v.shape.end()), {});
+  values_[y].frames = frames;
+  return y;
+}
+
+int Graph::add_unframes(int y, int x) {
+  const Value& in = values_.at(check_value(x, "TimeDistributed"));
+  const Value& v = values_.at(check_value(y, "TimeDistributed"));
+  if (in.shape.size() < 2 || v.frames != in.frames * in.shape[0])
+    throw std::invalid_argument("TimeDistributed: value " + std::to_string(y) + " was not "
+                                "computed within the frames of value " + std::to_string(x));
+  std::vector<int64_t> shape = v.shape;
+  shape.insert(shape.begin(), in.shape[0]);
+  const int64_t frames = in.frames;
+  const int mask = in.mask;
+  const int out = add_node(std::make_unique<ReshapeNode>(), {y}, std::move(shape), {});
+  values_[out].frames = frames;
+  values_[out].mask = mask;  // Keras: the input's mask passes
+  return out;
 }
 
 int Graph::add_merge(MergeOp op, const std::vector<int>& xs) {

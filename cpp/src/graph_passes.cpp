@@ -7,6 +7,22 @@
 #include "ember/graph.h"
 
 namespace ember {
+namespace {
+
+// A view standing in for a node that a fusion made a no-op: it passes the node's first
+// input on as its output.
+std::unique_ptr<Node> view_in_place_of(const Node& node) {
+  auto view = std::make_unique<ReshapeNode>();
+  view->inputs = {node.inputs[0]};
+  view->in_sizes = {node.in_sizes[0]};
+  view->output = node.output;
+  view->out_shape = node.out_shape;
+  view->out_size = node.out_size;
+  view->frames = node.frames;
+  return view;
+}
+
+}  // namespace
 
 bool Graph::only_reader(int v, int node) const {
   const Value& val = values_[v];
@@ -28,12 +44,8 @@ void Graph::fuse_embedding_max_pool() {
     values_[e].shape = emb->out_shape;
     values_[e].size = emb->out_size;
     values_[e].mask = -1;
-    auto view = std::make_unique<ReshapeNode>();
-    view->inputs = {e};
+    auto view = view_in_place_of(*pool);
     view->in_sizes = {emb->out_size};
-    view->output = pool->output;
-    view->out_shape = pool->out_shape;
-    view->out_size = pool->out_size;
     if (pool->inputs.size() > 1) {  // the mask: the fused node applies it itself
       auto& r = values_[pool->inputs[1]].readers;
       r.erase(std::find(r.begin(), r.end(), static_cast<int>(i)));
@@ -64,13 +76,7 @@ void Graph::fuse_bias_into_dense() {
       along_last = bias.map[e] == e % units;
     if (!along_last || (bias.map.empty() && dense->out_size != units)) continue;
     dense->vars.push_back(add->vars[bias.var]);
-    auto view = std::make_unique<ReshapeNode>();
-    view->inputs = add->inputs;
-    view->in_sizes = add->in_sizes;
-    view->output = add->output;
-    view->out_shape = add->out_shape;
-    view->out_size = add->out_size;
-    nodes_[i] = std::move(view);
+    nodes_[i] = view_in_place_of(*add);
     fusions_.push_back("bias add into dense at node " + std::to_string(p));
   }
 }
@@ -97,13 +103,7 @@ void Graph::fuse_activation_into_producer() {
         !dynamic_cast<BatchNormNode*>(nodes_[p].get()))
       continue;
     nodes_[p]->act = act->act;
-    auto view = std::make_unique<ReshapeNode>();
-    view->inputs = act->inputs;
-    view->in_sizes = act->in_sizes;
-    view->output = act->output;
-    view->out_shape = act->out_shape;
-    view->out_size = act->out_size;
-    nodes_[i] = std::move(view);
+    nodes_[i] = view_in_place_of(*act);
     fusions_.push_back("activation into node " + std::to_string(p));
   }
 }
@@ -165,7 +165,8 @@ void Graph::fold_batchnorm_into_conv() {
 void Graph::find_dense_chains() {
   chain_at_.assign(nodes_.size(), -1);
   auto dense_1d = [&](int i) {
-    return dynamic_cast<const DenseNode*>(nodes_[i].get()) && nodes_[i]->out_shape.size() == 1 &&
+    return dynamic_cast<const DenseNode*>(nodes_[i].get()) && nodes_[i]->frames == 1 &&
+           nodes_[i]->out_shape.size() == 1 &&
            values_[nodes_[i]->inputs[0]].shape.size() == 1;
   };
   const int N = static_cast<int>(nodes_.size());
@@ -229,7 +230,7 @@ void Graph::plan_inference_buffers() {
       int best = -1;  // the smallest free buffer that fits
       for (size_t k = 0; k < free.size(); ++k) {
         const int f = free[k];
-        if (buf_floats_[f] >= node.out_size &&
+        if (buf_floats_[f] >= node.out_size * node.frames &&
             (best < 0 || buf_floats_[f] < buf_floats_[free[best]]))
           best = static_cast<int>(k);
       }
@@ -239,7 +240,7 @@ void Graph::plan_inference_buffers() {
       } else {
         b = out;
       }
-      buf_floats_[b] = std::max(buf_floats_[b], node.out_size);
+      buf_floats_[b] = std::max(buf_floats_[b], node.out_size * node.frames);
     }
     infer_home_[out] = b;
     refs[b] += static_cast<int>(values_[out].readers.size()) + (is_output(out) ? 1 : 0);
@@ -254,7 +255,7 @@ void Graph::plan_inference_buffers() {
   // Training keeps every non-view value in its own buffer (the same buffers).
   for (int v = 0; v < V; ++v) {
     const int p = values_[v].producer;
-    if (p >= 0 && !nodes_[p]->is_view()) buf_floats_[v] = std::max(buf_floats_[v], values_[v].size);
+    if (p >= 0 && !nodes_[p]->is_view()) buf_floats_[v] = std::max(buf_floats_[v], values_[v].floats());
   }
 }
 

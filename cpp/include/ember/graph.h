@@ -76,10 +76,9 @@ class Graph {
   // NHWC (h, w, c) samples; kernel (kh, kw, c, filters). causal: Keras's Conv1D
   // 'causal' padding along the width ((kw - 1) * dw zeros before, none after).
   // groups: Keras's grouped convolution, kernel (kh, kw, channels / groups, filters).
-  // frames: samples of (frames, h, w, c), each image convolved alike (TimeDistributed).
   int add_conv2d(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                  int64_t dh, int64_t dw, bool same, Act act, bool causal = false,
-                 int64_t groups = 1, bool frames = false);
+                 int64_t groups = 1);
   // Keras's Conv2DTranspose: kernel (kh, kw, filters, channels); the output size is
   // in * stride ('same') or in * stride + max(k_eff - stride, 0) ('valid'); with an
   // output padding (oph, opw >= 0; -1: none) (in - 1) * stride + k_eff - 2 pad + op,
@@ -102,8 +101,7 @@ class Graph {
   // Keras's DepthwiseConv2D: kernel (kh, kw, channels, depth_multiplier).
   int add_depthwise(int x, VariablePtr kernel, VariablePtr bias, int64_t sh, int64_t sw,
                     int64_t dh, int64_t dw, bool same, Act act);
-  int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same,
-                 bool frames = false);
+  int add_pool2d(int x, bool max, int64_t ph, int64_t pw, int64_t sh, int64_t sw, bool same);
   // Max/average over the spatial axes of (..., c) samples; keepdims keeps them as 1s.
   // Over steps (spatial_dims 1) it honours the mask that x carries. Masks come from an
   // Embedding with mask_zero and pass through Dense, Activation, Dropout and the merges,
@@ -140,6 +138,12 @@ class Graph {
   // Channels (the last axis) in `groups` groups; gamma, beta (c) or null.
   int add_group_norm(int x, int64_t groups, VariablePtr gamma, VariablePtr beta, float epsilon);
   int add_reshape(int x, std::vector<int64_t> shape);
+  // Keras's TimeDistributed. add_frames: samples of x (steps, ...) become steps samples
+  // of (...) each, as far as the nodes added on the value it returns (and on theirs)
+  // see: they run on every frame of every sample in one call. add_unframes: a value y
+  // computed so from add_frames(x) back to samples of (steps, ...), with x's mask.
+  int add_frames(int x);
+  int add_unframes(int y, int x);
   // Out axis i = in axis perm[i] (per-sample axes, from 0).
   int add_permute(int x, std::vector<int64_t> perm);
   // alpha: the sample's rank, each dimension the sample's or 1 (shared).
@@ -247,6 +251,8 @@ class Graph {
     int producer = -1;  // node index, or -1 for a model input
     std::vector<int> readers;  // nodes reading it, in order
     int mask = -1;  // the token-id value whose zeros mask this one, or -1
+    int64_t frames = 1;  // TimeDistributed: shapes per frame, frames per sample (add_frames)
+    int64_t floats() const { return size * frames; }  // per sample
   };
   int add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
                std::vector<int64_t> out_shape, std::vector<VariablePtr> vars,

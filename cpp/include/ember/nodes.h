@@ -70,6 +70,10 @@ class Node {
   bool act_backward_done_by_next = false;
   bool relu_backward_of_prev = false;
   bool inference_only = false;  // the per-node training flag: false runs as in training
+  // Keras's TimeDistributed: each sample of this node's values holds `frames` of the
+  // per-sample shapes above (in_sizes, out_shape), and the graph runs the node on
+  // n * frames rows, every frame of every sample alike.
+  int64_t frames = 1;
   float* saved = nullptr;
 };
 
@@ -143,9 +147,8 @@ class BatchNormNode;
 
 class Conv2DNode : public Node {
  public:
-  // frames: samples of several images (Keras's TimeDistributed), each convolved alike.
-  explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1, int64_t frames = 1)
-      : shape_(shape), groups_(groups), frames_(frames) {}
+  explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1)
+      : shape_(shape), groups_(groups) {}
   const char* kind() const override { return "Conv2D"; }
   void plan(int64_t n) override;
   bool plan_inference(int64_t n) override;
@@ -159,7 +162,7 @@ class Conv2DNode : public Node {
 
  private:
   Conv2DShape shape_;
-  int64_t groups_, frames_;
+  int64_t groups_;
   FloatBuffer bn_factors_;
   // Groups: one group's input, output, kernel, and in backward their gradients.
   FloatBuffer xg_, yg_, wg_, dxg_, dwg_;
@@ -390,9 +393,7 @@ class DepthwiseNode : public Node {
 // Max or average pooling; max keeps the argmax of each output for backward.
 class Pool2DNode : public Node {
  public:
-  // frames: samples of several images (Keras's TimeDistributed), each pooled alike.
-  Pool2DNode(const Pool2DShape& shape, bool max, int64_t frames = 1)
-      : shape_(shape), max_(max), frames_(frames) {}
+  Pool2DNode(const Pool2DShape& shape, bool max) : shape_(shape), max_(max) {}
   const char* kind() const override { return max_ ? "MaxPooling2D" : "AveragePooling2D"; }
   int64_t saved_per_sample() const override { return max_ ? out_size : 0; }
   bool absorbs_relu_backward() const override { return max_; }
@@ -404,7 +405,6 @@ class Pool2DNode : public Node {
   int32_t* argmax() { return reinterpret_cast<int32_t*>(saved); }
   Pool2DShape shape_;
   bool max_;
-  int64_t frames_;
 };
 
 // Global max/average over every position of a (..., c) sample: (hw, c) -> (c). With a
@@ -482,10 +482,16 @@ class BatchNormNode : public Node {
   VarUse* beta() { return center_ ? &vars[scale_ ? 1 : 0] : nullptr; }
   float* moving_mean() { return vars[vars.size() - 2].var->data(); }
   float* moving_var() { return vars[vars.size() - 1].var->data(); }
+  // Training inside TimeDistributed: Keras 3 calls the layer once per step, so each
+  // step's rows (gathered into scratch) take their own batch statistics, and the
+  // moving ones move once per step, in step order.
+  void forward_per_frame(const float* x, float* y, int64_t n, bool replay);
+  void backward_per_frame(const float* x, float* dy, float* dx, int64_t n);
   int64_t c_;
   float eps_, momentum_;
   bool scale_, center_, trained_ = false, folded_ = false;
   FloatBuffer mean_, inv_std_, work_;
+  FloatBuffer xf_, yf_, dxf_, grads_;  // per frame: gathered rows, gradient partials
   AlignedBuffer<double> scratch_;
 };
 

@@ -41,7 +41,6 @@ static void unpack_columns(const float* packed, int64_t rows, int64_t width, int
 
 void Conv2DNode::plan(int64_t n) {
   if (groups_ == 1) return;
-  n *= frames_;
   const Conv2DShape& s = shape_;
   xg_.resize(n * s.h * s.w * s.c);
   yg_.resize(n * s.oh * s.ow * s.f);
@@ -52,7 +51,6 @@ void Conv2DNode::plan(int64_t n) {
 
 bool Conv2DNode::plan_inference(int64_t n) {
   if (groups_ == 1) return false;
-  n *= frames_;
   const Conv2DShape& s = shape_;
   const bool grew = xg_.size() < n * s.h * s.w * s.c || yg_.size() < n * s.oh * s.ow * s.f;
   xg_.resize(n * s.h * s.w * s.c);
@@ -62,7 +60,6 @@ bool Conv2DNode::plan_inference(int64_t n) {
 }
 
 void Conv2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
-  n *= frames_;  // every image of every sample
   const float* b = vars.size() > 1 ? vars[1].var->data() : nullptr;
   const Conv2DShape s = with_batch(shape_, n);
   if (folded_bn && !ctx.training) {  // this node's act is Linear: the BN's follows
@@ -91,7 +88,6 @@ void Conv2DNode::backward(const StepCtx&, const float* const* x, const float* y,
   const int64_t F = shape_.f * groups_;
   if (!preact && act != Act::Linear && !act_backward_done_by_next)
     act_backward(act, y, dy, dy, n * out_size / F, F);
-  n *= frames_;
   const Conv2DShape s = with_batch(shape_, n);
   float* dw = vars[0].grad;
   float* db = vars.size() > 1 ? vars[1].grad : nullptr;
@@ -154,7 +150,6 @@ void DepthwiseNode::backward(const StepCtx&, const float* const* x, const float*
 }
 
 void Pool2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
-  n *= frames_;
   if (max_)
     maxpool2d_forward(with_batch(shape_, n), x[0], y, ctx.training ? argmax() : nullptr);
   else
@@ -164,7 +159,6 @@ void Pool2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, in
 void Pool2DNode::backward(const StepCtx&, const float* const*, const float* y, float* dy,
                           float* const* dx, int64_t n, bool) {
   if (!dx[0]) return;
-  n *= frames_;
   if (max_)
     maxpool2d_backward(with_batch(shape_, n), dy, argmax(), dx[0],
                        relu_backward_of_prev ? y : nullptr);

@@ -134,8 +134,10 @@ void ActivityPenaltyNode::backward(const StepCtx&, const float* const* x, const 
                                    float* dy, float* const* dx, int64_t n, bool) {
   if (!dx[0]) return;
   const int64_t m = n * out_size;
-  // Keras divides the penalty by the batch size.
-  const float l1 = l1_ / static_cast<float>(n), l2 = 2.f * l2_ / static_cast<float>(n);
+  // Keras divides the penalty by the batch size (inside TimeDistributed, each step's
+  // by the batch's).
+  const float batch = static_cast<float>(n / frames);
+  const float l1 = l1_ / batch, l2 = 2.f * l2_ / batch;
 #pragma omp parallel for schedule(static) if (m > (1 << 16))
   for (int64_t e = 0; e < m; ++e) {
     const float v = x[0][e];

@@ -15,14 +15,43 @@ BatchNormNode::BatchNormNode(int64_t c, float eps, float momentum, bool scale, b
   work_.resize(2 * c);
 }
 
-void BatchNormNode::plan(int64_t n) { scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_)); }
+void BatchNormNode::plan(int64_t n) {
+  scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_));
+  if (frames == 1) return;
+  mean_.resize(frames * c_);
+  inv_std_.resize(frames * c_);
+  xf_.resize(n / frames * out_size);
+  yf_.resize(n / frames * out_size);
+  dxf_.resize(n / frames * out_size);
+  grads_.resize(2 * c_);
+}
+
+namespace {
+
+// Rows of frame f of n / frames samples (each of `frames` rows of `size` floats) to or
+// from a contiguous block.
+void gather_frame(const float* src, float* dst, int64_t n, int64_t frames, int64_t f,
+                  int64_t size) {
+  for (int64_t i = 0; i < n / frames; ++i)
+    std::copy_n(src + (i * frames + f) * size, size, dst + i * size);
+}
+
+void scatter_frame(const float* src, float* dst, int64_t n, int64_t frames, int64_t f,
+                   int64_t size) {
+  for (int64_t i = 0; i < n / frames; ++i)
+    std::copy_n(src + i * size, size, dst + (i * frames + f) * size);
+}
+
+}  // namespace
 
 void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   const int64_t rows = n * (out_size / c_);
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   const float* b = center_ ? beta()->var->data() : nullptr;
   trained_ = ctx.training;
-  if (ctx.training)
+  if (ctx.training && frames > 1)
+    forward_per_frame(x[0], y, n, ctx.replay);
+  else if (ctx.training)
     batchnorm_forward_train(x[0], y, rows, c_, g, b, eps_, momentum_,
                             ctx.replay ? nullptr : moving_mean(),
                             ctx.replay ? nullptr : moving_var(), mean_.data(), inv_std_.data(),
@@ -31,6 +60,19 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
     batchnorm_forward_infer(x[0], y, rows, c_, g, b, moving_mean(), moving_var(), eps_,
                             work_.data());
   if (act != Act::Linear) act_forward(act, y, y, rows, c_);  // a fused Activation layer
+}
+
+void BatchNormNode::forward_per_frame(const float* x, float* y, int64_t n, bool replay) {
+  const float* g = scale_ ? gamma()->var->data() : nullptr;
+  const float* b = center_ ? beta()->var->data() : nullptr;
+  for (int64_t f = 0; f < frames; ++f) {
+    gather_frame(x, xf_.data(), n, frames, f, out_size);
+    batchnorm_forward_train(xf_.data(), yf_.data(), n / frames * (out_size / c_), c_, g, b,
+                            eps_, momentum_, replay ? nullptr : moving_mean(),
+                            replay ? nullptr : moving_var(), mean_.data() + f * c_,
+                            inv_std_.data() + f * c_, scratch_.data());
+    scatter_frame(yf_.data(), y, n, frames, f, out_size);
+  }
 }
 
 void BatchNormNode::infer_factors(float* scale, float* shift) {
@@ -47,12 +89,35 @@ void BatchNormNode::backward(const StepCtx&, const float* const* x, const float*
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   float* dg = scale_ ? gamma()->grad : nullptr;
   float* db = center_ ? beta()->grad : nullptr;
-  if (trained_)
+  if (trained_ && frames > 1)
+    backward_per_frame(x[0], dy, dx[0], n);
+  else if (trained_)
     batchnorm_backward_train(x[0], dy, dx[0], rows, c_, g, mean_.data(), inv_std_.data(), dg,
                              db, scratch_.data());
   else
     batchnorm_backward_infer(x[0], dy, dx[0], rows, c_, g, moving_mean(), moving_var(), eps_,
                              dg, db, scratch_.data());
+}
+
+// The weight gradients are each step's, added in step order.
+void BatchNormNode::backward_per_frame(const float* x, float* dy, float* dx, int64_t n) {
+  const float* g = scale_ ? gamma()->var->data() : nullptr;
+  float* dg = scale_ ? gamma()->grad : nullptr;
+  float* db = center_ ? beta()->grad : nullptr;
+  for (int64_t f = 0; f < frames; ++f) {
+    gather_frame(x, xf_.data(), n, frames, f, out_size);
+    gather_frame(dy, yf_.data(), n, frames, f, out_size);
+    float* dgf = dg && f ? grads_.data() : dg;
+    float* dbf = db && f ? grads_.data() + c_ : db;
+    batchnorm_backward_train(xf_.data(), yf_.data(), dx ? dxf_.data() : nullptr,
+                             n / frames * (out_size / c_), c_, g, mean_.data() + f * c_,
+                             inv_std_.data() + f * c_, dgf, dbf, scratch_.data());
+    if (dx) scatter_frame(dxf_.data(), dx, n, frames, f, out_size);
+    for (int64_t k = 0; f && k < c_; ++k) {
+      if (dg) dg[k] += dgf[k];
+      if (db) db[k] += dbf[k];
+    }
+  }
 }
 
 void LayerNormNode::plan(int64_t n) { scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_)); }

@@ -139,8 +139,7 @@ class _Conv(Layer):
                              f"input_shape={(None,) + tuple(input_shape)}")
         return out + (self.filters,)
 
-    def _lower(self, graph, x, frames=False):
-        """frames: samples of (frames, ...) images, each convolved alike (TimeDistributed)."""
+    def _lower(self, graph, x):
         in_shape = tuple(graph.value_shape(x))
         if self.rank == 1:
             x = graph.add_reshape(x, [1] + list(in_shape))
@@ -148,7 +147,7 @@ class _Conv(Layer):
                              self.bias._storage if self.bias is not None else None,
                              _as_2d(self.strides, self.rank),
                              _as_2d(self.dilation_rate, self.rank), self.padding,
-                             self.activation, self.groups, frames)
+                             self.activation, self.groups)
         if self.rank == 1:
             x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
         return x
@@ -488,13 +487,12 @@ class _Pooling(Layer):
                              f"input_shape={(None,) + tuple(input_shape)}")
         return out + (input_shape[-1],)
 
-    def _lower(self, graph, x, frames=False):
-        """frames: samples of (frames, ...) images, each pooled alike (TimeDistributed)."""
+    def _lower(self, graph, x):
         in_shape = tuple(graph.value_shape(x))
         if self.rank == 1:
             x = graph.add_reshape(x, [1] + list(in_shape))
         x = graph.add_pool2d(x, self._max, _as_2d(self.pool_size, self.rank),
-                             _as_2d(self.strides, self.rank), self.padding, frames)
+                             _as_2d(self.strides, self.rank), self.padding)
         if self.rank == 1:
             x = graph.add_reshape(x, list(self.compute_output_shape(in_shape)))
         return x

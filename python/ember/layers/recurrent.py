@@ -410,33 +410,31 @@ class Bidirectional(Layer):
 
 
 class TimeDistributed(Layer):
-    """Applies a layer to every step of (steps, ...) samples (Keras's TimeDistributed).
-    ember runs the layers that already act step by step on the last axis (Dense,
-    Activation, Dropout and the other element-wise layers), and the 2-D image layers
-    (Conv2D, MaxPooling2D, AveragePooling2D, Flatten) over every frame of (frames,
-    height, width, channels) samples, the frames treated as more images in one call;
-    the weights are exactly Keras's."""
-
-    _PER_STEP = ("Dense", "Activation", "Dropout", "ReLU", "LeakyReLU", "ELU", "Softmax",
-                 "GaussianNoise", "GaussianDropout", "LayerNormalization")
-    _PER_FRAME = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "Flatten")
+    """Applies a layer to every step of (steps, ...) samples (Keras's TimeDistributed):
+    any single-input layer or model, its weights shared by every step. ember runs every
+    step of every sample in one call of each of the layer's nodes (Keras 3 calls the
+    layer once per step: the same values, BatchNormalization's batch statistics taken
+    per step as there)."""
 
     def __init__(self, layer, **kwargs):
-        if not isinstance(layer, Layer) or \
-                type(layer).__name__ not in self._PER_STEP + self._PER_FRAME:
-            raise ValueError(f"TimeDistributed: ember supports the layers "
-                             f"{', '.join(self._PER_STEP + self._PER_FRAME)} only. Received: "
+        if not isinstance(layer, Layer):
+            raise ValueError(f"TimeDistributed takes a Layer instance. Received: "
                              f"layer={layer!r}")
+        stateful = [inner.name for inner in layer._all_layers()
+                    if getattr(inner, "stateful", False)]
+        if stateful:
+            raise ValueError(f"TimeDistributed cannot wrap the stateful recurrent layer "
+                             f"'{stateful[0]}': its states are kept per sample, and here "
+                             f"every step is a sample of its own. Received: layer={layer!r}")
         super().__init__(**kwargs)
         self.layer = layer
 
-    @property
-    def _weights(self):
-        return self.layer._weights
+    def _sublayers(self):
+        return [self.layer]
 
-    @_weights.setter
-    def _weights(self, value):
-        pass  # the weights live in the wrapped layer
+    @property
+    def weights(self):
+        return self.layer.weights  # Keras: in the wrapped layer's own order
 
     def build(self, input_shape):
         if len(input_shape) < 2:
@@ -447,22 +445,25 @@ class TimeDistributed(Layer):
         self.built = True
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + tuple(self.layer.compute_output_shape(tuple(input_shape[1:])))
+        inner = tuple(input_shape[1:])
+        if self.layer._traced:  # a custom layer: the shape its call makes
+            out = tuple(self.layer._trace((inner,), False)[2].shape[1:])
+        else:
+            out = tuple(self.layer.compute_output_shape(inner))
+        return (input_shape[0],) + out
 
     def _lower(self, graph, x):
-        kind = type(self.layer).__name__
-        if kind == "Flatten":
-            shape = graph.value_shape(x)
-            return graph.add_reshape(x, [shape[0], int(np.prod(shape[1:]))])
-        if kind in self._PER_FRAME:
-            return self.layer._lower(graph, x, frames=True)
-        return self.layer._lower(graph, x)
+        y = self.layer._lower(graph, graph.add_frames(x))
+        if isinstance(y, list):
+            raise ValueError(f"TimeDistributed '{self.name}': the layer '{self.layer.name}' "
+                             f"returns {len(y)} tensors; TimeDistributed takes a layer "
+                             f"with one output")
+        return graph.add_unframes(y, x)
 
-    def _keras_state(self):
-        state = getattr(self.layer, "_keras_state", None)
-        inner = state() if state else [("", self.layer.name, list(self.layer._weights))]
-        return [("", self.name, [])] + [(f"layer/{p}" if p else "layer", n, v)
-                                        for p, n, v in inner]
+    @property
+    def _keras_wrapped(self):
+        """The layer Keras's files keep under this one's path, at `layer`."""
+        return self.layer
 
     def get_config(self):
         from ..saving.serialization import serialize_layer

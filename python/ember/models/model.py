@@ -327,6 +327,9 @@ class Model(Layer):
                     out.append(inner)
         return out
 
+    def _all_layers(self):
+        return [self] + [layer for layer in self._flat_layers() if layer is not self]
+
     @property
     def layers(self):
         """A subclassed model's layers: those its attributes hold, in assignment order."""

@@ -81,7 +81,10 @@ def saveables(model):
                        for rel, name, variables in obj._keras_state())
         else:
             out.append((path, obj.name, _own_variables(obj)))
-        if getattr(obj, "_traced", False):
+        wrapped = getattr(obj, "_keras_wrapped", None)
+        if wrapped is not None:
+            visit(wrapped, f"{path}/layer")
+        elif getattr(obj, "_traced", False):
             _visit_parts(obj, path, visit)
         elif isinstance(obj, Model):
             used = {}
