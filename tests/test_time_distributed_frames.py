@@ -116,6 +116,23 @@ def test_per_step_layers_of_every_kind_match_keras(tmp_path):
     assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
 
 
+def test_batch_normalization_moves_once_per_step():
+    """Keras 3 runs the wrapped layer step by step: each step's statistics move the
+    moving ones in turn."""
+    bn = layers.BatchNormalization(momentum=0.5, center=False, scale=False)
+    m = ember.Sequential([ember.Input((3, 4)), layers.TimeDistributed(bn), layers.Dense(1)])
+    m.compile(ember.optimizers.SGD(0.0), "mse")
+    x = R.normal(size=(5, 3, 4)) * np.array([1.0, 2.0, 3.0])[:, None] + np.arange(3)[:, None]
+    m.train_on_batch(x.astype(np.float32), np.zeros((5, 3, 1), np.float32))
+    mean, var = np.zeros(4), np.ones(4)
+    for f in range(3):
+        mean = 0.5 * mean + 0.5 * x[:, f].mean(0)
+        var = 0.5 * var + 0.5 * x[:, f].var(0)
+    moving_mean, moving_var = bn.get_weights()
+    np.testing.assert_allclose(moving_mean, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moving_var, var, rtol=1e-5)
+
+
 def test_bits_do_not_depend_on_the_thread_count():
     from threads import assert_same_weights_at_thread_counts
     x = R.normal(size=(6, 4, 8, 8, 3)).astype(np.float32)

@@ -110,10 +110,24 @@ def lower_layer(layer, graph, x, **kwargs):
 
 
 def _recorded_nodes(out, placeholders):
-    """The tensors recorded between placeholders and out, each after those it reads."""
+    """The tensors recorded between placeholders and out (a tensor or a list), each after
+    those it reads."""
     from ..models.functional import _topological
-    order, _ = _topological([out], placeholders)
+    order, _ = _topological(out if isinstance(out, list) else [out], placeholders)
     return [t for t in order if not any(t is p for p in placeholders)]
+
+
+def _sample_shapes(out):
+    """The per-sample shape of a traced output, or the list of them."""
+    if isinstance(out, list):
+        return [tuple(o.shape[1:]) for o in out]
+    return tuple(out.shape[1:])
+
+
+def _described(out):
+    if isinstance(out, list):
+        return f"a list of {', '.join(type(o).__name__ for o in out)}"
+    return type(out).__name__
 
 
 def lower_nodes(graph, nodes, values):
@@ -299,8 +313,8 @@ class Layer:
         xs = x if isinstance(x, list) else [x]
         shapes = tuple(tuple(graph.value_shape(v)) for v in xs)
         placeholders, nodes, out = self._trace(shapes, isinstance(x, list))
-        values = {id(p): v for p, v in zip(placeholders, xs)}
-        return lower_nodes(graph, nodes, values)[id(out)]
+        values = lower_nodes(graph, nodes, {id(p): v for p, v in zip(placeholders, xs)})
+        return [values[id(o)] for o in out] if isinstance(out, list) else values[id(out)]
 
     def _lower_ops(self, graph, x, fn):
         """Adds the nodes of fn(tensor) written with ember.ops, for a built-in layer whose
@@ -363,12 +377,12 @@ class Layer:
                              f"of shape {full if as_list else full[0]}: {e}") from None
         finally:
             ops._tracing[0] -= 1
-        if isinstance(out, (list, tuple)) and len(out) == 1:
-            out = out[0]
-        if not isinstance(out, KerasTensor):
+        if isinstance(out, (list, tuple)):
+            out = out[0] if len(out) == 1 else list(out)
+        if not all(isinstance(o, KerasTensor) for o in (out if isinstance(out, list) else [out])):
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() must return "
-                             f"one tensor computed from its inputs with ember.ops and layers. "
-                             f"Received: {type(out).__name__}")
+                             f"a tensor (or a list or tuple of tensors) computed from its "
+                             f"inputs with ember.ops and layers. Received: {_described(out)}")
         if traces and [id(w) for w in self.weights] != before:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}) created weights in "
                              f"call() on a new input shape {full}: create them in build() (or "
@@ -380,7 +394,8 @@ class Layer:
                              f"tensor that does not come from its inputs ({e})") from None
         traces[key] = (placeholders, nodes, out)
         self.input_shape = full if as_list else full[0]
-        self.output_shape = tuple(out.shape)
+        self.output_shape = ([tuple(o.shape) for o in out] if isinstance(out, list) else
+                             tuple(out.shape))
         return traces[key]
 
     # -- the functional API ----------------------------------------------------------
@@ -448,7 +463,7 @@ class Layer:
                 if unknown:
                     raise TypeError("traced")
                 self.__dict__["_takes_list"] = as_list
-                out = tuple(self._trace(tuple(shapes), as_list)[2].shape[1:])
+                out = _sample_shapes(self._trace(tuple(shapes), as_list)[2])
             else:
                 if states:
                     self._check_states(shapes[:1], shapes[len(shapes) - states:])

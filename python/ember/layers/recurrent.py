@@ -14,7 +14,7 @@ import weakref
 import numpy as np
 
 from .. import _random, activations, constraints, initializers, regularizers
-from .base import Layer
+from .base import Layer, _sample_shapes
 from .core import _unsupported
 
 _CELL_ACTIVATIONS = ("tanh", "sigmoid", "relu", "hard_sigmoid", "linear")
@@ -447,7 +447,9 @@ class TimeDistributed(Layer):
     def compute_output_shape(self, input_shape):
         inner = tuple(input_shape[1:])
         if self.layer._traced:  # a custom layer: the shape its call makes
-            out = tuple(self.layer._trace((inner,), False)[2].shape[1:])
+            out = _sample_shapes(self.layer._trace((inner,), False)[2])
+            if isinstance(out, list):
+                self._several_outputs_refused(len(out))
         else:
             out = tuple(self.layer.compute_output_shape(inner))
         return (input_shape[0],) + out
@@ -455,10 +457,13 @@ class TimeDistributed(Layer):
     def _lower(self, graph, x):
         y = self.layer._lower(graph, graph.add_frames(x))
         if isinstance(y, list):
-            raise ValueError(f"TimeDistributed '{self.name}': the layer '{self.layer.name}' "
-                             f"returns {len(y)} tensors; TimeDistributed takes a layer "
-                             f"with one output")
+            self._several_outputs_refused(len(y))
         return graph.add_unframes(y, x)
+
+    def _several_outputs_refused(self, count):
+        raise ValueError(f"TimeDistributed '{self.name}': the layer '{self.layer.name}' "
+                         f"returns {count} tensors; TimeDistributed takes a layer with one "
+                         f"output")
 
     @property
     def _keras_wrapped(self):

@@ -520,6 +520,9 @@ class Model(Layer):
 
     @property
     def output_names(self):
+        graph = self.__dict__.get("_graph")
+        if self._traced and graph is not None and len(graph.output_shapes) > 1:
+            return [f"output_{k + 1}" for k in range(len(graph.output_shapes))]
         return [self.layers[-1].name] if self.layers else [self.name]
 
     def _per_output(self, value, what, default=None):
