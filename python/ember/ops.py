@@ -972,7 +972,11 @@ def _taping(name, fn):
         has_tensor = any(isinstance(a, tape.Tensor) for a in items)
         if not has_tensor and not (tape.recording() and
                                    any(isinstance(a, Variable) and a.trainable for a in items)):
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+            if isinstance(out, KerasTensor):  # what saving a functional model writes
+                from .saving import keras_ops
+                keras_ops.record(fn.__name__, fn, out, args, kwargs)
+            return out
         if any(_is_sym(a) for a in items):
             raise ValueError(f"ops.{name}: cannot mix symbolic tensors and eager Tensors")
         vals = [[tape.value_of(v) for v in a] if isinstance(a, (list, tuple))
@@ -990,8 +994,15 @@ def _taping(name, fn):
                   else a for a in vals]
         return tape.record(out.astype(np.float32) if out.dtype == np.float64 else out, items,
                            lambda g: vjp(g, out, *arrays, **kwargs))
-    op.__name__, op.__doc__ = fn.__name__, fn.__doc__
+    op.__name__, op.__doc__, op.__wrapped__ = fn.__name__, fn.__doc__, fn
     return op
+
+
+def _recorded_getitem(x, key):
+    out = _getitem(x, key)
+    from .saving import keras_ops
+    keras_ops.record("getitem", _getitem, out, (x, key), {})
+    return out
 
 
 def _tensor_getitem(t, key):
@@ -1024,7 +1035,7 @@ def _install_operators():
     for cls in (KerasTensor, Variable, _tape.Tensor):
         cls.__neg__ = lambda self: negative(self)
         cls.__abs__ = lambda self: abs(self)
-    KerasTensor.__getitem__ = _getitem
+    KerasTensor.__getitem__ = _recorded_getitem
     _tape.Tensor.__getitem__ = _tensor_getitem
     KerasTensor.ndim = property(lambda self: len(self.shape))
     KerasTensor.__array_priority__ = 1000  # NumPy defers to the tensor's operators

@@ -4,7 +4,6 @@ import numpy as np
 
 from .. import activations, constraints, initializers, regularizers
 from .base import Layer
-from .core import _unsupported
 
 
 def _int_tuple(value, n, name, allow_none=False):

@@ -204,21 +204,34 @@ class Functional(Model):
         return out if len(out) > 1 else out[0]
 
     def get_config(self):
-        """Keras's functional layout: each layer with the calls it was part of."""
+        """Keras's functional layout: each layer with the calls it was part of, then each
+        op applied between layers (ember.ops) as Keras 3 writes it."""
         from ..ops import _Op
-        for t in self._nodes:
-            if isinstance(t._layer, _Op):
-                t._layer.get_config()  # raises: ops between layers are not saved yet
-        node_ids = {}
-        for t in self._nodes:
-            node_ids.setdefault(id(t._layer), []).append(t)
+        from ..saving import keras_ops
+        ops = [t for t in self._saved_order() if isinstance(t._layer, _Op)]
+        taken = {layer.name for layer in self.layers}
+        op_names = {}
+        for t in ops:
+            base = keras_ops.base_name(t)
+            name, k = base, 0
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken.add(name)
+            op_names[id(t)] = name
+
+        def ref(t):
+            if id(t) in op_names:
+                return [op_names[id(t)], 0, 0]
+            return [t._layer.name, t._node_index, t._tensor_index]
 
         def history(t):
             return {"class_name": "__keras_tensor__",
                     "config": {"shape": tuple(t.shape), "dtype": t.dtype,
-                               "keras_history": [t._layer.name, t._node_index,
-                                                 t._tensor_index]}}
-
+                               "keras_history": ref(t)}}
+        node_ids = {}
+        for t in self._nodes:
+            node_ids.setdefault(id(t._layer), []).append(t)
         layers = []
         for layer in self.layers:
             entry = serialize_layer(layer)
@@ -235,13 +248,35 @@ class Functional(Model):
                 entry["inbound_nodes"].append(
                     {"args": [args] if layer._takes_list else args, "kwargs": kwargs})
             layers.append(entry)
+        layers += [keras_ops.entry(t, op_names[id(t)], history) for t in ops]
 
         def ends(tensors):
-            refs = [[t._layer.name, t._node_index, t._tensor_index] for t in tensors]
+            refs = [ref(t) for t in tensors]
             return refs[0] if len(refs) == 1 else refs
         return {"name": self.name, "trainable": self.trainable, "layers": layers,
                 "input_layers": ends(self._input_tensors),
                 "output_layers": ends(self._output_tensors)}
+
+    def _saved_order(self):
+        """The tensors a saved config names, each after those it reads: a layer call
+        reads its inputs, an op the tensors of the ember.ops call that made it (the ops
+        inside that call are not saved: loading calls it again)."""
+        from ..ops import _Op
+        from ..saving import keras_ops
+        order, seen = [], set()
+        stack = [(t, False) for t in reversed(self._output_tensors)]
+        while stack:
+            t, done = stack.pop()
+            if done:
+                order.append(t)
+                continue
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            stack.append((t, True))
+            reads = keras_ops.inputs_of(t) if isinstance(t._layer, _Op) else t._inputs
+            stack.extend((p, False) for p in reversed(reads) if id(p) not in seen)
+        return order
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -253,31 +288,68 @@ class Functional(Model):
 
     @classmethod
     def _from_config(cls, config):
+        """Each layer is made in order; its calls (and the ops') run once the tensors
+        they read exist, whatever the order of the entries, as Keras reads them."""
+        from ..saving import keras_ops
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ValueError("A functional model config needs a list of 'layers'")
-        made, tensors = {}, {}
+        tensors = {}
         unused_ops = _unused_ops(config)
+        pending = []  # [entry, layer or None (an op), index of its next inbound node]
         for entry in config["layers"]:
             if not isinstance(entry, dict):
                 raise ValueError(f"Each layer of a functional config must be a dict. "
                                  f"Received: {entry!r:.80}")
             if entry.get("name") in unused_ops:
                 continue
+            if keras_ops.is_op_entry(entry):
+                pending.append([entry, None, 0])
+                continue
             layer = deserialize_layer(entry)
             name = entry.get("name", layer.name)
-            made[name] = layer
             if isinstance(layer, InputLayer):
                 tensors[(name, 0)] = KerasTensor(layer)
                 layer._output_tensor = tensors[(name, 0)]
                 continue
-            for k, node in enumerate(entry.get("inbound_nodes") or []):
+            pending.append([entry, layer, 0])
+
+        def step(item):
+            """Runs item's next call if what it reads exists; True if it ran."""
+            entry, layer, k = item
+            name = entry.get("name", getattr(layer, "name", None))
+            node = (entry.get("inbound_nodes") or [])[k]
+            if layer is None:
+                if any((r[0], r[1]) not in tensors for r in _refs_in(node)):
+                    return False
+                tensors[(name, 0)] = keras_ops.call(
+                    entry, lambda hist: _tensor_of(tensors, hist, name))
+            else:
                 refs, as_list, state_refs = _node_refs(node, name)
+                if any((r[0], r[1]) not in tensors for r in refs + state_refs):
+                    return False
                 ins, states = ([_tensor_of(tensors, hist, name) for hist in group]
                                for group in (refs, state_refs))
                 if as_list is None:
                     as_list = layer._takes_list
                 kwargs = {"initial_state": states} if states else {}
                 tensors[(name, k)] = layer(ins if as_list else ins[0], **kwargs)
+            item[2] += 1
+            return True
+        while pending:
+            ran = False
+            for item in pending:
+                while item[2] < len(item[0].get("inbound_nodes") or []) and step(item):
+                    ran = True
+            pending = [item for item in pending
+                       if item[2] < len(item[0].get("inbound_nodes") or [])]
+            if pending and not ran:
+                entry, layer, k = pending[0]
+                node = (entry.get("inbound_nodes") or [])[k]
+                refs = _refs_in(node) if layer is None else sum(
+                    (group for group in _node_refs(node, entry.get("name"))[::2]), [])
+                missing = next(r for r in refs if (r[0], r[1]) not in tensors)
+                raise ValueError(f"Layer '{entry.get('name')}' is called on '{missing[0]}' "
+                                 f"(call {missing[1]}), which no layer of this config makes")
 
         def ends(refs):
             single = refs and not isinstance(refs[0], (list, tuple))
@@ -294,11 +366,13 @@ class Functional(Model):
 
 
 def _unused_ops(config):
-    """Names of the Keras ops (module keras.src.ops...) in a functional config that no
-    layer reads: Keras 3 records the ops of a mask computation (Masking's NotEqual and
-    Any) beside the layers; they compute nothing the model uses."""
+    """Names of the Keras ops (module keras.src.ops...) in a functional config that
+    neither a layer nor the model's outputs read, directly or through other ops: Keras 3
+    records the ops of a mask computation (Masking's NotEqual and Any) beside the
+    layers; they compute nothing the model uses."""
+    from ..saving import keras_ops
     entries = [e for e in config["layers"] if isinstance(e, dict)]
-    ops = {e.get("name") for e in entries if str(e.get("module", "")).startswith("keras.src.ops")}
+    ops = {e.get("name"): e for e in entries if keras_ops.is_op_entry(e)}
     used = set()
     for e in entries:
         if e.get("name") in ops:
@@ -311,7 +385,25 @@ def _unused_ops(config):
                 pass  # reported when the layer itself is read
     outs = config.get("output_layers") or []
     used.update(r[0] for r in ([outs] if outs and not isinstance(outs[0], list) else outs))
-    return ops - used
+    frontier = [name for name in used if name in ops]
+    while frontier:  # what the used ops read
+        for r in _refs_in(ops[frontier.pop()].get("inbound_nodes") or []):
+            if r[0] not in used:
+                used.add(r[0])
+                if r[0] in ops:
+                    frontier.append(r[0])
+    return set(ops) - used
+
+
+def _refs_in(value):
+    """The keras_history references anywhere in an op's inbound node."""
+    if isinstance(value, list):
+        return [r for v in value for r in _refs_in(v)]
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [(value.get("config") or {}).get("keras_history", [None, 0, 0])]
+        return [r for v in value.values() for r in _refs_in(v)]
+    return []
 
 
 def _tensor_of(tensors, hist, name):
