@@ -16,6 +16,8 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so predict_sparse  # the same, 81% of inputs zero
 //   /tmp/ab /tmp/old.so /tmp/new.so train           # one Adam step of it, batch 128
 //   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
+//   /tmp/ab /tmp/old.so /tmp/new.so uniform         # Philox fill of a dropout mask
+//                                                   # (SIZE=n values, default 128 x 512)
 //
 // T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
 // builds alternate every call, so neither keeps its weights in cache); CALLS=n calls of
@@ -31,6 +33,7 @@
 
 #include "ember/gemm.h"
 #include "ember/graph.h"
+#include "ember/random.h"
 
 using namespace ember;
 
@@ -53,6 +56,11 @@ struct Mlp {
   std::vector<float> x, out;
   std::vector<int32_t> labels;
   Batch b;
+};
+
+struct Fill {
+  std::vector<float> out;
+  uint64_t step = 0;
 };
 
 struct Product {
@@ -133,6 +141,11 @@ extern "C" void* ab_setup(const char* what) {
   if (std::string(what) == "predict") return make_mlp(false);
   if (std::string(what) == "predict_sparse") return make_mlp(true);
   if (std::string(what) == "train") return make_training();
+  if (std::string(what) == "uniform") {
+    auto* f = new Fill;
+    f->out.resize(std::getenv("SIZE") ? std::max(1, std::atoi(std::getenv("SIZE"))) : 128 * 512);
+    return f;
+  }
   auto* p = new Product;
   char a = 'N', b = 'N';
   const char* shape = std::getenv("SHAPE");
@@ -153,6 +166,11 @@ extern "C" void* ab_setup(const char* what) {
 }
 
 extern "C" void ab_call(const char* what, void* state) {
+  if (std::string(what) == "uniform") {
+    auto* f = static_cast<Fill*>(state);
+    fill_uniform(f->out.data(), static_cast<int64_t>(f->out.size()), 0.f, 1.f, 7, f->step++);
+    return;
+  }
   if (std::string(what) == "train") {
     auto* m = static_cast<Mlp*>(state);
     m->g.train_step(m->b, 1e-3f);
@@ -184,7 +202,8 @@ extern "C" void ab_call(const char* what, void* state) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|train|sgemm\n", argv[0]);
+    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|train|sgemm|uniform\n",
+                 argv[0]);
     return 2;
   }
   const char* what = argv[3];

@@ -57,7 +57,7 @@ void uniform_blocks(float* out, int64_t n, int64_t b0, int64_t b1, float lo, flo
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define EMBER_PHILOX_AVX2 1
+#define EMBER_PHILOX_X86 1
 // (even lanes' 64-bit products, odd lanes') -> (low words, high words), in lane order.
 __attribute__((target("avx2"))) inline void split_words(__m256i even, __m256i odd,
                                                         __m256i* lo32, __m256i* hi32) {
@@ -123,6 +123,84 @@ __attribute__((target("avx2"))) void uniform_blocks_avx2(float* out, int64_t b0,
   }
 }
 
+// GCC 12 takes the deliberately undefined vectors inside its own AVX-512 shift and
+// multiply intrinsics for uninitialized values.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// (even lanes' 64-bit products, odd lanes') -> (low words, high words), in lane order.
+__attribute__((target("avx512f"))) inline void split_words16(__m512i even, __m512i odd,
+                                                             __m512i* lo32, __m512i* hi32) {
+  *lo32 = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  *hi32 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+__attribute__((target("avx512f"))) inline __m512 unit_values16(__m512i r, __m512 lo,
+                                                               __m512 span) {
+  const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(r, 8)),
+                                 _mm512_set1_ps(1.0f / 16777216.0f));
+  return _mm512_add_ps(lo, _mm512_mul_ps(span, u));
+}
+
+// uniform_blocks_avx2 sixteen blocks at a time (the same operations, so the same bits):
+// whole sixteen-block groups whose 32-bit counters do not wrap.
+__attribute__((target("avx512f"))) void uniform_blocks_avx512(float* out, int64_t b0,
+                                                              int64_t b1, float lo, float span,
+                                                              uint64_t seed, uint64_t stream) {
+  const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
+  const __m512i step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 vlo = _mm512_set1_ps(lo), vspan = _mm512_set1_ps(span);
+  for (int64_t b = b0; b < b1; b += 16) {
+    const uint64_t blk = static_cast<uint64_t>(b);
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(blk))), step);
+    __m512i c1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(blk >> 32)));
+    __m512i c2 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream)));
+    __m512i c3 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(stream >> 32)));
+    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      __m512i lo0, hi0, lo1, hi1;
+      split_words16(_mm512_mul_epu32(c0, m0), _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0),
+                    &lo0, &hi0);
+      split_words16(_mm512_mul_epu32(c2, m1), _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1),
+                    &lo1, &hi1);
+      const __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1),
+                                          _mm512_set1_epi32(static_cast<int>(k0)));
+      const __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3),
+                                          _mm512_set1_epi32(static_cast<int>(k1)));
+      c0 = n0;
+      c1 = lo1;
+      c2 = n2;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    // Word j of the sixteen blocks -> a float vector; within each 128-bit lane L the
+    // four words of block 4 L + q land in v_q; then a 4 x 4 transpose of the lanes.
+    const __m512 u0 = unit_values16(c0, vlo, vspan), u1 = unit_values16(c1, vlo, vspan);
+    const __m512 u2 = unit_values16(c2, vlo, vspan), u3 = unit_values16(c3, vlo, vspan);
+    const __m512 t0 = _mm512_unpacklo_ps(u0, u1), t1 = _mm512_unpackhi_ps(u0, u1);
+    const __m512 t2 = _mm512_unpacklo_ps(u2, u3), t3 = _mm512_unpackhi_ps(u2, u3);
+    const __m512 v0 = _mm512_shuffle_ps(t0, t2, 0x44), v1 = _mm512_shuffle_ps(t0, t2, 0xEE);
+    const __m512 v2 = _mm512_shuffle_ps(t1, t3, 0x44), v3 = _mm512_shuffle_ps(t1, t3, 0xEE);
+    const __m512 a = _mm512_shuffle_f32x4(v0, v1, 0x44), c = _mm512_shuffle_f32x4(v0, v1, 0xEE);
+    const __m512 bb = _mm512_shuffle_f32x4(v2, v3, 0x44), d = _mm512_shuffle_f32x4(v2, v3, 0xEE);
+    float* o = out + 4 * b;
+    _mm512_storeu_ps(o, _mm512_shuffle_f32x4(a, bb, 0x88));
+    _mm512_storeu_ps(o + 16, _mm512_shuffle_f32x4(a, bb, 0xDD));
+    _mm512_storeu_ps(o + 32, _mm512_shuffle_f32x4(c, d, 0x88));
+    _mm512_storeu_ps(o + 48, _mm512_shuffle_f32x4(c, d, 0xDD));
+  }
+}
+
+#pragma GCC diagnostic pop
+
+bool have_avx512() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return yes;
+}
+
 bool have_avx2() {
   static const bool yes = [] {
     __builtin_cpu_init();
@@ -138,21 +216,28 @@ void fill_uniform(float* out, int64_t n, float lo, float hi, uint64_t seed,
                   uint64_t stream) {
   const float span = hi - lo;
   const int64_t blocks = (n + 3) / 4;
-  // Groups of 64 blocks (256 values), split over the threads (a dropout mask of a 128 x
-  // 512 activation: 256 -> 20 µs with AVX2 and both threads).
+  // Groups of 64 blocks (256 values), split over the threads; whole groups of sixteen
+  // blocks with AVX-512, of eight with AVX2, the rest one by one (all the same bits).
   constexpr int64_t kGroup = 64;
   const int64_t groups = (blocks + kGroup - 1) / kGroup;
 #pragma omp parallel for schedule(static) if (n > (1 << 13))
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t b0 = g * kGroup, b1 = std::min(blocks, b0 + kGroup);
     int64_t b = b0;
-#ifdef EMBER_PHILOX_AVX2
+#ifdef EMBER_PHILOX_X86
     // whole groups of eight blocks inside out, 32-bit counters that do not wrap
     const int64_t whole = std::min(b1, n / 4) - b0;
-    if (have_avx2() && whole >= 8 &&
+    if (whole >= 8 &&
         static_cast<uint64_t>(b0) >> 32 == static_cast<uint64_t>(b0 + whole - 1) >> 32) {
-      b = b0 + whole / 8 * 8;
-      uniform_blocks_avx2(out, b0, b, lo, span, seed, stream);
+      if (have_avx512() && whole >= 16) {
+        b = b0 + whole / 16 * 16;
+        uniform_blocks_avx512(out, b0, b, lo, span, seed, stream);
+      }
+      if (have_avx2() && b0 + whole - b >= 8) {
+        const int64_t start = b;
+        b += (b0 + whole - b) / 8 * 8;
+        uniform_blocks_avx2(out, start, b, lo, span, seed, stream);
+      }
     }
 #endif
     uniform_blocks(out, n, b, b1, lo, span, seed, stream);

@@ -164,13 +164,14 @@ TEST(Random, UniformFillIsThreadIndependentAndInRange) {
   EXPECT_NEAR(mean / n, 0.5, 0.02);
 }
 
-// The fill (eight Philox blocks at a time with AVX2) gives every element exactly what
-// the one-element function does: seeds and streams with high bits set, lengths that end
-// inside a block, inside a group of eight, and after several threads' groups.
+// The fill (sixteen Philox blocks at a time with AVX-512, eight with AVX2) gives every
+// element exactly what the one-element function does: seeds and streams with high bits
+// set, lengths that end inside a block, inside a group of eight or sixteen, and after
+// several threads' groups.
 TEST(Random, UniformFillMatchesElementwise) {
   const uint64_t seed = 0x9E3779B97F4A7C15ull, stream = 0xD1B54A32D192ED03ull;
   const float lo = -0.75f, hi = 1.25f, span = hi - lo;
-  for (int64_t n : {1, 3, 31, 32, 33, 259, 100003}) {
+  for (int64_t n : {1, 3, 31, 32, 33, 64, 95, 96, 129, 259, 100003}) {
     std::vector<float> out(n);
     fill_uniform(out.data(), n, lo, hi, seed, stream);
     for (int64_t i = 0; i < n; ++i) {
