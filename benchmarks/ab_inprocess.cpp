@@ -16,6 +16,7 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so predict_sparse  # the same, 81% of inputs zero
 //   /tmp/ab /tmp/old.so /tmp/new.so train           # one Adam step of it, batch 128
 //   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
+//   /tmp/ab /tmp/old.so /tmp/new.so lstm            # run.py's LSTM workload, batch 1
 //   /tmp/ab /tmp/old.so /tmp/new.so uniform         # Philox fill of a dropout mask
 //                                                   # (SIZE=n values, default 128 x 512)
 //
@@ -106,6 +107,35 @@ void* make_mlp(bool sparse) {
   return m;
 }
 
+#ifdef AB_DAG
+// run.py's lstm workload at batch 1: Embedding(20000, 128) over 200 ids, LSTM(128),
+// Dense(1, sigmoid).
+void* make_lstm() {
+  auto* m = new Mlp;
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> w(-0.08f, 0.08f);
+  auto var = [&](std::vector<int64_t> shape) {
+    auto v = std::make_shared<Variable>(shape);
+    for (int64_t i = 0; i < v->size(); ++i) v->data()[i] = w(rng);
+    m->vars.push_back(v);
+    return v;
+  };
+  int v = m->g.add_input({200});
+  v = m->g.add_embedding(v, var({20000, 128}), false);
+  RnnSpec spec;
+  spec.units = 128;
+  v = m->g.add_rnn(v, spec, var({128, 512}), var({128, 512}), var({512}))[0];
+  v = m->g.add_dense(v, var({128, 1}), var({1}), Act::Sigmoid);
+  m->g.set_outputs({v});
+  m->x.resize(200);
+  for (auto& id : m->x) id = static_cast<float>(1 + rng() % 19999);
+  m->out.resize(1);
+  m->b.x = {m->x.data()};
+  m->b.n = m->b.rows = 1;
+  return m;
+}
+#endif
+
 // The benchmarks' MLP training step: batch 128, Adam, sparse categorical crossentropy.
 void* make_training() {
   auto* m = static_cast<Mlp*>(make_mlp(false));
@@ -141,6 +171,9 @@ extern "C" void* ab_setup(const char* what) {
   if (std::string(what) == "predict") return make_mlp(false);
   if (std::string(what) == "predict_sparse") return make_mlp(true);
   if (std::string(what) == "train") return make_training();
+#ifdef AB_DAG
+  if (std::string(what) == "lstm") return make_lstm();
+#endif
   if (std::string(what) == "uniform") {
     auto* f = new Fill;
     f->out.resize(std::getenv("SIZE") ? std::max(1, std::atoi(std::getenv("SIZE"))) : 128 * 512);
@@ -202,7 +235,7 @@ extern "C" void ab_call(const char* what, void* state) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|train|sgemm|uniform\n",
+    std::fprintf(stderr, "usage: %s old.so new.so predict|predict_sparse|train|sgemm|lstm|uniform\n",
                  argv[0]);
     return 2;
   }

@@ -904,6 +904,31 @@ void sgemm_lines(Trans ta, const Lines& L, int64_t M, int64_t N, int64_t K, cons
   gemm_impl(a, Trans::N, M, N, K, B, ldb, beta, C, ldc, epilogue);
 }
 
+void sgemm_small_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* B,
+                         int64_t ldb, float* C, int64_t ldc, const float* bias,
+                         const int64_t* j0, int64_t blocks, int64_t w) {
+  check_args("sgemm_small_columns", M, w, K, lda, ldb, ldc, Trans::N, Trans::N);
+  Epilogue ep;
+  ep.bias = bias;
+  if (M > kSmallM || K > kSmallK) {  // sgemm's own split: one product per block
+    SerialGemm serial;
+    for (int64_t b = 0; b < blocks; ++b) {
+      ep.bias = bias ? bias + j0[b] : nullptr;
+      sgemm(Trans::N, Trans::N, M, w, K, 1.f, A, lda, B + j0[b], ldb, 0.f, C + j0[b], ldc,
+            &ep);
+    }
+    return;
+  }
+  // One chunk of K, as SmallPlan makes it for these sizes; tiles change no sum.
+  const GemmKernel& kern = gemm_kernel();
+  int64_t nk = 0;
+  const int32_t* ks = list_k(M, 0, K, A, &nk);
+  for (int64_t b = 0; b < blocks; ++b) {
+    kern.small_nn(M, w, nk, ks, 1.f, A, lda, B + j0[b], ldb, C + j0[b], ldc, false);
+    if (bias) apply_epilogue(ep, C, ldc, 0, M, j0[b], j0[b] + w);
+  }
+}
+
 void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count,
                        bool helpers) {
   if (M < 1 || M > kSmallM || count < 1)

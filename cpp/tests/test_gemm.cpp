@@ -254,6 +254,33 @@ TEST(Gemm, SingleRowSkipBitIdenticalAndNaNInA) {
   for (float v : out[0]) EXPECT_TRUE(std::isnan(v));
 }
 
+// Blocks of columns (a recurrent step's gate blocks for one thread's units) give the bits
+// the whole product gives them: 1 to 4 rows and the fallback past them, K in one chunk
+// and past it, zeros in A, with and without a bias.
+TEST(Gemm, SmallColumnsMatchTheWholeProduct) {
+  const int64_t N = 512, w = 48;
+  const int64_t starts[] = {16, 128 + 16, 256 + 16, 384 + 16};
+  for (int64_t M : {1, 2, 4, 5})
+    for (int64_t K : {9, 128, 300})
+      for (bool with_bias : {false, true}) {
+        auto A = random_vec(M * K, 21), B = random_vec(K * N, 22), bias = random_vec(N, 23);
+        for (int64_t k = 0; k < M * K; k += 5) A[k] = 0.f;
+        Epilogue ep;
+        ep.bias = with_bias ? bias.data() : nullptr;
+        std::vector<float> whole(M * N), cols(M * N, -7.f);
+        sgemm(Trans::N, Trans::N, M, N, K, 1.f, A.data(), K, B.data(), N, 0.f, whole.data(),
+              N, &ep);
+        sgemm_small_columns(M, K, A.data(), K, B.data(), N, cols.data(), N, ep.bias, starts, 4,
+                            w);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            const bool in_block = (j % 128) >= 16 && (j % 128) < 16 + w;
+            ASSERT_EQ(in_block ? whole[i * N + j] : -7.f, cols[i * N + j])
+                << "M=" << M << " K=" << K << " row " << i << " column " << j;
+          }
+      }
+}
+
 // A chain of Dense layers at M <= 4 rows gives, layer by layer, the same bits as one
 // sgemm each, for 1 to 4 threads: the MLP (784-512-256-10: a region of two layers with
 // each thread summing the columns it reads next, then one on this thread), layers

@@ -73,6 +73,15 @@ struct ChainLayer {
 void sgemm_small_chain(int64_t M, const float* x, const ChainLayer* layers, int64_t count,
                        bool helpers = false);
 
+// Blocks of columns of C = A B (+ bias) for M <= kSmallM rows, on the calling thread:
+// block b is columns [j0[b], j0[b] + w) of B, C and the bias (null: none), A is M x K
+// (lda apart). Each element is what sgemm(N, N, M, N, K, 1, A, lda, B, ldb, 0, C, ldc,
+// &{bias}) gives it; the k a row of A skips (its zeros) are listed once for every block
+// (a recurrent step's four gate blocks of one thread's units).
+void sgemm_small_columns(int64_t M, int64_t K, const float* A, int64_t lda, const float* B,
+                         int64_t ldb, float* C, int64_t ldc, const float* bias,
+                         const int64_t* j0, int64_t blocks, int64_t w);
+
 // While one lives, sgemm on this thread runs on this thread alone: for products too
 // small to repay a fork and a join (a recurrent layer's step at batch 1). The bits are
 // the same: no product's sums depend on the thread count.

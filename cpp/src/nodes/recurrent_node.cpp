@@ -309,11 +309,9 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
             &rep);
       return;
     }
-    for (int64_t k = 0; k < blocks; ++k) {
-      rep.bias = rbias ? rbias + k * U + j0 : nullptr;
-      sgemm(Trans::N, Trans::N, n, j1 - j0, U, 1.f, hr, ldr, R + k * U + j0, GU, 0.f,
-            rec_.data() + k * U + j0, GU, &rep);
-    }
+    int64_t starts[4];
+    for (int64_t k = 0; k < blocks; ++k) starts[k] = k * U + j0;
+    sgemm_small_columns(n, U, hr, ldr, R, GU, rec_.data(), GU, rbias, starts, blocks, j1 - j0);
   };
   // Batch row b at step s (time t), units [j0, j1): the gates' inputs, their
   // activations block by block, then the state update and the output.
