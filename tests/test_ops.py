@@ -107,6 +107,12 @@ CASES = [
     ("matmul_tensors", (3, 4), (3, 4),
      lambda m, x, w: m.matmul(x * w, m.swapaxes(m.exp(x * w), -1, -2))),
     ("einsum", (3, 4), (3, 4), lambda m, x, w: m.einsum("bij,bkj->bik", x * w, x + w)),
+    ("einsum_heads", (4, 2, 3), (4, 2, 3),
+     lambda m, x, w: m.einsum("bqhd,bkhd->bhqk", x * w, x + w)),
+    ("einsum_outer", (2, 3), (2, 3), lambda m, x, w: m.einsum("bij,bik->bjk", x * w, m.exp(x * w))),
+    ("einsum_three", (4,), (4,),
+     lambda m, x, w: m.einsum("bi,bi,bj->bij", x * w, x + w, m.square(x))),
+    ("einsum_reduce", (2, 3, 4), (2, 3, 4), lambda m, x, w: m.einsum("bijk->bkj", x * w)),
     ("relu", (6,), (6,), lambda m, x, w: m.relu(x * w)),
     ("sigmoid_tanh", (6,), (6,), lambda m, x, w: m.sigmoid(x * w) * m.tanh(x + w)),
     ("softmax", (3, 4), (3, 4), lambda m, x, w: m.softmax(x * w * 4.0)),
@@ -425,6 +431,12 @@ def test_bad_code_gets_clear_errors():
         inp[:, 5]
     with pytest.raises(ValueError, match="cannot reshape"):
         ops.reshape(inp, (-1, 5))
+    with pytest.raises(ValueError, match="batch axis comes first"):
+        ops.einsum("bij,bkj->ibk", inp, inp)
+    with pytest.raises(ValueError, match="the term 'bi' .* \\(rank 3\\)"):
+        ops.einsum("bi,bkj->bik", inp, inp)
+    with pytest.raises(ValueError, match="'ab...j,jk->ab...k'"):
+        ops.einsum("bij,kj->bik", inp, np.ones((2, 4), np.float32))
 
     class Branchy(layers.Layer):
         def call(self, x):

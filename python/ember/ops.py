@@ -575,35 +575,102 @@ def dot(x1, x2):
 
 
 def einsum(subscripts, *operands):
-    """Two-operand einsum written as a matmul: 'ij,jk->ik' style contractions of a tensor
-    with a weight over its last axis, or batched products of two tensors."""
+    """NumPy's einsum with an explicit output ('...->...'). Inside a model the tensors
+    keep the batch axis first (the same letter in each, first in the output) and are
+    contracted pairwise, left to right, as transposes, reshapes and batched matmuls: any
+    contraction, outer product or sum of their other axes. A weight or constant operand
+    takes the matmul form: a tensor's last axis against a 2-D weight's first."""
     if not _any_sym(*operands):
         return np.einsum(subscripts, *[_array(o) for o in operands]).astype(np.float32)
     spec = subscripts.replace(" ", "")
-    if "->" not in spec or len(operands) != 2 or "." in spec:
-        raise ValueError(f"ops.einsum: inside a model ember takes two operands and an "
-                         f"explicit output ('...->...'). Received: {subscripts!r}")
+    if "->" not in spec or "." in spec:
+        raise ValueError(f"ops.einsum: inside a model ember takes an explicit output "
+                         f"('...->...') without ellipses. Received: {subscripts!r}")
     ins, out = spec.split("->")
-    a, b = ins.split(",")
-    x1, x2 = operands
-    if _is_sym(x1) and not _is_sym(x2) and len(b) == 2 and a[-1] == b[0] and \
-            out == a[:-1] + b[1]:
+    terms = ins.split(",")
+    if len(terms) != len(operands):
+        raise ValueError(f"ops.einsum: {subscripts!r} names {len(terms)} operands. Received "
+                         f"{len(operands)}")
+    for t, x in zip(terms, operands):
+        rank = len(x.shape) if _is_sym(x) else np.ndim(_array(x) if not isinstance(x, Variable)
+                                                         else x.value)
+        if len(t) != rank or len(set(t)) != len(t):
+            raise ValueError(f"ops.einsum: the term {t!r} of {subscripts!r} must name each "
+                             f"axis of its operand (rank {rank}) once")
+    if len(terms) == 2 and not all(_is_sym(x) for x in operands):
+        return _einsum_weight(subscripts, terms, out, *operands)
+    if not all(_is_sym(x) for x in operands):
+        raise ValueError(f"ops.einsum: inside a model every operand of {subscripts!r} but the "
+                         f"second of two must be a tensor")
+    batch = terms[0][0]
+    if any(t[0] != batch for t in terms) or not out or out[0] != batch:
+        raise ValueError(f"ops.einsum: inside a model the batch axis comes first in every "
+                         f"tensor and in the output ({subscripts!r})")
+    x, letters = operands[0], terms[0]
+    for k in range(1, len(terms)):
+        later = set(out).union(*terms[k + 1:])
+        x, letters = _einsum_pair(x, letters, operands[k], terms[k], later)
+    x, letters = _einsum_sum(x, letters, set(out))
+    return _einsum_order(x, letters, out)
+
+
+def _einsum_sum(x, letters, keep):
+    """x with the axes whose letters are not kept summed out. ('1' names the axis of 1 a
+    per-sample scalar keeps.)"""
+    gone = [i for i, c in enumerate(letters) if c not in keep and c != "1"]
+    if not gone:
+        return x, letters
+    return sum(x, axis=tuple(gone)), "".join(c for c in letters if c in keep)
+
+
+def _einsum_order(x, letters, want):
+    if "1" in letters and letters.replace("1", "") == want[:1] == want:
+        return x  # a per-sample scalar
+    if "1" in letters:
+        dims = [d for c, d in zip(letters, x.shape) if c != "1"]
+        x, letters = reshape(x, [-1] + dims[1:]), letters.replace("1", "")
+    if letters == want:
+        return x
+    return transpose(x, tuple(letters.index(c) for c in want))
+
+
+def _einsum_pair(a, la, b, lb, later):
+    """a (letters la) times b (lb), summing the letters that only they share and that
+    nothing later reads, as one batched matmul: (shared, a's own, summed) by (shared,
+    summed, b's own)."""
+    a, la = _einsum_sum(a, la, set(lb) | later)
+    b, lb = _einsum_sum(b, lb, set(la) | later)
+    shared = [c for c in la if c in lb and c in later]
+    summed = [c for c in la if c in lb and c not in later]
+    own_a = [c for c in la if c not in lb]
+    own_b = [c for c in lb if c not in la]
+    size = dict(zip(la, _shape_of(a)))
+    size.update(zip(lb, _shape_of(b)))
+
+    def prod(cs):
+        return int(np.prod([size[c] for c in cs])) if cs else 1
+    lead = [size[c] for c in shared[1:]]
+    a = _einsum_order(a, la, "".join(shared + own_a + summed))
+    b = _einsum_order(b, lb, "".join(shared + summed + own_b))
+    a = reshape(a, [-1] + lead + [prod(own_a), prod(summed)])
+    b = reshape(b, [-1] + lead + [prod(summed), prod(own_b)])
+    dims, letters = lead + [size[c] for c in own_a + own_b], "".join(shared + own_a + own_b)
+    if not dims:
+        dims, letters = [1], letters + "1"
+    return reshape(matmul(a, b), [-1] + dims), letters
+
+
+def _shape_of(x):
+    return tuple(x.shape)
+
+
+def _einsum_weight(subscripts, terms, out, x1, x2):
+    """A tensor's last axis against the first of a 2-D weight or constant."""
+    a, b = terms
+    if _is_sym(x1) and len(b) == 2 and a[-1] == b[0] and out == a[:-1] + b[1]:
         return matmul(x1, x2)
-    if _is_sym(x1) and _is_sym(x2) and len(a) == len(b) == len(out) and a[0] == b[0] == out[0]:
-        # batch axes shared, then (m, k) by (k, n), with transposes as the letters say
-        contracted = [c for c in a if c in b and c not in out]
-        if len(contracted) == 1:
-            k = contracted[0]
-            m = [c for c in a if c not in b][:1]
-            n = [c for c in b if c not in a][:1]
-            if m and n and a[:-2] == b[:-2] == out[:-2] and \
-                    sorted(a[-2:]) == sorted(m + [k]) and sorted(b[-2:]) == sorted([k] + n):
-                lhs = x1 if a[-2:] == m[0] + k else swapaxes(x1, -1, -2)
-                rhs = x2 if b[-2:] == k + n[0] else swapaxes(x2, -1, -2)
-                r = matmul(lhs, rhs)
-                return r if out[-2:] == m[0] + n[0] else swapaxes(r, -1, -2)
-    raise ValueError(f"ops.einsum: ember cannot yet write {subscripts!r} as a matrix product "
-                     f"inside a model")
+    raise ValueError(f"ops.einsum: inside a model a weight or constant operand takes the "
+                     f"form 'ab...j,jk->ab...k' (the tensor first). Received: {subscripts!r}")
 
 
 # -- shapes -----------------------------------------------------------------------------------
