@@ -141,6 +141,54 @@ def test_batchnorm_folded_into_the_convolution_gives_the_same_bits(act, bias):
     assert folded.evaluate(x, y, verbose=0) < before
 
 
+def dense_bn_model(block_fold, act):
+    """An MLP of Dense > BatchNormalization (> act) blocks (a chain of Dense layers at
+    batch 1 once the normalizations fold); block_fold as in conv_bn_model."""
+    ember.utils.set_random_seed(7)
+    L = layers
+    i = ember.Input((12,))
+    x = i
+    for units in (16, 8):
+        x = L.Dense(units)(x)
+        if block_fold:
+            x = L.Dropout(0.0)(x)
+        x = L.BatchNormalization()(x)
+        if act:
+            x = L.Activation(act)(x)
+    m = ember.Model(i, L.Dense(3)(x))
+    m.compile("adam", "mse")
+    return m
+
+
+@pytest.mark.parametrize("act", ["relu", None])
+def test_batchnorm_folded_into_dense_gives_the_same_bits(act):
+    x = R.normal(size=(50, 12)).astype(np.float32)
+    y = R.normal(size=(50, 3)).astype(np.float32)
+    folded, plain = dense_bn_model(False, act), dense_bn_model(True, act)
+    plain.set_weights(folded.get_weights())
+    for m in (folded, plain):
+        m.fit(x, y, batch_size=10, epochs=2, verbose=0, shuffle=False)
+    fusions = folded._graph.fusions
+    assert sum("batch normalization" in f for f in fusions) == 2
+    assert any("dense chain of 3" in f for f in fusions)  # through the folded ones
+    for a, b in zip(folded.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for batch in (1, 4, 50):
+        np.testing.assert_array_equal(folded.predict(x[:batch], verbose=0),
+                                      plain.predict(x[:batch], verbose=0))
+
+
+@pytest.mark.parametrize("model", [conv_bn_model, dense_bn_model])
+def test_a_tape_outside_training_applies_a_folded_batchnorm_once(model):
+    m = model(False, "relu") if model is dense_bn_model else model(False, "relu", True)
+    shape = (6, 12) if model is dense_bn_model else (6, 9, 9, 3)
+    x = R.normal(size=shape).astype(np.float32)
+    m.fit(x, R.normal(size=(6, 3)).astype(np.float32), epochs=2, verbose=0)
+    with ember.GradientTape():
+        taped = m(x, training=False)
+    np.testing.assert_array_equal(np.asarray(taped), m.predict(x, verbose=0))
+
+
 def test_config_round_trip_and_bad_arguments():
     bn = layers.BatchNormalization(momentum=0.9, epsilon=1e-4, center=False)
     clone = layers.BatchNormalization.from_config(bn.get_config())

@@ -191,7 +191,7 @@ void Graph::finalize() {
   fuse_bias_into_dense();
   fuse_activation_into_producer();
   fuse_relu_into_pool();
-  fold_batchnorm_into_conv();
+  fold_batchnorm();
   find_dense_chains();
   plan_inference_buffers();
   const size_t V = values_.size();
@@ -475,6 +475,7 @@ void Graph::forward(int64_t n, bool training) {
   ++forwards_;
   StepCtx ctx{training, step_};
   ctx.replay = replaying_;
+  ctx.inference_plan = !training;
   const int N = static_cast<int>(nodes_.size());
   for (int i = 0; i < N; ++i) {
     Node& node = *nodes_[i];
@@ -487,7 +488,7 @@ void Graph::forward(int64_t n, bool training) {
       const Chain& c = chains_[chain_at_[i]];
       chain_layers_.clear();
       for (int d : c.dense)
-        chain_layers_.push_back(static_cast<const DenseNode&>(*nodes_[d])
+        chain_layers_.push_back(static_cast<DenseNode&>(*nodes_[d])
                                     .chain_layer(buffer_of(nodes_[d]->output, false)));
       // When the chain is the whole model no OpenMP region runs around it, so it may
       // use the helper threads.
@@ -497,10 +498,11 @@ void Graph::forward(int64_t n, bool training) {
         const Node& m = *nodes_[k];
         val_[m.output] = m.view_in_inference() ? val_[m.inputs[0]] : buffer_of(m.output, false);
       }
-      const Node& last = *nodes_[c.last];
-      if (last.act != Act::Linear && last.act != Act::Relu) {
+      const auto& last = static_cast<const DenseNode&>(*nodes_[c.last]);
+      const Act act = last.inference_act();
+      if (act != Act::Linear && act != Act::Relu) {
         float* y = buffer_of(last.output, false);
-        act_forward(last.act, y, y, n, last.out_size);
+        act_forward(act, y, y, n, last.out_size);
       }
       i = c.last;
       continue;

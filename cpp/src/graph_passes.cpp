@@ -136,13 +136,14 @@ void Graph::fuse_relu_into_pool() {
   }
 }
 
-// A BatchNormalization (relu or no activation) whose input is a Conv2D's output (one
-// group, no activation of its own) read by nothing else: outside training the
-// convolution applies it in its GEMM's epilogue as a per-channel scale and shift, with
+// A BatchNormalization (relu or no activation) whose input is a Conv2D's (one group) or
+// a Dense's output (no activation of its own) read by nothing else: outside training
+// that node applies it in its GEMM's epilogue as a per-channel scale and shift, with
 // the BatchNormalization's relu, each block of the output while it is in cache, and the
-// BatchNormalization is a view. The same operations in the same order: the same bits.
-// Training runs both nodes as before.
-void Graph::fold_batchnorm_into_conv() {
+// BatchNormalization is a view (a chain of Dense layers at batch 1 runs through it).
+// The same operations in the same order: the same bits. Training runs both nodes as
+// before.
+void Graph::fold_batchnorm() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto* bn = dynamic_cast<BatchNormNode*>(nodes_[i].get());
     if (!bn || (bn->act != Act::Linear && bn->act != Act::Relu)) continue;
@@ -150,8 +151,13 @@ void Graph::fold_batchnorm_into_conv() {
     const int p = values_[x].producer;
     if (p < 0 || !only_reader(x, static_cast<int>(i))) continue;
     auto* conv = dynamic_cast<Conv2DNode*>(nodes_[p].get());
-    if (!conv || !conv->can_fold(bn->channels())) continue;
-    conv->folded_bn = bn;
+    auto* dense = dynamic_cast<DenseNode*>(nodes_[p].get());
+    if (conv && conv->can_fold(bn->channels()))
+      conv->folded_bn = bn;
+    else if (dense && dense->can_fold(bn->channels()))
+      dense->folded_bn = bn;
+    else
+      continue;
     bn->fold();
     fusions_.push_back("batch normalization " + std::to_string(i) + " into node " +
                        std::to_string(p) + " at inference");
@@ -176,7 +182,7 @@ void Graph::find_dense_chains() {
     c.first = c.last = i;
     c.dense.push_back(i);
     for (int cur = i;;) {
-      const Act a = nodes_[cur]->act;
+      const Act a = static_cast<const DenseNode&>(*nodes_[cur]).inference_act();
       if (a != Act::Linear && a != Act::Relu) break;
       int v = nodes_[cur]->output, j = cur + 1;
       while (j < N && nodes_[j]->view_in_inference() && nodes_[j]->inputs[0] == v &&

@@ -267,7 +267,7 @@ class Graph {
   void fuse_activation_into_producer();
   int producer_through_views(int v) const;
   void fuse_relu_into_pool();
-  void fold_batchnorm_into_conv();
+  void fold_batchnorm();
   void find_dense_chains();
   void plan_inference_buffers();
   bool only_reader(int v, int node) const;

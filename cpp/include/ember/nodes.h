@@ -20,6 +20,9 @@ struct StepCtx {
   // The forward is run again for a backward (gradient taping): state it updates (the
   // moving statistics) has moved already.
   bool replay = false;
+  // The inference plan runs, where a folded BatchNormalization is a view and its
+  // producer applies it (a tape's forward outside training runs the training plan).
+  bool inference_plan = false;
 };
 
 // A variable as one node uses it; grad is null when the variable is frozen (no
@@ -77,6 +80,8 @@ class Node {
   float* saved = nullptr;
 };
 
+class BatchNormNode;
+
 // kernel (k, units) then bias (units). A sample of shape (..., k) is rows() rows of k.
 class DenseNode : public Node {
  public:
@@ -85,8 +90,21 @@ class DenseNode : public Node {
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
-  // The same product as a layer of sgemm_small_chain writing y (1-D samples only).
-  ChainLayer chain_layer(float* y) const;
+  // The same product as a layer of sgemm_small_chain writing y (1-D samples only), at
+  // inference (with the folded BatchNormalization's transform).
+  ChainLayer chain_layer(float* y);
+  // A BatchNormalization over this node's c units can be folded in.
+  bool can_fold(int64_t c) const { return out_shape.back() == c && act == Act::Linear; }
+  // The BatchNormalization folded in (see BatchNormNode::fold), or null.
+  BatchNormNode* folded_bn = nullptr;
+  // The activation at this node's output outside training (the folded one's).
+  Act inference_act() const;
+
+ private:
+  // The inference epilogue: the bias, then a folded BatchNormalization's scale, shift
+  // and relu.
+  Epilogue inference_epilogue();
+  FloatBuffer bn_factors_;
 };
 
 // An activation of the last axis (softmax normalises each row of it).
@@ -143,8 +161,6 @@ class ReshapeNode : public Node {
 // is (kh, kw, c, groups f): group g maps channels [g c, (g + 1) c) to filters
 // [g f, (g + 1) f) as a plain convolution of its gathered channels, its kernel columns
 // and outputs gathered into scratch and scattered back.
-class BatchNormNode;
-
 class Conv2DNode : public Node {
  public:
   explicit Conv2DNode(const Conv2DShape& shape, int64_t groups = 1)
@@ -469,8 +485,9 @@ class BatchNormNode : public Node {
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;
-  // Folded into the convolution producing its input: outside training that node applies
-  // this one's transform (and relu) in its GEMM's epilogue, and this one is a view.
+  // Folded into the convolution or Dense producing its input: outside training that
+  // node applies this one's transform (and relu) in its GEMM's epilogue, and this one is
+  // a view.
   bool identity_in_inference() const override { return folded_; }
   void fold() { folded_ = true; }
   int64_t channels() const { return c_; }

@@ -62,7 +62,7 @@ bool Conv2DNode::plan_inference(int64_t n) {
 void Conv2DNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   const float* b = vars.size() > 1 ? vars[1].var->data() : nullptr;
   const Conv2DShape s = with_batch(shape_, n);
-  if (folded_bn && !ctx.training) {  // this node's act is Linear: the BN's follows
+  if (folded_bn && ctx.inference_plan) {  // this node's act is Linear: the BN's follows
     bn_factors_.resize(2 * s.f);
     folded_bn->infer_factors(bn_factors_.data(), bn_factors_.data() + s.f);
     conv2d_forward(s, x[0], vars[0].var->data(), b, y, folded_bn->act, bn_factors_.data(),

@@ -15,8 +15,30 @@ static const float* bias_of(const Node& node) {
 
 void DenseNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
   const int64_t r = rows(), k = in_sizes[0] / r, u = out_shape.back();
+  if (folded_bn && ctx.inference_plan) {  // this node's act is Linear: the BN's follows
+    const Epilogue ep = inference_epilogue();
+    sgemm(Trans::N, Trans::N, n * r, u, k, 1.f, x[0], k, vars[0].var->data(), u, 0.f, y, u,
+          &ep);
+    return;
+  }
   dense_forward(x[0], vars[0].var->data(), bias_of(*this), y, n * r, k, u, act, ctx.training);
 }
+
+Epilogue DenseNode::inference_epilogue() {
+  Epilogue ep;
+  ep.bias = bias_of(*this);
+  ep.relu = inference_act() == Act::Relu;
+  if (folded_bn) {
+    const int64_t u = out_shape.back();
+    bn_factors_.resize(2 * u);
+    folded_bn->infer_factors(bn_factors_.data(), bn_factors_.data() + u);
+    ep.scale = bn_factors_.data();
+    ep.shift = bn_factors_.data() + u;
+  }
+  return ep;
+}
+
+Act DenseNode::inference_act() const { return folded_bn ? folded_bn->act : act; }
 
 void DenseNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
                          float* const* dx, int64_t n, bool preact) {
@@ -27,13 +49,12 @@ void DenseNode::backward(const StepCtx&, const float* const* x, const float* y, 
                  vars.size() > 1 ? vars[1].grad : nullptr, n * r, k, u);
 }
 
-ChainLayer DenseNode::chain_layer(float* y) const {
+ChainLayer DenseNode::chain_layer(float* y) {
   ChainLayer L;
   L.w = vars[0].var->data();
   L.k = in_sizes[0];
   L.n = out_size;
-  L.ep.bias = bias_of(*this);
-  L.ep.relu = act == Act::Relu;
+  L.ep = inference_epilogue();
   L.y = y;
   return L;
 }
