@@ -239,3 +239,114 @@ def test_custom_step_fit_refuses_what_it_cannot_honour():
     b.compile("adam", "mse")
     with pytest.raises(ValueError, match="must return a dict"):
         b.fit(x, np.zeros((4, 1), np.float32), verbose=0)
+
+
+# -- random values inside a model: Keras's VAE ---------------------------------------------
+
+class Sampling(layers.Layer):
+    """Keras's VAE example's sampling layer: z = mean + exp(log_var / 2) * eps."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = ember.random.SeedGenerator(1337) if seed is None else seed
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        batch, dim = ops.shape(z_mean)[0], ops.shape(z_mean)[1]
+        epsilon = ember.random.normal(shape=(batch, dim), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+
+def sampling_model(seed=None):
+    zm, zl = ember.Input((3,)), ember.Input((3,))
+    return ember.Model([zm, zl], Sampling(seed)([zm, zl]))
+
+
+def test_random_values_inside_a_model_are_drawn_at_each_call():
+    rng = np.random.default_rng(20)
+    zm = rng.standard_normal((4000, 3)).astype(np.float32)
+    zl = (0.3 * rng.standard_normal((4000, 3))).astype(np.float32)
+    m = sampling_model()
+    z1, z2 = m.predict([zm, zl], verbose=0), m.predict([zm, zl], verbose=0)
+    eps = (z1 - zm) / np.exp(0.5 * zl)
+    assert abs(eps.mean()) < 0.03 and abs(eps.std() - 1) < 0.03
+    assert not np.array_equal(z1, z2)
+    fixed = sampling_model(seed=5)  # an integer seed: the same values each call
+    np.testing.assert_array_equal(fixed.predict([zm, zl], verbose=0),
+                                  fixed.predict([zm, zl], verbose=0))
+    # Under a tape the gradient goes through this call's values.
+    a, b = ember.Tensor(zm[:5]), ember.Tensor(zl[:5])
+    with ember.GradientTape() as tape:
+        tape.watch(a)
+        tape.watch(b)
+        z = m([a, b], training=True)
+        loss = ops.sum(z * z)
+    ga, gb = tape.gradient(loss, [a, b])
+    zv = np.asarray(z, np.float64)
+    eps = (zv - zm[:5]) / np.exp(0.5 * zl[:5])
+    np.testing.assert_allclose(ga, 2 * zv, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gb, 2 * zv * 0.5 * np.exp(0.5 * zl[:5]) * eps, rtol=1e-4,
+                               atol=1e-6)
+    u = ember.Input((4,))
+    draws = ember.Model(u, u + ember.random.uniform((None, 4), -2.0, 3.0, seed=9)).predict(
+        np.zeros((500, 4), np.float32), verbose=0)
+    assert draws.min() >= -2.0 and draws.max() < 3.0 and abs(draws.mean() - 0.5) < 0.1
+    with pytest.raises(ValueError, match="positive axes after the batch"):
+        ember.random.normal((None,))
+
+
+def test_random_values_do_not_depend_on_the_thread_count():
+    from threads import assert_same_weights_at_thread_counts
+    zm = np.random.default_rng(21).standard_normal((300, 3)).astype(np.float32)
+
+    def run():
+        m = sampling_model()
+        return [m.predict([zm, zm], verbose=0), m.predict([zm, zm], verbose=0)]
+    assert_same_weights_at_thread_counts(run)
+
+
+class VAE(ember.Model):
+    """Keras's VAE example (train_step alone, no call), on ember.GradientTape."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.total_loss_tracker = ember.metrics.Mean(name="total_loss")
+        self.kl_loss_tracker = ember.metrics.Mean(name="kl_loss")
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, self.kl_loss_tracker]
+
+    def train_step(self, data):
+        with ember.GradientTape() as tape:
+            z_mean, z_log_var, z = self.encoder(data)
+            reconstruction = self.decoder(z)
+            rec = ops.mean(ops.sum(ops.square(data - reconstruction), axis=1))
+            kl = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+            kl = ops.mean(ops.sum(kl, axis=1))
+            total = rec + kl
+        grads = tape.gradient(total, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        self.total_loss_tracker.update_state(total)
+        self.kl_loss_tracker.update_state(kl)
+        return {"loss": self.total_loss_tracker.result(),
+                "kl_loss": self.kl_loss_tracker.result()}
+
+
+def test_keras_vae_example_trains():
+    ember.set_random_seed(4)
+    i = ember.Input((6,))
+    h = layers.Dense(16, activation="relu")(i)
+    zm, zl = layers.Dense(2)(h), layers.Dense(2)(h)
+    encoder = ember.Model(i, [zm, zl, Sampling()([zm, zl])])
+    d = ember.Input((2,))
+    decoder = ember.Model(d, layers.Dense(6)(layers.Dense(16, activation="relu")(d)))
+    vae = VAE(encoder, decoder)
+    assert len(vae.trainable_weights) == 10  # the parts' weights, as Keras lists them
+    rng = np.random.default_rng(22)
+    x = (rng.standard_normal((512, 2)) @ rng.standard_normal((2, 6))).astype(np.float32)
+    vae.compile(optimizer=ember.optimizers.Adam(0.01))
+    h = vae.fit(x, epochs=8, batch_size=64, verbose=0).history
+    assert sorted(h) == ["kl_loss", "loss"]
+    assert h["loss"][-1] < 0.7 * h["loss"][0]

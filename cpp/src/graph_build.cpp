@@ -301,6 +301,17 @@ int Graph::add_augment(int x, AugmentSpec spec) {
   return add_node(std::make_unique<AugmentNode>(spec), {x}, in, {});
 }
 
+int Graph::add_random(std::vector<int64_t> shape, bool normal, float a, float b,
+                      uint64_t seed, uint64_t stream, bool advance) {
+  if (shape.empty())
+    throw std::invalid_argument("A random tensor inside a model needs a per-sample shape");
+  if (normal ? !(b >= 0.f) : !(b > a))
+    throw std::invalid_argument(normal ? "Random normal values need stddev >= 0"
+                                       : "Random uniform values need maxval > minval");
+  return add_node(std::make_unique<RandomNode>(normal, a, b, seed, stream, advance), {},
+                  std::move(shape), {});
+}
+
 int Graph::add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed) {
   const auto in = image_shape(values_.at(check_value(x, "RandomCrop")).shape, "RandomCrop");
   check_size(oh, ow, "RandomCrop");

@@ -45,14 +45,16 @@ __all__ = [
 
 class _Op(Layer):
     """One recorded op of a traced graph: a node with no weights of its own. Constant
-    operands become frozen core variables that the model's builder owns."""
+    operands become frozen core variables that the model's builder owns. An op of no
+    tensors (random values) is a source of the graph."""
 
     _takes_list = True
 
-    def __init__(self, kind, lower):
+    def __init__(self, kind, lower, source=False):
         super().__init__(name=f"{kind}_op")
         self.kind = kind
         self._lower_fn = lower
+        self._source = source
         self.built = True
 
     def _lower(self, graph, args):
@@ -71,7 +73,8 @@ def _symbolic(kind, tensors, sample_shape, lower):
         if d <= 0:
             raise ValueError(f"ops.{kind}: the result would have an empty axis "
                              f"{(None,) + tuple(sample_shape)}")
-    return KerasTensor._from_call(_Op(kind, lower), tensors, (None,) + tuple(sample_shape), 0)
+    return KerasTensor._from_call(_Op(kind, lower, source=not tensors), tensors,
+                                  (None,) + tuple(sample_shape), 0)
 
 
 def _is_sym(x):

@@ -6,7 +6,9 @@ the same values on any machine and thread count.
 
 An integer seed gives the same values at every call, as in Keras; a SeedGenerator
 advances with each draw; no seed draws from ember's global seed
-(ember.utils.set_random_seed).
+(ember.utils.set_random_seed). Inside a custom layer's call a shape whose batch axis is
+None (`(ops.shape(x)[0], dim)`) makes the model's graph draw new values for every
+sample at each call (Keras's VAE sampling layer).
 """
 import numpy as np
 
@@ -45,7 +47,36 @@ def _shape(shape):
     return shape
 
 
+def _symbolic_shape(shape):
+    """The per-sample shape of a draw inside a model (a shape whose first entry is the
+    batch, None: `(ops.shape(x)[0], 16)`), or None for an eager draw."""
+    if not isinstance(shape, (tuple, list)) or not shape or shape[0] is not None:
+        return None
+    sample = tuple(int(d) for d in shape[1:])
+    if not sample or any(d <= 0 for d in sample):
+        raise ValueError(f"A random tensor inside a model needs positive axes after the batch "
+                         f"axis. Received: shape={tuple(shape)}")
+    return sample
+
+
+def _draw_in_model(kind, sample, a, b, seed):
+    """A tensor of fresh values each call (a SeedGenerator or none) or the same ones (an
+    integer seed), drawn by the model's C++ graph for every sample."""
+    from .ops import _symbolic
+    s, stream = _key(seed)
+    advance = seed is None or isinstance(seed, SeedGenerator)
+    stream = stream << 32  # a forward's calls count in the low bits
+    return _symbolic(kind, [], sample,
+                     lambda g, v: g.add_random(list(sample), kind == "normal", float(a),
+                                               float(b), s, stream, advance))
+
+
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    """Normal values; inside a model (a shape with the batch first, as None) the graph
+    draws them at each call."""
+    sample = _symbolic_shape(shape)
+    if sample is not None:
+        return _draw_in_model("normal", sample, mean, stddev, seed)
     out = np.empty(_shape(shape), np.float32)
     s, stream = _key(seed)
     _core.fill_normal(out, float(mean), float(stddev), s, stream, False)
@@ -60,8 +91,12 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
 
 
 def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+    """Uniform values in [minval, maxval); inside a model as `normal`."""
     if not maxval > minval:
         raise ValueError(f"uniform: maxval must exceed minval. Received: {minval}, {maxval}")
+    sample = _symbolic_shape(shape)
+    if sample is not None:
+        return _draw_in_model("uniform", sample, minval, maxval, seed)
     out = np.empty(_shape(shape), np.float32)
     s, stream = _key(seed)
     _core.fill_uniform(out, float(minval), float(maxval), s, stream)

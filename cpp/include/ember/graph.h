@@ -93,6 +93,10 @@ class Graph {
   int add_resize(int x, int64_t oh, int64_t ow, bool nearest, bool crop_to_aspect);
   // A random image layer (spec.h, w, c are taken from x); the identity at inference.
   int add_augment(int x, AugmentSpec spec);
+  // Random values of a per-sample shape for every row (see RandomNode): normal (a: mean,
+  // b: stddev) or uniform in [a, b).
+  int add_random(std::vector<int64_t> shape, bool normal, float a, float b, uint64_t seed,
+                 uint64_t stream, bool advance);
   // Keras's RandomCrop to (oh, ow).
   int add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed);
   // Zero padding (all >= 0) or cropping (all <= 0) of (h, w, c) samples: top, bottom,

@@ -147,6 +147,28 @@ class DropoutNode : public Node {
   FloatBuffer per_channel_;  // Spatial: one draw per (sample, channel)
 };
 
+// ember.random.normal / uniform inside a traced call (a VAE's sampling layer): values
+// of the node's per-sample shape for every row, from Philox keyed by (seed, stream +
+// call), where call counts the forwards when `advance` (a SeedGenerator: new values
+// each call) and stays 0 otherwise (an integer seed: the same values each call). A
+// tape's replayed forward draws the values it drew before. No inputs, no gradient.
+class RandomNode : public Node {
+ public:
+  RandomNode(bool normal, float a, float b, uint64_t seed, uint64_t stream, bool advance)
+      : normal_(normal), a_(a), b_(b), seed_(seed), stream_(stream), advance_(advance) {}
+  const char* kind() const override { return normal_ ? "RandomNormal" : "RandomUniform"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx&, const float* const*, const float*, float*, float* const*,
+                int64_t, bool) override {}
+
+ private:
+  bool normal_;
+  float a_, b_;  // mean and stddev, or the bounds
+  uint64_t seed_, stream_;
+  bool advance_;
+  uint64_t calls_ = 0;
+};
+
 class ReshapeNode : public Node {
  public:
   const char* kind() const override { return "Reshape"; }

@@ -59,6 +59,14 @@ ChainLayer DenseNode::chain_layer(float* y) {
   return L;
 }
 
+void RandomNode::forward(const StepCtx& ctx, const float* const*, float* y, int64_t n) {
+  if (advance_ && !ctx.replay) ++calls_;
+  if (normal_)
+    fill_normal(y, n * out_size, a_, b_, seed_, stream_ + calls_, false);
+  else
+    fill_uniform(y, n * out_size, a_, b_, seed_, stream_ + calls_);
+}
+
 void ActivationNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const int64_t u = out_shape.back();
   act_forward(act, x[0], y, n * (out_size / u), u, alpha);

@@ -211,6 +211,8 @@ class Layer:
         for layer in self._sublayers():  # Keras 3: freezing a layer freezes its parts
             layer.trainable = value
 
+    _keeps_parts = False  # see _sublayers
+
     # Attributes of the base classes that hold layers or models but are not parts.
     _NOT_PARTS = frozenset(("_eager_models", "_calls", "_input_tensor", "_output_tensor",
                             "_traces", "_init_arguments", "_graph_vars", "_mode_nodes"))
@@ -218,8 +220,10 @@ class Layer:
     def _sublayers(self):
         """The layers a custom layer keeps in its attributes (directly, or in lists,
         tuples and dicts), in the order they were assigned. Built-in layers that hold
-        layers manage their weights themselves."""
-        if not self._traced:
+        layers manage their weights themselves; a subclassed model without a call() (one
+        that overrides train_step alone, as Keras's VAE does) has its attributes' layers
+        too."""
+        if not self._traced and not self._keeps_parts:
             return []
         out, seen = [], set()
 

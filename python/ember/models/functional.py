@@ -56,7 +56,7 @@ def _topological(outputs, inputs):
         first_seen.setdefault(id(t._layer), len(first_seen))
         stack.append((t, True))
         if not t._inputs:
-            if id(t) not in given:
+            if id(t) not in given and not getattr(t._layer, "_source", False):
                 raise ValueError(
                     f"Graph disconnected: the outputs depend on the tensor {t!r} of "
                     f"{'Input' if t._is_input else 'layer'} '{t._layer.name}', which is not "
@@ -84,6 +84,8 @@ def _layers_by_depth(order, first_seen, inputs):
 
 class Functional(Model):
     """A model defined by its input and output tensors (`ember.Model(inputs, outputs)`)."""
+
+    _keeps_parts = False  # its layers are its list, not its attributes
 
     def __init__(self, inputs, outputs, name=None, trainable=True):
         ins, in_keys = _flatten(inputs, "input")

@@ -330,6 +330,8 @@ class Model(Layer):
     def _all_layers(self):
         return [self] + [layer for layer in self._flat_layers() if layer is not self]
 
+    _keeps_parts = True  # a subclassed model's attributes hold its layers
+
     @property
     def layers(self):
         """A subclassed model's layers: those its attributes hold, in assignment order."""

@@ -10,6 +10,8 @@ class Sequential(Model):
     """A linear stack of layers: Sequential([Input((784,)), Dense(10)]) or built
     with add()."""
 
+    _keeps_parts = False  # its layers are its list, not its attributes
+
     def __init__(self, layers=None, trainable=True, name=None):
         super().__init__(trainable=trainable, name=name)
         self._input = None
