@@ -496,6 +496,38 @@ def test_bad_code_gets_clear_errors():
         BadInit()(ember.Input((3,)))
 
 
+class Noisy(layers.Layer):
+    """Reads `training`: noise in training, the identity at inference."""
+
+    def call(self, x, training=None):
+        if training:
+            return x + ember.random.normal(ops.shape(x), stddev=0.5)
+        return x
+
+
+class ModeScale(layers.Layer):
+    def call(self, x, training=None):
+        return x * 2.0 if training else x * 3.0
+
+
+def test_a_call_that_reads_training_runs_each_mode():
+    x = np.random.default_rng(17).random((6, 4)).astype(np.float32)
+    i = ember.Input((4,))
+    noisy = ember.Model(i, Noisy()(i))
+    np.testing.assert_array_equal(noisy.predict(x, verbose=0), x)
+    with ember.GradientTape():
+        assert np.abs(np.asarray(noisy(x, training=True)) - x).mean() > 0.2
+    dense = layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    i = ember.Input((4,))
+    m = ember.Model(i, ModeScale()(dense(i)))
+    np.testing.assert_allclose(m.predict(x, verbose=0)[:, 0], 3 * x.sum(1), rtol=1e-6)
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    m.train_on_batch(x, np.zeros((6, 1), np.float32))  # the gradient of (2 x w)^2
+    x64 = x.astype(np.float64)
+    want = 1.0 - (8 * x64.sum(1)[:, None] * x64).mean(0)
+    np.testing.assert_allclose(dense.get_weights()[0][:, 0], want, rtol=1e-5)
+
+
 # -- Keras parity -------------------------------------------------------------------------
 
 def test_same_custom_layer_in_keras_and_ember():

@@ -48,14 +48,19 @@ def clip_model(lib):
     return lib.Model(i, L.Dense(2)(x))
 
 
-def test_cnn_lstm_matches_keras(tmp_path):
+def matches_keras(build, x, y, path):
+    """The model build(lib) makes, on shared weights: the same predictions, files that
+    cross, one Adam step alike."""
     from oracles import keras_or_skip, same_as_keras_through_a_file
     keras = keras_or_skip()
-    x = R.normal(size=(3, 4, 10, 9, 3)).astype(np.float32)
-    y = R.normal(size=(3, 2)).astype(np.float32)
     ember_loss, keras_loss = same_as_keras_through_a_file(
-        keras, clip_model(keras), clip_model(ember), x, y, tmp_path / "clip.keras")
+        keras, build(keras), build(ember), x, y, path)
     assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+
+
+def test_cnn_lstm_matches_keras(tmp_path):
+    matches_keras(clip_model, R.normal(size=(3, 4, 10, 9, 3)).astype(np.float32),
+                  R.normal(size=(3, 2)).astype(np.float32), tmp_path / "clip.keras")
 
 
 def frame_encoder(lib):
@@ -81,13 +86,8 @@ def test_a_whole_model_per_frame_matches_keras(tmp_path):
     """Keras 3 calls the wrapped model once per step: BatchNormalization takes each
     step's batch statistics and moves its moving ones once per step; the Adam step's
     weights (moving statistics among them) agree."""
-    from oracles import keras_or_skip, same_as_keras_through_a_file
-    keras = keras_or_skip()
-    x = R.normal(size=(3, 4, 8, 8, 3)).astype(np.float32)
-    y = R.normal(size=(3, 2)).astype(np.float32)
-    ember_loss, keras_loss = same_as_keras_through_a_file(
-        keras, video_model(keras), video_model(ember), x, y, tmp_path / "video.keras")
-    assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+    matches_keras(video_model, R.normal(size=(3, 4, 8, 8, 3)).astype(np.float32),
+                  R.normal(size=(3, 2)).astype(np.float32), tmp_path / "video.keras")
 
 
 def hierarchical(lib):
@@ -107,13 +107,8 @@ def hierarchical(lib):
 
 
 def test_per_step_layers_of_every_kind_match_keras(tmp_path):
-    from oracles import keras_or_skip, same_as_keras_through_a_file
-    keras = keras_or_skip()
-    x = R.integers(0, 40, (4, 3, 5)).astype(np.float32)
-    y = R.normal(size=(4, 2)).astype(np.float32)
-    ember_loss, keras_loss = same_as_keras_through_a_file(
-        keras, hierarchical(keras), hierarchical(ember), x, y, tmp_path / "doc.keras")
-    assert ember_loss == pytest.approx(keras_loss, rel=1e-5)
+    matches_keras(hierarchical, R.integers(0, 40, (4, 3, 5)).astype(np.float32),
+                  R.normal(size=(4, 2)).astype(np.float32), tmp_path / "doc.keras")
 
 
 def test_batch_normalization_moves_once_per_step():

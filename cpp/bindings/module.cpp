@@ -803,6 +803,7 @@ PYBIND11_MODULE(_core, m) {
          py::arg("fill_mode") = "reflect", py::arg("fill_value") = 0.f,
          py::arg("nearest") = false, py::arg("value_range") = std::array<float, 2>{0.f, 255.f},
          py::arg("seed") = 0)
+      .def("add_mode_select", &Graph::add_mode_select, py::arg("a"), py::arg("b"))
       .def("add_random", &Graph::add_random, py::arg("shape"), py::arg("normal"), py::arg("a"),
            py::arg("b"), py::arg("seed"), py::arg("stream"), py::arg("advance"))
       .def("add_random_crop", &Graph::add_random_crop, py::arg("x"), py::arg("height"),

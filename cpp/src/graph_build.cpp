@@ -312,6 +312,14 @@ int Graph::add_random(std::vector<int64_t> shape, bool normal, float a, float b,
                   std::move(shape), {});
 }
 
+int Graph::add_mode_select(int a, int b) {
+  const std::vector<int64_t> shape = values_.at(check_value(a, "ModeSelect")).shape;
+  if (values_.at(check_value(b, "ModeSelect")).shape != shape)
+    throw std::invalid_argument("ModeSelect: the two values' shapes differ: " +
+                                shape_str(shape) + " and " + shape_str(values_[b].shape));
+  return add_node(std::make_unique<ModeSelectNode>(), {a, b}, shape, {});
+}
+
 int Graph::add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed) {
   const auto in = image_shape(values_.at(check_value(x, "RandomCrop")).shape, "RandomCrop");
   check_size(oh, ow, "RandomCrop");

@@ -97,6 +97,8 @@ class Graph {
   // b: stddev) or uniform in [a, b).
   int add_random(std::vector<int64_t> shape, bool normal, float a, float b, uint64_t seed,
                  uint64_t stream, bool advance);
+  // a in training mode, b otherwise (values of one shape; see ModeSelectNode).
+  int add_mode_select(int a, int b);
   // Keras's RandomCrop to (oh, ow).
   int add_random_crop(int x, int64_t oh, int64_t ow, uint64_t seed);
   // Zero padding (all >= 0) or cropping (all <= 0) of (h, w, c) samples: top, bottom,

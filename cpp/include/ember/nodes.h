@@ -169,6 +169,20 @@ class RandomNode : public Node {
   uint64_t calls_ = 0;
 };
 
+// A traced call that reads its `training` argument: input 0 (its training trace) in
+// training mode, input 1 (its inference trace) otherwise; the gradient goes to the one
+// picked (the other's is zero).
+class ModeSelectNode : public Node {
+ public:
+  const char* kind() const override { return "ModeSelect"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
+
+ private:
+  bool trained_ = false;
+};
+
 class ReshapeNode : public Node {
  public:
   const char* kind() const override { return "Reshape"; }

@@ -67,6 +67,22 @@ void RandomNode::forward(const StepCtx& ctx, const float* const*, float* y, int6
     fill_uniform(y, n * out_size, a_, b_, seed_, stream_ + calls_);
 }
 
+void ModeSelectNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) {
+  trained_ = ctx.training;
+  std::memcpy(y, x[trained_ ? 0 : 1], sizeof(float) * n * out_size);
+}
+
+void ModeSelectNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
+                              float* const* dx, int64_t n, bool) {
+  for (int j = 0; j < 2; ++j) {
+    if (!dx[j]) continue;
+    if ((j == 0) == trained_)
+      std::memcpy(dx[j], dy, sizeof(float) * n * out_size);
+    else
+      std::memset(dx[j], 0, sizeof(float) * n * out_size);
+  }
+}
+
 void ActivationNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const int64_t u = out_shape.back();
   act_forward(act, x[0], y, n * (out_size / u), u, alpha);

@@ -117,6 +117,27 @@ def _recorded_nodes(out, placeholders):
     return [t for t in order if not any(t is p for p in placeholders)]
 
 
+class _TrainingFlag:
+    """The `training` a traced call() receives: True or False as the trace's mode, and
+    whether the call read it (a Python `if training:`)."""
+
+    def __init__(self, value):
+        self.value, self.read = value, False
+
+    def __bool__(self):
+        self.read = True
+        return self.value
+
+    def __eq__(self, other):
+        self.read = True
+        return self.value == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return repr(self.value)
+
+
 def _sample_shapes(out):
     """The per-sample shape of a traced output, or the list of them."""
     if isinstance(out, list):
@@ -316,7 +337,23 @@ class Layer:
             raise TypeError(f"{type(self).__name__} cannot be lowered")
         xs = x if isinstance(x, list) else [x]
         shapes = tuple(tuple(graph.value_shape(v)) for v in xs)
-        placeholders, nodes, out = self._trace(shapes, isinstance(x, list))
+        as_list = isinstance(x, list)
+        y = self._lower_trace(graph, xs, self._trace(shapes, as_list))
+        if (shapes, as_list) not in self.__dict__.get("_mode_dependent", ()):
+            return y
+        # The call reads `training`: both traces, each output picked by the graph's mode.
+        y_infer = self._lower_trace(graph, xs, self._trace(shapes, as_list, training=False))
+        pairs = list(zip(y, y_infer)) if isinstance(y, list) else [(y, y_infer)]
+        if not isinstance(y_infer, type(y)) or (isinstance(y, list) and len(y) != len(y_infer)) \
+                or any(graph.value_shape(a) != graph.value_shape(b) for a, b in pairs):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returns "
+                             f"tensors of other shapes in training and at inference")
+        out = [graph.add_mode_select(a, b) for a, b in pairs]
+        return out if isinstance(y, list) else out[0]
+
+    @staticmethod
+    def _lower_trace(graph, xs, trace):
+        placeholders, nodes, out = trace
         values = lower_nodes(graph, nodes, {id(p): v for p, v in zip(placeholders, xs)})
         return [values[id(o)] for o in out] if isinstance(out, list) else values[id(out)]
 
@@ -345,11 +382,13 @@ class Layer:
         if not isinstance(self, Model):
             self.built = True
 
-    def _trace(self, shapes, as_list):
+    def _trace(self, shapes, as_list, training=True):
         """(placeholder tensors, the nodes call() recorded, the output tensor) for inputs
-        of these per-sample shapes; builds the layer on the first trace."""
+        of these per-sample shapes; builds the layer on the first trace. A call that reads
+        its `training` argument (`if training:`) is traced again with it False, and the
+        graph runs each trace in its mode (see _lower)."""
         from .core import InputLayer, KerasTensor
-        key = (shapes, as_list)
+        key = (shapes, as_list, training)
         traces = self.__dict__.setdefault("_traces", {})
         if key in traces:
             return traces[key]
@@ -366,8 +405,9 @@ class Layer:
             params = inspect.signature(self.call).parameters
         except (TypeError, ValueError):
             params = {}
+        flag = _TrainingFlag(training)
         if "training" in params:
-            kwargs["training"] = None
+            kwargs["training"] = flag
         if "mask" in params:
             kwargs["mask"] = None
         from .. import ops
@@ -397,6 +437,8 @@ class Layer:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returned a "
                              f"tensor that does not come from its inputs ({e})") from None
         traces[key] = (placeholders, nodes, out)
+        if flag.read:
+            self.__dict__.setdefault("_mode_dependent", set()).add((shapes, as_list))
         self.input_shape = full if as_list else full[0]
         self.output_shape = ([tuple(o.shape) for o in out] if isinstance(out, list) else
                              tuple(out.shape))
