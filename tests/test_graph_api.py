@@ -433,3 +433,41 @@ def test_token_ids_are_checked_through_nested_models():
     for m in (inner, outer):
         with pytest.raises(ValueError, match="12"):
             m.predict(bad, verbose=0)
+
+
+def nested_models(lib):
+    """A model of two outputs and one of two inputs, each used as a layer."""
+    L = lib.layers
+    i = lib.Input((6,))
+    h = L.Dense(8, activation="relu")(i)
+    encoder = lib.Model(i, [L.Dense(2)(h), L.Dense(3)(h)], name="encoder")
+    k1, k2 = lib.Input((2,)), lib.Input((3,))
+    join = lib.Model([k1, k2], L.Concatenate()([L.Dense(4)(k1), k2]), name="join")
+    j = lib.Input((6,))
+    a, b = encoder(j)
+    return lib.Model(j, L.Dense(1)(join([a, b])))
+
+
+def test_models_of_several_inputs_and_outputs_as_layers(tmp_path):
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    m = nested_models(ember)
+    encoder, join = m.layers[1], m.layers[2]
+    a, b = encoder.predict(x, verbose=0)
+    head = m.layers[-1]
+    np.testing.assert_allclose(
+        m.predict(x, verbose=0),
+        join.predict([a, b], verbose=0) @ head.kernel.numpy() + head.bias.numpy(), rtol=1e-5,
+        atol=1e-6)
+    m.save(tmp_path / "nested.keras")
+    np.testing.assert_array_equal(ember.saving.load_model(tmp_path / "nested.keras").predict(
+        x, verbose=0), m.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="takes a list of tensors"):
+        join(ember.Input((2,)))
+    with pytest.raises(ValueError, match=r"takes inputs of shapes \[\(2,\), \(3,\)\]"):
+        join([ember.Input((2,)), ember.Input((4,))])
+    from oracles import keras_or_skip, same_as_keras_through_a_file
+    keras = keras_or_skip()
+    same_as_keras_through_a_file(keras, nested_models(keras), nested_models(ember), x, y,
+                                 tmp_path / "both.keras")

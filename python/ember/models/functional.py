@@ -168,6 +168,26 @@ class Functional(Model):
     def output_names(self):
         return self._output_keys or [t._layer.name for t in self._output_tensors]
 
+    # Used as a layer: called on one tensor, or on a list of them for several inputs;
+    # several outputs give a list of tensors.
+    @property
+    def _takes_list(self):
+        return len(self._input_tensors) > 1
+
+    def _symbolic_output_shape(self, shapes):
+        if self._input_keys or self._output_keys:
+            raise ValueError(f"Model '{self.name}' takes or returns a dict: ember uses models "
+                             f"with lists of inputs and outputs as layers")
+        want = [tuple(t.shape[1:]) for t in self._input_tensors]
+        got = [tuple(s) for s in shapes]
+        if len(got) != len(want) or any(
+                len(g) != len(w) or any(b is not None and a != b for a, b in zip(g, w))
+                for g, w in zip(got, want)):
+            raise ValueError(f"Model '{self.name}' takes inputs of shapes {want}. Received: "
+                             f"{got}")
+        outs = [tuple(t.shape[1:]) for t in self._output_tensors]
+        return outs if len(outs) > 1 else outs[0]
+
     @property
     def inputs(self):
         return list(self._input_tensors)
