@@ -261,7 +261,8 @@ void Graph::plan_inference_buffers() {
   // Training keeps every non-view value in its own buffer (the same buffers).
   for (int v = 0; v < V; ++v) {
     const int p = values_[v].producer;
-    if (p >= 0 && !nodes_[p]->is_view()) buf_floats_[v] = std::max(buf_floats_[v], values_[v].floats());
+    if (p >= 0 && !nodes_[p]->is_view())
+      buf_floats_[v] = std::max(buf_floats_[v], values_[v].floats());
   }
 }
 

@@ -129,8 +129,8 @@ def entry(t, name, history):
         if isinstance(v, (list, tuple)):
             return [arg(x) for x in v]
         if isinstance(v, slice):
-            return {"class_name": "__slice__", "config": {"start": arg(v.start), "stop": arg(v.stop),
-                                                          "step": arg(v.step)}}
+            return {"class_name": "__slice__",
+                    "config": {"start": arg(v.start), "stop": arg(v.stop), "step": arg(v.step)}}
         if v is Ellipsis:
             return {"class_name": "__ellipsis__", "config": {}}
         if isinstance(v, Variable):
