@@ -350,3 +350,38 @@ def test_keras_vae_example_trains():
     h = vae.fit(x, epochs=8, batch_size=64, verbose=0).history
     assert sorted(h) == ["kl_loss", "loss"]
     assert h["loss"][-1] < 0.7 * h["loss"][0]
+
+
+def test_function_form_losses_on_a_tape_keep_their_gradient():
+    """Keras's VAE sums keras.losses.binary_crossentropy(data, reconstruction) over the
+    pixels inside its train_step: the function forms follow the tape."""
+    from gradcheck import numeric_grad
+    rng = np.random.default_rng(23)
+    target = rng.random((3, 4, 5)).astype(np.float32)
+    pred = (0.05 + 0.9 * rng.random((3, 4, 5))).astype(np.float32)
+    probs = rng.random((3, 5)).astype(np.float32) + 0.1
+    onehot = np.eye(5, dtype=np.float32)[[0, 3, 1]]
+    reference = {  # float64, for the finite differences
+        "binary_crossentropy": lambda t, p: -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p), -1),
+        "mean_squared_error": lambda t, p: np.mean((p - t) ** 2, -1),
+        "mean_absolute_error": lambda t, p: np.mean(np.abs(p - t), -1),
+        "categorical_crossentropy": lambda t, p: -np.sum(t * np.log(p / p.sum(-1, keepdims=True)),
+                                                         -1)}
+    for name, t, p in (("binary_crossentropy", target, pred),
+                       ("mean_squared_error", target, pred),
+                       ("mean_absolute_error", target, pred),
+                       ("categorical_crossentropy", onehot, probs)):
+        fn = getattr(ember.losses, name)
+        y = ember.Tensor(p)
+        with ember.GradientTape() as tape:
+            tape.watch(y)
+            per = fn(t, y)
+            loss = ops.sum(per)
+        np.testing.assert_allclose(np.asarray(per), fn(t, p), rtol=1e-5, atol=1e-6)
+        p64 = p.astype(np.float64)
+        grad = numeric_grad(lambda: float(np.sum(reference[name](t, p64))), p64)
+        np.testing.assert_allclose(tape.gradient(loss, y), grad, rtol=2e-3, atol=1e-4,
+                                   err_msg=name)
+    with pytest.raises(ValueError, match="ember.losses.huber on a GradientTape"):
+        with ember.GradientTape():
+            ember.losses.huber(target, ember.Tensor(pred))

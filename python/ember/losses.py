@@ -398,8 +398,32 @@ class Tversky(Dice):
         return c
 
 
+def _taped_per_sample(name, y_true, y_pred, kwargs):
+    """A function-form loss on a GradientTape's Tensors: each sample's loss over the last
+    axis written with ember.ops (Keras's formulas, probabilities clipped to [1e-7,
+    1 - 1e-7]), so that the tape follows it."""
+    from . import ops
+    if kwargs or name not in ("mean_squared_error", "mean_absolute_error",
+                              "binary_crossentropy", "categorical_crossentropy"):
+        raise ValueError(f"ember.losses.{name}{' with ' + str(kwargs) if kwargs else ''} on a "
+                         f"GradientTape's tensors is not supported yet: use its class "
+                         f"(a reduced loss the tape follows) or write it with ember.ops")
+    if name == "mean_squared_error":
+        return ops.mean(ops.square(y_pred - y_true), axis=-1)
+    if name == "mean_absolute_error":
+        return ops.mean(ops.abs(y_pred - y_true), axis=-1)
+    if name == "binary_crossentropy":
+        p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        return -ops.mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p), axis=-1)
+    p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+    return -ops.sum(y_true * ops.log(ops.clip(p, 1e-7, 1.0 - 1e-7)), axis=-1)
+
+
 def _function(cls, doc, **fixed):
     def fn(y_true, y_pred, **kwargs):
+        from . import tape
+        if isinstance(y_pred, tape.Tensor) or isinstance(y_true, tape.Tensor):
+            return _taped_per_sample(cls._core_name, y_true, y_pred, {**fixed, **kwargs})
         return cls(**fixed, **kwargs).call(y_true, y_pred)
     fn.__name__ = fn.__qualname__ = cls._core_name
     fn.__doc__ = doc
