@@ -95,6 +95,13 @@ def test_dcgan_train_step_samples_move_toward_the_data():
     assert after < 0.5 * before, out
 
 
+def test_vae_train_step_reconstructs_held_out_digits():
+    out = run_example("vae_train_step.py", "--dataset", "digits", "--epochs", "40")
+    line = [l for l in out.splitlines() if "held-out reconstruction error" in l][0]
+    error, baseline = float(line.split()[3]), float(line.split("image's ")[1].rstrip(")"))
+    assert error < 0.7 * baseline, out
+
+
 def test_dcgan_builds_the_28x28_mnist_models():
     import importlib.util
 
