@@ -229,7 +229,7 @@ int64_t Graph::inference_floats_per_sample() const {
 int64_t Graph::training_floats_per_sample() const {
   int64_t s = 0;
   for (const auto& node : nodes_)
-    if (!node->is_view()) s += node->out_size * node->frames;
+    if (!node->is_view()) s += node->out_floats();
   return s;
 }
 

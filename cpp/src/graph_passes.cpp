@@ -236,7 +236,7 @@ void Graph::plan_inference_buffers() {
       int best = -1;  // the smallest free buffer that fits
       for (size_t k = 0; k < free.size(); ++k) {
         const int f = free[k];
-        if (buf_floats_[f] >= node.out_size * node.frames &&
+        if (buf_floats_[f] >= node.out_floats() &&
             (best < 0 || buf_floats_[f] < buf_floats_[free[best]]))
           best = static_cast<int>(k);
       }
@@ -246,7 +246,7 @@ void Graph::plan_inference_buffers() {
       } else {
         b = out;
       }
-      buf_floats_[b] = std::max(buf_floats_[b], node.out_size * node.frames);
+      buf_floats_[b] = std::max(buf_floats_[b], node.out_floats());
     }
     infer_home_[out] = b;
     refs[b] += static_cast<int>(values_[out].readers.size()) + (is_output(out) ? 1 : 0);

@@ -647,8 +647,8 @@ def _einsum_pair(a, la, b, lb, later):
     summed = [c for c in la if c in lb and c not in later]
     own_a = [c for c in la if c not in lb]
     own_b = [c for c in lb if c not in la]
-    size = dict(zip(la, _shape_of(a)))
-    size.update(zip(lb, _shape_of(b)))
+    size = dict(zip(la, a.shape))
+    size.update(zip(lb, b.shape))
 
     def prod(cs):
         return int(np.prod([size[c] for c in cs])) if cs else 1
@@ -661,10 +661,6 @@ def _einsum_pair(a, la, b, lb, later):
     if not dims:
         dims, letters = [1], letters + "1"
     return reshape(matmul(a, b), [-1] + dims), letters
-
-
-def _shape_of(x):
-    return tuple(x.shape)
 
 
 def _einsum_weight(subscripts, terms, out, x1, x2):

@@ -77,6 +77,8 @@ class Node {
   // per-sample shapes above (in_sizes, out_shape), and the graph runs the node on
   // n * frames rows, every frame of every sample alike.
   int64_t frames = 1;
+  // Floats per sample of the node's output (its frames included).
+  int64_t out_floats() const { return out_size * frames; }
   float* saved = nullptr;
 };
 

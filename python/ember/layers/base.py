@@ -343,9 +343,10 @@ class Layer:
             return y
         # The call reads `training`: both traces, each output picked by the graph's mode.
         y_infer = self._lower_trace(graph, xs, self._trace(shapes, as_list, training=False))
-        pairs = list(zip(y, y_infer)) if isinstance(y, list) else [(y, y_infer)]
-        if not isinstance(y_infer, type(y)) or (isinstance(y, list) and len(y) != len(y_infer)) \
-                or any(graph.value_shape(a) != graph.value_shape(b) for a, b in pairs):
+        ys, zs = ([v] if not isinstance(v, list) else v for v in (y, y_infer))
+        pairs = list(zip(ys, zs))
+        if len(ys) != len(zs) or \
+                any(graph.value_shape(a) != graph.value_shape(b) for a, b in pairs):
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returns "
                              f"tensors of other shapes in training and at inference")
         out = [graph.add_mode_select(a, b) for a, b in pairs]
