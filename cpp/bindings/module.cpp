@@ -660,6 +660,43 @@ PYBIND11_MODULE(_core, m) {
         return out;
       }, py::arg("variable"), py::arg("create") = false);
 
+  // A traced train_step: for each phase (graph, x, y, lr) in order, one training step of
+  // that graph on its whole arrays (x and y: lists), all with the GIL released; returns
+  // each phase's outputs after its step.
+  m.def("train_steps", [](const py::list& phases) {
+    std::vector<Graph*> graphs;
+    std::vector<Batch> batches;
+    std::vector<float> lrs;
+    for (const py::handle& p : phases) {
+      const py::tuple t = py::reinterpret_borrow<py::tuple>(p);
+      if (t.size() != 4) throw std::invalid_argument("train_steps: phases are (graph, x, y, lr)");
+      Graph& g = t[0].cast<Graph&>();
+      Batch b = make_batch(g, t[1], t[2], py::none(), py::none(), 0, 0, true);
+      b.n = b.rows;
+      graphs.push_back(&g);
+      batches.push_back(b);
+      lrs.push_back(t[3].cast<float>());
+    }
+    {
+      py::gil_scoped_release nogil;
+      for (size_t i = 0; i < graphs.size(); ++i) graphs[i]->train_step(batches[i], lrs[i]);
+    }
+    py::list out;
+    for (Graph* g : graphs) {
+      py::list outs;
+      for (int o = 0; o < g->num_outputs(); ++o) {
+        std::vector<int64_t> shape{g->trained_rows()};
+        for (int64_t d : g->output_shape(o)) shape.push_back(d);
+        F32 a(shape);
+        std::copy_n(g->trained_output(o), g->trained_rows() * g->output_size(o),
+                    a.mutable_data());
+        outs.append(a);
+      }
+      out.append(outs);
+    }
+    return out;
+  }, py::arg("phases"));
+
   py::class_<Graph>(m, "Graph")
       .def(py::init<>())
       .def("add_input", &Graph::add_input, py::arg("shape"))
@@ -760,7 +797,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("beta").none(true), py::arg("moving_mean"), py::arg("moving_variance"),
            py::arg("epsilon"), py::arg("momentum"))
       .def("add_reshape", &Graph::add_reshape)
-      .def("add_frames", &Graph::add_frames, py::arg("x"))
+      .def("add_frames", &Graph::add_frames, py::arg("x"), py::arg("batch") = false)
       .def("add_unframes", &Graph::add_unframes, py::arg("y"), py::arg("x"))
       .def("add_group_norm", &Graph::add_group_norm, py::arg("x"), py::arg("groups"),
            py::arg("gamma").none(true), py::arg("beta").none(true), py::arg("epsilon"))
@@ -805,7 +842,8 @@ PYBIND11_MODULE(_core, m) {
          py::arg("seed") = 0)
       .def("add_mode_select", &Graph::add_mode_select, py::arg("a"), py::arg("b"))
       .def("add_random", &Graph::add_random, py::arg("shape"), py::arg("normal"), py::arg("a"),
-           py::arg("b"), py::arg("seed"), py::arg("stream"), py::arg("advance"))
+           py::arg("b"), py::arg("seed"), py::arg("stream"), py::arg("advance"),
+           py::arg("like") = -1)
       .def("add_random_crop", &Graph::add_random_crop, py::arg("x"), py::arg("height"),
            py::arg("width"), py::arg("seed"))
       .def("add_pad_crop", &Graph::add_pad_crop, py::arg("x"), py::arg("top"),
@@ -880,9 +918,11 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("x"), py::arg("op"), py::arg("map"), py::arg("pos"), py::arg("out_shape"))
       .def("add_gather", &Graph::add_gather, py::arg("x"), py::arg("map"), py::arg("out_shape"))
       .def("add_matmul", &Graph::add_matmul, py::arg("a"), py::arg("b"))
+      .def("add_variable", &Graph::add_variable, py::arg("variable"))
       .def("set_outputs", &Graph::set_outputs)
       .def("set_inference_only", &Graph::set_inference_only)
       .def("value_shape", &Graph::value_shape)
+      .def_property_readonly("num_values", &Graph::num_values)
       .def_property_readonly("input_shapes", [](const Graph& g) {
         std::vector<std::vector<int64_t>> r;
         for (int i = 0; i < g.num_inputs(); ++i) r.push_back(g.input_shape(i));

@@ -764,6 +764,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   gather_targets(b);
   ++step_;
   forward(n, true);
+  trained_rows_ = n;
   StepResult r;
   r.output_loss_sums.assign(outputs_.size(), 0.0);
   add_metrics(r, n);
@@ -777,6 +778,12 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   for (size_t k = 0; k < constraints_.size(); ++k)  // Keras: after the update
     if (trainable_[k]) apply_constraint(constraints_[k], vars_[k]->data(), vars_[k]->size());
   return r;
+}
+
+const float* Graph::trained_output(int o) const {
+  if (o < 0 || o >= num_outputs() || trained_rows_ == 0)
+    throw std::out_of_range("trained_output: no such output, or no training step run");
+  return val_[outputs_[o]];
 }
 
 StepResult Graph::test_step(const Batch& b) {

@@ -69,16 +69,18 @@ int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
     if (d <= 0 || d > kMaxSampleSize)
       throw std::invalid_argument(std::string(node->kind()) + ": invalid output shape " +
                                   shape_str(out_shape));
-  int64_t frames = 1;  // every input's: a node works within one TimeDistributed's frames
+  int64_t frames = 1, batch_frames = 1;  // every input's: a node works within one frame
   for (size_t j = 0; j < inputs.size(); ++j) {
-    const int64_t f = values_.at(check_value(inputs[j], node->kind())).frames;
-    if (j > 0 && f != frames)
+    const Value& in = values_.at(check_value(inputs[j], node->kind()));
+    if (j > 0 && (in.frames != frames || in.batch_frames != batch_frames))
       throw std::invalid_argument(std::string(node->kind()) + ": its inputs lie inside and "
-                                  "outside a TimeDistributed layer");
-    frames = f;
+                                  "outside a TimeDistributed layer (or a model's call)");
+    frames = in.frames;
+    batch_frames = in.batch_frames;
   }
   const int id = static_cast<int>(nodes_.size());
   node->frames = frames;
+  node->batch_frames = batch_frames;
   node->inputs = inputs;
   node->data_inputs = data_inputs < 0 ? static_cast<int>(inputs.size()) : data_inputs;
   for (int v : inputs) node->in_sizes.push_back(values_[v].size);
@@ -96,6 +98,7 @@ int Graph::add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
   out.shape = std::move(out_shape);
   out.size = node->out_size;
   out.frames = frames;
+  out.batch_frames = batch_frames;
   out.producer = id;
   values_.reserve(values_.size() + 1);
   nodes_.reserve(nodes_.size() + 1);
@@ -302,14 +305,22 @@ int Graph::add_augment(int x, AugmentSpec spec) {
 }
 
 int Graph::add_random(std::vector<int64_t> shape, bool normal, float a, float b,
-                      uint64_t seed, uint64_t stream, bool advance) {
+                      uint64_t seed, uint64_t stream, bool advance, int like) {
   if (shape.empty())
     throw std::invalid_argument("A random tensor inside a model needs a per-sample shape");
   if (normal ? !(b >= 0.f) : !(b > a))
     throw std::invalid_argument(normal ? "Random normal values need stddev >= 0"
                                        : "Random uniform values need maxval > minval");
-  return add_node(std::make_unique<RandomNode>(normal, a, b, seed, stream, advance), {},
-                  std::move(shape), {});
+  int64_t frames = 1, batch_frames = 1;
+  if (like >= 0) {
+    frames = values_.at(check_value(like, "Random")).frames;
+    batch_frames = values_[like].batch_frames;
+  }
+  const int y = add_node(std::make_unique<RandomNode>(normal, a, b, seed, stream, advance), {},
+                         std::move(shape), {});
+  nodes_.back()->frames = values_[y].frames = frames;
+  nodes_.back()->batch_frames = values_[y].batch_frames = batch_frames;
+  return y;
 }
 
 int Graph::add_mode_select(int a, int b) {
@@ -609,15 +620,18 @@ int Graph::add_reshape(int x, std::vector<int64_t> shape) {
   return add_node(std::make_unique<ReshapeNode>(), {x}, std::move(shape), {});
 }
 
-int Graph::add_frames(int x) {
+int Graph::add_frames(int x, bool batch) {
   const Value& v = values_.at(check_value(x, "TimeDistributed"));
   if (v.shape.size() < 2)
     throw std::invalid_argument("TimeDistributed expects samples of rank >= 2 (steps, ...). "
                                 "Received per-sample shape " + shape_str(v.shape));
+  if (batch && v.frames != 1)
+    throw std::invalid_argument("A batch's frames must come first, outside any other");
   const int64_t frames = v.frames * v.shape[0];
   const int y = add_node(std::make_unique<ReshapeNode>(), {x},
                          std::vector<int64_t>(v.shape.begin() + 1, v.shape.end()), {});
   values_[y].frames = frames;
+  values_[y].batch_frames = batch ? frames : values_[x].batch_frames;
   return y;
 }
 
@@ -629,10 +643,11 @@ int Graph::add_unframes(int y, int x) {
                                 "computed within the frames of value " + std::to_string(x));
   std::vector<int64_t> shape = v.shape;
   shape.insert(shape.begin(), in.shape[0]);
-  const int64_t frames = in.frames;
+  const int64_t frames = in.frames, batch_frames = in.batch_frames;
   const int mask = in.mask;
   const int out = add_node(std::make_unique<ReshapeNode>(), {y}, std::move(shape), {});
   values_[out].frames = frames;
+  values_[out].batch_frames = batch_frames;
   values_[out].mask = mask;  // Keras: the input's mask passes
   return out;
 }
@@ -795,6 +810,13 @@ int Graph::add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_
     throw std::invalid_argument("Gather: the map must have one entry per output element");
   check_map(map, product(out_shape), in, "Gather");
   return add_node(std::make_unique<GatherNode>(std::move(map)), {x}, std::move(out_shape), {});
+}
+
+int Graph::add_variable(VariablePtr var) {
+  if (!var) throw std::invalid_argument("add_variable: no variable");
+  std::vector<int64_t> shape = var->shape();
+  if (shape.empty()) shape = {1};
+  return add_node(std::make_unique<VariableNode>(), {}, std::move(shape), {var});
 }
 
 int Graph::add_matmul(int a, int b) {

@@ -19,6 +19,7 @@ std::unique_ptr<Node> view_in_place_of(const Node& node) {
   view->out_shape = node.out_shape;
   view->out_size = node.out_size;
   view->frames = node.frames;
+  view->batch_frames = node.batch_frames;
   return view;
 }
 

@@ -228,3 +228,98 @@ TEST(Graph, InferenceOnlyNodeRunsAsInInference) {
       EXPECT_GT(std::abs(loss - clean), 1e-3 * clean);  // dropped and rescaled
   }
 }
+
+// A traced train_step holds a whole batch as one sample: Dense and BatchNormalization
+// run on its rows inside batch frames, and the loss is a value whose gradient is given.
+// The step must equal the ordinary one over the same rows (BatchNormalization's
+// statistics over the batch, not per row), and trained_output reads the values.
+TEST(Graph, BatchFramesTrainAsTheRowsOfABatch) {
+  const int64_t rows = 6;
+  auto x = random_vec(rows * 3, 21);
+  std::vector<float> zeros(rows * 4, 0.f);
+  auto make_vars = [] {
+    auto mm = std::make_shared<Variable>(std::vector<int64_t>{4});
+    auto mv = std::make_shared<Variable>(std::vector<int64_t>{4});
+    for (int i = 0; i < 4; ++i) mv->data()[i] = 1.f;
+    auto gamma = std::make_shared<Variable>(std::vector<int64_t>{4});
+    for (int i = 0; i < 4; ++i) gamma->data()[i] = 1.f;
+    return std::vector<VariablePtr>{var({3, 4}, 22), var({4}, 23), gamma,
+                                    std::make_shared<Variable>(std::vector<int64_t>{4}), mm, mv};
+  };
+  OptimizerConfig sgd;
+  sgd.kind = Opt::SGD;
+  // Plain: rows samples, loss = sum over the batch of (1/2) sum y^2 (MSE against zeros
+  // is mean over 4 columns, averaged over rows: scale to match below).
+  auto a = make_vars();
+  Graph plain;
+  int v = plain.add_input({3});
+  v = plain.add_dense(v, a[0], a[1], Act::Linear);
+  v = plain.add_batch_norm(v, a[2], a[3], a[4], a[5], 1e-3f, 0.99f);
+  plain.set_outputs({v});
+  OutputSpec mse;
+  mse.has_loss = true;
+  plain.set_output_spec(0, mse);
+  plain.set_optimizer(std::make_shared<Optimizer>(sgd));
+  Batch pb;
+  pb.x = {x.data()};
+  pb.y = {zeros.data()};
+  pb.labels = {nullptr};
+  pb.rows = pb.n = rows;
+  const double plain_loss = plain.train_step(pb, 0.1f).loss_sum / rows;
+  // Whole batch: one sample of (rows, 3); the loss mean(y^2) over (rows, 4), computed
+  // with op nodes, its gradient 1 given at the output.
+  auto b = make_vars();
+  Graph whole;
+  const int in = whole.add_input({rows, 3});
+  int f = whole.add_frames(in, true);
+  f = whole.add_dense(f, b[0], b[1], Act::Linear);
+  f = whole.add_batch_norm(f, b[2], b[3], b[4], b[5], 1e-3f, 0.99f);
+  const int y = whole.add_unframes(f, in);
+  const int sq = whole.add_unary(y, UnaryOp::Square, 0.f, 0.f);
+  std::vector<int32_t> all(rows * 4, 0), pos(rows * 4);
+  for (int i = 0; i < rows * 4; ++i) pos[i] = i;
+  const int loss = whole.add_reduce(sq, ReduceOp::Mean, all, pos, {1});
+  whole.set_outputs({loss, y});
+  OutputSpec ext;
+  ext.has_loss = ext.external = true;
+  whole.set_output_spec(0, ext);
+  whole.set_optimizer(std::make_shared<Optimizer>(sgd));
+  std::vector<float> one{1.f};
+  Batch wb;
+  wb.x = {x.data()};
+  wb.y = {one.data(), nullptr};
+  wb.labels = {nullptr, nullptr};
+  wb.rows = wb.n = 1;
+  whole.train_step(wb, 0.1f);
+  EXPECT_NEAR(whole.trained_output(0)[0], plain_loss, 1e-5);
+  for (size_t k = 0; k < a.size(); ++k)
+    for (int64_t i = 0; i < a[k]->size(); ++i)
+      EXPECT_NEAR(a[k]->data()[i], b[k]->data()[i], 1e-5) << "variable " << k;
+}
+
+// A variable read as a value: each row is the variable, its gradient the rows' sum.
+TEST(Graph, VariableValueSumsItsRowsGradients) {
+  auto w = var({2, 3}, 31);
+  std::vector<float> before(w->data(), w->data() + 6);
+  Graph g;
+  g.add_input({1});
+  const int v = g.add_variable(w);
+  g.set_outputs({v});
+  OutputSpec ext;
+  ext.has_loss = ext.external = true;
+  g.set_output_spec(0, ext);
+  OptimizerConfig sgd;
+  sgd.kind = Opt::SGD;
+  g.set_optimizer(std::make_shared<Optimizer>(sgd));
+  std::vector<float> x(3, 0.f), dy = random_vec(3 * 6, 32);
+  Batch b;
+  b.x = {x.data()};
+  b.y = {dy.data()};
+  b.labels = {nullptr};
+  b.rows = b.n = 3;
+  g.train_step(b, 1.f);
+  for (int e = 0; e < 6; ++e) {
+    EXPECT_EQ(g.trained_output(0)[6 + e], before[e]);  // row 1 is the variable
+    EXPECT_NEAR(w->data()[e], before[e] - (dy[e] + dy[6 + e] + dy[12 + e]), 1e-6);
+  }
+}

@@ -74,7 +74,9 @@ class Loss:
         return per.reshape(shape.shape[:-1])
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        from . import tape
+        from . import step_trace, tape
+        if step_trace.active() is not None:
+            return self._traced(y_true, y_pred, sample_weight)
         if isinstance(y_pred, tape.Tensor) or isinstance(y_true, tape.Tensor):
             return self._taped(y_true, y_pred, sample_weight)
         per = self.call(y_true, y_pred)
@@ -97,6 +99,24 @@ class Loss:
         if self.reduction == "sum":
             return total
         return np.float32(total / max(per.size, 1))
+
+    def _traced(self, y_true, y_pred, sample_weight):
+        """The loss inside a traced train_step, written with ember.ops: the per-sample
+        formula (_ops_per_sample), weighted and reduced as __call__ does."""
+        from . import ops
+        per = _ops_per_sample(self, y_true, y_pred)
+        if sample_weight is not None:
+            sw = sample_weight
+            rank = len(ops.shape(per))
+            if len(ops.shape(sw)) < rank:
+                sw = ops.reshape(sw, tuple(ops.shape(sw)) + (1,) * (rank - len(ops.shape(sw))))
+            per = per * sw
+        if self.reduction in ("none", None):
+            return per
+        total = ops.sum(per)
+        if self.reduction == "sum":
+            return total
+        return total / float(max(int(np.prod(ops.shape(per))), 1))
 
     def _taped(self, y_true, y_pred, sample_weight, count=None):
         """The loss of a Tensor, with its gradient computed by the core in the same
@@ -402,9 +422,11 @@ def _taped_per_sample(name, y_true, y_pred, kwargs):
     """A function-form loss on a GradientTape's Tensors: each sample's loss over the last
     axis written with ember.ops (Keras's formulas, probabilities clipped to [1e-7,
     1 - 1e-7]), so that the tape follows it."""
-    from . import ops
+    from . import ops, step_trace
     if kwargs or name not in ("mean_squared_error", "mean_absolute_error",
                               "binary_crossentropy", "categorical_crossentropy"):
+        if step_trace.active() is not None:
+            raise step_trace.TraceUnsupported(f"ember.losses.{name} has no ops formula yet")
         raise ValueError(f"ember.losses.{name}{' with ' + str(kwargs) if kwargs else ''} on a "
                          f"GradientTape's tensors is not supported yet: use its class "
                          f"(a reduced loss the tape follows) or write it with ember.ops")
@@ -419,9 +441,42 @@ def _taped_per_sample(name, y_true, y_pred, kwargs):
     return -ops.sum(y_true * ops.log(ops.clip(p, 1e-7, 1.0 - 1e-7)), axis=-1)
 
 
+def _ops_per_sample(loss, y_true, y_pred):
+    """A loss object's per-sample values written with ember.ops (Keras 3's formulas),
+    for a traced train_step; a loss without one here makes the step run eagerly."""
+    from . import ops
+    from .step_trace import TraceUnsupported
+    kind = type(loss)
+    if kind in (MeanSquaredError, MeanAbsoluteError):
+        return _taped_per_sample(kind._core_name, y_true, y_pred, {})
+    if kind not in (BinaryCrossentropy, CategoricalCrossentropy,
+                    SparseCategoricalCrossentropy) or getattr(loss, "ignore_class", None) \
+            is not None:
+        raise TraceUnsupported(f"the loss {kind.__name__} has no ops formula yet")
+    classes = ops.shape(y_pred)[-1]
+    if kind is SparseCategoricalCrossentropy:
+        if len(ops.shape(y_true)) == len(ops.shape(y_pred)):
+            y_true = ops.reshape(y_true, tuple(ops.shape(y_pred))[:-1])
+        y_true = ops.one_hot(y_true, classes)
+    ls = loss.label_smoothing
+    if ls:
+        share = 0.5 if kind is BinaryCrossentropy else 1.0 / classes
+        y_true = y_true * (1.0 - ls) + share * ls
+    if kind is BinaryCrossentropy:
+        if loss.from_logits:  # relu(x) - x t + log(1 + exp(-|x|))
+            return ops.mean(ops.relu(y_pred) - y_pred * y_true +
+                            ops.log1p(ops.exp(-ops.abs(y_pred))), axis=-1)
+        return _taped_per_sample("binary_crossentropy", y_true, y_pred, {})
+    if loss.from_logits:
+        return -ops.sum(y_true * ops.log_softmax(y_pred, axis=-1), axis=-1)
+    return _taped_per_sample("categorical_crossentropy", y_true, y_pred, {})
+
+
 def _function(cls, doc, **fixed):
     def fn(y_true, y_pred, **kwargs):
-        from . import tape
+        from . import step_trace, tape
+        if step_trace.active() is not None:
+            return _taped_per_sample(cls._core_name, y_true, y_pred, {**fixed, **kwargs})
         if isinstance(y_pred, tape.Tensor) or isinstance(y_true, tape.Tensor):
             return _taped_per_sample(cls._core_name, y_true, y_pred, {**fixed, **kwargs})
         return cls(**fixed, **kwargs).call(y_true, y_pred)

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from . import _core, step_trace
 
 _ACCURACY = ("accuracy", "acc")
 
@@ -14,6 +14,10 @@ _ACCURACY = ("accuracy", "acc")
 class Metric:
     """A mean of per-sample values. In compile(metrics=...) it is unweighted, in
     weighted_metrics it takes the sample weights (Keras 3's rule)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step_trace.defer_metric_methods(cls)  # replayed after a traced step's C++ call
 
     _core_name = None
     _sparse = False
@@ -570,6 +574,10 @@ class Mean:
     """The (weighted) mean of the values it is given: Keras's `Mean`, e.g. a loss
     tracker in a custom train_step (`update_state(loss)`, `result()`)."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step_trace.defer_metric_methods(cls)
+
     def __init__(self, name="mean", dtype=None):
         self.name = name
         self.reset_state()
@@ -610,6 +618,10 @@ class Sum(Mean):
 
     def result(self):
         return np.float32(self._total)
+
+
+step_trace.defer_metric_methods(Metric)
+step_trace.defer_metric_methods(Mean)
 
 
 def instance(identifier, loss, sparse):

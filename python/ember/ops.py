@@ -24,6 +24,7 @@ import numbers
 import numpy as np
 
 from . import activations as _activations
+from . import step_trace as _step_trace
 from . import tape as _tape
 from .layers.base import Layer, Variable
 from .layers.core import InputLayer, KerasTensor
@@ -1035,6 +1036,10 @@ def _taping(name, fn):
 
     def op(*args, **kwargs):
         items = _flat(args)
+        if _step_trace.active() is not None and (
+                any(isinstance(a, _step_trace.StepTensor) for a in items + list(kwargs.values()))
+                or (any(isinstance(a, Variable) for a in items) and not _any_sym(*items))):
+            return _step_trace.apply_op(name, fn, args, kwargs)
         has_tensor = any(isinstance(a, tape.Tensor) for a in items)
         if not has_tensor and not (tape.recording() and
                                    any(isinstance(a, Variable) and a.trainable for a in items)):
@@ -1092,13 +1097,13 @@ def _install_operators():
     for name, fn in (("add", add), ("sub", subtract), ("mul", multiply),
                      ("truediv", divide), ("pow", power), ("matmul", matmul)):
         fwd, rev = binary(fn)
-        for cls in (KerasTensor, Variable, _tape.Tensor):
+        for cls in (KerasTensor, Variable, _tape.Tensor, _step_trace.StepTensor):
             setattr(cls, f"__{name}__", fwd)
             setattr(cls, f"__r{name}__", rev)
     for name, fn in (("gt", greater), ("ge", greater_equal), ("lt", less), ("le", less_equal)):
-        for cls in (KerasTensor, _tape.Tensor):
+        for cls in (KerasTensor, _tape.Tensor, _step_trace.StepTensor):
             setattr(cls, f"__{name}__", lambda self, other, fn=fn: fn(self, other))
-    for cls in (KerasTensor, Variable, _tape.Tensor):
+    for cls in (KerasTensor, Variable, _tape.Tensor, _step_trace.StepTensor):
         cls.__neg__ = lambda self: negative(self)
         cls.__abs__ = lambda self: abs(self)
     KerasTensor.__getitem__ = _recorded_getitem

@@ -71,12 +71,27 @@ def _draw_in_model(kind, sample, a, b, seed):
                                                float(b), s, stream, advance))
 
 
+def _traced_draw(kind, shape, a, b, seed):
+    """A draw inside a traced train_step: the whole array is one sample of the step's
+    graph, drawn anew at each step (the same values each step with an integer seed)."""
+    from .step_trace import StepTensor
+    shape = _shape(shape)
+    return StepTensor(_draw_in_model(kind, shape or (1,), a, b, seed), scalar=not shape)
+
+
+def _tracing():
+    from .step_trace import active
+    return active() is not None
+
+
 def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
     """Normal values; inside a model (a shape with the batch first, as None) the graph
     draws them at each call."""
     sample = _symbolic_shape(shape)
     if sample is not None:
         return _draw_in_model("normal", sample, mean, stddev, seed)
+    if _tracing():
+        return _traced_draw("normal", shape, mean, stddev, seed)
     out = np.empty(_shape(shape), np.float32)
     s, stream = _key(seed)
     _core.fill_normal(out, float(mean), float(stddev), s, stream, False)
@@ -84,6 +99,9 @@ def normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
 
 
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    if _tracing():
+        from .step_trace import TraceUnsupported
+        raise TraceUnsupported("truncated_normal draws")
     out = np.empty(_shape(shape), np.float32)
     s, stream = _key(seed)
     _core.fill_normal(out, float(mean), float(stddev), s, stream, True)
@@ -97,6 +115,8 @@ def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
     sample = _symbolic_shape(shape)
     if sample is not None:
         return _draw_in_model("uniform", sample, minval, maxval, seed)
+    if _tracing():
+        return _traced_draw("uniform", shape, minval, maxval, seed)
     out = np.empty(_shape(shape), np.float32)
     s, stream = _key(seed)
     _core.fill_uniform(out, float(minval), float(maxval), s, stream)

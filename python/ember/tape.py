@@ -146,6 +146,9 @@ class GradientTape:
     def watch(self, tensor):
         for t in tensor if isinstance(tensor, (list, tuple)) else [tensor]:
             from .layers.base import Variable
+            from .step_trace import StepTensor, TraceUnsupported
+            if isinstance(t, StepTensor):
+                raise TraceUnsupported("GradientTape.watch of a tensor")
             if not isinstance(t, (Tensor, Variable)):
                 raise ValueError(f"GradientTape.watch takes ember Tensors or Variables. "
                                  f"Received: {type(t).__name__} (convert an array with "
@@ -174,6 +177,9 @@ class GradientTape:
         self._used = True
         single = not isinstance(sources, (list, tuple))
         srcs = [sources] if single else list(sources)
+        from . import step_trace
+        if step_trace.active() is not None:
+            return step_trace.gradient(target, srcs, single)
         for s in srcs:
             if not isinstance(s, (Tensor, Variable)):
                 raise ValueError(f"GradientTape.gradient: sources must be Variables or "

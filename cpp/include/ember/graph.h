@@ -94,9 +94,10 @@ class Graph {
   // A random image layer (spec.h, w, c are taken from x); the identity at inference.
   int add_augment(int x, AugmentSpec spec);
   // Random values of a per-sample shape for every row (see RandomNode): normal (a: mean,
-  // b: stddev) or uniform in [a, b).
+  // b: stddev) or uniform in [a, b). like >= 0: drawn for every frame of that value's
+  // samples (a draw inside TimeDistributed or a traced step's model call).
   int add_random(std::vector<int64_t> shape, bool normal, float a, float b, uint64_t seed,
-                 uint64_t stream, bool advance);
+                 uint64_t stream, bool advance, int like = -1);
   // a in training mode, b otherwise (values of one shape; see ModeSelectNode).
   int add_mode_select(int a, int b);
   // Keras's RandomCrop to (oh, ow).
@@ -148,7 +149,10 @@ class Graph {
   // of (...) each, as far as the nodes added on the value it returns (and on theirs)
   // see: they run on every frame of every sample in one call. add_unframes: a value y
   // computed so from add_frames(x) back to samples of (steps, ...), with x's mask.
-  int add_frames(int x);
+  // With batch, the steps are the rows of a batch (a traced train_step calling a model
+  // on a whole batch held as one sample): BatchNormalization takes its statistics over
+  // all of them, as over a batch.
+  int add_frames(int x, bool batch = false);
   int add_unframes(int y, int x);
   // Out axis i = in axis perm[i] (per-sample axes, from 0).
   int add_permute(int x, std::vector<int64_t> perm);
@@ -168,6 +172,9 @@ class Graph {
   int add_reduce(int x, ReduceOp op, std::vector<int32_t> map, std::vector<int32_t> pos,
                  std::vector<int64_t> out_shape);
   int add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_shape);
+  // A variable as a value: each sample is the whole variable (of shape (1) for a
+  // scalar); its gradient is the sum over the rows.
+  int add_variable(VariablePtr var);
   // Samples (..., m, k) and (..., k, n) with the same leading axes -> (..., m, n).
   int add_matmul(int a, int b);
   // The model's outputs, in order (each a distinct value).
@@ -235,6 +242,10 @@ class Graph {
                      const std::vector<float*>& dx);
   // The gradient of variable k from the last tape_backward (null if none was taken).
   const FloatBuffer* variable_gradient(int k) const;
+  // Output o of the last training step's forward: (rows of that step, output_size(o)),
+  // valid until the next step.
+  const float* trained_output(int o) const;
+  int64_t trained_rows() const { return trained_rows_; }
   // Which inputs take a gradient in tape_backward (set before the first step).
   void set_input_gradients(const std::vector<bool>& wanted);
 
@@ -258,6 +269,7 @@ class Graph {
     std::vector<int> readers;  // nodes reading it, in order
     int mask = -1;  // the token-id value whose zeros mask this one, or -1
     int64_t frames = 1;  // TimeDistributed: shapes per frame, frames per sample (add_frames)
+    int64_t batch_frames = 1;  // of which batch rows (add_frames with batch)
     int64_t floats() const { return size * frames; }  // per sample
   };
   int add_node(std::unique_ptr<Node> node, const std::vector<int>& inputs,
@@ -368,6 +380,7 @@ class Graph {
   std::vector<std::pair<int, int>> pending_adds_;
 
   uint64_t step_ = 0;
+  int64_t trained_rows_ = 0;  // rows of the last train_step
   bool nodes_training_ = true;  // false: a tape forward with the nodes in inference mode
   bool replaying_ = false;      // tape_backward re-running a forward
   std::vector<bool> input_grads_;  // per input: tape_backward computes its gradient

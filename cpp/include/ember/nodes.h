@@ -77,6 +77,11 @@ class Node {
   // per-sample shapes above (in_sizes, out_shape), and the graph runs the node on
   // n * frames rows, every frame of every sample alike.
   int64_t frames = 1;
+  // Of those frames, how many are rows of one batch rather than steps (a model called
+  // inside a traced train_step, where a whole batch is one sample): `steps` frames
+  // each keep statistics of their own (BatchNormalization), batch frames do not.
+  int64_t batch_frames = 1;
+  int64_t steps() const { return frames / batch_frames; }
   // Floats per sample of the node's output (its frames included).
   int64_t out_floats() const { return out_size * frames; }
   float* saved = nullptr;
@@ -817,6 +822,16 @@ class MatMulNode : public Node {
 
  private:
   int64_t batch_, m_, k_, n_;
+};
+
+// A variable read as a value (ops on weights alone in a traced train_step): every row
+// is the variable; its gradient sums the rows' gradients in row order.
+class VariableNode : public Node {
+ public:
+  const char* kind() const override { return "Variable"; }
+  void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
+  void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
+                float* const* dx, int64_t n, bool preact) override;
 };
 
 // Keras's Normalization: y = (x - mean) / max(sqrt(variance), 1e-7), or with invert

@@ -181,7 +181,7 @@ void ActivityPenaltyNode::backward(const StepCtx&, const float* const* x, const 
   const int64_t m = n * out_size;
   // Keras divides the penalty by the batch size (inside TimeDistributed, each step's
   // by the batch's).
-  const float batch = static_cast<float>(n / frames);
+  const float batch = static_cast<float>(n / steps());
   const float l1 = l1_ / batch, l2 = 2.f * l2_ / batch;
 #pragma omp parallel for schedule(static) if (m > (1 << 16))
   for (int64_t e = 0; e < m; ++e) {

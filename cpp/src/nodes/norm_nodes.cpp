@@ -16,13 +16,14 @@ BatchNormNode::BatchNormNode(int64_t c, float eps, float momentum, bool scale, b
 }
 
 void BatchNormNode::plan(int64_t n) {
+  const int64_t steps = this->steps();
   scratch_.resize(batchnorm_scratch(n * (out_size / c_), c_));
-  if (frames == 1) return;
-  mean_.resize(frames * c_);
-  inv_std_.resize(frames * c_);
-  xf_.resize(n / frames * out_size);
-  yf_.resize(n / frames * out_size);
-  dxf_.resize(n / frames * out_size);
+  if (steps == 1) return;
+  mean_.resize(steps * c_);
+  inv_std_.resize(steps * c_);
+  xf_.resize(n / steps * out_size);
+  yf_.resize(n / steps * out_size);
+  dxf_.resize(n / steps * out_size);
   grads_.resize(2 * c_);
 }
 
@@ -49,7 +50,7 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   const float* b = center_ ? beta()->var->data() : nullptr;
   trained_ = ctx.training;
-  if (ctx.training && frames > 1)
+  if (ctx.training && steps() > 1)
     forward_per_frame(x[0], y, n, ctx.replay);
   else if (ctx.training)
     batchnorm_forward_train(x[0], y, rows, c_, g, b, eps_, momentum_,
@@ -65,13 +66,14 @@ void BatchNormNode::forward(const StepCtx& ctx, const float* const* x, float* y,
 void BatchNormNode::forward_per_frame(const float* x, float* y, int64_t n, bool replay) {
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   const float* b = center_ ? beta()->var->data() : nullptr;
-  for (int64_t f = 0; f < frames; ++f) {
-    gather_frame(x, xf_.data(), n, frames, f, out_size);
-    batchnorm_forward_train(xf_.data(), yf_.data(), n / frames * (out_size / c_), c_, g, b,
+  const int64_t steps = this->steps();
+  for (int64_t f = 0; f < steps; ++f) {
+    gather_frame(x, xf_.data(), n, steps, f, out_size);
+    batchnorm_forward_train(xf_.data(), yf_.data(), n / steps * (out_size / c_), c_, g, b,
                             eps_, momentum_, replay ? nullptr : moving_mean(),
                             replay ? nullptr : moving_var(), mean_.data() + f * c_,
                             inv_std_.data() + f * c_, scratch_.data());
-    scatter_frame(yf_.data(), y, n, frames, f, out_size);
+    scatter_frame(yf_.data(), y, n, steps, f, out_size);
   }
 }
 
@@ -89,7 +91,7 @@ void BatchNormNode::backward(const StepCtx&, const float* const* x, const float*
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   float* dg = scale_ ? gamma()->grad : nullptr;
   float* db = center_ ? beta()->grad : nullptr;
-  if (trained_ && frames > 1)
+  if (trained_ && steps() > 1)
     backward_per_frame(x[0], dy, dx[0], n);
   else if (trained_)
     batchnorm_backward_train(x[0], dy, dx[0], rows, c_, g, mean_.data(), inv_std_.data(), dg,
@@ -104,15 +106,16 @@ void BatchNormNode::backward_per_frame(const float* x, float* dy, float* dx, int
   const float* g = scale_ ? gamma()->var->data() : nullptr;
   float* dg = scale_ ? gamma()->grad : nullptr;
   float* db = center_ ? beta()->grad : nullptr;
-  for (int64_t f = 0; f < frames; ++f) {
-    gather_frame(x, xf_.data(), n, frames, f, out_size);
-    gather_frame(dy, yf_.data(), n, frames, f, out_size);
+  const int64_t steps = this->steps();
+  for (int64_t f = 0; f < steps; ++f) {
+    gather_frame(x, xf_.data(), n, steps, f, out_size);
+    gather_frame(dy, yf_.data(), n, steps, f, out_size);
     float* dgf = dg && f ? grads_.data() : dg;
     float* dbf = db && f ? grads_.data() + c_ : db;
     batchnorm_backward_train(xf_.data(), yf_.data(), dx ? dxf_.data() : nullptr,
-                             n / frames * (out_size / c_), c_, g, mean_.data() + f * c_,
+                             n / steps * (out_size / c_), c_, g, mean_.data() + f * c_,
                              inv_std_.data() + f * c_, dgf, dbf, scratch_.data());
-    if (dx) scatter_frame(dxf_.data(), dx, n, frames, f, out_size);
+    if (dx) scatter_frame(dxf_.data(), dx, n, steps, f, out_size);
     for (int64_t k = 0; f && k < c_; ++k) {
       if (dg) dg[k] += dgf[k];
       if (db) db[k] += dbf[k];

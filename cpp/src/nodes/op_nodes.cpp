@@ -355,4 +355,19 @@ void MatMulNode::backward(const StepCtx&, const float* const* x, const float*, f
   }
 }
 
+// ---- VariableNode ----------------------------------------------------------------------
+
+void VariableNode::forward(const StepCtx&, const float* const*, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) std::copy_n(vars[0].var->data(), out_size, y + i * out_size);
+}
+
+void VariableNode::backward(const StepCtx&, const float* const*, const float*, float* dy,
+                            float* const*, int64_t n, bool) {
+  float* g = vars[0].grad;
+  if (!g) return;
+  std::copy_n(dy, out_size, g);
+  for (int64_t i = 1; i < n; ++i)
+    for (int64_t e = 0; e < out_size; ++e) g[e] += dy[i * out_size + e];
+}
+
 }  // namespace ember

@@ -462,6 +462,12 @@ class Layer:
         returns the symbolic output: `x = Dense(64)(inputs)`. On arrays, runs the layer
         for inference and returns a NumPy array."""
         from .core import KerasTensor
+        from .. import step_trace
+        if step_trace.active() is not None and not args and \
+                set(kwargs) <= {"training", "mask"} and kwargs.get("mask") is None:
+            out = step_trace.call_layer(self, inputs, kwargs.get("training"))
+            if out is not NotImplemented:
+                return out
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         states = kwargs.pop("initial_state", None) if self._takes_initial_state else None

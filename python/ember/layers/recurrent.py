@@ -455,7 +455,12 @@ class TimeDistributed(Layer):
         return (input_shape[0],) + out
 
     def _lower(self, graph, x):
-        y = self.layer._lower(graph, graph.add_frames(x))
+        framed = graph.add_frames(x)
+        outer, graph.frames_like = graph.frames_like, framed
+        try:
+            y = self.layer._lower(graph, framed)
+        finally:
+            graph.frames_like = outer
         if isinstance(y, list):
             self._several_outputs_refused(len(y))
         return graph.add_unframes(y, x)

@@ -123,6 +123,13 @@ class _Builder:
     def note_mode(self, layer, value):
         self.modes.append((layer, value))
 
+    # The value whose frames the layers being lowered run in (TimeDistributed, a traced
+    # step's model call): random values drawn there are drawn for every frame.
+    frames_like = -1
+
+    def add_random(self, *args, **kwargs):
+        return self._graph.add_random(*args, like=self.frames_like, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._graph, name)
 
@@ -472,6 +479,8 @@ class Model(Layer):
         """Configures training: optimizer, loss and metrics (names or objects)."""
         with self._changing("compile()"):
             self._compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
+        self.run_eagerly = bool(run_eagerly)
+        self.__dict__.pop("_traced_steps", None)  # a custom train_step is traced anew
 
     def _compile(self, optimizer, loss, metrics, loss_weights, weighted_metrics):
         if loss is None and not self._custom_step:
@@ -1255,6 +1264,11 @@ class Model(Layer):
         like ``predict_on_batch``: a NumPy array (Keras returns its backend's tensor;
         ``np.asarray`` of either gives the same numbers)."""
         from ..layers.core import KerasTensor
+        from .. import step_trace
+        if step_trace.active() is not None and mask is None:
+            out = step_trace.call_layer(self, inputs, training)
+            if out is not NotImplemented:
+                return out
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         if any(isinstance(t, KerasTensor) for t in flat):

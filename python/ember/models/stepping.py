@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .. import _random, tape as tape_mod
+from .. import _random, step_trace, tape as tape_mod
 
 
 def tape_graph(model, shapes):
@@ -127,6 +127,40 @@ def _count(x):
     return len(x)
 
 
+def _data_key(data):
+    if isinstance(data, (list, tuple)):
+        return (type(data).__name__,) + tuple(_data_key(d) for d in data)
+    if isinstance(data, dict):
+        return ("dict",) + tuple((k, _data_key(v)) for k, v in data.items())
+    if data is None:
+        return None
+    a = np.asarray(data)
+    return (a.shape, a.dtype.str)
+
+
+def run_step(model, data):
+    """model.train_step(data), traced once per batch structure and shapes into C++
+    graphs that then run each batch in one call (step_trace); in Python when compiled
+    with run_eagerly=True, or when the trace cannot follow the step (the reason is kept
+    in model._traced_steps)."""
+    if getattr(model, "run_eagerly", False):
+        return model.train_step(data)
+    key = _data_key(data)
+    cache = model.__dict__.setdefault("_traced_steps", {})
+    step = cache.get(key)
+    if step is None:
+        try:
+            step = step_trace.TracedStep(model, data)
+        except step_trace.ControlFlowError:
+            raise
+        except Exception as e:  # noqa: BLE001 (the eager step raises a real error again)
+            step = e
+        cache[key] = step
+    if isinstance(step, Exception):
+        return model.train_step(data)
+    return step.run(data)
+
+
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_weight,
         initial_epoch):
     """Keras's fit loop over a user's train_step(data), one batch at a time; data is x,
@@ -155,7 +189,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
             if sample_weight is not None:
                 parts.append(np.asarray(sample_weight)[idx])
             data = parts[0] if len(parts) == 1 else tuple(parts)
-            logs = flat_logs(model.train_step(data))
+            logs = flat_logs(run_step(model, data))
             cbs.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
@@ -191,3 +225,6 @@ class CompileMetrics:
     def reset_state(self):
         for m in self.metrics:
             m.reset_state()
+
+
+step_trace.defer_metric_methods(CompileMetrics)

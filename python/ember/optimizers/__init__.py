@@ -233,7 +233,10 @@ class Optimizer:
         gradient (a variable the loss does not reach) leaves its variable unchanged."""
         from ..layers.base import Variable
         from ..tape import value_of
+        from .. import step_trace
         grads = list(grads)
+        if step_trace.active() is not None and trainable_variables is not None:
+            return step_trace.apply_gradients(self, grads, list(trainable_variables))
         if trainable_variables is None:
             raise ValueError("apply() needs the variables the gradients belong to: "
                              "optimizer.apply(grads, model.trainable_weights)")
