@@ -58,7 +58,10 @@ def torch_runner(images, channels_last):
     gen, disc = gen.to(memory_format=fmt), disc.to(memory_format=fmt)
     d_opt = torch.optim.Adam(disc.parameters(), 2e-4, betas=(0.5, 0.999), eps=1e-7)
     g_opt = torch.optim.Adam(gen.parameters(), 2e-4, betas=(0.5, 0.999), eps=1e-7)
-    bce = nn.BCELoss()
+
+    def bce(p, t):  # Keras's formula: the noisy labels exceed 1, which BCELoss refuses
+        p = p.clamp(1e-7, 1 - 1e-7)
+        return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).mean()
     data = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     data = data.contiguous(memory_format=fmt)
 
