@@ -273,3 +273,57 @@ def test_vae_example_step_is_traced():
     assert h.history["loss"][-1] < h.history["loss"][0]
     np.testing.assert_allclose(np.array(h.history["reconstruction_loss"]) +
                                np.array(h.history["kl_loss"]), h.history["loss"], rtol=1e-5)
+
+
+# -- test_step and predict_step overrides ---------------------------------------------------
+
+class Evaluated(Guide):
+    """Keras's guide: "Providing your own evaluation step", and a predict_step."""
+
+    def test_step(self, data):
+        x, y = data
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(y=y, y_pred=y_pred)
+        for metric in self.metrics:
+            if metric.name != "loss":
+                metric.update_state(y, y_pred)
+            else:
+                metric.update_state(loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def predict_step(self, data):
+        return {"scaled": self(data, training=False) * 2.0, "first": data[:, :1]}
+
+
+def test_test_step_and_predict_step_overrides():
+    x, y = _regression(64)  # equal batches: the guide's tracker averages batch losses
+    m = Evaluated(bn=True)
+    m.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    m.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    plain = Guide(bn=True)
+    plain.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    plain.build((None, 5))
+    plain.set_weights(m.get_weights())
+    seen = []
+    cb = ember.callbacks.LambdaCallback(on_test_batch_end=lambda b, logs: seen.append(b))
+    got = m.evaluate(x, y, batch_size=16, verbose=0, callbacks=[cb])
+    want = plain.evaluate(x, y, batch_size=16, verbose=0)
+    assert seen == [0, 1, 2, 3]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert set(m.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "mae"}
+    out = m.predict(x, batch_size=16, verbose=0)
+    np.testing.assert_allclose(out["scaled"], 2.0 * plain.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(out["first"], x[:, :1])
+
+    class Super(Guide):
+        def test_step(self, data):
+            logs = super().test_step(data)
+            return {**logs, "extra": 2.0}
+    s = Super(bn=True)
+    s.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    s.build((None, 5))
+    s.set_weights(m.get_weights())
+    logs = s.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    np.testing.assert_allclose([logs["loss"], logs["mae"]], want, rtol=1e-5)
+    assert logs["extra"] == 2.0

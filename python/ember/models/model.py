@@ -1150,6 +1150,20 @@ class Model(Layer):
         [loss, metric, ...] in compile order, or a dict with return_dict=True."""
         self._require_compiled("evaluate")
         verbose = _verbose(verbose)
+        if type(self).test_step is not Model.test_step:
+            if is_stream(x) or steps is not None:
+                raise ValueError("evaluate over a custom test_step takes arrays (x, and y "
+                                 "and sample_weight if the step reads them)")
+            n = stepping._count(x)
+            cbs = CallbackList(_callback_list(callbacks) + ([ProgbarLogger(verbose)]
+                                                           if verbose else []), self,
+                               {"steps": math.ceil(n / _batch_size(batch_size)),
+                                "verbose": verbose, "epochs": 1})
+            logs = stepping.evaluate(self, x, y, sample_weight, _batch_size(batch_size), cbs)
+            if return_dict:
+                return logs
+            values = list(logs.values())
+            return values[0] if len(values) == 1 else values
         if is_stream(x):
             if y is not None or sample_weight is not None:
                 raise ValueError("`y` and `sample_weight` must not be given when x is a data "
@@ -1177,7 +1191,8 @@ class Model(Layer):
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Returns the model's outputs for x as a float32 numpy array."""
         if (callbacks is None and steps is None and type(verbose) is int and not verbose
-                and (batch_size is None or type(batch_size) is int and batch_size > 0)):
+                and (batch_size is None or type(batch_size) is int and batch_size > 0)
+                and type(self).predict_step is Model.predict_step):
             # Fast path (quiet, no hooks; batch 1 is mostly this): one C++ call per batch.
             g = self._graph
             if self._ready_shape is not None and g is not None:  # built; float inputs
@@ -1199,6 +1214,15 @@ class Model(Layer):
 
     def _predict(self, x, batch_size, verbose, steps, callbacks):
         verbose = _verbose(verbose)
+        if type(self).predict_step is not Model.predict_step:
+            if is_stream(x) or steps is not None:
+                raise ValueError("predict over a custom predict_step takes arrays")
+            n = stepping._count(x)
+            cbs = CallbackList(_callback_list(callbacks) + ([ProgbarLogger(verbose)]
+                                                           if verbose else []), self,
+                               {"steps": math.ceil(n / _batch_size(batch_size)),
+                                "verbose": verbose, "epochs": 1})
+            return stepping.predict(self, x, _batch_size(batch_size), cbs)
         if is_stream(x):
             return self._predict_stream(x, _steps(steps, "steps"), verbose, callbacks)
         _unsupported(steps=steps)
@@ -1369,6 +1393,23 @@ class Model(Layer):
         self.optimizer.apply(tape.gradient(loss, variables), variables)
         return self.compute_metrics(x, y, y_pred, sw, loss=loss)
 
+    def test_step(self, data):
+        """Keras's default evaluation step, for subclasses that extend it
+        (super().test_step): the forward in inference mode, compute_loss, the metrics.
+        evaluate runs the same in C++ when no subclass overrides this method; an override
+        runs batch by batch, in Python around C++ calls."""
+        x, y, sw = stepping.unpack(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sw, training=False)
+        return self.compute_metrics(x, y, y_pred, sw, loss=loss)
+
+    def predict_step(self, data):
+        """Keras's default prediction step: the model's outputs for the batch's x.
+        predict concatenates what an override returns (an array, or a list or dict of
+        them) over the batches."""
+        x, _, _ = stepping.unpack(data)
+        return self(x, training=False)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss of (y, y_pred) plus the weights' regularization penalties,
         as a Tensor a GradientTape differentiates."""
@@ -1406,10 +1447,13 @@ class Model(Layer):
     def compute_metrics(self, x, y, y_pred, sample_weight=None, loss=None):
         """Updates self.metrics (the loss tracker with `loss`, the others with y and
         y_pred) and returns their results as a dict."""
+        first = x
+        while isinstance(first, (list, tuple, dict)):
+            first = list(first.values())[0] if isinstance(first, dict) else first[0]
         for m in self.metrics:
             if m.name == "loss":
-                if loss is not None:
-                    m.update_state(loss)
+                if loss is not None:  # Keras 3: weighted by the batch's size
+                    m.update_state(loss, sample_weight=float(len(first)))
             else:
                 m.update_state(y, y_pred, sample_weight)
         return self.get_metrics_result()

@@ -204,6 +204,57 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
     return history
 
 
+def _batches(x, y, sample_weight, batch_size):
+    """(step, data) for consecutive batches, data as fit hands a custom step."""
+    n = _count(x)
+    if n == 0:
+        raise ValueError("Received no samples")
+    for step in range(math.ceil(n / batch_size)):
+        idx = np.arange(step * batch_size, min((step + 1) * batch_size, n))
+        parts = [_rows(x, idx)]
+        if y is not None:
+            parts.append(_rows(y, idx))
+        if sample_weight is not None:
+            parts.append(np.asarray(sample_weight)[idx])
+        yield step, parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def evaluate(model, x, y, sample_weight, batch_size, cbs):
+    """Keras's evaluate over a user's test_step: the metrics reset, then the step on
+    each batch in order; returns the last batch's logs."""
+    for m in model.metrics:
+        m.reset_state()
+    logs = {}
+    cbs.on_test_begin()
+    for step, data in _batches(x, y, sample_weight, batch_size):
+        cbs.on_test_batch_begin(step)
+        logs = flat_logs(model.test_step(data))
+        cbs.on_test_batch_end(step, logs)
+    cbs.on_test_end(logs)
+    return logs
+
+
+def predict(model, x, batch_size, cbs):
+    """Keras's predict over a user's predict_step: its outputs (an array, or a list or
+    dict of them) concatenated over the batches."""
+    outs = []
+    cbs.on_predict_begin()
+    for step, data in _batches(x, None, None, batch_size):
+        cbs.on_predict_batch_begin(step)
+        outs.append(tape_mod.value_of(model.predict_step(data)))
+        cbs.on_predict_batch_end(step, {"outputs": outs[-1]})
+    cbs.on_predict_end()
+
+    def join(parts):
+        first = parts[0]
+        if isinstance(first, dict):
+            return {k: join([p[k] for p in parts]) for k in first}
+        if isinstance(first, (list, tuple)):
+            return [join([p[i] for p in parts]) for i in range(len(first))]
+        return np.concatenate([np.asarray(tape_mod.value_of(p)) for p in parts])
+    return join(outs)
+
+
 class CompileMetrics:
     """The metrics given to compile(), as one object (Keras 3's `compile_metrics`):
     update_state(y, y_pred) updates each; result() is a dict of their values."""
