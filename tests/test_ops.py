@@ -876,3 +876,33 @@ def test_keras_lambda_file_loads_with_safe_mode_off(tmp_path):
     e = ember.saving.load_model(path, safe_mode=False)
     np.testing.assert_allclose(e.predict(x, verbose=0), k.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_stop_gradient_eager_on_a_tape_and_in_a_model(tmp_path):
+    a = np.arange(3, dtype=np.float32)
+    np.testing.assert_array_equal(ops.stop_gradient(a), a)
+    with ember.GradientTape() as tape:
+        t = ops.convert_to_tensor(np.array([1.0, 2.0, 3.0], np.float32))
+        tape.watch(t)
+        loss = ops.sum(t * ops.stop_gradient(t * 3.0))
+    np.testing.assert_allclose(tape.gradient(loss, t), [3.0, 6.0, 9.0])
+    # In a model: the stopped branch's Dense gets no gradient, the other one does.
+    ember.set_random_seed(2)
+    inp = ember.Input((4,))
+    frozen_path, live_path = layers.Dense(2), layers.Dense(2)
+    out = layers.Add()([ops.stop_gradient(frozen_path(inp)), live_path(inp)])
+    model = ember.Model(inp, out)
+    model.compile(ember.optimizers.SGD(0.1), "mse")
+    before = [w.numpy() for w in frozen_path.weights + live_path.weights]
+    x = np.random.default_rng(3).standard_normal((16, 4)).astype(np.float32)
+    model.fit(x, np.ones((16, 2), np.float32), verbose=0)
+    after = [w.numpy() for w in frozen_path.weights + live_path.weights]
+    assert all(np.array_equal(b, w) for b, w in zip(before[:2], after[:2]))
+    assert not np.array_equal(before[2], after[2])
+    model.save(tmp_path / "stop.keras")
+    back = ember.saving.load_model(tmp_path / "stop.keras")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))
+    keras = keras_or_skip()
+    k = keras.saving.load_model(tmp_path / "stop.keras")
+    np.testing.assert_allclose(k.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)

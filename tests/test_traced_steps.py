@@ -327,3 +327,29 @@ def test_test_step_and_predict_step_overrides():
     logs = s.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     np.testing.assert_allclose([logs["loss"], logs["mae"]], want, rtol=1e-5)
     assert logs["extra"] == 2.0
+
+
+def test_a_value_computed_outside_the_tape_stays_a_constant():
+    """A target computed from the model outside the tape (a Q-learning target): the
+    eager tape does not differentiate through it, so neither may the trace."""
+    class TargetStep(Guide):
+        def train_step(self, data):
+            x, y = data
+            target = y + 0.5 * self(x)  # outside the tape: a constant to it
+            with ember.GradientTape() as tape:
+                loss = ops.mean(ops.square(self(x, training=True) - target))
+            self.optimizer.apply(tape.gradient(loss, self.trainable_weights),
+                                 self.trainable_weights)
+            return {"loss": loss}
+    results = []
+    for eager in (False, True):
+        ember.set_random_seed(3)
+        m = TargetStep()
+        m.compile(ember.optimizers.SGD(0.05), run_eagerly=eager)
+        x, y = _regression(32)
+        m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append(m.get_weights())
+        if not eager:
+            _traced(m)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

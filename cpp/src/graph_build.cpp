@@ -812,6 +812,11 @@ int Graph::add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_
   return add_node(std::make_unique<GatherNode>(std::move(map)), {x}, std::move(out_shape), {});
 }
 
+int Graph::add_stop_gradient(int x) {
+  std::vector<int64_t> shape = values_.at(check_value(x, "StopGradient")).shape;
+  return add_node(std::make_unique<StopGradientNode>(), {x}, std::move(shape), {}, 0);
+}
+
 int Graph::add_variable(VariablePtr var) {
   if (!var) throw std::invalid_argument("add_variable: no variable");
   std::vector<int64_t> shape = var->shape();

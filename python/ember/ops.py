@@ -37,7 +37,8 @@ __all__ = [
     "matmul", "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "norm",
     "not_equal", "one_hot", "ones", "ones_like", "power", "relu", "relu6", "reshape", "round",
     "selu", "shape", "sigmoid", "sign", "silu", "sin", "softmax", "softplus", "softsign",
-    "split", "sqrt", "square", "squeeze", "stack", "subtract", "sum", "swish", "take", "tanh",
+    "split", "sqrt", "square", "squeeze", "stack", "stop_gradient", "subtract", "sum", "swish",
+    "take", "tanh",
     "tile", "transpose", "true_divide", "where", "zeros", "zeros_like",
 ]
 
@@ -375,6 +376,15 @@ def where(condition, x1, x2):
     c = not_equal(condition, 0.0) if _is_sym(condition) else \
         (_array(condition) != 0).astype(np.float32)
     return add(multiply(c, x1), multiply(subtract(1.0, c), x2))
+
+
+def stop_gradient(variable):
+    """The same values, through which no gradient flows (a target that training must
+    not move)."""
+    if not _is_sym(variable):
+        return _array(variable)
+    return _symbolic("stop_gradient", [variable], _sample(variable),
+                     lambda g, v: g.add_stop_gradient(v[0]))
 
 
 def cast(x, dtype):
@@ -1019,7 +1029,7 @@ _VJPS = {
 # Ops whose value has no gradient (comparisons, rounding, indices, constants).
 _NO_GRADIENT = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
                 "sign", "floor", "round", "argmax", "argmin", "one_hot", "zeros_like",
-                "ones_like", "shape"}
+                "ones_like", "shape", "stop_gradient"}
 
 
 def _flat(args):

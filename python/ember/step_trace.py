@@ -57,10 +57,12 @@ class StepTensor:
     __array_priority__ = 3000
 
     def __init__(self, kt, scalar=False):
+        from .tape import _tapes
         self._kt = kt
         self._scalar = scalar
         self._seg = _active[0].segment
         kt._step_seg = self._seg
+        kt._step_tapes = {id(t) for t in _tapes if t._recording}  # the tapes that saw it
 
     @property
     def shape(self):
@@ -138,7 +140,7 @@ _ELEMENTWISE = {
     "exp", "log", "sqrt", "square", "abs", "absolute", "sign", "floor", "round", "log1p",
     "expm1", "sin", "cos", "clip", "where", "cast", "relu", "relu6", "sigmoid", "tanh",
     "elu", "selu", "gelu", "silu", "swish", "softplus", "softsign", "hard_sigmoid",
-    "leaky_relu", "zeros_like", "ones_like", "convert_to_tensor",
+    "leaky_relu", "zeros_like", "ones_like", "convert_to_tensor", "stop_gradient",
 }
 _REDUCTIONS = {"sum", "mean", "max", "min", "argmax", "argmin", "logsumexp", "norm"}
 _signatures = {}
@@ -380,23 +382,37 @@ class StepGradient:
 class _Phase:
     def __init__(self, loss, segment):
         self.loss, self.segment = loss, segment
+        self.stops = set()  # id(tensor) of values computed outside the tape
         self.optimizer = None
         self.variables = []
         self.graph = None
 
 
-def gradient(target, sources, single):
+def gradient(tape, target, sources, single):
     """tape.gradient inside a trace: a StepGradient per source the target reaches (None
     for the others, as Keras)."""
     from .layers.base import Variable
+    from .models.functional import _topological
     tr = _active[0]
     if not _is_step(target):
         out = [None] * len(sources)
         return out[0] if single else out
     if any(not isinstance(s, Variable) for s in sources):
         raise TraceUnsupported("a gradient with respect to a tensor")
+    if not tape._watch_variables:
+        raise TraceUnsupported("a tape that follows only watched variables")
     phase = _Phase(target, tr.segment)
     reached = tr.variables_reached([target])
+    # The tape saw only what was computed while it recorded: a value computed outside it
+    # is a constant to it. The graph would differentiate through it, so such a value
+    # must not depend on the variables differentiated.
+    wanted = {id(s._storage) for s in sources} & reached
+    order, _ = _topological([target._kt], tr.inputs)
+    def unseen(t):
+        return id(tape) not in getattr(t, "_step_tapes", {id(tape)}) and not t._is_input
+    frontier = {id(p): p for t in order if not unseen(t) for p in t._inputs if unseen(p)}
+    phase.stops = {key for key, p in frontier.items()
+                   if tr.variables_reached_kts([p]) & wanted}
     out = [StepGradient(phase, s) if id(s._storage) in reached else None for s in sources]
     tr.gradients.append(phase)
     return out[0] if single else out
@@ -467,13 +483,17 @@ class StepTrace:
     def variables_reached(self, targets):
         """id(core variable) of every weight the targets depend on (from a graph of
         them, lowered and dropped)."""
-        graph, _ = _lowered(self, [t._kt for t in targets])
+        return self.variables_reached_kts([t._kt for t in targets])
+
+    def variables_reached_kts(self, kts, stops=()):
+        graph, _ = _lowered(self, list(kts), stops)
         return {id(v) for v in graph.variables}
 
 
-def _lowered(trace, outs):
+def _lowered(trace, outs, stops=()):
     """(graph, builder) of the trace's tensors `outs` (KerasTensors), every batch array an
-    input, the outputs set in order (a tensor read twice gets a view of its own)."""
+    input, the outputs set in order (a tensor read twice gets a view of its own); no
+    gradient flows back through the tensors whose ids are in `stops`."""
     from .layers.base import lower_nodes
     from .models.functional import _topological
     from .models.model import _Builder
@@ -481,7 +501,8 @@ def _lowered(trace, outs):
     graph = _core.Graph()
     builder = _Builder(graph)
     values = {id(t): graph.add_input(list(t.shape[1:])) for t in trace.inputs}
-    values = lower_nodes(builder, [t for t in order if id(t) not in values], values)
+    values = lower_nodes(builder, [t for t in order if id(t) not in values], values,
+                         lambda t, v: builder.add_stop_gradient(v) if id(t) in stops else v)
     out_values = []
     for t in outs:
         v = values[id(t)]
@@ -534,7 +555,7 @@ class TracedStep:
             seg = getattr(t, "_step_seg", k)
             if seg != k and not t._is_input:
                 raise TraceUnsupported("a tensor of one update's phase used in a later one")
-        graph, builder = _lowered(tr, outs)
+        graph, builder = _lowered(tr, outs, phase.stops)
         graph.set_output(0, "external", False, 1.0, 1.0, [])
         owners = dict(builder.constants)
         for call in tr.calls:

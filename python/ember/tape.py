@@ -179,7 +179,7 @@ class GradientTape:
         srcs = [sources] if single else list(sources)
         from . import step_trace
         if step_trace.active() is not None:
-            return step_trace.gradient(target, srcs, single)
+            return step_trace.gradient(self, target, srcs, single)
         for s in srcs:
             if not isinstance(s, (Tensor, Variable)):
                 raise ValueError(f"GradientTape.gradient: sources must be Variables or "

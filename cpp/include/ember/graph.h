@@ -172,6 +172,8 @@ class Graph {
   int add_reduce(int x, ReduceOp op, std::vector<int32_t> map, std::vector<int32_t> pos,
                  std::vector<int64_t> out_shape);
   int add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_shape);
+  // x, through which no gradient flows.
+  int add_stop_gradient(int x);
   // A variable as a value: each sample is the whole variable (of shape (1) for a
   // scalar); its gradient is the sum over the rows.
   int add_variable(VariablePtr var);

@@ -2,6 +2,7 @@
 // known when it is added) and writes one; the Graph plans the buffers, runs the nodes
 // in topological order and sums gradients where a value fans out.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 #include "ember/activations.h"
@@ -822,6 +823,17 @@ class MatMulNode : public Node {
 
  private:
   int64_t batch_, m_, k_, n_;
+};
+
+// y = x with no gradient to x (Keras's ops.stop_gradient).
+class StopGradientNode : public Node {
+ public:
+  const char* kind() const override { return "StopGradient"; }
+  void forward(const StepCtx&, const float* const* x, float* y, int64_t n) override {
+    std::copy_n(x[0], n * out_size, y);
+  }
+  void backward(const StepCtx&, const float* const*, const float*, float*, float* const*,
+                int64_t, bool) override {}
 };
 
 // A variable read as a value (ops on weights alone in a traced train_step): every row

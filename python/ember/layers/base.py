@@ -151,10 +151,11 @@ def _described(out):
     return type(out).__name__
 
 
-def lower_nodes(graph, nodes, values):
+def lower_nodes(graph, nodes, values, after=None):
     """Adds the nodes of recorded tensors (in topological order) to a graph; values maps
     id(tensor) -> value id for the tensors given, and gains every node's value. The
-    outputs of one call (a recurrent layer's states) are lowered once."""
+    outputs of one call (a recurrent layer's states) are lowered once. after(tensor,
+    value), when given, may stand a value of its own in for each tensor's."""
     calls = {}
     for t in nodes:
         if id(t) in values:  # given: a graph input (a preprocessing layer's output)
@@ -171,6 +172,8 @@ def lower_nodes(graph, nodes, values):
                                      **kwargs)
         out = calls[key]
         values[id(t)] = out[t._tensor_index] if isinstance(out, list) else out
+        if after is not None:
+            values[id(t)] = after(t, values[id(t)])
     return values
 
 

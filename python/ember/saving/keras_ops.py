@@ -37,6 +37,7 @@ KERAS_OPS = {
     "clip": ("numpy", "Clip", ("x",), ("x_min", "x_max")),
     "where": ("numpy", "Where", ("condition", "x1", "x2"), ()),
     "cast": ("core", "Cast", ("x",), ("dtype",)),
+    "stop_gradient": ("core", "StopGradient", ("variable",), ()),
     "elu": ("nn", "Elu", ("x",), ("alpha",)),
     "gelu": ("nn", "Gelu", ("x",), ("approximate",)),
     "leaky_relu": ("nn", "LeakyRelu", ("x",), ("negative_slope",)),
