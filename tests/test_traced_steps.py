@@ -353,3 +353,50 @@ def test_a_value_computed_outside_the_tape_stays_a_constant():
             _traced(m)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+class TwoTapeGAN(PairedGAN):
+    """TensorFlow's DCGAN tutorial step: one forward under two tapes, a gradient from
+    each, then both updates (the generator's first)."""
+
+    def train_step(self, data):
+        real, noise = data
+        with ember.GradientTape() as gen_tape, ember.GradientTape() as disc_tape:
+            fake = self.gen(noise, training=True)
+            real_out = self.disc(real, training=True)
+            fake_out = self.disc(fake, training=True)
+            g_loss = self.loss_fn(ops.ones_like(fake_out), fake_out)
+            d_loss = self.loss_fn(ops.ones_like(real_out), real_out) + \
+                self.loss_fn(ops.zeros_like(fake_out), fake_out)
+        g_grads = gen_tape.gradient(g_loss, self.gen.trainable_variables)
+        d_grads = disc_tape.gradient(d_loss, self.disc.trainable_variables)
+        self.g_opt.apply_gradients(zip(g_grads, self.gen.trainable_variables))
+        self.d_opt.apply_gradients(zip(d_grads, self.disc.trainable_variables))
+        self.d_tracker.update_state(d_loss)
+        self.g_tracker.update_state(g_loss)
+        return {"d_loss": self.d_tracker.result(), "g_loss": self.g_tracker.result()}
+
+
+def test_two_tapes_over_one_forward_traced_as_eager():
+    results = []
+    for eager in (False, True):
+        ember.set_random_seed(5)
+        rng = np.random.default_rng(5)
+        real = rng.random((48, 12)).astype(np.float32)
+        noise = rng.standard_normal((48, 4)).astype(np.float32)
+        disc = ember.Sequential([ember.Input((12,)), layers.Dense(8), layers.LeakyReLU(0.2),
+                                 layers.Dense(1)])
+        gen = ember.Sequential([ember.Input((4,)), layers.Dense(8), layers.LeakyReLU(0.2),
+                                layers.Dense(12, activation="sigmoid")])
+        gan = TwoTapeGAN(disc, gen)
+        gan.compile(ember.optimizers.Adam(0.01, beta_1=0.5), ember.optimizers.Adam(0.01),
+                    ember.losses.BinaryCrossentropy(from_logits=True), run_eagerly=eager)
+        h = gan.fit((real, noise), batch_size=16, epochs=3, shuffle=False, verbose=0)
+        if not eager:
+            [step] = _traced(gan)
+            assert [len(g.phases) for g in step.groups] == [2]
+        results.append((gan.disc.get_weights() + gan.gen.get_weights(), h.history))
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for k in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-4)

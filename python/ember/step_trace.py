@@ -61,6 +61,7 @@ class StepTensor:
         self._kt = kt
         self._scalar = scalar
         self._seg = _active[0].segment
+        _active[0].created_since_update = True
         kt._step_seg = self._seg
         kt._step_tapes = {id(t) for t in _tapes if t._recording}  # the tapes that saw it
 
@@ -419,7 +420,9 @@ def gradient(tape, target, sources, single):
 
 
 def apply_gradients(optimizer, grads, variables):
-    """optimizer.apply inside a trace: ends the phase its gradients belong to."""
+    """optimizer.apply inside a trace: the update of the phase its gradients belong to.
+    The first update after gradients were taken ends their segment: every gradient of
+    that segment (several tapes over one forward) comes from the weights before it."""
     tr = _active[0]
     taken = [(g, v) for g, v in zip(grads, variables) if g is not None]
     if any(not isinstance(g, StepGradient) for g, _ in taken):
@@ -428,12 +431,17 @@ def apply_gradients(optimizer, grads, variables):
     if len(phases) != 1 or any(g.variable is not v for g, v in taken):
         raise TraceUnsupported("gradients of several tape.gradient calls in one update")
     phase = next(iter(phases.values()))
-    if phase.optimizer is not None or phase.segment != tr.segment:
-        raise TraceUnsupported("gradients applied twice, or after another update")
+    if phase.optimizer is not None:
+        raise TraceUnsupported("gradients applied twice")
+    if phase.segment == tr.segment:  # the segment's first update
+        tr.segment += 1
+        tr.open_group = phase.segment
+    elif phase.segment != tr.open_group or tr.created_since_update:
+        raise TraceUnsupported("gradients applied after tensors of a later update")
     phase.optimizer = optimizer
     phase.variables = [v for _, v in taken]
     tr.phases.append(phase)
-    tr.segment += 1
+    tr.created_since_update = False
 
 
 # -- metric calls -------------------------------------------------------------------------------
@@ -473,7 +481,9 @@ class StepTrace:
     """The record of one train_step call on a batch of given shapes."""
 
     def __init__(self):
-        self.segment = 0
+        self.segment = 0  # updates' segments: tensors made before the first, then ...
+        self.open_group = -1  # the segment whose gradients are being applied
+        self.created_since_update = False
         self.calls = []
         self.gradients = []
         self.phases = []
@@ -513,12 +523,12 @@ def _lowered(trace, outs, stops=()):
 
 
 class TracedStep:
-    """A model's train_step traced for one batch structure: its phases' graphs."""
+    """A model's train_step traced for one batch structure: one graph per segment of
+    the step (the tensors made before an update and its gradients), run in order."""
 
     def __init__(self, model, data):
         from .layers.core import Input
         leaves, self.structure = _leaves(data)
-        self.shapes = [a.shape for a in leaves]
         tr = StepTrace()
         tr.inputs = [Input(shape=a.shape if a.ndim else (1,)) for a in leaves]
         _active[0] = tr
@@ -533,30 +543,74 @@ class TracedStep:
             raise TraceUnsupported("a gradient taken and never applied")
         self.trace = tr
         self.logs = logs
-        # Every tensor read after the run, in the phase that computes it.
+        groups = {}
+        for p in tr.phases:  # in the order of their updates
+            groups.setdefault(p.segment, []).append(p)
+        # Every tensor read after the run, from the graph of its segment.
         wanted = []
         for fn, obj, args, kwargs in tr.effects:
             wanted.extend(_tensors_in((args, kwargs)))
         wanted.extend(_tensors_in(logs))
-        self.read = {}
+        read = {}
         for t in wanted:
-            if t._seg >= len(tr.phases):
+            if t._seg not in groups and not t._kt._is_input:
                 raise TraceUnsupported("a tensor computed after the last update")
-            self.read.setdefault(id(t._kt), (t._seg, t))
-        self.graphs = [self._lower(tr, k, p) for k, p in enumerate(tr.phases)]
+            read.setdefault(id(t._kt), t)
+        self.groups = [_Group(tr, seg, phases, [t for t in read.values() if t._seg == seg])
+                       for seg, phases in sorted(groups.items())]
+        self.steps = 0
 
-    def _lower(self, tr, k, phase):
+    def run(self, data):
+        """One step on a batch: the graphs in order (consecutive single updates in one C++
+        call), then the metric calls replayed on their values; returns the logs."""
+        leaves, _ = _leaves(data)
+        xs = [np.ascontiguousarray(a, dtype=np.float32).reshape((1,) + (a.shape or (1,)))
+              for a in leaves]
+        self.steps += 1
+        values = {id(i): x for i, x in zip(self.trace.inputs, leaves)}
+        pending = []
+
+        def flush():
+            if pending:
+                outs = _core.train_steps([g.call(xs) for g in pending])
+                for g, o in zip(pending, outs):
+                    g.store(o, values)
+                pending.clear()
+        for g in self.groups:
+            if len(g.phases) == 1:
+                pending.append(g)
+            else:
+                flush()
+                g.run_tape(xs, self.steps, values)
+        flush()
+        results = []
+        for fn, obj, args, kwargs in self.trace.effects:
+            results.append(fn(obj, *_substitute(args, values, results),
+                              **_substitute(kwargs, values, results)))
+        return _substitute(self.logs, values, results)
+
+
+class _Group:
+    """The graph of one segment: its losses (one per gradient taken there) and the
+    tensors of the segment read after the run. One loss trains as a C++ training step;
+    several (tapes over one forward) run one forward, a backward per loss, then the
+    updates in their order."""
+
+    def __init__(self, tr, seg, phases, reads):
         from .models.functional import _topological
-        extra = [t for seg, t in self.read.values() if seg == k and t is not phase.loss]
-        extra = [t for t in extra if not t._kt._is_input]
-        outs = [phase.loss._kt] + [t._kt for t in extra]
+        self.phases = phases
+        losses = [p.loss for p in phases]
+        extra = [t for t in reads if not t._kt._is_input and
+                 not any(t._kt is x._kt for x in losses)]
+        outs = [t._kt for t in losses + extra]
         order, _ = _topological(outs, tr.inputs)
         for t in order:
-            seg = getattr(t, "_step_seg", k)
-            if seg != k and not t._is_input:
+            if getattr(t, "_step_seg", seg) != seg and not t._is_input:
                 raise TraceUnsupported("a tensor of one update's phase used in a later one")
-        graph, builder = _lowered(tr, outs, phase.stops)
-        graph.set_output(0, "external", False, 1.0, 1.0, [])
+        stops = phases[0].stops
+        if any(p.stops != stops for p in phases):
+            raise TraceUnsupported("tapes that saw different parts of the forward")
+        graph, builder = _lowered(tr, outs, stops)
         owners = dict(builder.constants)
         for call in tr.calls:
             for part in call.layer._all_layers():
@@ -568,45 +622,53 @@ class TracedStep:
         for core in graph.variables:
             if id(core) not in owners:
                 raise TraceUnsupported("a weight of no called layer")
-            variables.append(owners[id(core)])
-        updated = {id(v) for v in phase.variables}
-        opt = phase.optimizer
-        graph.set_variable_flags([id(v) in updated for _, v in variables],
-                                 [id(v) in updated and opt._use_weight_decay(v)
-                                  for _, v in variables])
-        graph.set_variable_constraints([
-            v.constraint._core_spec(v.shape) if getattr(v, "constraint", None) is not None
-            else ("", 1, 0.0, 0.0, 1.0) for _, v in variables])
+            variables.append(owners[id(core)][1])
         for layer, value in builder.modes:  # Keras 3: a frozen layer runs as at inference
             if not layer.trainable:
                 graph.set_inference_only(value, True)
-        opt._attach(graph)
-        phase.graph = graph
-        phase.reads = [phase.loss] + extra
-        phase.ones = np.ones((1,) + tuple(graph.output_shapes[0]), np.float32)
-        return graph
+        updated = {id(v) for p in phases for v in p.variables}
+        graph.set_variable_flags([id(v) in updated for v in variables],
+                                 [id(v) in updated and phases[0].optimizer._use_weight_decay(v)
+                                  for v in variables])
+        self.graph = graph
+        self.reads = losses + extra
+        self.dys = []
+        for o in range(len(outs)):
+            if len(phases) == 1 and o > 0:
+                continue
+            graph.set_output(o, "external", False, 1.0, 1.0, [])
+        shapes = [(1,) + tuple(s) for s in graph.output_shapes]
+        if len(phases) == 1:
+            graph.set_variable_constraints([
+                v.constraint._core_spec(v.shape) if getattr(v, "constraint", None) is not None
+                else ("", 1, 0.0, 0.0, 1.0) for v in variables])
+            phases[0].optimizer._attach(graph)
+            self.ys = [np.ones(shapes[0], np.float32)] + [None] * (len(outs) - 1)
+        else:
+            graph.set_input_gradients([False] * len(tr.inputs))
+            index = {id(v): k for k, v in enumerate(variables)}
+            for j, p in enumerate(phases):
+                dys = [np.zeros(s, np.float32) for s in shapes]
+                dys[j][...] = 1.0
+                self.dys.append((dys, [index[id(v)] for v in p.variables]))
 
-    def run(self, data):
-        """One step on a batch: every phase in one C++ call, then the metric calls
-        replayed on its values; returns the step's logs."""
-        leaves, _ = _leaves(data)
-        xs = [np.ascontiguousarray(a, dtype=np.float32).reshape((1,) + (a.shape or (1,)))
-              for a in leaves]
-        phases = self.trace.phases
-        calls = [(p.graph, xs, [p.ones] + [None] * (len(p.reads) - 1),
-                  p.optimizer._current_learning_rate()) for p in phases]
-        outs = _core.train_steps(calls)
-        values = {}
-        for p, o in zip(phases, outs):
-            for t, a in zip(p.reads, o):
-                values[id(t._kt)] = a.reshape(t.shape)
-        for i, x in zip(self.trace.inputs, leaves):
-            values[id(i)] = x
-        results = []
-        for fn, obj, args, kwargs in self.trace.effects:
-            results.append(fn(obj, *_substitute(args, values, results),
-                              **_substitute(kwargs, values, results)))
-        return _substitute(self.logs, values, results)
+    def call(self, xs):
+        p = self.phases[0]
+        return (self.graph, xs, self.ys, p.optimizer._current_learning_rate())
+
+    def store(self, outs, values):
+        for t, a in zip(self.reads, outs):
+            values[id(t._kt)] = a.reshape(t.shape)
+
+    def run_tape(self, xs, step, values):
+        token, outs = self.graph.tape_forward(xs, True, step)
+        grads = []
+        for dys, indices in self.dys:
+            self.graph.tape_backward(xs, dys, True, step, token, [])
+            grads.append([self.graph.variable_gradient(k) for k in indices])
+        for p, g in zip(self.phases, grads):
+            p.optimizer.apply(g, p.variables)
+        self.store(outs, values)
 
 
 def _leaves(data):
