@@ -906,3 +906,126 @@ def test_stop_gradient_eager_on_a_tape_and_in_a_model(tmp_path):
     k = keras.saving.load_model(tmp_path / "stop.keras")
     np.testing.assert_allclose(k.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
+
+
+def _activity_model(lib, rate=0.5, kind="mean"):
+    class ActivityRegularization(lib.layers.Layer):
+        """Keras's guide: "The add_loss() method"."""
+
+        def __init__(self, rate=1e-2, **kwargs):
+            super().__init__(**kwargs)
+            self.rate = rate
+
+        def call(self, inputs):
+            reduce = lib.ops.mean if kind == "mean" else lib.ops.sum
+            self.add_loss(self.rate * reduce(lib.ops.square(inputs)) + 0.0)
+            return inputs
+    inp = lib.Input((4,))
+    h = ActivityRegularization(rate)(lib.layers.Dense(3, activation="tanh")(inp))
+    return lib.Model(inp, lib.layers.Dense(1)(h))
+
+
+@pytest.mark.parametrize("kind", ["mean", "sum"])
+def test_add_loss_in_call_trains_as_keras(kind):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = rng.standard_normal((20, 1)).astype(np.float32)
+    ember.set_random_seed(1)
+    e = _activity_model(ember, kind=kind)
+    e.compile(ember.optimizers.SGD(0.1), "mse")
+    loss = e.evaluate(x, y, batch_size=8, verbose=0)
+    h = np.tanh(x @ e.layers[1].get_weights()[0] + e.layers[1].get_weights()[1])
+    pred = h @ e.layers[3].get_weights()[0] + e.layers[3].get_weights()[1]
+    if kind == "mean":
+        term = 0.5 * np.mean(h ** 2)
+    else:  # each batch's own sum, the batches weighted by their sizes (Keras)
+        sums = [np.sum(h[s:s + 8] ** 2) * len(h[s:s + 8]) for s in range(0, 20, 8)]
+        term = 0.5 * np.sum(sums) / 20
+    np.testing.assert_allclose(loss, np.mean((pred - y) ** 2) + term, rtol=1e-4)
+    keras = keras_or_skip()
+    k = _activity_model(keras, kind=kind)
+    k.set_weights(e.get_weights())
+    k.compile(keras.optimizers.SGD(0.1), "mse")
+    he = e.fit(x, y, batch_size=10, epochs=2, shuffle=False, verbose=0)
+    hk = k.fit(x, y, batch_size=10, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(he.history["loss"], hk.history["loss"], rtol=1e-5)
+
+
+def test_add_loss_misuse_is_refused():
+    class Bad(layers.Layer):
+        def call(self, inputs):
+            self.add_loss(inputs)  # a value per sample, not of the batch
+            return inputs
+    with pytest.raises(ValueError, match="add_loss takes"):
+        ember.Sequential([ember.Input((3,)), Bad()])
+
+    class Centering(layers.Layer):
+        def call(self, inputs):
+            return inputs - ops.mean(inputs)  # a batch statistic in the output
+    with pytest.raises(ValueError, match="value of the whole batch"):
+        ember.Sequential([ember.Input((3,)), Centering()])
+    with pytest.raises(ValueError, match="add_loss takes"):
+        layers.Dense(2).add_loss(1.0)
+
+
+def test_guide_vae_with_add_loss_trains():
+    """Keras's subclassing guide, "Putting it all together": a VariationalAutoEncoder
+    whose call adds the KL divergence with add_loss, compiled with MSE."""
+    class Sampling(layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.seed_generator = ember.random.SeedGenerator(1337)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs
+            batch, dim = ops.shape(z_mean)[0], ops.shape(z_mean)[1]
+            eps = ember.random.normal(shape=(batch, dim), seed=self.seed_generator)
+            return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    class Encoder(layers.Layer):
+        def __init__(self, latent_dim=4, intermediate_dim=32, **kw):
+            super().__init__(**kw)
+            self.dense_proj = layers.Dense(intermediate_dim, activation="relu")
+            self.dense_mean = layers.Dense(latent_dim)
+            self.dense_log_var = layers.Dense(latent_dim)
+            self.sampling = Sampling()
+
+        def call(self, inputs):
+            x = self.dense_proj(inputs)
+            z_mean, z_log_var = self.dense_mean(x), self.dense_log_var(x)
+            return z_mean, z_log_var, self.sampling((z_mean, z_log_var))
+
+    class Decoder(layers.Layer):
+        def __init__(self, original_dim, intermediate_dim=32, **kw):
+            super().__init__(**kw)
+            self.dense_proj = layers.Dense(intermediate_dim, activation="relu")
+            self.dense_output = layers.Dense(original_dim, activation="sigmoid")
+
+        def call(self, inputs):
+            return self.dense_output(self.dense_proj(inputs))
+
+    class VariationalAutoEncoder(ember.Model):
+        def __init__(self, original_dim, **kw):
+            super().__init__(**kw)
+            self.encoder = Encoder()
+            self.decoder = Decoder(original_dim)
+
+        def call(self, inputs):
+            z_mean, z_log_var, z = self.encoder(inputs)
+            reconstructed = self.decoder(z)
+            kl_loss = -0.5 * ops.mean(z_log_var - ops.square(z_mean) - ops.exp(z_log_var) + 1)
+            self.add_loss(kl_loss)
+            return reconstructed
+
+    ember.set_random_seed(0)
+    (x, _), _ = ember.datasets.digits.load_data()
+    x = x.reshape(-1, 64).astype(np.float32) / 16.0
+    vae = VariationalAutoEncoder(64)
+    vae.compile(ember.optimizers.Adam(1e-3), loss=ember.losses.MeanSquaredError())
+    hist = vae.fit(x, x, epochs=8, batch_size=64, verbose=0).history["loss"]
+    assert hist[-1] < 0.8 * hist[0], hist
+    # The reported loss is the MSE plus the KL term: above the MSE alone.
+    mse = float(np.mean((vae.predict(x, verbose=0) - x) ** 2))
+    assert vae.evaluate(x, x, verbose=0) > mse

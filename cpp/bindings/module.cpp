@@ -920,6 +920,7 @@ PYBIND11_MODULE(_core, m) {
       .def("add_matmul", &Graph::add_matmul, py::arg("a"), py::arg("b"))
       .def("add_variable", &Graph::add_variable, py::arg("variable"))
       .def("add_stop_gradient", &Graph::add_stop_gradient, py::arg("x"))
+      .def("add_loss_term", &Graph::add_loss_term, py::arg("value"), py::arg("sum"))
       .def("set_outputs", &Graph::set_outputs)
       .def("set_inference_only", &Graph::set_inference_only)
       .def("value_shape", &Graph::value_shape)

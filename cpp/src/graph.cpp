@@ -306,6 +306,7 @@ void Graph::plan_training() {
   std::vector<bool> reach(V, false);
   for (size_t o = 0; o < outputs_.size(); ++o)
     if (specs_[o].has_loss) reach[outputs_[o]] = true;
+  for (const LossTerm& t : loss_terms_) reach[t.value] = true;
   for (int i = N - 1; i >= 0; --i)
     if (reach[nodes_[i]->output])
       for (int j = 0; j < nodes_[i]->data_inputs; ++j) reach[nodes_[i]->inputs[j]] = true;
@@ -581,6 +582,21 @@ int Graph::run_backward(int64_t n, bool dry, StepResult* r) {
     r->loss_sum += s.weight * r->output_loss_sums[o];
   }
 
+  // The add_loss terms' gradients: 1 / rows per row of a mean over the batch, 1 of a
+  // sum.
+  for (const LossTerm& t : loss_terms_) {
+    const int v = t.value;
+    if (values_[v].producer < 0 || !needs_grad_[v]) continue;
+    const bool fresh = gbuf_[v] < 0;
+    if (fresh) gbuf_[v] = alloc();
+    if (dry) continue;
+    const int64_t rows = n * values_[v].frames;
+    const float seed =
+        t.sum ? 1.f : static_cast<float>(1.0 / static_cast<double>(rows));
+    float* g = pool(gbuf_[v]);
+    for (int64_t i = 0; i < rows; ++i) g[i] = fresh ? seed : g[i] + seed;
+  }
+
   StepCtx ctx{true, step_};
   std::vector<std::pair<int, int>>& adds = pending_adds_;  // (scratch buffer, value)
   for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0; --i) {
@@ -773,7 +789,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
   // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum;
   // the activity penalties divided by n: once.
-  r.loss_sum += penalty(true) * static_cast<double>(n) + activity_penalty();
+  r.loss_sum += penalty(true) * static_cast<double>(n) + activity_penalty() + loss_terms(n, n);
   opt_->apply(opt_vars_, lr);
   for (size_t k = 0; k < constraints_.size(); ++k)  // Keras: after the update
     if (trainable_[k]) apply_constraint(constraints_[k], vars_[k]->data(), vars_[k]->size());
@@ -819,7 +835,7 @@ StepResult Graph::test_step(const Batch& b) {
       sums[o] += output_loss(static_cast<int>(o), n, nullptr, &count);
       counts[o] += count;
     }
-    activity += activity_penalty();
+    activity += activity_penalty() + loss_terms(n, b.n);
     part_r.metric_sums.clear();
     add_metrics(part_r, n);
     for (size_t m = 0; m < metrics; ++m) r.metric_sums[m] += part_r.metric_sums[m];
@@ -932,6 +948,18 @@ const FloatBuffer* Graph::variable_gradient(int k) const {
   if (k < 0 || k >= static_cast<int>(var_grads_.size()) || var_grads_[k].size() == 0)
     return nullptr;
   return &var_grads_[k];
+}
+
+double Graph::loss_terms(int64_t n, int64_t batch) const {
+  double total = 0;
+  for (const LossTerm& t : loss_terms_) {
+    const float* v = val_[t.value];
+    const int64_t frames = values_[t.value].frames;
+    double s = 0;
+    for (int64_t i = 0; i < n * frames; ++i) s += v[i];
+    total += t.sum ? s * static_cast<double>(batch) : s / static_cast<double>(frames);
+  }
+  return total;
 }
 
 double Graph::activity_penalty() const {

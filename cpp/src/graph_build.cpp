@@ -812,6 +812,14 @@ int Graph::add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_
   return add_node(std::make_unique<GatherNode>(std::move(map)), {x}, std::move(out_shape), {});
 }
 
+void Graph::add_loss_term(int v, bool sum) {
+  if (finalized_) throw std::logic_error("Graph: cannot add nodes after the first step");
+  if (values_.at(check_value(v, "add_loss")).size != 1)
+    throw std::invalid_argument("add_loss takes one value per sample. Received per-sample "
+                                "shape " + shape_str(values_[v].shape));
+  loss_terms_.push_back(LossTerm{v, sum});
+}
+
 int Graph::add_stop_gradient(int x) {
   std::vector<int64_t> shape = values_.at(check_value(x, "StopGradient")).shape;
   return add_node(std::make_unique<StopGradientNode>(), {x}, std::move(shape), {}, 0);

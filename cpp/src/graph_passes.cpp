@@ -221,9 +221,11 @@ void Graph::plan_inference_buffers() {
   buf_floats_.assign(V, 0);
   std::vector<int> refs(V, 0), free;
   // Outputs, and the masks that weigh their losses, live to the end.
-  auto is_output = [&](int v) {
+  auto is_output = [&](int v) {  // read after the forward (an add_loss term too)
     for (int o : outputs_)
       if (o == v || values_[o].mask == v) return true;
+    for (const LossTerm& t : loss_terms_)
+      if (t.value == v) return true;
     return false;
   };
   for (int v : inputs_) infer_home_[v] = v;

@@ -68,15 +68,24 @@ class _Op(Layer):
                          f"custom Layer's call()")
 
 
-def _symbolic(kind, tensors, sample_shape, lower):
+def _symbolic(kind, tensors, sample_shape, lower, batch_reduce=None):
     """A new symbolic tensor: `lower(graph, values)` adds its nodes for the values of
-    `tensors`."""
+    `tensors`. batch_reduce: the tensor stands for a value of the whole batch, the mean
+    or sum over its samples of this per-sample value (ops.mean(x) without an axis inside
+    a call, for add_loss)."""
+    if batch_reduce is None and any(getattr(t, "_batch_reduce", None) for t in tensors):
+        raise ValueError(f"ops.{kind}: a value of the whole batch (ops.mean or ops.sum "
+                         f"without an axis) can only be scaled, added to another such mean "
+                         f"or passed to self.add_loss inside a model")
     for d in sample_shape:
         if d <= 0:
             raise ValueError(f"ops.{kind}: the result would have an empty axis "
                              f"{(None,) + tuple(sample_shape)}")
-    return KerasTensor._from_call(_Op(kind, lower, source=not tensors), tensors,
-                                  (None,) + tuple(sample_shape), 0)
+    out = KerasTensor._from_call(_Op(kind, lower, source=not tensors), tensors,
+                                 (None,) + tuple(sample_shape), 0)
+    if batch_reduce is not None:
+        out._batch_reduce = batch_reduce
+    return out
 
 
 def _is_sym(x):
@@ -200,8 +209,11 @@ def _binary(kind, a, b):
                              f"first, so expand one (ops.expand_dims) to the other's rank")
         out = _broadcast(kind, _sample(a), _sample(b))
         ma, mb = _index_map(_sample(a), out), _index_map(_sample(b), out)
+        whole = getattr(a, "_batch_reduce", None)
+        if whole != getattr(b, "_batch_reduce", None) or kind not in ("add", "subtract"):
+            whole = None  # _symbolic refuses a value of the whole batch here
         return _symbolic(kind, [a, b], out,
-                         lambda g, v: g.add_binary(kind, v[0], ma, v[1], mb, list(out)))
+                         lambda g, v: g.add_binary(kind, v[0], ma, v[1], mb, list(out)), whole)
     # One symbolic side, the other a weight or a constant (no batch axis, or a batch
     # axis of 1 as NumPy would broadcast it).
     sym, other, sym_first = (a, b, True) if _is_sym(a) else (b, a, False)
@@ -303,8 +315,11 @@ def _unary(kind, x, a=0.0, b=0.0):
             if kind == "rdiv":
                 return (np.float32(a) / v).astype(np.float32)
             return _NUMPY_UNARY[kind](v).astype(np.float32)
+    whole = getattr(x, "_batch_reduce", None)
+    if whole is not None and not (kind == "affine" and (whole == "mean" or b == 0.0)):
+        whole = None  # _symbolic refuses it
     return _symbolic(kind, [x], _sample(x),
-                     lambda g, v: g.add_unary(v[0], kind, float(a), float(b)))
+                     lambda g, v: g.add_unary(v[0], kind, float(a), float(b)), whole)
 
 
 def exp(x):
@@ -483,9 +498,13 @@ def _reduce(kind, x, axis, keepdims):
         return np.asarray((np.argmax if kind == "argmax" else np.argmin)(v, axis=axis,
                                                                          keepdims=keepdims))
     rank, sample = len(x.shape), _sample(x)
+    whole = None
     if axis is None:
-        raise ValueError(f"ops.{kind}: axis=None would reduce over the batch too; inside a "
-                         f"model, name the per-sample axes to reduce (e.g. axis=-1)")
+        if not (_tracing[0] and kind in ("mean", "sum") and not keepdims):
+            raise ValueError(f"ops.{kind}: axis=None would reduce over the batch too; inside "
+                             f"a model, name the per-sample axes to reduce (e.g. axis=-1); a "
+                             f"mean over the batch can be passed to self.add_loss in a call")
+        whole, axis = kind, tuple(range(1, rank))  # each sample's, then the batch's
     axes = sorted({_axis(a, rank, kind) for a in (axis if isinstance(axis, (list, tuple))
                                                  else [axis])})
     kept = tuple(1 if i in axes else d for i, d in enumerate(sample))
@@ -504,7 +523,7 @@ def _reduce(kind, x, axis, keepdims):
     def lower(g, v):
         y = g.add_reduce(v[0], kind, m, p, list(kept))
         return y if list(shape) == list(kept) else g.add_reshape(y, list(shape))
-    return _symbolic(kind, [x], shape, lower)
+    return _symbolic(kind, [x], shape, lower, whole)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001

@@ -510,6 +510,7 @@ def _lowered(trace, outs, stops=()):
     order, _ = _topological(outs, trace.inputs)
     graph = _core.Graph()
     builder = _Builder(graph)
+    builder.with_losses = False  # the step's loss is the user's
     values = {id(t): graph.add_input(list(t.shape[1:])) for t in trace.inputs}
     values = lower_nodes(builder, [t for t in order if id(t) not in values], values,
                          lambda t, v: builder.add_stop_gradient(v) if id(t) in stops else v)

@@ -179,6 +179,10 @@ class Graph {
   int add_variable(VariablePtr var);
   // Samples (..., m, k) and (..., k, n) with the same leading axes -> (..., m, n).
   int add_matmul(int a, int b);
+  // Keras's add_loss inside a layer's call: value v (one float per sample, or per frame)
+  // joins the batch's loss as its mean over the rows, or with sum its sum; its gradient
+  // is seeded at v.
+  void add_loss_term(int v, bool sum);
   // The model's outputs, in order (each a distinct value).
   void set_outputs(const std::vector<int>& values);
   // Runs node `value`'s producer in inference mode inside training steps too.
@@ -223,6 +227,9 @@ class Graph {
   double penalty(bool grads);
   // The activity penalties of the last forward (summed over its rows).
   double activity_penalty() const;
+  // The add_loss terms of the last forward over n samples of a batch of `batch`: batch
+  // times their share of the batch's loss (as loss_sum counts it), from these samples.
+  double loss_terms(int64_t n, int64_t batch) const;
 
   // forward, losses, backward, update at learning rate lr, metrics.
   StepResult train_step(const Batch& b, float lr);
@@ -326,6 +333,8 @@ class Graph {
   std::vector<float> l1_, l2_;
   std::vector<Constraint> constraints_;
   std::vector<OutputSpec> specs_;
+  struct LossTerm { int value; bool sum; };
+  std::vector<LossTerm> loss_terms_;
   std::shared_ptr<Optimizer> opt_;
   bool finalized_ = false;
 

@@ -117,6 +117,10 @@ def _recorded_nodes(out, placeholders):
     return [t for t in order if not any(t is p for p in placeholders)]
 
 
+# The add_loss values of the calls being traced, innermost last.
+_added_losses = []
+
+
 class _TrainingFlag:
     """The `training` a traced call() receives: True or False as the trace's mode, and
     whether the call read it (a Python `if training:`)."""
@@ -341,7 +345,10 @@ class Layer:
         xs = x if isinstance(x, list) else [x]
         shapes = tuple(tuple(graph.value_shape(v)) for v in xs)
         as_list = isinstance(x, list)
-        y = self._lower_trace(graph, xs, self._trace(shapes, as_list))
+        trace = self._trace(shapes, as_list)
+        y, values = self._lower_trace(graph, xs, trace, True)
+        for t in self.__dict__.get("_trace_losses", {}).get((shapes, as_list, True), ()):
+            graph.add_loss_term(values[id(t)], t._batch_reduce == "sum")
         if (shapes, as_list) not in self.__dict__.get("_mode_dependent", ()):
             return y
         # The call reads `training`: both traces, each output picked by the graph's mode.
@@ -356,10 +363,24 @@ class Layer:
         return out if isinstance(y, list) else out[0]
 
     @staticmethod
-    def _lower_trace(graph, xs, trace):
+    def _lower_trace(graph, xs, trace, with_values=False):
         placeholders, nodes, out = trace
         values = lower_nodes(graph, nodes, {id(p): v for p, v in zip(placeholders, xs)})
-        return [values[id(o)] for o in out] if isinstance(out, list) else values[id(out)]
+        y = [values[id(o)] for o in out] if isinstance(out, list) else values[id(out)]
+        return (y, values) if with_values else y
+
+    def add_loss(self, loss):
+        """Keras's add_loss inside call(): a value of the whole batch (the mean over it
+        of per-sample values, `ops.mean(x)` without an axis, scaled or summed with other
+        such means; or an `ops.sum` without an axis) joins the loss that fit and evaluate
+        minimize and report, in training and evaluation."""
+        from .core import KerasTensor
+        if not _added_losses or not isinstance(loss, KerasTensor) or \
+                getattr(loss, "_batch_reduce", None) is None:
+            raise ValueError(f"Layer '{self.name}': add_loss takes, inside call(), a value "
+                             f"of the whole batch such as `rate * ops.mean(x)` (a mean over "
+                             f"the batch without an axis). Received: {_described(loss)}")
+        _added_losses[-1].append(loss)
 
     def _lower_ops(self, graph, x, fn):
         """Adds the nodes of fn(tensor) written with ember.ops, for a built-in layer whose
@@ -416,6 +437,7 @@ class Layer:
             kwargs["mask"] = None
         from .. import ops
         ops._tracing[0] += 1
+        _added_losses.append([])
         try:
             out = self.call(placeholders if as_list else placeholders[0], **kwargs)
         except ValueError as e:
@@ -425,8 +447,14 @@ class Layer:
                              f"of shape {full if as_list else full[0]}: {e}") from None
         finally:
             ops._tracing[0] -= 1
+            losses = _added_losses.pop()
         if isinstance(out, (list, tuple)):
             out = out[0] if len(out) == 1 else list(out)
+        if any(getattr(o, "_batch_reduce", None) for o in
+               (out if isinstance(out, list) else [out])):
+            raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returned a "
+                             f"value of the whole batch (ops.mean or ops.sum without an "
+                             f"axis); a layer returns one value per sample")
         if not all(isinstance(o, KerasTensor) for o in (out if isinstance(out, list) else [out])):
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() must return "
                              f"a tensor (or a list or tuple of tensors) computed from its "
@@ -436,11 +464,13 @@ class Layer:
                              f"call() on a new input shape {full}: create them in build() (or "
                              f"__init__) so that every traced call uses the same weights")
         try:
-            nodes = _recorded_nodes(out, placeholders)
+            nodes = _recorded_nodes((out if isinstance(out, list) else [out]) + losses,
+                                    placeholders)
         except ValueError as e:
             raise ValueError(f"Layer '{self.name}' ({type(self).__name__}): call() returned a "
                              f"tensor that does not come from its inputs ({e})") from None
         traces[key] = (placeholders, nodes, out)
+        self.__dict__.setdefault("_trace_losses", {})[key] = losses
         if flag.read:
             self.__dict__.setdefault("_mode_dependent", set()).add((shapes, as_list))
         self.input_shape = full if as_list else full[0]

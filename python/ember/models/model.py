@@ -130,6 +130,14 @@ class _Builder:
     def add_random(self, *args, **kwargs):
         return self._graph.add_random(*args, like=self.frames_like, **kwargs)
 
+    # Whether layers' add_loss terms join the graph's loss (not for a GradientTape's
+    # graph or a traced train_step's, whose loss is the user's).
+    with_losses = True
+
+    def add_loss_term(self, value, sum):  # noqa: A002 (the core's name)
+        if self.with_losses:
+            self._graph.add_loss_term(value, sum)
+
     def __getattr__(self, name):
         return getattr(self._graph, name)
 
@@ -293,11 +301,12 @@ class Model(Layer):
             else:
                 self._build_graph(list(shapes) if len(shapes) > 1 else shapes[0])
 
-    def _lowered(self, shapes):
+    def _lowered(self, shapes, with_losses=True):
         """(graph, builder, output values) of the model lowered for these per-sample
         input shapes, its outputs set."""
         graph = _core.Graph()
         builder = _Builder(graph)
+        builder.with_losses = with_losses
         ins = [graph.add_input(list(s)) for s in shapes]
         outs = self._lower(builder, ins if len(ins) > 1 else ins[0])
         outs = outs if isinstance(outs, list) else [outs]

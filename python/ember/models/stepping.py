@@ -18,7 +18,7 @@ def tape_graph(model, shapes):
     cache = model.__dict__.setdefault("_tape_graphs", {})
     if key in cache:
         return cache[key]
-    graph, builder, outs = model._lowered(list(key))
+    graph, builder, outs = model._lowered(list(key), with_losses=False)
     graph_vars = model._owners(graph, builder)
     # Every weight made trainable takes a gradient (the tape decides which it returns);
     # moving statistics and the constants ops read take none.
