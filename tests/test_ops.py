@@ -459,8 +459,11 @@ def test_bad_code_gets_clear_errors():
 
         def call(self, x):
             return x * ops.exp(self.w)
-    with pytest.raises(ValueError, match="op on the weight .*/w' alone"):
-        WeightsAlone()(inp)
+    alone = WeightsAlone()  # computed once per step, then a weight operand
+    m = ember.Model(inp, alone(inp))
+    xs = np.ones((2,) + tuple(inp.shape[1:]), np.float32)
+    np.testing.assert_allclose(m.predict(xs, verbose=0), xs * np.exp(alone.w.numpy()),
+                               rtol=1e-6)
 
     class NoTensor(layers.Layer):
         def call(self, x):
@@ -1029,3 +1032,62 @@ def test_guide_vae_with_add_loss_trains():
     # The reported loss is the MSE plus the KL term: above the MSE alone.
     mse = float(np.mean((vae.predict(x, verbose=0) - x) ** 2))
     assert vae.evaluate(x, x, verbose=0) > mse
+
+
+def weight_ops_layer(base, o):
+    """A custom layer whose call computes with weights alone: a transposed (tied) kernel,
+    a positive scale through exp, a weight-normalised direction."""
+    class WeightOps(base):
+        def __init__(self, units, **kw):
+            super().__init__(**kw)
+            self.units = units
+
+        def build(self, input_shape):
+            self.v = self.add_weight(shape=(self.units, input_shape[-1]),
+                                     initializer="random_normal")
+            self.log_scale = self.add_weight(shape=(self.units,), initializer="zeros")
+
+        def call(self, x):
+            w = o.transpose(self.v)  # (in, units)
+            w = w / o.sqrt(o.sum(o.square(w), axis=0, keepdims=True))
+            return o.matmul(x, w) * o.exp(self.log_scale) + self.log_scale * 0.5
+    return WeightOps
+
+
+def test_ops_on_weights_alone_train_as_keras(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    y = rng.standard_normal((16, 1)).astype(np.float32)
+    ember.set_random_seed(4)
+    e = ember.Sequential([ember.Input((6,)), weight_ops_layer(layers.Layer, ops)(4),
+                          layers.Dense(1)])
+    e.compile(ember.optimizers.Adam(0.05), "mse")
+    # The numbers: NumPy's, and an Adam step's bits at one and two threads.
+    v, s = e.layers[0].get_weights()
+    w = v.T / np.sqrt((v.T ** 2).sum(0, keepdims=True))
+    want = (x @ w * np.exp(s) + 0.5 * s) @ e.layers[1].get_weights()[0] + \
+        e.layers[1].get_weights()[1]
+    np.testing.assert_allclose(e.predict(x, verbose=0), want, rtol=1e-5, atol=1e-5)
+    start = e.get_weights()
+    e.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert not np.array_equal(start[0], e.get_weights()[0])
+    assert not np.array_equal(start[1], e.get_weights()[1])
+    keras = keras_or_skip()
+    k = keras.Sequential([keras.Input((6,)), weight_ops_layer(keras.layers.Layer, keras.ops)(4),
+                          keras.layers.Dense(1)])
+    k.set_weights(start)
+    k.compile(keras.optimizers.Adam(0.05), "mse")
+    k.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(e.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_alone_meet_the_input_only_as_operands():
+    class Bad(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(3,), initializer="ones")
+
+        def call(self, x):
+            return ops.concatenate([x, ops.exp(self.w)], axis=-1)
+    with pytest.raises(ValueError, match="weights alone"):
+        ember.Sequential([ember.Input((3,)), Bad()])

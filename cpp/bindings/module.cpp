@@ -697,7 +697,7 @@ PYBIND11_MODULE(_core, m) {
     return out;
   }, py::arg("phases"));
 
-  py::class_<Graph>(m, "Graph")
+  py::class_<Graph, std::shared_ptr<Graph>>(m, "Graph")
       .def(py::init<>())
       .def("add_input", &Graph::add_input, py::arg("shape"))
       .def("add_dense", [](Graph& g, int x, std::shared_ptr<Variable> kernel,
@@ -921,6 +921,7 @@ PYBIND11_MODULE(_core, m) {
       .def("add_variable", &Graph::add_variable, py::arg("variable"))
       .def("add_stop_gradient", &Graph::add_stop_gradient, py::arg("x"))
       .def("add_loss_term", &Graph::add_loss_term, py::arg("value"), py::arg("sum"))
+      .def("add_derived", &Graph::add_derived, py::arg("program"), py::arg("out"))
       .def("set_outputs", &Graph::set_outputs)
       .def("set_inference_only", &Graph::set_inference_only)
       .def("value_shape", &Graph::value_shape)

@@ -319,6 +319,23 @@ void Graph::plan_training() {
   for (int i = 0; i < N; ++i)
     if (needs[nodes_[i]->output])
       for (const VarUse& u : nodes_[i]->vars) ++uses[var_index(u.var)];
+  // A derived weight's sources take its gradient (added after the nodes' backward;
+  // zeroed each step when no node writes them first).
+  std::vector<int> derived_only;
+  for (const Derived& d : derived_) {
+    const size_t o = var_index(d.out.get());
+    std::vector<bool> flags;
+    for (const VariablePtr& v : d.program->variables())
+      flags.push_back(trainable_[var_index(v.get())]);
+    d.program->set_variable_flags(flags, std::vector<bool>(flags.size(), false));
+    if (!trainable_[o] || uses[o] == 0) continue;
+    for (const VariablePtr& v : d.program->variables()) {
+      const size_t k = var_index(v.get());
+      if (!trainable_[k]) continue;
+      if (uses[k] == 0) derived_only.push_back(static_cast<int>(k));
+      ++uses[k];
+    }
+  }
   std::vector<FloatBuffer> var_grads(vars_.size());
   for (size_t k = 0; k < vars_.size(); ++k)
     if (trainable_[k] && uses[k] > 0) var_grads[k].resize(vars_[k]->size());
@@ -341,7 +358,7 @@ void Graph::plan_training() {
   std::vector<OptVar> opt_vars;
   if (opt_) {
     for (size_t k = 0; k < vars_.size(); ++k) {
-      if (!trainable_[k] || uses[k] == 0) continue;
+      if (!trainable_[k] || uses[k] == 0 || is_derived(vars_[k].get())) continue;
       OptVar ov;
       ov.var = vars_[k].get();
       ov.decay = decay_[k];
@@ -388,6 +405,9 @@ void Graph::plan_training() {
         zeroed_grads_.push_back(static_cast<int>(k));
     }
   }
+  for (int k : derived_only)
+    if (std::find(zeroed_grads_.begin(), zeroed_grads_.end(), k) == zeroed_grads_.end())
+      zeroed_grads_.push_back(k);
   for (OptVar& ov : opt_vars) {
     const size_t k = var_index(ov.var);
     ov.grad = var_grads_[k].data();
@@ -472,8 +492,46 @@ float* Graph::buffer_of(int v, bool training) {
 
 // -- steps ------------------------------------------------------------------------------
 
+bool Graph::is_derived(const Variable* v) const {
+  for (const Derived& d : derived_)
+    if (d.out.get() == v) return true;
+  return false;
+}
+
+Batch Graph::derived_batch(const float* dy) const {
+  Batch b;
+  b.x = {&derived_x_};
+  b.y = {dy};
+  b.labels = {nullptr};
+  b.rows = b.n = 1;
+  return b;
+}
+
+void Graph::derived_forward(bool training) {
+  for (Derived& d : derived_) {
+    float* out = d.out->data();
+    d.token = d.program->tape_forward(derived_batch(), training, step_, {out});
+  }
+}
+
+void Graph::derived_backward(bool training) {
+  for (Derived& d : derived_) {
+    const size_t o = var_index(d.out.get());
+    if (!trainable_[o] || var_grads_[o].size() == 0) continue;
+    d.program->tape_backward(derived_batch(var_grads_[o].data()), training, step_, d.token,
+                             {nullptr});
+    const auto& sources = d.program->variables();
+    for (size_t j = 0; j < sources.size(); ++j) {
+      const FloatBuffer* g = d.program->variable_gradient(static_cast<int>(j));
+      const size_t k = var_index(sources[j].get());
+      if (g && var_grads_[k].size()) add_into(var_grads_[k].data(), g->data(), g->size());
+    }
+  }
+}
+
 void Graph::forward(int64_t n, bool training) {
   ++forwards_;
+  if (!derived_.empty()) derived_forward(training && nodes_training_);
   StepCtx ctx{training, step_};
   ctx.replay = replaying_;
   ctx.inference_plan = !training;
@@ -787,6 +845,7 @@ StepResult Graph::train_step(const Batch& b, float lr) {
   for (int k : zeroed_grads_) var_grads_[k].zero();
   run_backward(n, false, &r);
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
+  if (!derived_.empty()) derived_backward(true);
   // Keras adds the regularizers' penalty to the batch's mean loss: n times to the sum;
   // the activity penalties divided by n: once.
   r.loss_sum += penalty(true) * static_cast<double>(n) + activity_penalty() + loss_terms(n, n);
@@ -933,6 +992,7 @@ void Graph::tape_backward(const Batch& b, bool training, uint64_t step, uint64_t
   step_ = step;
   run_backward(b.n, false, &r);
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
+  if (!derived_.empty()) derived_backward(training);
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (!dx[i]) continue;
     const int v = inputs_[i];

@@ -812,6 +812,25 @@ int Graph::add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_
   return add_node(std::make_unique<GatherNode>(std::move(map)), {x}, std::move(out_shape), {});
 }
 
+void Graph::add_derived(std::shared_ptr<Graph> program, VariablePtr out) {
+  if (finalized_) throw std::logic_error("Graph: cannot add nodes after the first step");
+  if (!program || !out || program->num_inputs() != 1 || program->num_outputs() != 1 ||
+      program->input_size(0) != 1 || program->output_size(0) != out->size())
+    throw std::invalid_argument("add_derived: a program of one input (1) and one output "
+                                "the size of the weight it computes");
+  OutputSpec ext;
+  ext.has_loss = ext.external = true;
+  program->set_output_spec(0, ext);
+  program->set_input_gradients({false});
+  for (const VariablePtr& v : program->variables()) {
+    if (std::find(vars_.begin(), vars_.end(), v) != vars_.end()) continue;
+    vars_.push_back(v);
+    trainable_.push_back(true);
+    decay_.push_back(true);
+  }
+  derived_.push_back(Derived{std::move(program), std::move(out), 0});
+}
+
 void Graph::add_loss_term(int v, bool sum) {
   if (finalized_) throw std::logic_error("Graph: cannot add nodes after the first step");
   if (values_.at(check_value(v, "add_loss")).size != 1)

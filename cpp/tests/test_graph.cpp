@@ -323,3 +323,62 @@ TEST(Graph, VariableValueSumsItsRowsGradients) {
     EXPECT_NEAR(w->data()[e], before[e] - (dy[e] + dy[6 + e] + dy[12 + e]), 1e-6);
   }
 }
+
+// A weight computed from another (twice the transpose of a (2, 3) weight): the program
+// fills it before each forward, its gradient flows back to the source, and the
+// optimizer updates the source only. Against a Dense holding 2 v^T itself: the same
+// loss, and since d loss / d v = 2 (d loss / d D)^T, SGD moves 2 v^T four times as far
+// as it moves D.
+TEST(Graph, DerivedWeightTrainsItsSource) {
+  auto v = var({2, 3}, 41);
+  auto direct = std::make_shared<Variable>(std::vector<int64_t>{3, 2});
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) direct->data()[i * 2 + j] = 2.f * v->data()[j * 3 + i];
+  const std::vector<float> d0(direct->data(), direct->data() + 6);
+  auto x = random_vec(5 * 3, 42);
+  std::vector<float> y(5 * 2, 0.5f);
+  OutputSpec mse;
+  mse.has_loss = true;
+  OptimizerConfig sgd;
+  sgd.kind = Opt::SGD;
+  Batch b;
+  b.x = {x.data()};
+  b.y = {y.data()};
+  b.labels = {nullptr};
+  b.rows = b.n = 5;
+  auto program = std::make_shared<Graph>();
+  program->add_input({1});
+  const int pv = program->add_variable(v);
+  std::vector<int32_t> t(6);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) t[i * 2 + j] = j * 3 + i;
+  const int pt = program->add_gather(pv, t, {3, 2});
+  program->set_outputs({program->add_unary(pt, UnaryOp::Affine, 2.f, 0.f)});
+  auto out = std::make_shared<Variable>(std::vector<int64_t>{3, 2});
+  Graph g;
+  const int in = g.add_input({3});
+  g.set_outputs({g.add_dense(in, out, nullptr, Act::Linear)});
+  g.add_derived(program, out);
+  g.set_output_spec(0, mse);
+  g.set_optimizer(std::make_shared<Optimizer>(sgd));
+  EXPECT_EQ(g.variables().size(), 2u);  // out, then its source
+  Graph ref;
+  const int rin = ref.add_input({3});
+  ref.set_outputs({ref.add_dense(rin, direct, nullptr, Act::Linear)});
+  ref.set_output_spec(0, mse);
+  ref.set_optimizer(std::make_shared<Optimizer>(sgd));
+  const double l1 = g.train_step(b, 0.1f).loss_sum;
+  const double l2 = ref.train_step(b, 0.1f).loss_sum;
+  EXPECT_NEAR(l1, l2, 1e-6 * std::abs(l2));
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) {
+      const float moved = 2.f * v->data()[j * 3 + i] - d0[i * 2 + j];
+      EXPECT_NEAR(moved, 4.f * (direct->data()[i * 2 + j] - d0[i * 2 + j]), 1e-5);
+    }
+  // The next forward refills out from the moved source.
+  std::vector<float> pred(5 * 2);
+  Batch p = b;
+  g.predict(p, {pred.data()});
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 2; ++j) EXPECT_EQ(out->data()[i * 2 + j], 2.f * v->data()[j * 3 + i]);
+}

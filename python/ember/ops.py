@@ -77,6 +77,11 @@ def _symbolic(kind, tensors, sample_shape, lower, batch_reduce=None):
         raise ValueError(f"ops.{kind}: a value of the whole batch (ops.mean or ops.sum "
                          f"without an axis) can only be scaled, added to another such mean "
                          f"or passed to self.add_loss inside a model")
+    derived = [_weights_only(t) for t in tensors]
+    if any(derived) and not all(derived):
+        raise ValueError(f"ops.{kind}: a value computed from weights alone meets the input "
+                         f"only in +, -, *, /, maximum, minimum, the comparisons and matmul "
+                         f"(as the weight); compute the rest from the input")
     for d in sample_shape:
         if d <= 0:
             raise ValueError(f"ops.{kind}: the result would have an empty axis "
@@ -85,7 +90,22 @@ def _symbolic(kind, tensors, sample_shape, lower, batch_reduce=None):
                                  (None,) + tuple(sample_shape), 0)
     if batch_reduce is not None:
         out._batch_reduce = batch_reduce
+    if tensors and all(derived):
+        out._weights_only = True
     return out
+
+
+def _weights_only(t):
+    """Whether a symbolic tensor is computed from weights (and constants) alone."""
+    return getattr(t, "_weights_only", False)
+
+
+class _DerivedWeight:
+    """A value computed from weights alone, used as a weight operand."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+        self.shape = tuple(tensor.shape[1:])
 
 
 def _is_sym(x):
@@ -118,9 +138,12 @@ def _array(x):
 
 
 def _operand_ref(builder, x):
-    """A non-symbolic operand as the core sees it: a Variable's storage, or a constant."""
+    """A non-symbolic operand as the core sees it: a Variable's storage, a weight
+    computed from weights, or a constant."""
     if isinstance(x, Variable):
         return x._storage, x.shape
+    if isinstance(x, _DerivedWeight):
+        return builder.derived(x.tensor), x.shape
     a = np.asarray(x, dtype=np.float32)
     return builder.constant(a), a.shape
 
@@ -202,6 +225,11 @@ def _binary(kind, a, b):
             return _unary("affine", b, -1.0, a)
         if kind == "divide":
             return _unary("rdiv", b, a)
+    if _is_sym(a) and _is_sym(b) and _weights_only(a) != _weights_only(b):
+        if _weights_only(a):
+            a = _DerivedWeight(a)
+        else:
+            b = _DerivedWeight(b)
     if _is_sym(a) and _is_sym(b):
         if len(a.shape) != len(b.shape):
             raise ValueError(f"ops.{kind}: tensors of shapes {a.shape} and {b.shape} have "
@@ -217,7 +245,8 @@ def _binary(kind, a, b):
     # One symbolic side, the other a weight or a constant (no batch axis, or a batch
     # axis of 1 as NumPy would broadcast it).
     sym, other, sym_first = (a, b, True) if _is_sym(a) else (b, a, False)
-    oshape = np.shape(other.value if isinstance(other, Variable) else other)
+    oshape = other.shape if isinstance(other, _DerivedWeight) else \
+        np.shape(other.value if isinstance(other, Variable) else other)
     if len(oshape) == len(sym.shape) and oshape and oshape[0] == 1:
         oshape = oshape[1:]
     elif len(oshape) > len(_sample(sym)):
@@ -577,6 +606,8 @@ def matmul(x1, x2):
     (..., m, k) by (..., k, n))."""
     if not _any_sym(x1, x2):
         return np.matmul(_array(x1), _array(x2)).astype(np.float32)
+    if _is_sym(x1) and _is_sym(x2) and _weights_only(x2) and not _weights_only(x1):
+        x2 = _DerivedWeight(x2)  # a weight computed from weights: the Dense GEMM
     if _is_sym(x1) and _is_sym(x2):
         sa, sb = _sample(x1), _sample(x2)
         if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
@@ -590,7 +621,8 @@ def matmul(x1, x2):
                          f"inside a model; write ops.matmul(x, ops.transpose(w)) style "
                          f"products with the tensor first. Received shapes "
                          f"{np.shape(_array(x1))} and {x2.shape}")
-    wshape = np.shape(x2.value if isinstance(x2, Variable) else x2)
+    wshape = x2.shape if isinstance(x2, _DerivedWeight) else \
+        np.shape(x2.value if isinstance(x2, Variable) else x2)
     if len(wshape) != 2 or wshape[0] != x1.shape[-1]:
         raise ValueError(f"ops.matmul: cannot multiply a tensor of shape {x1.shape} by an "
                          f"array of shape {wshape} (inside a model the array must be 2-D, "
@@ -1065,9 +1097,11 @@ def _taping(name, fn):
 
     def op(*args, **kwargs):
         items = _flat(args)
-        if _step_trace.active() is not None and (
-                any(isinstance(a, _step_trace.StepTensor) for a in items + list(kwargs.values()))
-                or (any(isinstance(a, Variable) for a in items) and not _any_sym(*items))):
+        # Whole values (step_trace.StepTensor): a traced train_step's batch tensors, or,
+        # inside a traced call, values computed from weights alone (once per step).
+        if any(isinstance(a, _step_trace.StepTensor) for a in items + list(kwargs.values())) \
+                or ((_step_trace.active() is not None or _tracing[0]) and not _any_sym(*items)
+                    and any(isinstance(a, Variable) for a in items)):
             return _step_trace.apply_op(name, fn, args, kwargs)
         has_tensor = any(isinstance(a, tape.Tensor) for a in items)
         if not has_tensor and not (tape.recording() and

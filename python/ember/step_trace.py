@@ -60,8 +60,10 @@ class StepTensor:
         from .tape import _tapes
         self._kt = kt
         self._scalar = scalar
-        self._seg = _active[0].segment
-        _active[0].created_since_update = True
+        tr = _active[0]
+        self._seg = tr.segment if tr is not None else 0
+        if tr is not None:
+            tr.created_since_update = True
         kt._step_seg = self._seg
         kt._step_tapes = {id(t) for t in _tapes if t._recording}  # the tapes that saw it
 
@@ -123,14 +125,18 @@ def _symbolic_constant(value):
 
 
 def _variable_tensor(var):
-    """A weight read as a tensor of the step (its gradient flows back to it)."""
+    """A weight read as a whole tensor (its gradient flows back to it): in a traced step,
+    a value of the step's graph; inside a traced call, a value computed once per step
+    from weights alone, which the input meets as a weight operand."""
     from .ops import _symbolic
     tr = _active[0]
-    tr.read_variables[id(var._storage)] = var
     shape = tuple(var.shape) or (1,)
-    return StepTensor(_symbolic("variable", [], shape,
-                                lambda g, v: g.add_variable(var._storage)),
-                      scalar=not var.shape)
+    kt = _symbolic("variable", [], shape, lambda g, v: g.add_variable(var._storage))
+    if tr is not None:
+        tr.read_variables[id(var._storage)] = var
+    else:
+        kt._weights_only = True
+    return StepTensor(kt, scalar=not var.shape)
 
 
 # -- ops on StepTensors -------------------------------------------------------------------------
@@ -236,8 +242,13 @@ def _unwrap(x):
 
 def apply_op(name, fn, args, kwargs):
     """ember.ops `name` (fn: its function on symbolic tensors) on StepTensors or, inside
-    a trace, on weights alone."""
+    a trace, on weights alone. A per-sample tensor among the operands (a traced call's
+    input meeting a value of weights alone) keeps the result per sample."""
     from .layers.base import Variable
+    from .layers.core import KerasTensor
+    if any(isinstance(x, KerasTensor) for x in _flat(list(args) + list(kwargs.values()))):
+        out = fn(*_unwrap(tuple(args)), **{k: _unwrap(v) for k, v in kwargs.items()})
+        return out
     if name == "shape":
         return args[0].shape if _is_step(args[0]) else np.shape(args[0])
     bound = _signature(fn).bind(*args, **kwargs)

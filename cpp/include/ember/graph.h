@@ -174,6 +174,12 @@ class Graph {
   int add_gather(int x, std::vector<int32_t> map, std::vector<int64_t> out_shape);
   // x, through which no gradient flows.
   int add_stop_gradient(int x);
+  // A weight computed from other weights (ops on weights alone in a custom layer's
+  // call): `program`, a graph of one input of shape (1) and one output the size of
+  // `out` over variables only, fills `out` before every forward; nodes read `out` as a
+  // weight. In training the gradient `out` gathers goes back through the program to
+  // its variables (which join this graph's), and the optimizer never updates `out`.
+  void add_derived(std::shared_ptr<Graph> program, VariablePtr out);
   // A variable as a value: each sample is the whole variable (of shape (1) for a
   // scalar); its gradient is the sum over the rows.
   int add_variable(VariablePtr var);
@@ -335,6 +341,18 @@ class Graph {
   std::vector<OutputSpec> specs_;
   struct LossTerm { int value; bool sum; };
   std::vector<LossTerm> loss_terms_;
+  struct Derived {
+    std::shared_ptr<Graph> program;
+    VariablePtr out;
+    uint64_t token = 0;  // the program's forward of this step
+  };
+  std::vector<Derived> derived_;
+  float derived_x_ = 0.f;  // the programs' one input
+  bool is_derived(const Variable* v) const;
+  Batch derived_batch(const float* dy = nullptr) const;
+  void derived_forward(bool training);
+  // The programs' backward: each derived weight's gradient into its sources'.
+  void derived_backward(bool training);
   std::shared_ptr<Optimizer> opt_;
   bool finalized_ = false;
 

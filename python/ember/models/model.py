@@ -104,6 +104,15 @@ class _Constants:
 _CONSTANTS = _Constants()
 
 
+class _Derived:
+    """The owner of the weights computed from other weights in a traced call: their
+    gradient flows back to those weights; the optimizer never updates them."""
+    trainable = True
+
+
+_DERIVED = _Derived()
+
+
 class _Builder:
     """The core graph as layers see it while a model is lowered: every builder of
     `_core.Graph`, plus `note_mode(layer, value)` for layers whose node runs in inference
@@ -122,6 +131,27 @@ class _Builder:
 
     def note_mode(self, layer, value):
         self.modes.append((layer, value))
+
+    def derived(self, tensor):
+        """The core variable holding `tensor`, a value a traced call computed from
+        weights alone: a program of its ops fills it before every forward."""
+        cache = self.__dict__.setdefault("_derived", {})
+        if id(tensor) in cache:
+            return cache[id(tensor)]
+        from ..layers.base import lower_nodes
+        from .functional import _topological
+        program = _core.Graph()
+        builder = _Builder(program)
+        program.add_input([1])
+        order, _ = _topological([tensor], [])
+        values = lower_nodes(builder, order, {})
+        program.set_outputs([values[id(tensor)]])
+        self.constants.update(builder.constants)
+        v = Variable(np.zeros(tensor.shape[1:], np.float32), "derived")
+        self.constants[id(v._storage)] = (_DERIVED, v)
+        self._graph.add_derived(program, v._storage)
+        cache[id(tensor)] = v._storage
+        return v._storage
 
     # The value whose frames the layers being lowered run in (TimeDistributed, a traced
     # step's model call): random values drawn there are drawn for every frame.
