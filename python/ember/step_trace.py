@@ -21,11 +21,11 @@ in a later one) raises TraceUnsupported, and fit runs that step eagerly instead,
 before. A Python `if` on a traced tensor is an error, as under tf.function.
 """
 import inspect
-import numbers
 
 import numpy as np
 
 from . import _core
+from .layers.base import Layer, lower_layer
 
 
 class TraceUnsupported(Exception):
@@ -44,15 +44,18 @@ def active():
 
 
 _BOOL_MESSAGE = (
-    "A tensor of a traced train_step has no value while the step is traced: fit runs "
-    "train_step once per batch shape to build its C++ graphs, so a Python `if` (or `and`, "
-    "`or`, `not`, a `while`) on a tensor cannot choose per batch. Compute both sides and "
-    "choose with ops.where(condition, a, b), branch on a Python value (such as a "
-    "`training` flag), or compile(run_eagerly=True) to run the step in Python")
+    "A tensor of a traced train_step (or a custom layer's call) has no value while it is "
+    "traced: fit runs train_step once per batch shape to build its C++ graphs, so a "
+    "Python `if` (or `and`, `or`, `not`, a `while`) on a tensor cannot choose per batch. "
+    "Compute both sides and choose with ops.where(condition, a, b), branch on a Python "
+    "value (such as a `training` flag), or compile(run_eagerly=True) to run the step in "
+    "Python")
 
 
 class StepTensor:
-    """A symbolic tensor of a traced train_step, shaped like the whole batch."""
+    """A symbolic tensor that is one whole value, its axes its own: a traced
+    train_step's batch tensor (shaped like the batch), or a value a traced call computes
+    from weights alone."""
 
     __array_priority__ = 3000
 
@@ -307,9 +310,7 @@ def _output_shapes(layer, shapes, as_list):
 
 def call_layer(layer, inputs, training):
     """layer(inputs) inside a trace, or NotImplemented when nothing in it is traced."""
-    from .layers.base import Layer
     from .layers.core import KerasTensor
-
     if isinstance(inputs, dict):
         raise TraceUnsupported("a layer called on a dict")
     as_list = isinstance(inputs, (list, tuple))
@@ -326,52 +327,36 @@ def call_layer(layer, inputs, training):
     outs = [StepTensor(KerasTensor._from_call(call, kts, (None, batch) + s, 0, k))
             for k, s in enumerate(shapes)]
     _active[0].calls.append(call)
-    assert isinstance(layer, Layer)
     return outs if several else outs[0]
 
 
-def _call_class():
-    from .layers.base import Layer, lower_layer
+class _Call(Layer):
+    """A layer or model called on a traced batch: its nodes run on every row (the batch's
+    frames), in training mode only when called with training=True (Keras)."""
 
-    class Call(Layer):
-        """A layer or model called on a traced batch: its nodes run on every row."""
+    _takes_list = True
 
-        _takes_list = True
+    def __init__(self, layer, training, as_list):
+        super().__init__(name=f"{layer.name}_call")
+        self.layer, self.training, self.as_list = layer, training, as_list
+        self.built = True
 
-        def __init__(self, layer, training, as_list):
-            super().__init__(name=f"{layer.name}_call")
-            self.layer, self.training, self.as_list = layer, training, as_list
-            self.built = True
+    def _sublayers(self):
+        return [self.layer]
 
-        def _sublayers(self):
-            return [self.layer]
-
-        def _lower(self, graph, xs):
-            start = graph.num_values
-            framed = [graph.add_frames(v, True) for v in xs]
-            outer, graph.frames_like = graph.frames_like, framed[0]
-            try:
-                y = lower_layer(self.layer, graph, framed if self.as_list else framed[0])
-            finally:
-                graph.frames_like = outer
-            ys = [graph.add_unframes(v, xs[0]) for v in (y if isinstance(y, list) else [y])]
-            if not self.training:  # Keras: a call without training=True infers
-                for v in range(start, graph.num_values):
-                    graph.set_inference_only(v, True)
-            return ys if len(ys) > 1 else ys[0]
-    return Call
-
-
-class _LazyCall:
-    cls = None
-
-    def __call__(self, *args):
-        if _LazyCall.cls is None:
-            _LazyCall.cls = _call_class()
-        return _LazyCall.cls(*args)
-
-
-_Call = _LazyCall()
+    def _lower(self, graph, xs):
+        start = graph.num_values
+        framed = [graph.add_frames(v, True) for v in xs]
+        outer, graph.frames_like = graph.frames_like, framed[0]
+        try:
+            y = lower_layer(self.layer, graph, framed if self.as_list else framed[0])
+        finally:
+            graph.frames_like = outer
+        ys = [graph.add_unframes(v, xs[0]) for v in (y if isinstance(y, list) else [y])]
+        if not self.training:
+            for v in range(start, graph.num_values):
+                graph.set_inference_only(v, True)
+        return ys if len(ys) > 1 else ys[0]
 
 
 # -- gradients and updates ----------------------------------------------------------------------
@@ -397,7 +382,6 @@ class _Phase:
         self.stops = set()  # id(tensor) of values computed outside the tape
         self.optimizer = None
         self.variables = []
-        self.graph = None
 
 
 def gradient(tape, target, sources, single):
@@ -506,8 +490,8 @@ class StepTrace:
         them, lowered and dropped)."""
         return self.variables_reached_kts([t._kt for t in targets])
 
-    def variables_reached_kts(self, kts, stops=()):
-        graph, _ = _lowered(self, list(kts), stops)
+    def variables_reached_kts(self, kts):
+        graph, _ = _lowered(self, list(kts))
         return {id(v) for v in graph.variables}
 
 
@@ -738,5 +722,3 @@ def _substitute(obj, values, results):
     return obj
 
 
-def numeric(x):
-    return isinstance(x, numbers.Number)
