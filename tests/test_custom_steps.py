@@ -229,8 +229,10 @@ def test_custom_step_fit_refuses_what_it_cannot_honour():
     m = CustomModel()
     m.compile("adam", "mse")
     x = np.zeros((4, 5), np.float32)
-    with pytest.raises(ValueError, match="validation"):
-        m.fit(x, np.zeros((4, 1), np.float32), validation_split=0.5, verbose=0)
+    with pytest.raises(ValueError, match="class_weight"):
+        m.fit(x, np.zeros((4, 1), np.float32), class_weight={0: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match="validation_data must be a tuple"):
+        m.fit(x, np.zeros((4, 1), np.float32), validation_data=x, verbose=0)
 
     class Bad(CustomModel):
         def train_step(self, data):

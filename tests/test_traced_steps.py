@@ -400,3 +400,20 @@ def test_two_tapes_over_one_forward_traced_as_eager():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     for k in ("d_loss", "g_loss"):
         np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-4)
+
+
+def test_custom_step_fit_validates():
+    x, y = _regression(80)
+    m = Evaluated()
+    m.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
+    h = m.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0)
+    assert set(h.history) == {"loss", "mae", "val_loss", "val_mae"}
+    # The last epoch's validation is the model's test_step over the last quarter.
+    np.testing.assert_allclose(
+        [h.history["val_loss"][-1], h.history["val_mae"][-1]],
+        m.evaluate(x[60:], y[60:], batch_size=16, verbose=0), rtol=1e-6)
+    h = m.fit(x[:60], y[:60], batch_size=16, epochs=2, validation_data=(x[60:], y[60:]),
+              validation_freq=2, verbose=0)
+    assert len(h.history["val_loss"]) == 1
+    with pytest.raises(ValueError, match="class_weight"):
+        m.fit(x, y, class_weight={0: 1.0}, verbose=0)

@@ -933,13 +933,40 @@ class Model(Layer):
         self._require_compiled("fit")
         stream = is_stream(x)
         if self._custom_step:
-            if stream or validation_data is not None or validation_split or class_weight:
+            if stream or is_stream(validation_data) or class_weight:
                 raise ValueError("fit over a custom train_step takes arrays (x, and y and "
-                                 "sample_weight if the step reads them); validation, "
-                                 "class_weight and data sets are not supported with it yet")
+                                 "sample_weight if the step reads them); class_weight and "
+                                 "data sets are not supported with it yet")
+            val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or \
+                        len(validation_data) not in (1, 2, 3):
+                    raise ValueError("validation_data must be a tuple (x_val,), (x_val, "
+                                     "y_val) or (x_val, y_val, val_sample_weight)")
+                val = tuple(validation_data) + (None,) * (3 - len(validation_data))
+            elif validation_split:
+                if not isinstance(validation_split, numbers.Real) or \
+                        not 0 < validation_split < 1:
+                    raise ValueError(f"validation_split must be in [0, 1). Received: "
+                                     f"{validation_split!r}")
+                n = stepping._count(x)
+                split = int(math.floor(n * (1.0 - validation_split)))  # Keras: the last part
+                if split in (0, n):
+                    raise ValueError(f"Training data contains {n} samples, which is not "
+                                     f"sufficient to split it into a validation and training "
+                                     f"set as specified by validation_split={validation_split}")
+                cut = (lambda a, s: None if a is None else stepping._rows(a, s))
+                val = (cut(x, slice(split, None)), cut(y, slice(split, None)),
+                       cut(sample_weight, slice(split, None)))
+                x, y = cut(x, slice(0, split)), cut(y, slice(0, split))
+                sample_weight = cut(sample_weight, slice(0, split))
+            if not isinstance(validation_freq, int) or validation_freq < 1:
+                raise ValueError(f"validation_freq must be a positive integer. Received: "
+                                 f"{validation_freq!r}")
             return stepping.fit(self, x, y, _batch_size(batch_size), _check_epochs(epochs),
                                 _verbose(verbose), callbacks, shuffle, sample_weight,
-                                initial_epoch)
+                                initial_epoch, val, _batch_size(validation_batch_size or
+                                                                batch_size), validation_freq)
         if not stream:
             _unsupported(steps_per_epoch=steps_per_epoch)
             if not is_stream(validation_data):
@@ -1453,9 +1480,10 @@ class Model(Layer):
         """The compiled loss of (y, y_pred) plus the weights' regularization penalties,
         as a Tensor a GradientTape differentiates."""
         from .. import ops
-        if self.loss is None or isinstance(self.loss, (list, tuple, dict)):
+        if isinstance(self.loss, (list, tuple, dict)):
             raise ValueError("compute_loss needs compile(loss=...) with one loss")
-        total = self.loss(y, y_pred, sample_weight=sample_weight)
+        # Keras 3: no compiled loss counts as 0 (the weights' penalties still join).
+        total = 0.0 if self.loss is None else self.loss(y, y_pred, sample_weight=sample_weight)
         for w in self.trainable_weights:
             r = getattr(w, "regularizer", None)
             if r is not None:

@@ -162,9 +162,11 @@ def run_step(model, data):
 
 
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_weight,
-        initial_epoch):
+        initial_epoch, val=None, val_batch_size=None, val_freq=1):
     """Keras's fit loop over a user's train_step(data), one batch at a time; data is x,
-    (x, y) or (x, y, sample_weight) as given. The metrics reset at each epoch's start."""
+    (x, y) or (x, y, sample_weight) as given. The metrics reset at each epoch's start.
+    With val = (x, y, sample_weight) the model's test_step runs over it after every
+    val_freq-th epoch, its logs joining the epoch's as val_*."""
     n = _count(x)
     if n == 0:
         raise ValueError("fit received no samples")
@@ -194,6 +196,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
             if model.stop_training:
                 break
         epoch_logs = dict(logs)
+        if val is not None and (epoch + 1) % val_freq == 0:
+            from ..callbacks import CallbackList
+            val_logs = evaluate(model, *val, val_batch_size, CallbackList([], model, {}))
+            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
         cbs.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
