@@ -1091,3 +1091,28 @@ def test_weights_alone_meet_the_input_only_as_operands():
             return ops.concatenate([x, ops.exp(self.w)], axis=-1)
     with pytest.raises(ValueError, match="weights alone"):
         ember.Sequential([ember.Input((3,)), Bad()])
+
+
+@pytest.mark.parametrize("kind", ["mean", "sum"])
+def test_add_loss_gradient_matches_finite_differences(kind):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((10, 4)).astype(np.float32)
+    y = rng.standard_normal((10, 1)).astype(np.float32)
+    ember.set_random_seed(3)
+    m = _activity_model(ember, kind=kind)
+    m.compile(ember.optimizers.SGD(1.0), "mse")
+    kernel = m.layers[1].kernel
+    start = [w.numpy() for w in m.weights]
+
+    def loss():
+        return float(m.evaluate(x, y, batch_size=10, verbose=0))
+    eps, numeric = 1e-2, np.zeros(kernel.shape)
+    for i in np.ndindex(kernel.shape):
+        for sign in (1, -1):
+            v = start[0].astype(np.float64).copy()
+            v[i] += sign * eps
+            kernel.assign(v)
+            numeric[i] += sign * loss() / (2 * eps)
+    kernel.assign(start[0])
+    m.train_on_batch(x, y)  # SGD(1.0): the update is the gradient
+    np.testing.assert_allclose(start[0] - kernel.numpy(), numeric, rtol=2e-2, atol=2e-3)

@@ -258,7 +258,7 @@ class Graph {
   // The gradient of variable k from the last tape_backward (null if none was taken).
   const FloatBuffer* variable_gradient(int k) const;
   // Output o of the last training step's forward: (rows of that step, output_size(o)),
-  // valid until the next step.
+  // valid until the next step or forward of this graph.
   const float* trained_output(int o) const;
   int64_t trained_rows() const { return trained_rows_; }
   // Which inputs take a gradient in tape_backward (set before the first step).

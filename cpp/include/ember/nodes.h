@@ -836,8 +836,9 @@ class StopGradientNode : public Node {
                 int64_t, bool) override {}
 };
 
-// A variable read as a value (ops on weights alone in a traced train_step): every row
-// is the variable; its gradient sums the rows' gradients in row order.
+// A variable read as a value (a traced train_step's ops on weights, the program of a
+// derived weight): every row is the variable; its gradient sums the rows' gradients in
+// row order.
 class VariableNode : public Node {
  public:
   const char* kind() const override { return "Variable"; }
