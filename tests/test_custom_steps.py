@@ -387,3 +387,30 @@ def test_function_form_losses_on_a_tape_keep_their_gradient():
     with pytest.raises(ValueError, match="ember.losses.huber on a GradientTape"):
         with ember.GradientTape():
             ember.losses.huber(target, ember.Tensor(pred))
+
+
+def test_tape_gradient_of_an_embedding_table_is_dense():
+    """An Embedding's table under a tape: the gradient of the rows the batch used, as a
+    dense array (the C++ step's sparse update, made dense), through an LSTM."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, (16, 12)).astype(np.float32)
+    x[:, 9:] = 0
+    y = rng.integers(0, 3, 16)
+
+    def make():
+        ember.set_random_seed(0)
+        return ember.Sequential([ember.Input((12,)), layers.Embedding(50, 8, mask_zero=True),
+                                 layers.LSTM(6), layers.Dense(3, activation="softmax")])
+    model = make()
+    with ember.GradientTape() as tape:
+        loss = ember.losses.SparseCategoricalCrossentropy()(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    ref = make()
+    ref.compile(ember.optimizers.SGD(1.0), "sparse_categorical_crossentropy")
+    before = [w.numpy() for w in ref.trainable_weights]
+    ref.train_on_batch(x, y)
+    assert np.abs(grads[0]).max() > 0
+    unused = np.setdiff1d(np.arange(50), x)
+    assert not grads[0][unused].any()
+    for g, b, w in zip(grads, before, ref.trainable_weights):
+        np.testing.assert_allclose(g, b - w.numpy(), rtol=1e-5, atol=1e-7)

@@ -160,3 +160,40 @@ def test_to_json_matches_keras_layout():
     assert ours["class_name"] == theirs["class_name"] == "Functional"
     assert {"module", "class_name", "config", "registered_name"} <= set(theirs)
     assert set(ours["config"]) == set(theirs["config"])
+
+
+def test_a_call_with_training_false_always_infers():
+    """Keras's transfer-learning idiom: `base(inputs, training=False)` keeps the base's
+    BatchNormalization and Dropout in inference mode inside fit, frozen or not."""
+    ember.set_random_seed(1)
+    base = ember.Sequential([ember.Input((4,)), layers.Dense(6), layers.BatchNormalization(),
+                             layers.Dropout(0.5)])
+    inputs = ember.Input((4,))
+    model = ember.Model(inputs, layers.Dense(1)(base(inputs, training=False)))
+    model.compile(ember.optimizers.SGD(0.0), "mse")
+    bn = base.layers[1]
+    moving = [w.numpy() for w in bn.non_trainable_weights]
+    x = np.random.default_rng(2).standard_normal((32, 4)).astype(np.float32)
+    y = np.ones((32, 1), np.float32)
+    # A training step's forward equals inference (in training mode the batch's statistics
+    # and the dropped half would change it), and the moving statistics stay.
+    np.testing.assert_allclose(model.train_on_batch(x, y), model.test_on_batch(x, y),
+                               rtol=1e-6)
+    for w, m in zip(bn.non_trainable_weights, moving):
+        np.testing.assert_array_equal(w.numpy(), m)
+    free = ember.Model(inputs, model.layers[-1](base(inputs)))  # the same layers
+    free.compile(ember.optimizers.SGD(0.0), "mse")
+    assert abs(free.train_on_batch(x, y) - free.test_on_batch(x, y)) > 1e-3
+    # The same in a custom layer's call, and in a model called by a subclassed model.
+
+    class Head(ember.Model):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.base, self.out = base, layers.Dense(1)
+
+        def call(self, x, training=None):
+            return self.out(self.base(x, training=False))
+    head = Head()
+    head.compile(ember.optimizers.SGD(0.0), "mse")
+    head.build((None, 4))
+    np.testing.assert_allclose(head.train_on_batch(x, y), head.test_on_batch(x, y), rtol=1e-6)

@@ -417,3 +417,38 @@ def test_custom_step_fit_validates():
     assert len(h.history["val_loss"]) == 1
     with pytest.raises(ValueError, match="class_weight"):
         m.fit(x, y, class_weight={0: 1.0}, verbose=0)
+
+
+class Wrapped(ember.Model):
+    """The guide's step around a model given to it (called with training=training)."""
+
+    def __init__(self, body, **kw):
+        super().__init__(**kw)
+        self.body = body
+
+    def call(self, x, training=None):
+        return self.body(x, training=training)
+
+    train_step = Guide.train_step
+
+
+def test_traced_step_over_a_masked_lstm_trains_as_fit():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, (40, 12)).astype(np.float32)
+    x[:, 8:] = 0
+    y = rng.integers(0, 3, 40)
+    results = []
+    for custom in (True, False):
+        ember.set_random_seed(0)
+        body = ember.Sequential([ember.Input((12,)), layers.Embedding(50, 8, mask_zero=True),
+                                 layers.LSTM(6), layers.Dense(3, activation="softmax")])
+        m = Wrapped(body) if custom else body
+        m.compile(ember.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        h = m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        if custom:
+            _traced(m)
+        results.append((m.get_weights(), h.history))
+    for a, b in zip(results[0][0], results[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[0][1]["accuracy"], results[1][1]["accuracy"])

@@ -993,6 +993,20 @@ void Graph::tape_backward(const Batch& b, bool training, uint64_t step, uint64_t
   run_backward(b.n, false, &r);
   for (const GradSum& s : grad_sums_) add_into(s.dst, s.src, s.size);
   if (!derived_.empty()) derived_backward(training);
+  // An embedding table's gradient is the rows its batch used (the optimizer's sparse
+  // path): the tape hands out the dense one.
+  for (const auto& node : nodes_) {
+    const auto* emb = dynamic_cast<const EmbeddingNode*>(node.get());
+    if (!emb || emb->dense_grad) continue;
+    const size_t k = var_index(emb->vars[0].var);
+    if (!trainable_[k] || var_grads_[k].size() == 0) continue;
+    float* g = var_grads_[k].data();
+    std::fill(g, g + var_grads_[k].size(), 0.f);
+    if (!needs_grad_[emb->output]) continue;
+    const SparseRows& s = emb->sparse;
+    for (int64_t i = 0; i < s.count; ++i)
+      add_into(g + static_cast<int64_t>(s.rows[i]) * s.cols, s.values + i * s.cols, s.cols);
+  }
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (!dx[i]) continue;
     const int v = inputs_[i];

@@ -117,6 +117,13 @@ def _recorded_nodes(out, placeholders):
     return [t for t in order if not any(t is p for p in placeholders)]
 
 
+class _AlwaysInfers:
+    """The owner noted for the nodes of a call made with training=False: frozen."""
+    trainable = False
+
+
+_ALWAYS_INFERS = _AlwaysInfers()
+
 # The add_loss values of the calls being traced, innermost last.
 _added_losses = []
 
@@ -172,8 +179,12 @@ def lower_nodes(graph, nodes, values, after=None):
             if t._state_inputs:
                 kwargs["initial_state"] = args[len(args) - t._state_inputs:]
                 args = args[:len(args) - t._state_inputs]
+            start = graph.num_values
             calls[key] = lower_layer(layer, graph, args if layer._takes_list else args[0],
                                      **kwargs)
+            if getattr(t, "_inference_call", False):  # called with training=False
+                for v in range(start, graph.num_values):
+                    graph.note_mode(_ALWAYS_INFERS, v)
         out = calls[key]
         values[id(t)] = out[t._tensor_index] if isinstance(out, list) else out
         if after is not None:
@@ -507,8 +518,10 @@ class Layer:
         states = ([] if states is None else
                   list(states) if isinstance(states, (list, tuple)) else [states])
         if any(isinstance(t, KerasTensor) for t in flat + states):
-            # The graph runs in training or inference mode as the model does.
-            kwargs.pop("training", None)
+            # The graph runs in training or inference mode as the model does; a call
+            # with training=False (a frozen base model, Keras's transfer-learning idiom)
+            # always infers.
+            infer = kwargs.pop("training", None) is False
             if kwargs.get("mask", 0) is None:
                 kwargs.pop("mask")
             if args or kwargs:
@@ -518,6 +531,11 @@ class Layer:
             if bad:
                 raise ValueError(f"Layer '{self.name}' was called on a mix of symbolic "
                                  f"tensors and {type(bad[0]).__name__}")
+            if infer:
+                out = self.__call__(inputs, **({"initial_state": states} if states else {}))
+                for t in (out if isinstance(out, (list, tuple)) else [out]):
+                    t._inference_call = True
+                return out
             if self._traced:
                 return self._call_symbolic(flat, isinstance(inputs, (list, tuple, dict)))
             if self._takes_list != isinstance(inputs, (list, tuple, dict)):

@@ -1362,10 +1362,10 @@ class Model(Layer):
         flat = (list(inputs.values()) if isinstance(inputs, dict) else
                 list(inputs) if isinstance(inputs, (list, tuple)) else [inputs])
         if any(isinstance(t, KerasTensor) for t in flat):
-            if training or mask is not None:
-                raise ValueError(f"Model '{self.name}' called on a tensor takes no training= "
-                                 f"or mask= arguments in ember")
-            return super().__call__(inputs)
+            if mask is not None:
+                raise ValueError(f"Model '{self.name}' called on a tensor takes no mask= "
+                                 f"argument in ember")
+            return super().__call__(inputs, training=training)
         if mask is not None:
             raise ValueError(f"ember: model(x, mask=...) is not supported. Received: mask of "
                              f"type {type(mask).__name__}")
