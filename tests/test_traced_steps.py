@@ -452,3 +452,22 @@ def test_traced_step_over_a_masked_lstm_trains_as_fit():
     for a, b in zip(results[0][0], results[1][0]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results[0][1]["accuracy"], results[1][1]["accuracy"])
+
+
+def test_a_traced_step_refuses_bad_data_as_the_eager_step_does():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, 32)
+    labels[20] = 4
+    for eager in (False, True):
+        m = Classifier(ember.losses.SparseCategoricalCrossentropy())
+        m.compile(ember.optimizers.SGD(0.1), run_eagerly=eager)
+        with pytest.raises(ValueError, match="label value of 4 .*valid range of \\[0, 4\\)"):
+            m.fit(x, labels, sample_weight=np.ones(32, np.float32), batch_size=32, verbose=0)
+    bad = x.copy()
+    bad[3, 2] = np.nan
+    m = Classifier(ember.losses.SparseCategoricalCrossentropy())
+    m.compile(ember.optimizers.SGD(0.1))
+    with pytest.raises(ValueError, match="finite"):
+        m.fit(bad, labels % 4, sample_weight=np.ones(32, np.float32), batch_size=32, verbose=0)
+    _traced(m)

@@ -455,6 +455,8 @@ def _ops_per_sample(loss, y_true, y_pred):
         raise TraceUnsupported(f"the loss {kind.__name__} has no ops formula yet")
     classes = ops.shape(y_pred)[-1]
     if kind is SparseCategoricalCrossentropy:
+        from .step_trace import note_labels
+        note_labels(y_true, classes)
         if len(ops.shape(y_true)) == len(ops.shape(y_pred)):
             y_true = ops.reshape(y_true, tuple(ops.shape(y_pred))[:-1])
         y_true = ops.one_hot(y_true, classes)

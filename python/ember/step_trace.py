@@ -439,6 +439,34 @@ def apply_gradients(optimizer, grads, variables):
     tr.created_since_update = False
 
 
+def note_labels(y_true, classes):
+    """Integer labels of a sparse loss inside a trace: when they are a batch array, each
+    run checks them against the classes, as the eager loss does."""
+    tr = _active[0]
+    if tr is not None and _is_step(y_true):
+        for i, t in enumerate(tr.inputs):
+            if y_true._kt is t:
+                tr.label_checks.append((i, int(classes)))
+
+
+def _check_batch(leaves, label_checks):
+    """Clear errors for what the graphs would compute silently: a value that is not
+    finite, a label outside its classes."""
+    for k, a in enumerate(leaves):
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = np.argwhere(~np.isfinite(a))[0]
+            raise ValueError(f"train_step's data: array {k} of shape {a.shape} holds "
+                             f"{a[tuple(bad)]} at {tuple(int(i) for i in bad)}; the data must "
+                             f"be finite")
+    for k, classes in label_checks:
+        labels = leaves[k].reshape(-1)
+        bad = np.flatnonzero((labels < 0) | (labels >= classes) | (labels != np.floor(labels)))
+        if bad.size:
+            raise ValueError(f"Received a label value of {labels[bad[0]]} (sample {bad[0]}) "
+                             f"which is outside the valid range of [0, {classes}) for the "
+                             f"{classes}-class output")
+
+
 # -- metric calls -------------------------------------------------------------------------------
 
 class Deferred:
@@ -479,6 +507,7 @@ class StepTrace:
         self.segment = 0  # updates' segments: tensors made before the first, then ...
         self.open_group = -1  # the segment whose gradients are being applied
         self.created_since_update = False
+        self.label_checks = []  # (batch array, classes) of sparse losses' labels
         self.calls = []
         self.gradients = []
         self.phases = []
@@ -560,6 +589,7 @@ class TracedStep:
         """One step on a batch: the graphs in order (consecutive single updates in one C++
         call), then the metric calls replayed on their values; returns the logs."""
         leaves, _ = _leaves(data)
+        _check_batch(leaves, self.trace.label_checks)
         xs = [np.ascontiguousarray(a, dtype=np.float32).reshape((1,) + (a.shape or (1,)))
               for a in leaves]
         self.steps += 1
