@@ -310,6 +310,11 @@ def test_test_step_and_predict_step_overrides():
     want = plain.evaluate(x, y, batch_size=16, verbose=0)
     assert seen == [0, 1, 2, 3]
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    for s in m._traced_tests.values():  # the test step runs traced too
+        assert isinstance(s, step_trace.TracedStep), s
+    m.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"], run_eagerly=True)
+    np.testing.assert_allclose(m.evaluate(x, y, batch_size=16, verbose=0), want, rtol=1e-5)
+    m.compile(ember.optimizers.Adam(0.01), "mse", metrics=["mae"])
     assert set(m.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "mae"}
     out = m.predict(x, batch_size=16, verbose=0)
     np.testing.assert_allclose(out["scaled"], 2.0 * plain.predict(x, verbose=0), rtol=1e-5,
@@ -327,6 +332,7 @@ def test_test_step_and_predict_step_overrides():
     logs = s.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     np.testing.assert_allclose([logs["loss"], logs["mae"]], want, rtol=1e-5)
     assert logs["extra"] == 2.0
+    assert all(isinstance(t, step_trace.TracedStep) for t in s._traced_tests.values())
 
 
 def test_a_value_computed_outside_the_tape_stays_a_constant():

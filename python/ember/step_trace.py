@@ -548,10 +548,11 @@ def _lowered(trace, outs, stops=()):
 
 
 class TracedStep:
-    """A model's train_step traced for one batch structure: one graph per segment of
-    the step (the tensors made before an update and its gradients), run in order."""
+    """A model's train_step (or test_step) traced for one batch structure: one graph
+    per segment of the step (the tensors made before an update and its gradients), run
+    in order; a test step is one graph run forward."""
 
-    def __init__(self, model, data):
+    def __init__(self, model, data, kind="train"):
         from .layers.core import Input
         leaves, self.structure = _leaves(data)
         tr = StepTrace()
@@ -559,16 +560,19 @@ class TracedStep:
         _active[0] = tr
         try:
             stand_ins = [StepTensor(k, scalar=not a.ndim) for k, a in zip(tr.inputs, leaves)]
-            logs = model.train_step(_rebuild(self.structure, stand_ins))
+            step = model.train_step if kind == "train" else model.test_step
+            logs = step(_rebuild(self.structure, stand_ins))
         finally:
             _active[0] = None
-        if not tr.phases:
+        if kind == "train" and not tr.phases:
             raise TraceUnsupported("no optimizer update")
+        if kind != "train" and tr.gradients:
+            raise TraceUnsupported("a test step that takes gradients")
         if len(tr.gradients) != len(tr.phases):
             raise TraceUnsupported("a gradient taken and never applied")
         self.trace = tr
         self.logs = logs
-        groups = {}
+        groups = {} if tr.phases else {0: []}
         for p in tr.phases:  # in the order of their updates
             groups.setdefault(p.segment, []).append(p)
         # Every tensor read after the run, from the graph of its segment.
@@ -607,7 +611,7 @@ class TracedStep:
                 pending.append(g)
             else:
                 flush()
-                g.run_tape(xs, self.steps, values)
+                g.run_tape(xs, self.steps, values)  # several gradients, or none
         flush()
         results = []
         for fn, obj, args, kwargs in self.trace.effects:
@@ -633,7 +637,7 @@ class _Group:
         for t in order:
             if getattr(t, "_step_seg", seg) != seg and not t._is_input:
                 raise TraceUnsupported("a tensor of one update's phase used in a later one")
-        stops = phases[0].stops
+        stops = phases[0].stops if phases else set()
         if any(p.stops != stops for p in phases):
             raise TraceUnsupported("tapes that saw different parts of the forward")
         graph, builder = _lowered(tr, outs, stops)
@@ -656,6 +660,7 @@ class _Group:
         graph.set_variable_flags([id(v) in updated for v in variables],
                                  [id(v) in updated and phases[0].optimizer._use_weight_decay(v)
                                   for v in variables])
+        self.training = bool(phases)  # a test step's graph runs as at inference
         self.graph = graph
         self.reads = losses + extra
         self.dys = []
@@ -687,7 +692,7 @@ class _Group:
             values[id(t._kt)] = a.reshape(t.shape)
 
     def run_tape(self, xs, step, values):
-        token, outs = self.graph.tape_forward(xs, True, step)
+        token, outs = self.graph.tape_forward(xs, self.training, step)
         grads = []
         for dys, indices in self.dys:
             self.graph.tape_backward(xs, dys, True, step, token, [])

@@ -138,26 +138,28 @@ def _data_key(data):
     return (a.shape, a.dtype.str)
 
 
-def run_step(model, data):
-    """model.train_step(data), traced once per batch structure and shapes into C++
-    graphs that then run each batch in one call (step_trace); in Python when compiled
-    with run_eagerly=True, or when the trace cannot follow the step (the reason is kept
-    in model._traced_steps)."""
+def run_step(model, data, kind="train"):
+    """model.train_step(data) (or test_step), traced once per batch structure and shapes
+    into C++ graphs that then run each batch in one call (step_trace); in Python when
+    compiled with run_eagerly=True, or when the trace cannot follow the step (the reason
+    is kept in model._traced_steps, or _traced_tests)."""
+    eager = model.train_step if kind == "train" else model.test_step
     if getattr(model, "run_eagerly", False):
-        return model.train_step(data)
+        return eager(data)
     key = _data_key(data)
-    cache = model.__dict__.setdefault("_traced_steps", {})
+    cache = model.__dict__.setdefault("_traced_steps" if kind == "train" else "_traced_tests",
+                                      {})
     step = cache.get(key)
     if step is None:
         try:
-            step = step_trace.TracedStep(model, data)
+            step = step_trace.TracedStep(model, data, kind)
         except step_trace.ControlFlowError:
             raise
         except Exception as e:  # noqa: BLE001 (the eager step raises a real error again)
             step = e
         cache[key] = step
     if isinstance(step, Exception):
-        return model.train_step(data)
+        return eager(data)
     return step.run(data)
 
 
@@ -234,7 +236,7 @@ def evaluate(model, x, y, sample_weight, batch_size, cbs):
     cbs.on_test_begin()
     for step, data in _batches(x, y, sample_weight, batch_size):
         cbs.on_test_batch_begin(step)
-        logs = flat_logs(model.test_step(data))
+        logs = flat_logs(run_step(model, data, "test"))
         cbs.on_test_batch_end(step, logs)
     cbs.on_test_end(logs)
     return logs
