@@ -1,7 +1,8 @@
 """A DCGAN written as Keras 3's example "DCGAN overriding Model.train_step" writes it: a
 GAN(ember.Model) with two optimizers, whose train_step trains the discriminator on real
 and generated images, then the generator through the discriminator, each under an
-ember.GradientTape; `fit` runs it batch by batch.
+ember.GradientTape; `fit` traces the step once into C++ graphs and runs every batch in
+one C++ call (compile(run_eagerly=True) runs it in Python instead).
 
 The generator and discriminator are those of examples/dcgan.py (Conv2DTranspose,
 BatchNormalization, LeakyReLU; Conv2D, Dropout). Trains on MNIST when mnist.npz is in

@@ -3,7 +3,8 @@ writes it: a Sampling layer drawing z = mean + exp(log_var / 2) * eps inside the
 encoder (ember.random.normal with the batch axis as None: the graph draws eps for every
 sample at each call), an encoder of three outputs, a convolutional decoder, and a
 VAE(ember.Model) with a train_step alone (no call) that sums the binary crossentropy
-over the pixels and adds the KL divergence, under an ember.GradientTape.
+over the pixels and adds the KL divergence, under an ember.GradientTape. fit traces the
+step once into C++ graphs and runs every batch in one C++ call.
 
 Trains on MNIST when mnist.npz is in the Keras cache, else on the 8x8 digits that ship
 with ember, and prints the reconstruction error of held-out images against that of
