@@ -320,6 +320,7 @@ def test_test_step_and_predict_step_overrides():
     np.testing.assert_allclose(out["scaled"], 2.0 * plain.predict(x, verbose=0), rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_array_equal(out["first"], x[:, :1])
+    assert all(isinstance(t, step_trace.TracedStep) for t in m._traced_predicts.values())
 
     class Super(Guide):
         def test_step(self, data):

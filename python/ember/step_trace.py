@@ -548,9 +548,9 @@ def _lowered(trace, outs, stops=()):
 
 
 class TracedStep:
-    """A model's train_step (or test_step) traced for one batch structure: one graph
-    per segment of the step (the tensors made before an update and its gradients), run
-    in order; a test step is one graph run forward."""
+    """A model's train_step (test_step, predict_step) traced for one batch structure:
+    one graph per segment of the step (the tensors made before an update and its
+    gradients), run in order; a test or predict step is one graph run forward."""
 
     def __init__(self, model, data, kind="train"):
         from .layers.core import Input
@@ -560,14 +560,13 @@ class TracedStep:
         _active[0] = tr
         try:
             stand_ins = [StepTensor(k, scalar=not a.ndim) for k, a in zip(tr.inputs, leaves)]
-            step = model.train_step if kind == "train" else model.test_step
-            logs = step(_rebuild(self.structure, stand_ins))
+            logs = getattr(model, f"{kind}_step")(_rebuild(self.structure, stand_ins))
         finally:
             _active[0] = None
         if kind == "train" and not tr.phases:
             raise TraceUnsupported("no optimizer update")
         if kind != "train" and tr.gradients:
-            raise TraceUnsupported("a test step that takes gradients")
+            raise TraceUnsupported(f"a {kind} step that takes gradients")
         if len(tr.gradients) != len(tr.phases):
             raise TraceUnsupported("a gradient taken and never applied")
         self.trace = tr

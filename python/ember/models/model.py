@@ -519,8 +519,8 @@ class Model(Layer):
         with self._changing("compile()"):
             self._compile(optimizer, loss, metrics, loss_weights, weighted_metrics)
         self.run_eagerly = bool(run_eagerly)
-        self.__dict__.pop("_traced_steps", None)  # custom steps are traced anew
-        self.__dict__.pop("_traced_tests", None)
+        for cache in stepping._TRACE_CACHES.values():  # custom steps are traced anew
+            self.__dict__.pop(cache, None)
 
     def _compile(self, optimizer, loss, metrics, loss_weights, weighted_metrics):
         if loss is None and not self._custom_step:

@@ -138,17 +138,20 @@ def _data_key(data):
     return (a.shape, a.dtype.str)
 
 
+_TRACE_CACHES = {"train": "_traced_steps", "test": "_traced_tests",
+                  "predict": "_traced_predicts"}
+
+
 def run_step(model, data, kind="train"):
-    """model.train_step(data) (or test_step), traced once per batch structure and shapes
-    into C++ graphs that then run each batch in one call (step_trace); in Python when
-    compiled with run_eagerly=True, or when the trace cannot follow the step (the reason
-    is kept in model._traced_steps, or _traced_tests)."""
-    eager = model.train_step if kind == "train" else model.test_step
+    """model.train_step(data) (test_step, predict_step), traced once per batch structure
+    and shapes into C++ graphs that then run each batch in one call (step_trace); in
+    Python when compiled with run_eagerly=True, or when the trace cannot follow the step
+    (the reason is kept in model._traced_steps, _traced_tests or _traced_predicts)."""
+    eager = getattr(model, f"{kind}_step")
     if getattr(model, "run_eagerly", False):
         return eager(data)
     key = _data_key(data)
-    cache = model.__dict__.setdefault("_traced_steps" if kind == "train" else "_traced_tests",
-                                      {})
+    cache = model.__dict__.setdefault(_TRACE_CACHES[kind], {})
     step = cache.get(key)
     if step is None:
         try:
@@ -249,7 +252,7 @@ def predict(model, x, batch_size, cbs):
     cbs.on_predict_begin()
     for step, data in _batches(x, None, None, batch_size):
         cbs.on_predict_batch_begin(step)
-        outs.append(tape_mod.value_of(model.predict_step(data)))
+        outs.append(tape_mod.value_of(run_step(model, data, "predict")))
         cbs.on_predict_batch_end(step, {"outputs": outs[-1]})
     cbs.on_predict_end()
 
