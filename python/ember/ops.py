@@ -129,10 +129,9 @@ def _array(x):
     if isinstance(x, Variable):
         if _tracing[0]:
             raise ValueError(
-                f"An op on the weight '{x.path}' alone, inside a traced call(): ember would "
-                f"freeze its value at trace time. Combine weights with the input first "
-                f"(x * w * 2.0 rather than x * (w * 2.0)); ops on weights alone are not "
-                f"supported inside a model yet")
+                f"The weight '{x.path}' read as an array inside a traced call(): ember would "
+                f"freeze its value at trace time. Compute with it through ember.ops (ops on "
+                f"weights alone run in the model's graph)")
         return x.value
     return np.asarray(x, dtype=np.float32)
 

@@ -110,13 +110,6 @@ def _is_step(x):
     return isinstance(x, StepTensor)
 
 
-def _flat(items):
-    out = []
-    for a in items:
-        out.extend(a if isinstance(a, (list, tuple)) else [a])
-    return out
-
-
 def _symbolic_constant(value):
     """An array as a tensor of the step (a constant node)."""
     from .ops import _symbolic
@@ -249,9 +242,9 @@ def apply_op(name, fn, args, kwargs):
     input meeting a value of weights alone) keeps the result per sample."""
     from .layers.base import Variable
     from .layers.core import KerasTensor
+    from .ops import _flat
     if any(isinstance(x, KerasTensor) for x in _flat(list(args) + list(kwargs.values()))):
-        out = fn(*_unwrap(tuple(args)), **{k: _unwrap(v) for k, v in kwargs.items()})
-        return out
+        return fn(*_unwrap(tuple(args)), **{k: _unwrap(v) for k, v in kwargs.items()})
     if name == "shape":
         return args[0].shape if _is_step(args[0]) else np.shape(args[0])
     bound = _signature(fn).bind(*args, **kwargs)
@@ -398,7 +391,7 @@ def gradient(tape, target, sources, single):
     if not tape._watch_variables:
         raise TraceUnsupported("a tape that follows only watched variables")
     phase = _Phase(target, tr.segment)
-    reached = tr.variables_reached([target])
+    reached = tr.variables_reached([target._kt])
     # The tape saw only what was computed while it recorded: a value computed outside it
     # is a constant to it. The graph would differentiate through it, so such a value
     # must not depend on the variables differentiated.
@@ -408,7 +401,7 @@ def gradient(tape, target, sources, single):
         return id(tape) not in getattr(t, "_step_tapes", {id(tape)}) and not t._is_input
     frontier = {id(p): p for t in order if not unseen(t) for p in t._inputs if unseen(p)}
     phase.stops = {key for key, p in frontier.items()
-                   if tr.variables_reached_kts([p]) & wanted}
+                   if tr.variables_reached([p]) & wanted}
     out = [StepGradient(phase, s) if id(s._storage) in reached else None for s in sources]
     tr.gradients.append(phase)
     return out[0] if single else out
@@ -514,12 +507,9 @@ class StepTrace:
         self.effects = []
         self.read_variables = {}
 
-    def variables_reached(self, targets):
-        """id(core variable) of every weight the targets depend on (from a graph of
-        them, lowered and dropped)."""
-        return self.variables_reached_kts([t._kt for t in targets])
-
-    def variables_reached_kts(self, kts):
+    def variables_reached(self, kts):
+        """id(core variable) of every weight the symbolic tensors depend on (from a
+        graph of them, lowered and dropped)."""
         graph, _ = _lowered(self, list(kts))
         return {id(v) for v in graph.variables}
 

@@ -185,17 +185,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
         for m in model.metrics:
             m.reset_state()
         cbs.on_epoch_begin(epoch)
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = rng.permutation(n) if shuffle else None
         logs = {}
-        for step in range(steps):
+        for step, data in _batches(x, y, sample_weight, batch_size, order):
             cbs.on_train_batch_begin(step)
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            parts = [_rows(x, idx)]
-            if y is not None:
-                parts.append(_rows(y, idx))
-            if sample_weight is not None:
-                parts.append(np.asarray(sample_weight)[idx])
-            data = parts[0] if len(parts) == 1 else tuple(parts)
             logs = flat_logs(run_step(model, data))
             cbs.on_train_batch_end(step, logs)
             if model.stop_training:
@@ -215,13 +208,15 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, shuffle, sample_wei
     return history
 
 
-def _batches(x, y, sample_weight, batch_size):
-    """(step, data) for consecutive batches, data as fit hands a custom step."""
+def _batches(x, y, sample_weight, batch_size, order=None):
+    """(step, data) for the batches of the samples in `order` (default: as they come),
+    data as fit hands a custom step."""
     n = _count(x)
     if n == 0:
         raise ValueError("Received no samples")
+    order = np.arange(n) if order is None else order
     for step in range(math.ceil(n / batch_size)):
-        idx = np.arange(step * batch_size, min((step + 1) * batch_size, n))
+        idx = order[step * batch_size:(step + 1) * batch_size]
         parts = [_rows(x, idx)]
         if y is not None:
             parts.append(_rows(y, idx))
