@@ -23,6 +23,17 @@ _F32 = np.dtype(np.float32)
 _MAX_BATCH = 1 << 62
 
 
+def _split_at(n, validation_split):
+    """Where validation_split cuts n samples (Keras: the last fraction, before any
+    shuffling)."""
+    split = int(math.floor(n * (1.0 - validation_split)))
+    if split in (0, n):
+        raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
+                         f"split it into a validation and training set as specified by "
+                         f"validation_split={validation_split}")
+    return split
+
+
 def _verbose(v):
     if v == "auto":
         return 1
@@ -950,12 +961,7 @@ class Model(Layer):
                         not 0 < validation_split < 1:
                     raise ValueError(f"validation_split must be in [0, 1). Received: "
                                      f"{validation_split!r}")
-                n = stepping._count(x)
-                split = int(math.floor(n * (1.0 - validation_split)))  # Keras: the last part
-                if split in (0, n):
-                    raise ValueError(f"Training data contains {n} samples, which is not "
-                                     f"sufficient to split it into a validation and training "
-                                     f"set as specified by validation_split={validation_split}")
+                split = _split_at(stepping._count(x), validation_split)
                 cut = (lambda a, s: None if a is None else stepping._rows(a, s))
                 val = (cut(x, slice(split, None)), cut(y, slice(split, None)),
                        cut(sample_weight, slice(split, None)))
@@ -1015,12 +1021,7 @@ class Model(Layer):
                                         None, vy, vx[0].shape[0])
             val = (vx, vy, vsw)
         elif validation_split:
-            # Keras: the last fraction of the samples, taken before any shuffling.
-            split = int(math.floor(n * (1.0 - validation_split)))
-            if split == 0 or split == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient "
-                                 f"to split it into a validation and training set as specified "
-                                 f"by validation_split={validation_split}")
+            split = _split_at(n, validation_split)
             val = (_cut(x, split, None), _cut(y, split, None), None if sw is None else sw[split:])
             x, y, sw = _cut(x, 0, split), _cut(y, 0, split), (None if sw is None else sw[:split])
             n = split
@@ -1064,6 +1065,13 @@ class Model(Layer):
         cbs.on_train_end(epoch_logs)
         self.history = history
         return history
+
+    def _step_callbacks(self, callbacks, verbose, x, batch_size):
+        """The CallbackList of an evaluate or predict over a custom step on arrays x."""
+        steps = math.ceil(stepping._count(x) / _batch_size(batch_size))
+        return CallbackList(_callback_list(callbacks) + ([ProgbarLogger(verbose)] if verbose
+                                                         else []), self,
+                            {"steps": steps, "verbose": verbose, "epochs": 1})
 
     def _fit_callbacks(self, callbacks, verbose, epochs, steps):
         """(History, CallbackList) of a fit, in Keras's order: the user's callbacks, then
@@ -1221,11 +1229,7 @@ class Model(Layer):
             if is_stream(x) or steps is not None:
                 raise ValueError("evaluate over a custom test_step takes arrays (x, and y "
                                  "and sample_weight if the step reads them)")
-            n = stepping._count(x)
-            cbs = CallbackList(_callback_list(callbacks) + ([ProgbarLogger(verbose)]
-                                                           if verbose else []), self,
-                               {"steps": math.ceil(n / _batch_size(batch_size)),
-                                "verbose": verbose, "epochs": 1})
+            cbs = self._step_callbacks(callbacks, verbose, x, batch_size)
             logs = stepping.evaluate(self, x, y, sample_weight, _batch_size(batch_size), cbs)
             if return_dict:
                 return logs
@@ -1284,11 +1288,7 @@ class Model(Layer):
         if type(self).predict_step is not Model.predict_step:
             if is_stream(x) or steps is not None:
                 raise ValueError("predict over a custom predict_step takes arrays")
-            n = stepping._count(x)
-            cbs = CallbackList(_callback_list(callbacks) + ([ProgbarLogger(verbose)]
-                                                           if verbose else []), self,
-                               {"steps": math.ceil(n / _batch_size(batch_size)),
-                                "verbose": verbose, "epochs": 1})
+            cbs = self._step_callbacks(callbacks, verbose, x, batch_size)
             return stepping.predict(self, x, _batch_size(batch_size), cbs)
         if is_stream(x):
             return self._predict_stream(x, _steps(steps, "steps"), verbose, callbacks)
