@@ -163,7 +163,12 @@ void act_backward(Act a, const T* y, const T* dy, T* dx, int64_t rows, int64_t c
         for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
       break;
     case Act::Relu:  // relu'(0) = 0, as Keras
-      for_each(n, n, [&](int64_t i) { dx[i] = y[i] > T(0) ? dy[i] : T(0); });
+      // Both loads unconditional and the pointers copied: a select the loop vectorizes
+      // (a branch on the sign mispredicts on about half of the elements).
+      for_each(n, n, [y, dy, dx](int64_t i) {
+        const T d = dy[i];
+        dx[i] = y[i] > T(0) ? d : T(0);
+      });
       break;
     case Act::Sigmoid: from_y([](T v) { return v * (T(1) - v); }); break;
     case Act::Tanh: from_y([](T v) { return T(1) - v * v; }); break;
