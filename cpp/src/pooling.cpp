@@ -115,14 +115,42 @@ EMBER_VECTOR_CLONES
 void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
                         float* dx, const float* relu_y) {
   const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
+  // Windows apart (none overlaps another), and tiling the input (every position in one).
+  const bool apart = s.sh >= s.ph && s.sw >= s.pw;
+  const bool tiled = apart && s.sh == s.ph && s.sw == s.pw && s.oh * s.sh == s.h &&
+                     s.ow * s.sw == s.w && s.pad_top == 0 && s.pad_left == 0;
 #pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
   for (int64_t img = 0; img < s.n; ++img) {
     float* d = dx + img * in;
-    std::memset(d, 0, sizeof(float) * in);
+    if (!tiled) std::memset(d, 0, sizeof(float) * in);
     const float* g = dy + img * out;
     const int32_t* a = argmax + img * out;
-    if (relu_y) {
-      const float* y = relu_y + img * out;
+    const float* y = relu_y ? relu_y + img * out : nullptr;
+    if (apart) {
+      // Windows that do not overlap: each position of dx lies in one window at most, so
+      // each is written once, by a select the loop vectorizes (a scatter would not).
+      // 0 + v, as the scatter adds v to the zeroed dx (-0 becomes +0 there too).
+      for (int64_t oy = 0; oy < s.oh; ++oy)
+        for (int64_t ox = 0; ox < s.ow; ++ox) {
+          const Window win = window(s, oy, ox);
+          const int64_t o = (oy * s.ow + ox) * c;
+          for (int64_t iy = win.y0; iy < win.y1; ++iy)
+            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
+              const int32_t pos = static_cast<int32_t>(iy * s.w + ix);
+              float* dp = d + pos * c;
+              if (y)
+                for (int64_t ch = 0; ch < c; ++ch) {
+                  const float v = g[o + ch];
+                  dp[ch] = 0.f + ((a[o + ch] == pos) & (y[o + ch] > 0.f) ? v : 0.f);
+                }
+              else
+                for (int64_t ch = 0; ch < c; ++ch) {
+                  const float v = g[o + ch];
+                  dp[ch] = 0.f + (a[o + ch] == pos ? v : 0.f);
+                }
+            }
+        }
+    } else if (y) {
       for (int64_t p = 0; p < s.oh * s.ow; ++p)
         for (int64_t ch = 0; ch < c; ++ch)
           d[a[p * c + ch] * c + ch] += y[p * c + ch] > 0.f ? g[p * c + ch] : 0.f;

@@ -139,6 +139,8 @@ const PoolCase kPoolCases[] = {
     {2, 5, 7, 3, 5, 7, 1, 1, false},  // window = whole image
     {2, 8, 7, 3, 3, 3, 2, 2, true},   // 'same' with top padding 0, left padding 1
     {1, 6, 5, 2, 2, 4, 1, 2, true},   // top 0, left 1, rectangular window
+    {2, 8, 7, 3, 2, 2, 3, 3, false},  // gaps between the windows
+    {2, 7, 8, 4, 3, 3, 3, 3, true},   // apart, padded on both sides
 };
 
 }  // namespace
@@ -151,7 +153,8 @@ TEST(Pooling, MatchesReference) {
       x[3] = x[0];  // a tie
       auto dy = random_vec(s.n * s.oh * s.ow * s.c, 11);
       const int64_t ys = s.n * s.oh * s.ow * s.c, xs = s.n * s.h * s.w * s.c;
-      std::vector<float> y(ys), ry(ys), dx(xs), rdx(xs);
+      // dx starts dirty: the backward writes every element
+      std::vector<float> y(ys), ry(ys), dx(xs, std::nanf("")), rdx(xs);
       std::vector<int32_t> arg(ys);
       if (max) {
         maxpool2d_forward(s, x.data(), y.data(), arg.data());
@@ -179,7 +182,7 @@ TEST(Pooling, FusedReluBackwardEqualsReluAfterPoolBackward) {
     for (int64_t i = 0; i < xs; ++i) x[i] = x[i] > 0.3f ? x[i] : 0.f;  // relu, many zeros
     for (int64_t i = 0; i < s.w * s.c; ++i) x[i] = 0.f;  // windows that are all zero
     const auto dy = random_vec(ys, 15);
-    std::vector<float> y(ys), dx(xs), rdx(xs);
+    std::vector<float> y(ys), dx(xs, std::nanf("")), rdx(xs);
     std::vector<int32_t> arg(ys);
     maxpool2d_forward(s, x.data(), y.data(), arg.data());
     maxpool2d_backward(s, dy.data(), arg.data(), dx.data(), y.data());
