@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ember/nodes.h"
+#include "ember/parallel.h"
 
 namespace ember {
 
@@ -21,23 +22,56 @@ const char* MergeNode::kind() const {
 
 // Inputs x[0..k) of m values each; y = their sum, difference (k = 2), product, mean,
 // maximum or minimum, element by element, inputs taken in order.
+namespace {
+
+// y[e] = f(a[e], b[e]) for e in [0, m), over the threads when m is large (y may be a or
+// b). Cloned for AVX-512 and AVX2 (the bodies are exact arithmetic and selects: the
+// same bits).
+template <class F>
+EMBER_VECTOR_CLONES void merge_into(float* y, const float* a, const float* b, int64_t m, F f) {
+#pragma omp parallel for schedule(static) if (m > (1 << 15))
+  for (int64_t e = 0; e < m; ++e) y[e] = f(a[e], b[e]);
+}
+
+// y = x * s for e in [0, m), a copy for s = 1 (y may be x).
+void scaled_copy(float* y, const float* x, int64_t m, float s) {
+  if (s == 1.f) {
+    if (y != x) merge_into(y, x, x, m, [](float v, float) { return v; });
+  } else {
+    merge_into(y, x, x, m, [s](float v, float) { return v * s; });
+  }
+}
+
+}  // namespace
+
+// Input by input over all of y (the first two merged, each next one into y): every
+// element still takes its inputs in order.
 void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const int64_t m = n * out_size, k = static_cast<int64_t>(inputs.size());
-  const MergeOp op = op_;
-#pragma omp parallel for schedule(static) if (m * k > (1 << 16))
-  for (int64_t e = 0; e < m; ++e) {
-    float v = x[0][e];
-    for (int64_t i = 1; i < k; ++i) {
-      const float u = x[i][e];
-      switch (op) {
-        case MergeOp::Add: case MergeOp::Average: v += u; break;
-        case MergeOp::Subtract: v -= u; break;
-        case MergeOp::Multiply: v *= u; break;
-        case MergeOp::Maximum: v = u > v ? u : v; break;
-        case MergeOp::Minimum: v = u < v ? u : v; break;
-      }
+  if (k == 1) scaled_copy(y, x[0], m, 1.f);
+  for (int64_t i = 1; i < k; ++i) {
+    const float* acc = i == 1 ? x[0] : y;
+    switch (op_) {
+      case MergeOp::Add: case MergeOp::Average:
+        merge_into(y, acc, x[i], m, [](float v, float u) { return v + u; });
+        break;
+      case MergeOp::Subtract:
+        merge_into(y, acc, x[i], m, [](float v, float u) { return v - u; });
+        break;
+      case MergeOp::Multiply:
+        merge_into(y, acc, x[i], m, [](float v, float u) { return v * u; });
+        break;
+      case MergeOp::Maximum:
+        merge_into(y, acc, x[i], m, [](float v, float u) { return u > v ? u : v; });
+        break;
+      case MergeOp::Minimum:
+        merge_into(y, acc, x[i], m, [](float v, float u) { return u < v ? u : v; });
+        break;
     }
-    y[e] = op == MergeOp::Average ? v / static_cast<float>(k) : v;
+  }
+  if (op_ == MergeOp::Average) {
+    const float kf = static_cast<float>(k);
+    merge_into(y, y, y, m, [kf](float v, float) { return v / kf; });
   }
 }
 
@@ -51,25 +85,27 @@ void MergeNode::backward(const StepCtx&, const float* const* x, const float* y, 
   for (int64_t i = 0; i < k; ++i) {
     float* d = dx[i];
     if (!d) continue;
+    switch (op) {
+      case MergeOp::Add: scaled_copy(d, dy, m, 1.f); break;
+      case MergeOp::Subtract: scaled_copy(d, dy, m, i == 1 ? -1.f : 1.f); break;
+      case MergeOp::Average: {
+        const float kf = static_cast<float>(k);
+        merge_into(d, dy, dy, m, [kf](float g, float) { return g / kf; });
+        break;
+      }
+      case MergeOp::Multiply:
+        scaled_copy(d, dy, m, 1.f);
+        for (int64_t j = 0; j < k; ++j)
+          if (j != i) merge_into(d, d, x[j], m, [](float g, float u) { return g * u; });
+        break;
+      case MergeOp::Maximum: case MergeOp::Minimum:
 #pragma omp parallel for schedule(static) if (m * k > (1 << 16))
-    for (int64_t e = 0; e < m; ++e) {
-      float g = dy[e];
-      switch (op) {
-        case MergeOp::Add: break;
-        case MergeOp::Subtract: if (i == 1) g = -g; break;
-        case MergeOp::Average: g /= static_cast<float>(k); break;
-        case MergeOp::Multiply:
-          for (int64_t j = 0; j < k; ++j)
-            if (j != i) g *= x[j][e];
-          break;
-        case MergeOp::Maximum: case MergeOp::Minimum: {
+        for (int64_t e = 0; e < m; ++e) {
           int64_t first = 0;
           while (first < k && x[first][e] != y[e]) ++first;
-          if (first != i) g = 0.f;
-          break;
+          d[e] = first == i ? dy[e] : 0.f;
         }
-      }
-      d[e] = g;
+        break;
     }
   }
 }
