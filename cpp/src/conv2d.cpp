@@ -238,8 +238,47 @@ void conv2d_forward(const Conv2DShape& s, const float* x, const float* w, const 
   if (act != Act::Linear && act != Act::Relu) act_forward(act, y, y, s.n * P, s.f);
 }
 
+namespace {
+
+// dx of a stride-1 convolution is itself a convolution, of dz: dx[iy, ix, ch] = the sum
+// over (i, j, o) of dz[iy + pad_top - i dh, ix + pad_left - j dw, o] w[i, j, ch, o], that
+// is dz padded by (kh - 1) dh - pad_top above and (kw - 1) dw - pad_left on the left,
+// under the kernel flipped in both axes with its channels and filters swapped. One
+// implicit GEMM then, with no patch-gradient matrix written and read back by col2im.
+// Where padding='valid' makes dx much larger than dz, the GEMM would mostly multiply
+// that padding: the col2im route does fewer products there.
+bool dx_as_convolution(const Conv2DShape& s) {
+  return s.sh == 1 && s.sw == 1 && s.pad_top <= (s.kh - 1) * s.dh &&
+         s.pad_left <= (s.kw - 1) * s.dw && 4 * s.h * s.w <= 5 * s.oh * s.ow;
+}
+
+void conv2d_backward_data(const Conv2DShape& s, const float* w, const float* dz, float* dx) {
+  Conv2DShape t;
+  t.n = s.n; t.h = s.oh; t.w = s.ow; t.c = s.f;
+  t.kh = s.kh; t.kw = s.kw; t.f = s.c;
+  t.dh = s.dh; t.dw = s.dw;
+  t.pad_top = (s.kh - 1) * s.dh - s.pad_top;
+  t.pad_left = (s.kw - 1) * s.dw - s.pad_left;
+  t.oh = s.h; t.ow = s.w;
+  static thread_local FloatBuffer flipped;
+  flipped.resize(s.kh * s.kw * s.f * s.c);
+  float* wt = flipped.data();  // (kh, kw, f, c)
+  for (int64_t i = 0; i < s.kh; ++i)
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const float* src = w + ((s.kh - 1 - i) * s.kw + (s.kw - 1 - j)) * s.c * s.f;
+      float* dst = wt + (i * s.kw + j) * s.f * s.c;
+      for (int64_t o = 0; o < s.f; ++o)
+        for (int64_t ch = 0; ch < s.c; ++ch) dst[o * s.c + ch] = src[ch * s.f + o];
+    }
+  const Patches pt{&t, dz};
+  sgemm_lines(Trans::N, patch_lines(pt), s.n * s.h * s.w, s.c, t.k(), wt, s.c, 0.f, dx, s.c);
+}
+
+}  // namespace
+
 // dw = colᵀ dz, one product over the batch's implicit patch matrix; db = column sums
-// of dz; dx: dcol = dz wᵀ block by block of images, then col2im.
+// of dz; dx: a convolution of dz (above) at stride 1, else dcol = dz wᵀ block by block
+// of images, then col2im.
 void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const float* dz,
                      float* dx, float* dw, float* db) {
   const int64_t K = s.k(), P = s.oh * s.ow;
@@ -252,6 +291,7 @@ void conv2d_backward(const Conv2DShape& s, const float* x, const float* w, const
   const Patches pt{&s, x};
   if (dw) sgemm_lines(Trans::T, patch_lines(pt), K, s.f, s.n * P, dz, s.f, 0.f, dw, s.f);
   if (!dx) return;
+  if (dx_as_convolution(s)) return conv2d_backward_data(s, w, dz, dx);
   const int64_t g = images_per_block(s);
   float* col = scratch(std::min(g, s.n) * P * K);
   for (int64_t img0 = 0; img0 < s.n; img0 += g) {
