@@ -411,6 +411,25 @@ struct ASource {
 void pack_a_lines(const Lines& L, const float* const* ptrs, int64_t i0, int64_t mc,
                   int64_t kc, int mr, float* dst) {
   const int64_t nseg = L.nseg, len = L.seglen;
+  if (mr == 6 && len % 6 == 0 && i0 % 6 == 0) {
+    // Every full sliver lies in one segment: line by line, each segment's run is read
+    // once, front to back, and dealt out 6 floats to a sliver (sliver by sliver, each
+    // line's cache lines would be fetched again for every sliver).
+    const int64_t full = mc / 6 * 6, t0 = i0 / len, off0 = i0 % len;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* const* p = ptrs + k * nseg;
+      float* d = dst + k * 6;
+      int64_t t = t0, off = off0;
+      for (int64_t s = 0; s < full; s += 6, d += kc * 6) {
+        std::memcpy(d, p[t] + off, sizeof(float) * 6);
+        if ((off += 6) == len) off = 0, ++t;
+      }
+    }
+    if (full == mc) return;
+    dst += full * kc;
+    i0 += full;
+    mc -= full;
+  }
   for (int64_t s = 0; s < mc; s += mr) {
     const int rows = static_cast<int>(std::min<int64_t>(mr, mc - s));
     float* d = dst + s * kc;
