@@ -61,6 +61,9 @@ void find_patches(const void* ctx, int64_t q0, int64_t count, const float** ptrs
   // The output position (img, oy, ox) of line q0, then stepped line by line.
   int64_t img = q0 / P, oy = q0 % P / s.ow, ox = q0 % P % s.ow;
   const int64_t ylast = (s.kh - 1) * s.dh, xspan = (s.kw - 1) * s.dw + 1;
+  // Zeros for every segment on a row of padding (never written after its allocation).
+  static thread_local FloatBuffer zeros;
+  if (zeros.size() < seglen) zeros.resize(seglen);
   for (int64_t q = 0; q < count; ++q) {
     const float* xi = pt.x + img * s.h * s.w * c;
     const int64_t iy0 = oy * s.sh - s.pad_top, ix0 = ox * s.sw - s.pad_left;
@@ -79,6 +82,10 @@ void find_patches(const void* ctx, int64_t q0, int64_t count, const float** ptrs
           const int64_t ix = ox * s.sw - s.pad_left + u * s.dw;  // the segment's first column
           if (row_in && ix >= 0 && ix + span <= s.w) {
             ptrs[t] = xi + (iy * s.w + ix) * c;
+            continue;
+          }
+          if (!row_in) {
+            ptrs[t] = zeros.data();
             continue;
           }
           float* d = scratch + t * seglen;
