@@ -1,9 +1,37 @@
 // dense.cpp: Dense forward and backward over the GEMM, and their references.
 #include "ember/dense.h"
 
+#include <algorithm>
+
 #include "ember/gemm.h"
+#include "ember/parallel.h"
 
 namespace ember {
+
+namespace {
+
+// db[j] = the sum of column j of dz (n, out), rows added in order. A thread takes blocks
+// of kColumns columns and runs down the rows, a row's block at a time (one column at a
+// time would read a float per cache line); cloned for AVX-512 and AVX2: the block's
+// columns vectorize, each column's sum keeps its order.
+constexpr int64_t kColumns = 64;
+
+EMBER_VECTOR_CLONES void column_sums(const float* __restrict dz, float* __restrict db, int64_t n,
+                                     int64_t out) {
+  const int64_t blocks = (out + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (n * out > (1 << 15) && blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t j0 = b * kColumns, w = std::min(kColumns, out - j0);
+    float* __restrict s = db + j0;
+    for (int64_t j = 0; j < w; ++j) s[j] = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* __restrict row = dz + i * out + j0;
+      for (int64_t j = 0; j < w; ++j) s[j] += row[j];
+    }
+  }
+}
+
+}  // namespace
 
 // x (n, in), w (in, out), b (out), y (n, out): y = act(x w + b). Bias and relu ride
 // in the GEMM epilogue; other activations run over y afterwards.
@@ -22,15 +50,7 @@ void dense_forward(const float* x, const float* w, const float* b, float* y, int
 void dense_backward(const float* x, const float* w, const float* dz, float* dx,
                     float* dw, float* db, int64_t n, int64_t in, int64_t out) {
   if (dw) sgemm(Trans::T, Trans::N, in, out, n, 1.f, x, in, dz, out, 0.f, dw, out);
-  if (db) {
-    // Each thread owns a range of columns and sums rows in order: deterministic.
-#pragma omp parallel for schedule(static) if (n * out > (1 << 15))
-    for (int64_t j = 0; j < out; ++j) {
-      float s = 0.f;
-      for (int64_t i = 0; i < n; ++i) s += dz[i * out + j];
-      db[j] = s;
-    }
-  }
+  if (db) column_sums(dz, db, n, out);
   if (dx) sgemm(Trans::N, Trans::T, n, in, out, 1.f, dz, out, w, out, 0.f, dx, in);
 }
 
