@@ -8,30 +8,24 @@
 
 namespace ember {
 
-namespace {
-
-// db[j] = the sum of column j of dz (n, out), rows added in order. A thread takes blocks
-// of kColumns columns and runs down the rows, a row's block at a time (one column at a
-// time would read a float per cache line); cloned for AVX-512 and AVX2: the block's
-// columns vectorize, each column's sum keeps its order.
-constexpr int64_t kColumns = 64;
-
-EMBER_VECTOR_CLONES void column_sums(const float* __restrict dz, float* __restrict db, int64_t n,
-                                     int64_t out) {
-  const int64_t blocks = (out + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (n * out > (1 << 15) && blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t j0 = b * kColumns, w = std::min(kColumns, out - j0);
-    float* __restrict s = db + j0;
-    for (int64_t j = 0; j < w; ++j) s[j] = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* __restrict row = dz + i * out + j0;
-      for (int64_t j = 0; j < w; ++j) s[j] += row[j];
+// Blocks of kColumns columns, each a thread's, run down the rows a row's block at a time
+// (one column at a time would read a float per cache line); cloned for AVX-512 and AVX2:
+// a block's columns vectorize, each column's sum keeps its row order.
+EMBER_VECTOR_CLONES void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld,
+                                     float* dst, bool accumulate) {
+  constexpr int64_t kColumns = 64;
+  const int64_t blocks = (cols + kColumns - 1) / kColumns;
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 14) && blocks > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t j0 = blk * kColumns, w = std::min(kColumns, cols - j0);
+    float acc[kColumns] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = src + r * ld + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
     }
+    for (int64_t j = 0; j < w; ++j) dst[j0 + j] = accumulate ? dst[j0 + j] + acc[j] : acc[j];
   }
 }
-
-}  // namespace
 
 // x (n, in), w (in, out), b (out), y (n, out): y = act(x w + b). Bias and relu ride
 // in the GEMM epilogue; other activations run over y afterwards.
@@ -50,7 +44,7 @@ void dense_forward(const float* x, const float* w, const float* b, float* y, int
 void dense_backward(const float* x, const float* w, const float* dz, float* dx,
                     float* dw, float* db, int64_t n, int64_t in, int64_t out) {
   if (dw) sgemm(Trans::T, Trans::N, in, out, n, 1.f, x, in, dz, out, 0.f, dw, out);
-  if (db) column_sums(dz, db, n, out);
+  if (db) column_sums(dz, n, out, out, db, false);
   if (dx) sgemm(Trans::N, Trans::T, n, in, out, 1.f, dz, out, w, out, 0.f, dx, in);
 }
 

@@ -16,6 +16,11 @@ void dense_forward(const float* x, const float* w, const float* b, float* y,
 void dense_backward(const float* x, const float* w, const float* dz, float* dx,
                     float* dw, float* db, int64_t n, int64_t in, int64_t out);
 
+// dst[j] (+)= the sum over rows of src[r * ld + j], j < cols, rows added in order (the
+// bits do not depend on the thread count); the whole sum is added to dst when accumulating.
+void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst,
+                 bool accumulate);
+
 // Plain references in any precision, for tests and float64 gradient checks.
 template <class T>
 void dense_forward_ref(const T* x, const T* w, const T* b, T* y, int64_t n,

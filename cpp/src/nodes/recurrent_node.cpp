@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include "ember/dense.h"
 #include "ember/gemm.h"
 #include "ember/nodes.h"
 #include "ember/parallel.h"
@@ -167,24 +168,6 @@ constexpr int64_t kParallelMin = 1 << 14;
 // A few rows split the steps' units over the threads from this much work per step
 // (multiply-adds of the recurrent product); below it the barriers cost more.
 constexpr int64_t kByUnitsMin = int64_t(1) << 15;
-
-// dst[j] (+)= the sum over rows of src[r * ld + j], rows in order (each thread a block
-// of columns, read along the rows).
-void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst,
-                 bool accumulate) {
-  constexpr int64_t kBlock = 64;
-  const int64_t blocks = (cols + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (rows * cols > kParallelMin)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t j0 = blk * kBlock, w = std::min(kBlock, cols - j0);
-    float acc[kBlock] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = src + r * ld + j0;
-      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
-    }
-    for (int64_t j = 0; j < w; ++j) dst[j0 + j] = accumulate ? dst[j0 + j] + acc[j] : acc[j];
-  }
-}
 
 }  // namespace
 
