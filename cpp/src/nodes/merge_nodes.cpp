@@ -20,8 +20,6 @@ const char* MergeNode::kind() const {
   return "Merge";
 }
 
-// Inputs x[0..k) of m values each; y = their sum, difference (k = 2), product, mean,
-// maximum or minimum, element by element, inputs taken in order.
 namespace {
 
 // y[e] = f(a[e], b[e]) for e in [0, m), over the threads when m is large (y may be a or
@@ -44,8 +42,9 @@ void scaled_copy(float* y, const float* x, int64_t m, float s) {
 
 }  // namespace
 
-// Input by input over all of y (the first two merged, each next one into y): every
-// element still takes its inputs in order.
+// Inputs x[0..k) of m values each; y = their sum, difference (k = 2), product, mean,
+// maximum or minimum, element by element, inputs taken in order: input by input over all
+// of y (the first two merged, each next one into y).
 void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t n) {
   const int64_t m = n * out_size, k = static_cast<int64_t>(inputs.size());
   if (k == 1) scaled_copy(y, x[0], m, 1.f);
