@@ -928,14 +928,20 @@ def _activity_model(lib, rate=0.5, kind="mean"):
     return lib.Model(inp, lib.layers.Dense(1)(h))
 
 
+def _activity_case(kind, rows, data_seed, model_seed, lr):
+    """Data (rows, 4) -> (rows, 1) and ember's _activity_model compiled with SGD(lr), mse."""
+    rng = np.random.default_rng(data_seed)
+    x = rng.standard_normal((rows, 4)).astype(np.float32)
+    y = rng.standard_normal((rows, 1)).astype(np.float32)
+    ember.set_random_seed(model_seed)
+    m = _activity_model(ember, kind=kind)
+    m.compile(ember.optimizers.SGD(lr), "mse")
+    return x, y, m
+
+
 @pytest.mark.parametrize("kind", ["mean", "sum"])
 def test_add_loss_in_call_trains_as_keras(kind):
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal((20, 4)).astype(np.float32)
-    y = rng.standard_normal((20, 1)).astype(np.float32)
-    ember.set_random_seed(1)
-    e = _activity_model(ember, kind=kind)
-    e.compile(ember.optimizers.SGD(0.1), "mse")
+    x, y, e = _activity_case(kind, rows=20, data_seed=8, model_seed=1, lr=0.1)
     loss = e.evaluate(x, y, batch_size=8, verbose=0)
     h = np.tanh(x @ e.layers[1].get_weights()[0] + e.layers[1].get_weights()[1])
     pred = h @ e.layers[3].get_weights()[0] + e.layers[3].get_weights()[1]
@@ -1095,12 +1101,7 @@ def test_weights_alone_meet_the_input_only_as_operands():
 
 @pytest.mark.parametrize("kind", ["mean", "sum"])
 def test_add_loss_gradient_matches_finite_differences(kind):
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal((10, 4)).astype(np.float32)
-    y = rng.standard_normal((10, 1)).astype(np.float32)
-    ember.set_random_seed(3)
-    m = _activity_model(ember, kind=kind)
-    m.compile(ember.optimizers.SGD(1.0), "mse")
+    x, y, m = _activity_case(kind, rows=10, data_seed=12, model_seed=3, lr=1.0)
     kernel = m.layers[1].kernel
     start = [w.numpy() for w in m.weights]
 
