@@ -22,6 +22,7 @@
 #include "ember/parallel.h"
 #include "ember/pooling.h"
 #include "ember/random.h"
+#include "ember/vector_isa.h"
 
 namespace py = pybind11;
 using namespace ember;
@@ -175,6 +176,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("MAX_THREADS") = kMaxThreads;
   m.def("openmp_enabled", &openmp_enabled);
   m.def("gemm_kernel_name", [] { return std::string(gemm_kernel().name); });
+  m.def("vector_isa_name", [] { return std::string(vector_isa_name(vector_isa())); });
 
   // Flat index of the first NaN/inf in a C-contiguous float32 array, or -1.
   m.def("first_nonfinite", [](py::array a) -> int64_t {

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 namespace {
@@ -31,20 +32,12 @@ constexpr double kSqrt2OverPi = 0.7978845608028654;  // sqrt(2 / pi)
 // Parallel only when there is enough work to pay for waking the pool.
 constexpr int64_t kParallelMin = 1 << 15;
 
-// body(i) for i in [0, count): on the pool when the work (floats touched) is over
-// kParallelMin, else inline, with no OpenMP construct at all (one whose if clause is
-// false still builds a one-thread team: 0.4 µs, a fifth of a batch-1 output layer).
-// Cloned for AVX-512 and AVX2, where the body's element loop vectorizes (comparisons,
-// selections and exact arithmetic; calls into the math library stay those calls):
-// every clone gives the same bits.
+#define EMBER_VECTOR_LOOPS "activations_loops.inc"
+#include "ember/vector_variants.inc"
+
 template <class F>
-EMBER_VECTOR_CLONES void for_each(int64_t count, int64_t work, F body) {
-  if (work > kParallelMin) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < count; ++i) body(i);
-  } else {
-    for (int64_t i = 0; i < count; ++i) body(i);
-  }
+void for_each(int64_t count, int64_t work, F body) {
+  EMBER_VECTOR_CALL(for_each, count, work, body);
 }
 
 double resolve(Act a, float alpha) {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 #include "ember/buffer.h"
 #include "ember/gemm.h"
@@ -118,59 +119,17 @@ Lines patch_lines(const Patches& pt) {
   return L;
 }
 
-// The adjoint of im2col, as a gather so each thread owns the dx rows it writes:
-// dx[img, iy, ix, :] = sum of the dcol entries whose patch read it there, in
-// (i, j) order.
-EMBER_VECTOR_CLONES
+#define EMBER_VECTOR_LOOPS "conv2d_loops.inc"
+#include "ember/vector_variants.inc"
+
 void col2im(const Conv2DShape& s, const float* dcol, int64_t img0, int64_t ni, float* dx) {
-  const int64_t K = s.k(), c = s.c;
-#pragma omp parallel for schedule(static) if (ni * s.h * s.w * K > (1 << 15))
-  for (int64_t r = 0; r < ni * s.h; ++r) {
-    const int64_t img = r / s.h, iy = r % s.h;
-    float* drow = dx + ((img0 + img) * s.h + iy) * s.w * c;
-    std::memset(drow, 0, sizeof(float) * s.w * c);
-    for (int64_t i = 0; i < s.kh; ++i) {
-      const int64_t t = iy + s.pad_top - i * s.dh;
-      if (t < 0 || t % s.sh) continue;
-      const int64_t oy = t / s.sh;
-      if (oy >= s.oh) continue;
-      const float* prow = dcol + (img * s.oh + oy) * s.ow * K;
-      for (int64_t ix = 0; ix < s.w; ++ix) {
-        float* d = drow + ix * c;
-        for (int64_t j = 0; j < s.kw; ++j) {
-          const int64_t u = ix + s.pad_left - j * s.dw;
-          if (u < 0 || u % s.sw) continue;
-          const int64_t ox = u / s.sw;
-          if (ox >= s.ow) continue;
-          const float* src = prow + ox * K + (i * s.kw + j) * c;
-          for (int64_t ch = 0; ch < c; ++ch) d[ch] += src[ch];
-        }
-      }
-    }
-  }
+  EMBER_VECTOR_CALL(col2im, s, dcol, img0, ni, dx);
 }
 
 }  // namespace
 
-// db[j] = sum over rows of dz (rows, f), in fixed blocks of rows whose partial sums
-// are added in block order: deterministic, and parallel without strided column walks.
-EMBER_VECTOR_CLONES
 void bias_grad(const float* dz, int64_t rows, int64_t f, float* db) {
-  constexpr int64_t kRows = 256;
-  const int64_t blocks = (rows + kRows - 1) / kRows;
-  static thread_local FloatBuffer partial;
-  partial.resize(blocks * f);
-  float* p = partial.data();
-#pragma omp parallel for schedule(static) if (rows * f > (1 << 15))
-  for (int64_t b = 0; b < blocks; ++b) {
-    float* pb = p + b * f;
-    std::memset(pb, 0, sizeof(float) * f);
-    for (int64_t r = b * kRows; r < std::min(rows, (b + 1) * kRows); ++r)
-      for (int64_t j = 0; j < f; ++j) pb[j] += dz[r * f + j];
-  }
-  std::memset(db, 0, sizeof(float) * f);
-  for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t j = 0; j < f; ++j) db[j] += p[b * f + j];
+  EMBER_VECTOR_CALL(bias_grad, dz, rows, f, db);
 }
 
 namespace {

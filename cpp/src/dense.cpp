@@ -5,26 +5,18 @@
 
 #include "ember/gemm.h"
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 
-// Blocks of kColumns columns, each a thread's, run down the rows a row's block at a time
-// (one column at a time would read a float per cache line); cloned for AVX-512 and AVX2:
-// a block's columns vectorize, each column's sum keeps its row order.
-EMBER_VECTOR_CLONES void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld,
-                                     float* dst, bool accumulate) {
-  constexpr int64_t kColumns = 64;
-  const int64_t blocks = (cols + kColumns - 1) / kColumns;
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 14) && blocks > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t j0 = blk * kColumns, w = std::min(kColumns, cols - j0);
-    float acc[kColumns] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* row = src + r * ld + j0;
-      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
-    }
-    for (int64_t j = 0; j < w; ++j) dst[j0 + j] = accumulate ? dst[j0 + j] + acc[j] : acc[j];
-  }
+namespace {
+#define EMBER_VECTOR_LOOPS "dense_loops.inc"
+#include "ember/vector_variants.inc"
+}  // namespace
+
+void column_sums(const float* src, int64_t rows, int64_t cols, int64_t ld, float* dst,
+                 bool accumulate) {
+  EMBER_VECTOR_CALL(column_sums, src, rows, cols, ld, dst, accumulate);
 }
 
 // x (n, in), w (in, out), b (out), y (n, out): y = act(x w + b). Bias and relu ride

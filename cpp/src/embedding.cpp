@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 namespace {
@@ -18,6 +19,9 @@ inline bool beats(float a, float b) { return (a > b) | ((a != a) & (b == b)); }
 
 // Columns per task in the column-parallel scatters: 16 floats = one cache line.
 constexpr int64_t kColBlock = 16;
+
+#define EMBER_VECTOR_LOOPS "embedding_loops.inc"
+#include "ember/vector_variants.inc"
 
 }  // namespace
 
@@ -37,46 +41,9 @@ void embedding_forward(const float* ids, const float* table, float* y, int64_t n
                 sizeof(float) * dim);
 }
 
-// The vector loops of the two functions below are cloned for AVX-512 and AVX2
-// (selections and one addition per element: every clone gives the same bits).
-EMBER_VECTOR_CLONES
-void embedding_maxpool_forward(const float* ids, const float* table, float* __restrict y,
-                               int32_t* __restrict argmax, int64_t n, int64_t steps,
-                               int64_t dim, bool mask_zero) {
-#pragma omp parallel for schedule(static) if (n * steps * dim > (1 << 15))
-  for (int64_t b = 0; b < n; ++b) {
-    float* __restrict yb = y + b * dim;
-    int32_t* __restrict ab = argmax ? argmax + b * dim : nullptr;
-    const float* idb = ids + b * steps;
-    bool any = false;
-    for (int64_t t = 0; t < steps; ++t) {
-      const int32_t r = row_of(idb[t]);
-      if (mask_zero && r == 0) continue;
-      const float* e = table + static_cast<int64_t>(r) * dim;
-      if (!any) {
-        std::memcpy(yb, e, sizeof(float) * dim);
-        if (ab) std::fill(ab, ab + dim, static_cast<int32_t>(t));
-        any = true;
-        continue;
-      }
-      if (ab) {
-        const int32_t step = static_cast<int32_t>(t);
-        // Branchless, so that it vectorizes: win ? new : old for value and step.
-        for (int64_t j = 0; j < dim; ++j) {
-          const float cur = yb[j], v = e[j];
-          const bool win = beats(v, cur);
-          yb[j] = win ? v : cur;
-          ab[j] = win ? step : ab[j];
-        }
-      } else {
-        for (int64_t j = 0; j < dim; ++j) yb[j] = beats(e[j], yb[j]) ? e[j] : yb[j];
-      }
-    }
-    if (!any) {
-      std::fill(yb, yb + dim, 0.f);
-      if (ab) std::fill(ab, ab + dim, -1);
-    }
-  }
+void embedding_maxpool_forward(const float* ids, const float* table, float* y, int32_t* argmax,
+                               int64_t n, int64_t steps, int64_t dim, bool mask_zero) {
+  EMBER_VECTOR_CALL(embedding_maxpool_forward, ids, table, y, argmax, n, steps, dim, mask_zero);
 }
 
 int64_t collect_rows(const float* ids, int64_t n, int32_t* slot, int32_t* rows) {
@@ -111,26 +78,10 @@ void clear_rows(int32_t* slot, const int32_t* rows, int64_t count) {
   for (int64_t k = 0; k < count; ++k) slot[rows[k]] = -1;
 }
 
-EMBER_VECTOR_CLONES
 void embedding_backward(const float* ids, const float* dy, int64_t n, int64_t dim,
                         const int32_t* slot, int64_t count, int64_t* offsets, int32_t* order,
                         float* values) {
-  // Positions grouped by row (a counting sort, stable: increasing i within a row).
-  std::fill(offsets, offsets + count + 1, 0);
-  for (int64_t i = 0; i < n; ++i) ++offsets[slot[row_of(ids[i])] + 1];
-  for (int64_t k = 0; k < count; ++k) offsets[k + 1] += offsets[k];
-  for (int64_t i = 0; i < n; ++i) order[offsets[slot[row_of(ids[i])]]++] = static_cast<int32_t>(i);
-  for (int64_t k = count; k > 0; --k) offsets[k] = offsets[k - 1];
-  offsets[0] = 0;
-#pragma omp parallel for schedule(static) if (n * dim > (1 << 15))
-  for (int64_t k = 0; k < count; ++k) {
-    float* v = values + k * dim;
-    std::memcpy(v, dy + static_cast<int64_t>(order[offsets[k]]) * dim, sizeof(float) * dim);
-    for (int64_t p = offsets[k] + 1; p < offsets[k + 1]; ++p) {
-      const float* d = dy + static_cast<int64_t>(order[p]) * dim;
-      for (int64_t j = 0; j < dim; ++j) v[j] += d[j];
-    }
-  }
+  EMBER_VECTOR_CALL(embedding_backward, ids, dy, n, dim, slot, count, offsets, order, values);
 }
 
 void embedding_maxpool_backward(const float* ids, const int32_t* argmax, const float* dy,

@@ -23,6 +23,7 @@
 
 #include "ember/buffer.h"
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -207,18 +208,12 @@ void transpose_into(const float* src, int64_t ld, int64_t rows, int64_t cols, fl
     for (int64_t k = 0; k < rows; ++k) dst[j * rows + k] = src[k * ld + j];
 }
 
-EMBER_VECTOR_CLONES
+#define EMBER_VECTOR_LOOPS "gemm_epilogue_loops.inc"
+#include "ember/vector_variants.inc"
+
 void apply_epilogue(const Epilogue& ep, float* C, int64_t ldc, int64_t i0, int64_t i1,
                     int64_t j0, int64_t j1) {
-  for (int64_t i = i0; i < i1; ++i) {
-    float* row = C + i * ldc;
-    if (ep.bias)
-      for (int64_t j = j0; j < j1; ++j) row[j] += ep.bias[j];
-    if (ep.scale)
-      for (int64_t j = j0; j < j1; ++j) row[j] = row[j] * ep.scale[j] + ep.shift[j];
-    if (ep.relu)
-      for (int64_t j = j0; j < j1; ++j) row[j] = row[j] > 0.f ? row[j] : 0.f;
-  }
+  EMBER_VECTOR_CALL(apply_epilogue, ep, C, ldc, i0, i1, j0, j1);
 }
 
 void check_args(const char* who, int64_t M, int64_t N, int64_t K, int64_t lda,

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 namespace {
@@ -13,62 +14,24 @@ constexpr int64_t kBlockRows = 64;  // rows per partial sum (fixed: bits do not 
 
 int64_t blocks_of(int64_t rows) { return (rows + kBlockRows - 1) / kBlockRows; }
 
-// out[j] = sum over rows of f(r, j) for each channel j, and out2[j] of f2 when given:
-// per-block partials in double (scratch: 2 * blocks * c), added in block order. Cloned
-// for AVX-512 and AVX2: a row's channels vectorize, each channel's sum keeps its order.
+#define EMBER_VECTOR_LOOPS "normalization_loops.inc"
+#include "ember/vector_variants.inc"
+
 template <class F, class F2>
-EMBER_VECTOR_CLONES void channel_sums(int64_t rows, int64_t c, double* scratch, double* out,
-                                      double* out2, F f, F2 f2) {
-  const int64_t nb = blocks_of(rows);
-  double* p1 = scratch;
-  double* p2 = scratch + nb * c;
-#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
-  for (int64_t b = 0; b < nb; ++b) {
-    double* __restrict s1 = p1 + b * c;
-    double* __restrict s2 = p2 + b * c;
-    std::fill(s1, s1 + c, 0.0);
-    const int64_t hi = std::min(rows, (b + 1) * kBlockRows);
-    if (out2) {
-      std::fill(s2, s2 + c, 0.0);
-      for (int64_t r = b * kBlockRows; r < hi; ++r)
-        for (int64_t j = 0; j < c; ++j) {
-          s1[j] += f(r, j);
-          s2[j] += f2(r, j);
-        }
-    } else {
-      for (int64_t r = b * kBlockRows; r < hi; ++r)
-        for (int64_t j = 0; j < c; ++j) s1[j] += f(r, j);
-    }
-  }
-  for (int64_t j = 0; j < c; ++j) {
-    double a = 0, b2 = 0;
-    for (int64_t b = 0; b < nb; ++b) {
-      a += p1[b * c + j];
-      if (out2) b2 += p2[b * c + j];
-    }
-    out[j] = a;
-    if (out2) out2[j] = b2;
-  }
+void channel_sums(int64_t rows, int64_t c, double* scratch, double* out, double* out2, F f,
+                  F2 f2) {
+  EMBER_VECTOR_CALL(channel_sums, rows, c, scratch, out, out2, f, f2);
 }
 
-// y = x * scale + shift per channel.
-EMBER_VECTOR_CLONES void scale_shift(const float* x, float* y, int64_t rows, int64_t c,
-                                     const float* scale, const float* shift) {
-#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < c; ++j) y[r * c + j] = x[r * c + j] * scale[j] + shift[j];
+void scale_shift(const float* x, float* y, int64_t rows, int64_t c, const float* scale,
+                 const float* shift) {
+  EMBER_VECTOR_CALL(scale_shift, x, y, rows, c, scale, shift);
 }
 
-// dx = k (dy - a - xhat b), xhat = (x - mean) inv_std, per channel.
-EMBER_VECTOR_CLONES void batchnorm_dx(const float* x, const float* dy, float* dx, int64_t rows,
-                                      int64_t c, const float* mean, const float* inv_std,
-                                      const float* a, const float* b, const float* k) {
-#pragma omp parallel for schedule(static) if (rows * c > (1 << 15))
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < c; ++j) {
-      const float xh = (x[r * c + j] - mean[j]) * inv_std[j];
-      dx[r * c + j] = k[j] * (dy[r * c + j] - a[j] - xh * b[j]);
-    }
+void batchnorm_dx(const float* x, const float* dy, float* dx, int64_t rows, int64_t c,
+                  const float* mean, const float* inv_std, const float* a, const float* b,
+                  const float* k) {
+  EMBER_VECTOR_CALL(batchnorm_dx, x, dy, dx, rows, c, mean, inv_std, a, b, k);
 }
 
 }  // namespace

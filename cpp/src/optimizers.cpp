@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 
@@ -41,39 +42,12 @@ struct SgdRule {
   }
 };
 
-// Adam's update of n elements (g null: a zero gradient) without amsgrad or clipping,
-// the expressions of AdamRule::operator(); `decay` is AdamW's decoupled weight decay.
-// Its square roots and divisions bound it: the AVX2 clone does eight at a time (a
-// training step of the benchmarks' MLP 12% faster), and as they are exact operations
-// both clones give the same bits.
-EMBER_VECTOR_CLONES
-void adam_loop(float* __restrict w, float* __restrict m, float* __restrict v,
-               const float* __restrict g, int64_t n, float alpha, float c1, float c2,
-               float epsilon, float decay) {
-  if (decay != 0.f) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gi = g ? g[j] : 0.f;
-      const float mj = m[j] + (gi - m[j]) * c1, vj = v[j] + (gi * gi - v[j]) * c2;
-      m[j] = mj;
-      v[j] = vj;
-      w[j] = (w[j] - w[j] * decay) - (mj * alpha) / (std::sqrt(vj) + epsilon);
-    }
-  } else if (g) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gi = g[j];
-      const float mj = m[j] + (gi - m[j]) * c1, vj = v[j] + (gi * gi - v[j]) * c2;
-      m[j] = mj;
-      v[j] = vj;
-      w[j] -= (mj * alpha) / (std::sqrt(vj) + epsilon);
-    }
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float mj = m[j] + (0.f - m[j]) * c1, vj = v[j] + (0.f - v[j]) * c2;
-      m[j] = mj;
-      v[j] = vj;
-      w[j] -= (mj * alpha) / (std::sqrt(vj) + epsilon);
-    }
-  }
+#define EMBER_VECTOR_LOOPS "optimizers_loops.inc"
+#include "ember/vector_variants.inc"
+
+void adam_loop(float* w, float* m, float* v, const float* g, int64_t n, float alpha, float c1,
+               float c2, float epsilon, float decay) {
+  EMBER_VECTOR_CALL(adam_loop, w, m, v, g, n, alpha, c1, c2, epsilon, decay);
 }
 
 struct AdamRule {
@@ -99,12 +73,9 @@ struct AdamRule {
   }
 };
 
-// The other rules element by element, in clones for AVX-512 and AVX2 that vectorize
-// the loop where the rule's expressions allow (exact operations only, no contraction:
-// every clone gives the same bits).
 template <class Rule>
-EMBER_VECTOR_CLONES void rule_range(const Rule& rule, int64_t i0, int64_t n, const float* g) {
-  for (int64_t j = 0; j < n; ++j) rule(i0 + j, g ? g[j] : 0.f);
+void rule_range(const Rule& rule, int64_t i0, int64_t n, const float* g) {
+  EMBER_VECTOR_CALL(rule_range, rule, i0, n, g);
 }
 void rule_range(const AdamRule& rule, int64_t i0, int64_t n, const float* g) {
   rule.range(i0, n, g);

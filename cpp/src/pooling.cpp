@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 #include "ember/conv2d.h"
 
@@ -48,6 +49,9 @@ inline bool beats(T a, T b) {
   return (a > b) | ((a != a) & (b == b));
 }
 
+#define EMBER_VECTOR_LOOPS "pooling_loops.inc"
+#include "ember/vector_variants.inc"
+
 }  // namespace
 
 Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph, int64_t pw,
@@ -73,163 +77,26 @@ Pool2DShape pool2d_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t ph,
   return s;
 }
 
-EMBER_VECTOR_CLONES
 void maxpool2d_forward(const Pool2DShape& s, const float* x, float* y, int32_t* argmax) {
-  const int64_t c = s.c;
-#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 12))
-  for (int64_t r = 0; r < s.n * s.oh; ++r) {
-    const int64_t img = r / s.oh, oy = r % s.oh;
-    const float* xi = x + img * s.h * s.w * c;
-    for (int64_t ox = 0; ox < s.ow; ++ox) {
-      const Window win = window(s, oy, ox);
-      const int64_t o = (r * s.ow + ox) * c;
-      float* yo = y + o;
-      int32_t* ao = argmax ? argmax + o : nullptr;
-      const int64_t first = win.y0 * s.w + win.x0;
-      const float* x0 = xi + first * c;
-      for (int64_t ch = 0; ch < c; ++ch) yo[ch] = x0[ch];
-      if (ao)
-        for (int64_t ch = 0; ch < c; ++ch) ao[ch] = static_cast<int32_t>(first);
-      for (int64_t iy = win.y0; iy < win.y1; ++iy)
-        for (int64_t ix = win.x0; ix < win.x1; ++ix) {
-          const int64_t pos = iy * s.w + ix;
-          if (pos == first) continue;
-          const float* xp = xi + pos * c;
-          if (ao) {
-            // Selects, not branches: random data would mispredict half of them.
-            const int32_t p32 = static_cast<int32_t>(pos);
-            for (int64_t ch = 0; ch < c; ++ch) {
-              const bool take = beats(xp[ch], yo[ch]);
-              yo[ch] = take ? xp[ch] : yo[ch];
-              ao[ch] = take ? p32 : ao[ch];
-            }
-          } else {
-            for (int64_t ch = 0; ch < c; ++ch) yo[ch] = beats(xp[ch], yo[ch]) ? xp[ch] : yo[ch];
-          }
-        }
-    }
-  }
+  EMBER_VECTOR_CALL(maxpool2d_forward, s, x, y, argmax);
 }
 
-EMBER_VECTOR_CLONES
 void maxpool2d_backward(const Pool2DShape& s, const float* dy, const int32_t* argmax,
                         float* dx, const float* relu_y) {
-  const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
-  // Windows apart (none overlaps another), and tiling the input (every position in one).
-  const bool apart = s.sh >= s.ph && s.sw >= s.pw;
-  const bool tiled = apart && s.sh == s.ph && s.sw == s.pw && s.oh * s.sh == s.h &&
-                     s.ow * s.sw == s.w && s.pad_top == 0 && s.pad_left == 0;
-#pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
-  for (int64_t img = 0; img < s.n; ++img) {
-    float* d = dx + img * in;
-    if (!tiled) std::memset(d, 0, sizeof(float) * in);
-    const float* g = dy + img * out;
-    const int32_t* a = argmax + img * out;
-    const float* y = relu_y ? relu_y + img * out : nullptr;
-    if (apart) {
-      // Windows that do not overlap: each position of dx lies in one window at most, so
-      // each is written once, by a select the loop vectorizes (a scatter would not).
-      // 0 + v, as the scatter adds v to the zeroed dx (-0 becomes +0 there too).
-      for (int64_t oy = 0; oy < s.oh; ++oy)
-        for (int64_t ox = 0; ox < s.ow; ++ox) {
-          const Window win = window(s, oy, ox);
-          const int64_t o = (oy * s.ow + ox) * c;
-          for (int64_t iy = win.y0; iy < win.y1; ++iy)
-            for (int64_t ix = win.x0; ix < win.x1; ++ix) {
-              const int32_t pos = static_cast<int32_t>(iy * s.w + ix);
-              float* dp = d + pos * c;
-              if (y)
-                for (int64_t ch = 0; ch < c; ++ch) {
-                  const float v = g[o + ch];
-                  dp[ch] = 0.f + ((a[o + ch] == pos) & (y[o + ch] > 0.f) ? v : 0.f);
-                }
-              else
-                for (int64_t ch = 0; ch < c; ++ch) {
-                  const float v = g[o + ch];
-                  dp[ch] = 0.f + (a[o + ch] == pos ? v : 0.f);
-                }
-            }
-        }
-    } else if (y) {
-      for (int64_t p = 0; p < s.oh * s.ow; ++p)
-        for (int64_t ch = 0; ch < c; ++ch)
-          d[a[p * c + ch] * c + ch] += y[p * c + ch] > 0.f ? g[p * c + ch] : 0.f;
-    } else {
-      for (int64_t p = 0; p < s.oh * s.ow; ++p)
-        for (int64_t ch = 0; ch < c; ++ch) d[a[p * c + ch] * c + ch] += g[p * c + ch];
-    }
-  }
+  EMBER_VECTOR_CALL(maxpool2d_backward, s, dy, argmax, dx, relu_y);
 }
 
-EMBER_VECTOR_CLONES
 void avgpool2d_forward(const Pool2DShape& s, const float* x, float* y) {
-  const int64_t c = s.c;
-#pragma omp parallel for schedule(static) if (s.n * s.oh * s.ow * c > (1 << 14))
-  for (int64_t r = 0; r < s.n * s.oh; ++r) {
-    const int64_t img = r / s.oh, oy = r % s.oh;
-    const float* xi = x + img * s.h * s.w * c;
-    for (int64_t ox = 0; ox < s.ow; ++ox) {
-      const Window win = window(s, oy, ox);
-      float* yo = y + (r * s.ow + ox) * c;
-      std::memset(yo, 0, sizeof(float) * c);
-      for (int64_t iy = win.y0; iy < win.y1; ++iy)
-        for (int64_t ix = win.x0; ix < win.x1; ++ix) {
-          const float* xp = xi + (iy * s.w + ix) * c;
-          for (int64_t ch = 0; ch < c; ++ch) yo[ch] += xp[ch];
-        }
-      const float inv = 1.f / static_cast<float>((win.y1 - win.y0) * (win.x1 - win.x0));
-      for (int64_t ch = 0; ch < c; ++ch) yo[ch] *= inv;
-    }
-  }
+  EMBER_VECTOR_CALL(avgpool2d_forward, s, x, y);
 }
 
-// Each output spreads dy / count evenly over the inputs of its window.
-EMBER_VECTOR_CLONES
 void avgpool2d_backward(const Pool2DShape& s, const float* dy, float* dx) {
-  const int64_t c = s.c, in = s.h * s.w * c, out = s.oh * s.ow * c;
-#pragma omp parallel for schedule(static) if (s.n * in > (1 << 14))
-  for (int64_t img = 0; img < s.n; ++img) {
-    float* d = dx + img * in;
-    std::memset(d, 0, sizeof(float) * in);
-    for (int64_t oy = 0; oy < s.oh; ++oy)
-      for (int64_t ox = 0; ox < s.ow; ++ox) {
-        const Window win = window(s, oy, ox);
-        const float inv = 1.f / static_cast<float>((win.y1 - win.y0) * (win.x1 - win.x0));
-        const float* g = dy + img * out + (oy * s.ow + ox) * c;
-        for (int64_t iy = win.y0; iy < win.y1; ++iy)
-          for (int64_t ix = win.x0; ix < win.x1; ++ix) {
-            float* dp = d + (iy * s.w + ix) * c;
-            for (int64_t ch = 0; ch < c; ++ch) dp[ch] += g[ch] * inv;
-          }
-      }
-  }
+  EMBER_VECTOR_CALL(avgpool2d_backward, s, dy, dx);
 }
 
-EMBER_VECTOR_CLONES
 void global_maxpool_forward(const float* x, float* y, int32_t* argmax, int64_t n, int64_t hw,
                             int64_t c, const float* mask_ids) {
-  if (!mask_ids) {
-    maxpool2d_forward(global_shape(n, hw, c), x, y, argmax);
-    return;
-  }
-#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
-  for (int64_t img = 0; img < n; ++img) {
-    float* yo = y + img * c;
-    int32_t* ao = argmax ? argmax + img * c : nullptr;
-    std::fill(yo, yo + c, 0.f);
-    if (ao) std::fill(ao, ao + c, -1);
-    bool any = false;
-    for (int64_t p = 0; p < hw; ++p) {
-      if (mask_ids[img * hw + p] == 0.f) continue;
-      const float* xp = x + (img * hw + p) * c;
-      for (int64_t ch = 0; ch < c; ++ch)
-        if (!any || beats(xp[ch], yo[ch])) {
-          yo[ch] = xp[ch];
-          if (ao) ao[ch] = static_cast<int32_t>(p);
-        }
-      any = true;
-    }
-  }
+  EMBER_VECTOR_CALL(global_maxpool_forward, x, y, argmax, n, hw, c, mask_ids);
 }
 
 void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, int64_t n,
@@ -247,41 +114,14 @@ void global_maxpool_backward(const float* dy, const int32_t* argmax, float* dx, 
   }
 }
 
-EMBER_VECTOR_CLONES
 void global_avgpool_forward(const float* x, float* y, int64_t n, int64_t hw, int64_t c,
                             const float* mask_ids) {
-#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
-  for (int64_t img = 0; img < n; ++img) {
-    float* yo = y + img * c;
-    std::memset(yo, 0, sizeof(float) * c);
-    int64_t count = 0;
-    for (int64_t p = 0; p < hw; ++p) {
-      if (mask_ids && mask_ids[img * hw + p] == 0.f) continue;
-      ++count;
-      for (int64_t ch = 0; ch < c; ++ch) yo[ch] += x[(img * hw + p) * c + ch];
-    }
-    const float inv = count ? 1.f / static_cast<float>(count) : 0.f;
-    for (int64_t ch = 0; ch < c; ++ch) yo[ch] *= inv;
-  }
+  EMBER_VECTOR_CALL(global_avgpool_forward, x, y, n, hw, c, mask_ids);
 }
 
-EMBER_VECTOR_CLONES
 void global_avgpool_backward(const float* dy, float* dx, int64_t n, int64_t hw, int64_t c,
                              const float* mask_ids) {
-#pragma omp parallel for schedule(static) if (n * hw * c > (1 << 14))
-  for (int64_t img = 0; img < n; ++img) {
-    int64_t count = hw;
-    if (mask_ids) {
-      count = 0;
-      for (int64_t p = 0; p < hw; ++p) count += mask_ids[img * hw + p] != 0.f;
-    }
-    const float inv = count ? 1.f / static_cast<float>(count) : 0.f;
-    for (int64_t p = 0; p < hw; ++p) {
-      const bool on = !mask_ids || mask_ids[img * hw + p] != 0.f;
-      for (int64_t ch = 0; ch < c; ++ch)
-        dx[(img * hw + p) * c + ch] = on ? dy[img * c + ch] * inv : 0.f;
-    }
-  }
+  EMBER_VECTOR_CALL(global_avgpool_backward, dy, dx, n, hw, c, mask_ids);
 }
 
 // The references share nothing with the kernels above: the padding comes from the

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ember/vector_isa.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
@@ -192,22 +194,6 @@ __attribute__((target("avx512f"))) void uniform_blocks_avx512(float* out, int64_
 }
 
 #pragma GCC diagnostic pop
-
-bool have_avx512() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return yes;
-}
-
-bool have_avx2() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return yes;
-}
 #endif
 
 }  // namespace
@@ -229,11 +215,11 @@ void fill_uniform(float* out, int64_t n, float lo, float hi, uint64_t seed,
     const int64_t whole = std::min(b1, n / 4) - b0;
     if (whole >= 8 &&
         static_cast<uint64_t>(b0) >> 32 == static_cast<uint64_t>(b0 + whole - 1) >> 32) {
-      if (have_avx512() && whole >= 16) {
+      if (vector_isa() == VectorIsa::Avx512 && whole >= 16) {
         b = b0 + whole / 16 * 16;
         uniform_blocks_avx512(out, b0, b, lo, span, seed, stream);
       }
-      if (have_avx2() && b0 + whole - b >= 8) {
+      if (vector_isa() >= VectorIsa::Avx2 && b0 + whole - b >= 8) {
         const int64_t start = b;
         b += (b0 + whole - b) / 8 * 8;
         uniform_blocks_avx2(out, start, b, lo, span, seed, stream);

@@ -1,4 +1,4 @@
-"""Engine settings: the OpenMP thread count and which GEMM kernel runs."""
+"""Engine settings: the OpenMP thread count, and which GEMM kernel and vector loops run."""
 import numpy as np
 
 from . import _core
@@ -28,6 +28,13 @@ def get_num_threads():
 def gemm_kernel():
     """Name of the GEMM micro-kernel chosen at run time (e.g. 'avx2_fma_6x16', 'generic')."""
     return _core.gemm_kernel_name()
+
+
+def vector_isa():
+    """Instruction set of the loops outside the GEMM (activations, pooling, normalization,
+    optimizer updates, random draws): 'avx512', 'avx2' or 'generic'. The widest the CPU
+    runs unless EMBER_VECTOR_ISA names a narrower one; every choice gives the same bits."""
+    return _core.vector_isa_name()
 
 
 def openmp_enabled():

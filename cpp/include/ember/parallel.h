@@ -84,18 +84,3 @@ struct OpenMPUse {
 };
 
 }  // namespace ember
-
-// Loops outside the GEMM (col2im, pooling, bias sums, Adam's update) get AVX-512 and
-// AVX2 clones that the loader picks on CPUs that have them; the baseline clone keeps the
-// library running on any x86-64. The library is built with -ffp-contract=off and
-// without reassociation, so no clone fuses a multiply-add or reorders a sum: every
-// clone computes the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && !defined(EMBER_NO_CLONES)
-#define EMBER_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define EMBER_VECTOR_CLONES
-#endif
-
-namespace ember {
-
-}  // namespace ember

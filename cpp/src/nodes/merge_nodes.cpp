@@ -5,6 +5,7 @@
 
 #include "ember/nodes.h"
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 
 namespace ember {
 
@@ -22,13 +23,12 @@ const char* MergeNode::kind() const {
 
 namespace {
 
-// y[e] = f(a[e], b[e]) for e in [0, m), over the threads when m is large (y may be a or
-// b). Cloned for AVX-512 and AVX2 (the bodies are exact arithmetic and selects: the
-// same bits).
+#define EMBER_VECTOR_LOOPS "nodes/merge_loops.inc"
+#include "ember/vector_variants.inc"
+
 template <class F>
-EMBER_VECTOR_CLONES void merge_into(float* y, const float* a, const float* b, int64_t m, F f) {
-#pragma omp parallel for schedule(static) if (m > (1 << 15))
-  for (int64_t e = 0; e < m; ++e) y[e] = f(a[e], b[e]);
+void merge_into(float* y, const float* a, const float* b, int64_t m, F f) {
+  EMBER_VECTOR_CALL(merge_into, y, a, b, m, f);
 }
 
 // y = x * s for e in [0, m), a copy for s = 1 (y may be x).

@@ -7,6 +7,7 @@
 #include "ember/gemm.h"
 #include "ember/nodes.h"
 #include "ember/parallel.h"
+#include "ember/vector_isa.h"
 #include "ember/random.h"
 
 #ifdef EMBER_OPENMP
@@ -18,12 +19,12 @@ namespace ember {
 namespace {
 
 // e^x on sixteen floats at once (GCC/Clang vector extensions: one AVX-512 register in
-// the AVX-512 clone of the functions below, four SSE or NEON ones elsewhere; each lane
-// computes the same operations, so every clone gives the same bits): x = k ln2 + r
+// the AVX-512 variant of the loops below, two AVX2 or four SSE or NEON ones elsewhere;
+// each lane computes the same operations, so every variant gives the same bits): x = k ln2 + r
 // with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about 1 ulp), 2^k added
 // into the exponent bits; k rounded with the 1.5 * 2^23 trick.
-// (These helpers are always inlined into the clones: no 64-byte vector crosses a call,
-// whose convention would differ between them.)
+// (These helpers are always inlined into the variants: no 64-byte vector crosses a
+// call, whose convention would differ between them.)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define EMBER_INLINE inline __attribute__((always_inline))
 #define EMBER_INLINE_LAMBDA __attribute__((always_inline))
@@ -60,108 +61,24 @@ EMBER_INLINE vf tanhv(vf x) {
   return x < 0.f ? -t : t;
 }
 
-// v = f(v) over len values, kLanes at a time (the tail through a padded vector).
-template <class F>
-EMBER_INLINE void mapv(float* v, int64_t len, F f) {
-  int64_t j = 0;
-  for (; j + kLanes <= len; j += kLanes) {
-    vf x;
-    std::memcpy(&x, v + j, sizeof x);
-    x = f(x);
-    std::memcpy(v + j, &x, sizeof x);
-  }
-  if (j < len) {
-    vf x{};
-    std::memcpy(&x, v + j, sizeof(float) * (len - j));
-    x = f(x);
-    std::memcpy(v + j, &x, sizeof(float) * (len - j));
-  }
-}
+#define EMBER_VECTOR_LOOPS "nodes/recurrent_loops.inc"
+#include "ember/vector_variants.inc"
 
-// v = act(v) over len values.
-EMBER_VECTOR_CLONES
-void act_inplace(Act a, float* v, int64_t len) {
-  switch (a) {
-    case Act::Tanh: mapv(v, len, [](vf x) EMBER_INLINE_LAMBDA { return tanhv(x); }); break;
-    case Act::Sigmoid: mapv(v, len, [](vf x) EMBER_INLINE_LAMBDA { return sigmoidv(x); }); break;
-    case Act::Relu: for (int64_t j = 0; j < len; ++j) v[j] = v[j] > 0.f ? v[j] : 0.f; break;
-    case Act::HardSigmoid:
-      for (int64_t j = 0; j < len; ++j) v[j] = std::min(std::max(v[j] + 3.f, 0.f), 6.f) / 6.f;
-      break;
-    default: break;  // Linear
-  }
-}
+void act_inplace(Act a, float* v, int64_t len) { EMBER_VECTOR_CALL(act_inplace, a, v, len); }
 
-// d *= the activation's derivative, from its output y, over len values.
-EMBER_VECTOR_CLONES
 void dact_inplace(Act a, const float* y, float* d, int64_t len) {
-  switch (a) {
-    case Act::Tanh: for (int64_t j = 0; j < len; ++j) d[j] *= 1.f - y[j] * y[j]; break;
-    case Act::Sigmoid: for (int64_t j = 0; j < len; ++j) d[j] *= y[j] * (1.f - y[j]); break;
-    case Act::Relu: for (int64_t j = 0; j < len; ++j) d[j] = y[j] > 0.f ? d[j] : 0.f; break;
-    case Act::HardSigmoid:
-      for (int64_t j = 0; j < len; ++j) d[j] = y[j] > 0.f && y[j] < 1.f ? d[j] / 6.f : 0.f;
-      break;
-    default: break;
-  }
+  EMBER_VECTOR_CALL(dact_inplace, a, y, d, len);
 }
 
-// LSTM's step for one row, units [j0, j1) of each gate block: the gates' inputs
-// x W + h R (xr, rr), activated in gb (i, f, c~, o), then the new cell c1 and state h1
-// (a masked step carries c0 and h0 through).
-EMBER_VECTOR_CLONES
-void lstm_row_forward(int64_t U, int64_t j0, int64_t j1, Act a, Act ra,
-                      const float* __restrict xr, const float* __restrict rr,
-                      const float* __restrict c0, const float* __restrict h0,
-                      float* __restrict gb, float* __restrict c1, float* __restrict h1,
-                      bool masked) {
-  const int64_t w = j1 - j0;
-  for (int64_t j = j0; j < j1; ++j) gb[j] = xr[j] + rr[j];
-  for (int64_t j = U + j0; j < U + j1; ++j) gb[j] = xr[j] + rr[j];
-  for (int64_t j = 2 * U + j0; j < 2 * U + j1; ++j) gb[j] = xr[j] + rr[j];
-  for (int64_t j = 3 * U + j0; j < 3 * U + j1; ++j) gb[j] = xr[j] + rr[j];
-  act_inplace(ra, gb + j0, w);
-  act_inplace(ra, gb + U + j0, w);
-  act_inplace(a, gb + 2 * U + j0, w);
-  act_inplace(ra, gb + 3 * U + j0, w);
-  const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
-  for (int64_t j = j0; j < j1; ++j) h1[j] = gf[j] * c0[j] + gi[j] * gc[j];
-  for (int64_t j = j0; j < j1; ++j) c1[j] = masked ? c0[j] : h1[j];
-  act_inplace(a, h1 + j0, w);
-  for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : go[j] * h1[j];
+void lstm_row_forward(int64_t U, int64_t j0, int64_t j1, Act a, Act ra, const float* xr,
+                      const float* rr, const float* c0, const float* h0, float* gb, float* c1,
+                      float* h1, bool masked) {
+  EMBER_VECTOR_CALL(lstm_row_forward, U, j0, j1, a, ra, xr, rr, c0, h0, gb, c1, h1, masked);
 }
 
-// LSTM's backward step for one row: from the gradients at its new state (dh, dc) and
-// what the forward kept (the activated gates gb = i, f, c~, o; the cells before and
-// after, c0 and c1) to the gate inputs' gradients dg (4 U) and the previous cell's
-// (dc, in place); dh is zeroed for the recurrent product to add into. tc is scratch
-// for activation(c1), recomputed.
-EMBER_VECTOR_CLONES
-void lstm_row_backward(int64_t U, Act a, Act ra, const float* __restrict gb,
-                       const float* __restrict c0, const float* __restrict c1,
-                       float* __restrict dh, float* __restrict dc, float* __restrict tc,
-                       float* __restrict dg) {
-  const float *gi = gb, *gf = gb + U, *gc = gb + 2 * U, *go = gb + 3 * U;
-  std::memcpy(tc, c1, sizeof(float) * U);
-  act_inplace(a, tc, U);
-  float* __restrict dgi = dg;
-  float* __restrict dgf = dg + U;
-  float* __restrict dtc = dg + 2 * U;  // first the gradient at activation(c1)
-  float* __restrict dgo = dg + 3 * U;
-  for (int64_t j = 0; j < U; ++j) dtc[j] = dh[j] * go[j];
-  dact_inplace(a, tc, dtc, U);
-  for (int64_t j = 0; j < U; ++j) {
-    const float dcell = dc[j] + dtc[j];
-    dgo[j] = dh[j] * tc[j];
-    dgi[j] = dcell * gc[j];
-    dgf[j] = dcell * c0[j];
-    dtc[j] = dcell * gi[j];
-    dc[j] = dcell * gf[j];
-  }
-  dact_inplace(ra, gb, dg, 2 * U);
-  dact_inplace(a, gc, dg + 2 * U, U);
-  dact_inplace(ra, go, dg + 3 * U, U);
-  std::fill(dh, dh + U, 0.f);
+void lstm_row_backward(int64_t U, Act a, Act ra, const float* gb, const float* c0,
+                       const float* c1, float* dh, float* dc, float* tc, float* dg) {
+  EMBER_VECTOR_CALL(lstm_row_backward, U, a, ra, gb, c0, c1, dh, dc, tc, dg);
 }
 
 constexpr int64_t kParallelMin = 1 << 14;
