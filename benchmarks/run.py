@@ -2,7 +2,8 @@
 
     python benchmarks/run.py [--frameworks ember torch keras-jax] [--threads 2]
                              [--repeats 3]
-                             [--workloads mlp infer cnn resnet text lstm custom import]
+                             [--workloads mlp infer cnn resnet text lstm custom autoencoder
+                                          import]
                              [--baseline DIR] [--json out.json]
 
 Every measurement runs in a fresh process pinned to --threads cores, frameworks
@@ -37,6 +38,9 @@ Workloads (data is float32, synthetic, seeded):
           Adam(1e-3), binary crossentropy, batch 128, 2,560 samples: training samples/s,
           latency at batch 1, peak RSS (PyTorch: nn.LSTM, batch_first, its last state
           into the Dense; BCEWithLogitsLoss on the logit, the same arithmetic).
+  autoencoder  the Keras blog's autoencoder: 784 -> Dense(32, relu) -> Dense(784, sigmoid),
+          Adam(1e-3), binary crossentropy against the input, batch 256, 30,000 samples:
+          training samples/s (PyTorch: BCEWithLogitsLoss on the last Linear).
   custom  the mlp workload with each Dense written as a custom layer (the Keras guide's
           Linear: matmul, bias add, activation, in ember.ops / keras.ops / torch): training
           samples/s, to set beside mlp's (ember traces it into the same fused GEMMs).
@@ -402,6 +406,37 @@ def work_lstm(fw):
     return out
 
 
+def build_autoencoder(fw):
+    """The Keras blog's simple autoencoder: 784 -> 32 (relu) -> 784 (sigmoid)."""
+    if fw in ("ember", "keras-jax"):
+        k = keras_api(fw)
+        L = k.layers
+        m = k.Sequential([k.Input((784,)), L.Dense(32, activation="relu"),
+                          L.Dense(784, activation="sigmoid")])
+        m.compile(k.optimizers.Adam(1e-3), "binary_crossentropy")
+        return m
+    import torch
+    from torch import nn
+
+    class Autoencoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 784))
+            self.lossf = nn.BCEWithLogitsLoss()  # the sigmoid and the crossentropy in one
+
+        def forward(self, x):
+            return self.net(x)
+
+    torch.manual_seed(0)
+    return Autoencoder()
+
+
+def work_autoencoder(fw):
+    x, _ = data(30000)
+    rate, loss = train_rate(fw, build_autoencoder(fw), x, x, 256, 10)
+    return {"autoencoder train samples/s": rate, "autoencoder final loss": loss}
+
+
 def median_time(f, n, warm_s=0.5):
     """Median seconds of n calls of f, after calling it for warm_s seconds: steady-state
     latency (on this machine a core takes a few hundred calls to reach full speed)."""
@@ -438,7 +473,8 @@ def worker(fw, workload, threads):
         torch.set_num_threads(threads)
     result = {"import": work_import, "mlp": work_mlp, "infer": work_infer,
               "cnn": work_cnn, "resnet": work_resnet, "text": work_text,
-              "lstm": work_lstm, "custom": work_custom}[workload](fw)
+              "lstm": work_lstm, "custom": work_custom,
+              "autoencoder": work_autoencoder}[workload](fw)
     print("RESULT " + json.dumps(result))
 
 
@@ -519,7 +555,7 @@ def main():
     p.add_argument("--workloads", nargs="+",
                    default=["mlp", "infer", "cnn", "resnet", "text", "lstm", "import"],
                    choices=["mlp", "infer", "cnn", "resnet", "text", "lstm", "custom",
-                            "import"])
+                            "autoencoder", "import"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--baseline", metavar="DIR",

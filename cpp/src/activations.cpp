@@ -1,11 +1,15 @@
 // activations.cpp: Keras's activations, forward and backward.
 #include "ember/activations.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "ember/parallel.h"
 #include "ember/vector_isa.h"
+#include "vector_math.h"
 
 namespace ember {
 namespace {
@@ -85,13 +89,30 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
   const int64_t n = rows * cols;
   const T alpha = static_cast<T>(resolve(a, alpha_in));
   auto each = [&](auto f) { for_each(n, n, [&](int64_t i) { y[i] = f(x[i]); }); };
+  // In float, sigmoid and silu take sixteen values at a time (sigmoidv: e^x by a
+  // polynomial within about 1 ulp of the C library's), the last block padded.
+  auto each16 = [&](auto f) {
+    for_each((n + kLanes - 1) / kLanes, n, [&](int64_t b) EMBER_INLINE_LAMBDA {
+      const int64_t i = b * kLanes, m = std::min<int64_t>(kLanes, n - i);
+      vf v{};
+      std::memcpy(&v, x + i, sizeof(float) * m);
+      v = f(v);
+      std::memcpy(y + i, &v, sizeof(float) * m);
+    });
+  };
+  constexpr bool single = std::is_same<T, float>::value;
   switch (a) {
     case Act::Linear:
       if (y != x)
         for (int64_t i = 0; i < n; ++i) y[i] = x[i];
       break;
     case Act::Relu: each([](T v) { return v > T(0) ? v : T(0); }); break;
-    case Act::Sigmoid: each([](T v) { return sigmoid(v); }); break;
+    case Act::Sigmoid:
+      if constexpr (single)
+        each16([](vf v) EMBER_INLINE_LAMBDA { return sigmoidv(v); });
+      else
+        each([](T v) { return sigmoid(v); });
+      break;
     case Act::Tanh: each([](T v) { return std::tanh(v); }); break;
     case Act::Elu: each([&](T v) { return v > T(0) ? v : alpha * std::expm1(v); }); break;
     case Act::Selu:
@@ -113,7 +134,12 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
         return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
       });
       break;
-    case Act::Silu: each([](T v) { return v * sigmoid(v); }); break;
+    case Act::Silu:
+      if constexpr (single)
+        each16([](vf v) EMBER_INLINE_LAMBDA { return v * sigmoidv(v); });
+      else
+        each([](T v) { return v * sigmoid(v); });
+      break;
     case Act::Mish: each([](T v) { return v * std::tanh(softplus(v)); }); break;
     case Act::HardSilu: each([](T v) { return v * relu6(v + T(3)) / T(6); }); break;
     case Act::Softmax:

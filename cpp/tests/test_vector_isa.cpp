@@ -14,6 +14,7 @@
 #include "ember/dense.h"
 #include "ember/embedding.h"
 #include "ember/gemm.h"
+#include "ember/losses.h"
 #include "ember/normalization.h"
 #include "ember/optimizers.h"
 #include "ember/pooling.h"
@@ -242,6 +243,29 @@ TEST(VectorIsa, OptimizerUpdatesAndUniformDraws) {
     std::vector<float> u(4099);
     fill_uniform(u.data(), static_cast<int64_t>(u.size()), -0.5f, 0.5f, 42, 3);
     append(out, u);
+    return out;
+  });
+}
+
+TEST(VectorIsa, LossesAndTheirGradients) {
+  const int64_t n = 300, c = 61;  // over the threads, with vector tails
+  const auto logits = random_vec(n * c, 22, -4.f, 4.f);
+  const auto probs = random_vec(n * c, 23, 0.f, 1.f);
+  const auto y = random_vec(n * c, 24, 0.f, 1.f);
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 13) % c);
+  expect_same_bits([&] {
+    Bytes out;
+    for (int l = 0; l <= static_cast<int>(Loss::Tversky); ++l)
+      for (bool logit : {false, true}) {
+        const Loss loss = static_cast<Loss>(l);
+        std::vector<float> g(n * c);
+        const double v = loss_forward_backward<float>(
+            loss, logit, Act::Linear, logit ? logits.data() : probs.data(), labels.data(),
+            y.data(), nullptr, g.data(), n, c, 1.f, loss == Loss::Tversky ? 0.3f : 1.f, 0.7f);
+        append(out, g);
+        append(out, std::vector<double>{v});
+      }
     return out;
   });
 }

@@ -8,6 +8,7 @@
 #include "ember/nodes.h"
 #include "ember/parallel.h"
 #include "ember/vector_isa.h"
+#include "vector_math.h"
 #include "ember/random.h"
 
 #ifdef EMBER_OPENMP
@@ -17,49 +18,6 @@
 namespace ember {
 
 namespace {
-
-// e^x on sixteen floats at once (GCC/Clang vector extensions: one AVX-512 register in
-// the AVX-512 variant of the loops below, two AVX2 or four SSE or NEON ones elsewhere;
-// each lane computes the same operations, so every variant gives the same bits): x = k ln2 + r
-// with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about 1 ulp), 2^k added
-// into the exponent bits; k rounded with the 1.5 * 2^23 trick.
-// (These helpers are always inlined into the variants: no 64-byte vector crosses a
-// call, whose convention would differ between them.)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#define EMBER_INLINE inline __attribute__((always_inline))
-#define EMBER_INLINE_LAMBDA __attribute__((always_inline))
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-constexpr int kLanes = sizeof(vf) / sizeof(float);
-
-EMBER_INLINE vf expv(vf x) {
-  x = x < -87.f ? vf{} - 87.f : x;
-  x = x > 88.f ? vf{} + 88.f : x;
-  const float magic = 12582912.f;  // 1.5 * 2^23
-  const vf t = x * 1.44269504088896341f + magic;
-  const vf k = t - magic;
-  const vi kb = (vi)t - (vi)(vf{} + magic);  // k as integers
-  vf r = x - k * 0.693359375f;
-  r = r - k * -2.12194440e-4f;
-  vf p = vf{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.f;
-  return (vf)((vi)p + (kb << 23));
-}
-
-EMBER_INLINE vf sigmoidv(vf x) { return 1.f / (1.f + expv(-x)); }
-
-// tanh(x) = sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
-EMBER_INLINE vf tanhv(vf x) {
-  const vf ax = x < 0.f ? -x : x;
-  const vf e = expv(-2.f * ax);
-  const vf t = (1.f - e) / (1.f + e);
-  return x < 0.f ? -t : t;
-}
 
 #define EMBER_VECTOR_LOOPS "nodes/recurrent_loops.inc"
 #include "ember/vector_variants.inc"

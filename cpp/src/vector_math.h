@@ -1,0 +1,80 @@
+// vector_math.h: e^x, log x, sigmoid and tanh on sixteen floats at once, for the loops
+// compiled once per vector family (vector_isa.h). GCC/Clang vector extensions: one
+// AVX-512 register in the AVX-512 variant of a loop, two AVX2 or four SSE or NEON ones
+// elsewhere; each lane computes the same operations, so every variant gives the same
+// bits. These helpers are always inlined into the variants: no 64-byte vector crosses
+// a call, whose convention would differ between them.
+#pragma once
+
+#include <cstdint>
+
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace ember {
+
+#define EMBER_INLINE inline __attribute__((always_inline))
+#define EMBER_INLINE_LAMBDA __attribute__((always_inline))
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int kLanes = sizeof(vf) / sizeof(float);
+
+// e^x: x = k ln2 + r with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about
+// 1 ulp), 2^k added into the exponent bits; k rounded with the 1.5 * 2^23 trick.
+EMBER_INLINE vf expv(vf x) {
+  x = x < -87.f ? vf{} - 87.f : x;
+  x = x > 88.f ? vf{} + 88.f : x;
+  const float magic = 12582912.f;  // 1.5 * 2^23
+  const vf t = x * 1.44269504088896341f + magic;
+  const vf k = t - magic;
+  const vi kb = (vi)t - (vi)(vf{} + magic);  // k as integers
+  vf r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  vf p = vf{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.f;
+  return (vf)((vi)p + (kb << 23));
+}
+
+// log x for positive normal x (NaN passes through): x = 2^e m with m in
+// [sqrt(1/2), sqrt(2)), log(m) = f - f^2/2 + f^3 P(f) with f = m - 1 by Cephes's
+// degree-8 polynomial (about 1 ulp), e ln2 added in two parts.
+EMBER_INLINE vf logv(vf x) {
+  const vi bits = (vi)x;
+  vi e = ((bits >> 23) & 0xff) - 126;
+  vf m = (vf)((bits & 0x007fffff) | 0x3f000000);  // [1/2, 1)
+  const vi low = m < 0.707106781186547524f;
+  e = e + low;  // -1 where m is doubled
+  const vf f = (low ? m + m : m) - 1.f;
+  const vf z = f * f;
+  vf p = vf{} + 7.0376836292e-2f;
+  p = p * f - 1.1514610310e-1f;
+  p = p * f + 1.1676998740e-1f;
+  p = p * f - 1.2420140846e-1f;
+  p = p * f + 1.4249322787e-1f;
+  p = p * f - 1.6668057665e-1f;
+  p = p * f + 2.0000714765e-1f;
+  p = p * f - 2.4999993993e-1f;
+  p = p * f + 3.3333331174e-1f;
+  const vf ef = __builtin_convertvector(e, vf);
+  vf y = p * f * z;
+  y = y + ef * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  const vf r = (f + y) + ef * 0.693359375f;
+  return x != x ? x : r;
+}
+
+EMBER_INLINE vf sigmoidv(vf x) { return 1.f / (1.f + expv(-x)); }
+
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
+EMBER_INLINE vf tanhv(vf x) {
+  const vf ax = x < 0.f ? -x : x;
+  const vf e = expv(-2.f * ax);
+  const vf t = (1.f - e) / (1.f + e);
+  return x < 0.f ? -t : t;
+}
+
+}  // namespace ember
