@@ -415,3 +415,30 @@ def test_label_smoothing(name, from_logits):
     np.testing.assert_allclose(getattr(losses, name)(from_logits=from_logits,
                                                      label_smoothing=ls)(y, p),
                                float(k(y, p)), rtol=1e-5)
+
+
+def test_large_outputs_train_to_the_same_bits_and_logs_at_any_thread_count():
+    """An autoencoder's loss and metrics run over the threads (each row's value kept,
+    the sum taken in row order): weights, loss and metrics are the same bits at 1 and 2
+    threads, and the loss matches its definition computed in float64."""
+    from threads import assert_same_weights_at_thread_counts
+
+    x = np.random.default_rng(0).random((192, 784), dtype=np.float32)
+    logs = []
+
+    def train():
+        ember.utils.set_random_seed(1)
+        m = ember.Sequential([ember.Input((784,)), ember.layers.Dense(16, activation="relu"),
+                              ember.layers.Dense(784, activation="sigmoid")])
+        m.compile("adam", "binary_crossentropy", metrics=["mae", "binary_accuracy"])
+        h = m.fit(x, x, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        logs.append(h.history)
+        p = m.predict(x, verbose=0).astype(np.float64)
+        pc = np.clip(p, 1e-7, 1 - 1e-7)
+        want = -np.mean(x * np.log(pc) + (1 - x) * np.log(1 - pc))
+        got = m.evaluate(x, x, batch_size=192, verbose=0)[0]
+        assert abs(got - want) < 1e-5 * want
+        return m.get_weights()
+
+    assert_same_weights_at_thread_counts(train)
+    assert logs[0] == logs[1]

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "ember/buffer.h"
+#include "ember/vector_isa.h"
+
 namespace ember {
 
 Metric metric_from_string(const std::string& name) {
@@ -65,52 +68,9 @@ int64_t class_of(const float* v, int64_t c, int64_t classes, const char* what) {
   return static_cast<int64_t>(x);
 }
 
-double mean_value(const MetricSpec& spec, const float* o, const int32_t* labels,
-                  const float* t, int64_t i, int64_t c) {
-  double v = 0;
-  switch (spec.kind) {
-    case Metric::BinaryAccuracy: {
-      int64_t hits = 0;
-      for (int64_t j = 0; j < c; ++j) hits += (o[j] > spec.threshold ? 1.f : 0.f) == t[j];
-      return static_cast<double>(hits) / static_cast<double>(c);
-    }
-    case Metric::CategoricalAccuracy: return argmax(o, c) == argmax(t, c);
-    case Metric::SparseCategoricalAccuracy: return argmax(o, c) == labels[i];
-    case Metric::TopKCategoricalAccuracy: return in_top_k(o, c, argmax(t, c), spec.k);
-    case Metric::SparseTopKCategoricalAccuracy: return in_top_k(o, c, labels[i], spec.k);
-    case Metric::MeanAbsoluteError:
-      for (int64_t j = 0; j < c; ++j) v += std::fabs(static_cast<double>(o[j]) - t[j]);
-      return v / static_cast<double>(c);
-    case Metric::MeanSquaredError:
-      for (int64_t j = 0; j < c; ++j) {
-        const double d = static_cast<double>(o[j]) - t[j];
-        v += d * d;
-      }
-      return v / static_cast<double>(c);
-    case Metric::MeanAbsolutePercentageError:
-      for (int64_t j = 0; j < c; ++j)
-        v += 100.0 * std::fabs(static_cast<double>(t[j]) - o[j]) /
-             std::max(std::fabs(static_cast<double>(t[j])), 1e-7);
-      return v / static_cast<double>(c);
-    case Metric::LogCoshError:
-      for (int64_t j = 0; j < c; ++j) {
-        const double d = static_cast<double>(o[j]) - t[j];
-        // log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, stable for large |d|
-        v += std::fabs(d) + std::log1p(std::exp(-2.0 * std::fabs(d))) - std::log(2.0);
-      }
-      return v / static_cast<double>(c);
-    case Metric::CosineSimilarity: {
-      double yy = 0, oo = 0;
-      for (int64_t j = 0; j < c; ++j) {
-        v += static_cast<double>(t[j]) * o[j];
-        yy += static_cast<double>(t[j]) * t[j];
-        oo += static_cast<double>(o[j]) * o[j];
-      }
-      return v / (std::sqrt(std::max(yy, 1e-12)) * std::sqrt(std::max(oo, 1e-12)));
-    }
-    default: return 0;
-  }
-}
+#define EMBER_VECTOR_LOOPS "metrics_loops.inc"
+#include "ember/vector_variants.inc"
+
 }  // namespace
 
 void metric_add(const MetricSpec& spec, const float* out, const int32_t* labels,
@@ -124,6 +84,16 @@ void metric_add(const MetricSpec& spec, const float* out, const int32_t* labels,
   if ((m == Metric::Buckets || m == Metric::ConfusionMatrix) && spec.k < 1)
     throw std::invalid_argument("metric: k must be >= 1");
   const int64_t T = spec.k;
+  if (metric_width(spec, c) == 1 && m != Metric::ConfusionMatrix) {
+    // One value per row (an accuracy, an error): the rows over the threads, then their
+    // weighted sum in row order, whatever the thread count.
+    static thread_local AlignedBuffer<double> values;
+    values.resize(n);
+    EMBER_VECTOR_CALL(row_values, spec, out, labels, y, n, c, values.data());
+    for (int64_t i = 0; i < n; ++i)
+      dst[0] += ((spec.weighted && sw) ? static_cast<double>(sw[i]) : 1.0) * values[i];
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const float* o = out + i * c;
     const float* t = y ? y + i * c : nullptr;
@@ -191,7 +161,7 @@ void metric_add(const MetricSpec& spec, const float* out, const int32_t* labels,
         }
         break;
       default:
-        dst[0] += w * mean_value(spec, o, labels, t, i, c);
+        break;  // (one value per row: above)
     }
   }
 }

@@ -15,6 +15,7 @@
 #include "ember/embedding.h"
 #include "ember/gemm.h"
 #include "ember/losses.h"
+#include "ember/metrics.h"
 #include "ember/normalization.h"
 #include "ember/optimizers.h"
 #include "ember/pooling.h"
@@ -267,5 +268,26 @@ TEST(VectorIsa, LossesAndTheirGradients) {
         append(out, std::vector<double>{v});
       }
     return out;
+  });
+}
+
+TEST(VectorIsa, MetricsWithOneValuePerRow) {
+  const int64_t n = 300, c = 61;
+  const auto out = random_vec(n * c, 25, 0.f, 1.f);
+  const auto y = random_vec(n * c, 26, 0.f, 1.f);
+  const auto sw = random_vec(n, 27, 0.f, 2.f);
+  std::vector<int32_t> labels(n);
+  for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 7) % c);
+  expect_same_bits([&] {
+    std::vector<double> sums;
+    for (int m = 0; m <= static_cast<int>(Metric::CosineSimilarity); ++m) {
+      MetricSpec spec;
+      spec.kind = static_cast<Metric>(m);
+      spec.weighted = m % 2 == 0;
+      sums.push_back(metric_sum(spec, out.data(), labels.data(), y.data(), sw.data(), n, c));
+    }
+    Bytes bytes;
+    append(bytes, sums);
+    return bytes;
   });
 }
