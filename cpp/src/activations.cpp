@@ -84,13 +84,50 @@ bool act_needs_input(Act a) {
          a == Act::HardSilu;
 }
 
+// Softmax (or log-softmax) of one row of n floats, sixteen at a time: the maximum,
+// e^(x - max) by expv into y with their sum taken lane by lane (then the lanes in
+// order), then y scaled by 1 / sum (or y = x - max - log(sum)). Terms below e^-87
+// (about 1e-38) count as 0.
+EMBER_INLINE void softmax_row(const float* x, float* y, int64_t n, bool log) {
+  vi lane;
+  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  vf top = vf{} - INFINITY;
+  for (int64_t j = 0; j < n; j += kLanes) {
+    const int64_t m = std::min<int64_t>(kLanes, n - j);
+    vf v = vf{} - INFINITY;
+    std::memcpy(&v, x + j, sizeof(float) * m);
+    top = v > top ? v : top;
+  }
+  float mx = top[0];
+  for (int l = 1; l < kLanes; ++l) mx = top[l] > mx ? top[l] : mx;
+  vf acc{};
+  for (int64_t j = 0; j < n; j += kLanes) {
+    const int64_t m = std::min<int64_t>(kLanes, n - j);
+    vf v{};
+    std::memcpy(&v, x + j, sizeof(float) * m);
+    const vf e = expv(v - mx);
+    acc = lane < static_cast<int32_t>(m) ? acc + e : acc;
+    if (!log) std::memcpy(y + j, &e, sizeof(float) * m);
+  }
+  float sum = 0.f;
+  for (int l = 0; l < kLanes; ++l) sum += acc[l];
+  if (log) {
+    const float lse = mx + std::log(sum);
+    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;
+  } else {
+    const float inv = 1.f / sum;
+    for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+  }
+}
+
 template <class T>
 void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alpha_in) {
   const int64_t n = rows * cols;
   const T alpha = static_cast<T>(resolve(a, alpha_in));
   auto each = [&](auto f) { for_each(n, n, [&](int64_t i) { y[i] = f(x[i]); }); };
-  // In float, sigmoid and silu take sixteen values at a time (sigmoidv: e^x by a
-  // polynomial within about 1 ulp of the C library's), the last block padded.
+  // In float, sigmoid, silu, tanh and approximate gelu take sixteen values at a time
+  // (vector_math.h: polynomials within about 1 ulp of the C library), the last block
+  // padded.
   auto each16 = [&](auto f) {
     for_each((n + kLanes - 1) / kLanes, n, [&](int64_t b) EMBER_INLINE_LAMBDA {
       const int64_t i = b * kLanes, m = std::min<int64_t>(kLanes, n - i);
@@ -113,7 +150,12 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
       else
         each([](T v) { return sigmoid(v); });
       break;
-    case Act::Tanh: each([](T v) { return std::tanh(v); }); break;
+    case Act::Tanh:
+      if constexpr (single)
+        each16([](vf v) EMBER_INLINE_LAMBDA { return tanhv(v); });
+      else
+        each([](T v) { return std::tanh(v); });
+      break;
     case Act::Elu: each([&](T v) { return v > T(0) ? v : alpha * std::expm1(v); }); break;
     case Act::Selu:
       each([](T v) {
@@ -130,9 +172,16 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
       each([](T v) { return T(0.5) * v * (T(1) + std::erf(v / std::sqrt(T(2)))); });
       break;
     case Act::GeluApprox:
-      each([](T v) {
-        return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
-      });
+      if constexpr (single)
+        each16([](vf v) EMBER_INLINE_LAMBDA {
+          return 0.5f * v *
+                 (1.f + tanhv(float(kSqrt2OverPi) * (v + 0.044715f * v * v * v)));
+        });
+      else
+        each([](T v) {
+          return T(0.5) * v *
+                 (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
+        });
       break;
     case Act::Silu:
       if constexpr (single)
@@ -145,6 +194,12 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
     case Act::Softmax:
     case Act::LogSoftmax: {
       const bool log = a == Act::LogSoftmax;
+      if constexpr (single) {
+        for_each(rows, n, [&](int64_t r) EMBER_INLINE_LAMBDA {
+          softmax_row(x + r * cols, y + r * cols, cols, log);
+        });
+        break;
+      }
       for_each(rows, n, [&](int64_t r) {
         const T* xr = x + r * cols;
         T* yr = y + r * cols;

@@ -19,8 +19,12 @@ typedef int32_t vi __attribute__((vector_size(64)));
 constexpr int kLanes = sizeof(vf) / sizeof(float);
 
 // e^x: x = k ln2 + r with |r| <= ln2 / 2, e^r by Cephes's degree-6 polynomial (about
-// 1 ulp), 2^k added into the exponent bits; k rounded with the 1.5 * 2^23 trick.
+// 1 ulp), 2^k added into the exponent bits; k rounded with the 1.5 * 2^23 trick. Below
+// -87 (where e^x leaves the normal floats) it gives 0, above log(FLT_MAX) infinity,
+// between 88 and that e^88; NaN passes through.
 EMBER_INLINE vf expv(vf x) {
+  const vf x0 = x;
+  const vi under = x < -87.f;
   x = x < -87.f ? vf{} - 87.f : x;
   x = x > 88.f ? vf{} + 88.f : x;
   const float magic = 12582912.f;  // 1.5 * 2^23
@@ -36,7 +40,9 @@ EMBER_INLINE vf expv(vf x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.f;
-  return (vf)((vi)p + (kb << 23));
+  vf e = under ? vf{} : (vf)((vi)p + (kb << 23));
+  e = x0 > 88.7228394f ? vf{} + __builtin_inff() : e;
+  return x0 != x0 ? x0 : e;
 }
 
 // log x for positive normal x (NaN passes through): x = 2^e m with m in
@@ -69,12 +75,21 @@ EMBER_INLINE vf logv(vf x) {
 
 EMBER_INLINE vf sigmoidv(vf x) { return 1.f / (1.f + expv(-x)); }
 
-// tanh(x) = sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
+// tanh x: below |x| = 0.625 Cephes's odd polynomial x + x^3 P(x^2) (about 1 ulp, where
+// 1 - e^(-2|x|) would cancel), above sign(x) (1 - e) / (1 + e), e = e^(-2|x|).
 EMBER_INLINE vf tanhv(vf x) {
   const vf ax = x < 0.f ? -x : x;
   const vf e = expv(-2.f * ax);
-  const vf t = (1.f - e) / (1.f + e);
-  return x < 0.f ? -t : t;
+  vf t = (1.f - e) / (1.f + e);
+  t = x < 0.f ? -t : t;
+  const vf z = x * x;
+  vf p = vf{} - 5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const vf small = p * z * x + x;
+  return ax < 0.625f ? small : t;
 }
 
 }  // namespace ember
