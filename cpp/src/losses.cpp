@@ -3,10 +3,10 @@
 
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "ember/buffer.h"
 #include "ember/vector_isa.h"
