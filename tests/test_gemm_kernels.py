@@ -2,12 +2,10 @@
 family, and for whole trainings, which end on identical weights whichever kernel ran
 them (the portable kernel, without FMA, rounds differently). Each kernel runs in a
 process of its own (EMBER_GEMM_KERNEL chooses it at the first product)."""
-import json
 import os
-import subprocess
-import sys
 
 import pytest
+from fresh_process import json_from_fresh_process
 
 SCRIPT = r"""
 import json, sys
@@ -43,12 +41,7 @@ json.dump(out, open(sys.argv[1], "w"))
 
 
 def run(kernel, path):
-    env = dict(os.environ, EMBER_GEMM_KERNEL=kernel)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    with open(path) as f:
-        return json.load(f)
+    return json_from_fresh_process(SCRIPT, path, EMBER_GEMM_KERNEL=kernel)
 
 
 def test_avx512_and_avx2_kernels_give_the_same_bits(tmp_path):

@@ -3,12 +3,12 @@ recurrent gates, embedding rows, optimizer updates, Philox draws) give the same 
 every instruction-set family: whole trainings end on identical weights whichever family
 ran them. Each family runs in a process of its own (EMBER_VECTOR_ISA chooses it); the
 GEMM kernel stays the same in all of them."""
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+from fresh_process import json_from_fresh_process
 
 SCRIPT = r"""
 import json, sys
@@ -67,12 +67,8 @@ json.dump(out, open(sys.argv[1], "w"))
 
 
 def run(isa, path):
-    env = dict(os.environ, EMBER_VECTOR_ISA=isa, EMBER_GEMM_KERNEL="avx2")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    with open(path) as f:
-        return json.load(f)
+    return json_from_fresh_process(SCRIPT, path, EMBER_VECTOR_ISA=isa,
+                                   EMBER_GEMM_KERNEL="avx2")
 
 
 def test_every_vector_family_trains_to_the_same_bits(tmp_path):
