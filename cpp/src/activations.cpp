@@ -125,8 +125,8 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
   const int64_t n = rows * cols;
   const T alpha = static_cast<T>(resolve(a, alpha_in));
   auto each = [&](auto f) { for_each(n, n, [&](int64_t i) { y[i] = f(x[i]); }); };
-  // In float, sigmoid, silu, tanh and approximate gelu take sixteen values at a time
-  // (vector_math.h: polynomials within about 1 ulp of the C library), the last block
+  // In float, sigmoid, silu, tanh and gelu take sixteen values at a time
+  // (vector_math.h: polynomials within a few ulp of the C library), the last block
   // padded.
   auto each16 = [&](auto f) {
     for_each((n + kLanes - 1) / kLanes, n, [&](int64_t b) EMBER_INLINE_LAMBDA {
@@ -169,7 +169,14 @@ void act_forward(Act a, const T* x, T* y, int64_t rows, int64_t cols, float alph
     case Act::HardSigmoid: each([](T v) { return relu6(v + T(3)) / T(6); }); break;
     case Act::Exponential: each([](T v) { return std::exp(v); }); break;
     case Act::Gelu:  // x Phi(x)
-      each([](T v) { return T(0.5) * v * (T(1) + std::erf(v / std::sqrt(T(2)))); });
+      if constexpr (single) {
+        const float root2 = std::sqrt(2.f);
+        each16([root2](vf v) EMBER_INLINE_LAMBDA {
+          return 0.5f * v * (1.f + erfv(v / root2));
+        });
+      } else {
+        each([](T v) { return T(0.5) * v * (T(1) + std::erf(v / std::sqrt(T(2)))); });
+      }
       break;
     case Act::GeluApprox:
       if constexpr (single)
@@ -231,6 +238,18 @@ void act_backward(Act a, const T* y, const T* dy, T* dx, int64_t rows, int64_t c
   // dx_i = dy_i * g(y_i) or g(x_i, y_i).
   auto from_y = [&](auto g) { for_each(n, n, [&](int64_t i) { dx[i] = dy[i] * g(y[i]); }); };
   auto from_x = [&](auto g) { for_each(n, n, [&](int64_t i) { dx[i] = dy[i] * g(x[i]); }); };
+  // In float, the derivatives that need erf, e^x or tanh of x take sixteen at a time.
+  auto from_x16 = [&](auto g) {
+    for_each((n + kLanes - 1) / kLanes, n, [&](int64_t b) EMBER_INLINE_LAMBDA {
+      const int64_t i = b * kLanes, m = std::min<int64_t>(kLanes, n - i);
+      vf v{}, d{};
+      std::memcpy(&v, x + i, sizeof(float) * m);
+      std::memcpy(&d, dy + i, sizeof(float) * m);
+      d = d * g(v);
+      std::memcpy(dx + i, &d, sizeof(float) * m);
+    });
+  };
+  constexpr bool single = std::is_same<T, float>::value;
   switch (a) {
     case Act::Linear:
       if (dx != dy)
@@ -261,17 +280,33 @@ void act_backward(Act a, const T* y, const T* dy, T* dx, int64_t rows, int64_t c
       break;
     case Act::Exponential: from_y([](T v) { return v; }); break;
     case Act::Gelu:  // Phi(x) + x phi(x)
-      from_x([](T v) {
-        return T(0.5) * (T(1) + std::erf(v / std::sqrt(T(2)))) +
-               v * std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
-      });
+      if constexpr (single) {
+        const float root2 = std::sqrt(2.f);
+        from_x16([root2](vf v) EMBER_INLINE_LAMBDA {
+          return 0.5f * (1.f + erfv(v / root2)) +
+                 v * expv(-0.5f * v * v) * 0.3989422804014327f;
+        });
+      } else {
+        from_x([](T v) {
+          return T(0.5) * (T(1) + std::erf(v / std::sqrt(T(2)))) +
+                 v * std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+        });
+      }
       break;
     case Act::GeluApprox:  // u = sqrt(2/pi) (x + 0.044715 x^3), t = tanh(u)
-      from_x([](T v) {
-        const T t = std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));
-        return T(0.5) * (T(1) + t) +
-               T(0.5) * v * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(0.134145) * v * v);
-      });
+      if constexpr (single) {
+        from_x16([](vf v) EMBER_INLINE_LAMBDA {
+          const vf t = tanhv(float(kSqrt2OverPi) * (v + 0.044715f * v * v * v));
+          return 0.5f * (1.f + t) +
+                 0.5f * v * (1.f - t * t) * float(kSqrt2OverPi) * (1.f + 0.134145f * v * v);
+        });
+      } else {
+        from_x([](T v) {
+          const T t = std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));
+          return T(0.5) * (T(1) + t) +
+                 T(0.5) * v * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(0.134145) * v * v);
+        });
+      }
       break;
     case Act::Silu:  // s (1 + x (1 - s))
       from_x([](T v) {

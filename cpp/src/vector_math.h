@@ -73,6 +73,28 @@ EMBER_INLINE vf logv(vf x) {
   return x != x ? x : r;
 }
 
+// erf x: x clamped to [-4, 4] (beyond, erf is +-1 in float), then an odd degree-13
+// polynomial over an even degree-8 one in x (the rational approximation XLA and Eigen
+// use for float, within a few ulp).
+EMBER_INLINE vf erfv(vf x) {
+  x = x > 4.f ? vf{} + 4.f : x;
+  x = x < -4.f ? vf{} - 4.f : x;
+  const vf z = x * x;
+  vf p = vf{} - 2.72614225801306e-10f;
+  p = p * z + 2.77068142495902e-08f;
+  p = p * z - 2.10102402082508e-06f;
+  p = p * z - 5.69250639462346e-05f;
+  p = p * z - 7.34990630326855e-04f;
+  p = p * z - 2.95459980854025e-03f;
+  p = p * z - 1.60960333262415e-02f;
+  vf q = vf{} - 1.45660718464996e-05f;
+  q = q * z - 2.13374055278905e-04f;
+  q = q * z - 1.68282697438203e-03f;
+  q = q * z - 7.37332916720468e-03f;
+  q = q * z - 1.42647390514189e-02f;
+  return x * p / q;
+}
+
 EMBER_INLINE vf sigmoidv(vf x) { return 1.f / (1.f + expv(-x)); }
 
 // tanh x: below |x| = 0.625 Cephes's odd polynomial x + x^3 P(x^2) (about 1 ulp, where

@@ -58,8 +58,8 @@ TEST(Activations, SoftmaxRowsSumToOneAndSurviveLargeInputs) {
   EXPECT_NEAR(y[3] + y[4] + y[5], 1.f, 1e-6);
 }
 
-// Sigmoid, silu, tanh, approximate gelu, softmax and log-softmax take sixteen floats at
-// a time through polynomials: as close to the double versions as float's rounding of x - max
+// Sigmoid, silu, tanh, gelu (both forms), softmax and log-softmax take sixteen floats
+// at a time through polynomials: as close to the double versions as float's rounding of x - max
 // allows (|x - max| ulp of it), on rows of every tail length, large vocabularies and
 // far tails; NaN stays NaN.
 TEST(Activations, VectorizedFloatPathsMatchDouble) {
@@ -69,25 +69,40 @@ TEST(Activations, VectorizedFloatPathsMatchDouble) {
     x[0] = -100.f;
     if (cols > 2) x[1] = 95.f;
     auto xd = cast<double>(x);
-    for (Act a : {Act::Sigmoid, Act::Silu, Act::Tanh, Act::GeluApprox, Act::Softmax,
-                  Act::LogSoftmax}) {
+    for (Act a : {Act::Sigmoid, Act::Silu, Act::Tanh, Act::Gelu, Act::GeluApprox,
+                  Act::Softmax, Act::LogSoftmax}) {
       std::vector<float> y(x.size());
       std::vector<double> yd(x.size());
       act_forward<float>(a, x.data(), y.data(), rows, cols);
       act_forward<double>(a, xd.data(), yd.data(), rows, cols);
       for (size_t i = 0; i < y.size(); ++i)
-        // log-softmax: x - lse, an ulp of |x| ~ 30; gelu: 1 + tanh cancels far left
+        // log-softmax: x - lse, an ulp of |x| ~ 30; gelu: 1 + erf (tanh) cancels far left
         ASSERT_NEAR(y[i], yd[i],
-                    6e-6 * std::fabs(yd[i]) + (a == Act::LogSoftmax   ? 4e-6
-                                               : a == Act::GeluApprox ? 1e-6
-                                                                      : 1e-30))
+                    6e-6 * std::fabs(yd[i]) + (a == Act::LogSoftmax ? 4e-6
+                                               : a == Act::Gelu || a == Act::GeluApprox
+                                                   ? 1e-6
+                                                   : 1e-30))
             << act_name(a) << " cols " << cols << " at " << i;
     }
   }
-  std::vector<float> x = {1.f, std::numeric_limits<float>::quiet_NaN(), 2.f}, y(3);
+  // The gelu derivatives (erf, e^x and tanh of x) likewise.
+  auto x = random_vec(1000, 8, -6.f, 6.f), dy = random_vec(1000, 9);
+  auto xd = cast<double>(x), dyd = cast<double>(dy);
+  for (Act a : {Act::Gelu, Act::GeluApprox}) {
+    std::vector<float> y(1000), dx(1000);
+    std::vector<double> yd(1000), dxd(1000);
+    act_forward<float>(a, x.data(), y.data(), 10, 100);
+    act_forward<double>(a, xd.data(), yd.data(), 10, 100);
+    act_backward<float>(a, y.data(), dy.data(), dx.data(), 10, 100, kDefaultAlpha, x.data());
+    act_backward<double>(a, yd.data(), dyd.data(), dxd.data(), 10, 100, kDefaultAlpha,
+                         xd.data());
+    for (int64_t i = 0; i < 1000; ++i)
+      ASSERT_NEAR(dx[i], dxd[i], 2e-6 * std::fabs(dxd[i]) + 1e-6) << act_name(a) << " " << i;
+  }
+  std::vector<float> xn = {1.f, std::numeric_limits<float>::quiet_NaN(), 2.f}, yn(3);
   for (Act a : {Act::Sigmoid, Act::Tanh, Act::Softmax}) {
-    act_forward<float>(a, x.data(), y.data(), 1, 3);
-    EXPECT_TRUE(std::isnan(y[1])) << act_name(a);
+    act_forward<float>(a, xn.data(), yn.data(), 1, 3);
+    EXPECT_TRUE(std::isnan(yn[1])) << act_name(a);
   }
 }
 
