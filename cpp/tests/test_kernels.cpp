@@ -345,7 +345,7 @@ TEST(Optimizers, AdamMatchesKerasRuleInDouble) {
   }
 }
 
-// The vectorized Adam loop (the AVX2 clone on CPUs that have it) gives the bits of the
+// The vectorized Adam loop (the running vector family's variant) gives the bits of the
 // element-by-element rule, which a clip that never binds selects; with AdamW's decay too.
 TEST(Optimizers, AdamVectorLoopMatchesElementRule) {
   const int64_t n = 100003;  // several chunks and threads, and a ragged end
