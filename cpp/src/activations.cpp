@@ -89,28 +89,8 @@ bool act_needs_input(Act a) {
 // order), then y scaled by 1 / sum (or y = x - max - log(sum)). Terms below e^-87
 // (about 1e-38) count as 0.
 EMBER_INLINE void softmax_row(const float* x, float* y, int64_t n, bool log) {
-  vi lane;
-  for (int l = 0; l < kLanes; ++l) lane[l] = l;
-  vf top = vf{} - INFINITY;
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const int64_t m = std::min<int64_t>(kLanes, n - j);
-    vf v = vf{} - INFINITY;
-    std::memcpy(&v, x + j, sizeof(float) * m);
-    top = v > top ? v : top;
-  }
-  float mx = top[0];
-  for (int l = 1; l < kLanes; ++l) mx = top[l] > mx ? top[l] : mx;
-  vf acc{};
-  for (int64_t j = 0; j < n; j += kLanes) {
-    const int64_t m = std::min<int64_t>(kLanes, n - j);
-    vf v{};
-    std::memcpy(&v, x + j, sizeof(float) * m);
-    const vf e = expv(v - mx);
-    acc = lane < static_cast<int32_t>(m) ? acc + e : acc;
-    if (!log) std::memcpy(y + j, &e, sizeof(float) * m);
-  }
-  float sum = 0.f;
-  for (int l = 0; l < kLanes; ++l) sum += acc[l];
+  const float mx = row_max(x, n);
+  const float sum = sum_exp(x, n, mx, log ? nullptr : y);
   if (log) {
     const float lse = mx + std::log(sum);
     for (int64_t j = 0; j < n; ++j) y[j] = x[j] - lse;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -112,6 +113,49 @@ EMBER_INLINE vf tanhv(vf x) {
   p = p * z - 3.33332819422e-1f;
   const vf small = p * z * x + x;
   return ax < 0.625f ? small : t;
+}
+
+// 0, 1, ..., 15: lane < m keeps the first m lanes of a row's last, padded block.
+EMBER_INLINE vi lane_index() {
+  vi lane;
+  for (int l = 0; l < kLanes; ++l) lane[l] = l;
+  return lane;
+}
+
+// The lanes of acc added in order.
+EMBER_INLINE float lane_sum(vf acc) {
+  float sum = 0.f;
+  for (int l = 0; l < kLanes; ++l) sum += acc[l];
+  return sum;
+}
+
+// The largest of x[0..n) (NaN never wins), sixteen at a time.
+EMBER_INLINE float row_max(const float* x, int64_t n) {
+  vf top = vf{} - __builtin_inff();
+  for (int64_t j = 0; j < n; j += kLanes) {
+    vf v = vf{} - __builtin_inff();
+    std::memcpy(&v, x + j, sizeof(float) * (n - j < kLanes ? n - j : kLanes));
+    top = v > top ? v : top;
+  }
+  float mx = top[0];
+  for (int l = 1; l < kLanes; ++l) mx = top[l] > mx ? top[l] : mx;
+  return mx;
+}
+
+// The sum of e^(x_j - mx) over x[0..n), lane by lane, then the lanes in order; each
+// term also written to e when it is not null.
+EMBER_INLINE float sum_exp(const float* x, int64_t n, float mx, float* e) {
+  const vi lane = lane_index();
+  vf acc{};
+  for (int64_t j = 0; j < n; j += kLanes) {
+    const int64_t m = n - j < kLanes ? n - j : kLanes;
+    vf v{};
+    std::memcpy(&v, x + j, sizeof(float) * m);
+    const vf ev = expv(v - mx);
+    acc = lane < static_cast<int32_t>(m) ? acc + ev : acc;
+    if (e) std::memcpy(e + j, &ev, sizeof(float) * m);
+  }
+  return lane_sum(acc);
 }
 
 }  // namespace ember
