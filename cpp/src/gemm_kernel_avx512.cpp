@@ -138,15 +138,68 @@ void kernel_segs_avx512(int64_t nseg, int64_t seglen, const float* const* rows,
 // The small-M path (batch-1 inference, a recurrent step at batch 1): C[r, 0:N) (+)=
 // alpha * sum_q A[r, ks[q]] B[ks[q], 0:N) for the MM rows of A, 16 columns a vector.
 // Each C element gets one FMA per listed k, in ascending order, from C's value (or
-// zero): the AVX2 path's chain, so the same bits. A short list keeps the MM x 32 block
-// of C in registers for the whole list; a long one streams four rows of B at a time
-// through C in L1 (the caller tiles N).
+// zero): the AVX2 path's chain, so the same bits.
+//
+// Where the columns fit one tile of registers (MM rows x NV vectors, at most 16
+// accumulators: a thread's share of a batch-1 layer or of a recurrent step's gate
+// block), the tile stays in registers for the whole list: NV loads of B and MM
+// broadcasts feed MM * NV FMAs per k, as MM * NV independent chains. The last vector is
+// masked to the columns left.
+template <int MM, int NV>
+void small_tile(int64_t j, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                int64_t ldc, bool accumulate) {
+  const __mmask16 last = low_lanes(static_cast<int>(N - j - 16 * (NV - 1)));
+  __m512 acc[MM][NV];
+  for (int r = 0; r < MM; ++r)
+    for (int v = 0; v < NV; ++v) {
+      const float* c = C + r * ldc + j + 16 * v;
+      acc[r][v] = !accumulate      ? _mm512_setzero_ps()
+                  : v + 1 < NV     ? _mm512_loadu_ps(c)
+                                   : _mm512_maskz_loadu_ps(last, c);
+    }
+  for (int64_t q = 0; q < nk; ++q) {
+    const int64_t k = ks[q];
+    const float* b = B + k * ldb + j;
+    __m512 w[NV];
+    for (int v = 0; v + 1 < NV; ++v) w[v] = _mm512_loadu_ps(b + 16 * v);
+    w[NV - 1] = _mm512_maskz_loadu_ps(last, b + 16 * (NV - 1));
+    for (int r = 0; r < MM; ++r) {
+      const __m512 a = _mm512_set1_ps(alpha * A[r * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, w[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MM; ++r) {
+    float* c = C + r * ldc + j;
+    for (int v = 0; v + 1 < NV; ++v) _mm512_storeu_ps(c + 16 * v, acc[r][v]);
+    _mm512_mask_storeu_ps(c + 16 * (NV - 1), last, acc[r][NV - 1]);
+  }
+}
+
+// As many NV-vector tiles as fit, then halves of NV for the rest.
+template <int MM, int NV>
+void small_tiles(int64_t j, int64_t N, int64_t nk, const int32_t* ks, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                 int64_t ldc, bool accumulate) {
+  for (; N - j > 16 * (NV - 1); j += 16 * NV)
+    small_tile<MM, NV>(j, N, nk, ks, alpha, A, lda, B, ldb, C, ldc, accumulate);
+  if constexpr (NV > 1)
+    if (j < N) small_tiles<MM, NV / 2>(j, N, nk, ks, alpha, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+// Wider: a short list keeps the MM x 32 block of C in registers for the whole list; a
+// long one streams four rows of B at a time through C in L1 (the caller tiles N): B's
+// rows are read whole, in order, where tiles across them would read it in strips.
 constexpr int64_t kRegK = 16;
 
-template <int MM>
+template <int MM, int NV>
 void small_rows(int64_t N, int64_t nk, const int32_t* ks, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                 bool accumulate) {
+  if (N <= 16 * NV) {
+    small_tiles<MM, NV>(0, N, nk, ks, alpha, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
   auto masked = [](int64_t j, int64_t N) { return low_lanes(static_cast<int>(N - j)); };
   if (nk <= kRegK) {
     float av[kRegK][MM];
@@ -229,10 +282,10 @@ void small_nn_avx512(int64_t M, int64_t N, int64_t nk, const int32_t* ks, float 
     const float* a = A + i * lda;
     float* c = C + i * ldc;
     switch (M - i) {
-      case 1: small_rows<1>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      case 2: small_rows<2>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      case 3: small_rows<3>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
-      default: small_rows<4>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 1: small_rows<1, 16>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 2: small_rows<2, 8>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      case 3: small_rows<3, 4>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
+      default: small_rows<4, 4>(N, nk, ks, alpha, a, lda, B, ldb, c, ldc, accumulate); break;
     }
   }
 }
