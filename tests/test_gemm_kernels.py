@@ -19,7 +19,9 @@ shapes = [(6, 32, 40, 0, 0), (7, 33, 41, 0, 0), (128, 512, 784, 0, 0), (1, 600, 
           (57600, 32, 27, 0, 0), (288, 64, 10816, 1, 0), (13, 17, 5, 1, 1), (64, 40, 1000, 0, 0),
           # a few rows whose columns fit the registers: tiles, their halves, masked ends
           (1, 200, 300, 0, 0), (2, 100, 513, 0, 0), (4, 37, 70, 0, 0), (3, 10, 256, 0, 0),
-          (1, 64, 128, 0, 0)]
+          (1, 64, 128, 0, 0),
+          # split-K: a C of up to 256 KB over a long K (an LSTM's input kernel gradient)
+          (128, 512, 9000, 1, 0)]
 for M, N, K, ta, tb in shapes:
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)

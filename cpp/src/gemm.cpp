@@ -57,9 +57,14 @@ constexpr int64_t kPackRows = 8;
 constexpr int64_t kPanelFloats = int64_t(1) << 22;
 // A panel of at most this many floats (256 KB) may be packed by every thread for itself.
 constexpr int64_t kPrivateBFloats = int64_t(1) << 16;
-// Split-K: C of at most kSplitKMaxC elements, K chunks of kSplitK.
-constexpr int64_t kSplitKMaxC = 32768;
+// Split-K: C of at most kSplitKMaxC elements (256 KB: a thread's partial stays in its
+// L2), K chunks of at most kSplitK, their count a multiple of kSplitKRound.
+constexpr int64_t kSplitKMaxC = 65536;
 constexpr int64_t kSplitK = 2048;
+constexpr int64_t kSplitKRound = 4;
+// The partial products together: at most this many floats (16 MB); a longer K makes
+// longer chunks.
+constexpr int64_t kSplitKPartialFloats = int64_t(1) << 22;
 // Small-M path: K in chunks of at most kSmallK rows of B (fixed by K, so the sum order
 // never depends on the thread count), N in tiles of at most kSmallTile columns.
 constexpr int64_t kSmallK = 256;
@@ -523,19 +528,27 @@ void Product::small_m(const GemmKernel& kern) const {
 }
 
 // A small C over a long K (the weight gradient of a first conv layer is 27 x 32
-// summed over 57,600 rows): splitting M and N would leave threads idle, so split K
-// into fixed chunks, one thread's each, and add their partial products in chunk
-// order. The chunking depends on K alone: still the same sum for any thread count.
+// summed over 57,600 rows; an LSTM's input kernel 128 x 512 over batch x steps rows):
+// splitting M and N would leave threads idle, or have every thread read one packed
+// panel of B too tall for any cache, so split K into fixed chunks, one thread's each,
+// and add their partial products in chunk order. The chunking depends on K alone:
+// still the same sum for any thread count.
 // (Implicit rows of A are not split along K: a chunk would cut their segments.)
 void Product::split_k() const {
-  // Equal chunks (a short last one would idle a thread), at most kSplitK long.
-  const int64_t chunks = ceil_div(K, kSplitK), klen = ceil_div(K, chunks);
+  // Equal chunks (a short last one would idle a thread), at most kSplitK long, as many
+  // as a multiple of kSplitKRound so that 2 or 4 threads get the same number (13 for 2
+  // threads would leave one idle for the last).
+  const int64_t most = std::max(kSplitKRound, kSplitKPartialFloats / (M * N) / kSplitKRound *
+                                                  kSplitKRound);
+  const int64_t chunks = std::min(most, round_up(ceil_div(K, kSplitK), kSplitKRound));
+  const int64_t klen = ceil_div(K, chunks);
   static thread_local FloatBuffer partial;
   partial.resize(chunks * M * N);
   float* part = partial.data();
 #pragma omp parallel for schedule(static)
   for (int64_t ch = 0; ch < chunks; ++ch) {
-    const int64_t k0 = ch * klen, kc = std::min(klen, K - k0);
+    // (The last chunks may be empty: their partial products are zeros.)
+    const int64_t k0 = std::min(K, ch * klen), kc = std::min(klen, K - k0);
     ASource sub = a;
     if (a.lines)
       sub.q0 += k0;
@@ -547,12 +560,17 @@ void Product::split_k() const {
   }
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < M; ++i) {
-    float* row = C + i * ldc;
-    for (int64_t j = 0; j < N; ++j) {
-      float acc = part[i * N + j];
-      for (int64_t ch = 1; ch < chunks; ++ch) acc += part[(ch * M + i) * N + j];
-      row[j] = beta == 0.f ? acc : acc + row[j];  // beta is 0 or 1 here
+    // Chunk by chunk into the first chunk's row (whole rows: the loops vectorize).
+    float* __restrict acc = part + i * N;
+    for (int64_t ch = 1; ch < chunks; ++ch) {
+      const float* __restrict p = part + (ch * M + i) * N;
+      for (int64_t j = 0; j < N; ++j) acc[j] += p[j];
     }
+    float* row = C + i * ldc;
+    if (beta == 0.f)  // beta is 0 or 1 here
+      std::memcpy(row, acc, sizeof(float) * N);
+    else
+      for (int64_t j = 0; j < N; ++j) row[j] += acc[j];
   }
   if (epilogue) apply_epilogue(*epilogue, C, ldc, 0, M, 0, N);
 }

@@ -59,7 +59,9 @@ const Case kCases[] = {{1, 1, 1},    {1, 17, 5},   {5, 1, 3},     {7, 15, 9},   
                        {128, 256, 8}, {128, 256, 10}, {37, 33, 3}, {6, 100, 16},
                        {33, 45, 16}, {9, 24, 11}, {7, 19, 17},
                        // split-K: small C, long K (conv1's weight gradient), uneven last chunk
-                       {27, 32, 9000}, {5, 3, 4097}};
+                       {27, 32, 9000}, {5, 3, 4097},
+                       // split-K with a C of 256 KB or less: chunks rounded to a multiple of 4
+                       {100, 600, 5000}};
 
 }  // namespace
 
@@ -116,6 +118,8 @@ TEST(Gemm, BitIdenticalForAnyThreadCount) {
   for (auto [c, ta, tb] : {std::make_tuple(Case{301, 517, 700}, Trans::N, Trans::T),
                            std::make_tuple(Case{301, 517, 1024}, Trans::N, Trans::N),
                            std::make_tuple(Case{27, 32, 9000}, Trans::T, Trans::N),
+                           std::make_tuple(Case{100, 600, 5000}, Trans::T, Trans::N),
+                           std::make_tuple(Case{100, 600, 5000}, Trans::N, Trans::N),
                            std::make_tuple(Case{301, 10, 700}, Trans::T, Trans::N),
                            std::make_tuple(Case{301, 11, 700}, Trans::N, Trans::N),
                            std::make_tuple(Case{301, 517, 8}, Trans::N, Trans::T),
