@@ -17,6 +17,8 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so train           # one Adam step of it, batch 128
 //   SHAPE="128 10 256 N T" /tmp/ab /tmp/old.so /tmp/new.so sgemm
 //   /tmp/ab /tmp/old.so /tmp/new.so lstm            # run.py's LSTM workload, batch 1
+//                                                   # (BATCH=n: batch n)
+//   /tmp/ab /tmp/old.so /tmp/new.so lstm_train      # one Adam step of it, batch 128
 //   /tmp/ab /tmp/old.so /tmp/new.so uniform         # Philox fill of a dropout mask
 //                                                   # (SIZE=n values, default 128 x 512)
 //
@@ -54,7 +56,7 @@ struct Mlp {
 #else
   Graph g{{784}};
 #endif
-  std::vector<float> x, out;
+  std::vector<float> x, out, targets;
   std::vector<int32_t> labels;
   Batch b;
 };
@@ -108,9 +110,9 @@ void* make_mlp(bool sparse) {
 }
 
 #ifdef AB_DAG
-// run.py's lstm workload at batch 1: Embedding(20000, 128) over 200 ids, LSTM(128),
-// Dense(1, sigmoid).
-void* make_lstm() {
+// run.py's lstm workload at batch 1 (BATCH=n: n): Embedding(20000, 128) over 200 ids,
+// LSTM(128), Dense(1, sigmoid); training: batch 128, binary crossentropy, Adam.
+void* make_lstm(bool training) {
   auto* m = new Mlp;
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> w(-0.08f, 0.08f);
@@ -127,11 +129,24 @@ void* make_lstm() {
   v = m->g.add_rnn(v, spec, var({128, 512}), var({128, 512}), var({512}))[0];
   v = m->g.add_dense(v, var({128, 1}), var({1}), Act::Sigmoid);
   m->g.set_outputs({v});
-  m->x.resize(200);
+  const char* batch = std::getenv("BATCH");
+  const int64_t n = training ? 128 : batch ? std::max(1, std::atoi(batch)) : 1;
+  m->x.resize(n * 200);
   for (auto& id : m->x) id = static_cast<float>(1 + rng() % 19999);
-  m->out.resize(1);
+  m->out.resize(n);
   m->b.x = {m->x.data()};
-  m->b.n = m->b.rows = 1;
+  m->b.n = m->b.rows = n;
+  if (training) {
+    m->targets.resize(n);
+    for (auto& t : m->targets) t = static_cast<float>(rng() % 2);
+    OutputSpec out;
+    out.has_loss = true;
+    out.loss = Loss::BinaryCrossentropy;
+    m->g.set_output_spec(0, out);
+    m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
+    m->b.labels = {nullptr};
+    m->b.y = {m->targets.data()};
+  }
   return m;
 }
 #endif
@@ -172,7 +187,8 @@ extern "C" void* ab_setup(const char* what) {
   if (std::string(what) == "predict_sparse") return make_mlp(true);
   if (std::string(what) == "train") return make_training();
 #ifdef AB_DAG
-  if (std::string(what) == "lstm") return make_lstm();
+  if (std::string(what) == "lstm") return make_lstm(false);
+  if (std::string(what) == "lstm_train") return make_lstm(true);
 #endif
   if (std::string(what) == "uniform") {
     auto* f = new Fill;
@@ -204,7 +220,7 @@ extern "C" void ab_call(const char* what, void* state) {
     fill_uniform(f->out.data(), static_cast<int64_t>(f->out.size()), 0.f, 1.f, 7, f->step++);
     return;
   }
-  if (std::string(what) == "train") {
+  if (std::string(what) == "train" || std::string(what) == "lstm_train") {
     auto* m = static_cast<Mlp*>(state);
     m->g.train_step(m->b, 1e-3f);
     return;
@@ -236,7 +252,7 @@ extern "C" void ab_call(const char* what, void* state) {
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
-                 "usage: %s old.so new.so predict|predict_sparse|train|sgemm|lstm|uniform\n",
+                 "usage: %s old.so new.so predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform\n",
                  argv[0]);
     return 2;
   }

@@ -35,8 +35,8 @@ void lstm_row_forward(int64_t U, int64_t j0, int64_t j1, Act a, Act ra, const fl
 }
 
 void lstm_row_backward(int64_t U, Act a, Act ra, const float* gb, const float* c0,
-                       const float* c1, float* dh, float* dc, float* tc, float* dg) {
-  EMBER_VECTOR_CALL(lstm_row_backward, U, a, ra, gb, c0, c1, dh, dc, tc, dg);
+                       const float* c1, float* dh, float* dc, float* dg) {
+  EMBER_VECTOR_CALL(lstm_row_backward, U, a, ra, gb, c0, c1, dh, dc, dg);
 }
 
 constexpr int64_t kParallelMin = 1 << 14;
@@ -62,9 +62,16 @@ int64_t RnnNode::saved_per_sample() const {
          (s_.cell == RnnCell::GRU ? T * U : 0);
 }
 
+// The input projection x W + b: for a few rows, of every step at once before the steps
+// (one product of T n rows where n would be a vector-matrix product per step); else
+// step by step, n rows into an (n, GU) buffer that stays in cache for the step's gate
+// arithmetic. Each element is the same chain of multiply-adds either way.
+bool RnnNode::project_upfront(int64_t n) const { return n <= kSmallM; }
+
 void RnnNode::plan(int64_t n) {
   const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  xw_.resize(n * T * GU);  // x W in forward, the gates' gradients in backward
+  // x W in forward (see project_upfront), a step's gate gradients in backward.
+  xw_.resize(n * (project_upfront(n) ? T : 1) * GU);
   rec_.resize(n * GU);
   dh_.resize(n * U);
   dc_.resize(n * U);
@@ -79,7 +86,7 @@ void RnnNode::plan(int64_t n) {
 
 bool RnnNode::plan_inference(int64_t n) {
   const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  xw_.resize(n * T * GU);
+  xw_.resize(n * (project_upfront(n) ? T : 1) * GU);
   rec_.resize(n * GU);
   hbuf_.resize(2 * n * U);
   cbuf_.resize(2 * n * U);
@@ -103,7 +110,13 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
 
   Epilogue ep;
   ep.bias = bias;
-  sgemm(Trans::N, Trans::N, n * T, GU, F, 1.f, x[0], F, W, GU, 0.f, xw_.data(), GU, &ep);
+  const bool upfront = project_upfront(n);
+  if (upfront)
+    sgemm(Trans::N, Trans::N, n * T, GU, F, 1.f, x[0], F, W, GU, 0.f, xw_.data(), GU, &ep);
+  // Row b's x W + b at time t.
+  auto xw_at = [&](int64_t b, int64_t t) {
+    return xw_.data() + (upfront ? b * T + t : b) * GU;
+  };
 
   // Where step s's states and gates live: the saved rows (stride S per sample) when
   // training, else two alternating (n, U) buffers.
@@ -174,7 +187,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   // Batch row b at step s (time t), units [j0, j1): the gates' inputs, their
   // activations block by block, then the state update and the output.
   auto cell = [&](int64_t b, int64_t s, int64_t t, int64_t j0, int64_t j1) {
-    const float* xr = xw_.data() + (b * T + t) * GU;
+    const float* xr = xw_at(b, t);
     const float* rr = rec_.data() + b * GU;
     const float* h0 = h_at(s) + b * ldh;
     float* h1 = h_at(s + 1) + b * ldh;
@@ -227,7 +240,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   // own cache from step to step, where one thread would stream all of it every step.
   // A product's columns are the same sums whoever computes them: the same bits.
   const int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), U / 16));
-  if (n <= kSmallM && !split && !rdrop_ && threads > 1 && n * U * GU >= kByUnitsMin) {
+  if (upfront && !split && !rdrop_ && threads > 1 && n * U * GU >= kByUnitsMin) {
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
@@ -253,6 +266,9 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       const int64_t t = time_of(s);
       const float* hp = h_at(s);
       SerialGemm serial(small);
+      if (!upfront)
+        sgemm(Trans::N, Trans::N, n, GU, F, 1.f, x[0] + t * F, T * F, W, GU, 0.f, xw_.data(),
+              GU, &ep);
       const float* hr = hp;  // the state as the recurrent product sees it
       int64_t ldr = ldh;
       if (rdrop_ && (s > 0 || carried_or_given)) {
@@ -267,7 +283,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         float* rh = rh_at(s);
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
         for (int64_t b = 0; b < n; ++b) {
-          const float* xr = xw_.data() + (b * T + t) * GU;
+          const float* xr = xw_at(b, t);
           const float* rr = rec_.data() + b * GU;
           float* gb = g + b * ldg;
           for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
@@ -316,7 +332,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
   const int64_t HU = (T + 1) * U, off_c = HU, off_g = HU * (lstm ? 2 : 1),
                 off_rh = off_g + T * GU;
   const int64_t ldy = out_size, main = s_.return_sequences ? T * U : U;
-  float* dxw = xw_.data();  // (n, T, GU): the gradient at each step's gate inputs
+  float* dgs = xw_.data();  // (n, GU): the gradient at a step's gate inputs
   const Act a = s_.act, ra = s_.rec_act;
   // The final states' own gradients (return_state), else zeros.
   for (int64_t b = 0; b < n; ++b) {
@@ -332,11 +348,10 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
   for (int64_t s = T - 1; s >= 0; --s) {
     const int64_t t = s_.go_backwards ? T - 1 - s : s;
     // The gradient at the recurrent GEMM's output: the gates' own for LSTM, SimpleRNN
-    // and GRU without reset_after (read in place, row stride T GU), a separate row for
-    // GRU with it.
+    // and GRU without reset_after (read in place), a separate row for GRU with it.
     const bool own_drec = gru && s_.reset_after;
-    float* drec = own_drec ? drec_.data() : dxw + t * GU;
-    const int64_t ldr = own_drec ? GU : T * GU;
+    float* drec = own_drec ? drec_.data() : dgs;
+    const int64_t ldr = GU;
     // The state the recurrent product read.
     const float* hr = saved + s * U;
     int64_t ldh = S;
@@ -353,7 +368,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
       const float* h0 = sb + s * U;
       const float* gb = sb + off_g + s * GU;
       float* dh = dh_.data() + b * U;
-      float* dg = dxw + (b * T + t) * GU;
+      float* dg = dgs + b * GU;
       float* dr = drec + b * ldr;
       const bool masked = ids && ids[b * T + t] == 0.f;
       if (s_.return_sequences && !(masked && s_.zero_output_for_mask)) {
@@ -373,7 +388,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         std::fill(dh, dh + U, 0.f);
       } else if (lstm) {
         lstm_row_backward(U, a, ra, gb, sb + off_c + s * U, sb + off_c + (s + 1) * U, dh,
-                          dc_.data() + b * U, tmp_.data() + b * U, dg);
+                          dc_.data() + b * U, dg);
       } else {
         const float* rh = sb + off_rh + s * U;
         const float *gz = gb, *gr = gb + U, *gh = gb + 2 * U;
@@ -396,12 +411,12 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     }
     if (split) {
       // d(r h) = dh~ W_rec_h^T; then r's gradient d(r h) h and the state's d(r h) r.
-      sgemm(Trans::N, Trans::T, n, U, U, 1.f, dxw + t * GU + 2 * U, T * GU, R + 2 * U, GU, 0.f,
-            tmp_.data(), U);
+      sgemm(Trans::N, Trans::T, n, U, U, 1.f, dgs + 2 * U, GU, R + 2 * U, GU, 0.f, tmp_.data(),
+            U);
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
       for (int64_t b = 0; b < n; ++b) {
         const float* gr = saved + b * S + off_g + s * GU + U;
-        float* dg = dxw + (b * T + t) * GU;
+        float* dg = dgs + b * GU;
         float* d = tmp_.data() + b * U;
         for (int64_t j = 0; j < U; ++j) {
           dg[U + j] = d[j] * hr[b * ldh + j];
@@ -410,6 +425,15 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         dact_inplace(ra, gr, dg + U, U);
       }
     }
+    // This step's part of the input's gradient, and of the input kernel's and the
+    // bias's sums (steps last to first).
+    const bool first = s == T - 1;
+    if (dx[0])
+      sgemm(Trans::N, Trans::T, n, F, GU, 1.f, dgs, GU, W, GU, 0.f, dx[0] + t * F, T * F);
+    if (dW)
+      sgemm(Trans::T, Trans::N, F, GU, n, 1.f, x[0] + t * F, T * F, dgs, GU, first ? 0.f : 1.f,
+            dW, GU);
+    if (dB) column_sums(dgs, n, GU, GU, dB, !first);
     if (s == 0 && !s_.initial_state && !s_.stateful) {
       if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
       if (dR && T == 1) std::fill(dR, dR + U * GU, 0.f);
@@ -441,12 +465,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     if (dx[1]) std::memcpy(dx[1], dh_.data(), sizeof(float) * n * U);
     if (lstm && dx[2]) std::memcpy(dx[2], dc_.data(), sizeof(float) * n * U);
   }
-  if (dW) sgemm(Trans::T, Trans::N, F, GU, n * T, 1.f, x[0], F, dxw, GU, 0.f, dW, GU);
-  if (dB) {
-    column_sums(dxw, n * T, GU, GU, dB, false);
-    if (gru && s_.reset_after) std::memcpy(dB + GU, dbias_.data(), sizeof(float) * GU);
-  }
-  if (dx[0]) sgemm(Trans::N, Trans::T, n * T, F, GU, 1.f, dxw, GU, W, GU, 0.f, dx[0], F);
+  if (dB && gru && s_.reset_after) std::memcpy(dB + GU, dbias_.data(), sizeof(float) * GU);
 }
 
 }  // namespace ember
