@@ -19,6 +19,7 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so lstm            # run.py's LSTM workload, batch 1
 //                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so lstm_train      # one Adam step of it, batch 128
+//                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so uniform         # Philox fill of a dropout mask
 //                                                   # (SIZE=n values, default 128 x 512)
 //
@@ -111,7 +112,7 @@ void* make_mlp(bool sparse) {
 
 #ifdef AB_DAG
 // run.py's lstm workload at batch 1 (BATCH=n: n): Embedding(20000, 128) over 200 ids,
-// LSTM(128), Dense(1, sigmoid); training: batch 128, binary crossentropy, Adam.
+// LSTM(128), Dense(1, sigmoid); training: batch 128 (or BATCH), binary crossentropy, Adam.
 void* make_lstm(bool training) {
   auto* m = new Mlp;
   std::mt19937 rng(0);
@@ -130,7 +131,7 @@ void* make_lstm(bool training) {
   v = m->g.add_dense(v, var({128, 1}), var({1}), Act::Sigmoid);
   m->g.set_outputs({v});
   const char* batch = std::getenv("BATCH");
-  const int64_t n = training ? 128 : batch ? std::max(1, std::atoi(batch)) : 1;
+  const int64_t n = batch ? std::max(1, std::atoi(batch)) : training ? 128 : 1;
   m->x.resize(n * 200);
   for (auto& id : m->x) id = static_cast<float>(1 + rng() % 19999);
   m->out.resize(n);

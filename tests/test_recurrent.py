@@ -76,15 +76,20 @@ CASES = [(k, rs, gb, mz) for k in KINDS for rs in (False, True) for gb in (False
          for mz in (False, True)]
 
 
-@pytest.mark.parametrize("kind,rs,gb,mz", CASES)
-def test_matches_the_float64_reference_and_its_gradients(kind, rs, gb, mz):
+# Batches of 128 rows or more run the input side step by step (x W, and the gradients of
+# x, W and b): the same checks there, for each cell with masks and without.
+CASES_N = [c + (6,) for c in CASES] + [(k, rs, rs, rs, 130) for k in KINDS for rs in (False, True)]
+
+
+@pytest.mark.parametrize("kind,rs,gb,mz,n", CASES_N)
+def test_matches_the_float64_reference_and_its_gradients(kind, rs, gb, mz, n):
     from gradcheck import assert_close, numeric_grad
     m = text_model(ember, kind, rs, gb, mz)
-    ids = ids_with_padding(6, 7, 12)
+    ids = ids_with_padding(n, 7, 12)
     w = [v.astype(np.float64) for v in m.get_weights()]
     np.testing.assert_allclose(m.predict(ids, verbose=0), model_ref(kind, w, ids, rs, gb, mz),
                                atol=2e-6)
-    y = R.normal(size=(6, 1))
+    y = R.normal(size=(n, 1))
     m.compile(ember.optimizers.SGD(1.0), "mse")
     m.train_on_batch(ids, y.astype(np.float32))
 
@@ -94,14 +99,14 @@ def test_matches_the_float64_reference_and_its_gradients(kind, rs, gb, mz):
         assert_close(w[k] - after, numeric_grad(loss, w[k]), tol=2e-5, what=f"weight {k}")
 
 
-@pytest.mark.parametrize("kind,rs,gb,mz", CASES)
-def test_matches_keras_outputs_and_one_adam_step(kind, rs, gb, mz):
+@pytest.mark.parametrize("kind,rs,gb,mz,n", CASES_N)
+def test_matches_keras_outputs_and_one_adam_step(kind, rs, gb, mz, n):
     from oracles import keras_or_skip, same_as_keras
     keras = keras_or_skip()
     k = text_model(keras, kind, rs, gb, mz)
     e = text_model(ember, kind, rs, gb, mz)
     assert [tuple(w.shape) for w in e.weights] == [tuple(w.shape) for w in k.weights]
-    same_as_keras(keras, k, e, ids_with_padding(6, 7, 12), R.random((6, 1)).astype(np.float32))
+    same_as_keras(keras, k, e, ids_with_padding(n, 7, 12), R.random((n, 1)).astype(np.float32))
 
 
 def bidirectional_model(lib, kind, mode, rs):
@@ -174,9 +179,10 @@ def test_stacked_layers_and_the_keras_file_layout(tmp_path):
         assert set(a.get_config()) == set(b.get_config()), type(a).__name__
 
 
-def test_bits_do_not_depend_on_the_thread_count():
-    ids = R.integers(0, 50, (64, 12)).astype(np.int32)
-    y = R.random((64, 1)).astype(np.float32)
+@pytest.mark.parametrize("n", [64, 128])
+def test_bits_do_not_depend_on_the_thread_count(n):
+    ids = R.integers(0, 50, (n, 12)).astype(np.int32)
+    y = R.random((n, 1)).astype(np.float32)
     from threads import assert_same_weights_at_thread_counts
 
     def train():
@@ -186,7 +192,7 @@ def test_bits_do_not_depend_on_the_thread_count():
                               layers.Bidirectional(layers.LSTM(80, return_sequences=True)),
                               layers.GRU(70), layers.Dense(1)])
         m.compile("adam", "mse")
-        m.fit(ids, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        m.fit(ids, y, batch_size=n, epochs=2, verbose=0, shuffle=False)
         return m.get_weights()
     assert_same_weights_at_thread_counts(train)
 

@@ -680,14 +680,14 @@ struct RnnSpec {
   int64_t states() const { return cell == RnnCell::LSTM ? 2 : 1; }
 };
 
-// Forward: per step x W (+ input bias) and h W_rec as GEMMs, then the gate arithmetic
-// in one pass (a few rows project every step's x in one GEMM first). Backward through
+// Forward: x W (+ input bias) and per step h W_rec as GEMMs (large batches project
+// step by step too: see stepwise), then the gate arithmetic. Backward through
 // time keeps, per sample: the state h after every step (and before the first), LSTM's
 // cell state c likewise, the gates after their activations, and GRU's recurrent
 // candidate term (h W_rec_h + its bias with reset_after, else r h); it recomputes
-// nothing else. Each step's gate gradients go at once into the input's gradient and
-// the kernels' and bias's sums, which take the steps last to first in fixed orders, so
-// the bits do not depend on the thread count.
+// nothing else. The recurrent kernel's gradient sums the steps last to first, the input
+// side's gradients likewise or as single products over all steps (stepwise), in fixed
+// orders, so the bits do not depend on the thread count.
 class RnnNode : public Node {
  public:
   explicit RnnNode(const RnnSpec& spec) : s_(spec) {}
@@ -703,7 +703,7 @@ class RnnNode : public Node {
   void reset_state() { state_rows_ = -1; }
 
  private:
-  bool project_upfront(int64_t n) const;
+  bool stepwise(int64_t n) const;
   RnnSpec s_;
   FloatBuffer state_[2];     // stateful: h (and LSTM's c) after the last batch, (rows, U)
   int64_t state_rows_ = -1;  // their rows; -1: none yet (zeros)

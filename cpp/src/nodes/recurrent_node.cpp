@@ -43,6 +43,8 @@ constexpr int64_t kParallelMin = 1 << 14;
 // A few rows split the steps' units over the threads from this much work per step
 // (multiply-adds of the recurrent product); below it the barriers cost more.
 constexpr int64_t kByUnitsMin = int64_t(1) << 15;
+// See RnnNode::stepwise.
+constexpr int64_t kStepwiseRows = 128;
 
 }  // namespace
 
@@ -62,16 +64,19 @@ int64_t RnnNode::saved_per_sample() const {
          (s_.cell == RnnCell::GRU ? T * U : 0);
 }
 
-// The input projection x W + b: for a few rows, of every step at once before the steps
-// (one product of T n rows where n would be a vector-matrix product per step); else
-// step by step, n rows into an (n, GU) buffer that stays in cache for the step's gate
-// arithmetic. Each element is the same chain of multiply-adds either way.
-bool RnnNode::project_upfront(int64_t n) const { return n <= kSmallM; }
+// The input side, x W + b forward and the gradients of x, W and b backward: for a
+// batch of at least kStepwiseRows rows step by step, n rows at a time, each step's
+// (n, GU) block in cache while its gates use it (at 128 rows x 200 steps, the whole
+// (n, T, GU) block would be 52 MB, written and read back through memory); for fewer
+// rows as single products over all T n rows (step by step, they would pack W for
+// little work, and sum the kernel's gradient over n rows at a time). The projection's
+// elements are the same chains of multiply-adds either way.
+bool RnnNode::stepwise(int64_t n) const { return n >= kStepwiseRows; }
 
 void RnnNode::plan(int64_t n) {
   const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  // x W in forward (see project_upfront), a step's gate gradients in backward.
-  xw_.resize(n * (project_upfront(n) ? T : 1) * GU);
+  // x W in forward, the gates' gradients in backward: a step's or every step's.
+  xw_.resize(n * (stepwise(n) ? 1 : T) * GU);
   rec_.resize(n * GU);
   dh_.resize(n * U);
   dc_.resize(n * U);
@@ -86,7 +91,7 @@ void RnnNode::plan(int64_t n) {
 
 bool RnnNode::plan_inference(int64_t n) {
   const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  xw_.resize(n * (project_upfront(n) ? T : 1) * GU);
+  xw_.resize(n * (stepwise(n) ? 1 : T) * GU);
   rec_.resize(n * GU);
   hbuf_.resize(2 * n * U);
   cbuf_.resize(2 * n * U);
@@ -110,7 +115,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
 
   Epilogue ep;
   ep.bias = bias;
-  const bool upfront = project_upfront(n);
+  const bool upfront = !stepwise(n);
   if (upfront)
     sgemm(Trans::N, Trans::N, n * T, GU, F, 1.f, x[0], F, W, GU, 0.f, xw_.data(), GU, &ep);
   // Row b's x W + b at time t.
@@ -332,7 +337,10 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
   const int64_t HU = (T + 1) * U, off_c = HU, off_g = HU * (lstm ? 2 : 1),
                 off_rh = off_g + T * GU;
   const int64_t ldy = out_size, main = s_.return_sequences ? T * U : U;
-  float* dgs = xw_.data();  // (n, GU): the gradient at a step's gate inputs
+  // The gradient at the gates' inputs: (n, GU) for the current step, else (n, T, GU).
+  const bool by_step = stepwise(n);
+  float* dxw = xw_.data();
+  const int64_t ldg = by_step ? GU : T * GU;
   const Act a = s_.act, ra = s_.rec_act;
   // The final states' own gradients (return_state), else zeros.
   for (int64_t b = 0; b < n; ++b) {
@@ -350,8 +358,9 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     // The gradient at the recurrent GEMM's output: the gates' own for LSTM, SimpleRNN
     // and GRU without reset_after (read in place), a separate row for GRU with it.
     const bool own_drec = gru && s_.reset_after;
+    float* dgs = by_step ? dxw : dxw + t * GU;  // row b at dgs + b ldg
     float* drec = own_drec ? drec_.data() : dgs;
-    const int64_t ldr = GU;
+    const int64_t ldr = own_drec ? GU : ldg;
     // The state the recurrent product read.
     const float* hr = saved + s * U;
     int64_t ldh = S;
@@ -368,7 +377,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
       const float* h0 = sb + s * U;
       const float* gb = sb + off_g + s * GU;
       float* dh = dh_.data() + b * U;
-      float* dg = dgs + b * GU;
+      float* dg = dgs + b * ldg;
       float* dr = drec + b * ldr;
       const bool masked = ids && ids[b * T + t] == 0.f;
       if (s_.return_sequences && !(masked && s_.zero_output_for_mask)) {
@@ -411,12 +420,12 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     }
     if (split) {
       // d(r h) = dh~ W_rec_h^T; then r's gradient d(r h) h and the state's d(r h) r.
-      sgemm(Trans::N, Trans::T, n, U, U, 1.f, dgs + 2 * U, GU, R + 2 * U, GU, 0.f, tmp_.data(),
-            U);
+      sgemm(Trans::N, Trans::T, n, U, U, 1.f, dgs + 2 * U, ldg, R + 2 * U, GU, 0.f,
+            tmp_.data(), U);
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
       for (int64_t b = 0; b < n; ++b) {
         const float* gr = saved + b * S + off_g + s * GU + U;
-        float* dg = dgs + b * GU;
+        float* dg = dgs + b * ldg;
         float* d = tmp_.data() + b * U;
         for (int64_t j = 0; j < U; ++j) {
           dg[U + j] = d[j] * hr[b * ldh + j];
@@ -425,15 +434,15 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         dact_inplace(ra, gr, dg + U, U);
       }
     }
-    // This step's part of the input's gradient, and of the input kernel's and the
-    // bias's sums (steps last to first).
-    const bool first = s == T - 1;
-    if (dx[0])
-      sgemm(Trans::N, Trans::T, n, F, GU, 1.f, dgs, GU, W, GU, 0.f, dx[0] + t * F, T * F);
-    if (dW)
-      sgemm(Trans::T, Trans::N, F, GU, n, 1.f, x[0] + t * F, T * F, dgs, GU, first ? 0.f : 1.f,
-            dW, GU);
-    if (dB) column_sums(dgs, n, GU, GU, dB, !first);
+    if (by_step) {  // this step's part of the input's gradient and of W's and b's sums
+      const bool first = s == T - 1;
+      if (dx[0])
+        sgemm(Trans::N, Trans::T, n, F, GU, 1.f, dgs, GU, W, GU, 0.f, dx[0] + t * F, T * F);
+      if (dW)
+        sgemm(Trans::T, Trans::N, F, GU, n, 1.f, x[0] + t * F, T * F, dgs, GU,
+              first ? 0.f : 1.f, dW, GU);
+      if (dB) column_sums(dgs, n, GU, GU, dB, !first);
+    }
     if (s == 0 && !s_.initial_state && !s_.stateful) {
       if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
       if (dR && T == 1) std::fill(dR, dR + U * GU, 0.f);
@@ -464,6 +473,11 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
   if (s_.initial_state) {
     if (dx[1]) std::memcpy(dx[1], dh_.data(), sizeof(float) * n * U);
     if (lstm && dx[2]) std::memcpy(dx[2], dc_.data(), sizeof(float) * n * U);
+  }
+  if (!by_step) {
+    if (dW) sgemm(Trans::T, Trans::N, F, GU, n * T, 1.f, x[0], F, dxw, GU, 0.f, dW, GU);
+    if (dB) column_sums(dxw, n * T, GU, GU, dB, false);
+    if (dx[0]) sgemm(Trans::N, Trans::T, n * T, F, GU, 1.f, dxw, GU, W, GU, 0.f, dx[0], F);
   }
   if (dB && gru && s_.reset_after) std::memcpy(dB + GU, dbias_.data(), sizeof(float) * GU);
 }
