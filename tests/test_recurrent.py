@@ -352,8 +352,9 @@ def test_input_dropout_is_one_mask_per_sample_and_feature():
         layers.LSTM(2, dropout=1.0)
 
 
+@pytest.mark.parametrize("n", [6, 130])
 @pytest.mark.parametrize("kind", KINDS)
-def test_recurrent_dropout_gradients_with_the_drawn_mask(kind):
+def test_recurrent_dropout_gradients_with_the_drawn_mask(kind, n):
     """Training multiplies the state entering the recurrent product by one mask per
     (sample, unit) for the whole sequence, drawn from the layer's seed and the step;
     inference does not. Finite differences of the float64 model with that mask."""
@@ -364,14 +365,14 @@ def test_recurrent_dropout_gradients_with_the_drawn_mask(kind):
                           layers.Dense(1)])
     plain = ember.Sequential([ember.Input((5, 3)), getattr(layers, kind)(4), layers.Dense(1)])
     plain.set_weights(m.get_weights())
-    x = R.normal(size=(6, 5, 3)).astype(np.float32)
+    x = R.normal(size=(n, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(m.predict(x, verbose=0), plain.predict(x, verbose=0))
-    u = np.empty((6, 4), dtype=np.float32)
+    u = np.empty((n, 4), dtype=np.float32)
     _core.fill_uniform(u, 0.0, 1.0, m.layers[0]._seed ^ 0x5DEECE66D, 1)  # the first step
     rmask = np.where(u >= np.float32(rate), np.float32(1 / (1 - rate)), np.float32(0))
     assert 0 < (rmask == 0).sum() < rmask.size
     w = [v.astype(np.float64) for v in m.get_weights()]
-    y = R.normal(size=(6, 1))
+    y = R.normal(size=(n, 1))
 
     def loss():
         h = rnn_ref(kind, x.astype(np.float64), w[0], w[1], w[2], None, False, False, rmask)
