@@ -41,6 +41,7 @@ class AlignedBuffer {
   T* data() { return data_; }
   const T* data() const { return data_; }
   int64_t size() const { return size_; }
+  int64_t capacity() const { return cap_; }
   T& operator[](int64_t i) { return data_[i]; }
   const T& operator[](int64_t i) const { return data_[i]; }
 

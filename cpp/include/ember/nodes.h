@@ -704,6 +704,7 @@ class RnnNode : public Node {
 
  private:
   bool stepwise(int64_t n) const;
+  void plan_xw(int64_t n, bool inference);
   RnnSpec s_;
   FloatBuffer state_[2];     // stateful: h (and LSTM's c) after the last batch, (rows, U)
   int64_t state_rows_ = -1;  // their rows; -1: none yet (zeros)

@@ -69,14 +69,25 @@ int64_t RnnNode::saved_per_sample() const {
 // (n, GU) block in cache while its gates use it (at 128 rows x 200 steps, the whole
 // (n, T, GU) block would be 52 MB, written and read back through memory); for fewer
 // rows as single products over all T n rows (step by step, they would pack W for
-// little work, and sum the kernel's gradient over n rows at a time). The projection's
-// elements are the same chains of multiply-adds either way.
-bool RnnNode::stepwise(int64_t n) const { return n >= kStepwiseRows; }
+// little work, and sum the kernel's gradient over n rows at a time), where xw_ has
+// room for them: a smaller batch after a large one (an epoch's last) goes step by step
+// in the large one's buffer. The projection's elements are the same chains of
+// multiply-adds either way.
+bool RnnNode::stepwise(int64_t n) const {
+  return n >= kStepwiseRows || xw_.capacity() < n * s_.steps * s_.gates() * s_.units;
+}
+
+// Room in xw_ for n rows (and, in inference, for the few rows of batch-1 calls to
+// project every step at once even after a large batch).
+void RnnNode::plan_xw(int64_t n, bool inference) {
+  const int64_t T = s_.steps, GU = s_.gates() * s_.units;
+  xw_.resize(std::max(n * (n >= kStepwiseRows ? 1 : T) * GU,
+                      inference ? std::min(n, kSmallM) * T * GU : 0));
+}
 
 void RnnNode::plan(int64_t n) {
-  const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  // x W in forward, the gates' gradients in backward: a step's or every step's.
-  xw_.resize(n * (stepwise(n) ? 1 : T) * GU);
+  const int64_t U = s_.units, GU = s_.gates() * U;
+  plan_xw(n, false);  // x W in forward, the gates' gradients in backward
   rec_.resize(n * GU);
   dh_.resize(n * U);
   dc_.resize(n * U);
@@ -90,8 +101,8 @@ void RnnNode::plan(int64_t n) {
 }
 
 bool RnnNode::plan_inference(int64_t n) {
-  const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
-  xw_.resize(n * (stepwise(n) ? 1 : T) * GU);
+  const int64_t U = s_.units, GU = s_.gates() * U;
+  plan_xw(n, true);
   rec_.resize(n * GU);
   hbuf_.resize(2 * n * U);
   cbuf_.resize(2 * n * U);
