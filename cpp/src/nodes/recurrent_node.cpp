@@ -256,7 +256,8 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   // own cache from step to step, where one thread would stream all of it every step.
   // A product's columns are the same sums whoever computes them: the same bits.
   const int threads = static_cast<int>(std::min<int64_t>(get_num_threads(), U / 16));
-  if (n <= kSmallM && !split && !rdrop_ && threads > 1 && n * U * GU >= kByUnitsMin) {
+  if (upfront && n <= kSmallM && !split && !rdrop_ && threads > 1 &&
+      n * U * GU >= kByUnitsMin) {
     SpinBarrier barrier;
 #pragma omp parallel num_threads(threads)
     {
