@@ -253,7 +253,8 @@ extern "C" void ab_call(const char* what, void* state) {
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
-                 "usage: %s old.so new.so predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform\n",
+                 "usage: %s old.so new.so "
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform\n",
                  argv[0]);
     return 2;
   }
