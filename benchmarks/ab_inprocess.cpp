@@ -22,6 +22,9 @@
 //                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so uniform         # Philox fill of a dropout mask
 //                                                   # (SIZE=n values, default 128 x 512)
+//   /tmp/ab /tmp/old.so /tmp/new.so conv_dw         # a 3x3 'same' convolution's kernel
+//                                                   # gradient (CONV="n h w c f", default
+//                                                   # the ResNet's "64 32 32 32 32")
 //
 // T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
 // builds alternate every call, so neither keeps its weights in cache); CALLS=n calls of
@@ -35,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/conv2d.h"
 #include "ember/gemm.h"
 #include "ember/graph.h"
 #include "ember/random.h"
@@ -65,6 +69,11 @@ struct Mlp {
 struct Fill {
   std::vector<float> out;
   uint64_t step = 0;
+};
+
+struct Conv {
+  Conv2DShape s;
+  std::vector<float> x, dz, dw;
 };
 
 struct Product {
@@ -196,6 +205,21 @@ extern "C" void* ab_setup(const char* what) {
     f->out.resize(std::getenv("SIZE") ? std::max(1, std::atoi(std::getenv("SIZE"))) : 128 * 512);
     return f;
   }
+  if (std::string(what) == "conv_dw") {
+    auto* c = new Conv;
+    int64_t n = 64, h = 32, w = 32, ch = 32, f = 32;
+    if (const char* conv = std::getenv("CONV"))
+      std::sscanf(conv, "%ld %ld %ld %ld %ld", &n, &h, &w, &ch, &f);
+    c->s = conv2d_shape(n, h, w, ch, 3, 3, f, 1, 1, 1, 1, true);
+    std::mt19937 rng(0);
+    std::normal_distribution<float> d;
+    c->x.resize(n * h * w * ch);
+    c->dz.resize(n * h * w * f);
+    c->dw.resize(9 * ch * f);
+    for (auto& v : c->x) v = d(rng);
+    for (auto& v : c->dz) v = d(rng);
+    return c;
+  }
   auto* p = new Product;
   char a = 'N', b = 'N';
   const char* shape = std::getenv("SHAPE");
@@ -221,12 +245,17 @@ extern "C" void ab_call(const char* what, void* state) {
     fill_uniform(f->out.data(), static_cast<int64_t>(f->out.size()), 0.f, 1.f, 7, f->step++);
     return;
   }
+  if (std::string(what) == "conv_dw") {
+    auto* c = static_cast<Conv*>(state);
+    conv2d_backward(c->s, c->x.data(), nullptr, c->dz.data(), nullptr, c->dw.data(), nullptr);
+    return;
+  }
   if (std::string(what) == "train" || std::string(what) == "lstm_train") {
     auto* m = static_cast<Mlp*>(state);
     m->g.train_step(m->b, 1e-3f);
     return;
   }
-  if (std::string(what) != "sgemm") {
+  if (std::string(what) != "sgemm") {  // predict, predict_sparse, lstm
     auto* m = static_cast<Mlp*>(state);
 #ifdef AB_DAG
     m->g.predict(m->b, {m->out.data()});
@@ -254,7 +283,7 @@ int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s old.so new.so "
-                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform\n",
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw\n",
                  argv[0]);
     return 2;
   }

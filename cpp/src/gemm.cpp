@@ -643,6 +643,12 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
   const bool in_place_a = a.ta == Trans::N && a.alpha == 1.f;
   bool direct_a = in_place_a && (a.lines || a.lda % kAliasFloats != 0);
   const bool implicit_rows = in_place_a && a.lines;
+  // Aᵀ given as lines (a convolution's weight gradient, the patch matrix transposed): when
+  // every tile's rows lie in one segment, the kernel reads each k's mr values where the
+  // line has them. Packing would copy every value of A to use it once per sliver of B,
+  // and these products have one or two slivers (32 to 64 filters).
+  const bool cols_a = a.lines && a.ta == Trans::T && a.alpha == 1.f && kern.run_cols &&
+                      a.lines->seglen % mr == 0;
 
   // Panels of B: all of K, at most kPanelFloats, at least one sliver wide.
   const int64_t nc_max = std::min(round_up(N, nr),
@@ -656,6 +662,9 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
   // The blocks share the micro-tiles of rows evenly, none more than one tile longer than
   // another (512 rows in 4 blocks: 132, 126, 132, 122, not 132, 132, 132, 116: the two
   // threads' shares then differ by 1.5% instead of 6%); mc is the longest.
+  // Blocks of rows serve A's packing; in place, one thread takes every row in one block,
+  // so each K block's lines are found once.
+  if (cols_a && threads == 1) mblocks = 1;
   const int64_t mtiles = ceil_div(M, mr);
   mc = mr * ceil_div(mtiles, mblocks);
   // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
@@ -750,7 +759,7 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
       }
       static thread_local FloatBuffer a_pack;
       static thread_local LineBuffers found;
-      if (!direct_a) a_pack.resize(round_up(mc, mr) * kstep);
+      if (!direct_a && !cols_a) a_pack.resize(round_up(mc, mr) * kstep);
       float* ap = a_pack.data();
       auto task = [&](int64_t t) {
         const int64_t ib = t / nchunks, ch = t % nchunks;
@@ -760,7 +769,7 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
         if (s0 >= s1) return;
         // Implicit rows: every segment of this block's rows, found once.
         const float** seg = implicit_rows ? found.find(*a.lines, a.q0 + i0, mrows) : nullptr;
-        const int64_t nseg = implicit_rows ? a.lines->nseg : 1;
+        const int64_t nseg = a.lines ? a.lines->nseg : 1;
         for (int64_t pc = 0; pc < K; pc += kstep) {
           const int64_t kc = std::min(kstep, K - pc);
           const bool accumulate = pc > 0 || beta != 0.f;
@@ -782,7 +791,8 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
               }
             }
           }
-          if (!direct_a) {
+          const float* const* cols = cols_a ? found.find(*a.lines, a.q0 + pc, kc) : nullptr;
+          if (!direct_a && !cols_a) {
             if (a.lines)
               pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,
                            ap);
@@ -791,7 +801,8 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
           }
           // The last few rows of the block (fewer than half a tile) take the kernel's
           // edge path, all this task's slivers at once.
-          const int64_t edge = implicit_rows || !kern.edge || mrows % mr > mr / 2 ? 0 : mrows % mr;
+          const int64_t edge =
+              implicit_rows || cols_a || !kern.edge || mrows % mr > mr / 2 ? 0 : mrows % mr;
           const int64_t tiled = mrows - edge;
           if (edge)
             run_edge(kern, kc, direct_a ? a.A + (i0 + tiled) * a.lda + pc : ap + tiled * kc,
@@ -810,6 +821,10 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
                 const int64_t len = a.lines->seglen;
                 kern.run_segs(kc / len, len, seg + ir * nseg + pc / len, nseg, b, c, ldc, m, n,
                               accumulate, bj, relu);
+              } else if (cols_a) {
+                const int64_t i = i0 + ir, len = a.lines->seglen;
+                kern.run_cols(kc, cols + i / len, nseg, i % len, b, c, ldc, m, n, accumulate,
+                              bj, relu);
               } else if (direct_a) {
                 const float* rows[8];  // mr <= 8: both kernels have mr <= 6
                 for (int r = 0; r < m; ++r) rows[r] = a.A + (i0 + ir + r) * a.lda + pc;

@@ -16,15 +16,18 @@ constexpr int kNR = 16;
 // 12 ymm accumulators hold the 6 x 16 tile; per k step two loads of B, six
 // broadcasts of A and twelve FMAs. k runs ascending, as in the generic kernel.
 //
-// Packed: A is an MR-row sliver, a[k * MR + r], kc = seglen (nseg is 1). Segments:
-// A is read in place, row r of the tile as nseg segments of seglen contiguous floats,
-// segment t at rows[r * stride + t] (a dense row is one segment; an implicit im2col
-// row is one per kernel row), so no packing copy is needed. Rows past m repeat the
-// last valid row (computed, never stored) so nothing outside A is read.
-template <bool kPacked>
+// Where the tile's A comes from. kPacked: an MR-row sliver, a[k * MR + r], kc = seglen
+// (nseg is 1). kRows: A read in place, row r of the tile as nseg segments of seglen
+// contiguous floats, segment t at rows[r * stride + t] (a dense row is one segment; an
+// implicit im2col row is one per kernel row), so no packing copy is needed. kCols: Aᵀ
+// read in place (nseg is 1): element (r, k) at rows[k * stride][off + r]. Rows past m
+// repeat the last valid row (computed, never stored) so nothing outside A is read.
+enum class ASrc { kPacked, kRows, kCols };
+
+template <ASrc kSrc>
 void kernel_avx2(int64_t nseg, int64_t seglen, const float* Ap, const float* const* rows,
-                 int64_t stride, const float* Bp, float* C, int64_t ldc, int m, int n,
-                 bool accumulate, const float* bias, bool relu) {
+                 int64_t stride, int64_t off, const float* Bp, float* C, int64_t ldc, int m,
+                 int n, bool accumulate, const float* bias, bool relu) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -32,39 +35,47 @@ void kernel_avx2(int64_t nseg, int64_t seglen, const float* Ap, const float* con
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
   for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+  // Row r of the tile reads row i[r] of A.
+  const int i1 = m > 1 ? 1 : 0, i2 = m > 2 ? 2 : m - 1, i3 = m > 3 ? 3 : m - 1,
+            i4 = m > 4 ? 4 : m - 1, i5 = m > 5 ? 5 : m - 1;
   const float* a = Ap;
   const float* b = Bp;
   for (int64_t t = 0; t < nseg; ++t) {
     const float *r0 = nullptr, *r1 = nullptr, *r2 = nullptr, *r3 = nullptr, *r4 = nullptr,
                 *r5 = nullptr;
-    if (!kPacked) {
+    if (kSrc == ASrc::kRows) {
       r0 = rows[t];
-      r1 = rows[(m > 1 ? 1 : 0) * stride + t];
-      r2 = rows[(m > 2 ? 2 : m - 1) * stride + t];
-      r3 = rows[(m > 3 ? 3 : m - 1) * stride + t];
-      r4 = rows[(m > 4 ? 4 : m - 1) * stride + t];
-      r5 = rows[(m > 5 ? 5 : m - 1) * stride + t];
+      r1 = rows[i1 * stride + t];
+      r2 = rows[i2 * stride + t];
+      r3 = rows[i3 * stride + t];
+      r4 = rows[i4 * stride + t];
+      r5 = rows[i5 * stride + t];
     }
     for (int64_t k = 0; k < seglen; ++k, a += kMR, b += kNR) {
       const __m256 b0 = _mm256_load_ps(b);
       const __m256 b1 = _mm256_load_ps(b + 8);
-      __m256 x;
-      if (kPacked) {
+      // Where the six values of A at this k are.
+      const float *p0, *p1, *p2, *p3, *p4, *p5;
+      if (kSrc == ASrc::kPacked) {
         _mm_prefetch(reinterpret_cast<const char*>(a + 8 * kMR), _MM_HINT_T0);
-        x = _mm256_broadcast_ss(a + 0);
+        p0 = a; p1 = a + 1; p2 = a + 2; p3 = a + 3; p4 = a + 4; p5 = a + 5;
+      } else if (kSrc == ASrc::kRows) {
+        p0 = r0 + k; p1 = r1 + k; p2 = r2 + k; p3 = r3 + k; p4 = r4 + k; p5 = r5 + k;
       } else {
-        x = _mm256_broadcast_ss(r0 + k);
+        p0 = rows[k * stride] + off;
+        p1 = p0 + i1; p2 = p0 + i2; p3 = p0 + i3; p4 = p0 + i4; p5 = p0 + i5;
       }
+      __m256 x = _mm256_broadcast_ss(p0);
       c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-      x = _mm256_broadcast_ss(kPacked ? a + 1 : r1 + k);
+      x = _mm256_broadcast_ss(p1);
       c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-      x = _mm256_broadcast_ss(kPacked ? a + 2 : r2 + k);
+      x = _mm256_broadcast_ss(p2);
       c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-      x = _mm256_broadcast_ss(kPacked ? a + 3 : r3 + k);
+      x = _mm256_broadcast_ss(p3);
       c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-      x = _mm256_broadcast_ss(kPacked ? a + 4 : r4 + k);
+      x = _mm256_broadcast_ss(p4);
       c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-      x = _mm256_broadcast_ss(kPacked ? a + 5 : r5 + k);
+      x = _mm256_broadcast_ss(p5);
       c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
     }
   }
@@ -118,14 +129,22 @@ void kernel_avx2(int64_t nseg, int64_t seglen, const float* Ap, const float* con
 
 void kernel_packed_avx2(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
                         int m, int n, bool accumulate, const float* bias, bool relu) {
-  kernel_avx2<true>(1, kc, Ap, nullptr, 0, Bp, C, ldc, m, n, accumulate, bias, relu);
+  kernel_avx2<ASrc::kPacked>(1, kc, Ap, nullptr, 0, 0, Bp, C, ldc, m, n, accumulate, bias,
+                             relu);
 }
 
 void kernel_segs_avx2(int64_t nseg, int64_t seglen, const float* const* rows, int64_t stride,
                       const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
                       const float* bias, bool relu) {
-  kernel_avx2<false>(nseg, seglen, nullptr, rows, stride, Bp, C, ldc, m, n, accumulate, bias,
-                     relu);
+  kernel_avx2<ASrc::kRows>(nseg, seglen, nullptr, rows, stride, 0, Bp, C, ldc, m, n,
+                           accumulate, bias, relu);
+}
+
+void kernel_cols_avx2(int64_t kc, const float* const* cols, int64_t stride, int64_t off,
+                      const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
+                      const float* bias, bool relu) {
+  kernel_avx2<ASrc::kCols>(1, kc, nullptr, cols, stride, off, Bp, C, ldc, m, n, accumulate,
+                           bias, relu);
 }
 
 // Rows [0, MM) of S consecutive slivers: MM x S x 2 accumulators, each one chain of FMAs
@@ -618,7 +637,8 @@ void narrow_nn_avx2(int64_t m, int64_t n, int64_t K, float alpha, const float* A
 
 const GemmKernel* gemm_kernel_avx2() {
   static const GemmKernel k{"avx2_fma_6x16", kMR, kNR, kernel_packed_avx2, kernel_segs_avx2,
-                            small_nn_avx2, narrow_tn_avx2, narrow_nn_avx2, edge_avx2};
+                            small_nn_avx2, narrow_tn_avx2, narrow_nn_avx2, edge_avx2,
+                            kernel_cols_avx2};
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &k;
   return nullptr;

@@ -62,14 +62,18 @@ inline void store_row(float* out, __m512 c0, __m512 c1, int n, bool accumulate,
   }
 }
 
-// Packed: A is an MR-row sliver, a[k * MR + r], kc = seglen (nseg is 1). Segments: A
-// read in place, row r of the tile as nseg segments of seglen contiguous floats,
-// segment t at rows[r * stride + t]; rows past m repeat the last valid row (computed,
-// never stored) so nothing outside A is read.
-template <bool kPacked>
+// Where the tile's A comes from. kPacked: an MR-row sliver, a[k * MR + r], kc = seglen
+// (nseg is 1). kRows: A read in place, row r of the tile as nseg segments of seglen
+// contiguous floats, segment t at rows[r * stride + t]. kCols: Aᵀ read in place (nseg
+// is 1): element (r, k) at rows[k * stride][off + r], the six rows of a k contiguous (a
+// weight gradient's patch lines). Rows past m repeat the last valid row (computed, never
+// stored) so nothing outside A is read.
+enum class ASrc { kPacked, kRows, kCols };
+
+template <ASrc kSrc>
 void kernel_avx512(int64_t nseg, int64_t seglen, const float* Ap, const float* const* rows,
-                   int64_t stride, const float* Bp, float* C, int64_t ldc, int m, int n,
-                   bool accumulate, const float* bias, bool relu) {
+                   int64_t stride, int64_t off, const float* Bp, float* C, int64_t ldc, int m,
+                   int n, bool accumulate, const float* bias, bool relu) {
   __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
   __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
   __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -80,39 +84,47 @@ void kernel_avx512(int64_t nseg, int64_t seglen, const float* Ap, const float* c
     _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 16), _MM_HINT_T0);
   }
+  // Row r of the tile reads row i[r] of A.
+  const int i1 = m > 1 ? 1 : 0, i2 = m > 2 ? 2 : m - 1, i3 = m > 3 ? 3 : m - 1,
+            i4 = m > 4 ? 4 : m - 1, i5 = m > 5 ? 5 : m - 1;
   const float* a = Ap;
   const float* b = Bp;
   for (int64_t t = 0; t < nseg; ++t) {
     const float *r0 = nullptr, *r1 = nullptr, *r2 = nullptr, *r3 = nullptr, *r4 = nullptr,
                 *r5 = nullptr;
-    if (!kPacked) {
+    if (kSrc == ASrc::kRows) {
       r0 = rows[t];
-      r1 = rows[(m > 1 ? 1 : 0) * stride + t];
-      r2 = rows[(m > 2 ? 2 : m - 1) * stride + t];
-      r3 = rows[(m > 3 ? 3 : m - 1) * stride + t];
-      r4 = rows[(m > 4 ? 4 : m - 1) * stride + t];
-      r5 = rows[(m > 5 ? 5 : m - 1) * stride + t];
+      r1 = rows[i1 * stride + t];
+      r2 = rows[i2 * stride + t];
+      r3 = rows[i3 * stride + t];
+      r4 = rows[i4 * stride + t];
+      r5 = rows[i5 * stride + t];
     }
     for (int64_t k = 0; k < seglen; ++k, a += kMR, b += kNR) {
       const __m512 b0 = _mm512_load_ps(b);
       const __m512 b1 = _mm512_load_ps(b + 16);
-      __m512 x;
-      if (kPacked) {
+      // The six values of A at this k.
+      float v0, v1, v2, v3, v4, v5;
+      if (kSrc == ASrc::kPacked) {
         _mm_prefetch(reinterpret_cast<const char*>(a + 8 * kMR), _MM_HINT_T0);
-        x = _mm512_set1_ps(a[0]);
+        v0 = a[0]; v1 = a[1]; v2 = a[2]; v3 = a[3]; v4 = a[4]; v5 = a[5];
+      } else if (kSrc == ASrc::kRows) {
+        v0 = r0[k]; v1 = r1[k]; v2 = r2[k]; v3 = r3[k]; v4 = r4[k]; v5 = r5[k];
       } else {
-        x = _mm512_set1_ps(r0[k]);
+        const float* p = rows[k * stride] + off;
+        v0 = p[0]; v1 = p[i1]; v2 = p[i2]; v3 = p[i3]; v4 = p[i4]; v5 = p[i5];
       }
+      __m512 x = _mm512_set1_ps(v0);
       c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
-      x = _mm512_set1_ps(kPacked ? a[1] : r1[k]);
+      x = _mm512_set1_ps(v1);
       c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
-      x = _mm512_set1_ps(kPacked ? a[2] : r2[k]);
+      x = _mm512_set1_ps(v2);
       c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
-      x = _mm512_set1_ps(kPacked ? a[3] : r3[k]);
+      x = _mm512_set1_ps(v3);
       c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
-      x = _mm512_set1_ps(kPacked ? a[4] : r4[k]);
+      x = _mm512_set1_ps(v4);
       c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
-      x = _mm512_set1_ps(kPacked ? a[5] : r5[k]);
+      x = _mm512_set1_ps(v5);
       c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
     }
   }
@@ -125,14 +137,22 @@ void kernel_avx512(int64_t nseg, int64_t seglen, const float* Ap, const float* c
 void kernel_packed_avx512(int64_t kc, const float* Ap, const float* Bp, float* C,
                           int64_t ldc, int m, int n, bool accumulate, const float* bias,
                           bool relu) {
-  kernel_avx512<true>(1, kc, Ap, nullptr, 0, Bp, C, ldc, m, n, accumulate, bias, relu);
+  kernel_avx512<ASrc::kPacked>(1, kc, Ap, nullptr, 0, 0, Bp, C, ldc, m, n, accumulate, bias,
+                               relu);
 }
 
 void kernel_segs_avx512(int64_t nseg, int64_t seglen, const float* const* rows,
                         int64_t stride, const float* Bp, float* C, int64_t ldc, int m, int n,
                         bool accumulate, const float* bias, bool relu) {
-  kernel_avx512<false>(nseg, seglen, nullptr, rows, stride, Bp, C, ldc, m, n, accumulate,
-                       bias, relu);
+  kernel_avx512<ASrc::kRows>(nseg, seglen, nullptr, rows, stride, 0, Bp, C, ldc, m, n,
+                             accumulate, bias, relu);
+}
+
+void kernel_cols_avx512(int64_t kc, const float* const* cols, int64_t stride, int64_t off,
+                        const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
+                        const float* bias, bool relu) {
+  kernel_avx512<ASrc::kCols>(1, kc, nullptr, cols, stride, off, Bp, C, ldc, m, n, accumulate,
+                             bias, relu);
 }
 
 // The small-M path (batch-1 inference, a recurrent step at batch 1): C[r, 0:N) (+)=
@@ -300,7 +320,8 @@ const GemmKernel* gemm_kernel_avx512(const GemmKernel* avx2) {
   // The narrow paths are the AVX2 kernel's (narrow_nn's partial sums are eight lanes
   // wide: sixteen would change its bits).
   static const GemmKernel k{"avx512_6x32", kMR, kNR, kernel_packed_avx512, kernel_segs_avx512,
-                            small_nn_avx512, avx2->narrow_tn, avx2->narrow_nn, nullptr};
+                            small_nn_avx512, avx2->narrow_tn, avx2->narrow_nn, nullptr,
+                            kernel_cols_avx512};
   return &k;
 }
 

@@ -2,6 +2,7 @@
 // shapes, for the dispatched kernel (run again under EMBER_GEMM_KERNEL=generic).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "ember/buffer.h"
 #include "ember/gemm.h"
 #include "ember/parallel.h"
 #include "test_util.h"
@@ -418,6 +420,37 @@ TEST(Gemm, GenericMicroKernel) {
       for (int64_t p = 0; p < kc; ++p) s += double(Ap[p * k.mr + i]) * Bp[p * k.nr + j];
       EXPECT_NEAR(C[i * k.nr + j], s, 1e-4);
     }
+}
+
+// The running kernel's in-place Aᵀ tile (a weight gradient's patch lines) against its
+// packed tile: the same values in the same k order, so the same bits, for every row
+// count (rows past m repeat the last, never stored), narrow C, bias and relu.
+TEST(Gemm, InPlaceTransposedTileMatchesPackedBits) {
+  const GemmKernel& k = gemm_kernel();
+  if (!k.run_cols) GTEST_SKIP() << k.name << " packs Aᵀ";
+  const int64_t kc = 53, len = 4 * k.mr, off = 2 * k.mr;
+  // Line p holds its segment at pool + p * (len + 5): rows of A at [off, off + mr).
+  auto pool = random_vec(kc * (len + 5), 21), b = random_vec(kc * k.nr, 22),
+       bias = random_vec(k.nr, 23);
+  FloatBuffer Bp;  // packed B is aligned for the kernels' loads
+  Bp.resize(b.size());
+  std::copy(b.begin(), b.end(), Bp.data());
+  std::vector<const float*> cols(kc * 2);
+  for (int64_t p = 0; p < kc; ++p) cols[p * 2] = pool.data() + p * (len + 5);
+  for (int m = 1; m <= k.mr; ++m)
+    for (int n : {k.nr, k.nr - 3})
+      for (bool accumulate : {false, true}) {
+        std::vector<float> Ap(kc * k.mr, 0.f);
+        for (int64_t p = 0; p < kc; ++p)
+          for (int r = 0; r < m; ++r) Ap[p * k.mr + r] = cols[p * 2][off + r];
+        auto C = random_vec(k.mr * k.nr, 24), R = C;
+        k.run_cols(kc, cols.data(), 2, off, Bp.data(), C.data(), k.nr, m, n, accumulate,
+                   bias.data(), !accumulate);
+        k.run(kc, Ap.data(), Bp.data(), R.data(), k.nr, m, n, accumulate, bias.data(),
+              !accumulate);
+        EXPECT_EQ(0, std::memcmp(C.data(), R.data(), sizeof(float) * C.size()))
+            << k.name << " m=" << m << " n=" << n << " accumulate=" << accumulate;
+      }
 }
 
 namespace {

@@ -150,6 +150,14 @@ struct GemmKernel {
   void (*edge)(int64_t kc, const float* A, int64_t a_row, int64_t a_k, const float* Bp,
                int64_t bstride, int64_t slivers, int n_last, float* C, int64_t ldc, int m,
                bool accumulate, const float* bias, bool relu);
+  // `run` with Aᵀ read in place, a column of the tile's rows at a time: element (r, k),
+  // r < m, at cols[k * stride][off + r] (a weight gradient's patch lines: for a sliver
+  // inside one segment, its mr values at each k are contiguous). Where the N side is a
+  // sliver or two, each value of A is used once or twice: packing it would only copy.
+  // Null where the kernel has none (sgemm packs instead).
+  void (*run_cols)(int64_t kc, const float* const* cols, int64_t stride, int64_t off,
+                   const float* Bp, float* C, int64_t ldc, int m, int n, bool accumulate,
+                   const float* bias, bool relu) = nullptr;
 };
 
 // Widest C the narrow paths take.
