@@ -643,12 +643,14 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
   const bool in_place_a = a.ta == Trans::N && a.alpha == 1.f;
   bool direct_a = in_place_a && (a.lines || a.lda % kAliasFloats != 0);
   const bool implicit_rows = in_place_a && a.lines;
-  // Aᵀ given as lines (a convolution's weight gradient, the patch matrix transposed): when
-  // every tile's rows lie in one segment, the kernel reads each k's mr values where the
+  // Aᵀ given as lines (a convolution's weight gradient, the patch matrix transposed): for
+  // a tile whose rows lie in one segment, the kernel reads each k's mr values where the
   // line has them. Packing would copy every value of A to use it once per sliver of B,
-  // and these products have one or two slivers (32 to 64 filters).
-  const bool cols_a = a.lines && a.ta == Trans::T && a.alpha == 1.f && kern.run_cols &&
-                      a.lines->seglen % mr == 0;
+  // and these products have one or two slivers (32 to 64 filters). A tile whose rows
+  // run on into the next segment (segments of 9 floats: a 3-channel stem) is packed.
+  const bool cols_a = a.lines && a.ta == Trans::T && a.alpha == 1.f && kern.run_cols;
+  const int64_t seglen = a.lines ? a.lines->seglen : 1;
+  auto in_one_segment = [&](int64_t i, int64_t m) { return i % seglen + m <= seglen; };
 
   // Panels of B: all of K, at most kPanelFloats, at least one sliver wide.
   const int64_t nc_max = std::min(round_up(N, nr),
@@ -759,7 +761,7 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
       }
       static thread_local FloatBuffer a_pack;
       static thread_local LineBuffers found;
-      if (!direct_a && !cols_a) a_pack.resize(round_up(mc, mr) * kstep);
+      if (!direct_a && (!cols_a || seglen % mr != 0)) a_pack.resize(round_up(mc, mr) * kstep);
       float* ap = a_pack.data();
       auto task = [&](int64_t t) {
         const int64_t ib = t / nchunks, ch = t % nchunks;
@@ -792,7 +794,13 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
             }
           }
           const float* const* cols = cols_a ? found.find(*a.lines, a.q0 + pc, kc) : nullptr;
-          if (!direct_a && !cols_a) {
+          if (cols_a) {
+            for (int64_t ir = 0; ir < mrows && seglen % mr != 0; ir += mr) {
+              const int64_t m = std::min<int64_t>(mr, mrows - ir);
+              if (!in_one_segment(i0 + ir, m))
+                pack_a_lines(*a.lines, cols, i0 + ir, m, kc, mr, ap + ir * kc);
+            }
+          } else if (!direct_a) {
             if (a.lines)
               pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,
                            ap);
@@ -821,10 +829,10 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
                 const int64_t len = a.lines->seglen;
                 kern.run_segs(kc / len, len, seg + ir * nseg + pc / len, nseg, b, c, ldc, m, n,
                               accumulate, bj, relu);
-              } else if (cols_a) {
-                const int64_t i = i0 + ir, len = a.lines->seglen;
-                kern.run_cols(kc, cols + i / len, nseg, i % len, b, c, ldc, m, n, accumulate,
-                              bj, relu);
+              } else if (cols_a && in_one_segment(i0 + ir, m)) {
+                const int64_t i = i0 + ir;
+                kern.run_cols(kc, cols + i / seglen, nseg, i % seglen, b, c, ldc, m, n,
+                              accumulate, bj, relu);
               } else if (direct_a) {
                 const float* rows[8];  // mr <= 8: both kernels have mr <= 6
                 for (int r = 0; r < m; ++r) rows[r] = a.A + (i0 + ir + r) * a.lda + pc;
