@@ -425,6 +425,40 @@ def test_activation_layers_fuse_into_their_producer_with_the_same_bits():
         np.testing.assert_array_equal(p, q)
 
 
+def test_a_relu_after_add_fuses_into_it_with_the_same_bits():
+    # Residual joins: Add then relu in one pass; once before max pooling (which takes the
+    # relu's backward), once over three inputs before a Dense. Dropout(0.0) keeps the
+    # relu apart in the reference model.
+    def build(apart):
+        ember.set_random_seed(6)
+
+        def join(parts):
+            x = layers.Add()(parts)
+            if apart:
+                x = layers.Dropout(0.0)(x)
+            return layers.Activation("relu")(x)
+        inp = ember.Input((6, 6, 2))
+        a = layers.Conv2D(4, 3, padding="same")(inp)
+        b = layers.Conv2D(4, 3, padding="same")(inp)
+        x = layers.Flatten()(layers.MaxPooling2D()(join([a, b])))
+        c, d = layers.Dense(8)(x), layers.Dense(8)(x)
+        x = join([c, d, layers.Dense(8)(x)])
+        m = ember.Model(inp, layers.Dense(3, activation="softmax")(x))
+        m.compile("adam", "sparse_categorical_crossentropy")
+        return m
+    x = R.normal(size=(32, 6, 6, 2)).astype(np.float32)
+    y = R.integers(0, 3, 32)
+    fused, apart = build(False), build(True)
+    apart.set_weights(fused.get_weights())
+    for m in (fused, apart):
+        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    assert sum("activation into" in f for f in fused._graph.fusions) == 2
+    assert not any("activation into" in f for f in apart._graph.fusions)
+    for p, q in zip(fused.get_weights(), apart.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(fused.predict(x, verbose=0), apart.predict(x, verbose=0))
+
+
 def test_token_ids_are_checked_through_nested_models():
     ids = ember.Input((5,), dtype="int32")
     inner = ember.Model(ids, layers.GlobalAveragePooling1D()(layers.Embedding(10, 3)(ids)))

@@ -83,8 +83,9 @@ void Graph::fuse_bias_into_dense() {
 }
 
 // An Activation layer after a Dense, Conv2D, Conv2DTranspose or BatchNormalization
-// without one, the only reader of its output: the activation moves into the producer
-// (the GEMM epilogue for relu) and the Activation node becomes a view.
+// without one, or a relu after an Add, the only reader of its output: the activation
+// moves into the producer (the GEMM epilogue for relu, the Add's sum) and the
+// Activation node becomes a view.
 void Graph::fuse_activation_into_producer() {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     auto* act = dynamic_cast<ActivationNode*>(nodes_[i].get());
@@ -101,8 +102,10 @@ void Graph::fuse_activation_into_producer() {
     if (!dynamic_cast<DenseNode*>(nodes_[p].get()) && !dynamic_cast<Conv2DNode*>(nodes_[p].get()) &&
         !dynamic_cast<Conv2DTransposeNode*>(nodes_[p].get()) &&
         !dynamic_cast<DepthwiseNode*>(nodes_[p].get()) &&
-        !dynamic_cast<BatchNormNode*>(nodes_[p].get()))
-      continue;
+        !dynamic_cast<BatchNormNode*>(nodes_[p].get())) {
+      const auto* merge = dynamic_cast<MergeNode*>(nodes_[p].get());
+      if (!merge || !merge->takes_relu() || act->act != Act::Relu) continue;
+    }
     nodes_[p]->act = act->act;
     nodes_[i] = view_in_place_of(*act);
     fusions_.push_back("activation into node " + std::to_string(p));

@@ -604,6 +604,9 @@ class MergeNode : public Node {
  public:
   explicit MergeNode(MergeOp op) : op_(op) {}
   const char* kind() const override;
+  // A relu after the node can move into it: the sum of two or more inputs, then relu,
+  // in one pass (a residual block's output).
+  bool takes_relu() const { return op_ == MergeOp::Add && inputs.size() >= 2; }
   void forward(const StepCtx& ctx, const float* const* x, float* y, int64_t n) override;
   void backward(const StepCtx& ctx, const float* const* x, const float* y, float* dy,
                 float* const* dx, int64_t n, bool preact) override;

@@ -52,7 +52,13 @@ void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t
     const float* acc = i == 1 ? x[0] : y;
     switch (op_) {
       case MergeOp::Add: case MergeOp::Average:
-        merge_into(y, acc, x[i], m, [](float v, float u) { return v + u; });
+        if (act == Act::Relu && i == k - 1)  // a relu moved in (takes_relu): as relu's own
+          merge_into(y, acc, x[i], m, [](float v, float u) {
+            const float s = v + u;
+            return s > 0.f ? s : 0.f;
+          });
+        else
+          merge_into(y, acc, x[i], m, [](float v, float u) { return v + u; });
         break;
       case MergeOp::Subtract:
         merge_into(y, acc, x[i], m, [](float v, float u) { return v - u; });
@@ -78,9 +84,15 @@ void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t
 // dx_i = dy * prod_{j != i} x_j; Maximum/Minimum: dy goes to the first input that
 // holds the extreme value, 0 to the others.
 void MergeNode::backward(const StepCtx&, const float* const* x, const float* y, float* dy,
-                         float* const* dx, int64_t n, bool) {
+                         float* const* dx, int64_t n, bool preact) {
   const int64_t m = n * out_size, k = static_cast<int64_t>(inputs.size());
   const MergeOp op = op_;
+  if (act == Act::Relu && !preact && !act_backward_done_by_next) {
+    // An Add with a relu moved in: each input's gradient is relu's, dy where y > 0.
+    for (int64_t i = 0; i < k; ++i)
+      if (dx[i]) merge_into(dx[i], dy, y, m, [](float g, float v) { return v > 0.f ? g : 0.f; });
+    return;
+  }
   for (int64_t i = 0; i < k; ++i) {
     float* d = dx[i];
     if (!d) continue;
