@@ -25,6 +25,9 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so conv_dw         # a 3x3 'same' convolution's kernel
 //                                                   # gradient (CONV="n h w c f", default
 //                                                   # the ResNet's "64 32 32 32 32")
+//   /tmp/ab /tmp/old.so /tmp/new.so maxpool         # 2x2 max pooling forward (with argmax)
+//                                                   # and backward after a relu (POOL="n h
+//                                                   # w c", default the CNN's "64 30 30 32")
 //
 // T=threads (default 2); BLOCK=n times each build n calls in a row (default 1: the
 // builds alternate every call, so neither keeps its weights in cache); CALLS=n calls of
@@ -41,6 +44,7 @@
 #include "ember/conv2d.h"
 #include "ember/gemm.h"
 #include "ember/graph.h"
+#include "ember/pooling.h"
 #include "ember/random.h"
 
 using namespace ember;
@@ -74,6 +78,12 @@ struct Fill {
 struct Conv {
   Conv2DShape s;
   std::vector<float> x, dz, dw;
+};
+
+struct Pool {
+  Pool2DShape s;
+  std::vector<float> x, y, dy, dx;
+  std::vector<int32_t> argmax;
 };
 
 struct Product {
@@ -220,6 +230,23 @@ extern "C" void* ab_setup(const char* what) {
     for (auto& v : c->dz) v = d(rng);
     return c;
   }
+  if (std::string(what) == "maxpool") {
+    auto* p = new Pool;
+    int64_t n = 64, h = 30, w = 30, c = 32;
+    if (const char* pool = std::getenv("POOL"))
+      std::sscanf(pool, "%ld %ld %ld %ld", &n, &h, &w, &c);
+    p->s = pool2d_shape(n, h, w, c, 2, 2, 2, 2, false);
+    std::mt19937 rng(0);
+    std::normal_distribution<float> d;
+    p->x.resize(n * h * w * c);
+    for (auto& v : p->x) v = std::max(0.f, d(rng));  // a relu's output
+    p->dx.resize(p->x.size());
+    p->y.resize(n * p->s.oh * p->s.ow * c);
+    p->dy.resize(p->y.size());
+    for (auto& v : p->dy) v = d(rng);
+    p->argmax.resize(p->y.size());
+    return p;
+  }
   auto* p = new Product;
   char a = 'N', b = 'N';
   const char* shape = std::getenv("SHAPE");
@@ -243,6 +270,12 @@ extern "C" void ab_call(const char* what, void* state) {
   if (std::string(what) == "uniform") {
     auto* f = static_cast<Fill*>(state);
     fill_uniform(f->out.data(), static_cast<int64_t>(f->out.size()), 0.f, 1.f, 7, f->step++);
+    return;
+  }
+  if (std::string(what) == "maxpool") {
+    auto* p = static_cast<Pool*>(state);
+    maxpool2d_forward(p->s, p->x.data(), p->y.data(), p->argmax.data());
+    maxpool2d_backward(p->s, p->dy.data(), p->argmax.data(), p->dx.data(), p->y.data());
     return;
   }
   if (std::string(what) == "conv_dw") {
@@ -283,7 +316,7 @@ int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s old.so new.so "
-                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw\n",
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool\n",
                  argv[0]);
     return 2;
   }

@@ -14,6 +14,7 @@
 #include "ember/vector_isa.h"
 
 #include "ember/conv2d.h"
+#include "vector_math.h"
 
 namespace ember {
 namespace {

@@ -141,6 +141,7 @@ const PoolCase kPoolCases[] = {
     {1, 6, 5, 2, 2, 4, 1, 2, true},   // top 0, left 1, rectangular window
     {2, 8, 7, 3, 2, 2, 3, 3, false},  // gaps between the windows
     {2, 7, 8, 4, 3, 3, 3, 3, true},   // apart, padded on both sides
+    {2, 8, 8, 32, 2, 2, 2, 2, false}, {2, 7, 9, 16, 3, 3, 2, 2, true},  // vectors of 16
 };
 
 }  // namespace
@@ -208,6 +209,22 @@ TEST(Pooling, TiesGoToTheFirstMaximumAndNaNWins) {
   maxpool2d_forward(s, x.data(), y.data(), arg.data());
   EXPECT_TRUE(std::isnan(y[0]));
   EXPECT_EQ(arg[0], 2);
+  // The same in each of 16 channels (the vector path), a NaN in channel 5 only.
+  const Pool2DShape v = pool2d_shape(1, 2, 2, 16, 2, 2, 2, 2, false);
+  std::vector<float> xv(64), yv(16);
+  std::vector<int32_t> av(16);
+  const float pattern[4] = {1.f, 3.f, 3.f, 2.f};
+  for (int64_t ch = 0; ch < 16; ++ch)
+    for (int64_t p = 0; p < 4; ++p) xv[p * 16 + ch] = pattern[p];
+  xv[2 * 16 + 5] = std::numeric_limits<float>::quiet_NaN();
+  maxpool2d_forward(v, xv.data(), yv.data(), av.data());
+  for (int64_t ch = 0; ch < 16; ++ch) {
+    EXPECT_EQ(av[ch], ch == 5 ? 2 : 1) << "channel " << ch;
+    if (ch == 5)
+      EXPECT_TRUE(std::isnan(yv[ch]));
+    else
+      EXPECT_EQ(yv[ch], 3.f);
+  }
 }
 
 TEST(Pooling, RejectsAPoolLargerThanItsInput) {

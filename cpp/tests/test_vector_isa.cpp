@@ -86,29 +86,30 @@ TEST(VectorIsa, ActivationsForwardAndBackward) {
 TEST(VectorIsa, PoolingWindowedAndGlobal) {
   // 2x2/2 tiling, 3x3/2 'same' (overlapping, padded) and 2x3/3 with gaps.
   const int64_t geo[][5] = {{2, 2, 2, 2, 0}, {3, 3, 2, 2, 1}, {2, 3, 3, 3, 0}};
-  for (const auto& g : geo) {
-    const Pool2DShape s = pool2d_shape(3, 12, 11, 19, g[0], g[1], g[2], g[3], g[4] != 0);
-    const auto x = random_vec(s.n * s.h * s.w * s.c, 3);
-    const auto dy = random_vec(s.n * s.oh * s.ow * s.c, 4);
-    expect_same_bits([&] {
-      std::vector<float> y(dy.size()), ya(dy.size()), dx(x.size()), dxr(x.size()),
-          dxa(x.size());
-      std::vector<int32_t> arg(dy.size());
-      maxpool2d_forward(s, x.data(), y.data(), arg.data());
-      maxpool2d_backward(s, dy.data(), arg.data(), dx.data(), nullptr);
-      maxpool2d_backward(s, dy.data(), arg.data(), dxr.data(), y.data());
-      avgpool2d_forward(s, x.data(), ya.data());
-      avgpool2d_backward(s, dy.data(), dxa.data());
-      Bytes out;
-      append(out, y);
-      append(out, arg);
-      append(out, dx);
-      append(out, dxr);
-      append(out, ya);
-      append(out, dxa);
-      return out;
-    });
-  }
+  for (const auto& g : geo)
+    for (int64_t c : {19, 32}) {  // (32: the max pooling's vector path)
+      const Pool2DShape s = pool2d_shape(3, 12, 11, c, g[0], g[1], g[2], g[3], g[4] != 0);
+      const auto x = random_vec(s.n * s.h * s.w * s.c, 3);
+      const auto dy = random_vec(s.n * s.oh * s.ow * s.c, 4);
+      expect_same_bits([&] {
+        std::vector<float> y(dy.size()), ya(dy.size()), dx(x.size()), dxr(x.size()),
+            dxa(x.size());
+        std::vector<int32_t> arg(dy.size());
+        maxpool2d_forward(s, x.data(), y.data(), arg.data());
+        maxpool2d_backward(s, dy.data(), arg.data(), dx.data(), nullptr);
+        maxpool2d_backward(s, dy.data(), arg.data(), dxr.data(), y.data());
+        avgpool2d_forward(s, x.data(), ya.data());
+        avgpool2d_backward(s, dy.data(), dxa.data());
+        Bytes out;
+        append(out, y);
+        append(out, arg);
+        append(out, dx);
+        append(out, dxr);
+        append(out, ya);
+        append(out, dxa);
+        return out;
+      });
+    }
   const int64_t n = 4, hw = 23, c = 37;
   const auto x = random_vec(n * hw * c, 5);
   const auto dy = random_vec(n * c, 6);
