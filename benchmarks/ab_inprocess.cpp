@@ -25,6 +25,8 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so conv_dw         # a 3x3 'same' convolution's kernel
 //                                                   # gradient (CONV="n h w c f", default
 //                                                   # the ResNet's "64 32 32 32 32")
+//   /tmp/ab /tmp/old.so /tmp/new.so cnn             # run.py's CNN, predict at batch 1024
+//                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so maxpool         # 2x2 max pooling forward (with argmax)
 //                                                   # and backward after a relu (POOL="n h
 //                                                   # w c", default the CNN's "64 30 30 32")
@@ -169,6 +171,39 @@ void* make_lstm(bool training) {
   }
   return m;
 }
+
+// run.py's cnn workload for predict: Conv2D(32, 3, relu), MaxPooling2D, Conv2D(64, 3,
+// relu), MaxPooling2D, Conv2D(64, 3, relu), Flatten, Dense(64, relu), Dense(10,
+// softmax) on 32 x 32 x 3 images, batch 1024 (or BATCH).
+void* make_cnn() {
+  auto* m = new Mlp;
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> w(-0.1f, 0.1f), u(0.f, 1.f);
+  auto var = [&](std::vector<int64_t> shape) {
+    auto v = std::make_shared<Variable>(shape);
+    for (int64_t i = 0; i < v->size(); ++i) v->data()[i] = w(rng);
+    m->vars.push_back(v);
+    return v;
+  };
+  int v = m->g.add_input({32, 32, 3});
+  v = m->g.add_conv2d(v, var({3, 3, 3, 32}), var({32}), 1, 1, 1, 1, false, Act::Relu);
+  v = m->g.add_pool2d(v, true, 2, 2, 2, 2, false);
+  v = m->g.add_conv2d(v, var({3, 3, 32, 64}), var({64}), 1, 1, 1, 1, false, Act::Relu);
+  v = m->g.add_pool2d(v, true, 2, 2, 2, 2, false);
+  v = m->g.add_conv2d(v, var({3, 3, 64, 64}), var({64}), 1, 1, 1, 1, false, Act::Relu);
+  v = m->g.add_reshape(v, {1024});
+  v = m->g.add_dense(v, var({1024, 64}), var({64}), Act::Relu);
+  v = m->g.add_dense(v, var({64, 10}), var({10}), Act::Softmax);
+  m->g.set_outputs({v});
+  const char* batch = std::getenv("BATCH");
+  const int64_t n = batch ? std::max(1, std::atoi(batch)) : 1024;
+  m->x.resize(n * 32 * 32 * 3);
+  for (auto& x : m->x) x = u(rng);
+  m->out.resize(n * 10);
+  m->b.x = {m->x.data()};
+  m->b.n = m->b.rows = n;
+  return m;
+}
 #endif
 
 // The benchmarks' MLP training step: batch 128, Adam, sparse categorical crossentropy.
@@ -209,6 +244,7 @@ extern "C" void* ab_setup(const char* what) {
 #ifdef AB_DAG
   if (std::string(what) == "lstm") return make_lstm(false);
   if (std::string(what) == "lstm_train") return make_lstm(true);
+  if (std::string(what) == "cnn") return make_cnn();
 #endif
   if (std::string(what) == "uniform") {
     auto* f = new Fill;
@@ -288,7 +324,7 @@ extern "C" void ab_call(const char* what, void* state) {
     m->g.train_step(m->b, 1e-3f);
     return;
   }
-  if (std::string(what) != "sgemm") {  // predict, predict_sparse, lstm
+  if (std::string(what) != "sgemm") {  // predict, predict_sparse, lstm, cnn
     auto* m = static_cast<Mlp*>(state);
 #ifdef AB_DAG
     m->g.predict(m->b, {m->out.data()});
@@ -316,7 +352,7 @@ int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s old.so new.so "
-                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool\n",
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool|cnn\n",
                  argv[0]);
     return 2;
   }
