@@ -661,12 +661,12 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
   const int64_t blocks_per_thread = ceil_div(rows_per_thread, kMC);
   int64_t mc = round_up(ceil_div(rows_per_thread, blocks_per_thread), mr);
   int64_t mblocks = ceil_div(M, mc);
+  // Blocks of rows serve A's packing; read in place, one thread takes all its rows in
+  // one block, so each K block's lines are found once.
+  if (cols_a && threads == 1) mblocks = 1;
   // The blocks share the micro-tiles of rows evenly, none more than one tile longer than
   // another (512 rows in 4 blocks: 132, 126, 132, 122, not 132, 132, 132, 116: the two
   // threads' shares then differ by 1.5% instead of 6%); mc is the longest.
-  // Blocks of rows serve A's packing; in place, one thread takes every row in one block,
-  // so each K block's lines are found once.
-  if (cols_a && threads == 1) mblocks = 1;
   const int64_t mtiles = ceil_div(M, mr);
   mc = mr * ceil_div(mtiles, mblocks);
   // A few rows (batch-1 convolutions: 16 x 64 x 576) split unevenly by M; when
@@ -795,11 +795,12 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
           }
           const float* const* cols = cols_a ? found.find(*a.lines, a.q0 + pc, kc) : nullptr;
           if (cols_a) {
-            for (int64_t ir = 0; ir < mrows && seglen % mr != 0; ir += mr) {
-              const int64_t m = std::min<int64_t>(mr, mrows - ir);
-              if (!in_one_segment(i0 + ir, m))
-                pack_a_lines(*a.lines, cols, i0 + ir, m, kc, mr, ap + ir * kc);
-            }
+            if (seglen % mr != 0)  // the tiles that cross a segment's end
+              for (int64_t ir = 0; ir < mrows; ir += mr) {
+                const int64_t m = std::min<int64_t>(mr, mrows - ir);
+                if (!in_one_segment(i0 + ir, m))
+                  pack_a_lines(*a.lines, cols, i0 + ir, m, kc, mr, ap + ir * kc);
+              }
           } else if (!direct_a) {
             if (a.lines)
               pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,

@@ -52,8 +52,8 @@ void MergeNode::forward(const StepCtx&, const float* const* x, float* y, int64_t
     const float* acc = i == 1 ? x[0] : y;
     switch (op_) {
       case MergeOp::Add: case MergeOp::Average:
-        if (act == Act::Relu && i == k - 1)  // a relu moved in (takes_relu): as relu's own
-          merge_into(y, acc, x[i], m, [](float v, float u) {
+        if (op_ == MergeOp::Add && act == Act::Relu && i == k - 1)  // moved in (takes_relu)
+          merge_into(y, acc, x[i], m, [](float v, float u) {  // relu's own select
             const float s = v + u;
             return s > 0.f ? s : 0.f;
           });
