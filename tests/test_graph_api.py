@@ -399,6 +399,19 @@ def test_shared_embedding_matches_keras_through_an_adam_step():
         np.testing.assert_allclose(p, np.asarray(q), atol=1e-5)
 
 
+def train_from_the_same_weights(first, second):
+    """second takes first's weights, both train the same two epochs on the same
+    (6, 6, 2) images, and end on the same bits; returns the images."""
+    x = R.normal(size=(32, 6, 6, 2)).astype(np.float32)
+    y = R.integers(0, 3, 32)
+    second.set_weights(first.get_weights())
+    for m in (first, second):
+        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    for p, q in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(p, q)
+    return x
+
+
 def test_activation_layers_fuse_into_their_producer_with_the_same_bits():
     def build(split):
         ember.set_random_seed(5)
@@ -413,16 +426,10 @@ def test_activation_layers_fuse_into_their_producer_with_the_same_bits():
         m = ember.Sequential([ember.Input((6, 6, 2))] + body)
         m.compile("adam", "sparse_categorical_crossentropy")
         return m
-    x = R.normal(size=(32, 6, 6, 2)).astype(np.float32)
-    y = R.integers(0, 3, 32)
     fused, plain = build(True), build(False)
-    plain.set_weights(fused.get_weights())
-    for m in (fused, plain):
-        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    train_from_the_same_weights(fused, plain)
     assert sum("activation into" in f for f in fused._graph.fusions) == 3
     assert any("relu backward into pooling" in f for f in fused._graph.fusions)
-    for p, q in zip(fused.get_weights(), plain.get_weights()):
-        np.testing.assert_array_equal(p, q)
 
 
 def test_a_relu_after_add_fuses_into_it_with_the_same_bits():
@@ -446,16 +453,10 @@ def test_a_relu_after_add_fuses_into_it_with_the_same_bits():
         m = ember.Model(inp, layers.Dense(3, activation="softmax")(x))
         m.compile("adam", "sparse_categorical_crossentropy")
         return m
-    x = R.normal(size=(32, 6, 6, 2)).astype(np.float32)
-    y = R.integers(0, 3, 32)
     fused, apart = build(False), build(True)
-    apart.set_weights(fused.get_weights())
-    for m in (fused, apart):
-        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+    x = train_from_the_same_weights(fused, apart)
     assert sum("activation into" in f for f in fused._graph.fusions) == 2
     assert not any("activation into" in f for f in apart._graph.fusions)
-    for p, q in zip(fused.get_weights(), apart.get_weights()):
-        np.testing.assert_array_equal(p, q)
     np.testing.assert_array_equal(fused.predict(x, verbose=0), apart.predict(x, verbose=0))
 
 

@@ -793,7 +793,9 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
               }
             }
           }
-          const float* const* cols = cols_a ? found.find(*a.lines, a.q0 + pc, kc) : nullptr;
+          // Aᵀ as lines: this K block's, read in place or packed.
+          const float* const* cols =
+              a.lines && a.ta == Trans::T ? found.find(*a.lines, a.q0 + pc, kc) : nullptr;
           if (cols_a) {
             if (seglen % mr != 0)  // the tiles that cross a segment's end
               for (int64_t ir = 0; ir < mrows; ir += mr) {
@@ -803,8 +805,7 @@ void Product::blocked(const GemmKernel& kern, int threads, const Epilogue* after
               }
           } else if (!direct_a) {
             if (a.lines)
-              pack_a_lines(*a.lines, found.find(*a.lines, a.q0 + pc, kc), i0, mrows, kc, mr,
-                           ap);
+              pack_a_lines(*a.lines, cols, i0, mrows, kc, mr, ap);
             else
               pack_a(a.ta, a.A, a.lda, i0, mrows, pc, kc, mr, a.alpha, ap);
           }
