@@ -27,6 +27,8 @@
 //                                                   # the ResNet's "64 32 32 32 32")
 //   /tmp/ab /tmp/old.so /tmp/new.so cnn             # run.py's CNN, predict at batch 1024
 //                                                   # (BATCH=n: batch n)
+//   /tmp/ab /tmp/old.so /tmp/new.so cnn_train       # one Adam step of it, batch 64
+//                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so maxpool         # 2x2 max pooling forward (with argmax)
 //                                                   # and backward after a relu (POOL="n h
 //                                                   # w c", default the CNN's "64 30 30 32")
@@ -174,8 +176,9 @@ void* make_lstm(bool training) {
 
 // run.py's cnn workload for predict: Conv2D(32, 3, relu), MaxPooling2D, Conv2D(64, 3,
 // relu), MaxPooling2D, Conv2D(64, 3, relu), Flatten, Dense(64, relu), Dense(10,
-// softmax) on 32 x 32 x 3 images, batch 1024 (or BATCH).
-void* make_cnn() {
+// softmax) on 32 x 32 x 3 images, batch 1024 (or BATCH); training: batch 64 (or BATCH),
+// sparse categorical crossentropy, Adam.
+void* make_cnn(bool training) {
   auto* m = new Mlp;
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> w(-0.1f, 0.1f), u(0.f, 1.f);
@@ -196,12 +199,23 @@ void* make_cnn() {
   v = m->g.add_dense(v, var({64, 10}), var({10}), Act::Softmax);
   m->g.set_outputs({v});
   const char* batch = std::getenv("BATCH");
-  const int64_t n = batch ? std::max(1, std::atoi(batch)) : 1024;
+  const int64_t n = batch ? std::max(1, std::atoi(batch)) : training ? 64 : 1024;
   m->x.resize(n * 32 * 32 * 3);
   for (auto& x : m->x) x = u(rng);
   m->out.resize(n * 10);
   m->b.x = {m->x.data()};
   m->b.n = m->b.rows = n;
+  if (training) {
+    m->labels.resize(n);
+    for (auto& l : m->labels) l = static_cast<int32_t>(rng() % 10);
+    OutputSpec out;
+    out.has_loss = true;
+    out.loss = Loss::SparseCategoricalCrossentropy;
+    m->g.set_output_spec(0, out);
+    m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
+    m->b.labels = {m->labels.data()};
+    m->b.y = {nullptr};
+  }
   return m;
 }
 #endif
@@ -244,7 +258,8 @@ extern "C" void* ab_setup(const char* what) {
 #ifdef AB_DAG
   if (std::string(what) == "lstm") return make_lstm(false);
   if (std::string(what) == "lstm_train") return make_lstm(true);
-  if (std::string(what) == "cnn") return make_cnn();
+  if (std::string(what) == "cnn") return make_cnn(false);
+  if (std::string(what) == "cnn_train") return make_cnn(true);
 #endif
   if (std::string(what) == "uniform") {
     auto* f = new Fill;
@@ -319,7 +334,8 @@ extern "C" void ab_call(const char* what, void* state) {
     conv2d_backward(c->s, c->x.data(), nullptr, c->dz.data(), nullptr, c->dw.data(), nullptr);
     return;
   }
-  if (std::string(what) == "train" || std::string(what) == "lstm_train") {
+  if (std::string(what) == "train" || std::string(what) == "lstm_train" ||
+      std::string(what) == "cnn_train") {
     auto* m = static_cast<Mlp*>(state);
     m->g.train_step(m->b, 1e-3f);
     return;
@@ -352,7 +368,8 @@ int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s old.so new.so "
-                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool|cnn\n",
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool|cnn|"
+                 "cnn_train\n",
                  argv[0]);
     return 2;
   }

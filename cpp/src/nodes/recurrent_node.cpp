@@ -46,6 +46,22 @@ constexpr int64_t kByUnitsMin = int64_t(1) << 15;
 // See RnnNode::stepwise.
 constexpr int64_t kStepwiseRows = 128;
 
+// Where the training forward keeps what backward reads, in the node's saved block of n
+// rows: slot by slot, each slot's n rows together (row b at b U, gates at b GU): the
+// states h (slots 0..T: before the first step and after each), LSTM's cells c likewise,
+// each step's gates, GRU's recurrent candidate terms. A step's rows are then one block
+// that backward streams through (sample by sample, they were 2 KB pieces hundreds of KB
+// apart).
+struct Kept {
+  float* base;
+  int64_t n, U, GU, T;
+  bool lstm;
+  float* h(int64_t slot) const { return base + slot * n * U; }
+  float* c(int64_t slot) const { return base + (T + 1 + slot) * n * U; }
+  float* g(int64_t s) const { return base + (T + 1) * n * U * (lstm ? 2 : 1) + s * n * GU; }
+  float* rh(int64_t s) const { return g(T) + s * n * U; }
+};
+
 }  // namespace
 
 const char* RnnNode::kind() const {
@@ -57,7 +73,7 @@ const char* RnnNode::kind() const {
 }
 
 // Per sample: h before and after every step, c likewise (LSTM), the gates, and GRU's
-// recurrent candidate term.
+// recurrent candidate term (laid out by Kept).
 int64_t RnnNode::saved_per_sample() const {
   const int64_t T = s_.steps, U = s_.units, GU = s_.gates() * U;
   return (T + 1) * U * (s_.cell == RnnCell::LSTM ? 2 : 1) + T * GU +
@@ -134,20 +150,17 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     return xw_.data() + (upfront ? b * T + t : b) * GU;
   };
 
-  // Where step s's states and gates live: the saved rows (stride S per sample) when
-  // training, else two alternating (n, U) buffers.
-  const int64_t S = saved_per_sample();
-  const int64_t HU = (T + 1) * U, off_c = HU, off_g = HU * (lstm ? 2 : 1),
-                off_rh = off_g + T * GU;
+  // Where step s's states and gates live, row b at b U (gates: b GU): kept for backward
+  // when training, else two alternating (n, U) buffers.
+  const Kept kept{saved, n, U, GU, T, lstm};
   auto h_at = [&](int64_t slot) -> float* {
-    return keep ? saved + slot * U : hbuf_.data() + (slot % 2) * n * U;
+    return keep ? kept.h(slot) : hbuf_.data() + (slot % 2) * n * U;
   };
   auto c_at = [&](int64_t slot) -> float* {
-    return keep ? saved + off_c + slot * U : cbuf_.data() + (slot % 2) * n * U;
+    return keep ? kept.c(slot) : cbuf_.data() + (slot % 2) * n * U;
   };
-  const int64_t ldh = keep ? S : U, ldg = keep ? S : GU;
-  auto g_at = [&](int64_t s) -> float* { return keep ? saved + off_g + s * GU : gbuf_.data(); };
-  auto rh_at = [&](int64_t s) -> float* { return keep ? saved + off_rh + s * U : rhbuf_.data(); };
+  auto g_at = [&](int64_t s) -> float* { return keep ? kept.g(s) : gbuf_.data(); };
+  auto rh_at = [&](int64_t s) -> float* { return keep ? kept.rh(s) : rhbuf_.data(); };
 
   // Slot 0: the initial state: given, carried from the last batch (stateful), or zeros.
   const bool carried = s_.stateful && !s_.initial_state && state_rows_ >= 0;
@@ -159,7 +172,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         "Received a batch of " + std::to_string(n));
   for (int64_t b = 0; b < n; ++b) {
     for (int64_t k = 0; k < (lstm ? 2 : 1); ++k) {
-      float* dst = (k == 0 ? h_at(0) : c_at(0)) + b * ldh;
+      float* dst = (k == 0 ? h_at(0) : c_at(0)) + b * U;
       if (s_.initial_state)
         std::memcpy(dst, x[1 + k] + b * U, sizeof(float) * U);
       else if (carried)
@@ -205,9 +218,9 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   auto cell = [&](int64_t b, int64_t s, int64_t t, int64_t j0, int64_t j1) {
     const float* xr = xw_at(b, t);
     const float* rr = rec_.data() + b * GU;
-    const float* h0 = h_at(s) + b * ldh;
-    float* h1 = h_at(s + 1) + b * ldh;
-    float* gb = g_at(s) + b * ldg;
+    const float* h0 = h_at(s) + b * U;
+    float* h1 = h_at(s + 1) + b * U;
+    float* gb = g_at(s) + b * GU;
     const int64_t w = j1 - j0;
     const bool masked = ids && ids[b * T + t] == 0.f;
     auto sum_inputs = [&](int64_t k) {  // gate block k: x W + h R (+ biases)
@@ -218,14 +231,14 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       act_inplace(a, gb + j0, w);
       for (int64_t j = j0; j < j1; ++j) h1[j] = masked ? h0[j] : gb[j];
     } else if (lstm) {
-      lstm_row_forward(U, j0, j1, a, ra, xr, rr, c_at(s) + b * ldh, h0, gb,
-                       c_at(s + 1) + b * ldh, h1, masked);
+      lstm_row_forward(U, j0, j1, a, ra, xr, rr, c_at(s) + b * U, h0, gb,
+                       c_at(s + 1) + b * U, h1, masked);
     } else {  // GRU
       float* gh = gb + 2 * U;
       if (split) {  // z and r are in place already
         for (int64_t j = j0; j < j1; ++j) gh[j] = xr[2 * U + j] + rr[2 * U + j];
       } else {  // reset_after: the reset gate scales the recurrent candidate term
-        float* rhb = rh_at(s) + b * ldh;
+        float* rhb = rh_at(s) + b * U;
         sum_inputs(0);
         sum_inputs(1);
         act_inplace(ra, gb + j0, w);
@@ -271,7 +284,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       const int64_t j1 = th + 1 == nth ? U : U / 16 * (th + 1) / nth * 16;
       SerialGemm serial(true);
       for (int64_t s = 0; s < T; ++s) {
-        recurrent(s, h_at(s), ldh, j0, j1);
+        recurrent(s, h_at(s), U, j0, j1);
         for (int64_t b = 0; b < n; ++b) cell(b, s, time_of(s), j0, j1);
         barrier.wait(nth);  // step s + 1 reads every unit of step s's state
       }
@@ -287,10 +300,10 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         sgemm(Trans::N, Trans::N, n, GU, F, 1.f, x[0] + t * F, T * F, W, GU, 0.f, xw_.data(),
               GU, &ep);
       const float* hr = hp;  // the state as the recurrent product sees it
-      int64_t ldr = ldh;
+      int64_t ldr = U;
       if (rdrop_ && (s > 0 || carried_or_given)) {
         for (int64_t b = 0; b < n; ++b)
-          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * ldh + j] * rmask_[b * U + j];
+          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * U + j] * rmask_[b * U + j];
         hr = hm_.data();
         ldr = U;
       }
@@ -302,13 +315,13 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         for (int64_t b = 0; b < n; ++b) {
           const float* xr = xw_at(b, t);
           const float* rr = rec_.data() + b * GU;
-          float* gb = g + b * ldg;
+          float* gb = g + b * GU;
           for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
           act_inplace(ra, gb, 2 * U);
-          for (int64_t j = 0; j < U; ++j) rh[b * ldh + j] = gb[U + j] * hr[b * ldr + j];
+          for (int64_t j = 0; j < U; ++j) rh[b * U + j] = gb[U + j] * hr[b * ldr + j];
         }
         if (s > 0 || carried_or_given)
-          sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, ldh, R + 2 * U, GU, 0.f,
+          sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, U, R + 2 * U, GU, 0.f,
                 rec_.data() + 2 * U, GU);
       }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
@@ -319,17 +332,17 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     for (int k = 0; k < (lstm ? 2 : 1); ++k) {
       state_[k].resize(n * U);
       for (int64_t b = 0; b < n; ++b)
-        std::memcpy(state_[k].data() + b * U, (k == 0 ? h_at(T) : c_at(T)) + b * ldh,
+        std::memcpy(state_[k].data() + b * U, (k == 0 ? h_at(T) : c_at(T)) + b * U,
                     sizeof(float) * U);
     }
     state_rows_ = n;
   }
   for (int64_t b = 0; b < n; ++b) {
     float* row = y + b * ldy;
-    if (!s_.return_sequences) std::memcpy(row, h_at(T) + b * ldh, sizeof(float) * U);
+    if (!s_.return_sequences) std::memcpy(row, h_at(T) + b * U, sizeof(float) * U);
     if (s_.return_state) {
-      std::memcpy(row + main, h_at(T) + b * ldh, sizeof(float) * U);
-      if (lstm) std::memcpy(row + main + U, c_at(T) + b * ldh, sizeof(float) * U);
+      std::memcpy(row + main, h_at(T) + b * U, sizeof(float) * U);
+      if (lstm) std::memcpy(row + main + U, c_at(T) + b * U, sizeof(float) * U);
     }
   }
 }
@@ -345,9 +358,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
   float* dR = vars[1].grad;
   float* dB = vars.size() > 2 ? vars[2].grad : nullptr;
   const float* ids = static_cast<int>(inputs.size()) > data_inputs ? x[data_inputs] : nullptr;
-  const int64_t S = saved_per_sample();
-  const int64_t HU = (T + 1) * U, off_c = HU, off_g = HU * (lstm ? 2 : 1),
-                off_rh = off_g + T * GU;
+  const Kept kept{saved, n, U, GU, T, lstm};
   const int64_t ldy = out_size, main = s_.return_sequences ? T * U : U;
   // The gradient at the gates' inputs: (n, GU) for the current step, else (n, T, GU).
   const bool by_step = stepwise(n);
@@ -374,20 +385,15 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
     float* drec = own_drec ? drec_.data() : dgs;
     const int64_t ldr = own_drec ? GU : ldg;
     // The state the recurrent product read.
-    const float* hr = saved + s * U;
-    int64_t ldh = S;
+    const float* hr = kept.h(s);  // row b at b U
     if (rdrop_) {
-      for (int64_t b = 0; b < n; ++b)
-        for (int64_t j = 0; j < U; ++j)
-          hm_[b * U + j] = saved[b * S + s * U + j] * rmask_[b * U + j];
+      for (int64_t i = 0; i < n * U; ++i) hm_[i] = hr[i] * rmask_[i];
       hr = hm_.data();
-      ldh = U;
     }
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
     for (int64_t b = 0; b < n; ++b) {
-      const float* sb = saved + b * S;
-      const float* h0 = sb + s * U;
-      const float* gb = sb + off_g + s * GU;
+      const float* h0 = kept.h(s) + b * U;
+      const float* gb = kept.g(s) + b * GU;
       float* dh = dh_.data() + b * U;
       float* dg = dgs + b * ldg;
       float* dr = drec + b * ldr;
@@ -408,10 +414,10 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
         dact_inplace(a, gb, dg, U);
         std::fill(dh, dh + U, 0.f);
       } else if (lstm) {
-        lstm_row_backward(U, a, ra, gb, sb + off_c + s * U, sb + off_c + (s + 1) * U, dh,
+        lstm_row_backward(U, a, ra, gb, kept.c(s) + b * U, kept.c(s + 1) + b * U, dh,
                           dc_.data() + b * U, dg);
       } else {
-        const float* rh = sb + off_rh + s * U;
+        const float* rh = kept.rh(s) + b * U;
         const float *gz = gb, *gr = gb + U, *gh = gb + 2 * U;
         for (int64_t j = 0; j < U; ++j) {
           dg[2 * U + j] = dh[j] * (1.f - gz[j]);
@@ -436,11 +442,11 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
             tmp_.data(), U);
 #pragma omp parallel for schedule(static) if (n * GU > kParallelMin)
       for (int64_t b = 0; b < n; ++b) {
-        const float* gr = saved + b * S + off_g + s * GU + U;
+        const float* gr = kept.g(s) + b * GU + U;
         float* dg = dgs + b * ldg;
         float* d = tmp_.data() + b * U;
         for (int64_t j = 0; j < U; ++j) {
-          dg[U + j] = d[j] * hr[b * ldh + j];
+          dg[U + j] = d[j] * hr[b * U + j];
           d[j] *= gr[j];
         }
         dact_inplace(ra, gr, dg + U, U);
@@ -467,9 +473,9 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
       sgemm(Trans::N, Trans::T, n, U, 2 * U, 1.f, drec, ldr, R, GU, 1.f, tmp_.data(), U);
       for (int64_t i = 0; i < n * U; ++i) dh_[i] += rdrop_ ? tmp_[i] * rmask_[i] : tmp_[i];
       if (dR) {
-        sgemm(Trans::T, Trans::N, U, 2 * U, n, 1.f, hr, ldh, drec, ldr, beta, dR, GU);
-        sgemm(Trans::T, Trans::N, U, U, n, 1.f, saved + off_rh + s * U, S, drec + 2 * U, ldr,
-              beta, dR + 2 * U, GU);
+        sgemm(Trans::T, Trans::N, U, 2 * U, n, 1.f, hr, U, drec, ldr, beta, dR, GU);
+        sgemm(Trans::T, Trans::N, U, U, n, 1.f, kept.rh(s), U, drec + 2 * U, ldr, beta,
+              dR + 2 * U, GU);
       }
     } else {
       if (rdrop_) {
@@ -478,7 +484,7 @@ void RnnNode::backward(const StepCtx&, const float* const* x, const float*, floa
       } else {
         sgemm(Trans::N, Trans::T, n, U, GU, 1.f, drec, ldr, R, GU, 1.f, dh_.data(), U);
       }
-      if (dR) sgemm(Trans::T, Trans::N, U, GU, n, 1.f, hr, ldh, drec, ldr, beta, dR, GU);
+      if (dR) sgemm(Trans::T, Trans::N, U, GU, n, 1.f, hr, U, drec, ldr, beta, dR, GU);
     }
     if (own_drec && dB) column_sums(drec, n, GU, ldr, dbias_.data(), s < T - 1);
   }
