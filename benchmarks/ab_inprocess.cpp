@@ -25,6 +25,9 @@
 //   /tmp/ab /tmp/old.so /tmp/new.so conv_dw         # a 3x3 'same' convolution's kernel
 //                                                   # gradient (CONV="n h w c f", default
 //                                                   # the ResNet's "64 32 32 32 32")
+//   /tmp/ab /tmp/old.so /tmp/new.so conv_dx         # a 3x3 'valid' convolution's input
+//                                                   # gradient (CONV="n h w c f", default
+//                                                   # the CNN's conv2 "64 15 15 32 64")
 //   /tmp/ab /tmp/old.so /tmp/new.so cnn             # run.py's CNN, predict at batch 1024
 //                                                   # (BATCH=n: batch n)
 //   /tmp/ab /tmp/old.so /tmp/new.so cnn_train       # one Adam step of it, batch 64
@@ -81,7 +84,7 @@ struct Fill {
 
 struct Conv {
   Conv2DShape s;
-  std::vector<float> x, dz, dw;
+  std::vector<float> x, dz, dw, w, dx;
 };
 
 struct Pool {
@@ -266,19 +269,23 @@ extern "C" void* ab_setup(const char* what) {
     f->out.resize(std::getenv("SIZE") ? std::max(1, std::atoi(std::getenv("SIZE"))) : 128 * 512);
     return f;
   }
-  if (std::string(what) == "conv_dw") {
+  if (std::string(what) == "conv_dw" || std::string(what) == "conv_dx") {
     auto* c = new Conv;
-    int64_t n = 64, h = 32, w = 32, ch = 32, f = 32;
+    const bool dx = std::string(what) == "conv_dx";
+    int64_t n = 64, h = dx ? 15 : 32, w = dx ? 15 : 32, ch = 32, f = dx ? 64 : 32;
     if (const char* conv = std::getenv("CONV"))
       std::sscanf(conv, "%ld %ld %ld %ld %ld", &n, &h, &w, &ch, &f);
-    c->s = conv2d_shape(n, h, w, ch, 3, 3, f, 1, 1, 1, 1, true);
+    c->s = conv2d_shape(n, h, w, ch, 3, 3, f, 1, 1, 1, 1, !dx);
     std::mt19937 rng(0);
     std::normal_distribution<float> d;
     c->x.resize(n * h * w * ch);
-    c->dz.resize(n * h * w * f);
+    c->dx.resize(c->x.size());
+    c->dz.resize(n * c->s.oh * c->s.ow * f);
     c->dw.resize(9 * ch * f);
+    c->w.resize(9 * ch * f);
     for (auto& v : c->x) v = d(rng);
     for (auto& v : c->dz) v = d(rng);
+    for (auto& v : c->w) v = d(rng);
     return c;
   }
   if (std::string(what) == "maxpool") {
@@ -334,6 +341,11 @@ extern "C" void ab_call(const char* what, void* state) {
     conv2d_backward(c->s, c->x.data(), nullptr, c->dz.data(), nullptr, c->dw.data(), nullptr);
     return;
   }
+  if (std::string(what) == "conv_dx") {
+    auto* c = static_cast<Conv*>(state);
+    conv2d_backward(c->s, nullptr, c->w.data(), c->dz.data(), c->dx.data(), nullptr, nullptr);
+    return;
+  }
   if (std::string(what) == "train" || std::string(what) == "lstm_train" ||
       std::string(what) == "cnn_train") {
     auto* m = static_cast<Mlp*>(state);
@@ -368,8 +380,8 @@ int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: %s old.so new.so "
-                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|maxpool|cnn|"
-                 "cnn_train\n",
+                 "predict|predict_sparse|train|sgemm|lstm|lstm_train|uniform|conv_dw|conv_dx|"
+                 "maxpool|cnn|cnn_train\n",
                  argv[0]);
     return 2;
   }

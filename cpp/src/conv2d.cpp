@@ -15,6 +15,7 @@
 
 #include "ember/parallel.h"
 #include "ember/vector_isa.h"
+#include "vector_math.h"
 
 #include "ember/buffer.h"
 #include "ember/gemm.h"

@@ -156,11 +156,15 @@ TEST(VectorIsa, BatchNormalizationTraining) {
 TEST(VectorIsa, BiasSumsCol2imAndTheGemmEpilogue) {
   const int64_t rows = 301, cols = 77;
   const auto dz = random_vec(rows * cols, 11);
-  // A strided convolution's input gradient goes through col2im.
+  // A strided convolution's input gradient goes through col2im; so does a valid one's
+  // over 32 channels (whole vectors).
   const Conv2DShape s = conv2d_shape(2, 9, 10, 5, 3, 3, 6, 2, 2, 1, 1, false);
   const auto x = random_vec(s.n * s.h * s.w * s.c, 12);
   const auto w = random_vec(s.kh * s.kw * s.c * s.f, 13);
   const auto dzc = random_vec(s.n * s.oh * s.ow * s.f, 14);
+  const Conv2DShape s32 = conv2d_shape(2, 9, 9, 32, 3, 3, 8, 1, 1, 1, 1, false);
+  const auto w32 = random_vec(s32.kh * s32.kw * s32.c * s32.f, 22);
+  const auto dz32 = random_vec(s32.n * s32.oh * s32.ow * s32.f, 23);
   const auto bias = random_vec(cols, 15), scale = random_vec(cols, 20),
              shift = random_vec(cols, 21);
   expect_same_bits([&] {
@@ -168,6 +172,8 @@ TEST(VectorIsa, BiasSumsCol2imAndTheGemmEpilogue) {
     column_sums(dz.data(), rows, cols, cols, sums.data(), false);
     bias_grad(dz.data(), rows, cols, db.data());
     conv2d_backward(s, x.data(), w.data(), dzc.data(), dx.data(), dw.data(), dbc.data());
+    std::vector<float> dx32(s32.n * s32.h * s32.w * s32.c);
+    conv2d_backward(s32, nullptr, w32.data(), dz32.data(), dx32.data(), nullptr, nullptr);
     // C = relu((A B + bias) scale + shift): A (rows, 33), B (33, cols).
     std::vector<float> c(rows * cols);
     Epilogue ep;
@@ -178,7 +184,7 @@ TEST(VectorIsa, BiasSumsCol2imAndTheGemmEpilogue) {
     sgemm(Trans::N, Trans::N, rows, cols, 33, 1.f, dz.data(), 33, dz.data(), cols, 0.f,
           c.data(), cols, &ep);
     Bytes out;
-    for (const auto* v : {&sums, &db, &dx, &dw, &dbc, &c}) append(out, *v);
+    for (const auto* v : {&sums, &db, &dx, &dw, &dbc, &dx32, &c}) append(out, *v);
     return out;
   });
 }
