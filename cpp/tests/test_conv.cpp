@@ -27,7 +27,7 @@ struct ConvCase {
 // enough to span several input-gradient blocks and to split the weight gradient's
 // long K over padded windows, a kernel as large as the input (one output row: the
 // small-M path), and whole vectors of channels through col2im (valid, strided 'same',
-// dilated).
+// dilated) and of filters through the bias's sums (80).
 const ConvCase kConvCases[] = {
     {2, 7, 9, 3, 3, 3, 5, 1, 1, 1, 1, false},  {3, 8, 8, 4, 3, 2, 6, 2, 2, 1, 1, true},
     {1, 9, 7, 2, 3, 3, 4, 1, 1, 2, 2, true},   {2, 9, 11, 3, 3, 3, 7, 1, 1, 2, 1, false},
@@ -35,7 +35,7 @@ const ConvCase kConvCases[] = {
     {1, 1, 1, 5, 1, 1, 17, 1, 1, 1, 1, true},  {1, 4, 4, 1, 4, 4, 3, 1, 1, 1, 1, false},
     {3, 5, 6, 2, 5, 5, 5, 2, 3, 1, 1, true},   {40, 16, 16, 8, 3, 3, 19, 1, 1, 1, 1, true},
     {2, 13, 13, 17, 3, 3, 33, 2, 2, 1, 1, false}, {3, 9, 9, 32, 3, 3, 8, 1, 1, 1, 1, false},
-    {2, 10, 11, 16, 3, 3, 5, 2, 2, 1, 1, true},  {2, 9, 9, 16, 3, 3, 4, 1, 1, 2, 2, false},
+    {2, 10, 11, 16, 3, 3, 80, 2, 2, 1, 1, true},  {2, 9, 9, 16, 3, 3, 4, 1, 1, 2, 2, false},
 };
 
 Conv2DShape make(const ConvCase& k) {
@@ -144,6 +144,7 @@ const PoolCase kPoolCases[] = {
     {2, 8, 7, 3, 2, 2, 3, 3, false},  // gaps between the windows
     {2, 7, 8, 4, 3, 3, 3, 3, true},   // apart, padded on both sides
     {2, 8, 8, 32, 2, 2, 2, 2, false}, {2, 7, 9, 16, 3, 3, 2, 2, true},  // vectors of 16
+    {2, 7, 9, 16, 2, 2, 2, 2, false}, {2, 7, 8, 32, 3, 3, 3, 3, true},  // apart, untiled
 };
 
 }  // namespace

@@ -171,6 +171,8 @@ TEST(VectorIsa, BiasSumsCol2imAndTheGemmEpilogue) {
     std::vector<float> sums(cols), db(cols), dx(x.size()), dw(w.size()), dbc(s.f);
     column_sums(dz.data(), rows, cols, cols, sums.data(), false);
     bias_grad(dz.data(), rows, cols, db.data());
+    std::vector<float> db80(80);  // whole vectors of columns
+    bias_grad(dz.data(), rows * cols / 80, 80, db80.data());
     conv2d_backward(s, x.data(), w.data(), dzc.data(), dx.data(), dw.data(), dbc.data());
     std::vector<float> dx32(s32.n * s32.h * s32.w * s32.c);
     conv2d_backward(s32, nullptr, w32.data(), dz32.data(), dx32.data(), nullptr, nullptr);
@@ -184,7 +186,7 @@ TEST(VectorIsa, BiasSumsCol2imAndTheGemmEpilogue) {
     sgemm(Trans::N, Trans::N, rows, cols, 33, 1.f, dz.data(), 33, dz.data(), cols, 0.f,
           c.data(), cols, &ep);
     Bytes out;
-    for (const auto* v : {&sums, &db, &dx, &dw, &dbc, &dx32, &c}) append(out, *v);
+    for (const auto* v : {&sums, &db, &dx, &dw, &dbc, &dx32, &db80, &c}) append(out, *v);
     return out;
   });
 }
