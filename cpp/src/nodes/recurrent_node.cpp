@@ -190,10 +190,10 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
   }
   // The recurrent product of step s into rec_, for units [j0, j1) of every gate block
   // (GRU without reset_after: of z and r; its candidate's product comes after r). Its
-  // input is hr, ldr apart. One product where that is every unit; each element is the
-  // same chain of multiply-adds either way.
+  // input is hr, rows U apart. One product where that is every unit; each element is
+  // the same chain of multiply-adds either way.
   const bool carried_or_given = s_.initial_state || carried;
-  auto recurrent = [&](int64_t s, const float* hr, int64_t ldr, int64_t j0, int64_t j1) {
+  auto recurrent = [&](int64_t s, const float* hr, int64_t j0, int64_t j1) {
     if (s == 0 && !carried_or_given) {  // the product of a zero state is its bias alone
       for (int64_t b = 0; b < n; ++b)
         for (int64_t k = 0; k < G; ++k)
@@ -205,13 +205,13 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
     Epilogue rep;
     if (j0 == 0 && j1 == U) {
       rep.bias = rbias;
-      sgemm(Trans::N, Trans::N, n, blocks * U, U, 1.f, hr, ldr, R, GU, 0.f, rec_.data(), GU,
+      sgemm(Trans::N, Trans::N, n, blocks * U, U, 1.f, hr, U, R, GU, 0.f, rec_.data(), GU,
             &rep);
       return;
     }
     int64_t starts[4];
     for (int64_t k = 0; k < blocks; ++k) starts[k] = k * U + j0;
-    sgemm_small_columns(n, U, hr, ldr, R, GU, rec_.data(), GU, rbias, starts, blocks, j1 - j0);
+    sgemm_small_columns(n, U, hr, U, R, GU, rec_.data(), GU, rbias, starts, blocks, j1 - j0);
   };
   // Batch row b at step s (time t), units [j0, j1): the gates' inputs, their
   // activations block by block, then the state update and the output.
@@ -284,7 +284,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
       const int64_t j1 = th + 1 == nth ? U : U / 16 * (th + 1) / nth * 16;
       SerialGemm serial(true);
       for (int64_t s = 0; s < T; ++s) {
-        recurrent(s, h_at(s), U, j0, j1);
+        recurrent(s, h_at(s), j0, j1);
         for (int64_t b = 0; b < n; ++b) cell(b, s, time_of(s), j0, j1);
         barrier.wait(nth);  // step s + 1 reads every unit of step s's state
       }
@@ -300,14 +300,11 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
         sgemm(Trans::N, Trans::N, n, GU, F, 1.f, x[0] + t * F, T * F, W, GU, 0.f, xw_.data(),
               GU, &ep);
       const float* hr = hp;  // the state as the recurrent product sees it
-      int64_t ldr = U;
       if (rdrop_ && (s > 0 || carried_or_given)) {
-        for (int64_t b = 0; b < n; ++b)
-          for (int64_t j = 0; j < U; ++j) hm_[b * U + j] = hp[b * U + j] * rmask_[b * U + j];
+        for (int64_t i = 0; i < n * U; ++i) hm_[i] = hp[i] * rmask_[i];
         hr = hm_.data();
-        ldr = U;
       }
-      recurrent(s, hr, ldr, 0, U);
+      recurrent(s, hr, 0, U);
       if (split) {  // z and r first, then the candidate's product over r h
         float* g = g_at(s);
         float* rh = rh_at(s);
@@ -318,7 +315,7 @@ void RnnNode::forward(const StepCtx& ctx, const float* const* x, float* y, int64
           float* gb = g + b * GU;
           for (int64_t j = 0; j < 2 * U; ++j) gb[j] = xr[j] + rr[j];
           act_inplace(ra, gb, 2 * U);
-          for (int64_t j = 0; j < U; ++j) rh[b * U + j] = gb[U + j] * hr[b * ldr + j];
+          for (int64_t j = 0; j < U; ++j) rh[b * U + j] = gb[U + j] * hr[b * U + j];
         }
         if (s > 0 || carried_or_given)
           sgemm(Trans::N, Trans::N, n, U, U, 1.f, rh, U, R + 2 * U, GU, 0.f,
