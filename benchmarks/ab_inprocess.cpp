@@ -137,6 +137,19 @@ void* make_mlp(bool sparse) {
 }
 
 #ifdef AB_DAG
+// Adam on the graph's one output, against m->labels (integer classes) if there are
+// any, else m->targets.
+void add_training(Mlp* m, Loss loss) {
+  OutputSpec out;
+  out.has_loss = true;
+  out.loss = loss;
+  m->g.set_output_spec(0, out);
+  m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
+  const bool classes = !m->labels.empty();
+  m->b.labels = {classes ? m->labels.data() : nullptr};
+  m->b.y = {classes ? nullptr : m->targets.data()};
+}
+
 // run.py's lstm workload at batch 1 (BATCH=n: n): Embedding(20000, 128) over 200 ids,
 // LSTM(128), Dense(1, sigmoid); training: batch 128 (or BATCH), binary crossentropy, Adam.
 void* make_lstm(bool training) {
@@ -166,13 +179,7 @@ void* make_lstm(bool training) {
   if (training) {
     m->targets.resize(n);
     for (auto& t : m->targets) t = static_cast<float>(rng() % 2);
-    OutputSpec out;
-    out.has_loss = true;
-    out.loss = Loss::BinaryCrossentropy;
-    m->g.set_output_spec(0, out);
-    m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
-    m->b.labels = {nullptr};
-    m->b.y = {m->targets.data()};
+    add_training(m, Loss::BinaryCrossentropy);
   }
   return m;
 }
@@ -211,13 +218,7 @@ void* make_cnn(bool training) {
   if (training) {
     m->labels.resize(n);
     for (auto& l : m->labels) l = static_cast<int32_t>(rng() % 10);
-    OutputSpec out;
-    out.has_loss = true;
-    out.loss = Loss::SparseCategoricalCrossentropy;
-    m->g.set_output_spec(0, out);
-    m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
-    m->b.labels = {m->labels.data()};
-    m->b.y = {nullptr};
+    add_training(m, Loss::SparseCategoricalCrossentropy);
   }
   return m;
 }
@@ -234,14 +235,8 @@ void* make_training() {
   m->labels.resize(n);
   for (int64_t i = 0; i < n; ++i) m->labels[i] = static_cast<int32_t>(rng() % 10);
 #ifdef AB_DAG
-  OutputSpec spec;
-  spec.has_loss = true;
-  spec.loss = Loss::SparseCategoricalCrossentropy;
-  m->g.set_output_spec(0, spec);
-  m->g.set_optimizer(std::make_shared<Optimizer>(OptimizerConfig{}));
+  add_training(m, Loss::SparseCategoricalCrossentropy);
   m->b.x = {m->x.data()};
-  m->b.labels = {m->labels.data()};
-  m->b.y = {nullptr};
 #else
   m->g.set_loss(Loss::SparseCategoricalCrossentropy, false);
   m->g.set_optimizer(OptimizerConfig{});
