@@ -137,6 +137,18 @@ void* make_mlp(bool sparse) {
 }
 
 #ifdef AB_DAG
+// A batch of BATCH rows (else `fallback`) of `in` input and `out` output floats each;
+// returns its rows.
+int64_t set_batch(Mlp* m, int64_t fallback, int64_t in, int64_t out) {
+  const char* batch = std::getenv("BATCH");
+  const int64_t n = batch ? std::max(1, std::atoi(batch)) : fallback;
+  m->x.resize(n * in);
+  m->out.resize(n * out);
+  m->b.x = {m->x.data()};
+  m->b.n = m->b.rows = n;
+  return n;
+}
+
 // Adam on the graph's one output, against m->labels (integer classes) if there are
 // any, else m->targets.
 void add_training(Mlp* m, Loss loss) {
@@ -169,13 +181,8 @@ void* make_lstm(bool training) {
   v = m->g.add_rnn(v, spec, var({128, 512}), var({128, 512}), var({512}))[0];
   v = m->g.add_dense(v, var({128, 1}), var({1}), Act::Sigmoid);
   m->g.set_outputs({v});
-  const char* batch = std::getenv("BATCH");
-  const int64_t n = batch ? std::max(1, std::atoi(batch)) : training ? 128 : 1;
-  m->x.resize(n * 200);
+  const int64_t n = set_batch(m, training ? 128 : 1, 200, 1);
   for (auto& id : m->x) id = static_cast<float>(1 + rng() % 19999);
-  m->out.resize(n);
-  m->b.x = {m->x.data()};
-  m->b.n = m->b.rows = n;
   if (training) {
     m->targets.resize(n);
     for (auto& t : m->targets) t = static_cast<float>(rng() % 2);
@@ -208,13 +215,8 @@ void* make_cnn(bool training) {
   v = m->g.add_dense(v, var({1024, 64}), var({64}), Act::Relu);
   v = m->g.add_dense(v, var({64, 10}), var({10}), Act::Softmax);
   m->g.set_outputs({v});
-  const char* batch = std::getenv("BATCH");
-  const int64_t n = batch ? std::max(1, std::atoi(batch)) : training ? 64 : 1024;
-  m->x.resize(n * 32 * 32 * 3);
+  const int64_t n = set_batch(m, training ? 64 : 1024, 32 * 32 * 3, 10);
   for (auto& x : m->x) x = u(rng);
-  m->out.resize(n * 10);
-  m->b.x = {m->x.data()};
-  m->b.n = m->b.rows = n;
   if (training) {
     m->labels.resize(n);
     for (auto& l : m->labels) l = static_cast<int32_t>(rng() % 10);
